@@ -1,0 +1,71 @@
+"""Nested containers of arrays ("pytrees"): tuples, lists and dicts, flattened to leaves.
+
+>>> leaves, treedef = flatten({"w": 1.0, "b": (2.0, 3.0)})
+>>> leaves
+[1.0, 2.0, 3.0]
+>>> unflatten(treedef, [4.0, 5.0, 6.0])
+{'w': 4.0, 'b': (5.0, 6.0)}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+_LEAF = None
+
+
+def flatten(tree: Any) -> tuple[list, Any]:
+    """Leaves of ``tree`` in a fixed order, and a description to rebuild it."""
+    leaves: list = []
+    return leaves, _flatten(tree, leaves)
+
+
+def _flatten(tree, leaves):
+    if isinstance(tree, (tuple, list)):
+        return (type(tree), [_flatten(t, leaves) for t in tree])
+    if isinstance(tree, dict):
+        return (type(tree), list(tree.keys()), [_flatten(t, leaves) for t in tree.values()])
+    if tree is None:
+        return ("none",)
+    leaves.append(tree)
+    return _LEAF
+
+
+def unflatten(treedef: Any, leaves: list) -> Any:
+    """Rebuild the container described by ``treedef`` around ``leaves``."""
+    it = iter(leaves)
+    return _unflatten(treedef, it)
+
+
+def _unflatten(td, it):
+    if td is _LEAF:
+        return next(it)
+    if td[0] == "none":
+        return None
+    if len(td) == 3:
+        return td[0]({k: _unflatten(s, it) for k, s in zip(td[1], td[2])})
+    items = [_unflatten(s, it) for s in td[1]]
+    return td[0](items) if td[0] in (list, tuple) else td[0](*items)
+
+
+def tree_map(f: Callable, tree: Any, *rest: Any) -> Any:
+    """Apply ``f`` leaf by leaf to one or more trees of the same structure."""
+    leaves, td = flatten(tree)
+    others = [flatten(r)[0] for r in rest]
+    return unflatten(td, [f(*xs) for xs in zip(leaves, *others)])
+
+
+def same_structure(a: Any, b: Any) -> bool:
+    """True if two trees have the same containers and keys."""
+    return flatten(a)[1] == flatten(b)[1]
+
+
+def leaf_paths(tree: Any, prefix: str = "") -> list[str]:
+    """Readable paths of the leaves, in :func:`flatten` order (``[0]['w']``)."""
+    if isinstance(tree, (tuple, list)):
+        return [p for i, t in enumerate(tree) for p in leaf_paths(t, f"{prefix}[{i}]")]
+    if isinstance(tree, dict):
+        return [p for k, t in tree.items() for p in leaf_paths(t, f"{prefix}[{k!r}]")]
+    if tree is None:
+        return []
+    return [prefix]

@@ -1,0 +1,131 @@
+"""grad, vjp, jvp, jacobian, hessian, hvp: structure, argnums, and agreement between modes."""
+
+import numpy as np
+import pytest
+
+import diffsim as ds
+import diffsim.numpy as dnp
+
+rng = np.random.default_rng(42)
+
+
+def f_vec(x):
+    return dnp.stack([dnp.sin(x[0]) * x[1], x[0] ** 2 + dnp.exp(x[1]), x[0] * x[1] * x[2]])
+
+
+def test_jacobian_modes_agree_and_match_closed_form():
+    x = np.array([0.3, -0.7, 1.2])
+    expected = np.array([[np.cos(0.3) * -0.7, np.sin(0.3), 0.0],
+                         [0.6, np.exp(-0.7), 0.0],
+                         [-0.7 * 1.2, 0.3 * 1.2, 0.3 * -0.7]])
+    np.testing.assert_allclose(ds.jacrev(f_vec)(x), expected, rtol=1e-14)
+    np.testing.assert_allclose(ds.jacfwd(f_vec)(x), expected, rtol=1e-14)
+    assert ds.jacobian is ds.jacrev
+
+
+def test_jacobian_shapes_out_plus_in():
+    f = lambda x: dnp.tanh(x @ np.ones((3, 2)))
+    x = rng.standard_normal((4, 3))
+    assert ds.jacrev(f)(x).shape == (4, 2, 4, 3)
+    np.testing.assert_allclose(ds.jacrev(f)(x), ds.jacfwd(f)(x), rtol=1e-13, atol=1e-15)
+
+
+def test_hessian_against_closed_form_and_hvp():
+    A = rng.standard_normal((4, 4))
+    A = A + A.T
+    f = lambda x: 0.5 * x @ A @ x + dnp.sum(x ** 4)
+    x = rng.standard_normal(4)
+    H = A + np.diag(12 * x ** 2)
+    np.testing.assert_allclose(ds.hessian(f)(x), H, rtol=1e-12)
+    v = rng.standard_normal(4)
+    (hv,) = ds.hvp(f, (x,), (v,))
+    np.testing.assert_allclose(hv, H @ v, rtol=1e-12)
+
+
+def test_third_order_scalar():
+    d3 = ds.grad(ds.grad(ds.grad(lambda x: dnp.sin(x) * x ** 2)))
+    x = 0.7
+    exact = -np.cos(x) * x ** 2 - 6 * x * np.sin(x) + 6 * np.cos(x)
+    assert abs(d3(x) - exact) < 1e-13
+
+
+def test_pytree_arguments_round_trip():
+    params = {"layers": [(rng.standard_normal((3, 2)), rng.standard_normal(2))], "scale": 1.5}
+    x = rng.standard_normal((5, 3))
+
+    def loss(p, x):
+        (W, b), = p["layers"]
+        return p["scale"] * dnp.sum(dnp.tanh(x @ W + b) ** 2)
+
+    g = ds.grad(loss)(params, x)
+    assert set(g) == {"layers", "scale"} and isinstance(g["layers"], list)
+    assert g["layers"][0][0].shape == (3, 2) and g["layers"][0][1].shape == (2,)
+    ds.check_grads(loss, (params, x), order=1)
+
+
+def test_argnums_tuple_and_has_aux():
+    f = lambda x, y, z: (x * y + z, {"aux": x})
+    (gx, gz), aux = ds.grad(f, argnums=(0, 2), has_aux=True)(2.0, 3.0, 4.0)
+    assert (gx, gz) == (3.0, 1.0) and aux == {"aux": 2.0}
+    (val, aux2), gy = ds.value_and_grad(f, argnums=1, has_aux=True)(2.0, 3.0, 4.0)
+    assert val == 10.0 and gy == 2.0 and aux2["aux"] == 2.0
+
+
+def test_vjp_with_tuple_output_and_multiple_calls():
+    y, back = ds.vjp(lambda a, b: (a * b, dnp.sum(a)), np.ones(3), 2.0)
+    assert y[1] == 3.0
+    ga, gb = back((np.ones(3), 1.0))
+    np.testing.assert_allclose(ga, 3.0)
+    assert gb == 3.0
+    ga2, _ = back((np.zeros(3), 2.0))
+    np.testing.assert_allclose(ga2, 2.0)
+
+
+def test_jvp_tangent_structure_and_constant_output():
+    val, tan = ds.jvp(lambda x: (x * 2.0, 5.0), (np.ones(2),), (np.ones(2),))
+    np.testing.assert_allclose(tan[0], 2.0)
+    assert tan[1] == 0.0
+
+
+def test_integer_and_boolean_arguments_get_zero_gradients():
+    f = lambda x, n, mask: dnp.sum(x ** n * mask)
+    gx, gn, gm = ds.grad(f, argnums=(0, 1, 2))(np.array([1.0, 2.0]), 2, np.array([True, False]))
+    np.testing.assert_allclose(gx, [2.0, 0.0])
+    assert gn == 0.0 and np.all(gm == 0.0)
+
+
+def test_output_independent_of_input_gives_zero_gradient():
+    np.testing.assert_array_equal(ds.grad(lambda x: 3.0)(np.ones(2)), np.zeros(2))
+
+
+def test_stop_gradient():
+    assert ds.grad(lambda x: x * ds.stop_gradient(x))(3.0) == 3.0
+    # second order: stop_gradient is a constant at every level
+    assert ds.grad(ds.grad(lambda x: x ** 2 * ds.stop_gradient(x)))(2.0) == 4.0
+
+
+def test_forward_over_reverse_equals_reverse_over_reverse():
+    f = lambda x: dnp.sum(dnp.sin(x) * dnp.cumsum(x) ** 2)
+    x, v = rng.standard_normal(5), rng.standard_normal(5)
+    (fwd_rev,) = ds.hvp(f, (x,), (v,))
+    rev_rev = ds.grad(lambda x: dnp.vdot(ds.grad(f)(x), v))(x)
+    np.testing.assert_allclose(fwd_rev, rev_rev, rtol=1e-12)
+
+
+def test_nested_mixed_modes_hessian_matches_jacrev_of_grad():
+    f = lambda x: dnp.prod(dnp.cos(x)) + dnp.logsumexp(x * x)
+    x = rng.standard_normal(4)
+    np.testing.assert_allclose(ds.hessian(f)(x), ds.jacrev(ds.grad(f))(x), rtol=1e-11, atol=1e-14)
+
+
+def test_jacfwd_with_argnums_tuple():
+    f = lambda x, y: x * y
+    jx, jy = ds.jacfwd(f, argnums=(0, 1))(np.array([1.0, 2.0]), np.array([3.0, 4.0]))
+    np.testing.assert_allclose(jx, np.diag([3.0, 4.0]))
+    np.testing.assert_allclose(jy, np.diag([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_propagates_not_silenced(bad):
+    g = ds.grad(lambda x: dnp.sum(x * x))(np.array([1.0, bad]))
+    assert np.isfinite(g[0]) and not np.isfinite(g[1])
