@@ -1,10 +1,11 @@
 """The eager interpreter: reverse mode records a tape while numpy runs, forward mode pushes
-tangents along; the backward pass walks the tape in reverse topological order.
+tangents along; the backward pass walks the tape in reverse.
 
-The backward pass is micrograd's: sort the graph topologically, then apply each node's rule
-from the table (:mod:`diffsim.primitives`) and accumulate cotangents with ``+`` where a value
-fans out. Accumulation and rules use primitives, so an outer trace records the backward pass
-itself: that is all higher-order differentiation needs.
+The tape is a Wengert list: nodes are appended in execution order, which is a topological
+order, so walking it backwards visits every node after all of its consumers (no sort needed).
+Each node's rule comes from the table (:mod:`diffsim.primitives`); cotangents accumulate with
+``+`` where a value fans out. Rules and accumulation use primitives, so an outer trace records
+the backward pass itself: that is all higher-order differentiation needs.
 """
 
 from __future__ import annotations
@@ -29,16 +30,22 @@ class Node:
 
 
 class ReverseTrace(Trace):
-    """Reverse mode: each primitive application becomes a :class:`Node` on the tape."""
+    """Reverse mode: each primitive application is appended to the tape as a :class:`Node`."""
 
-    __slots__ = ()
+    __slots__ = ("tape",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tape: list[Node] = []
 
     def new_input(self, value: Any) -> Box:
         return Box(value, self, Node(None, (), value, {}, ()))
 
     def process(self, prim, args, vals, ans, params):
-        parents = tuple((i, a.node) for i, a in enumerate(args) if type(a) is Box and a.trace is self)
-        return Box(ans, self, Node(prim, vals, ans, params, parents))
+        parents = tuple([(i, a.node) for i, a in enumerate(args) if type(a) is Box and a.trace is self])
+        node = Node(prim, vals, ans, params, parents)
+        self.tape.append(node)
+        return Box(ans, self, node)
 
 
 class ForwardTrace(Trace):
@@ -61,45 +68,25 @@ class ForwardTrace(Trace):
         return Box(ans, self, out)
 
 
-def toposort(roots: list[Node]) -> list[Node]:
-    """Nodes reachable from ``roots``, each before all of its parents."""
-    seen: set[int] = set()
-    order: list[Node] = []
-    stack = [(r, False) for r in roots]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-        elif id(node) not in seen:
-            seen.add(id(node))
-            stack.append((node, True))
-            stack.extend((p, False) for _, p in node.parents if id(p) not in seen)
-    order.reverse()
-    return order
-
-
-def backward(seeds: list[tuple[Node, Any]]) -> dict[int, Any]:
-    """Propagate cotangents from ``seeds`` (node, cotangent) to every node; returns the
-    cotangents of the input nodes (those without parents), keyed by ``id(node)``."""
+def backward(trace: ReverseTrace, seeds: list[tuple[Node, Any]]) -> dict[int, Any]:
+    """Propagate cotangents from ``seeds`` (node, cotangent) back along ``trace``'s tape;
+    returns the cotangents reaching input nodes (those without parents), keyed by ``id(node)``."""
     grads: dict[int, Any] = {}
     for node, g in seeds:
-        grads[id(node)] = g if id(node) not in grads else add(grads[id(node)], g)
-    leaves = {}
-    for node in toposort([n for n, _ in seeds]):
+        key = id(node)
+        grads[key] = g if key not in grads else add(grads[key], g)
+    for node in reversed(trace.tape):
         g = grads.pop(id(node), None)
         if g is None:
             continue
-        if not node.parents:
-            leaves[id(node)] = g
-            continue
-        prim, vals = node.prim, node.vals
+        prim, vals, params = node.prim, node.vals, node.params
         if prim.vjp_all is not None:
-            argnums = [i for i, _ in node.parents]
-            cts = prim.vjp_all(g, node.ans, vals, node.params, argnums)
+            cts = prim.vjp_all(g, node.ans, vals, params, [i for i, _ in node.parents])
         else:
-            cts = [prim.vjp_rule(i)(g, node.ans, *vals, **node.params) for i, _ in node.parents]
+            cts = [(prim.vjps.get(i) or prim.vjp_rule(i))(g, node.ans, *vals, **params)
+                   for i, _ in node.parents]
         for (i, parent), ct in zip(node.parents, cts):
             ct = unbroadcast(ct, vals[i])
             key = id(parent)
             grads[key] = ct if key not in grads else add(grads[key], ct)
-    return leaves
+    return grads  # what is left: the inputs' cotangents

@@ -164,14 +164,27 @@ def bind(prim: Primitive, args: tuple, params: dict) -> Any:
             top = a.trace
     if top is None:
         return prim.impl(*args, **params)
-    vals = tuple(a.value if type(a) is Box and a.trace is top else a for a in args)
-    ans = bind(prim, vals, params)
+    vals = []
+    nested = False  # do boxes of outer (lower-level) traces remain after unwrapping this one?
+    for a in args:
+        if type(a) is Box:
+            if a.trace is top:
+                a = a.value
+            nested = nested or type(a) is Box
+        vals.append(a)
+    vals = tuple(vals)
+    ans = bind(prim, vals, params) if nested else prim.impl(*vals, **params)
     return top.process(prim, args, vals, ans, params)
 
 
 def shape(x: Any) -> tuple:
     """Shape of a possibly boxed value."""
-    return np.shape(raw(x))
+    while type(x) is Box:
+        x = x.value
+    try:
+        return x.shape
+    except AttributeError:
+        return np.shape(x)
 
 
 def dtype(x: Any) -> np.dtype:

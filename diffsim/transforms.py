@@ -76,7 +76,7 @@ def vjp(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
                                  f"shape {np.shape(raw(o))}")
             if type(o) is Box and o.trace is trace:
                 seeds.append((o.node, ct))
-        grads = backward(seeds) if seeds else {}
+        grads = backward(trace, seeds) if seeds else {}
         cts = [grads.get(id(b.node), _zeros_like(b)) if type(b) is Box and b.trace is trace
                else _zeros_like(b) for b in boxes]
         return unflatten(tree, cts)

@@ -4,6 +4,8 @@ Each row: a name, a function, and its arguments as (shape, domain). Domains keep
 differences away from kinks and singularities.
 """
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -95,7 +97,8 @@ TABLE = [
     ("norm 1 vector", lambda x: dnp.linalg.norm(x, 1), [((4,), "distinct")]),
     ("norm inf vector", lambda x: dnp.linalg.norm(x, np.inf), [((4,), "distinct")]),
     ("norm p=3", lambda x: dnp.linalg.norm(x, 3), [((4,), "pos")]),
-    ("norm 1 matrix", lambda x: dnp.linalg.norm(x, 1), [((3, 3), "distinct")]),
+    # column scales 1, 10, 100 keep the column sums of |x| far apart: no kink of max nearby
+    ("norm 1 matrix", lambda x: dnp.linalg.norm(x * np.array([1.0, 10.0, 100.0]), 1), [((3, 3), "pos")]),
     # products
     ("dot 1d", dnp.dot, [((3,), R), ((3,), R)]),
     ("dot 2d-1d", dnp.dot, [((2, 3), R), ((3,), R)]),
@@ -169,7 +172,7 @@ TABLE = [
 
 @pytest.mark.parametrize("name,fun,specs", TABLE, ids=[row[0] for row in TABLE])
 def test_check_grads(name, fun, specs):
-    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
     args = [make(shape, domain, rng) for shape, domain in specs]
     ds.check_grads(fun, args, order=2, modes=("rev", "fwd"))
 
