@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .primitives import add, broadcast_tangent, unbroadcast
-from .tracer import Box, Primitive, Trace
+from .tracer import Box, Primitive, Trace, shape
 
 
 class Node:
@@ -27,6 +27,15 @@ class Node:
         self.ans = ans
         self.params = params
         self.parents = parents  # ((argnum, parent node), ...)
+
+
+class ShapeOf:
+    """What the tape keeps of a value its rules never read: its shape, for unbroadcasting."""
+
+    __slots__ = ("shape",)
+
+    def __init__(self, value: Any) -> None:
+        self.shape = shape(value)
 
 
 class ReverseTrace(Trace):
@@ -43,7 +52,8 @@ class ReverseTrace(Trace):
 
     def process(self, prim, args, vals, ans, params):
         parents = tuple([(i, a.node) for i, a in enumerate(args) if type(a) is Box and a.trace is self])
-        node = Node(prim, vals, ans, params, parents)
+        saved = vals if prim.keep_args else tuple([ShapeOf(v) for v in vals])
+        node = Node(prim, saved, ans if prim.keep_ans else None, params, parents)
         self.tape.append(node)
         return Box(ans, self, node)
 

@@ -54,8 +54,6 @@ from .primitives import (  # noqa: F401  (re-exported primitives)
     subtract,
     tan,
     tanh,
-    tril,
-    triu,
 )
 from .tracer import Box, NondiffPrimitive, is_traced, raw
 
@@ -360,13 +358,13 @@ def split(a, indices_or_sections, axis=0):
     else:
         bounds = [0] + list(indices_or_sections) + [n]
     pre = (slice(None),) * (axis % ndim(a))
-    return [_p.getitem(a, pre + (slice(lo, hi),)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return [_p.getitem(a, idx=pre + (slice(lo, hi),)) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def flip(a, axis=None):
     """``numpy.flip``."""
     axes = _axes(axis, ndim(a)) or tuple(range(ndim(a)))
-    return _p.getitem(a, tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(ndim(a))))
+    return _p.getitem(a, idx=tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(ndim(a))))
 
 
 # ---------------------------------------------------------------- indexing and scatter
@@ -390,8 +388,8 @@ def _index(idx):
 def take(a, indices, axis=None):
     """``numpy.take`` (gather); its adjoint is a scatter-add."""
     if axis is None:
-        return _p.getitem(ravel(a), _index(indices))
-    return _p.getitem(a, (slice(None),) * (axis % ndim(a)) + (_np.asarray(indices),))
+        return _p.getitem(ravel(a), idx=_index(indices))
+    return _p.getitem(a, idx=(slice(None),) * (axis % ndim(a)) + (_np.asarray(indices),))
 
 
 def diagonal(a, offset=0, axis1=0, axis2=1):
@@ -401,7 +399,30 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
     a = transpose(a, [i for i in range(nd) if i not in (a1, a2)] + [a1, a2])
     n, m = shape(a)[-2:]
     rows = _np.arange(builtins.max(0, -offset), builtins.min(n, m - offset))
-    return _p.getitem(a, (Ellipsis, rows, rows + offset))
+    return _p.getitem(a, idx=(Ellipsis, rows, rows + offset))
+
+
+def diag(v, k=0):
+    """``numpy.diag``: the k-th diagonal of a matrix, or a matrix with ``v`` on its k-th diagonal."""
+    if ndim(v) == 2:
+        return diagonal(v, k)
+    if ndim(v) != 1:
+        raise ValueError(f"diag needs a 1-D or 2-D input, got {ndim(v)} dimensions")
+    n = shape(v)[0]
+    m = n + builtins.abs(k)
+    r = _np.arange(n)
+    idx = (r, r + k) if k >= 0 else (r - k, r)
+    return _p.untake(v, idx=idx, shape=(m, m))
+
+
+def tril(m, k=0):
+    """``numpy.tril``: the lower triangle (entries above the k-th diagonal zeroed)."""
+    return _p.tril(m, k=k)
+
+
+def triu(m, k=0):
+    """``numpy.triu``: the upper triangle (entries below the k-th diagonal zeroed)."""
+    return _p.triu(m, k=k)
 
 
 def index_add(a, idx, values):
@@ -412,7 +433,7 @@ def index_add(a, idx, values):
     """
     idx = _index(idx)
     target = _np.zeros(shape(a))[idx]  # the shape values must broadcast to
-    return a + _p.untake(broadcast_to(values, target.shape), idx, shape(a))
+    return a + _p.untake(broadcast_to(values, target.shape), idx=idx, shape=shape(a))
 
 
 def index_set(a, idx, values):
@@ -444,7 +465,7 @@ def segment_sum(data, segment_ids, num_segments=None):
         num_segments = int(ids.max()) + 1 if ids.size else 0
     if ids.size and (ids.min() < 0 or ids.max() >= num_segments):
         raise ValueError(f"segment_ids must lie in [0, {num_segments}); got range [{ids.min()}, {ids.max()}]")
-    return _p.segment_sum(data, ids, num_segments=int(num_segments))
+    return _p.segment_sum(data, segment_ids=ids, num_segments=int(num_segments))
 
 
 # ---------------------------------------------------------------- products
@@ -580,7 +601,7 @@ def _install_box_methods() -> None:
     B.__abs__ = lambda a: absolute(a)
     for name in ("lt", "le", "gt", "ge", "eq", "ne"):
         setattr(B, f"__{name}__", lambda a, b, _n=name: getattr(raw(a), f"__{_n}__")(raw(b)))
-    B.__getitem__ = lambda a, idx: _p.getitem(a, _index(idx))
+    B.__getitem__ = lambda a, idx: _p.getitem(a, idx=_index(idx))
     B.__len__ = lambda a: len(raw(a))
     B.__iter__ = lambda a: (a[i] for i in range(len(raw(a))))
     B.shape = property(lambda a: _np.shape(raw(a)))

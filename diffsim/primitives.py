@@ -67,6 +67,13 @@ def deflinear(prim: Primitive, vjp) -> None:
     prim.jvps[0] = lambda t, ans, x, *rest, **params: prim(t, *rest, **params)
 
 
+def saves(prims, args: bool = True, ans: bool = True) -> None:
+    """Declare what the reverse rules of ``prims`` read: their inputs (``args``) and/or their
+    output (``ans``). The tape keeps only a shape for what is not read (less memory)."""
+    for prim in prims:
+        prim.keep_args, prim.keep_ans = args, ans
+
+
 def _p(name, impl):
     return Primitive(name, impl)
 
@@ -84,7 +91,7 @@ def sum_to(x, to_shape: tuple):
         lead + i for i, n in enumerate(to_shape) if n == 1 and xs[lead + i] != 1)
     if axes:
         x = sum_(x, axis=axes, keepdims=False)
-    return reshape(x, to_shape) if shape(x) != to_shape else x
+    return reshape(x, shape=to_shape) if shape(x) != to_shape else x
 
 
 def unbroadcast(g, arg):
@@ -95,7 +102,7 @@ def unbroadcast(g, arg):
 def broadcast_tangent(t, ans):
     """Tangent ``t`` of an argument, broadcast to the shape of the output ``ans``."""
     s = shape(ans)
-    return t if shape(t) == s else broadcast_to(t, s)
+    return t if shape(t) == s else broadcast_to(t, shape=s)
 
 
 # ---------------------------------------------------------------- elementwise unary
@@ -198,11 +205,11 @@ def _keep(g, x_shape, axis, keepdims):
     if keepdims:
         return g
     if axis is None:
-        return reshape(g, (1,) * len(x_shape))
+        return reshape(g, shape=(1,) * len(x_shape))
     kept = list(shape(g))
     for a in sorted(axis):
         kept.insert(a, 1)
-    return reshape(g, tuple(kept))
+    return reshape(g, shape=tuple(kept))
 
 
 def _sum_impl(x, axis=None, keepdims=False):
@@ -211,7 +218,7 @@ def _sum_impl(x, axis=None, keepdims=False):
 
 sum_ = _p("sum", _sum_impl)
 deflinear(sum_, lambda g, ans, x, axis=None, keepdims=False:
-          broadcast_to(_keep(g, shape(x), axis, keepdims), shape(x)))
+          broadcast_to(_keep(g, shape(x), axis, keepdims), shape=shape(x)))
 
 amax = _p("max", lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims))
 amin = _p("min", lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims))
@@ -235,19 +242,20 @@ prod = _p("prod", lambda x, axis=None, keepdims=False: np.prod(x, axis=axis, kee
 
 def _prod_others(ans, x, axis, keepdims):
     """∂prod/∂x_i = prod of the other entries; exact when x has zeros (O(K²) only then)."""
-    if np.all(raw(x) != 0):
+    nonzero = raw(x) != 0  # concrete in eager mode; symbolic (unknown) under ds.compile
+    if isinstance(nonzero, (np.ndarray, np.bool_, bool)) and np.all(nonzero):
         return _keep(ans, shape(x), axis, keepdims) / x
     nd = len(shape(x))
     axes = tuple(range(nd)) if axis is None else axis
     rest = tuple(a for a in range(nd) if a not in axes)
-    xt = transpose(x, rest + axes)
+    xt = transpose(x, axes=rest + axes)
     lead = tuple(shape(xt)[: len(rest)])
     k = int(np.prod(shape(xt)[len(rest):]))
-    xf = reshape(xt, lead + (1, k))
+    xf = reshape(xt, shape=lead + (1, k))
     eye = np.eye(k, dtype=bool)
     others = prod(where(eye, 1.0, xf), axis=(len(lead) + 1,))  # (..., k): all but i
-    out = reshape(others, shape(xt))
-    return transpose(out, tuple(np.argsort(rest + axes)))
+    out = reshape(others, shape=shape(xt))
+    return transpose(out, axes=tuple(np.argsort(rest + axes)))
 
 
 defvjp(prod, lambda g, ans, x, axis=None, keepdims=False:
@@ -259,7 +267,7 @@ cumsum = _p("cumsum", lambda x, axis: np.cumsum(x, axis=axis))
 
 
 def _flip(x, axis):
-    return getitem(x, (slice(None),) * axis + (slice(None, None, -1),))
+    return getitem(x, idx=(slice(None),) * axis + (slice(None, None, -1),))
 
 
 deflinear(cumsum, lambda g, ans, x, axis: _flip(cumsum(_flip(g, axis), axis=axis), axis))
@@ -267,9 +275,9 @@ deflinear(cumsum, lambda g, ans, x, axis: _flip(cumsum(_flip(g, axis), axis=axis
 # ---------------------------------------------------------------- shape and indexing
 
 reshape = _p("reshape", lambda x, shape: np.reshape(x, shape))
-deflinear(reshape, lambda g, ans, x, shape: reshape(g, np.shape(raw(x))))
+deflinear(reshape, lambda g, ans, x, shape: reshape(g, shape=np.shape(raw(x))))
 transpose = _p("transpose", lambda x, axes: np.transpose(x, axes))
-deflinear(transpose, lambda g, ans, x, axes: transpose(g, tuple(np.argsort(axes))))
+deflinear(transpose, lambda g, ans, x, axes: transpose(g, axes=tuple(np.argsort(axes))))
 broadcast_to = _p("broadcast_to", lambda x, shape: np.broadcast_to(x, shape))
 deflinear(broadcast_to, lambda g, ans, x, shape: sum_to(g, np.shape(raw(x))))
 
@@ -278,7 +286,7 @@ def _concat_vjp_all(g, ans, args, params, argnums):
     axis = params["axis"]
     offsets = np.cumsum([0] + [shape(a)[axis] for a in args])
     pre = (slice(None),) * axis
-    return [getitem(g, pre + (slice(offsets[i], offsets[i + 1]),)) for i in argnums]
+    return [getitem(g, idx=pre + (slice(offsets[i], offsets[i + 1]),)) for i in argnums]
 
 
 concatenate = _p("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis))
@@ -294,7 +302,7 @@ def _is_basic_index(idx) -> bool:
 
 
 def _untake_impl(g, idx, shape):
-    out = np.zeros(shape, dtype=np.result_type(g, np.float64))
+    out = np.zeros_like(g, shape=shape, dtype=np.result_type(g, np.float64))  # zeros_like dispatches
     if _is_basic_index(idx):
         out[idx] = g
     else:
@@ -304,18 +312,18 @@ def _untake_impl(g, idx, shape):
 
 getitem = _p("getitem", lambda x, idx: x[idx])
 untake = _p("untake", _untake_impl)  # the adjoint of indexing: scatter-add into zeros
-deflinear(getitem, lambda g, ans, x, idx: untake(g, idx, shape(x)))
-deflinear(untake, lambda g, ans, x, idx, shape: getitem(g, idx))
+deflinear(getitem, lambda g, ans, x, idx: untake(g, idx=idx, shape=shape(x)))
+deflinear(untake, lambda g, ans, x, idx, shape: getitem(g, idx=idx))
 
 
 def _segment_sum_impl(data, segment_ids, num_segments):
-    out = np.zeros((num_segments,) + np.shape(data)[1:], dtype=np.result_type(data, np.float64))
+    out = np.zeros_like(data, shape=(num_segments,) + np.shape(data)[1:], dtype=np.result_type(data, np.float64))
     np.add.at(out, segment_ids, data)
     return out
 
 
 segment_sum = _p("segment_sum", _segment_sum_impl)
-deflinear(segment_sum, lambda g, ans, data, segment_ids, num_segments: getitem(g, segment_ids))
+deflinear(segment_sum, lambda g, ans, data, segment_ids, num_segments: getitem(g, idx=segment_ids))
 
 tril = _p("tril", lambda x, k=0: np.tril(x, k))
 deflinear(tril, lambda g, ans, x, k=0: tril(g, k=k))
@@ -326,7 +334,7 @@ deflinear(triu, lambda g, ans, x, k=0: triu(g, k=k))
 
 
 def _swap(x):
-    return transpose(x, tuple(range(len(shape(x)) - 2)) + (len(shape(x)) - 1, len(shape(x)) - 2))
+    return transpose(x, axes=tuple(range(len(shape(x)) - 2)) + (len(shape(x)) - 1, len(shape(x)) - 2))
 
 
 def _matmul_vjp_a(g, ans, a, b):
@@ -350,13 +358,13 @@ def _matmul_vjp_b(g, ans, a, b):
 def expand(x, axis):
     s = list(shape(x))
     s.insert(axis if axis >= 0 else len(s) + 1 + axis, 1)
-    return reshape(x, tuple(s))
+    return reshape(x, shape=tuple(s))
 
 
 def squeeze_axis(x, axis):
     s = list(shape(x))
     del s[axis]
-    return reshape(x, tuple(s))
+    return reshape(x, shape=tuple(s))
 
 
 matmul = _p("matmul", np.matmul)
@@ -385,9 +393,9 @@ def _einsum_vjp_all(g, ans, args, params, argnums):
                    subscripts=",".join([out] + others) + "->" + kept)
         if kept != target:  # indices summed only inside operand i: broadcast back
             full = "".join(c for c in target if c in kept) + "".join(c for c in target if c not in kept)
-            r = reshape(r, shape(r) + (1,) * (len(target) - len(kept)))
-            r = transpose(r, tuple(full.index(c) for c in target))
-            r = broadcast_to(r, shape(args[i]))
+            r = reshape(r, shape=shape(r) + (1,) * (len(target) - len(kept)))
+            r = transpose(r, axes=tuple(full.index(c) for c in target))
+            r = broadcast_to(r, shape=shape(args[i]))
         cts.append(r)
     return cts
 
@@ -500,3 +508,11 @@ def _checkpoint_jvp_all(ts, ans, args, params):
 remat = _p("checkpoint", _call_impl)
 remat.vjp_all = _checkpoint_vjp_all
 remat.jvp_all = _checkpoint_jvp_all
+
+# ---------------------------------------------------------------- residuals the tape keeps
+
+saves([add, subtract, neg, reshape, transpose, broadcast_to, sum_, getitem, untake, segment_sum, cumsum,
+       tril, triu, concatenate], args=False, ans=False)
+saves([exp, expm1, tanh, sqrt, tan], args=False)
+saves([multiply, matmul, einsum, where, maximum, minimum, sin, cos, log, log2, log10, log1p, arcsin, arccos,
+       arctan, sinh, cosh, arcsinh, arccosh, arctanh, square, absolute, arctan2], ans=False)

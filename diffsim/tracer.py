@@ -100,7 +100,8 @@ class Primitive:
     """An operation with a numpy implementation and derivative rules.
 
     Positional arguments are the (possibly differentiable) array inputs; keyword arguments are
-    static parameters passed unchanged to the implementation and to every rule.
+    static parameters (indices, shapes, axes) passed unchanged to the implementation and to
+    every rule. Keep to this: the tape may keep only the shape of a positional argument.
 
     Rules (see :mod:`diffsim.primitives`):
 
@@ -110,7 +111,7 @@ class Primitive:
       all arguments at once, for variadic primitives or when one computation serves all.
     """
 
-    __slots__ = ("name", "impl", "vjps", "jvps", "vjp_all", "jvp_all", "doc")
+    __slots__ = ("name", "impl", "vjps", "jvps", "vjp_all", "jvp_all", "doc", "keep_args", "keep_ans")
 
     def __init__(self, name: str, impl: Callable[..., Any], doc: str | None = None) -> None:
         self.name = name
@@ -120,6 +121,9 @@ class Primitive:
         self.vjp_all: RuleFn | None = None
         self.jvp_all: RuleFn | None = None
         self.doc = doc or getattr(impl, "__doc__", None)
+        # residuals: what the reverse rules read, so the tape keeps nothing else (see saves())
+        self.keep_args = True
+        self.keep_ans = True
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"

@@ -33,6 +33,8 @@ def _zeros_like(leaf: Any) -> np.ndarray:
 
 def _argnums(argnums, nargs: int) -> tuple[int, ...]:
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if nargs == 0:
+        raise TypeError("the function was called with no arguments: there is nothing to differentiate")
     for n in nums:
         if not -nargs <= n < nargs:
             raise ValueError(f"argnums {argnums} refers to argument {n} but the function was given {nargs}")
@@ -77,7 +79,7 @@ def vjp(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
             if type(o) is Box and o.trace is trace:
                 seeds.append((o.node, ct))
         grads = backward(trace, seeds) if seeds else {}
-        cts = [grads.get(id(b.node), _zeros_like(b)) if type(b) is Box and b.trace is trace
+        cts = [grads[id(b.node)] if type(b) is Box and b.trace is trace and id(b.node) in grads
                else _zeros_like(b) for b in boxes]
         return unflatten(tree, cts)
 

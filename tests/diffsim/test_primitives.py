@@ -162,6 +162,8 @@ TABLE = [
     ("index_set", lambda x, v: dnp.index_set(x, slice(1, 3), v), [((4,), R), ((2,), R)]),
     ("index_set int", lambda x, v: dnp.index_set(x, 1, v), [((3,), R), ((), R)]),
     ("segment_sum", lambda d: dnp.segment_sum(d, np.array([2, 0, 2, 1]), 4), [((4, 2), R)]),
+    ("diag build", lambda v: dnp.diag(v, -1), [((3,), R)]),
+    ("diag extract", lambda m: dnp.diag(m, 1), [((3, 3), R)]),
     ("tril", dnp.tril, [((3, 3), R)]),
     ("triu k", lambda x: dnp.triu(x, 1), [((3, 3), R)]),
     # numpy functions on traced values dispatch to diffsim.numpy

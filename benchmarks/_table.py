@@ -1,0 +1,178 @@
+"""Shared helpers for the scripts in ``benchmarks/``: best-of-N timing, aligned tables, and a
+header describing the machine. Plain standard library + numpy; nothing here is measured.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from typing import Callable, Sequence
+
+import numpy as np
+
+SKIP_HINT = "pip install -e '.[bench]'"
+
+
+def best_of(runners: dict[str, Callable[[], object]], rounds: int = 20, min_time: float = 0.005,
+            budget: float = 5.0) -> dict[str, float]:
+    """Best (smallest) seconds per call of each runner, timeit-style but interleaved.
+
+    Each runner is called once to warm up, then given a number of calls per measurement that
+    makes one measurement last at least ``min_time``. Then up to ``rounds`` rounds measure the
+    runners in turn (a runner drops out once it has spent ``budget`` seconds), so that a slow
+    spell of a shared machine hits every runner alike. The garbage collector is off while
+    measuring, as in :mod:`timeit`."""
+    for fn in runners.values():
+        fn()
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        number = {name: _calibrate(fn, min_time) for name, fn in runners.items()}
+        best = dict.fromkeys(runners, float("inf"))
+        spent = dict.fromkeys(runners, 0.0)
+        for _ in range(rounds):
+            for name, fn in runners.items():
+                if spent[name] < budget or best[name] == float("inf"):
+                    elapsed = _measure(fn, number[name])
+                    best[name] = min(best[name], elapsed / number[name])
+                    spent[name] += elapsed
+    finally:
+        if enabled:
+            gc.enable()
+    return best
+
+
+def _calibrate(fn: Callable[[], object], min_time: float) -> int:
+    """Calls per measurement so that one measurement lasts at least ``min_time``."""
+    number = 1
+    while (elapsed := _measure(fn, number)) < min_time and number < 1 << 20:
+        number *= 10 if elapsed == 0 else max(2, min(10, int(1.2 * min_time / elapsed) + 1))
+    return number
+
+
+def _measure(fn: Callable[[], object], number: int) -> float:
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return time.perf_counter() - start
+
+
+def page_faults_per_call(fn: Callable[[], object], number: int = 10) -> float | None:
+    """Minor page faults (fresh memory pages touched) per call of ``fn``; None where the
+    ``resource`` module is missing (Windows). Many faults mean the allocator hands memory back
+    to the OS between calls and gets it again, which can cost as much as the arithmetic."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(number):
+        fn()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / number
+
+
+def fmt_time(seconds: float) -> str:
+    """Seconds as a short string in µs, ms or s."""
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.2f} µs"
+    if seconds < 1.0:
+        return f"{seconds * 1e3:.3f} ms"
+    return f"{seconds:.3f} s"
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Print ``rows`` under ``headers`` as a Markdown-compatible table: first column left
+    aligned, the others right aligned."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r):
+        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                 for i, (c, w) in enumerate(zip(r, widths, strict=True))) + " |"
+
+    print(f"\n### {title}\n")
+    print(line(cells[0]))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in cells[1:]:
+        print(line(r))
+
+
+def version(dist: str) -> str:
+    """Installed version of distribution ``dist``, or 'not installed'."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def blas_info() -> tuple[str, int | None]:
+    """numpy's BLAS library and its thread count (None when unknown: no threadpoolctl and no
+    thread variable in the environment)."""
+    try:
+        name = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except Exception:
+        name = "unknown BLAS"
+    try:
+        from threadpoolctl import threadpool_info
+
+        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+        if pools:
+            return name, int(pools[0]["num_threads"])
+    except ImportError:
+        pass
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return name, int(os.environ[var])
+    return name, None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def git_revision(module) -> str:
+    """The git commit that ``module``'s package comes from, marked when its files differ."""
+    pkg = os.path.dirname(os.path.abspath(module.__file__))
+    git = ["git", "-C", pkg]
+    try:
+        head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(git + ["status", "--porcelain", "."], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    return f"git {head}" + (" + uncommitted changes" if dirty else "")
+
+
+def print_header(title: str, dists: Sequence[str], source=None) -> None:
+    """Title, date, machine, the versions of ``dists`` and the git revision of module ``source``."""
+    blas, threads = blas_info()
+    threads = (f"{threads} thread{'s' if threads != 1 else ''}" if threads
+               else "threads: library default (no threadpoolctl)")
+    print(f"# {title}\n")
+    print(f"date:    {datetime.datetime.now().isoformat(timespec='seconds')}")
+    print(f"machine: {platform.machine()} {_cpu_model()}, {os.cpu_count()} CPUs ({usable_cpus()} usable), "
+          f"{platform.system()} {platform.release()}")
+    print(f"python:  {sys.version.split()[0]}; numpy {np.__version__} with {blas}, {threads}")
+    print("versions: " + ", ".join(f"{d} {version(d)}" for d in dists))
+    if source is not None:
+        print(f"source:  {source.__name__} from {git_revision(source)}")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
