@@ -7,6 +7,7 @@
 
 from . import numpy  # noqa: F401  (installs array behaviour on traced values)
 from .checks import check_grads
+from .codegen import Kernel, compile, kernel
 from .errors import DiffsimError, GradientCheckError, NonDifferentiableError
 from .primitives import defjvp, defvjp
 from .tracer import Primitive
@@ -42,6 +43,6 @@ def primitive(fun, name: str | None = None) -> Primitive:
     return Primitive(name or getattr(fun, "__name__", "custom"), fun)
 
 
-__all__ = ["check_grads", "checkpoint", "defjvp", "defvjp", "grad", "hessian", "hvp", "jacfwd",
-           "jacobian", "jacrev", "jvp", "primitive", "stop_gradient", "value_and_grad", "vjp",
+__all__ = ["check_grads", "checkpoint", "compile", "kernel", "Kernel", "defjvp", "defvjp", "grad", "hessian",
+           "hvp", "jacfwd", "jacobian", "jacrev", "jvp", "primitive", "stop_gradient", "value_and_grad", "vjp",
            "DiffsimError", "GradientCheckError", "NonDifferentiableError", "Primitive"]

@@ -1,0 +1,347 @@
+"""Trace and compile: Numba kernels for a small function and its derivatives.
+
+``ds.compile(fun, *arg_shapes)`` runs ``fun`` once on symbolic arrays (:mod:`diffsim.symbolic`),
+differentiates it with the engine's own ``vjp`` and ``jvp`` (so the rule table is the same one
+the eager interpreter uses), and emits straight-line Python with scalar locals for
+
+- ``forward(*args)``                      the value (a float, or a 1-D array);
+- ``vjp(*args, ct)``                      one cotangent per argument (a tuple);
+- ``jvp(*args, *tangents)``               the output tangent;
+- ``jacobian(*args)``                     one Jacobian per argument, shape ``out + arg``;
+- ``hvp(*args, ct, *tangents)``           forward-over-reverse: d/dε vjp(args + ε·tangents, ct).
+
+Each is a ``numba.njit`` dispatcher, callable from Python and from other compiled code. The
+generated module is written to a cache directory under a name derived from its source (so a
+changed function is a new module) and compiled with ``cache=True``: a second process that
+compiles the same function finds Numba's on-disk cache and compiles nothing.
+
+The cache directory is ``$DIFFSIM_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/diffsim`` (by
+default ``~/.cache/diffsim``), with kernels in its ``kernels/`` folder.
+
+Arguments of shape ``()`` are passed as Python floats; others as float64 arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import keyword
+import os
+import pathlib
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .symbolic import Graph, Sym, SymArray, TraceError, is_const, live_instructions
+from .transforms import jvp as _jvp
+from .transforms import vjp as _vjp
+
+_TEMPLATES = {
+    "add": "{0} + {1}", "subtract": "{0} - {1}", "multiply": "{0} * {1}", "divide": "{0} / {1}",
+    "power": "{0} ** {1}", "negative": "-{0}", "absolute": "abs({0})", "square": "{0} * {0}",
+    "sin": "math.sin({0})", "cos": "math.cos({0})", "tan": "math.tan({0})", "arcsin": "math.asin({0})",
+    "arccos": "math.acos({0})", "arctan": "math.atan({0})", "sinh": "math.sinh({0})",
+    "cosh": "math.cosh({0})", "tanh": "math.tanh({0})", "arcsinh": "math.asinh({0})",
+    "arccosh": "math.acosh({0})", "arctanh": "math.atanh({0})", "exp": "math.exp({0})",
+    "expm1": "math.expm1({0})", "log": "math.log({0})", "log1p": "math.log1p({0})",
+    "log2": "math.log2({0})", "log10": "math.log10({0})", "sqrt": "math.sqrt({0})",
+    "sign": "_sign({0})", "floor": "np.floor({0})", "ceil": "np.ceil({0})", "rint": "np.rint({0})",
+    "trunc": "np.trunc({0})", "maximum": "_maximum({0}, {1})", "minimum": "_minimum({0}, {1})",
+    "arctan2": "math.atan2({0}, {1})", "greater": "{0} > {1}", "greater_equal": "{0} >= {1}",
+    "less": "{0} < {1}", "less_equal": "{0} <= {1}", "equal": "{0} == {1}", "not_equal": "{0} != {1}",
+    "logical_and": "{0} and {1}", "logical_or": "{0} or {1}", "logical_xor": "{0} != {1}",
+    "logical_not": "not {0}", "isfinite": "math.isfinite({0})", "isnan": "math.isnan({0})",
+    "isinf": "math.isinf({0})", "select": "{1} if {0} else {2}",
+}
+
+_HELPERS = {
+    "_maximum": "def _maximum(a, b):\n    return a if (a >= b or a != a) else b\n",
+    "_minimum": "def _minimum(a, b):\n    return a if (a <= b or a != a) else b\n",
+    "_sign": ("def _sign(a):\n    if a > 0:\n        return 1.0\n    if a < 0:\n        return -1.0\n"
+              "    return a * 0.0\n"),
+}
+
+_JIT = '@njit(cache=True, error_model="numpy", nogil=True)'
+
+
+def cache_dir() -> pathlib.Path:
+    """Where generated kernel modules (and Numba's cache of them) are kept."""
+    root = os.environ.get("DIFFSIM_CACHE_DIR")
+    if root is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "diffsim")
+    return pathlib.Path(root) / "kernels"
+
+
+@dataclass
+class Kernel:
+    """Compiled kernels for one traced function (see the module docstring)."""
+
+    fun: Callable
+    arg_shapes: tuple
+    out_shape: tuple
+    arg_names: tuple
+    source: str
+    path: pathlib.Path
+    forward: Any = field(repr=False)
+    vjp: Any = field(repr=False)
+    jvp: Any = field(repr=False)
+    jacobian: Any = field(repr=False)
+    hvp: Any = field(repr=False)
+    op_counts: dict = field(default_factory=dict)
+
+    def __call__(self, *args):
+        return self.forward(*args)
+
+    def compile_all(self) -> None:
+        """Compile every kernel now (for float64 inputs) instead of at first call."""
+        args = [0.5 if s == () else np.full(s, 0.5) for s in self.arg_shapes]
+        ct = 1.0 if self.out_shape == () else np.ones(self.out_shape)
+        self.forward(*args)
+        self.vjp(*args, ct)
+        self.jvp(*args, *args)
+        self.jacobian(*args)
+        self.hvp(*args, ct, *args)
+
+
+def compile(fun: Callable, *arg_shapes: int | Sequence[int], name: str | None = None) -> Kernel:
+    """Trace ``fun`` and generate compiled forward, VJP, JVP, Jacobian and HVP kernels.
+
+    ``arg_shapes`` gives each argument's shape: an int ``n`` for a vector of length n, ``()``
+    for a scalar (passed as a float), or a tuple.
+
+    >>> import numpy as np, diffsim as ds, diffsim.numpy as dnp
+    >>> def pendulum(x, u):
+    ...     return dnp.array([x[1], -9.81 * dnp.sin(x[0]) + u[0]])
+    >>> k = ds.compile(pendulum, 2, 1)
+    >>> k.forward(np.array([0.0, 1.0]), np.array([0.5]))
+    array([1. , 0.5])
+    >>> k.jacobian(np.array([0.0, 1.0]), np.array([0.5]))[0]
+    array([[ 0.  ,  1.  ],
+           [-9.81,  0.  ]])
+    """
+    shapes = tuple(_shape(s, i) for i, s in enumerate(arg_shapes))
+    if not shapes:
+        raise ValueError("ds.compile needs the shape of each argument, e.g. ds.compile(f, 4, 1)")
+    names = _arg_names(fun, len(shapes))
+    graph = Graph()
+    primals = [graph.input_array(n, s) for n, s in zip(names, shapes)]
+    tangents = [graph.input_array(f"d_{n}", s) for n, s in zip(names, shapes)]
+
+    value, back = _vjp(fun, *primals)
+    out_shape = _output_shape(value)
+    ct = graph.input_array("ct", out_shape)
+    grads = back(ct)
+    _, tangent_out = _jvp(fun, primals, tangents)
+    jac = _jacobian(back, out_shape, shapes)
+    hvp_out = _jvp(lambda *a: _vjp(fun, *a)[1](ct), primals, tangents)[1]
+
+    gen = _Emitter(names, shapes, out_shape)
+    bodies = [
+        gen.function("forward", names, [(value, out_shape, "out")]),
+        gen.function("vjp", names + ["ct"], [(g, s, f"g_{n}") for g, s, n in zip(grads, shapes, names)],
+                     as_tuple=True),
+        gen.function("jvp", names + [f"d_{n}" for n in names], [(tangent_out, out_shape, "out")]),
+        gen.function("jacobian", names, [(j, out_shape + s, f"J_{n}") for j, s, n in zip(jac, shapes, names)],
+                     as_tuple=True),
+        gen.function("hvp", names + ["ct"] + [f"d_{n}" for n in names],
+                     [(h, s, f"h_{n}") for h, s, n in zip(hvp_out, shapes, names)], as_tuple=True),
+    ]
+    title = name or getattr(fun, "__qualname__", "fun")
+    source = gen.module(title, bodies)
+    module, path = _load(source)
+    return Kernel(fun=fun, arg_shapes=shapes, out_shape=out_shape, arg_names=tuple(names), source=source,
+                  path=path, forward=module.forward, vjp=module.vjp, jvp=module.jvp,
+                  jacobian=module.jacobian, hvp=module.hvp, op_counts=gen.op_counts)
+
+
+def kernel(*arg_shapes: int | Sequence[int]) -> Callable[[Callable], Kernel]:
+    """Decorator form of :func:`compile`.
+
+    >>> import diffsim as ds, diffsim.numpy as dnp
+    >>> @ds.kernel(3)
+    ... def energy(x):
+    ...     return 0.5 * dnp.sum(x * x)
+    >>> float(energy.forward(np.array([1.0, 2.0, 2.0])))
+    4.5
+    """
+    return lambda fun: compile(fun, *arg_shapes)
+
+
+# ---------------------------------------------------------------- tracing helpers
+
+
+def _shape(s, i) -> tuple:
+    if isinstance(s, (int, np.integer)):
+        s = (int(s),)
+    try:
+        s = tuple(int(n) for n in s)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape of argument {i} must be an int or a tuple of ints, got {s!r}") from None
+    if any(n < 1 for n in s):
+        raise ValueError(f"shape of argument {i} must have positive sizes, got {s}")
+    return s
+
+
+def _arg_names(fun, n) -> list[str]:
+    try:
+        params = [p.name for p in inspect.signature(fun).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    reserved = {"math", "np", "njit", "out", "ct"}
+    names = []
+    for i in range(n):
+        cand = params[i] if i < len(params) else f"a{i}"
+        if not cand.isidentifier() or keyword.iskeyword(cand) or cand in reserved or cand.startswith(("v", "_")) \
+                or cand in names:
+            cand = f"arg{i}"
+        names.append(cand)
+    return names
+
+
+def _elements(x, shape) -> np.ndarray:
+    """An object array of the given shape holding Syms and constants."""
+    if type(x) is SymArray:
+        data = x.data
+    else:
+        data = np.asarray(x, dtype=object) if not isinstance(x, np.ndarray) else x.astype(object)
+    if data.shape != shape:
+        data = np.broadcast_to(data, shape)
+    return data
+
+
+def _output_shape(value) -> tuple:
+    if isinstance(value, (tuple, list, dict)):
+        raise TraceError("a compiled function must return one scalar or one 1-D array; "
+                         "stack several outputs with dnp.stack or dnp.concatenate")
+    shape = np.shape(value.data if type(value) is SymArray else value)
+    if len(shape) > 1:
+        raise TraceError(f"a compiled function must return a scalar or a 1-D array, got shape {shape}")
+    return shape
+
+
+def _jacobian(back, out_shape, shapes):
+    rows = []
+    for idx in np.ndindex(*out_shape):
+        e = np.zeros(out_shape)
+        e[idx] = 1.0
+        rows.append(back(e))
+    out = []
+    for k, s in enumerate(shapes):
+        block = np.empty(out_shape + s, dtype=object)
+        for r, idx in enumerate(np.ndindex(*out_shape)):
+            row = _elements(rows[r][k], s)
+            block[idx] = row[()] if s == () else row  # a 0-d array would be stored as one object
+        out.append(block)
+    return out
+
+
+# ---------------------------------------------------------------- emission
+
+
+def _const(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "True" if v else "False"
+    v = float(v)
+    if v != v:
+        return "math.nan"
+    if v in (np.inf, -np.inf):
+        return "math.inf" if v > 0 else "(-math.inf)"
+    return repr(v) if v >= 0 else f"({v!r})"
+
+
+class _Emitter:
+    def __init__(self, names, shapes, out_shape):
+        self.names, self.shapes, self.out_shape = names, shapes, out_shape
+        self.helpers: set[str] = set()
+        self.op_counts: dict[str, int] = {}
+
+    def _ref(self, v) -> str:
+        return f"v{v.index}" if type(v) is Sym else _const(v)
+
+    def function(self, fname, params, outputs, as_tuple=False) -> str:
+        """Straight-line code for ``outputs``: [(value, shape, local name)]."""
+        arrays = [(_elements(v, s), s, n) for v, s, n in outputs]
+        leaves = [e for data, _, _ in arrays for e in data.flat]
+        live = live_instructions(leaves)
+        lines = [_JIT, f"def {fname}({', '.join(params)}):"]
+        for p in params:
+            s = self._param_shape(p)
+            if s:
+                lines += [f"    if {p}.shape != {s!r}:",
+                          f"        raise ValueError(\"{fname}: argument {p} must have shape {s}\")"]
+        n_ops = 0
+        for s in live:
+            if s.op == "input":
+                lines.append(f"    v{s.index} = {s.label}")
+                continue
+            n_ops += 1
+            expr = _TEMPLATES[s.op].format(*(self._ref(a) for a in s.args))
+            for h in _HELPERS:
+                if h + "(" in expr:
+                    self.helpers.add(h)
+            lines.append(f"    v{s.index} = {expr}")
+        results = []
+        for data, shape, local in arrays:
+            if shape == ():
+                results.append(self._ref(data[()]))
+                continue
+            lines.append(f"    {local} = np.empty({shape!r})")
+            for idx in np.ndindex(*shape):
+                lines.append(f"    {local}[{', '.join(map(str, idx))}] = {self._ref(data[idx])}")
+            results.append(local)
+        if as_tuple:
+            lines.append(f"    return ({', '.join(results)},)")
+        else:
+            lines.append(f"    return {results[0]}")
+        self.op_counts[fname] = n_ops
+        return "\n".join(lines) + "\n"
+
+    def _param_shape(self, p):
+        for n, s in zip(self.names, self.shapes):
+            if p in (n, f"d_{n}"):
+                return s
+        if p == "ct":
+            return self.out_shape
+        raise AssertionError(p)
+
+    def module(self, title, bodies) -> str:
+        head = [f"# Generated by diffsim.compile from {title}. Do not edit: regenerated from the source.",
+                "import math", "", "import numpy as np", "from numba import njit", ""]
+        for h in sorted(self.helpers):
+            head += ["", '@njit(cache=True, inline="always")', _HELPERS[h]]
+        return "\n".join(head) + "\n\n" + "\n\n".join(bodies)
+
+
+def _load(source: str):
+    """Write ``source`` (once, atomically) under its hash and import it."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+    directory = cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        directory = pathlib.Path(tempfile.gettempdir()) / "diffsim-kernels"
+        directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"k_{digest}.py"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(source)
+        os.replace(tmp, path)
+    name = f"diffsim_kernel_{digest}"
+    if name in sys.modules:
+        return sys.modules[name], path
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    # Numba's on-disk cache re-imports a function's module by name when it loads it
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module, path
+
+
+__all__ = ["compile", "kernel", "Kernel", "cache_dir", "is_const"]
