@@ -8,7 +8,10 @@ the eager interpreter uses), and emits straight-line Python with scalar locals f
 - ``vjp(*args, ct)``                      one cotangent per argument (a tuple);
 - ``jvp(*args, *tangents)``               the output tangent;
 - ``jacobian(*args)``                     one Jacobian per argument, shape ``out + arg``;
-- ``hvp(*args, ct, *tangents)``           forward-over-reverse: d/dε vjp(args + ε·tangents, ct).
+- ``hvp(*args, ct, *tangents)``           forward-over-reverse: d/dε vjp(args + ε·tangents, ct);
+- ``forward_into(*args, out)``, ``vjp_into(*args, ct, *grads)``, ``jvp_into(*args, *tangents, out)``:
+  the same, writing array results into caller-provided buffers (no allocation in hot loops;
+  a scalar result is returned).
 
 Each is a ``numba.njit`` dispatcher, callable from Python and from other compiled code. The
 generated module is written to a cache directory under a name derived from its source (so a
@@ -92,6 +95,9 @@ class Kernel:
     jvp: Any = field(repr=False)
     jacobian: Any = field(repr=False)
     hvp: Any = field(repr=False)
+    forward_into: Any = field(repr=False)
+    vjp_into: Any = field(repr=False)
+    jvp_into: Any = field(repr=False)
     op_counts: dict = field(default_factory=dict)
 
     def __call__(self, *args):
@@ -103,6 +109,10 @@ class Kernel:
         ct = 1.0 if self.out_shape == () else np.ones(self.out_shape)
         self.forward(*args)
         self.vjp(*args, ct)
+        self.vjp_into(*args, ct, *[np.empty(s) for s in self.arg_shapes if s != ()])
+        out = [] if self.out_shape == () else [np.empty(self.out_shape)]
+        self.forward_into(*args, *out)
+        self.jvp_into(*args, *args, *out)
         self.jvp(*args, *args)
         self.jacobian(*args)
         self.hvp(*args, ct, *args)
@@ -151,12 +161,19 @@ def compile(fun: Callable, *arg_shapes: int | Sequence[int], name: str | None = 
         gen.function("hvp", names + ["ct"] + [f"d_{n}" for n in names],
                      [(h, s, f"h_{n}") for h, s, n in zip(hvp_out, shapes, names)], as_tuple=True),
     ]
+    bodies += [
+        gen.function("forward_into", names, [(value, out_shape, "out")], into=True),
+        gen.function("vjp_into", names + ["ct"], [(g, s, f"g_{n}") for g, s, n in zip(grads, shapes, names)],
+                     into=True),
+        gen.function("jvp_into", names + [f"d_{n}" for n in names], [(tangent_out, out_shape, "out")], into=True),
+    ]
     title = name or getattr(fun, "__qualname__", "fun")
     source = gen.module(title, bodies)
     module, path = _load(source)
     return Kernel(fun=fun, arg_shapes=shapes, out_shape=out_shape, arg_names=tuple(names), source=source,
                   path=path, forward=module.forward, vjp=module.vjp, jvp=module.jvp,
-                  jacobian=module.jacobian, hvp=module.hvp, op_counts=gen.op_counts)
+                  jacobian=module.jacobian, hvp=module.hvp, forward_into=module.forward_into,
+                  vjp_into=module.vjp_into, jvp_into=module.jvp_into, op_counts=gen.op_counts)
 
 
 def kernel(*arg_shapes: int | Sequence[int]) -> Callable[[Callable], Kernel]:
@@ -260,13 +277,18 @@ class _Emitter:
         self.names, self.shapes, self.out_shape = names, shapes, out_shape
         self.helpers: set[str] = set()
         self.op_counts: dict[str, int] = {}
+        self.extra_shapes: dict[str, tuple] = {}
 
     def _ref(self, v) -> str:
         return f"v{v.index}" if type(v) is Sym else _const(v)
 
-    def function(self, fname, params, outputs, as_tuple=False) -> str:
-        """Straight-line code for ``outputs``: [(value, shape, local name)]."""
+    def function(self, fname, params, outputs, as_tuple=False, into=False) -> str:
+        """Straight-line code for ``outputs``: [(value, shape, local name)]. With ``into``, array
+        outputs are written into caller-provided buffers (extra parameters) and not returned."""
         arrays = [(_elements(v, s), s, n) for v, s, n in outputs]
+        if into:
+            params = params + [n for _, s, n in arrays if s != ()]
+            self.extra_shapes.update({n: s for _, s, n in arrays})
         leaves = [e for data, _, _ in arrays for e in data.flat]
         live = live_instructions(leaves)
         lines = [_JIT, f"def {fname}({', '.join(params)}):"]
@@ -291,11 +313,16 @@ class _Emitter:
             if shape == ():
                 results.append(self._ref(data[()]))
                 continue
-            lines.append(f"    {local} = np.empty({shape!r})")
+            if not into:
+                lines.append(f"    {local} = np.empty({shape!r})")
             for idx in np.ndindex(*shape):
                 lines.append(f"    {local}[{', '.join(map(str, idx))}] = {self._ref(data[idx])}")
             results.append(local)
-        if as_tuple:
+        if into:
+            scalars = [self._ref(data[()]) for data, shape, _ in arrays if shape == ()]
+            ret = "None" if not scalars else scalars[0] if len(scalars) == 1 else f"({', '.join(scalars)},)"
+            lines.append(f"    return {ret}")
+        elif as_tuple:
             lines.append(f"    return ({', '.join(results)},)")
         else:
             lines.append(f"    return {results[0]}")
@@ -308,6 +335,8 @@ class _Emitter:
                 return s
         if p == "ct":
             return self.out_shape
+        if p in self.extra_shapes:
+            return self.extra_shapes[p]
         raise AssertionError(p)
 
     def module(self, title, bodies) -> str:
