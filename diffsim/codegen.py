@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .symbolic import Graph, Sym, SymArray, TraceError, is_const, live_instructions
+from .symbolic import Graph, Sym, SymArray, TraceError, live_instructions
 from .transforms import jvp as _jvp
 from .transforms import vjp as _vjp
 
@@ -137,6 +137,39 @@ def compile(fun: Callable, *arg_shapes: int | Sequence[int], name: str | None = 
     shapes = tuple(_shape(s, i) for i, s in enumerate(arg_shapes))
     if not shapes:
         raise ValueError("ds.compile needs the shape of each argument, e.g. ds.compile(f, 4, 1)")
+    title = name or getattr(fun, "__qualname__", "fun")
+    return compile_module({"": (fun, shapes)}, title=title)[1][""]
+
+
+def compile_module(specs: dict[str, tuple[Callable, tuple]], extra: str = "", title: str = "functions"):
+    """Trace several functions into one generated, cached module, plus ``extra`` source (compiled
+    loops that call the kernels by name, such as the ODE solvers). Kernels of the function under
+    key ``prefix`` are named ``{prefix}forward``, ``{prefix}vjp_into`` and so on.
+
+    Returns ``(module, {prefix: Kernel})``. Code in ``extra`` must be ``@njit(cache=True)``
+    functions: being in the same module as the kernels is what lets Numba cache them on disk.
+    """
+    helpers: set[str] = set()
+    bodies, metas = [], {}
+    for prefix, (fun, shapes) in specs.items():
+        shapes = tuple(_shape(s, i) for i, s in enumerate(shapes))
+        body, meta = _kernel_set(fun, shapes, prefix, helpers)
+        bodies += body
+        metas[prefix] = meta
+    source = _module_source(title, bodies, helpers, extra)
+    module, path = _load(source)
+    kernels = {}
+    for prefix, meta in metas.items():
+        fns = {kind: getattr(module, prefix + kind) for kind in _KINDS}
+        kernels[prefix] = Kernel(source=source, path=path, **meta, **fns)
+    return module, kernels
+
+
+_KINDS = ("forward", "vjp", "jvp", "jacobian", "hvp", "forward_into", "vjp_into", "jvp_into")
+
+
+def _kernel_set(fun, shapes, prefix, helpers):
+    """Trace ``fun`` and emit the bodies of its kernels (named with ``prefix``)."""
     names = _arg_names(fun, len(shapes))
     graph = Graph()
     primals = [graph.input_array(n, s) for n, s in zip(names, shapes)]
@@ -150,30 +183,24 @@ def compile(fun: Callable, *arg_shapes: int | Sequence[int], name: str | None = 
     jac = _jacobian(back, out_shape, shapes)
     hvp_out = _jvp(lambda *a: _vjp(fun, *a)[1](ct), primals, tangents)[1]
 
-    gen = _Emitter(names, shapes, out_shape)
+    gen = _Emitter(names, shapes, out_shape, helpers)
+    d_names = [f"d_{n}" for n in names]
+    g_outs = [(g, s, f"g_{n}") for g, s, n in zip(grads, shapes, names)]
     bodies = [
-        gen.function("forward", names, [(value, out_shape, "out")]),
-        gen.function("vjp", names + ["ct"], [(g, s, f"g_{n}") for g, s, n in zip(grads, shapes, names)],
-                     as_tuple=True),
-        gen.function("jvp", names + [f"d_{n}" for n in names], [(tangent_out, out_shape, "out")]),
-        gen.function("jacobian", names, [(j, out_shape + s, f"J_{n}") for j, s, n in zip(jac, shapes, names)],
-                     as_tuple=True),
-        gen.function("hvp", names + ["ct"] + [f"d_{n}" for n in names],
+        gen.function(prefix + "forward", names, [(value, out_shape, "out")]),
+        gen.function(prefix + "vjp", names + ["ct"], g_outs, as_tuple=True),
+        gen.function(prefix + "jvp", names + d_names, [(tangent_out, out_shape, "out")]),
+        gen.function(prefix + "jacobian", names,
+                     [(j, out_shape + s, f"J_{n}") for j, s, n in zip(jac, shapes, names)], as_tuple=True),
+        gen.function(prefix + "hvp", names + ["ct"] + d_names,
                      [(h, s, f"h_{n}") for h, s, n in zip(hvp_out, shapes, names)], as_tuple=True),
+        gen.function(prefix + "forward_into", names, [(value, out_shape, "out")], into=True),
+        gen.function(prefix + "vjp_into", names + ["ct"], g_outs, into=True),
+        gen.function(prefix + "jvp_into", names + d_names, [(tangent_out, out_shape, "out")], into=True),
     ]
-    bodies += [
-        gen.function("forward_into", names, [(value, out_shape, "out")], into=True),
-        gen.function("vjp_into", names + ["ct"], [(g, s, f"g_{n}") for g, s, n in zip(grads, shapes, names)],
-                     into=True),
-        gen.function("jvp_into", names + [f"d_{n}" for n in names], [(tangent_out, out_shape, "out")], into=True),
-    ]
-    title = name or getattr(fun, "__qualname__", "fun")
-    source = gen.module(title, bodies)
-    module, path = _load(source)
-    return Kernel(fun=fun, arg_shapes=shapes, out_shape=out_shape, arg_names=tuple(names), source=source,
-                  path=path, forward=module.forward, vjp=module.vjp, jvp=module.jvp,
-                  jacobian=module.jacobian, hvp=module.hvp, forward_into=module.forward_into,
-                  vjp_into=module.vjp_into, jvp_into=module.jvp_into, op_counts=gen.op_counts)
+    meta = dict(fun=fun, arg_shapes=shapes, out_shape=out_shape, arg_names=tuple(names),
+                op_counts={k[len(prefix):]: v for k, v in gen.op_counts.items()})
+    return bodies, meta
 
 
 def kernel(*arg_shapes: int | Sequence[int]) -> Callable[[Callable], Kernel]:
@@ -199,8 +226,8 @@ def _shape(s, i) -> tuple:
         s = tuple(int(n) for n in s)
     except (TypeError, ValueError):
         raise ValueError(f"shape of argument {i} must be an int or a tuple of ints, got {s!r}") from None
-    if any(n < 1 for n in s):
-        raise ValueError(f"shape of argument {i} must have positive sizes, got {s}")
+    if any(n < 0 for n in s):
+        raise ValueError(f"shape of argument {i} must have non-negative sizes, got {s}")
     return s
 
 
@@ -273,9 +300,9 @@ def _const(v) -> str:
 
 
 class _Emitter:
-    def __init__(self, names, shapes, out_shape):
+    def __init__(self, names, shapes, out_shape, helpers: set):
         self.names, self.shapes, self.out_shape = names, shapes, out_shape
-        self.helpers: set[str] = set()
+        self.helpers = helpers
         self.op_counts: dict[str, int] = {}
         self.extra_shapes: dict[str, tuple] = {}
 
@@ -339,12 +366,12 @@ class _Emitter:
             return self.extra_shapes[p]
         raise AssertionError(p)
 
-    def module(self, title, bodies) -> str:
-        head = [f"# Generated by diffsim.compile from {title}. Do not edit: regenerated from the source.",
-                "import math", "", "import numpy as np", "from numba import njit", ""]
-        for h in sorted(self.helpers):
-            head += ["", '@njit(cache=True, inline="always")', _HELPERS[h]]
-        return "\n".join(head) + "\n\n" + "\n\n".join(bodies)
+def _module_source(title: str, bodies: list[str], helpers: set[str], extra: str) -> str:
+    head = [f"# Generated by diffsim from {title}. Do not edit: regenerated from the source.",
+            "import math", "", "import numpy as np", "from numba import njit, prange  # noqa: F401", ""]
+    for h in sorted(helpers):
+        head += ["", '@njit(cache=True, inline="always")', _HELPERS[h]]
+    return "\n".join(head) + "\n\n" + "\n\n".join(bodies) + ("\n\n" + extra if extra else "")
 
 
 def _load(source: str):
@@ -373,4 +400,4 @@ def _load(source: str):
     return module, path
 
 
-__all__ = ["compile", "kernel", "Kernel", "cache_dir", "is_const"]
+__all__ = ["compile", "compile_module", "kernel", "Kernel", "cache_dir"]

@@ -1,0 +1,316 @@
+# ruff: noqa: F821
+"""Compiled loops of the ODE solvers: a source template, not an importable module.
+
+:mod:`diffsim.ode.problem` appends this file's text to the generated module holding a
+problem's kernels, so these ``@njit(cache=True)`` functions call the kernels by name and Numba
+caches them with the kernels. Kernel sets (see :mod:`diffsim.codegen`):
+
+- ``step_*``: one integrator step ``(x, u, p, t, h) -> [x_next, cost increment]`` (n + 1);
+- ``rhs_*``: the augmented right-hand side ``(x, u, p, t) -> [f, L]``; its VJP with cotangent
+  ``[λ, 1]`` is (∂H/∂x, ∂H/∂u, ∂H/∂p) for the Hamiltonian H = L + λᵀf;
+- ``phi_*``: the terminal cost ``(x, p) -> Φ``.
+
+Every loop returns a ``bad`` step index (-1 when all states and costs stayed finite); the
+Python side turns it into an exception naming the step and time.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+EULER, RK4 = 0, 1
+
+
+@njit(cache=True, inline="always")
+def _finite(v):
+    for i in range(v.shape[0]):
+        if not math.isfinite(v[i]):
+            return False
+    return True
+
+
+@njit(cache=True)
+def rollout(x0, U, p, t0, h):
+    """States (N+1, n), cost J, first non-finite step (or -1)."""
+    n, N = x0.shape[0], U.shape[0]
+    xs = np.empty((N + 1, n))
+    xs[0] = x0
+    out = np.empty(n + 1)
+    J = 0.0
+    for k in range(N):
+        step_forward_into(xs[k], U[k], p, t0 + k * h, h, out)
+        if not _finite(out):
+            return xs, J, k
+        xs[k + 1] = out[:n]
+        J += out[n]
+    J += phi_forward(xs[N], p)
+    if not math.isfinite(J):
+        return xs, J, N
+    return xs, J, -1
+
+
+@njit(cache=True, parallel=True)
+def rollout_batch(X0, U, p, t0, h):
+    """Independent rollouts in parallel: X0 (B, n), U (B, N, m) -> states, costs, bad steps."""
+    B, n, N = X0.shape[0], X0.shape[1], U.shape[1]
+    XS = np.empty((B, N + 1, n))
+    J = np.zeros(B)
+    bad = np.full(B, -1)
+    for b in prange(B):
+        out = np.empty(n + 1)
+        XS[b, 0] = X0[b]
+        for k in range(N):
+            step_forward_into(XS[b, k], U[b, k], p, t0 + k * h, h, out)
+            XS[b, k + 1] = out[:n]
+            J[b] += out[n]
+            if bad[b] < 0 and not _finite(out):
+                bad[b] = k
+        J[b] += phi_forward(XS[b, N], p)
+    return XS, J, bad
+
+
+@njit(cache=True)
+def _terminal(xN, p, lam, dp):
+    """λ_N = ∂Φ/∂x(x_N); dp += ∂Φ/∂p."""
+    gp = np.empty(p.shape[0])
+    phi_vjp_into(xN, p, 1.0, lam, gp)
+    dp += gp
+
+
+@njit(cache=True)
+def bptt(x0, U, p, t0, h):
+    """Discrete adjoint of the integrator: store the states, and in the reverse sweep let each
+    step's VJP recompute its stages. Returns J, dU, dp, costates λ_k = ∂J/∂x_k (N+1, n), bad."""
+    n, m, N = x0.shape[0], U.shape[1], U.shape[0]
+    xs, J, bad = rollout(x0, U, p, t0, h)
+    lam = np.empty((N + 1, n))
+    dU = np.empty((N, m))
+    dp = np.zeros(p.shape[0])
+    if bad >= 0:
+        return J, dU, dp, lam, bad
+    _terminal(xs[N], p, lam[N], dp)
+    ct = np.empty(n + 1)
+    ct[n] = 1.0
+    gp = np.empty(p.shape[0])
+    for k in range(N - 1, -1, -1):
+        ct[:n] = lam[k + 1]
+        step_vjp_into(xs[k], U[k], p, t0 + k * h, h, ct, lam[k], dU[k], gp)
+        dp += gp
+    return J, dU, dp, lam, -1
+
+
+@njit(cache=True)
+def _beta(c, t):
+    """β(c, t) = C(c + t, c): steps reversible with c checkpoints and t repetitions (Griewank)."""
+    if t < 0:
+        return 0.0
+    r = 1.0
+    for i in range(1, c + 1):
+        r = r * (t + i) / i
+    return r
+
+
+@njit(cache=True)
+def _left_length(length, s):
+    """Optimal split of a segment whose start state is stored, with s free snapshots (c = s + 1
+    checkpoints): advance m steps, store, reverse the right part with s - 1 free snapshots, then
+    the left part with s. With t the smallest repetition number such that β(c, t) ≥ length, any m
+    with β(c, t-2) ≤ m ≤ β(c, t-1) and β(c-1, t-1) ≤ length - m ≤ β(c-1, t) attains Griewank's
+    minimum t·length − β(c+1, t−1) forward steps; take the smallest such m."""
+    c = s + 1
+    t = 0
+    while _beta(c, t) < length:
+        t += 1
+    m = max(_beta(c, t - 2), length - _beta(c - 1, t))
+    return int(min(max(m, 1.0), length - 1))
+
+
+@njit(cache=True)
+def _advance(x, U, p, t0, h, a, b, out):
+    """x := state at step b, from the state at step a (in place)."""
+    n = x.shape[0]
+    for k in range(a, b):
+        step_forward_into(x, U[k], p, t0 + k * h, h, out)
+        x[:] = out[:n]
+
+
+@njit(cache=True)
+def checkpointed(x0, U, p, t0, h, snapshots):
+    """The BPTT gradient with binomial checkpointing: at most ``snapshots`` stored states besides
+    x0. Returns J, λ_0, dU, dp, extra forward steps (beyond the N - 1 of BPTT), |λ_k|, bad."""
+    n, m, N = x0.shape[0], U.shape[1], U.shape[0]
+    snaps = np.empty((snapshots + 1, n))
+    snaps[0] = x0
+    # tasks: reverse steps [start, end) with the state at start in snaps[slot] and s free slots
+    cap = 64 + 4 * (snapshots + 64)
+    tasks = np.empty((cap, 4), dtype=np.int64)
+    top = 0
+    x = x0.copy()
+    out = np.empty(n + 1)
+    J = 0.0
+    # forward sweep: compute the cost, leaving snapshots on the right spine of the schedule
+    start, s, slot = 0, snapshots, 0
+    k = 0
+    spine = 0  # steps of the sweep that are part of the schedule (advances to a split)
+    while True:
+        if N - start > 1 and s > 0:
+            mid = start + _left_length(N - start, s)
+            spine = mid
+        else:
+            mid = N
+        while k < mid:
+            step_forward_into(x, U[k], p, t0 + k * h, h, out)
+            if not _finite(out):
+                return J, x, np.empty((N, m)), np.zeros(p.shape[0]), 0, np.empty(N + 1), k
+            x[:] = out[:n]
+            J += out[n]
+            k += 1
+        if mid == N:
+            break
+        tasks[top, 0], tasks[top, 1], tasks[top, 2], tasks[top, 3] = start, mid, s, slot
+        top += 1
+        slot += 1
+        snaps[slot] = x
+        start, s = mid, s - 1
+    J += phi_forward(x, p)
+    tasks[top, 0], tasks[top, 1], tasks[top, 2], tasks[top, 3] = start, N, s, slot
+    top += 1
+
+    lam = np.empty(n)
+    dp = np.zeros(p.shape[0])
+    _terminal(x, p, lam, dp)
+    dU = np.empty((N, m))
+    norms = np.empty(N + 1)
+    norms[N] = np.sqrt(np.sum(lam * lam))
+    ct = np.empty(n + 1)
+    ct[n] = 1.0
+    gx = np.empty(n)
+    gp = np.empty(p.shape[0])
+    recomputed = 0
+    while top > 0:
+        top -= 1
+        a, b, s, slot = tasks[top, 0], tasks[top, 1], tasks[top, 2], tasks[top, 3]
+        if b - a == 1 or s == 0:
+            for j in range(b - 1, a - 1, -1):  # s == 0: recompute from the snapshot each time
+                x[:] = snaps[slot]
+                _advance(x, U, p, t0, h, a, j, out)
+                recomputed += j - a
+                ct[:n] = lam
+                step_vjp_into(x, U[j], p, t0 + j * h, h, ct, gx, dU[j], gp)
+                lam[:] = gx
+                dp += gp
+                norms[j] = np.sqrt(np.sum(lam * lam))
+            continue
+        mid = a + _left_length(b - a, s)
+        x[:] = snaps[slot]
+        _advance(x, U, p, t0, h, a, mid, out)
+        recomputed += mid - a
+        snaps[slot + 1] = x
+        if top + 2 > cap:
+            raise RuntimeError("checkpointing schedule deeper than its task stack")
+        tasks[top, 0], tasks[top, 1], tasks[top, 2], tasks[top, 3] = a, mid, s, slot
+        tasks[top + 1, 0], tasks[top + 1, 1], tasks[top + 1, 2], tasks[top + 1, 3] = mid, b, s - 1, slot + 1
+        top += 2
+    # Griewank's count: the schedule's forward steps beyond the N - 1 a stored-state BPTT takes
+    return J, lam, dU, dp, spine + recomputed - (N - 1), norms, -1
+
+
+@njit(cache=True)
+def _hamiltonian_grads(x, u, p, t, lam, ct, gx, gu, gp):
+    """(∂H/∂x, ∂H/∂u, ∂H/∂p) at (x, u, p, t) for costate λ, H = L + λᵀf."""
+    n = x.shape[0]
+    ct[:n] = lam
+    ct[n] = 1.0
+    rhs_vjp_into(x, u, p, t, ct, gx, gu, gp)
+
+
+@njit(cache=True)
+def adjoint(x0, U, p, t0, h, scheme, backsolve):
+    """Continuous adjoint: λ̇ = −∂H/∂x integrated backward with the forward scheme, ∂J/∂u_k and
+    ∂J/∂p by quadrature of ∂H/∂u, ∂H/∂p. The forward state comes from the stored grid states with
+    cubic Hermite interpolation at stage times (default), or is integrated backward alongside λ
+    (``backsolve``, which only keeps x_N). Returns J, dU, dp, λ (N+1, n), x(0) reconstructed, bad."""
+    n, m, N, kp = x0.shape[0], U.shape[1], U.shape[0], p.shape[0]
+    xs, J, bad = rollout(x0, U, p, t0, h)
+    lam = np.empty((N + 1, n))
+    dU = np.zeros((N, m))
+    dp = np.zeros(kp)
+    if bad >= 0:
+        return J, dU, dp, lam, xs[0].copy(), bad
+    _terminal(xs[N], p, lam[N], dp)
+    ct = np.empty(n + 1)
+    fa = np.empty(n + 1)
+    fb = np.empty(n + 1)
+    xm = np.empty(n)
+    xb = xs[N].copy()  # backsolve: the state carried backward
+    xq = np.empty(n)
+    gx = np.empty((4, n))
+    gu = np.empty((4, m))
+    gp = np.empty((4, kp))
+    kx = np.empty((4, n))
+    ly = np.empty(n)
+    for k in range(N - 1, -1, -1):
+        tb, ta = t0 + (k + 1) * h, t0 + k * h
+        u = U[k]
+        if scheme == EULER:
+            xe = xb if backsolve else xs[k + 1]
+            _hamiltonian_grads(xe, u, p, tb, lam[k + 1], ct, gx[0], gu[0], gp[0])
+            lam[k] = lam[k + 1] + h * gx[0]
+            dU[k] = h * gu[0]
+            dp += h * gp[0]
+            if backsolve:
+                rhs_forward_into(xb, u, p, tb, fa)
+                xb -= h * fa[:n]
+            continue
+        # RK4 in reversed time τ = t_{k+1} - t on y = (x, λ, μ_u, μ_p):
+        # dx/dτ = -f (backsolve only), dλ/dτ = ∂H/∂x, dμ/dτ = ∂H/∂(u, p)
+        if backsolve:
+            xq[:] = xb
+        else:
+            # Hermite cubic on [t_k, t_{k+1}] with slopes f(x_k, u_k), f(x_{k+1}, u_k): O(h^4)
+            rhs_forward_into(xs[k], u, p, ta, fa)
+            rhs_forward_into(xs[k + 1], u, p, tb, fb)
+            for i in range(n):
+                xm[i] = 0.5 * (xs[k, i] + xs[k + 1, i]) + 0.125 * h * (fa[i] - fb[i])
+        for stage in range(4):
+            c = 0.0 if stage == 0 else (0.5 if stage < 3 else 1.0)
+            tq = tb - c * h
+            if stage == 0:
+                ly[:] = lam[k + 1]
+            else:
+                ly[:] = lam[k + 1] + c * h * gx[stage - 1]
+            if backsolve:
+                if stage > 0:
+                    xq[:] = xb - c * h * kx[stage - 1]
+                rhs_forward_into(xq, u, p, tq, fa)
+                kx[stage] = fa[:n]
+                _hamiltonian_grads(xq, u, p, tq, ly, ct, gx[stage], gu[stage], gp[stage])
+            else:
+                xe = xs[k + 1] if stage == 0 else (xm if stage < 3 else xs[k])
+                _hamiltonian_grads(xe, u, p, tq, ly, ct, gx[stage], gu[stage], gp[stage])
+        w = h / 6.0
+        lam[k] = lam[k + 1] + w * (gx[0] + 2.0 * gx[1] + 2.0 * gx[2] + gx[3])
+        dU[k] = w * (gu[0] + 2.0 * gu[1] + 2.0 * gu[2] + gu[3])
+        dp += w * (gp[0] + 2.0 * gp[1] + 2.0 * gp[2] + gp[3])
+        if backsolve:
+            xb -= w * (kx[0] + 2.0 * kx[1] + 2.0 * kx[2] + kx[3])
+    return J, dU, dp, lam, xb, -1
+
+
+@njit(cache=True)
+def forward_tangent(x0, U, p, t0, h, dx0, dU, dp):
+    """Directional derivative of J along (dx0, dU, dp) by forward sensitivities (step JVPs)."""
+    n, N = x0.shape[0], U.shape[0]
+    x = x0.copy()
+    dx = dx0.copy()
+    out = np.empty(n + 1)
+    dout = np.empty(n + 1)
+    dJ = 0.0
+    for k in range(N):
+        t = t0 + k * h
+        step_jvp_into(x, U[k], p, t, h, dx, dU[k], dp, 0.0, 0.0, dout)
+        step_forward_into(x, U[k], p, t, h, out)
+        x[:] = out[:n]
+        dx[:] = dout[:n]
+        dJ += dout[n]
+    return dJ + phi_jvp(x, p, dx, dp)

@@ -1,0 +1,198 @@
+"""diffsim.ode: rollout gradients by BPTT, checkpointing, the continuous adjoint and forward
+sensitivities, checked against finite differences, an analytic LQR gradient and each other."""
+
+import functools
+
+import numpy as np
+import pytest
+
+import diffsim.numpy as dnp
+from diffsim.ode import BacksolveWarning, ODEProblem
+from trajectories.dynamics import cart_pole
+
+P_CARTPOLE = np.array([1.0, 0.1, 0.5, 9.81])
+
+
+def running(x, u, p, t):
+    return 0.1 * dnp.sum(x * x) + u[0] ** 2 + 0.05 * dnp.sin(t) * x[0]
+
+
+def terminal(x, p):
+    return 5.0 * dnp.sum(x * x) + p[1] * x[1]
+
+
+@functools.lru_cache(maxsize=None)
+def cartpole(scheme):
+    return ODEProblem(cart_pole, 4, 1, 4, running_cost=running, terminal_cost=terminal, scheme=scheme)
+
+
+def inputs(N, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.array([0.1, 0.4, -0.2, 0.3]), 0.5 * rng.standard_normal((N, 1))
+
+
+def central_fd(fun, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for i in np.ndindex(*x.shape):
+        e = np.zeros_like(x)
+        e[i] = eps
+        g[i] = (fun(x + e) - fun(x - e)) / (2 * eps)
+    return g
+
+
+@pytest.mark.parametrize("scheme", ["euler", "rk4"])
+def test_bptt_matches_finite_differences(scheme):
+    prob = cartpole(scheme)
+    x0, U = inputs(30)
+    g = prob.gradient(x0, U, P_CARTPOLE, T=1.5, method="bptt")
+    J = lambda x0_, U_, p_: prob.rollout(x0_, U_, p_, T=1.5).J
+    np.testing.assert_allclose(g.dU, central_fd(lambda u: J(x0, u, P_CARTPOLE), U), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(g.dx0, central_fd(lambda x: J(x, U, P_CARTPOLE), x0), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(g.dp, central_fd(lambda p: J(x0, U, p), P_CARTPOLE), rtol=1e-6, atol=1e-8)
+    assert g.costate.shape == (31, 4) and np.allclose(g.costate[0], g.dx0)
+
+
+@pytest.mark.parametrize("N,snapshots", [(1, 1), (7, 1), (50, 2), (50, 6), (257, 5), (300, 300), (40, 0)])
+def test_checkpointed_equals_bptt(N, snapshots):
+    prob = cartpole("rk4")
+    x0, U = inputs(N, seed=N)
+    a = prob.gradient(x0, U, P_CARTPOLE, dt=0.02, method="bptt")
+    b = prob.gradient(x0, U, P_CARTPOLE, dt=0.02, method="checkpointed", snapshots=snapshots)
+    assert a.J == b.J
+    for x, y in ((a.dU, b.dU), (a.dx0, b.dx0), (a.dp, b.dp)):
+        np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-14 * np.max(np.abs(x)))
+    np.testing.assert_allclose(b.grad_norm, a.grad_norm, rtol=1e-12)
+
+
+@functools.lru_cache(maxsize=None)
+def fewest_steps(length, s):
+    """Fewest forward steps to reverse ``length`` steps from a stored start state with ``s`` free
+    snapshots (brute force over every split; Griewank's revolve problem)."""
+    if length == 1:
+        return 0
+    if s == 0:
+        return length * (length - 1) // 2
+    return min(m + fewest_steps(length - m, s - 1) + fewest_steps(m, s) for m in range(1, length))
+
+
+@pytest.mark.parametrize("N,snapshots", [(10, 1), (20, 2), (37, 3), (60, 2), (45, 4), (70, 5)])
+def test_checkpoint_schedule_is_optimal(N, snapshots):
+    x0, U = inputs(N)
+    g = cartpole("rk4").gradient(x0, U, P_CARTPOLE, dt=0.01, method="checkpointed", snapshots=snapshots)
+    assert g.recomputed_steps == fewest_steps(N, snapshots) - (N - 1)
+
+
+def test_forward_sensitivities_equal_bptt():
+    prob = cartpole("rk4")
+    x0, U = inputs(25)
+    a = prob.gradient(x0, U, P_CARTPOLE, T=1.0, method="bptt")
+    f = prob.gradient(x0, U, P_CARTPOLE, T=1.0, method="forward")
+    for x, y in ((a.dU, f.dU), (a.dx0, f.dx0), (a.dp, f.dp)):
+        np.testing.assert_allclose(y, x, rtol=1e-10, atol=1e-12)
+
+
+def _adjoint_gap(prob, N, T=1.0):
+    x0 = np.array([0.1, 0.4, -0.2, 0.3])
+    t = (np.arange(N) + 0.5) * T / N
+    U = 0.5 * np.sin(3 * t)[:, None]  # a smooth control, sampled at every resolution alike
+    a = prob.gradient(x0, U, P_CARTPOLE, T=T, method="bptt")
+    c = prob.gradient(x0, U, P_CARTPOLE, T=T, method="adjoint")
+    g_err = np.linalg.norm(np.concatenate([c.dx0 - a.dx0, c.dp - a.dp])) / np.linalg.norm(np.concatenate([a.dx0, a.dp]))
+    lam_err = np.max(np.abs(c.costate - a.costate)) / np.max(np.abs(a.costate))
+    u_err = np.max(np.abs(c.control_density - a.control_density)) / np.max(np.abs(a.control_density))
+    return g_err, lam_err, u_err
+
+
+@pytest.mark.parametrize("scheme,order", [("euler", 1), ("rk4", 4)])
+def test_adjoint_converges_to_bptt_with_the_scheme_order(scheme, order):
+    prob = cartpole(scheme)
+    Ns = [20, 40, 80, 160] if scheme == "rk4" else [100, 200, 400, 800]
+    gaps = np.array([_adjoint_gap(prob, N) for N in Ns])
+    for column in range(3):  # gradients w.r.t. (x0, p), costates, control densities
+        slope = -np.polyfit(np.log(Ns), np.log(gaps[:, column]), 1)[0]
+        assert abs(slope - order) < 0.35, (scheme, column, slope, gaps[:, column])
+
+
+def test_backsolve_adjoint_agrees_on_a_benign_problem_and_is_flagged_when_it_diverges():
+    prob = cartpole("rk4")
+    x0, U = inputs(100)
+    h = prob.gradient(x0, U, P_CARTPOLE, T=1.0, method="adjoint")
+    b = prob.gradient(x0, U, P_CARTPOLE, T=1.0, method="adjoint", interpolation="backsolve")
+    assert b.backsolve_error < 1e-8
+    np.testing.assert_allclose(b.dx0, h.dx0, rtol=1e-6)
+    stiff = ODEProblem(lambda x, u: -40.0 * x + u[0], 2, 1, terminal_cost=lambda x: dnp.sum(x * x))
+    with pytest.warns(BacksolveWarning, match="reconstructed x\\(0\\)"):
+        g = stiff.gradient(np.array([1.0, -1.0]), np.zeros((100, 1)), T=2.0, method="adjoint",
+                           interpolation="backsolve")
+    assert g.backsolve_error > 1e-3
+
+
+def test_lqr_gradient_equals_the_analytic_one():
+    A = np.array([[0.0, 1.0], [-2.0, -0.3]])
+    B = np.array([[0.0], [1.0]])
+    Q, R, S = np.diag([1.0, 0.5]), np.array([[0.2]]), np.diag([3.0, 1.0])
+    prob = ODEProblem(lambda x, u: A @ x + B @ u, 2, 1, running_cost=lambda x, u: x @ Q @ x + u @ R @ u,
+                      terminal_cost=lambda x: x @ S @ x, scheme="euler")
+    N, h = 40, 0.05
+    x0, U = np.array([1.0, -0.5]), np.random.default_rng(1).standard_normal((N, 1))
+    g = prob.gradient(x0, U, T=N * h, method="bptt")
+    # explicit Euler: x_{k+1} = F x_k + G u_k, J = h Σ (x_kᵀQx_k + u_kᵀRu_k) + x_NᵀSx_N
+    F, G = np.eye(2) + h * A, h * B
+    xs = [x0]
+    for k in range(N):
+        xs.append(F @ xs[-1] + G @ U[k])
+    lam = 2 * S @ xs[N]  # λ_k = ∂J/∂x_k, backward: λ_k = 2hQx_k + Fᵀλ_{k+1}
+    dU = np.zeros_like(U)
+    for k in range(N - 1, -1, -1):
+        dU[k] = 2 * h * R @ U[k] + G.T @ lam
+        lam = 2 * h * Q @ xs[k] + F.T @ lam
+    np.testing.assert_allclose(g.dU, dU, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(g.dx0, lam, rtol=1e-12)
+
+
+def test_batched_rollouts_equal_single_rollouts():
+    prob = cartpole("rk4")
+    rng = np.random.default_rng(4)
+    X0, U = rng.standard_normal((6, 4)) * 0.3, rng.standard_normal((6, 20, 1))
+    XS, J = prob.rollout_batch(X0, U, P_CARTPOLE, T=0.5)
+    for b in range(6):
+        r = prob.rollout(X0[b], U[b], P_CARTPOLE, T=0.5)
+        np.testing.assert_allclose(XS[b], r.x, rtol=1e-15)
+        assert J[b] == pytest.approx(r.J, rel=1e-14)
+
+
+def test_gradient_norm_reveals_vanishing_gradients():
+    contracting = ODEProblem(lambda x, u: -3.0 * x + u[0], 2, 1, terminal_cost=lambda x: dnp.sum(x))
+    g = contracting.gradient(np.ones(2), np.zeros((200, 1)), T=4.0, method="bptt")
+    # λ(t) = e^{-3(T-t)} ∇Φ; the discrete adjoint of RK4 multiplies by R(-3h) = Σ_{j≤4} (-3h)^j/j! per step
+    z = -3.0 * 4.0 / 200
+    R = 1 + z + z ** 2 / 2 + z ** 3 / 6 + z ** 4 / 24
+    assert g.grad_norm[0] / g.grad_norm[-1] == pytest.approx(R ** 200, rel=1e-12)
+    assert R ** 200 == pytest.approx(np.exp(-12.0), rel=1e-5)
+
+
+def test_bad_inputs_name_the_problem():
+    prob = cartpole("rk4")
+    x0, U = inputs(10)
+    with pytest.raises(ValueError, match="x0 must have shape \\(4,\\)"):
+        prob.rollout(np.zeros(3), U, P_CARTPOLE, T=1.0)
+    with pytest.raises(ValueError, match="N = 0"):
+        prob.rollout(x0, np.zeros((0, 1)), P_CARTPOLE, T=1.0)
+    with pytest.raises(ValueError, match="step must be positive"):
+        prob.rollout(x0, U, P_CARTPOLE, dt=-0.1)
+    with pytest.raises(ValueError, match="exactly one of T"):
+        prob.rollout(x0, U, P_CARTPOLE)
+    with pytest.raises(ValueError, match="p must have 4 entries"):
+        prob.rollout(x0, U, np.ones(3), T=1.0)
+    with pytest.raises(ValueError, match="x0 contains NaN"):
+        prob.rollout(np.array([0.0, np.nan, 0, 0]), U, P_CARTPOLE, T=1.0)
+    with pytest.raises(ValueError, match="unknown gradient method"):
+        prob.gradient(x0, U, P_CARTPOLE, T=1.0, method="magic")
+
+
+def test_blow_up_is_reported_with_step_and_time():
+    blowup = ODEProblem(lambda x, u: x * x, 1, 1)
+    with pytest.raises(FloatingPointError, match=r"non-finite state or cost at step \d+ \(t = "):
+        blowup.rollout(np.array([1.0]), np.zeros((200, 1)), T=2.0)  # x(t) = 1/(1-t) blows up at t = 1
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        blowup.gradient(np.array([1.0]), np.zeros((200, 1)), T=2.0, method="checkpointed")
