@@ -23,9 +23,23 @@ from typing import Callable
 import numpy as np
 
 from ..codegen import compile_module
-from .schemes import SCHEMES, augmented_rhs, canonical, make_step
+from .schemes import (
+    DOPRI5_A,
+    DOPRI5_B4,
+    DOPRI5_B5,
+    DOPRI5_C,
+    SCHEMES,
+    augmented_rhs,
+    canonical,
+    make_dopri5_step,
+    make_step,
+)
 
-_LOOPS = (pathlib.Path(__file__).with_name("compiled_loops.py")).read_text()
+_HERE = pathlib.Path(__file__).parent
+_LOOPS = (_HERE / "compiled_loops.py").read_text()
+_ADAPTIVE_LOOPS = (_HERE / "adaptive_loops.py").read_text()
+_ADAPTIVE_STATUS = {1: "non-finite state or cost", 2: "more than max_steps accepted steps",
+                    3: "step size underflow (the problem may be stiff or singular there)"}
 METHODS = ("bptt", "checkpointed", "adjoint", "forward")
 
 
@@ -40,6 +54,8 @@ class Rollout:
     t: np.ndarray
     x: np.ndarray
     J: float
+    stats: dict = field(default_factory=dict)   # dopri5: accepted and rejected steps
+    dense: Callable | None = None               # dopri5: x(t) at any t in the horizon
 
 
 @dataclass
@@ -80,7 +96,8 @@ class ODEProblem:
 
     def __init__(self, dynamics: Callable, n_x: int, n_u: int, n_p: int = 0,
                  running_cost: Callable | None = None, terminal_cost: Callable | None = None,
-                 scheme: str = "rk4", name: str | None = None) -> None:
+                 scheme: str = "rk4", name: str | None = None, rtol: float = 1e-8, atol: float = 1e-10,
+                 max_steps: int = 100_000) -> None:
         if scheme not in SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}; choose one of {sorted(SCHEMES)}")
         for label, v in (("n_x", n_x), ("n_u", n_u), ("n_p", n_p)):
@@ -90,12 +107,35 @@ class ODEProblem:
         f = canonical(dynamics, 4, "dynamics")
         rhs = augmented_rhs(f, canonical(running_cost, 4, "running_cost"))
         phi = canonical(terminal_cost, 2, "terminal_cost") or (lambda x, p: 0.0)
-        step = make_step(rhs, self.n_x, scheme)
+        if not (rtol > 0 and atol > 0 and max_steps >= 1):
+            raise ValueError(f"need rtol > 0, atol > 0 and max_steps >= 1, got {rtol}, {atol}, {max_steps}")
+        self.rtol, self.atol, self.max_steps = float(rtol), float(atol), int(max_steps)
         n, m, k = self.n_x, self.n_u, self.n_p
+        specs = {"rhs_": (rhs, (n, m, k, ())), "phi_": (phi, (n, k))}
+        if scheme == "dopri5":
+            specs["dp5_"] = (make_dopri5_step(rhs, n), (n, m, k, (), ()))
+            extra = _LOOPS + "\n\n" + _ADAPTIVE_LOOPS
+        else:
+            specs["step_"] = (make_step(rhs, n, scheme), (n, m, k, (), ()))
+            extra = _LOOPS
         title = name or getattr(dynamics, "__qualname__", "dynamics")
-        self.module, self.kernels = compile_module(
-            {"step_": (step, (n, m, k, (), ())), "rhs_": (rhs, (n, m, k, ())), "phi_": (phi, (n, k))},
-            extra=_LOOPS, title=f"ODEProblem({title}, {scheme})")
+        self.module, self.kernels = compile_module(specs, extra=extra, title=f"ODEProblem({title}, {scheme})")
+
+    @property
+    def adaptive(self) -> bool:
+        """True for the adaptive Dormand-Prince scheme (controls still piecewise constant per interval)."""
+        return self.scheme == "dopri5"
+
+    def _adaptive_args(self):
+        return self.rtol, self.atol, self.max_steps
+
+    def _check_adaptive(self, status, where, h, t0):
+        if status != 0:
+            raise FloatingPointError(
+                f"dopri5 stopped in control interval {where} "
+                f"(t in [{t0 + where * h:.6g}, {t0 + (where + 1) * h:.6g}]): "
+                f"{_ADAPTIVE_STATUS[status]}; loosen rtol/atol, raise max_steps (now {self.max_steps}), "
+                "or check the dynamics")
 
     # ------------------------------------------------------------ input checking
 
@@ -134,9 +174,32 @@ class ODEProblem:
     def rollout(self, x0, U, p=None, *, T: float | None = None, dt: float | None = None, t0: float = 0.0) -> Rollout:
         """Integrate from ``x0`` under controls ``U`` (N, m): states (N+1, n) and the cost."""
         x0, U, p, h, t0 = self._inputs(x0, U, p, T, dt, t0)
+        t = t0 + h * np.arange(U.shape[0] + 1)
+        if self.adaptive:
+            xs, J, st_t, st_h, st_k, st_x, st_xe, st_f, st_fe, M, rej, status, where = \
+                self.module.rollout_adaptive(x0, U, p, t0, h, *self._adaptive_args())
+            self._check_adaptive(status, where, h, t0)
+            steps = tuple(a[:M].copy() for a in (st_t, st_h, st_x, st_xe, st_f, st_fe))
+            return Rollout(t=t, x=xs, J=float(J), stats={"accepted": int(M), "rejected": int(rej)},
+                           dense=self._dense_output(steps, t[0], t[-1]))
         xs, J, bad = self.module.rollout(x0, U, p, t0, h)
         self._check(bad, h, t0)
-        return Rollout(t=t0 + h * np.arange(U.shape[0] + 1), x=xs, J=float(J))
+        return Rollout(t=t, x=xs, J=float(J))
+
+    def _dense_output(self, steps, t_start, t_end):
+        st_t, st_h, st_x, st_xe, st_f, st_fe = steps
+        module = self.module
+
+        def x_at(t: float) -> np.ndarray:
+            """The state at time t (cubic Hermite on the accepted dopri5 steps, O(h^4))."""
+            if not t_start <= t <= t_end:
+                raise ValueError(f"t = {t} is outside the solved horizon [{t_start}, {t_end}]")
+            j = int(np.clip(np.searchsorted(st_t, t, side="right") - 1, 0, len(st_t) - 1))
+            out = np.empty(self.n_x)
+            module.dense_state(float(t), j, st_t, st_h, st_x, st_xe, st_f, st_fe, len(st_t), out)
+            return out
+
+        return x_at
 
     def rollout_batch(self, X0, U, p=None, *, T: float | None = None, dt: float | None = None,
                       t0: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -150,6 +213,8 @@ class ODEProblem:
             U = np.broadcast_to(U, (X0.shape[0],) + U.shape)
         if U.ndim != 3 or U.shape[0] != X0.shape[0]:
             raise ValueError(f"U must have shape (B, N, {self.n_u}) or (N, {self.n_u}), got {U.shape}")
+        if self.adaptive:
+            raise ValueError("batched rollouts use fixed steps; build the problem with scheme='rk4' or 'euler'")
         _, _, p, h, t0 = self._inputs(X0[0], U[0], p, T, dt, t0)
         XS, J, bad = self.module.rollout_batch(X0, np.ascontiguousarray(U), p, t0, h)
         for b in np.flatnonzero(bad >= 0)[:1]:
@@ -180,7 +245,9 @@ class ODEProblem:
         N = U.shape[0]
         t = t0 + h * np.arange(N + 1)
         start = time.perf_counter()
-        if method == "bptt":
+        if self.adaptive:
+            res = self._adaptive_gradient(x0, U, p, t0, h, t, method, interpolation, wrt)
+        elif method == "bptt":
             J, dU, dp, lam, bad = self.module.bptt(x0, U, p, t0, h)
             self._check(bad, h, t0)
             res = Gradient(float(J), lam[0].copy(), dU, dp, method, t, costate=lam,
@@ -214,10 +281,37 @@ class ODEProblem:
         res.seconds = time.perf_counter() - start
         return res
 
+    def _adaptive_gradient(self, x0, U, p, t0, h, t, method, interpolation, wrt) -> Gradient:
+        args = (x0, U, p, t0, h, *self._adaptive_args())
+        if method == "bptt":
+            J, dU, dp, lam, M, rej, status, where = self.module.bptt_adaptive(*args)
+            self._check_adaptive(status, where, h, t0)
+            return Gradient(float(J), lam[0].copy(), dU, dp, method, t, costate=lam,
+                            grad_norm=np.linalg.norm(lam, axis=1), extra={"accepted": int(M), "rejected": int(rej)})
+        if method == "adjoint":
+            if interpolation != "hermite":
+                raise ValueError("with dopri5 the adjoint reads the state from dense output; "
+                                 "interpolation='backsolve' needs scheme='rk4' or 'euler'")
+            J, dU, dp, lam, M, back, rej, status, where = self.module.adjoint_adaptive(
+                *args, DOPRI5_A, DOPRI5_B5, DOPRI5_B4, DOPRI5_C)
+            self._check_adaptive(status, where, h, t0)
+            return Gradient(float(J), lam[0].copy(), dU, dp, method, t, costate=lam,
+                            grad_norm=np.linalg.norm(lam, axis=1),
+                            extra={"accepted": int(M), "backward_accepted": int(back), "rejected": int(rej),
+                                   "interpolation": "dense"})
+        if method == "checkpointed":
+            raise ValueError("checkpointed BPTT needs a fixed-step scheme ('rk4' or 'euler'); with dopri5 use "
+                             "'bptt' or 'adjoint'")
+        return self._forward_sensitivities(x0, U, p, t0, h, t, wrt)
+
     def _forward_sensitivities(self, x0, U, p, t0, h, t, wrt) -> Gradient:
         J = self.rollout(x0, U, p, dt=h, t0=t0).J
         zx, zU, zp = np.zeros_like(x0), np.zeros_like(U), np.zeros_like(p)
-        along = lambda dx0, dU, dp: float(self.module.forward_tangent(x0, U, p, t0, h, dx0, dU, dp))
+        if self.adaptive:
+            along = lambda dx0, dU, dp: float(self.module.forward_tangent_adaptive(
+                x0, U, p, t0, h, *self._adaptive_args(), dx0, dU, dp))
+        else:
+            along = lambda dx0, dU, dp: float(self.module.forward_tangent(x0, U, p, t0, h, dx0, dU, dp))
         eye = lambda n, i: np.eye(1, n, i).ravel()
         dx0 = np.array([along(eye(x0.size, i), zU, zp) for i in range(x0.size)]) if "x0" in wrt else None
         dp = np.array([along(zx, zU, eye(p.size, i)) for i in range(p.size)]) if "p" in wrt else np.zeros(0)

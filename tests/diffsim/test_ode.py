@@ -196,3 +196,76 @@ def test_blow_up_is_reported_with_step_and_time():
         blowup.rollout(np.array([1.0]), np.zeros((200, 1)), T=2.0)  # x(t) = 1/(1-t) blows up at t = 1
     with pytest.raises(FloatingPointError, match="non-finite"):
         blowup.gradient(np.array([1.0]), np.zeros((200, 1)), T=2.0, method="checkpointed")
+
+
+# ---------------------------------------------------------------- adaptive Dormand-Prince 5(4)
+
+
+@functools.lru_cache(maxsize=None)
+def cartpole_dopri5(rtol):
+    return ODEProblem(cart_pole, 4, 1, 4, running_cost=running, terminal_cost=terminal, scheme="dopri5",
+                      rtol=rtol, atol=rtol * 1e-2)
+
+
+def test_dopri5_solution_and_dense_output_match_a_fine_rk4_grid():
+    x0, U = inputs(10)
+    r = cartpole_dopri5(1e-10).rollout(x0, U, P_CARTPOLE, T=1.0)
+    fine = cartpole("rk4").rollout(x0, np.repeat(U, 200, axis=0), P_CARTPOLE, T=1.0)
+    assert r.J == pytest.approx(fine.J, rel=1e-9)
+    np.testing.assert_allclose(r.x, fine.x[::200], rtol=1e-8, atol=1e-10)
+    for t in (0.0, 0.123, 0.5, 0.9871, 1.0):
+        np.testing.assert_allclose(r.dense(t), fine.x[int(round(t * 2000))] if t * 2000 % 1 == 0 else
+                                   _interp(fine, t), rtol=1e-6, atol=1e-8)
+    assert r.stats["accepted"] > 10
+    with pytest.raises(ValueError, match="outside the solved horizon"):
+        r.dense(1.5)
+
+
+def _interp(rollout, t):
+    return np.array([np.interp(t, rollout.t, rollout.x[:, i]) for i in range(rollout.x.shape[1])])
+
+
+def test_dopri5_bptt_matches_finite_differences_and_forward_sensitivities():
+    prob = cartpole_dopri5(1e-11)
+    x0, U = inputs(8)
+    g = prob.gradient(x0, U, P_CARTPOLE, T=1.0, method="bptt")
+    fd = central_fd(lambda u: prob.rollout(x0, u, P_CARTPOLE, T=1.0).J, U, eps=1e-5)
+    np.testing.assert_allclose(g.dU, fd, rtol=1e-5, atol=1e-7)
+    f = prob.gradient(x0, U, P_CARTPOLE, T=1.0, method="forward")
+    for a, b in ((g.dU, f.dU), (g.dx0, f.dx0), (g.dp, f.dp)):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_dopri5_adjoint_approaches_bptt_as_the_tolerance_tightens():
+    x0, U = inputs(8)
+    gaps = []
+    for rtol in (1e-5, 1e-7, 1e-9):
+        prob = cartpole_dopri5(rtol)
+        a = prob.gradient(x0, U, P_CARTPOLE, T=1.0, method="bptt")
+        c = prob.gradient(x0, U, P_CARTPOLE, T=1.0, method="adjoint")
+        assert c.extra["backward_accepted"] > 0
+        gaps.append(np.max(np.abs(c.dU - a.dU)) / np.max(np.abs(a.dU)))
+    assert gaps[2] < 1e-6 and gaps[0] > gaps[1] > gaps[2], gaps
+
+
+def test_dopri5_errors_name_the_cause():
+    blowup = ODEProblem(lambda x, u: x * x, 1, 1, scheme="dopri5", rtol=1e-6, atol=1e-8)
+    with pytest.raises(FloatingPointError, match="dopri5 stopped in control interval"):
+        blowup.rollout(np.array([1.0]), np.zeros((4, 1)), T=2.0)
+    few = ODEProblem(cart_pole, 4, 1, 4, scheme="dopri5", rtol=1e-12, atol=1e-14, max_steps=5)
+    x0, U = inputs(4)
+    with pytest.raises(FloatingPointError, match="max_steps"):
+        few.rollout(x0, U, P_CARTPOLE, T=1.0)
+    with pytest.raises(ValueError, match="fixed-step scheme"):
+        cartpole_dopri5(1e-8).gradient(x0, U, P_CARTPOLE, T=1.0, method="checkpointed")
+
+
+def test_controls_as_a_function_of_time_through_parameters():
+    # u(t) = p0 + p1 t inside the dynamics: the gradient w.r.t. p is the control-law gradient
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([x[1], p[0] + p[1] * t]), 2, 1, 2,
+                      terminal_cost=lambda x, p: (x[0] - 1.0) ** 2)
+    p = np.array([0.3, 0.2])
+    g = prob.gradient(np.zeros(2), np.zeros((50, 1)), p, T=2.0, method="bptt")
+    # x0(T) = p0 T²/2 + p1 T³/6 exactly (RK4 is exact on polynomials of this degree)
+    xT = p[0] * 2 + p[1] * 8 / 6
+    np.testing.assert_allclose(g.dp, 2 * (xT - 1) * np.array([2.0, 8 / 6]), rtol=1e-12)
