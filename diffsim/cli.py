@@ -59,6 +59,24 @@ def _demo(args: argparse.Namespace) -> int:
             return dnp.sum(x) / np.sqrt(width)
 
         print(f"   {name:15s} |dL/dx0| = {np.linalg.norm(ds.grad(loss)(x0)):.3e}")
+    print("\n5. cart-pole rollout gradients in compiled loops (first run compiles; later runs load the cache)")
+    from diffsim.ode import ODEProblem
+    from trajectories.dynamics import cart_pole
+
+    prob = ODEProblem(cart_pole, 4, 1, 4, running_cost=lambda x, u, p, t: 0.1 * dnp.sum(x * x) + u[0] ** 2,
+                      terminal_cost=lambda x, p: 10.0 * dnp.sum(x * x))
+    p = np.array([1.0, 0.1, 0.5, 9.81])
+    x0 = np.array([0.0, 0.3, 0.0, 0.0])
+    print("   N      |dJ/dU| bptt   checkpointed - bptt   adjoint - bptt   (relative)")
+    for n in ((50, 100, 200) if args.quick else (50, 100, 200, 400, 800)):
+        U = 0.5 * np.sin(np.linspace(0.0, 6.0, n))[:, None]
+        b = prob.gradient(x0, U, p, T=2.0, method="bptt")
+        c = prob.gradient(x0, U, p, T=2.0, method="checkpointed")
+        a = prob.gradient(x0, U, p, T=2.0, method="adjoint")
+        norm = np.linalg.norm(b.dU)
+        print(f"   {n:<6d} {norm:12.6f}   {np.linalg.norm(c.dU - b.dU) / norm:18.1e}   "
+              f"{np.linalg.norm(a.dU - b.dU) / norm:14.1e}")
+    print("   (the adjoint is the continuous costate equation: its gap to BPTT falls like dt^4 with RK4)")
     print(f"\ndone in {time.perf_counter() - t0:.1f} s")
     return 0
 

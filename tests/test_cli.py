@@ -9,7 +9,7 @@ from diffsim.cli import main
 def test_demo_quick_runs_and_reports(capsys):
     assert main(["demo", "--quick"]) == 0
     out = capsys.readouterr().out
-    assert "closed form" in out and "relu + skip" in out
+    assert "closed form" in out and "relu + skip" in out and "adjoint - bptt" in out
 
 
 def test_help_lists_subcommands(capsys):
