@@ -269,3 +269,44 @@ def test_controls_as_a_function_of_time_through_parameters():
     # x0(T) = p0 T²/2 + p1 T³/6 exactly (RK4 is exact on polynomials of this degree)
     xT = p[0] * 2 + p[1] * 8 / 6
     np.testing.assert_allclose(g.dp, 2 * (xT - 1) * np.array([2.0, 8 / 6]), rtol=1e-12)
+
+
+def test_bptt_matches_jax_when_installed():
+    jax = pytest.importorskip("jax", reason="JAX is an optional peer (pip install -e '.[bench]')")
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    prob = cartpole("rk4")
+    x0, U = inputs(40)
+    h = 1.0 / 40
+
+    def f(x, u, p):
+        s, c = jnp.sin(x[1]), jnp.cos(x[1])
+        d = p[0] + p[1] * s * s
+        xdd = (u[0] + p[1] * s * (p[2] * x[3] ** 2 + p[3] * c)) / d
+        thdd = (-u[0] * c - p[1] * p[2] * x[3] ** 2 * c * s - (p[0] + p[1]) * p[3] * s) / (p[2] * d)
+        return jnp.array([x[2], x[3], xdd, thdd])
+
+    def g(x, u, p, t):
+        L = 0.1 * jnp.sum(x * x) + u[0] ** 2 + 0.05 * jnp.sin(t) * x[0]
+        return jnp.concatenate([f(x, u, p), jnp.array([L])])
+
+    def J(x0, U, p):
+        def step(carry, k):
+            x, cost = carry
+            t, u = k * h, U[k]
+            k1 = g(x, u, p, t)
+            k2 = g(x + h / 2 * k1[:4], u, p, t + h / 2)
+            k3 = g(x + h / 2 * k2[:4], u, p, t + h / 2)
+            k4 = g(x + h * k3[:4], u, p, t + h)
+            inc = h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            return (x + inc[:4], cost + inc[4]), None
+
+        (xN, cost), _ = jax.lax.scan(step, (x0, 0.0), jnp.arange(U.shape[0]))
+        return cost + 5.0 * jnp.sum(xN * xN) + p[1] * xN[1]
+
+    value, (gx0, gU, gp) = jax.value_and_grad(J, argnums=(0, 1, 2))(x0, U, P_CARTPOLE)
+    ours = prob.gradient(x0, U, P_CARTPOLE, T=1.0, method="bptt")
+    assert ours.J == pytest.approx(float(value), rel=1e-13)
+    np.testing.assert_allclose(ours.dU, np.asarray(gU), rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(ours.dx0, np.asarray(gx0), rtol=1e-11)
+    np.testing.assert_allclose(ours.dp, np.asarray(gp), rtol=1e-11)
