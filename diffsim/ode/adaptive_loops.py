@@ -66,7 +66,7 @@ def rollout_adaptive(x0, U, p, t0, H, rtol, atol, max_steps):
             remaining = t_end - t
             last = h >= remaining * (1.0 - 1e-12)
             h_try = remaining if last else h
-            dp5_forward_into(x, U[k], p, t, h_try, out)
+            dp5_forward_into_unchecked(x, U[k], p, t, h_try, out)
             y0[:n] = x
             finite = _finite(out)
             en = _rms_error(y0, out[: n + 1], out[n + 1:], rtol, atol) if finite else math.inf
@@ -75,11 +75,11 @@ def rollout_adaptive(x0, U, p, t0, H, rtol, atol, max_steps):
                     return xs, J, st_t, st_h, st_k, st_x, st_xe, st_f, st_fe, M, rejected, TOO_MANY, k
                 st_t[M], st_h[M], st_k[M] = t, h_try, k
                 st_x[M] = x
-                rhs_forward_into(x, U[k], p, t, fa)
+                rhs_forward_into_unchecked(x, U[k], p, t, fa)
                 st_f[M] = fa[:n]
                 x[:] = out[:n]
                 J += out[n]
-                rhs_forward_into(x, U[k], p, t + h_try, fa)
+                rhs_forward_into_unchecked(x, U[k], p, t + h_try, fa)
                 st_fe[M] = fa[:n]
                 st_xe[M] = x
                 M += 1
@@ -94,7 +94,7 @@ def rollout_adaptive(x0, U, p, t0, H, rtol, atol, max_steps):
                     return xs, J, st_t, st_h, st_k, st_x, st_xe, st_f, st_fe, M, rejected, \
                         (NONFINITE if not finite else UNDERFLOW), k
         xs[k + 1] = x
-    J += phi_forward(x, p)
+    J += phi_forward_unchecked(x, p)
     status = OK if math.isfinite(J) else NONFINITE
     return xs, J, st_t, st_h, st_k, st_x, st_xe, st_f, st_fe, M, rejected, status, N - 1
 
@@ -140,7 +140,7 @@ def bptt_adaptive(x0, U, p, t0, H, rtol, atol, max_steps):
         k = st_k[j]
         ct[:n] = lam
         ct[n] = 1.0
-        dp5_vjp_into(st_x[j], U[k], p, st_t[j], st_h[j], ct, gx, gu, gp)
+        dp5_vjp_into_unchecked(st_x[j], U[k], p, st_t[j], st_h[j], ct, gx, gu, gp)
         lam[:] = gx
         dU[k] += gu
         dp += gp
@@ -228,7 +228,7 @@ def forward_tangent_adaptive(x0, U, p, t0, H, rtol, atol, max_steps, dx0, dU, dp
     dJ = 0.0
     for j in range(M):
         k = st_k[j]
-        dp5_jvp_into(st_x[j], U[k], p, st_t[j], st_h[j], dx, dU[k], dp, 0.0, 0.0, dout)
+        dp5_jvp_into_unchecked(st_x[j], U[k], p, st_t[j], st_h[j], dx, dU[k], dp, 0.0, 0.0, dout)
         dx[:] = dout[:n]
         dJ += dout[n]
-    return dJ + phi_jvp(xs[U.shape[0]], p, dx, dp)
+    return dJ + phi_jvp_unchecked(xs[U.shape[0]], p, dx, dp)

@@ -38,12 +38,12 @@ def rollout(x0, U, p, t0, h):
     out = np.empty(n + 1)
     J = 0.0
     for k in range(N):
-        step_forward_into(xs[k], U[k], p, t0 + k * h, h, out)
+        step_forward_into_unchecked(xs[k], U[k], p, t0 + k * h, h, out)
         if not _finite(out):
             return xs, J, k
         xs[k + 1] = out[:n]
         J += out[n]
-    J += phi_forward(xs[N], p)
+    J += phi_forward_unchecked(xs[N], p)
     if not math.isfinite(J):
         return xs, J, N
     return xs, J, -1
@@ -60,12 +60,12 @@ def rollout_batch(X0, U, p, t0, h):
         out = np.empty(n + 1)
         XS[b, 0] = X0[b]
         for k in range(N):
-            step_forward_into(XS[b, k], U[b, k], p, t0 + k * h, h, out)
+            step_forward_into_unchecked(XS[b, k], U[b, k], p, t0 + k * h, h, out)
             XS[b, k + 1] = out[:n]
             J[b] += out[n]
             if bad[b] < 0 and not _finite(out):
                 bad[b] = k
-        J[b] += phi_forward(XS[b, N], p)
+        J[b] += phi_forward_unchecked(XS[b, N], p)
     return XS, J, bad
 
 
@@ -73,7 +73,7 @@ def rollout_batch(X0, U, p, t0, h):
 def _terminal(xN, p, lam, dp):
     """λ_N = ∂Φ/∂x(x_N); dp += ∂Φ/∂p."""
     gp = np.empty(p.shape[0])
-    phi_vjp_into(xN, p, 1.0, lam, gp)
+    phi_vjp_into_unchecked(xN, p, 1.0, lam, gp)
     dp += gp
 
 
@@ -94,7 +94,7 @@ def bptt(x0, U, p, t0, h):
     gp = np.empty(p.shape[0])
     for k in range(N - 1, -1, -1):
         ct[:n] = lam[k + 1]
-        step_vjp_into(xs[k], U[k], p, t0 + k * h, h, ct, lam[k], dU[k], gp)
+        step_vjp_into_unchecked(xs[k], U[k], p, t0 + k * h, h, ct, lam[k], dU[k], gp)
         dp += gp
     return J, dU, dp, lam, -1
 
@@ -130,7 +130,7 @@ def _advance(x, U, p, t0, h, a, b, out):
     """x := state at step b, from the state at step a (in place)."""
     n = x.shape[0]
     for k in range(a, b):
-        step_forward_into(x, U[k], p, t0 + k * h, h, out)
+        step_forward_into_unchecked(x, U[k], p, t0 + k * h, h, out)
         x[:] = out[:n]
 
 
@@ -159,7 +159,7 @@ def checkpointed(x0, U, p, t0, h, snapshots):
         else:
             mid = N
         while k < mid:
-            step_forward_into(x, U[k], p, t0 + k * h, h, out)
+            step_forward_into_unchecked(x, U[k], p, t0 + k * h, h, out)
             if not _finite(out):
                 return J, x, np.empty((N, m)), np.zeros(p.shape[0]), 0, np.empty(N + 1), k
             x[:] = out[:n]
@@ -172,7 +172,7 @@ def checkpointed(x0, U, p, t0, h, snapshots):
         slot += 1
         snaps[slot] = x
         start, s = mid, s - 1
-    J += phi_forward(x, p)
+    J += phi_forward_unchecked(x, p)
     tasks[top, 0], tasks[top, 1], tasks[top, 2], tasks[top, 3] = start, N, s, slot
     top += 1
 
@@ -196,7 +196,7 @@ def checkpointed(x0, U, p, t0, h, snapshots):
                 _advance(x, U, p, t0, h, a, j, out)
                 recomputed += j - a
                 ct[:n] = lam
-                step_vjp_into(x, U[j], p, t0 + j * h, h, ct, gx, dU[j], gp)
+                step_vjp_into_unchecked(x, U[j], p, t0 + j * h, h, ct, gx, dU[j], gp)
                 lam[:] = gx
                 dp += gp
                 norms[j] = np.sqrt(np.sum(lam * lam))
@@ -221,7 +221,7 @@ def _hamiltonian_grads(x, u, p, t, lam, ct, gx, gu, gp):
     n = x.shape[0]
     ct[:n] = lam
     ct[n] = 1.0
-    rhs_vjp_into(x, u, p, t, ct, gx, gu, gp)
+    rhs_vjp_into_unchecked(x, u, p, t, ct, gx, gu, gp)
 
 
 @njit(cache=True)
@@ -259,7 +259,7 @@ def adjoint(x0, U, p, t0, h, scheme, backsolve):
             dU[k] = h * gu[0]
             dp += h * gp[0]
             if backsolve:
-                rhs_forward_into(xb, u, p, tb, fa)
+                rhs_forward_into_unchecked(xb, u, p, tb, fa)
                 xb -= h * fa[:n]
             continue
         # RK4 in reversed time τ = t_{k+1} - t on y = (x, λ, μ_u, μ_p):
@@ -268,8 +268,8 @@ def adjoint(x0, U, p, t0, h, scheme, backsolve):
             xq[:] = xb
         else:
             # Hermite cubic on [t_k, t_{k+1}] with slopes f(x_k, u_k), f(x_{k+1}, u_k): O(h^4)
-            rhs_forward_into(xs[k], u, p, ta, fa)
-            rhs_forward_into(xs[k + 1], u, p, tb, fb)
+            rhs_forward_into_unchecked(xs[k], u, p, ta, fa)
+            rhs_forward_into_unchecked(xs[k + 1], u, p, tb, fb)
             for i in range(n):
                 xm[i] = 0.5 * (xs[k, i] + xs[k + 1, i]) + 0.125 * h * (fa[i] - fb[i])
         for stage in range(4):
@@ -282,7 +282,7 @@ def adjoint(x0, U, p, t0, h, scheme, backsolve):
             if backsolve:
                 if stage > 0:
                     xq[:] = xb - c * h * kx[stage - 1]
-                rhs_forward_into(xq, u, p, tq, fa)
+                rhs_forward_into_unchecked(xq, u, p, tq, fa)
                 kx[stage] = fa[:n]
                 _hamiltonian_grads(xq, u, p, tq, ly, ct, gx[stage], gu[stage], gp[stage])
             else:
@@ -308,9 +308,9 @@ def forward_tangent(x0, U, p, t0, h, dx0, dU, dp):
     dJ = 0.0
     for k in range(N):
         t = t0 + k * h
-        step_jvp_into(x, U[k], p, t, h, dx, dU[k], dp, 0.0, 0.0, dout)
-        step_forward_into(x, U[k], p, t, h, out)
+        step_jvp_into_unchecked(x, U[k], p, t, h, dx, dU[k], dp, 0.0, 0.0, dout)
+        step_forward_into_unchecked(x, U[k], p, t, h, out)
         x[:] = out[:n]
         dx[:] = dout[:n]
         dJ += dout[n]
-    return dJ + phi_jvp(x, p, dx, dp)
+    return dJ + phi_jvp_unchecked(x, p, dx, dp)

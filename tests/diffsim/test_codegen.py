@@ -137,6 +137,15 @@ def test_matrix_vector_products_and_slices():
     close(k.jacobian(x, u)[0], ds.jacobian(f)(x, u))
 
 
+def test_unchecked_bodies_compute_the_same_without_shape_checks():
+    k = kernel_for("cart_pole")
+    x, u, p = random_args("cart_pole", 7)
+    close(k.unchecked.forward(x, u, p), k.forward(x, u, p))
+    for a, b in zip(k.unchecked.vjp(x, u, p, np.ones(4)), k.vjp(x, u, p, np.ones(4))):
+        close(a, b)
+    assert "def forward_unchecked(x, u, p):" in k.source
+
+
 def test_source_is_readable_python():
     k = kernel_for("pendulum")
     assert "def forward(x, u, p):" in k.source and "math.sin" in k.source
