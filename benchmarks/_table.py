@@ -79,7 +79,9 @@ def page_faults_per_call(fn: Callable[[], object], number: int = 10) -> float | 
 
 
 def fmt_time(seconds: float) -> str:
-    """Seconds as a short string in µs, ms or s."""
+    """Seconds as a short string in ns, µs, ms or s."""
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.1f} ns"
     if seconds < 1e-3:
         return f"{seconds * 1e6:.2f} µs"
     if seconds < 1.0:
