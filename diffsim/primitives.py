@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .tracer import NondiffPrimitive, Primitive, raw, shape
+from .tracer import Box, NondiffPrimitive, Primitive, raw, shape
 
 # ---------------------------------------------------------------- registration helpers
 
@@ -165,8 +165,16 @@ defderiv(multiply, lambda ans, x, y: y, lambda ans, x, y: x)
 divide = _p("divide", np.true_divide)
 defderiv(divide, lambda ans, x, y: 1.0 / y, lambda ans, x, y: neg(ans) / y)
 power = _p("power", np.power)
+def _power_dx(ans, x, y):
+    """∂(x^y)/∂x = y x^(y-1), and exactly 0 for a constant y = 0 (x^0 ≡ 1): otherwise repeated
+    differentiation of an integer power at x = 0 would reach 0 · 0^(-1) = NaN."""
+    if type(y) is not Box and np.all(np.asarray(raw(y)) == 0):
+        return np.zeros(np.shape(raw(x)))
+    return y * power(x, y - 1.0)
+
+
 defderiv(power,
-         lambda ans, x, y: y * power(x, y - 1.0),
+         _power_dx,
          # log(x) is only needed where x > 0; elsewhere the true partial is 0 or undefined
          lambda ans, x, y: ans * log(where(raw(x) > 0, x, 1.0)))
 maximum = _p("maximum", np.maximum)

@@ -274,7 +274,8 @@ def wrap(x):
 
 def _elementwise(op: str, inputs):
     arrays = [np.asarray(unwrap(x), dtype=object) for x in inputs]
-    out = np.frompyfunc(lambda *e: emit(op, *e), len(arrays), 1)(*arrays)
+    with np.errstate(all="ignore"):  # folded constants may be inf or NaN, exactly as at run time
+        out = np.frompyfunc(lambda *e: emit(op, *e), len(arrays), 1)(*arrays)
     return SymArray(np.asarray(out, dtype=object))
 
 

@@ -129,3 +129,12 @@ def test_jacfwd_with_argnums_tuple():
 def test_nan_propagates_not_silenced(bad):
     g = ds.grad(lambda x: dnp.sum(x * x))(np.array([1.0, bad]))
     assert np.isfinite(g[0]) and not np.isfinite(g[1])
+
+
+def test_integer_powers_differentiate_to_exact_zeros_at_zero():
+    # x² three times at 0 must give 0, not 0 · 0^(-1) = NaN
+    assert ds.grad(ds.grad(ds.grad(lambda x: x ** 2)))(0.0) == 0.0
+    assert ds.grad(ds.grad(ds.grad(lambda x: x ** 3)))(0.0) == 6.0
+    H = ds.hessian(lambda u: dnp.sum(u ** 2) + u[0] ** 3)(np.zeros(2))
+    np.testing.assert_array_equal(H, 2 * np.eye(2))
+    assert np.isfinite(ds.jacfwd(ds.hessian(lambda u: dnp.sum(u ** 2)))(np.zeros(2))).all()
