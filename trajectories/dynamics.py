@@ -37,7 +37,8 @@ def cart_pole(x, u, p):
 def _two_link_acceleration(x, tau1, tau2, p):
     """q̈ = M(q)⁻¹ (τ + τ_g(q) − C(q, q̇) q̇) for a two-link planar arm (Spong's acrobot model,
     Tedrake eq. 3.19), with the 2×2 mass matrix inverted in closed form.
-    p = (m1, m2, l1, lc1, lc2, I1, I2, g); q1 = 0 hanging down."""
+    p = (m1, m2, l1, lc1, lc2, I1, I2, g) with I1, I2 the links' moments of inertia about their
+    joints (a uniform rod of mass m and length l: m l²/3); q1 = 0 hanging down."""
     m1, m2, l1, lc1, lc2, i1, i2, g = (p[k] for k in range(8))
     q1, q2, dq1, dq2 = x[0], x[1], x[2], x[3]
     s1, s2, c2, s12 = dnp.sin(q1), dnp.sin(q2), dnp.cos(q2), dnp.sin(q1 + q2)
@@ -105,8 +106,8 @@ def quadratic_cost(x, u, p):
 MODELS = {
     "pendulum": (pendulum, 2, 1, np.array([1.0, 1.0, 9.81, 0.1])),
     "cart_pole": (cart_pole, 4, 1, np.array([1.0, 0.1, 0.5, 9.81])),
-    "acrobot": (acrobot, 4, 1, np.array([1.0, 1.0, 1.0, 0.5, 0.5, 1 / 12, 1 / 12, 9.81])),
-    "two_link_arm": (two_link_arm, 4, 2, np.array([1.0, 1.0, 1.0, 0.5, 0.5, 1 / 12, 1 / 12, 0.0])),
+    "acrobot": (acrobot, 4, 1, np.array([1.0, 1.0, 1.0, 0.5, 0.5, 1 / 3, 1 / 3, 9.81])),
+    "two_link_arm": (two_link_arm, 4, 2, np.array([1.0, 1.0, 1.0, 0.5, 0.5, 1 / 3, 1 / 3, 0.0])),
     "lorenz": (lorenz, 3, 1, np.array([10.0, 28.0, 8.0 / 3.0])),
     "unicycle": (unicycle, 3, 2, np.array([0.0])),
     "quadrotor_2d": (quadrotor_2d, 6, 2, np.array([1.0, 0.01, 0.1, 9.81])),

@@ -1,0 +1,181 @@
+"""The indirect method: Pontryagin's minimum principle as a two-point boundary-value problem.
+
+With H(x, u, λ, t) = L + λᵀf, an optimal trajectory satisfies
+
+    ẋ = ∂H/∂λ = f(x, u*, t),   λ̇ = −∂H/∂x,   u* = argmin_{u_lo ≤ u ≤ u_hi} H(x, u, λ, t),
+    x(0) = x0,   λ(T) = ∂Φ/∂x(x(T)) + (∂h/∂x)ᵀν,   h(x(T)) = 0   (terminal equalities, multipliers ν).
+
+Everything is derived from the traced dynamics and costs: ∂H/∂x by reverse mode inside the
+trace, and u* by Newton's method on ∂H/∂u = 0 with projection on the box, unrolled in the
+trace: one step is exact when H is quadratic in u with a diagonal ∂²H/∂u² (then the projection
+is exact too); otherwise ``newton_steps`` diagonal-Newton steps are taken. The reduced
+right-hand side and the boundary residual are compiled, and their Jacobians (from the same
+engine) are handed to ``scipy.integrate.solve_bvp``. The initial guess comes from a direct
+solution: its states and BPTT costates.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.integrate import simpson, solve_bvp
+
+import diffsim as ds
+import diffsim.numpy as dnp
+
+from .problem import OptimalControlProblem, ProblemError
+from .result import Solution
+
+
+def hamiltonian(problem: OptimalControlProblem):
+    """H(x, u, λ, p, t) = L + λᵀf for ``problem`` (a function written with diffsim.numpy)."""
+    f, L = problem.f, problem.L
+
+    def H(x, u, lam, p, t):
+        running = L(x, u, p, t) if L is not None else 0.0
+        return running + dnp.sum(lam * f(x, u, p, t))
+
+    return H
+
+
+def is_quadratic_in_u(problem: OptimalControlProblem, samples: int = 4, seed: int = 0) -> bool:
+    """True if ∂²H/∂u² does not change with u (checked at random points) and is diagonal."""
+    H = hamiltonian(problem)
+    rng = np.random.default_rng(seed)
+    n, m = problem.n_x, problem.n_u
+    hess = ds.hessian(lambda u, x, lam, t: H(x, u, lam, problem.params, t))
+    for _ in range(samples):
+        x, lam, t = rng.standard_normal(n), rng.standard_normal(n), float(rng.uniform(0, problem.T))
+        a = hess(rng.standard_normal(m), x, lam, t)
+        b = hess(rng.standard_normal(m), x, lam, t)
+        if not np.allclose(a, b, rtol=1e-10, atol=1e-12) or not np.allclose(a, np.diag(np.diag(a))):
+            return False
+    return True
+
+
+def _control_law(problem: OptimalControlProblem, steps: int):
+    """u*(x, λ, p, t): ``steps`` projected diagonal-Newton steps on ∂H/∂u = 0 from the box centre."""
+    H = hamiltonian(problem)
+    lo, hi = problem.u_lower, problem.u_upper
+    centre = problem.u_guess()[0]
+    grad_u = ds.grad(H, argnums=1)
+
+    def ustar(x, lam, p, t):
+        u = dnp.array(centre) + 0.0 * x[0]
+        for _ in range(steps):
+            g = grad_u(x, u, lam, p, t)
+            # the diagonal of ∂²H/∂u² by forward-over-reverse, one direction per control
+            d = dnp.stack([ds.jvp(lambda v: grad_u(x, v, lam, p, t), (u,), (np.eye(problem.n_u)[i],))[1][i]
+                           for i in range(problem.n_u)])
+            u = dnp.clip(u - g / d, np.where(np.isfinite(lo), lo, -1e300), np.where(np.isfinite(hi), hi, 1e300))
+        return u
+
+    return ustar
+
+
+def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = None, mesh: int | None = None,
+               newton_steps: int | None = None, tol: float = 1e-8, max_nodes: int = 200_000) -> Solution:
+    """Solve ``problem`` by the indirect method (see the module docstring). Fixed final time;
+    terminal equality constraints are supported, inequalities and path constraints are not."""
+    start = time.perf_counter()
+    method = "pontryagin"
+    try:
+        problem.check()
+        if problem.free_time or problem.n_in or problem.n_g:
+            raise ProblemError("the Pontryagin method here handles a fixed final time and terminal equalities; "
+                               "solve free-time or inequality-constrained problems with the direct methods")
+    except ProblemError as exc:
+        return Solution(False, str(exc), method, wall_time=time.perf_counter() - start)
+    n, ne, T = problem.n_x, problem.n_eq, problem.T
+    p = problem.params
+    quadratic = is_quadratic_in_u(problem)
+    steps = newton_steps or (1 if quadratic else 12)
+    ustar = _control_law(problem, steps)
+    H = hamiltonian(problem)
+    f = problem.f
+
+    def reduced(y, p, t):
+        x, lam = y[:n], y[n:]
+        u = ustar(x, lam, p, t)
+        return dnp.concatenate([f(x, u, p, t), -ds.grad(H)(x, u, lam, p, t)])
+
+    Phi, h_eq = problem.Phi, problem.h_eq
+
+    def boundary(xT, lamT, nu, p):
+        dphi = ds.grad(Phi)(xT, p) if Phi is not None else 0.0 * xT
+        if ne:
+            jh = ds.jacobian(lambda x: dnp.atleast_1d(h_eq(x, p)))(xT)
+            return dnp.concatenate([lamT - dphi - nu @ jh, dnp.atleast_1d(h_eq(xT, p))])
+        return lamT - dphi
+
+    try:
+        rhs = ds.compile(reduced, 2 * n, max(problem.n_p, 0), ())
+        bc_k = ds.compile(boundary, n, n, ne, max(problem.n_p, 0))
+        law = ds.compile(ustar, n, n, max(problem.n_p, 0), ())
+    except Exception as exc:  # a construct the tracer cannot compile: say which
+        return Solution(False, f"could not derive the Pontryagin system: {exc}", method,
+                        wall_time=time.perf_counter() - start)
+
+    if warm_start is None:
+        from .shooting import single_shooting
+
+        warm_start = single_shooting(problem.with_steps(min(problem.N, 100)))
+    if warm_start.costates is None or warm_start.x.size == 0:
+        return Solution(False, "the warm start has no costates: " + warm_start.message, method,
+                        wall_time=time.perf_counter() - start)
+    t0 = warm_start.t
+    y0 = np.vstack([warm_start.x.T, warm_start.costates.T])
+    if mesh:
+        ts = np.linspace(0.0, T, mesh)
+        y0 = np.array([np.interp(ts, t0, row) for row in y0])
+        t0 = ts
+
+    def fun(t, y, nu=None):
+        return np.stack([rhs.forward(y[:, j], p, float(t[j])) for j in range(y.shape[1])], axis=1)
+
+    def fun_jac(t, y, nu=None):
+        jy = np.stack([rhs.jacobian(y[:, j], p, float(t[j]))[0] for j in range(y.shape[1])], axis=2)
+        return (jy, np.zeros((2 * n, ne, y.shape[1]))) if ne else jy
+
+    def bc(ya, yb, nu=None):
+        return np.concatenate([ya[:n] - problem.x0, bc_k.forward(yb[:n], yb[n:], _nu(nu, ne), p)])
+
+    def bc_jac(ya, yb, nu=None):
+        jx, jl, jnu, _ = bc_k.jacobian(yb[:n], yb[n:], _nu(nu, ne), p)
+        dya = np.zeros((2 * n + ne, 2 * n))
+        dya[:n, :n] = np.eye(n)
+        dyb = np.zeros((2 * n + ne, 2 * n))
+        dyb[n:, :n], dyb[n:, n:] = jx, jl
+        if ne:
+            dnu = np.zeros((2 * n + ne, ne))
+            dnu[n:] = jnu
+            return dya, dyb, dnu
+        return dya, dyb
+
+    args = dict(fun_jac=fun_jac, bc_jac=bc_jac, tol=tol, max_nodes=max_nodes)
+    if ne:
+        args["p"] = np.zeros(ne)
+    try:
+        sol = solve_bvp(fun, bc, t0, y0, **args)
+    except (FloatingPointError, ValueError, np.linalg.LinAlgError) as exc:
+        return Solution(False, f"solve_bvp failed: {exc}", method, wall_time=time.perf_counter() - start)
+    grid = problem.times()
+    yg = sol.sol(grid)
+    x, lam = yg[:n].T, yg[n:].T
+    u = np.array([law.forward(x[k], lam[k], p, float(grid[k])) for k in range(problem.N)])
+    fine = np.linspace(0.0, T, 4001)
+    yf = sol.sol(fine)
+    running = np.array([float(problem.L(yf[:n, j], law.forward(yf[:n, j], yf[n:, j], p, float(t)), p, float(t)))
+                        for j, t in enumerate(fine)]) if problem.L is not None else np.zeros(fine.size)
+    cost = simpson(running, x=fine) + (float(problem.Phi(yf[:n, -1], p)) if problem.Phi is not None else 0.0)
+    viol = float(np.max(np.abs(bc(sol.y[:, 0], sol.y[:, -1], sol.p if ne else None)))) if sol.success else np.inf
+    return Solution(bool(sol.success), str(sol.message), method, None, cost=float(cost), t=grid, x=x, u=u,
+                    costates=lam, T=T, iterations=int(sol.niter), gradient_evaluations=0,
+                    wall_time=time.perf_counter() - start, constraint_violation=viol,
+                    extra={"bvp": sol, "quadratic_in_u": quadratic, "newton_steps": steps,
+                           "multipliers": None if not ne else sol.p, "control_law": law})
+
+
+def _nu(nu, ne) -> np.ndarray:
+    return np.zeros(0) if nu is None or ne == 0 else np.asarray(nu, dtype=float)

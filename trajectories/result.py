@@ -1,0 +1,70 @@
+"""The result of solving an optimal control problem, and its plot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Solution:
+    """What a solver returns, successful or not: read ``status`` and ``message`` first.
+
+    ``costates`` are λ(t_k) = ∂J/∂x(t_k) on the grid ``t`` (from the final gradient evaluation, or
+    the costate of the boundary-value problem for the Pontryagin method)."""
+
+    status: bool
+    message: str
+    method: str
+    gradient: str | None = None
+    cost: float = float("nan")
+    t: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    x: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    u: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    costates: np.ndarray | None = None
+    T: float = float("nan")
+    iterations: int = 0
+    gradient_evaluations: int = 0
+    wall_time: float = 0.0
+    constraint_violation: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        head = "solved" if self.status else "FAILED"
+        return (f"{head} [{self.method}{'/' + self.gradient if self.gradient else ''}] cost {self.cost:.8g}, "
+                f"T {self.T:.6g}, {self.iterations} iterations, {self.gradient_evaluations} gradients, "
+                f"{self.wall_time:.2f} s, max constraint violation {self.constraint_violation:.1e}: {self.message}")
+
+    def plot(self, path: str | None = None, names: tuple[list[str], list[str]] | None = None):
+        """States, controls and costates against time; saved to ``path`` if given.
+        Returns the matplotlib figure."""
+        import matplotlib
+
+        if path is not None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        x_names, u_names = names or ([f"x{i}" for i in range(self.x.shape[1])],
+                                     [f"u{i}" for i in range(self.u.shape[1])])
+        panels = 3 if self.costates is not None else 2
+        fig, axes = plt.subplots(panels, 1, figsize=(7, 2.6 * panels), sharex=True)
+        for i in range(self.x.shape[1]):
+            axes[0].plot(self.t, self.x[:, i], label=x_names[i])
+        axes[0].set_ylabel("state")
+        for i in range(self.u.shape[1]):
+            axes[1].step(self.t[:-1], self.u[:, i], where="post", label=u_names[i])
+        axes[1].set_ylabel("control")
+        if self.costates is not None:
+            for i in range(self.costates.shape[1]):
+                axes[2].plot(self.t, self.costates[:, i], label=f"λ {x_names[i]}")
+            axes[2].set_ylabel("costate")
+        for ax in axes:
+            ax.legend(fontsize=7, loc="best")
+            ax.grid(alpha=0.3)
+        axes[-1].set_xlabel("t")
+        axes[0].set_title(f"{self.method}: cost {self.cost:.6g}" + ("" if self.status else " (FAILED)"))
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=120)
+        return fig

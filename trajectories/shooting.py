@@ -1,0 +1,289 @@
+"""Direct methods: single shooting and multiple shooting, solved with scipy.optimize using
+exact gradients from diffsim's compiled rollouts and kernels.
+
+- Single shooting: the decision is the control sequence (and T if free); the cost and every
+  terminal constraint are rollout costs, differentiated by BPTT, checkpointed BPTT or the
+  continuous adjoint (``gradient=``). Path constraints enter as ∫ Σ max(g, 0)² dt ≤ tolerance.
+- Multiple shooting: the states at the N + 1 nodes are decisions too, tied by continuity
+  constraints s_{k+1} = F(s_k, u_k) (one integrator step per interval); the constraint Jacobian
+  is sparse, assembled from the compiled step Jacobians; path constraints hold at the nodes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.optimize as so
+
+import diffsim as ds
+import diffsim.numpy as dnp
+
+from .problem import OptimalControlProblem, ProblemError
+from .result import Solution
+
+
+class _Aborted(Exception):
+    pass
+
+
+def _fail(method, gradient, message, start) -> Solution:
+    return Solution(False, message, method, gradient, wall_time=time.perf_counter() - start)
+
+
+def single_shooting(problem: OptimalControlProblem, gradient: str = "bptt", optimizer: str | None = None,
+                    U0: np.ndarray | None = None, T0: float | None = None, maxiter: int = 1000, tol: float = 1e-12,
+                    path_tol: float = 1e-8, snapshots: int | None = None) -> Solution:
+    """Optimise the controls by single shooting (see the module docstring).
+
+    ``optimizer`` defaults to L-BFGS-B without constraints and SLSQP with them.
+    """
+    start = time.perf_counter()
+    method = "single"
+    try:
+        problem.check()
+    except ProblemError as exc:
+        return _fail(method, gradient, str(exc), start)
+    if gradient not in ("bptt", "checkpointed", "adjoint"):
+        return _fail(method, gradient, f"unknown gradient method {gradient!r}: use bptt, checkpointed or adjoint",
+                     start)
+    N, m, free = problem.N, problem.n_u, problem.free_time
+    ode, kT = problem.ode, problem.n_p
+    U0 = problem.u_guess() if U0 is None else np.asarray(U0, dtype=float).reshape(N, m)
+    z0 = np.concatenate([np.clip(U0, problem.u_lower, problem.u_upper).ravel(), [T0 or problem.T] if free else []])
+    bounds = [(None if not np.isfinite(lo) else lo, None if not np.isfinite(hi) else hi)
+              for lo, hi in zip(np.tile(problem.u_lower, N), np.tile(problem.u_upper, N))]
+    if free:
+        bounds.append(tuple(None if not np.isfinite(b) else b for b in problem.T_bounds))
+    counts = {"gradients": 0}
+    cache: dict = {}
+
+    def unpack(z):
+        return z[:N * m].reshape(N, m), (z[-1] if free else problem.T)
+
+    def evaluate(z, cost, weights):
+        key = (z.tobytes(), cost, None if weights is None else weights.tobytes())
+        if key not in cache:
+            U, T = unpack(z)
+            try:
+                g = ode.gradient(problem.x0, U, problem.q(T, cost, weights), T=1.0, method=gradient,
+                                 snapshots=snapshots)
+            except FloatingPointError as exc:
+                raise _Aborted(f"the dynamics produced non-finite values during the optimisation ({exc})") from exc
+            counts["gradients"] += 1
+            grad = g.dU.ravel()
+            if free:
+                grad = np.append(grad, g.dp[kT])
+            if len(cache) > 64:
+                cache.clear()
+            cache[key] = (g.J, grad, g)
+        return cache[key]
+
+    constraints = []
+    n_w = problem.n_q - problem.n_p - 2
+    for i in range(problem.n_eq + problem.n_in + (1 if problem.n_g else 0)):
+        w = np.zeros(n_w)
+        w[i] = 1.0
+        sign = 1.0 if i < problem.n_eq else -1.0  # scipy: eq == 0, ineq >= 0
+        offset = path_tol if i == problem.n_eq + problem.n_in else 0.0
+        constraints.append({
+            "type": "eq" if i < problem.n_eq else "ineq",
+            "fun": lambda z, w=w, s=sign, o=offset: s * evaluate(z, 0.0, w)[0] + o,
+            "jac": lambda z, w=w, s=sign: s * evaluate(z, 0.0, w)[1]})
+    optimizer = optimizer or ("SLSQP" if constraints else "L-BFGS-B")
+    options = {"maxiter": maxiter}
+    if optimizer == "L-BFGS-B":
+        options.update(ftol=tol, gtol=1e-10, maxcor=30)
+    elif optimizer == "SLSQP":
+        options.update(ftol=tol)
+    try:
+        res = so.minimize(lambda z: evaluate(z, 1.0, None)[:2], z0, jac=True, bounds=bounds,
+                          constraints=constraints if optimizer != "L-BFGS-B" else (), method=optimizer,
+                          options=options)
+    except _Aborted as exc:
+        return _fail(method, gradient, str(exc), start)
+    U, T = unpack(res.x)
+    final = evaluate(res.x, 1.0, None)[2]
+    roll = ode.rollout(problem.x0, U, problem.q(T), T=1.0)
+    violation = max([abs(c["fun"](res.x) - (path_tol if k == len(constraints) - 1 and problem.n_g else 0.0))
+                     if c["type"] == "eq" else max(0.0, -c["fun"](res.x)) for k, c in enumerate(constraints)],
+                    default=0.0)
+    return Solution(bool(res.success), str(res.message), method, gradient, cost=float(final.J), t=roll.t * T,
+                    x=roll.x, u=U, costates=final.costate, T=float(T), iterations=int(res.get("nit", 0)),
+                    gradient_evaluations=counts["gradients"], wall_time=time.perf_counter() - start,
+                    constraint_violation=float(violation))
+
+
+def multiple_shooting(problem: OptimalControlProblem, segments: int | None = None, optimizer: str = "SLSQP",
+                      U0: np.ndarray | None = None, X0: np.ndarray | None = None, T0: float | None = None,
+                      maxiter: int = 1000, tol: float = 1e-12) -> Solution:
+    """Optimise the states at the start of each shooting segment together with the controls.
+
+    The N control intervals are grouped into ``segments`` (default min(N, 20)) integrated from
+    their own start states; continuity constraints tie a segment's end to the next start. Each
+    segment's end state, cost and the states inside it come with their sensitivities, propagated
+    through the compiled step Jacobians, so every constraint Jacobian is exact; its block
+    structure (a segment depends only on its start state and its own controls) is filled in
+    directly. Path constraints hold at every control node."""
+    start = time.perf_counter()
+    method = "multiple"
+    try:
+        problem.check()
+    except ProblemError as exc:
+        return _fail(method, None, str(exc), start)
+    n, m, N, free, kT = problem.n_x, problem.n_u, problem.N, problem.free_time, problem.n_p
+    ode = problem.ode
+    mod = ode.module
+    h = 1.0 / N
+    S = int(min(N, segments or 20))
+    edges = np.unique(np.round(np.linspace(0, N, S + 1)).astype(int))
+    S = edges.size - 1
+    nX, nU = (S + 1) * n, N * m
+    U0 = problem.u_guess() if U0 is None else np.asarray(U0, dtype=float).reshape(N, m)
+    if X0 is None:
+        try:
+            X0 = ode.rollout(problem.x0, U0, problem.q(T0 or problem.T), T=1.0).x[edges]
+        except FloatingPointError:
+            X0 = np.tile(problem.x0, (S + 1, 1))
+    z0 = np.concatenate([np.asarray(X0, dtype=float).ravel(), np.clip(U0, problem.u_lower, problem.u_upper).ravel(),
+                         [T0 or problem.T] if free else []])
+    nz = z0.size
+    inf = lambda b: None if not np.isfinite(b) else b
+    bounds = [(v, v) for v in problem.x0] + [(None, None)] * (S * n)
+    bounds += [(inf(lo), inf(hi)) for lo, hi in zip(np.tile(problem.u_lower, N), np.tile(problem.u_upper, N))]
+    if free:
+        bounds.append(tuple(inf(b) for b in problem.T_bounds))
+    path = _path_kernel(problem) if problem.n_g else None
+    counts = {"gradients": 0}
+    memo: dict = {}
+
+    def unpack(z):
+        return z[:nX].reshape(S + 1, n), z[nX:nX + nU].reshape(N, m), (z[-1] if free else problem.T)
+
+    def col_u(k):
+        return nX + k * m
+
+    def sweep(z):
+        """Segment ends, costs and path-constraint values with their Jacobian rows (dense)."""
+        key = z.tobytes()
+        if key in memo:
+            return memo[key]
+        Xn, U, T = unpack(z)
+        q = problem.q(T)
+        ends, dends = np.empty((S, n)), np.zeros((S * n, nz))
+        cost, dcost = 0.0, np.zeros(nz)
+        gvals, dg = [], []
+        for j in range(S):
+            a, b = edges[j], edges[j + 1]
+            x = Xn[j].copy()
+            Sx, Su, ST = np.eye(n), np.zeros((n, (b - a) * m)), np.zeros(n)
+            for k in range(a, b):
+                lk = (k - a) * m
+                if path is not None:
+                    gx, gu, gq, _ = path.jacobian(x, U[k], q, k * h)
+                    gvals.append(path.forward(x, U[k], q, k * h))
+                    row = np.zeros((problem.n_g, nz))
+                    row[:, j * n:(j + 1) * n] = gx @ Sx
+                    row[:, col_u(a):col_u(a) + lk] = gx @ Su[:, :lk]
+                    row[:, col_u(k):col_u(k) + m] += gu
+                    if free:
+                        row[:, -1] = gx @ ST + gq[:, kT]
+                    dg.append(row)
+                out = mod.step_forward(x, U[k], q, k * h, h)
+                jx, ju, jq, _, _ = mod.step_jacobian(x, U[k], q, k * h, h)
+                cost += out[n]
+                dcost[j * n:(j + 1) * n] += jx[n] @ Sx
+                dcost[col_u(a):col_u(a) + lk] += jx[n] @ Su[:, :lk]
+                dcost[col_u(k):col_u(k) + m] += ju[n]
+                if free:
+                    dcost[-1] += jx[n] @ ST + jq[n, kT]
+                Sx, Su, ST = jx[:n] @ Sx, jx[:n] @ Su, jx[:n] @ ST + jq[:n, kT]
+                Su[:, lk:lk + m] += ju[:n]
+                x = out[:n]
+            if not np.all(np.isfinite(x)):
+                raise _Aborted(f"non-finite state at the end of shooting segment {j} (steps {a}..{b})")
+            ends[j] = x
+            r = slice(j * n, (j + 1) * n)
+            dends[r, j * n:(j + 1) * n] = Sx
+            dends[r, col_u(a):col_u(b)] = Su
+            if free:
+                dends[r, -1] = ST
+        gx, gq = np.empty(n), np.empty(q.size)
+        mod.phi_vjp_into(Xn[S], q, 1.0, gx, gq)
+        cost += mod.phi_forward(Xn[S], q)
+        dcost[S * n:nX] += gx
+        if free:
+            dcost[-1] += gq[kT]
+        counts["gradients"] += 1
+        memo.clear()
+        memo[key] = (ends, dends, cost, dcost, np.concatenate(gvals) if gvals else None,
+                     np.vstack(dg) if dg else None)
+        return memo[key]
+
+    shift = np.zeros((S * n, nz))  # d(X_{j+1})/dz
+    shift[np.arange(S * n), n + np.arange(S * n)] = 1.0
+
+    constraints = [{"type": "eq", "fun": lambda z: (unpack(z)[0][1:] - sweep(z)[0]).ravel(),
+                    "jac": lambda z: shift - sweep(z)[1]}]
+    n_w = problem.n_q - problem.n_p - 2
+    for i in range(problem.n_eq + problem.n_in):
+        w = np.zeros(n_w)
+        w[i] = 1.0
+        sign = 1.0 if i < problem.n_eq else -1.0
+
+        def h_fun(z, w=w, s=sign):
+            Xn, U, T = unpack(z)
+            return s * mod.phi_forward(Xn[S], problem.q(T, 0.0, w))
+
+        def h_jac(z, w=w, s=sign):
+            Xn, U, T = unpack(z)
+            q = problem.q(T, 0.0, w)
+            gx, gq = np.empty(n), np.empty(q.size)
+            mod.phi_vjp_into(Xn[S], q, 1.0, gx, gq)
+            row = np.zeros(nz)
+            row[S * n:nX] = s * gx
+            if free:
+                row[-1] = s * gq[kT]
+            return row
+
+        constraints.append({"type": "eq" if i < problem.n_eq else "ineq", "fun": h_fun, "jac": h_jac})
+    if path is not None:
+        constraints.append({"type": "ineq", "fun": lambda z: -sweep(z)[4], "jac": lambda z: -sweep(z)[5]})
+    try:
+        if optimizer == "trust-constr":
+            cons = [so.NonlinearConstraint(c["fun"], 0.0, 0.0 if c["type"] == "eq" else np.inf, jac=c["jac"])
+                    for c in constraints]
+            res = so.minimize(lambda z: sweep(z)[2:4], z0, jac=True, bounds=so.Bounds(*_bounds_arrays(bounds)),
+                              constraints=cons, method="trust-constr",
+                              options={"maxiter": maxiter, "gtol": 1e-10, "xtol": 1e-12})
+        else:
+            res = so.minimize(lambda z: sweep(z)[2:4], z0, jac=True, bounds=bounds, constraints=constraints,
+                              method=optimizer, options={"maxiter": maxiter, "ftol": tol})
+    except (_Aborted, FloatingPointError) as exc:
+        return _fail(method, None, f"the dynamics produced non-finite values during the optimisation ({exc})", start)
+    Xn, U, T = unpack(res.x)
+    viol = max([np.max(np.abs(c["fun"](res.x))) if c["type"] == "eq" else max(0.0, -np.min(c["fun"](res.x)))
+                for c in constraints], default=0.0)
+    try:  # the trajectory of the controls found, integrated from x0, with its BPTT costates
+        g = ode.gradient(problem.x0, U, problem.q(T), T=1.0, method="bptt")
+        cost, x, lam = g.J, ode.rollout(problem.x0, U, problem.q(T), T=1.0).x, g.costate
+    except FloatingPointError:
+        cost, x, lam = float(sweep(res.x)[2]), None, None
+    return Solution(bool(res.success), str(res.message), method, None, cost=float(cost), t=np.linspace(0, T, N + 1),
+                    x=x if x is not None else np.zeros((0, n)), u=U, costates=lam, T=float(T),
+                    iterations=int(res.get("nit", 0)), gradient_evaluations=counts["gradients"],
+                    wall_time=time.perf_counter() - start, constraint_violation=float(viol),
+                    extra={"segments": S, "segment_states": Xn})
+
+
+def _bounds_arrays(bounds):
+    lo = np.array([-np.inf if b[0] is None else b[0] for b in bounds])
+    hi = np.array([np.inf if b[1] is None else b[1] for b in bounds])
+    return lo, hi
+
+
+def _path_kernel(problem):
+    k = problem.n_p
+    g = problem.g
+    return ds.compile(lambda x, u, q, s: dnp.atleast_1d(g(x, u, q[:k], q[k] * s)), problem.n_x, problem.n_u,
+                      problem.n_q, ())
