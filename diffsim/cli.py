@@ -2,6 +2,8 @@
 is instant and the engine never depends on the application packages.
 
     diffsim demo            the main job: what the toolkit does, checked as it runs
+    diffsim control SYSTEM  solve a ready optimal control problem
+    diffsim compare SYSTEM  BPTT vs the continuous adjoint on it
     diffsim --version
 """
 
@@ -81,6 +83,38 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _control(args: argparse.Namespace) -> int:
+    """Solve a ready optimal control problem; print the result, optionally plot it."""
+    from trajectories import SYSTEMS, solve
+
+    problem = SYSTEMS[args.system](N=args.steps) if args.steps is not None else SYSTEMS[args.system]()
+    sol = solve(problem, method=args.method, gradient=args.gradient)
+    print(f"{problem.name} (N = {problem.N}, {problem.scheme}): {sol}")
+    if sol.status:
+        print("final state: " + ", ".join(f"{n} = {v:.6g}" for n, v in zip(problem.x_names, sol.x[-1])))
+    if args.plot:
+        sol.plot(args.plot, names=(problem.x_names, problem.u_names))
+        print(f"wrote {args.plot}")
+    if not sol.status:
+        print(f"error: {sol.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """BPTT, checkpointed BPTT and the continuous adjoint on a ready problem: table and figure."""
+    from trajectories import SYSTEMS, compare
+
+    problem = SYSTEMS[args.system](N=args.steps) if args.steps is not None else SYSTEMS[args.system]()
+    result = compare(problem, optimize=not args.no_optimize)
+    print(result.table())
+    if args.plot:
+        result.plot(args.plot)
+        print(f"wrote {args.plot}")
+    failed = [k for k, s in result.solutions.items() if not s.status]
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``diffsim`` command."""
     from . import __version__
@@ -94,6 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
                           description=_demo.__doc__)
     demo.add_argument("--quick", action="store_true", help="a smaller, faster run")
     demo.set_defaults(func=_demo)
+
+    from trajectories.systems import SYSTEMS  # names only; cheap
+
+    control = sub.add_parser("control", help="solve a ready optimal control problem",
+                             description=_control.__doc__)
+    control.add_argument("system", choices=sorted(SYSTEMS), help="which problem")
+    control.add_argument("--method", choices=["single", "multiple", "pontryagin"], default="single",
+                         help="direct single shooting (default), direct multiple shooting, or Pontryagin's BVP")
+    control.add_argument("--gradient", choices=["bptt", "checkpointed", "adjoint"], default="bptt",
+                         help="how single shooting differentiates the rollout (default bptt)")
+    control.add_argument("--steps", type=int, help="number of control intervals N (default: the system's)")
+    control.add_argument("--plot", metavar="FILE", help="write states, controls and costates to FILE (png, pdf)")
+    control.set_defaults(func=_control)
+
+    comp = sub.add_parser("compare", help="BPTT vs continuous adjoint on a ready problem", description=_compare.__doc__)
+    comp.add_argument("system", choices=sorted(SYSTEMS), help="which problem")
+    comp.add_argument("--steps", type=int, help="number of control intervals N (default: the system's)")
+    comp.add_argument("--plot", metavar="FILE", help="write the comparison figure to FILE")
+    comp.add_argument("--no-optimize", action="store_true", help="compare gradients only, do not optimise")
+    comp.set_defaults(func=_compare)
     return parser
 
 

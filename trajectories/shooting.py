@@ -87,7 +87,7 @@ def single_shooting(problem: OptimalControlProblem, gradient: str = "bptt", opti
         sign = 1.0 if i < problem.n_eq else -1.0  # scipy: eq == 0, ineq >= 0
         offset = path_tol if i == problem.n_eq + problem.n_in else 0.0
         constraints.append({
-            "type": "eq" if i < problem.n_eq else "ineq",
+            "type": "eq" if i < problem.n_eq else "ineq", "sign": sign,
             "fun": lambda z, w=w, s=sign, o=offset: s * evaluate(z, 0.0, w)[0] + o,
             "jac": lambda z, w=w, s=sign: s * evaluate(z, 0.0, w)[1]})
     optimizer = optimizer or ("SLSQP" if constraints else "L-BFGS-B")
@@ -98,20 +98,37 @@ def single_shooting(problem: OptimalControlProblem, gradient: str = "bptt", opti
         options.update(ftol=tol)
     try:
         res = so.minimize(lambda z: evaluate(z, 1.0, None)[:2], z0, jac=True, bounds=bounds,
-                          constraints=constraints if optimizer != "L-BFGS-B" else (), method=optimizer,
-                          options=options)
+                          constraints=[{k: v for k, v in c.items() if k != "sign"} for c in constraints]
+                          if optimizer != "L-BFGS-B" else (), method=optimizer, options=options)
     except _Aborted as exc:
         return _fail(method, gradient, str(exc), start)
     U, T = unpack(res.x)
     final = evaluate(res.x, 1.0, None)[2]
+    nu = _terminal_multipliers(res, [c.get("sign", 1.0) for c in constraints], 0, n_w)
+    if nu is not None:  # costates of the Lagrangian J + νᵀh: Pontryagin's λ at the optimum
+        final_lagrangian = evaluate(res.x, 1.0, nu)[2]
     roll = ode.rollout(problem.x0, U, problem.q(T), T=1.0)
     violation = max([abs(c["fun"](res.x) - (path_tol if k == len(constraints) - 1 and problem.n_g else 0.0))
                      if c["type"] == "eq" else max(0.0, -c["fun"](res.x)) for k, c in enumerate(constraints)],
                     default=0.0)
+    costates = final_lagrangian.costate if nu is not None else final.costate
     return Solution(bool(res.success), str(res.message), method, gradient, cost=float(final.J), t=roll.t * T,
-                    x=roll.x, u=U, costates=final.costate, T=float(T), iterations=int(res.get("nit", 0)),
+                    x=roll.x, u=U, costates=costates, T=float(T), iterations=int(res.get("nit", 0)),
                     gradient_evaluations=counts["gradients"], wall_time=time.perf_counter() - start,
-                    constraint_violation=float(violation))
+                    constraint_violation=float(violation), extra={"multipliers": nu})
+
+
+def _terminal_multipliers(res, signs, skip_eq, n_w):
+    """ν for the weights w of J + Σ w_i h_i from scipy's SLSQP multipliers (∇f = Σ μ_i ∇c_i, with
+    c_i = s_i h_i): ν_i = -s_i μ_i. SLSQP orders equalities before inequalities; ``skip_eq`` leading
+    equality multipliers (multiple shooting's continuity) are not terminal ones."""
+    mu = res.get("multipliers")
+    if mu is None or n_w == 0 or len(signs) == 0:
+        return None
+    mu = np.asarray(mu, dtype=float)[skip_eq:]
+    if mu.size != len(signs):
+        return None
+    return -np.asarray(signs) * mu
 
 
 def multiple_shooting(problem: OptimalControlProblem, segments: int | None = None, optimizer: str = "SLSQP",
@@ -264,9 +281,13 @@ def multiple_shooting(problem: OptimalControlProblem, segments: int | None = Non
     Xn, U, T = unpack(res.x)
     viol = max([np.max(np.abs(c["fun"](res.x))) if c["type"] == "eq" else max(0.0, -np.min(c["fun"](res.x)))
                 for c in constraints], default=0.0)
-    try:  # the trajectory of the controls found, integrated from x0, with its BPTT costates
-        g = ode.gradient(problem.x0, U, problem.q(T), T=1.0, method="bptt")
-        cost, x, lam = g.J, ode.rollout(problem.x0, U, problem.q(T), T=1.0).x, g.costate
+    nu = None
+    if optimizer == "SLSQP" and problem.n_eq + problem.n_in and not problem.n_g:
+        nu = _terminal_multipliers(res, [1.0] * problem.n_eq + [-1.0] * problem.n_in, S * n, n_w)
+    try:  # the trajectory of the controls found, integrated from x0, with its costates (of J + νᵀh)
+        g = ode.gradient(problem.x0, U, problem.q(T, 1.0, nu), T=1.0, method="bptt")
+        roll = ode.rollout(problem.x0, U, problem.q(T), T=1.0)
+        cost, x, lam = roll.J, roll.x, g.costate
     except FloatingPointError:
         cost, x, lam = float(sweep(res.x)[2]), None, None
     return Solution(bool(res.success), str(res.message), method, None, cost=float(cost), t=np.linspace(0, T, N + 1),

@@ -91,6 +91,9 @@ def test_pendulum_swing_up_direct_and_indirect_agree():
     assert abs(indirect.x[-1, 0] - np.pi) < 1e-6
     # the continuous optimum is below the piecewise-constant one, and close to it
     assert indirect.cost <= direct.cost and (direct.cost - indirect.cost) / direct.cost < 2e-3
+    # the direct method's costates are those of J + νᵀh with SLSQP's multipliers: Pontryagin's
+    np.testing.assert_allclose(direct.extra["multipliers"], indirect.extra["multipliers"], rtol=2e-3)
+    np.testing.assert_allclose(direct.costates, indirect.costates, atol=0.03 * np.max(np.abs(indirect.costates)))
 
 
 def test_other_systems_solve():

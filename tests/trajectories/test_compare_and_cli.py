@@ -1,0 +1,43 @@
+"""trajectories.compare and the control/compare subcommands."""
+
+import numpy as np
+
+from diffsim.cli import main
+from trajectories import compare, solve
+from trajectories.systems import SYSTEMS, pendulum_swingup
+
+
+def test_compare_measures_the_adjoint_gap_and_its_order(tmp_path):
+    c = compare(pendulum_swingup(N=50), steps=(25, 50, 100, 200), optimize=True, repeats=1)
+    rows = {r["method"]: r for r in c.rows}
+    assert rows["checkpointed"]["gap"] == 0.0 and rows["bptt"]["gap"] == 0.0
+    assert 1e-10 < rows["adjoint"]["gap"] < 1e-3
+    assert c.fd_error < 1e-6
+    assert abs(c.slope - 4.0) < 0.4 and np.all(np.diff(np.log(c.gaps[:, 1])) < 0)
+    costs = {k: s.cost for k, s in c.solutions.items()}
+    assert all(s.status for s in c.solutions.values())
+    assert abs(costs["adjoint"] - costs["bptt"]) / costs["bptt"] < 1e-6
+    assert "measured" in c.table()
+    c.plot(str(tmp_path / "cmp.png"))
+    assert (tmp_path / "cmp.png").stat().st_size > 20_000
+
+
+def test_solve_dispatches_and_reports_unknown_methods():
+    sol = solve(SYSTEMS["double_integrator_lqr"](N=30), method="multiple")
+    assert sol.status and sol.method == "multiple"
+    bad = solve(SYSTEMS["double_integrator_lqr"](N=30), method="magic")
+    assert not bad.status and "unknown method" in bad.message
+
+
+def test_cli_control_solves_plots_and_fails_cleanly(tmp_path, capsys):
+    assert main(["control", "double_integrator_lqr", "--steps", "40", "--plot", str(tmp_path / "u.png")]) == 0
+    out = capsys.readouterr().out
+    assert "solved" in out and (tmp_path / "u.png").exists()
+    assert main(["control", "pendulum", "--steps", "0"]) == 1
+    assert "N must be at least 1" in capsys.readouterr().err
+
+
+def test_cli_compare_prints_the_table(capsys, tmp_path):
+    assert main(["compare", "pendulum", "--steps", "40", "--no-optimize", "--plot", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    assert "adjoint - bptt" in out and (tmp_path / "c.png").exists()
