@@ -46,6 +46,18 @@ def _check_numeric(name: str, leaf: Any) -> None:
         raise TypeError(f"{name} must be numeric arrays, got {type(raw(leaf)).__name__}")
 
 
+def _substitute(fun: Callable, args: tuple, nums: tuple, kwargs: dict) -> Callable:
+    """``fun`` as a function of the arguments at positions ``nums`` only, the others fixed."""
+
+    def partial(*diff):
+        full = list(args)
+        for n, d in zip(nums, diff):
+            full[n] = d
+        return fun(*full, **kwargs)
+
+    return partial
+
+
 def vjp(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
     """Evaluate ``fun(*primals)`` and return ``(value, vjp_fn)``; ``vjp_fn(cotangent)`` returns
     one cotangent per primal, each with that primal's structure. ``vjp_fn`` may be called many
@@ -100,11 +112,7 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: boo
     def wrapped(*args, **kwargs):
         nums = _argnums(argnums, len(args))
 
-        def partial(*diff):
-            full = list(args)
-            for n, d in zip(nums, diff):
-                full[n] = d
-            return fun(*full, **kwargs)
+        partial = _substitute(fun, args, nums, kwargs)
 
         def pair_fun(*diff):
             out = partial(*diff)
@@ -202,11 +210,7 @@ def jacrev(fun: Callable, argnums: int | Sequence[int] = 0) -> Callable:
     def wrapped(*args, **kwargs):
         nums = _argnums(argnums, len(args))
 
-        def partial(*diff):
-            full = list(args)
-            for n, d in zip(nums, diff):
-                full[n] = d
-            return fun(*full, **kwargs)
+        partial = _substitute(fun, args, nums, kwargs)
 
         diff_args = [args[n] for n in nums]
         value, back = vjp(partial, *diff_args)
