@@ -105,8 +105,9 @@ def _beta(c, t):
     if t < 0:
         return 0.0
     r = 1.0
-    for i in range(1, c + 1):
-        r = r * (t + i) / i
+    k, top = min(c, t), max(c, t)  # C(c+t, c) = C(c+t, t): loop over the smaller (O(t), not O(snapshots))
+    for i in range(1, k + 1):
+        r = r * (top + i) / i
     return r
 
 
@@ -181,7 +182,7 @@ def checkpointed(x0, U, p, t0, h, snapshots):
     _terminal(x, p, lam, dp)
     dU = np.empty((N, m))
     norms = np.empty(N + 1)
-    norms[N] = np.sqrt(np.sum(lam * lam))
+    norms[N] = math.sqrt(np.dot(lam, lam))
     ct = np.empty(n + 1)
     ct[n] = 1.0
     gx = np.empty(n)
@@ -197,9 +198,12 @@ def checkpointed(x0, U, p, t0, h, snapshots):
                 recomputed += j - a
                 ct[:n] = lam
                 step_vjp_into_unchecked(x, U[j], p, t0 + j * h, h, ct, gx, dU[j], gp)
-                lam[:] = gx
+                acc = 0.0
+                for i in range(n):
+                    lam[i] = gx[i]
+                    acc += gx[i] * gx[i]
+                norms[j] = math.sqrt(acc)
                 dp += gp
-                norms[j] = np.sqrt(np.sum(lam * lam))
             continue
         mid = a + _left_length(b - a, s)
         x[:] = snaps[slot]

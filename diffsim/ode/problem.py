@@ -69,12 +69,19 @@ class Gradient:
     method: str
     t: np.ndarray
     costate: np.ndarray | None = None      # (N+1, n): λ(t_k)
-    grad_norm: np.ndarray | None = None    # (N+1,): |λ(t_k)| along the reverse sweep
+    norms: np.ndarray | None = None        # |λ(t_k)| when the method keeps no costates (checkpointed)
     recomputed_steps: int | None = None    # checkpointed: forward steps beyond the N - 1 of BPTT
     snapshots: int | None = None
     backsolve_error: float | None = None   # adjoint backsolve: |x(0) reconstructed - x0| / (1 + |x0|)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+
+    @property
+    def grad_norm(self) -> np.ndarray | None:
+        """|λ(t_k)| along the reverse sweep (N+1,): vanishing or exploding gradients at a glance."""
+        if self.norms is None and self.costate is not None:
+            self.norms = np.sqrt(np.einsum("ij,ij->i", self.costate, self.costate))
+        return self.norms
 
     @property
     def control_density(self) -> np.ndarray | None:
@@ -250,15 +257,14 @@ class ODEProblem:
         elif method == "bptt":
             J, dU, dp, lam, bad = self.module.bptt(x0, U, p, t0, h)
             self._check(bad, h, t0)
-            res = Gradient(float(J), lam[0].copy(), dU, dp, method, t, costate=lam,
-                           grad_norm=np.linalg.norm(lam, axis=1))
+            res = Gradient(float(J), lam[0].copy(), dU, dp, method, t, costate=lam)
         elif method == "checkpointed":
             if snapshots is None:
                 snapshots = max(1, int(memory // (8 * self.n_x))) if memory else max(1, int(np.sqrt(N)))
             snapshots = int(min(max(snapshots, 0), N))
             J, lam0, dU, dp, recomputed, norms, bad = self.module.checkpointed(x0, U, p, t0, h, snapshots)
             self._check(bad, h, t0)
-            res = Gradient(float(J), lam0, dU, dp, method, t, grad_norm=norms, recomputed_steps=int(recomputed),
+            res = Gradient(float(J), lam0, dU, dp, method, t, norms=norms, recomputed_steps=int(recomputed),
                            snapshots=snapshots)
         elif method == "adjoint":
             if interpolation not in ("hermite", "backsolve"):
@@ -267,7 +273,7 @@ class ODEProblem:
             J, dU, dp, lam, x_rec, bad = self.module.adjoint(x0, U, p, t0, h, SCHEMES[self.scheme], back)
             self._check(bad, h, t0)
             res = Gradient(float(J), lam[0].copy(), dU, dp, method, t, costate=lam,
-                           grad_norm=np.linalg.norm(lam, axis=1), extra={"interpolation": interpolation})
+                           extra={"interpolation": interpolation})
             if back:
                 err = float(np.linalg.norm(x_rec - x0) / (1.0 + np.linalg.norm(x0)))
                 res.backsolve_error = err
@@ -287,7 +293,7 @@ class ODEProblem:
             J, dU, dp, lam, M, rej, status, where = self.module.bptt_adaptive(*args)
             self._check_adaptive(status, where, h, t0)
             return Gradient(float(J), lam[0].copy(), dU, dp, method, t, costate=lam,
-                            grad_norm=np.linalg.norm(lam, axis=1), extra={"accepted": int(M), "rejected": int(rej)})
+                            extra={"accepted": int(M), "rejected": int(rej)})
         if method == "adjoint":
             if interpolation != "hermite":
                 raise ValueError("with dopri5 the adjoint reads the state from dense output; "
@@ -296,7 +302,6 @@ class ODEProblem:
                 *args, DOPRI5_A, DOPRI5_B5, DOPRI5_B4, DOPRI5_C)
             self._check_adaptive(status, where, h, t0)
             return Gradient(float(J), lam[0].copy(), dU, dp, method, t, costate=lam,
-                            grad_norm=np.linalg.norm(lam, axis=1),
                             extra={"accepted": int(M), "backward_accepted": int(back), "rejected": int(rej),
                                    "interpolation": "dense"})
         if method == "checkpointed":
