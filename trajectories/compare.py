@@ -45,11 +45,12 @@ class Comparison:
     def table(self) -> str:
         lines = [f"{self.problem}: gradients of J + Σ h_i(x(T)) at a smooth test control, N = {self.N}",
                  f"{'method':<14}{'|dJ/dU| rel. gap to bptt':>26}{'costate gap':>14}{'time':>12}{'stored arrays':>16}"
-                 f"{'extra steps':>13}"]
+                 f"{'peak RSS Δ':>13}{'extra steps':>13}"]
         for r in self.rows:
             cg = "-" if np.isnan(r["costate_gap"]) else f"{r['costate_gap']:.2e}"
+            rss = "n/a" if r["rss"] is None else f"{r['rss'] / 1024:.0f}kB"
             lines.append(f"{r['method']:<14}{r['gap']:>26.2e}{cg:>14}{r['seconds'] * 1e3:>10.3f}ms"
-                         f"{r['bytes'] / 1024:>14.1f}kB{r['recomputed']:>13}")
+                         f"{r['bytes'] / 1024:>14.1f}kB{rss:>13}{r['recomputed']:>13}")
         lines.append(f"bptt against central finite differences (random directions): {self.fd_error:.1e}")
         if self.steps is not None:
             lines.append(f"adjoint - bptt as the grid is refined (expected order {self.order}, "
@@ -123,6 +124,24 @@ def _test_controls(problem: OptimalControlProblem) -> np.ndarray:
     return np.clip(problem.u_guess() + amp * wave, lo, hi)
 
 
+def _peak_rss_delta(fn) -> float | None:
+    """Bytes by which ``fn()`` raised the process's peak resident memory (Linux: the peak is
+    reset through /proc/self/clear_refs and read back as VmHWM); None where that is unavailable."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+
+        def status(key):
+            with open("/proc/self/status") as fh:
+                return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(key))
+
+        before = status("VmRSS:")
+        fn()
+        return max(0.0, float(status("VmHWM:") - before))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
 def _best_time(fn, repeats):
     fn()  # the first call may compile or load compiled code
     best, out = np.inf, None
@@ -136,12 +155,13 @@ def _best_time(fn, repeats):
 def compare(problem: OptimalControlProblem, U: np.ndarray | None = None, steps=(25, 50, 100, 200, 400),
             methods=("bptt", "checkpointed", "adjoint"), optimize: bool = True, repeats: int = 3,
             fd_directions: int = 3, seed: int = 0) -> Comparison:
-    """Compare gradient methods on ``problem`` at controls ``U`` (default: the initial guess).
+    """Compare gradient methods on ``problem`` at controls ``U`` (default: a smooth test control).
 
-    Measures, at the problem's grid, each method's gradient gap to BPTT, costate gap, wall time
-    and stored arrays; BPTT against finite differences; the adjoint-BPTT gap over ``steps``
-    (with a smooth control resampled on each grid) and its slope; and, with ``optimize``, the
-    optimum single shooting reaches with each gradient."""
+    Measures, at the problem's grid, each method's gradient gap to BPTT, costate gap, wall time,
+    the arrays it keeps (by its storage model) and the rise of the process's peak RSS (measured,
+    on Linux; page-granular, so meaningful for large N); BPTT against finite differences; the
+    adjoint-BPTT gap over ``steps`` (with a smooth control resampled on each grid) and its slope;
+    and, with ``optimize``, the optimum single shooting reaches with each gradient."""
     ode, T = problem.ode, problem.T
     N, n, m = problem.N, problem.n_x, problem.n_u
     U = _test_controls(problem) if U is None else np.asarray(U, dtype=float).reshape(N, m)
@@ -156,7 +176,8 @@ def compare(problem: OptimalControlProblem, U: np.ndarray | None = None, steps=(
         snapshots = g.snapshots or 0
         stored = {"bptt": 2 * (N + 1) * n, "checkpointed": (snapshots + 1) * n + (N + 1),
                   "adjoint": 2 * (N + 1) * n}.get(name, 0) * 8 + N * m * 8
-        out.rows.append({"method": name, "seconds": seconds, "bytes": stored, "g": g,
+        rss = _peak_rss_delta(lambda: ode.gradient(problem.x0, U, q, T=1.0, method=name))
+        out.rows.append({"method": name, "seconds": seconds, "bytes": stored, "rss": rss, "g": g,
                          "recomputed": "-" if g.recomputed_steps is None else g.recomputed_steps})
         if g.costate is not None:
             out.costates[name] = g.costate

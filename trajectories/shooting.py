@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import scipy.optimize as so
+import scipy.sparse as sp
 
 import diffsim as ds
 import diffsim.numpy as dnp
@@ -267,8 +268,9 @@ def multiple_shooting(problem: OptimalControlProblem, segments: int | None = Non
     if path is not None:
         constraints.append({"type": "ineq", "fun": lambda z: -sweep(z)[4], "jac": lambda z: -sweep(z)[5]})
     try:
-        if optimizer == "trust-constr":
-            cons = [so.NonlinearConstraint(c["fun"], 0.0, 0.0 if c["type"] == "eq" else np.inf, jac=c["jac"])
+        if optimizer == "trust-constr":  # the sparse solver gets the block-sparse Jacobians as CSR
+            cons = [so.NonlinearConstraint(c["fun"], 0.0, 0.0 if c["type"] == "eq" else np.inf,
+                                           jac=lambda z, j=c["jac"]: sp.csr_matrix(np.atleast_2d(j(z))))
                     for c in constraints]
             res = so.minimize(lambda z: sweep(z)[2:4], z0, jac=True, bounds=so.Bounds(*_bounds_arrays(bounds)),
                               constraints=cons, method="trust-constr",
