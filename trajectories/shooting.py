@@ -62,13 +62,34 @@ def single_shooting(problem: OptimalControlProblem, gradient: str = "bptt", opti
     def unpack(z):
         return z[:N * m].reshape(N, m), (z[-1] if free else problem.T)
 
+    n_w = problem.n_q - problem.n_p - 2
+    mod = ode.module
+    unit = np.eye(n_w)
+
+    def values(z):
+        """The cost, every terminal constraint and the path violation from one rollout (plus one
+        for the violation integral): line searches ask for values far more often than gradients."""
+        key = ("values", z.tobytes())
+        if key not in cache:
+            U, T = unpack(z)
+            xs, J, bad = mod.rollout(problem.x0, np.ascontiguousarray(U), problem.q(T), 0.0, 1.0 / N)
+            if bad >= 0:
+                raise _Aborted(f"the dynamics produced non-finite values during the optimisation "
+                               f"(non-finite state or cost at step {bad})")
+            h = [mod.phi_forward(xs[N], problem.q(T, 0.0, unit[i])) for i in range(problem.n_eq + problem.n_in)]
+            if problem.n_g:
+                h.append(mod.rollout(problem.x0, np.ascontiguousarray(U), problem.q(T, 0.0, unit[-1]), 0.0,
+                                     1.0 / N)[1])
+            cache[key] = (float(J), np.array(h))
+        return cache[key]
+
     def evaluate(z, cost, weights):
         key = (z.tobytes(), cost, None if weights is None else weights.tobytes())
         if key not in cache:
             U, T = unpack(z)
             try:
-                g = ode.gradient(problem.x0, U, problem.q(T, cost, weights), T=1.0, method=gradient,
-                                 snapshots=snapshots)
+                g = ode.gradient(problem.x0, np.ascontiguousarray(U), problem.q(T, cost, weights), T=1.0,
+                                 method=gradient, snapshots=snapshots, check_inputs=False)
             except FloatingPointError as exc:
                 raise _Aborted(f"the dynamics produced non-finite values during the optimisation ({exc})") from exc
             counts["gradients"] += 1
@@ -81,7 +102,6 @@ def single_shooting(problem: OptimalControlProblem, gradient: str = "bptt", opti
         return cache[key]
 
     constraints = []
-    n_w = problem.n_q - problem.n_p - 2
     for i in range(problem.n_eq + problem.n_in + (1 if problem.n_g else 0)):
         w = np.zeros(n_w)
         w[i] = 1.0
@@ -89,7 +109,7 @@ def single_shooting(problem: OptimalControlProblem, gradient: str = "bptt", opti
         offset = path_tol if i == problem.n_eq + problem.n_in else 0.0
         constraints.append({
             "type": "eq" if i < problem.n_eq else "ineq", "sign": sign,
-            "fun": lambda z, w=w, s=sign, o=offset: s * evaluate(z, 0.0, w)[0] + o,
+            "fun": lambda z, i=i, s=sign, o=offset: s * values(z)[1][i] + o,
             "jac": lambda z, w=w, s=sign: s * evaluate(z, 0.0, w)[1]})
     optimizer = optimizer or ("SLSQP" if constraints else "L-BFGS-B")
     options = {"maxiter": maxiter}
@@ -98,7 +118,11 @@ def single_shooting(problem: OptimalControlProblem, gradient: str = "bptt", opti
     elif optimizer == "SLSQP":
         options.update(ftol=tol)
     try:
-        res = so.minimize(lambda z: evaluate(z, 1.0, None)[:2], z0, jac=True, bounds=bounds,
+        # L-BFGS-B wants the gradient wherever it evaluates: one sweep gives both; SQP line
+        # searches ask for values far more often than for gradients: a rollout gives those
+        fun, jac = ((lambda z: evaluate(z, 1.0, None)[:2]), True) if optimizer == "L-BFGS-B" else \
+            ((lambda z: values(z)[0]), (lambda z: evaluate(z, 1.0, None)[1]))
+        res = so.minimize(fun, z0, jac=jac, bounds=bounds,
                           constraints=[{k: v for k, v in c.items() if k != "sign"} for c in constraints]
                           if optimizer != "L-BFGS-B" else (), method=optimizer, options=options)
     except _Aborted as exc:
