@@ -169,6 +169,18 @@ def print_header(title: str, dists: Sequence[str], source=None) -> None:
         print(f"source:  {source.__name__} from {git_revision(source)}")
 
 
+def load_average() -> str:
+    """The system's 1-minute load average against the usable CPUs, to tell a busy machine apart
+    from a slow run (timings on a machine shared with other jobs vary from run to run)."""
+    try:
+        one = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return "load average unknown"
+    cpus = usable_cpus()
+    note = "other jobs were running: expect noisy timings" if one > 0.5 * cpus else "quiet"
+    return f"load average {one:.2f} (1 min) on {cpus} usable CPUs: {note}"
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
