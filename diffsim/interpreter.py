@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .primitives import add, broadcast_tangent, unbroadcast
 from .tracer import Box, Primitive, Trace, shape
 
@@ -52,7 +54,8 @@ class ReverseTrace(Trace):
 
     def process(self, prim, args, vals, ans, params):
         parents = tuple([(i, a.node) for i, a in enumerate(args) if type(a) is Box and a.trace is self])
-        saved = vals if prim.keep_args else tuple([ShapeOf(v) for v in vals])
+        # only arrays are worth replacing by their shape; scalars cost more to wrap than to keep
+        saved = vals if prim.keep_args else tuple([ShapeOf(v) if type(v) is np.ndarray else v for v in vals])
         node = Node(prim, saved, ans if prim.keep_ans else None, params, parents)
         self.tape.append(node)
         return Box(ans, self, node)
