@@ -9,24 +9,50 @@ True
 
 from __future__ import annotations
 
-from .compare import Comparison, compare
-from .pontryagin import pontryagin
-from .problem import OptimalControlProblem, ProblemError
-from .result import Solution
-from .shooting import multiple_shooting, single_shooting
-from .systems import SYSTEMS
+import importlib
+from typing import TYPE_CHECKING
+
+# exports load on first use (PEP 562): `import trajectories.dynamics` stays cheap, no scipy.optimize
+_EXPORTS = {"Comparison": "compare", "compare": "compare", "pontryagin": "pontryagin",
+            "OptimalControlProblem": "problem", "ProblemError": "problem", "Solution": "result",
+            "multiple_shooting": "shooting", "single_shooting": "shooting", "SYSTEMS": "systems"}
+
+if TYPE_CHECKING:
+    from .compare import Comparison, compare
+    from .pontryagin import pontryagin
+    from .problem import OptimalControlProblem, ProblemError
+    from .result import Solution
+    from .shooting import multiple_shooting, single_shooting
+    from .systems import SYSTEMS
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trajectories' has no attribute {name!r}")
+
 
 METHODS = ("single", "multiple", "pontryagin")
 
 
-def solve(problem: OptimalControlProblem, method: str = "single", gradient: str = "bptt", **options) -> Solution:
+def solve(problem: "OptimalControlProblem", method: str = "single", gradient: str = "bptt", **options) -> "Solution":
     """Solve ``problem`` by ``method`` ("single", "multiple" or "pontryagin"; the last is warm-
     started from single shooting). Never raises for a bad problem: read ``status``/``message``."""
+    from .result import Solution
+
     if method == "single":
+        from .shooting import single_shooting
+
         return single_shooting(problem, gradient=gradient, **options)
     if method == "multiple":
+        from .shooting import multiple_shooting
+
         return multiple_shooting(problem, **options)
     if method == "pontryagin":
+        from .pontryagin import pontryagin
+
         return pontryagin(problem, **options)
     return Solution(False, f"unknown method {method!r}: choose one of {METHODS}", method)
 
