@@ -6,8 +6,8 @@ with |r_j − r_i + S·cell| < cutoff, S the integer cell shift; i == j only for
 
 >>> import numpy as np
 >>> i, j, S, d = neighbor_list(np.array([[0.0, 0, 0], [1.0, 0, 0]]), np.eye(3) * 10, [False] * 3, 1.5)
->>> list(zip(i, j)), d
-([(0, 1), (1, 0)], array([1., 1.]))
+>>> i.tolist(), j.tolist(), d.tolist()
+([0, 1], [1, 0], [1.0, 1.0])
 """
 
 from __future__ import annotations

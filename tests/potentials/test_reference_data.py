@@ -1,0 +1,73 @@
+"""EMT reference data: generated, stored atomically, read back and checked."""
+
+import numpy as np
+import pytest
+from ase.calculators.emt import EMT
+
+from potentials.reference_data import DatasetError, generate_emt_dataset, load_dataset
+
+
+@pytest.fixture(scope="module")
+def small_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "cu.db"
+    n = generate_emt_dataset(path, "Cu", size=(2, 2, 2), temperatures=(300, 900), md_samples=3, md_interval=5,
+                             rattled=2, strained=2, vacancies=2, progress=False)
+    return path, n
+
+
+def test_every_record_is_labelled_by_emt(small_db):
+    path, n = small_db
+    frames = load_dataset(path)
+    assert len(frames) == n == 2 * 3 + 6
+    sizes = {len(a) for a in frames}
+    assert sizes == {32, 31}  # vacancies remove one atom
+    for atoms in frames[:: max(1, n // 4)]:
+        e, f = atoms.get_potential_energy(), atoms.get_forces()
+        fresh = atoms.copy()
+        fresh.calc = EMT()
+        assert e == pytest.approx(fresh.get_potential_energy(), abs=1e-10)
+        np.testing.assert_allclose(f, fresh.get_forces(), atol=1e-10)
+
+
+def test_alloy_and_unknown_elements(tmp_path):
+    n = generate_emt_dataset(tmp_path / "cuau.db", "CuAu", size=(2, 2, 2), temperatures=(), rattled=2, strained=0,
+                             vacancies=0, progress=False)
+    symbols = set().union(*(set(a.get_chemical_symbols()) for a in load_dataset(tmp_path / "cuau.db")))
+    assert n == 2 and symbols <= {"Cu", "Au"}
+    with pytest.raises(DatasetError, match="no parameters for \\['Fe'\\]"):
+        generate_emt_dataset(tmp_path / "fe.db", "Fe", progress=False)
+    assert not (tmp_path / "fe.db").exists()
+
+
+def test_bad_datasets_are_named(tmp_path):
+    with pytest.raises(DatasetError, match="no such dataset"):
+        load_dataset(tmp_path / "missing.db")
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"this is not sqlite" * 10)
+    with pytest.raises(DatasetError, match="cannot read it"):
+        load_dataset(broken)
+    from ase import Atoms
+    from ase.io import write
+
+    write(tmp_path / "nolabels.extxyz", Atoms("Cu2", positions=[[0, 0, 0], [2, 0, 0]]))
+    with pytest.raises(DatasetError, match="record 0 has no stored energy"):
+        load_dataset(tmp_path / "nolabels.extxyz")
+
+
+def test_interrupted_generation_leaves_no_file(tmp_path, monkeypatch):
+    import potentials.reference_data as rd
+
+    calls = {"n": 0}
+    original = rd._labelled
+
+    def flaky(atoms):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(atoms)
+
+    monkeypatch.setattr(rd, "_labelled", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        generate_emt_dataset(tmp_path / "x.db", "Cu", size=(2, 2, 2), temperatures=(), rattled=5, strained=0,
+                             vacancies=0, progress=False)
+    assert list(tmp_path.iterdir()) == []
