@@ -1,0 +1,89 @@
+"""ACSF descriptor primitives: check_grads in both modes, invariances, forces and stress by FD."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+import diffsim as ds
+import diffsim.numpy as dnp
+from potentials.descriptors import Descriptor, acsf, acsf_jvp, acsf_vjp
+
+
+def cluster(rng, n=7):
+    pos = rng.uniform(0, 4.0, (n, 3))
+    return pos, np.zeros((3, 3)), [False] * 3, np.array([29, 79] * (n // 2) + [29] * (n % 2))
+
+
+@pytest.fixture(scope="module")
+def desc():
+    return Descriptor(["Cu", "Au"])
+
+
+def test_primitives_pass_check_grads(desc):
+    rng = np.random.default_rng(0)
+    pos, cell, pbc, Z = cluster(rng)
+    top = desc.topology(pos, cell, pbc, Z)
+    assert len(top["triplets"]) > 5
+    D = pos[top["neighbors"]] - pos[top["centers"]]
+    k = desc.static(top)
+    ds.check_grads(lambda D: acsf(D, **k), (D,), order=1, modes=("rev", "fwd"), rtol=1e-6)
+    g = rng.standard_normal((len(pos), desc.n_features))
+    t = rng.standard_normal(D.shape)
+    ds.check_grads(lambda g: acsf_vjp(g, D, **k), (g,), order=2, modes=("rev", "fwd"))
+    ds.check_grads(lambda t: acsf_jvp(D, t, **k), (t,), order=2, modes=("rev", "fwd"))
+
+
+def test_force_training_gradient_differentiates_the_force(desc):
+    # loss(w) = |F(w)|², F = -dE/dR, E = Σ tanh(G w): the double-backward path through acsf_vjp
+    rng = np.random.default_rng(1)
+    pos, cell, pbc, Z = cluster(rng)
+    top = desc.topology(pos, cell, pbc, Z)
+
+    def energy(R, w):
+        return dnp.sum(dnp.tanh(desc(R, cell, pbc, Z, top) @ w))
+
+    def loss(w):
+        F = -ds.grad(energy)(pos, w)
+        return dnp.sum(F * F)
+
+    ds.check_grads(loss, (0.1 * rng.standard_normal(desc.n_features),), order=1, modes=("rev",), rtol=1e-5)
+
+
+def test_invariances_and_forces_periodic():
+    d = Descriptor(["Cu"])
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
+    atoms.rattle(0.1, seed=3)
+    pos, cell, Z = atoms.positions, np.array(atoms.cell), atoms.numbers
+    G = d(pos, cell, [True] * 3, Z)
+    rot = np.linalg.qr(np.random.default_rng(4).standard_normal((3, 3)))[0]
+    np.testing.assert_allclose(d(pos @ rot.T, cell @ rot.T, [True] * 3, Z), G, atol=1e-10)
+    np.testing.assert_allclose(d(pos + 0.37, cell, [True] * 3, Z), G, atol=1e-10)
+    perm = np.random.default_rng(5).permutation(len(pos))
+    np.testing.assert_allclose(d(pos[perm], cell, [True] * 3, Z[perm]), G[perm], atol=1e-10)
+    w = np.random.default_rng(6).standard_normal(d.n_features)
+    top = d.topology(pos, cell, [True] * 3, Z)
+    E = lambda R, C: dnp.sum(dnp.tanh(d(R, C, [True] * 3, Z, top) @ w))
+    F = -ds.grad(E)(pos, cell)
+    fd = np.zeros_like(pos)
+    for a in range(3):
+        for c in range(3):
+            e = np.zeros_like(pos)
+            e[a, c] = 1e-5
+            fd[a, c] = -(E(pos + e, cell) - E(pos - e, cell)) / 2e-5
+    np.testing.assert_allclose(F[:3], fd[:3], rtol=1e-6, atol=1e-9)
+    # stress: derivative with respect to a homogeneous strain of positions and cell
+    dE_deps = ds.grad(lambda eps: E(pos @ (np.eye(3) + eps), cell @ (np.eye(3) + eps)))(np.zeros((3, 3)))
+    fd_eps = np.zeros((3, 3))
+    for a in range(3):
+        for c in range(3):
+            e = np.zeros((3, 3))
+            e[a, c] = 1e-6
+            fd_eps[a, c] = (E(pos @ (np.eye(3) + e), cell @ (np.eye(3) + e))
+                            - E(pos @ (np.eye(3) - e), cell @ (np.eye(3) - e))) / 2e-6
+    np.testing.assert_allclose(dE_deps, fd_eps, rtol=1e-5, atol=1e-8)
+
+
+def test_unknown_element_is_named():
+    with pytest.raises(ValueError, match=r"\['Fe'\] not covered"):
+        Descriptor(["Cu"])(np.zeros((2, 3)) + [[0, 0, 0], [2, 0, 0]], np.zeros((3, 3)), [False] * 3,
+                           np.array([29, 26]))
