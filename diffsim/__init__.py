@@ -5,7 +5,10 @@
 0.0
 """
 
-from . import numpy  # noqa: F401  (installs array behaviour on traced values)
+from . import (
+    numpy,  # noqa: F401  (installs array behaviour on traced values)
+    tree,  # noqa: F401
+)
 from .checks import check_grads
 from .codegen import Kernel, compile, kernel
 from .errors import DiffsimError, GradientCheckError, NonDifferentiableError

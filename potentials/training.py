@@ -1,0 +1,320 @@
+"""Force-matching training of a potential: energy per atom and forces, Adam with a decaying
+learning rate, minibatches, a validation split, early stopping, a progress bar, and
+checkpoints that let an interrupted run resume where it stopped (deterministic with a seed).
+
+A minibatch of structures is one graph: their atoms concatenated, pair lists offset, and each
+pair's periodic shift S·cell a constant. The loss
+
+    L = w_E mean_s ((E_s − E_s^ref) / N_s)² + w_F mean_{atoms, xyz} (F − F^ref)²
+
+differentiates the forces F = −∂E/∂R once more with respect to the weights (through acsf_vjp).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+import diffsim as ds
+import diffsim.numpy as dnp
+from diffsim.tree import flatten, unflatten
+
+from .model import ACSFModel
+
+
+@dataclass
+class TrainConfig:
+    """Training options; the defaults train a small Cu model in a few minutes."""
+
+    epochs: int = 200
+    batch_size: int = 8
+    learning_rate: float = 5e-3
+    decay: float = 0.985              # learning rate × decay after every epoch
+    energy_weight: float = 1.0        # on (eV/atom)²
+    force_weight: float = 10.0        # on (eV/Å)²
+    validation_fraction: float = 0.1
+    patience: int = 30                # epochs without a better validation loss before stopping
+    seed: int = 0
+    checkpoint: str | None = None     # path of a .npz to save every epoch and resume from
+    progress: bool = True
+
+
+@dataclass
+class History:
+    """Per-epoch training and validation losses and errors (meV/atom, meV/Å)."""
+
+    train_loss: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_energy_mae: list = field(default_factory=list)
+    val_force_mae: list = field(default_factory=list)
+    best_epoch: int = -1
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class Structure:
+    positions: np.ndarray
+    numbers: np.ndarray
+    energy: float
+    forces: np.ndarray
+    top: dict
+    shift_vectors: np.ndarray
+
+
+def prepare(model: ACSFModel, frames) -> list[Structure]:
+    """Neighbour lists and reference labels of ASE Atoms with stored energy and forces."""
+    out = []
+    for k, atoms in enumerate(frames):
+        try:
+            e, f = float(atoms.get_potential_energy()), np.asarray(atoms.get_forces(), dtype=float)
+        except Exception as exc:
+            raise ValueError(f"structure {k} has no stored energy and forces ({exc})") from exc
+        pos, cell = atoms.positions.astype(float), np.array(atoms.cell, dtype=float)
+        top = model.descriptor.topology(pos, cell, atoms.pbc, atoms.numbers)
+        out.append(Structure(pos, atoms.numbers.copy(), e, f, top, top["shifts"].astype(float) @ cell))
+    return out
+
+
+def fit_normalisation(model: ACSFModel, data: list[Structure]) -> None:
+    """Per-element feature mean and spread, and reference energies by least squares on the
+    element counts (so the networks learn the small remainder)."""
+    feats = {s: [] for s in model.symbols}
+    counts = np.zeros((len(data), len(model.symbols)))
+    for n, st in enumerate(data):
+        G = np.asarray(_features(model, st))
+        species = model.descriptor.species_index(st.numbers)
+        for k, s in enumerate(model.symbols):
+            feats[s].append(G[species == k])
+            counts[n, k] = np.sum(species == k)
+    for s in model.symbols:
+        if feats[s] and sum(len(f) for f in feats[s]):
+            allf = np.concatenate(feats[s])
+            model.mean[s] = allf.mean(axis=0)
+            model.scale[s] = np.where(allf.std(axis=0) > 1e-8, allf.std(axis=0), 1.0)
+    energies = np.array([st.energy for st in data])
+    ref, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    model.reference = {s: float(r) for s, r in zip(model.symbols, ref)}
+
+
+def _features(model: ACSFModel, st: Structure):
+    """Descriptor of one prepared structure (pair vectors include the periodic shifts)."""
+    from .descriptors import acsf
+
+    D = st.positions[st.top["neighbors"]] - st.positions[st.top["centers"]] + st.shift_vectors
+    return acsf(D, **model.descriptor.static(st.top))
+
+
+def _batch(structures: list[Structure]):
+    """Concatenate structures into one graph; returns positions, numbers, topology, shift
+    vectors, atom→structure ids and the references."""
+    offset, pos, num, cen, nbr, spc, tri, shifts, sid, nat = 0, [], [], [], [], [], [], [], [], []
+    pair_offset = 0
+    for k, st in enumerate(structures):
+        n = len(st.positions)
+        pos.append(st.positions)
+        num.append(st.numbers)
+        cen.append(st.top["centers"] + offset)
+        nbr.append(st.top["neighbors"] + offset)
+        spc.append(st.top["species"])
+        tri.append(st.top["triplets"] + pair_offset)
+        shifts.append(st.shift_vectors)
+        sid.append(np.full(n, k))
+        nat.append(n)
+        offset += n
+        pair_offset += len(st.top["centers"])
+    top = dict(centers=np.concatenate(cen), neighbors=np.concatenate(nbr), species=np.concatenate(spc),
+               triplets=np.concatenate(tri), n_atoms=offset)
+    E = np.array([st.energy for st in structures])
+    F = np.concatenate([st.forces for st in structures])
+    return np.concatenate(pos), np.concatenate(num), top, np.concatenate(shifts), np.concatenate(sid), \
+        np.array(nat), E, F
+
+
+def _predict(model: ACSFModel, weights, R, numbers, top, shifts, sid, n_struct):
+    """Energies per structure (differentiable in weights and R)."""
+    D = R[top["neighbors"]] - R[top["centers"]] + shifts
+    from .descriptors import acsf
+
+    G = acsf(D, **model.descriptor.static(top))
+    e_atom = model.atomic_energies(weights, G, model.descriptor.species_index(numbers))
+    return dnp.segment_sum(e_atom, sid, n_struct)
+
+
+def batch_loss(model: ACSFModel, weights, batch, config: TrainConfig):
+    R, numbers, top, shifts, sid, nat, E_ref, F_ref = batch
+    n = len(nat)
+    energy = lambda w, R: dnp.sum(_predict(model, w, R, numbers, top, shifts, sid, n))
+    E = _predict(model, weights, R, numbers, top, shifts, sid, n)
+    F = -ds.grad(energy, argnums=1)(weights, R)
+    e_term = dnp.mean(((E - E_ref) / nat) ** 2)
+    f_term = dnp.mean((F - F_ref) ** 2)
+    return config.energy_weight * e_term + config.force_weight * f_term
+
+
+def evaluate(model: ACSFModel, data: list[Structure], batch_size: int = 16) -> dict:
+    """Energy MAE (meV/atom) and force MAE (meV/Å) of ``model`` on ``data``."""
+    e_err, f_err = [], []
+    for k in range(0, len(data), batch_size):
+        R, numbers, top, shifts, sid, nat, E_ref, F_ref = _batch(data[k:k + batch_size])
+        n = len(nat)
+        energy = lambda R: dnp.sum(_predict(model, model.weights, R, numbers, top, shifts, sid, n))
+        E = np.asarray(_predict(model, model.weights, R, numbers, top, shifts, sid, n))
+        F = -np.asarray(ds.grad(energy)(R))
+        e_err.append(np.abs(E - E_ref) / nat)
+        f_err.append(np.abs(F - F_ref).ravel())
+    return {"energy_mae": 1000 * float(np.mean(np.concatenate(e_err))),
+            "force_mae": 1000 * float(np.mean(np.concatenate(f_err)))}
+
+
+def train(model: ACSFModel, frames, config: TrainConfig | None = None, validation=None) -> History:
+    """Fit ``model`` to ASE Atoms ``frames`` (with stored energy and forces). A random
+    ``validation_fraction`` is held out unless ``validation`` frames are given. With
+    ``config.checkpoint``, state is saved after every epoch and an existing checkpoint resumed."""
+    config = config or TrainConfig()
+    rng = np.random.default_rng(config.seed)
+    data = prepare(model, frames)
+    if validation is None:
+        order = rng.permutation(len(data))
+        n_val = max(1, int(round(config.validation_fraction * len(data)))) if len(data) > 1 else 0
+        val = [data[k] for k in order[:n_val]]
+        data = [data[k] for k in order[n_val:]]
+    else:
+        val = prepare(model, validation)
+    if not data:
+        raise ValueError("no training structures left after the validation split")
+    history = History()
+    state = _init_state(model)
+    start_epoch = 0
+    if config.checkpoint and pathlib.Path(config.checkpoint).exists():
+        start_epoch, history, state, rng = _resume(model, config.checkpoint)
+    else:
+        fit_normalisation(model, data)
+    bar = _bar(config.epochs, start_epoch, config.progress)
+    t0 = time.perf_counter()
+    best = min(history.val_loss) if history.val_loss else np.inf
+    val_batch = _batch(val) if val else None
+    for epoch in range(start_epoch, config.epochs):
+        lr = config.learning_rate * config.decay ** epoch
+        order = rng.permutation(len(data))
+        losses = []
+        for k in range(0, len(order), config.batch_size):
+            batch = _batch([data[i] for i in order[k:k + config.batch_size]])
+            loss, grads = ds.value_and_grad(lambda w: batch_loss(model, w, batch, config))(model.weights)
+            _adam_step(model, grads, state, lr)
+            losses.append(float(loss))
+        history.train_loss.append(float(np.mean(losses)))
+        if val_batch is not None:
+            history.val_loss.append(float(batch_loss(model, model.weights, val_batch, config)))
+            metrics = evaluate(model, val)
+            history.val_energy_mae.append(metrics["energy_mae"])
+            history.val_force_mae.append(metrics["force_mae"])
+            if history.val_loss[-1] < best:
+                best, history.best_epoch = history.val_loss[-1], epoch
+                state["best"] = _copy_weights(model.weights)
+        bar.update(1)
+        bar.set_postfix(train=f"{history.train_loss[-1]:.3g}",
+                        F_mae=f"{history.val_force_mae[-1]:.1f}meV/Å" if history.val_force_mae else "-")
+        if config.checkpoint:
+            _save_checkpoint(model, config.checkpoint, epoch + 1, history, state, rng)
+        if val_batch is not None and epoch - history.best_epoch >= config.patience:
+            history.stopped_early = True
+            break
+    bar.close()
+    if state.get("best") is not None:
+        model.weights = state["best"]
+    history.seconds += time.perf_counter() - t0
+    return history
+
+
+# ---------------------------------------------------------------- Adam, checkpoints
+
+
+def _copy_weights(w):
+    leaves, tree = flatten(w)
+    return unflatten(tree, [np.array(x, dtype=float, copy=True) for x in leaves])
+
+
+def _init_state(model):
+    leaves, _ = flatten(model.weights)
+    return {"m": [np.zeros_like(x) for x in leaves], "v": [np.zeros_like(x) for x in leaves], "t": 0, "best": None}
+
+
+def _adam_step(model, grads, state, lr, b1=0.9, b2=0.999, eps=1e-8):
+    leaves, tree = flatten(model.weights)
+    g_leaves = flatten(grads)[0]
+    state["t"] += 1
+    t = state["t"]
+    new = []
+    for k, (w, g) in enumerate(zip(leaves, g_leaves)):
+        g = np.asarray(g)
+        state["m"][k] = b1 * state["m"][k] + (1 - b1) * g
+        state["v"][k] = b2 * state["v"][k] + (1 - b2) * g * g
+        mhat, vhat = state["m"][k] / (1 - b1 ** t), state["v"][k] / (1 - b2 ** t)
+        new.append(np.asarray(w) - lr * mhat / (np.sqrt(vhat) + eps))
+    model.weights = unflatten(tree, new)
+
+
+def _save_checkpoint(model, path, epoch, history, state, rng):
+    """Everything needed to continue: weights (the model file), Adam moments, history, RNG."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model_tmp = path.with_name(path.stem + ".model.npz")
+    model.save(model_tmp)
+    arrays = {"epoch": np.array(epoch), "t": np.array(state["t"]),
+              "rng": np.array(repr(rng.bit_generator.state)),
+              "history": np.array(repr({k: v for k, v in asdict(history).items()}))}
+    for k, (m, v) in enumerate(zip(state["m"], state["v"])):
+        arrays[f"m{k}"], arrays[f"v{k}"] = m, v
+    if state.get("best") is not None:
+        for k, b in enumerate(flatten(state["best"])[0]):
+            arrays[f"best{k}"] = np.asarray(b)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".npz")
+    with os.fdopen(fd, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def _resume(model, path):
+    import ast
+
+    loaded = ACSFModel.load(pathlib.Path(path).with_name(pathlib.Path(path).stem + ".model.npz"))
+    model.weights, model.mean, model.scale, model.reference = loaded.weights, loaded.mean, loaded.scale, \
+        loaded.reference
+    with np.load(path, allow_pickle=False) as f:
+        data = {k: f[k] for k in f.files}
+    n = len(flatten(model.weights)[0])
+    state = {"m": [data[f"m{k}"] for k in range(n)], "v": [data[f"v{k}"] for k in range(n)], "t": int(data["t"]),
+             "best": None}
+    if "best0" in data:
+        state["best"] = unflatten(flatten(model.weights)[1], [data[f"best{k}"] for k in range(n)])
+    history = History(**ast.literal_eval(str(data["history"])))
+    rng = np.random.default_rng()
+    rng.bit_generator.state = ast.literal_eval(str(data["rng"]))
+    return int(data["epoch"]), history, state, rng
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(total, initial, enabled):
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, initial=initial, desc="training", unit="epoch")
