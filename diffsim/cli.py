@@ -4,6 +4,7 @@ is instant and the engine never depends on the application packages.
     diffsim demo            the main job: what the toolkit does, checked as it runs
     diffsim control SYSTEM  solve a ready optimal control problem
     diffsim compare SYSTEM  BPTT vs the continuous adjoint on it
+    diffsim potential ...   generate EMT data, train, evaluate, run MD
     diffsim --version
 """
 
@@ -115,6 +116,85 @@ def _compare(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _potential(args: argparse.Namespace) -> int:
+    """Learned interatomic potentials: generate EMT data, train, evaluate, run MD."""
+    import numpy as np
+
+    from potentials.reference_data import DatasetError, generate_emt_dataset, load_dataset
+
+    try:
+        if args.action == "generate":
+            quick = dict(temperatures=(300.0, 900.0), md_samples=10, rattled=5, strained=5, vacancies=5) \
+                if args.quick else dict(temperatures=tuple(args.temperatures), md_samples=args.md_samples)
+            n = generate_emt_dataset(args.out, args.element, size=(args.size,) * 3, seed=args.seed, **quick)
+            print(f"wrote {n} EMT-labelled {args.element} configurations to {args.out}")
+            return 0
+        from potentials.model import ACSFModel, ModelFileError
+
+        if args.action == "train":
+            if args.model != "acsf":
+                print(f"error: model {args.model!r} is not available yet; use --model acsf", file=sys.stderr)
+                return 2
+            from potentials.figures import learning_curve
+            from potentials.training import TrainConfig, train
+
+            frames = load_dataset(args.data)
+            elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
+            model = ACSFModel(elements, hidden=tuple(args.hidden), seed=args.seed)
+            config = TrainConfig(epochs=10 if args.quick else args.epochs, batch_size=args.batch_size,
+                                 learning_rate=args.learning_rate, seed=args.seed, checkpoint=args.checkpoint)
+            history = train(model, frames, config)
+            model.save(args.out)
+            print(f"trained on {len(frames)} structures in {history.seconds:.1f} s; best epoch {history.best_epoch}; "
+                  f"validation energy MAE {history.val_energy_mae[history.best_epoch]:.2f} meV/atom, "
+                  f"force MAE {history.val_force_mae[history.best_epoch]:.1f} meV/Å")
+            print(f"wrote {args.out}")
+            if args.curve:
+                learning_curve(history, args.curve)
+                print(f"wrote {args.curve}")
+            return 0
+        model = ACSFModel.load(args.model_file)
+        if args.action == "evaluate":
+            from potentials.training import evaluate, prepare
+
+            frames = load_dataset(args.data)
+            errors = evaluate(model, prepare(model, frames))
+            print(f"{len(frames)} structures: energy MAE {errors['energy_mae']:.2f} meV/atom, "
+                  f"force MAE {errors['force_mae']:.1f} meV/Å")
+            if args.plot:
+                from potentials.calculator import Calculator
+                from potentials.figures import force_parity
+
+                ref, pred = [], []
+                for atoms in frames:
+                    ref.append(atoms.get_forces())
+                    a = atoms.copy()
+                    a.calc = Calculator(model)
+                    pred.append(a.get_forces())
+                force_parity(np.concatenate(ref), np.concatenate(pred), args.plot, title="held-out")
+                print(f"wrote {args.plot}")
+            return 0
+        if args.action == "md":
+            from ase.build import bulk
+            from ase.calculators.emt import EMT
+
+            from potentials.calculator import Calculator
+            from potentials.md import compare_with_reference
+
+            atoms = bulk(model.symbols[0], "fcc", cubic=True).repeat((args.size,) * 3)
+            out = compare_with_reference(atoms, Calculator(model), EMT(), temperature_K=args.temperature,
+                                         steps=args.steps, plot=args.plot)
+            print(f"{len(atoms)} atoms, {args.steps} steps of 2 fs at {args.temperature} K: NVE drift "
+                  f"{out['drift']:.3f} meV/atom/ps; g(r) differs from EMT's by {out['rdf_difference']:.3f} (L1)")
+            if args.plot:
+                print(f"wrote {args.plot}")
+            return 0
+    except (DatasetError, ModelFileError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``diffsim`` command."""
     from . import __version__
@@ -148,6 +228,41 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--plot", metavar="FILE", help="write the comparison figure to FILE")
     comp.add_argument("--no-optimize", action="store_true", help="compare gradients only, do not optimise")
     comp.set_defaults(func=_compare)
+
+    pot = sub.add_parser("potential", help="learned interatomic potentials: generate, train, evaluate, md",
+                         description=_potential.__doc__)
+    act = pot.add_subparsers(dest="action", metavar="ACTION", required=True)
+    gen = act.add_parser("generate", help="EMT-labelled reference data (MD, rattled, strained, vacancies) to an ase.db")
+    gen.add_argument("--element", default="Cu", help="an EMT element or alloy, e.g. Cu, CuAu (default Cu)")
+    gen.add_argument("--out", default="emt.db", help="the ase.db to write (default emt.db)")
+    gen.add_argument("--size", type=int, default=3, help="fcc cubic cell repeated size³ times (default 3: 108 atoms)")
+    gen.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 600.0, 900.0, 1200.0])
+    gen.add_argument("--md-samples", type=int, default=50, help="MD samples per temperature (default 50)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--quick", action="store_true", help="a small dataset")
+    tr = act.add_parser("train", help="train a potential on energies and forces")
+    tr.add_argument("--data", required=True, help="ase.db or extxyz with energies and forces")
+    tr.add_argument("--out", default="model.npz", help="the model file to write (default model.npz)")
+    tr.add_argument("--model", default="acsf", help="model kind (acsf)")
+    tr.add_argument("--hidden", type=int, nargs="+", default=[32, 32], help="hidden layer widths (default 32 32)")
+    tr.add_argument("--epochs", type=int, default=200)
+    tr.add_argument("--batch-size", type=int, default=8)
+    tr.add_argument("--learning-rate", type=float, default=5e-3)
+    tr.add_argument("--checkpoint", help="save every epoch here and resume from it")
+    tr.add_argument("--curve", metavar="FILE", help="write the learning curve to FILE")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--quick", action="store_true", help="10 epochs")
+    ev = act.add_parser("evaluate", help="energy and force errors of a model on a dataset")
+    ev.add_argument("model_file", help="a model written by 'train'")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--plot", metavar="FILE", help="write a force parity plot")
+    md = act.add_parser("md", help="NVE drift and g(r)/MSD against EMT for an fcc crystal")
+    md.add_argument("model_file", help="a model written by 'train'")
+    md.add_argument("--temperature", type=float, default=600.0)
+    md.add_argument("--steps", type=int, default=2000)
+    md.add_argument("--size", type=int, default=3)
+    md.add_argument("--plot", metavar="FILE", help="write g(r), MSD and the NVE energy to FILE")
+    pot.set_defaults(func=_potential)
     return parser
 
 

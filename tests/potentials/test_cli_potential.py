@@ -1,0 +1,23 @@
+"""diffsim potential generate → train → evaluate → md, in quick mode, and its failures."""
+
+from diffsim.cli import main
+
+
+def test_potential_workflow(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["potential", "generate", "--quick", "--size", "2", "--out", "d.db"]) == 0
+    assert main(["potential", "train", "--data", "d.db", "--quick", "--hidden", "8", "--curve", "c.png"]) == 0
+    assert main(["potential", "evaluate", "model.npz", "--data", "d.db", "--plot", "p.png"]) == 0
+    assert main(["potential", "md", "model.npz", "--steps", "20", "--size", "2", "--plot", "m.png"]) == 0
+    out = capsys.readouterr().out
+    assert "force MAE" in out and "NVE drift" in out
+    for name in ("d.db", "model.npz", "c.png", "p.png", "m.png"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_potential_errors_exit_nonzero(tmp_path, capsys):
+    assert main(["potential", "train", "--data", str(tmp_path / "missing.db")]) == 1
+    assert "no such dataset" in capsys.readouterr().err
+    assert main(["potential", "evaluate", str(tmp_path / "none.npz"), "--data", "x.db"]) == 1
+    assert "no such model" in capsys.readouterr().err
+    assert main(["potential", "generate", "--element", "Fe", "--out", str(tmp_path / "fe.db")]) == 1
