@@ -120,6 +120,7 @@ def _potential(args: argparse.Namespace) -> int:
     """Learned interatomic potentials: generate EMT data, train, evaluate, run MD."""
     import numpy as np
 
+    from potentials.model import ACSFModel, ModelFileError
     from potentials.reference_data import DatasetError, generate_emt_dataset, load_dataset
 
     try:
@@ -129,8 +130,6 @@ def _potential(args: argparse.Namespace) -> int:
             n = generate_emt_dataset(args.out, args.element, size=(args.size,) * 3, seed=args.seed, **quick)
             print(f"wrote {n} EMT-labelled {args.element} configurations to {args.out}")
             return 0
-        from potentials.model import ACSFModel, ModelFileError
-
         if args.action == "train":
             if args.model != "acsf":
                 print(f"error: model {args.model!r} is not available yet; use --model acsf", file=sys.stderr)
