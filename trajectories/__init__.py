@@ -12,14 +12,16 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-# exports load on first use (PEP 562): `import trajectories.dynamics` stays cheap, no scipy.optimize
-_EXPORTS = {"Comparison": "compare", "compare": "compare", "pontryagin": "pontryagin",
-            "OptimalControlProblem": "problem", "ProblemError": "problem", "Solution": "result",
+# functions named like their modules are bound now (a submodule import would otherwise rebind the
+# name to the module); their modules import scipy only when called. The rest load on first use
+# (PEP 562), so `import trajectories.dynamics` stays cheap.
+from .compare import Comparison, compare  # noqa: E402
+from .pontryagin import pontryagin  # noqa: E402
+
+_EXPORTS = {"OptimalControlProblem": "problem", "ProblemError": "problem", "Solution": "result",
             "multiple_shooting": "shooting", "single_shooting": "shooting", "SYSTEMS": "systems"}
 
 if TYPE_CHECKING:
-    from .compare import Comparison, compare
-    from .pontryagin import pontryagin
     from .problem import OptimalControlProblem, ProblemError
     from .result import Solution
     from .shooting import multiple_shooting, single_shooting
@@ -51,8 +53,6 @@ def solve(problem: "OptimalControlProblem", method: str = "single", gradient: st
 
         return multiple_shooting(problem, **options)
     if method == "pontryagin":
-        from .pontryagin import pontryagin
-
         return pontryagin(problem, **options)
     return Solution(False, f"unknown method {method!r}: choose one of {METHODS}", method)
 

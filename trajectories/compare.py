@@ -20,7 +20,6 @@ import numpy as np
 
 from .problem import OptimalControlProblem
 from .result import Solution
-from .shooting import single_shooting
 
 ORDER = {"euler": 1, "rk4": 4, "dopri5": 5}
 
@@ -162,6 +161,8 @@ def compare(problem: OptimalControlProblem, U: np.ndarray | None = None, steps=(
     on Linux; page-granular, so meaningful for large N); BPTT against finite differences; the
     adjoint-BPTT gap over ``steps`` (with a smooth control resampled on each grid) and its slope;
     and, with ``optimize``, the optimum single shooting reaches with each gradient."""
+    from .shooting import single_shooting
+
     ode, T = problem.ode, problem.T
     N, n, m = problem.N, problem.n_x, problem.n_u
     U = _test_controls(problem) if U is None else np.asarray(U, dtype=float).reshape(N, m)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from scipy.integrate import simpson, solve_bvp
 
 import diffsim as ds
 import diffsim.numpy as dnp
@@ -78,6 +77,8 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
                newton_steps: int | None = None, tol: float = 1e-8, max_nodes: int = 200_000) -> Solution:
     """Solve ``problem`` by the indirect method (see the module docstring). Fixed final time;
     terminal equality constraints are supported, inequalities and path constraints are not."""
+    from scipy.integrate import simpson, solve_bvp
+
     start = time.perf_counter()
     method = "pontryagin"
     try:
