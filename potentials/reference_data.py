@@ -67,7 +67,8 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
                          temperatures: Sequence[float] = (300.0, 600.0, 900.0, 1200.0), md_samples: int = 50,
                          md_interval: int = 10, timestep_fs: float = 2.0, rattled: int = 20, strained: int = 20,
                          vacancies: int = 20, seed: int = 0, progress: bool = True) -> int:
-    """Write EMT-labelled configurations of ``elements`` to the ase.db at ``path``; returns how many.
+    """Write EMT-labelled configurations of ``elements`` to ``path``, an ase.db (``.db``) or an
+    extxyz file (``.xyz``, ``.extxyz``); returns how many.
 
     Each record carries ``source`` (md, rattle, strain, vacancy) and ``temperature`` keys."""
     from ase import units
@@ -79,6 +80,12 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
     names = _elements(elements)
     rng = np.random.default_rng(seed)
     path = pathlib.Path(path)
+    if path.suffix in (".xyz", ".extxyz"):  # the same data as extxyz, through a temporary ase.db
+        with tempfile.TemporaryDirectory() as scratch:
+            n = generate_emt_dataset(pathlib.Path(scratch) / "data.db", elements, size, temperatures, md_samples,
+                                     md_interval, timestep_fs, rattled, strained, vacancies, seed, progress)
+            _write_extxyz(load_dataset(pathlib.Path(scratch) / "data.db"), path)
+        return n
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".db")  # ase.db reads the suffix
     os.close(fd)
@@ -128,6 +135,22 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
     finally:
         bar.close()
     return count
+
+
+def _write_extxyz(frames, path: pathlib.Path) -> None:
+    """Write ``frames`` (with their stored energy, forces and stress) to extxyz, atomically."""
+    from ase.io import write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".extxyz")
+    os.close(fd)
+    try:
+        write(tmp, frames, format="extxyz")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def load_dataset(path: str | os.PathLike) -> list:

@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint: str | None = None     # path of a .npz to save every epoch and resume from
     progress: bool = True
+    optimizer: str = "adam"           # "adam" (minibatches) or "lbfgs" (full batch, scipy; epochs = iterations)
 
 
 @dataclass
@@ -195,6 +196,10 @@ def train(model: ACSFModel, frames, config: TrainConfig | None = None, validatio
         start_epoch, history, state, rng = _resume(model, config.checkpoint)
     else:
         fit_normalisation(model, data)
+    if config.optimizer not in ("adam", "lbfgs"):
+        raise ValueError(f"unknown optimizer {config.optimizer!r}: use 'adam' or 'lbfgs'")
+    if config.optimizer == "lbfgs":
+        return _train_lbfgs(model, data, val, config, history)
     bar = _bar(config.epochs, start_epoch, config.progress)
     t0 = time.perf_counter()
     best = min(history.val_loss) if history.val_loss else np.inf
@@ -228,6 +233,46 @@ def train(model: ACSFModel, frames, config: TrainConfig | None = None, validatio
     bar.close()
     if state.get("best") is not None:
         model.weights = state["best"]
+    history.seconds += time.perf_counter() - t0
+    return history
+
+
+def _train_lbfgs(model, data, val, config, history) -> History:
+    """Full-batch L-BFGS (scipy) on the flattened weights; one history entry per iteration."""
+    import scipy.optimize as so
+
+    t0 = time.perf_counter()
+    leaves, tree = flatten(model.weights)
+    shapes = [np.shape(x) for x in leaves]
+    sizes = [int(np.prod(sh)) for sh in shapes]
+    full = _batch(data)
+    val_batch = _batch(val) if val else None
+    bar = _bar(config.epochs, 0, config.progress)
+
+    def unpack(z):
+        parts = np.split(z, np.cumsum(sizes)[:-1])
+        return unflatten(tree, [p.reshape(sh) for p, sh in zip(parts, shapes)])
+
+    def fun(z):
+        loss, grads = ds.value_and_grad(lambda w: batch_loss(model, w, full, config))(unpack(z))
+        return float(loss), np.concatenate([np.ravel(g) for g in flatten(grads)[0]])
+
+    def record(z):
+        model.weights = unpack(z)
+        history.train_loss.append(fun(z)[0])
+        if val_batch is not None:
+            history.val_loss.append(float(batch_loss(model, model.weights, val_batch, config)))
+            metrics = evaluate(model, val)
+            history.val_energy_mae.append(metrics["energy_mae"])
+            history.val_force_mae.append(metrics["force_mae"])
+        bar.update(1)
+
+    z0 = np.concatenate([np.ravel(x) for x in leaves])
+    res = so.minimize(fun, z0, jac=True, method="L-BFGS-B", callback=record,
+                      options={"maxiter": config.epochs, "ftol": 1e-14, "gtol": 1e-10})
+    model.weights = unpack(res.x)
+    bar.close()
+    history.best_epoch = len(history.train_loss) - 1
     history.seconds += time.perf_counter() - t0
     return history
 

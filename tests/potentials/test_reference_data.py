@@ -71,3 +71,13 @@ def test_interrupted_generation_leaves_no_file(tmp_path, monkeypatch):
         generate_emt_dataset(tmp_path / "x.db", "Cu", size=(2, 2, 2), temperatures=(), rattled=5, strained=0,
                              vacancies=0, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_extxyz_out_and_in(tmp_path):
+    n = generate_emt_dataset(tmp_path / "cu.extxyz", "Cu", size=(2, 2, 2), temperatures=(), rattled=3, strained=0,
+                             vacancies=0, progress=False)
+    frames = load_dataset(tmp_path / "cu.extxyz")
+    assert len(frames) == n == 3
+    fresh = frames[0].copy()
+    fresh.calc = EMT()
+    np.testing.assert_allclose(frames[0].get_forces(), fresh.get_forces(), atol=1e-6)  # extxyz is text: ~8 digits

@@ -50,3 +50,11 @@ def test_force_matching_gradient_matches_finite_differences(frames):
     config = TrainConfig()
     ds.check_grads(lambda w: batch_loss(model, w, batch, config), (model.weights,), order=1, modes=("rev",),
                    rtol=1e-5, eps=1e-5)
+
+
+def test_lbfgs_training_reduces_the_loss(frames):
+    model = ACSFModel(["Cu"], hidden=(8,), seed=2)
+    history = train(model, frames[:12], TrainConfig(epochs=15, optimizer="lbfgs", progress=False))
+    assert len(history.train_loss) > 3 and history.train_loss[-1] < 0.3 * history.train_loss[0]
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train(model, frames[:4], TrainConfig(optimizer="sgd", progress=False))
