@@ -141,7 +141,8 @@ def _potential(args: argparse.Namespace) -> int:
             elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
             model = ACSFModel(elements, hidden=tuple(args.hidden), seed=args.seed)
             config = TrainConfig(epochs=10 if args.quick else args.epochs, batch_size=args.batch_size,
-                                 learning_rate=args.learning_rate, seed=args.seed, checkpoint=args.checkpoint)
+                                 learning_rate=args.learning_rate, seed=args.seed, checkpoint=args.checkpoint,
+                                 optimizer=args.optimizer)
             history = train(model, frames, config)
             model.save(args.out)
             print(f"trained on {len(frames)} structures in {history.seconds:.1f} s; best epoch {history.best_epoch}; "
@@ -233,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     act = pot.add_subparsers(dest="action", metavar="ACTION", required=True)
     gen = act.add_parser("generate", help="EMT-labelled reference data (MD, rattled, strained, vacancies) to an ase.db")
     gen.add_argument("--element", default="Cu", help="an EMT element or alloy, e.g. Cu, CuAu (default Cu)")
-    gen.add_argument("--out", default="emt.db", help="the ase.db to write (default emt.db)")
+    gen.add_argument("--out", default="emt.db", help="the file to write: .db (ase.db) or .xyz/.extxyz (default emt.db)")
     gen.add_argument("--size", type=int, default=3, help="fcc cubic cell repeated size³ times (default 3: 108 atoms)")
     gen.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 600.0, 900.0, 1200.0])
     gen.add_argument("--md-samples", type=int, default=50, help="MD samples per temperature (default 50)")
@@ -244,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", default="model.npz", help="the model file to write (default model.npz)")
     tr.add_argument("--model", default="acsf", help="model kind (acsf)")
     tr.add_argument("--hidden", type=int, nargs="+", default=[32, 32], help="hidden layer widths (default 32 32)")
-    tr.add_argument("--epochs", type=int, default=200)
+    tr.add_argument("--epochs", type=int, default=200, help="epochs (Adam) or iterations (L-BFGS)")
+    tr.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
+                    help="Adam on minibatches (default) or full-batch L-BFGS")
     tr.add_argument("--batch-size", type=int, default=8)
     tr.add_argument("--learning-rate", type=float, default=5e-3)
     tr.add_argument("--checkpoint", help="save every epoch here and resume from it")
