@@ -43,6 +43,7 @@ class ACSFParameters:
     zeta: float = 8.0
     angles: tuple = tuple(np.linspace(np.pi / 8, 7 * np.pi / 8, 4))
     shifts_angular: tuple = tuple(np.linspace(0.9, 3.4, 4))
+    inner: float = 0.75  # closer pairs are outside anything the features describe: an error
 
 
 class Descriptor:
@@ -89,6 +90,11 @@ class Descriptor:
     def topology(self, positions, cell, pbc, numbers, pairs=None):
         """The static part: pairs (i, j, S) within the cutoff and the angular triplets."""
         i, j, S, d = pairs if pairs is not None else neighbor_list(positions, cell, pbc, self.cutoff)
+        if len(d) and d.min() < self.params.inner:
+            k = int(np.argmin(d))
+            raise ValueError(f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart, closer than the "
+                             f"descriptor's inner range ({self.params.inner} Å): no training data looks like "
+                             "this; check the structure (overlapping atoms, wrong units or cell)")
         species = self.species_index(numbers)
         triplets = _triplets(i, d, self.params.rc_angular, len(positions))
         return dict(centers=i.astype(np.int64), species=species[j].astype(np.int64), neighbors=j, shifts=S,

@@ -87,3 +87,8 @@ def test_unknown_element_is_named():
     with pytest.raises(ValueError, match=r"\['Fe'\] not covered"):
         Descriptor(["Cu"])(np.zeros((2, 3)) + [[0, 0, 0], [2, 0, 0]], np.zeros((3, 3)), [False] * 3,
                            np.array([29, 26]))
+
+
+def test_atoms_closer_than_the_inner_range_are_refused():
+    with pytest.raises(ValueError, match=r"atoms 0 and 1 are 0\.300 Å apart"):
+        Descriptor(["Cu"])(np.array([[0.0, 0, 0], [0.3, 0, 0]]), np.zeros((3, 3)), [False] * 3, np.array([29, 29]))
