@@ -1,0 +1,576 @@
+"""Learned-potential benchmark: diffsim's ACSF potential trained on EMT copper, its energy
+conservation in NVE, and its cost per atom against EMT (ASE, asap3) and TorchANI.
+
+What is measured (float64 everywhere but one TorchANI row; one thread per engine):
+
+1. Quality. An EMT-labelled copper dataset from ``potentials.reference_data`` (fcc Cu, 32-atom
+   cubic cells: Langevin MD at 300, 600, 900 and 1200 K, rattled, strained, with a vacancy) is
+   split at random into a training set and a held-out set (10 %). An ``ACSFModel(["Cu"],
+   hidden=(32, 32))`` (default descriptor: 8 radial + 16 angular features) is trained with
+   ``potentials.training.train`` for a fixed number of epochs (stated in the table; ``train``
+   keeps 5 % of the training set for its own validation and returns the best epoch's weights).
+   Reported: held-out energy MAE (meV/atom) and force MAE (meV/Å), overall and per kind of
+   configuration, beside the data's force spread (mean |F| per component, the MAE of a model
+   that predicts zero force), and the training time per epoch. Target: force MAE <= 30 meV/Å.
+2. NVE energy drift with the trained model: 108-atom fcc Cu, velocities drawn at 300 and 600 K
+   (equipartition takes the crystal to about half of that), ``ase.md.VelocityVerlet`` at 2 fs
+   through ``potentials.md.run_md``; drift = slope of a linear fit of the total energy against
+   time, in meV/atom/ps; the same runs with ASE's EMT show the integrator's own floor.
+   Target: |drift| < 1 meV/atom/ps.
+3. Cost per atom of energy + forces on fcc Cu supercells (N = 256 ... 16384; --quick up to
+   2048), warm: every call moves one atom by 1e-6 Å so every engine recomputes, but no Verlet
+   list needs rebuilding (a "list rebuilt" row rebuilds diffsim's cell list every call). Engines:
+   the diffsim ``Calculator`` with the trained model; ASE's EMT; asap3's EMT; TorchANI, when
+   installed, with an ``AEVComputer`` (``ANIRadial`` + ``ANIAngular``, cosine cutoff, a Verlet
+   cell list with diffsim's 0.3 Å skin) and ``ANINetworks`` of one ``AtomicNetwork`` (tanh, with
+   biases), built from scratch with the SAME symmetry functions (checked feature by feature
+   against diffsim's, up to TorchANI's feature order and its 1/4 on radial terms) and the same
+   layer sizes, random weights, float64, forces by ``torch.autograd.grad``. Then the same at
+   ANI-1x size: ANI-1x's H-atom AEV parameters restricted to one element (16 radial shifts,
+   R_c 5.2 Å, η 16; 8 angle sections x 4 radial shifts, R_c 3.5 Å, η 8, ζ 32: 48 features) and
+   its H network 160-128-96, random weights, in diffsim and in TorchANI (float64, and float32 as
+   TorchANI usually runs). Reported in µs per
+   atom, with the exponent of a power-law fit of time against N (1 = linear scaling) and ratios
+   to diffsim. Target: the ANI-1x-size diffsim model at most 50 µs per atom, linear scaling.
+3b. Where diffsim's time per atom goes, for both models: cell-list build, Verlet check and
+   distance filter, triplet list, the ACSF kernel forward and its VJP, the networks (forward +
+   backward), the rest of the engine (tape, gathers and their scatter-add adjoints) and the ASE
+   calculator wrapper.
+
+Timing: one warm-up call per engine (Numba compiles or loads its cache there), then the best of
+a few interleaved rounds of one call each, garbage collector off. Compare ratios rather than
+absolute times across runs: on a shared machine timings vary.
+
+Run ``python benchmarks/potentials.py`` (about 13 minutes on 2 cores, most of it generating data
+and training) or ``python benchmarks/potentials.py --quick`` (about 2 minutes; a few hundred
+configurations and a short training, so its force MAE is not the full run's). Peers are optional:
+``pip install asap3`` (compiles C++); ``pip install torchani --no-deps`` (with torch already
+installed; then its non-torch dependencies if the import asks for them). A missing peer is
+reported as skipped. Nothing is asserted. Every engine runs on one thread (numpy's BLAS, torch;
+diffsim's Numba kernels are serial); ``OMP_NUM_THREADS=N`` changes that as in ``engine.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+# Thread pools are sized when numpy and torch load, so this comes before their imports.
+THREADS = int(os.environ.setdefault("OMP_NUM_THREADS", "1").split(",")[0])
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
+os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
+os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")  # CUDA extensions: irrelevant on a CPU
+
+import numpy as np  # noqa: E402
+from _table import fmt_time, git_revision, load_average, print_header, print_table  # noqa: E402
+from ase.build import bulk  # noqa: E402
+from ase.calculators.emt import EMT  # noqa: E402
+
+# This script is named after the package it measures: take its own folder off the path (after
+# importing _table from it) so that `import potentials` finds the package, not this file.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+import diffsim as ds  # noqa: E402
+import diffsim.numpy as dnp  # noqa: E402
+import potentials  # noqa: E402
+from potentials.calculator import Calculator  # noqa: E402
+from potentials.descriptors import ACSFParameters, acsf, acsf_vjp  # noqa: E402
+from potentials.md import run_md  # noqa: E402
+from potentials.model import ACSFModel  # noqa: E402
+from potentials.neighbors import VerletList, neighbor_list  # noqa: E402
+from potentials.reference_data import generate_emt_dataset, load_dataset  # noqa: E402
+from potentials.training import TrainConfig, evaluate, prepare, train  # noqa: E402
+
+A_CU = 3.61                      # Å, the lattice constant the dataset generator uses (ase.build.bulk)
+HIDDEN = (32, 32)
+TEMPERATURES = (300.0, 600.0, 900.0, 1200.0)
+HELD_OUT = 0.1
+NUDGE = 1e-6                     # Å: moves one atom so that every engine recomputes
+TARGET_FORCE_MAE = 30.0          # meV/Å
+TARGET_DRIFT = 1.0               # meV/atom/ps
+TARGET_ANI_US = 50.0             # µs/atom
+SCALING_TOLERANCE = 0.1          # |exponent - 1| below this counts as linear
+
+# ANI-1x's H-atom AEV (Smith et al. 2017; torchani's 'ani1x' terms) for a single element.
+ANI1X_PARAMS = ACSFParameters(
+    rc_radial=5.2, eta_radial=16.0, shifts_radial=tuple(0.9 + 0.26875 * np.arange(16)),
+    rc_angular=3.5, eta_angular=8.0, zeta=32.0, angles=tuple((np.arange(8) + 0.5) * np.pi / 8),
+    shifts_angular=(0.9, 1.55, 2.2, 2.85))
+ANI1X_HIDDEN = (160, 128, 96)
+
+
+@dataclass(frozen=True)
+class Mode:
+    md_samples: int        # per temperature
+    md_interval: int       # MD steps between samples
+    others: int            # rattled, strained and vacancy configurations, each
+    epochs: int
+    nve_steps: int
+    sizes: tuple           # fcc repeats of the 4-atom cubic cell
+    rounds: int
+    profile_repeat: int
+
+
+QUICK = Mode(md_samples=50, md_interval=5, others=50, epochs=20, nve_steps=250, sizes=(4, 6, 8), rounds=2,
+             profile_repeat=8)
+FULL = Mode(md_samples=300, md_interval=5, others=270, epochs=18, nve_steps=1500, sizes=(4, 6, 8, 10, 13, 16),
+            rounds=2, profile_repeat=10)
+TRAIN = dict(batch_size=4, learning_rate=3e-3, decay=0.85, validation_fraction=0.05)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def best_seconds(runners: dict, rounds: int, budget: float = 30.0) -> dict:
+    """Best seconds per call of each runner: one warm-up call each, then up to ``rounds``
+    interleaved rounds of one call (a runner stops once it has spent ``budget`` s); gc off.
+    best_of in _table calibrates several calls per measurement, too many for calls of seconds."""
+    for fn in runners.values():
+        fn()
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    best = dict.fromkeys(runners, float("inf"))
+    spent = dict.fromkeys(runners, 0.0)
+    try:
+        for _ in range(rounds):
+            for name, fn in runners.items():
+                if spent[name] < budget or best[name] == float("inf"):
+                    start = time.perf_counter()
+                    fn()
+                    elapsed = time.perf_counter() - start
+                    best[name] = min(best[name], elapsed)
+                    spent[name] += elapsed
+    finally:
+        if enabled:
+            gc.enable()
+    return best
+
+
+def fcc_copper(repeat) -> object:
+    repeat = (repeat,) * 3 if np.isscalar(repeat) else tuple(repeat)
+    return bulk("Cu", "fcc", a=A_CU, cubic=True).repeat(repeat)
+
+
+def ase_runner(atoms, calc, rebuild=None):
+    """Energy + forces of ``atoms`` with an ASE calculator after moving atom 0 back and forth."""
+    atoms = atoms.copy()
+    atoms.calc = calc
+    sign = [1.0]
+
+    def run():
+        if rebuild is not None:
+            rebuild()
+        sign[0] = -sign[0]
+        atoms.positions[0, 0] += sign[0] * NUDGE
+        forces = atoms.get_forces()
+        return atoms.get_potential_energy(), forces
+
+    return run
+
+
+def diffsim_runner(atoms, model, rebuild: bool = False):
+    calc = Calculator(model)
+
+    def fresh_list():
+        calc.neighbors = VerletList(calc.neighbors.cutoff, calc.neighbors.skin)
+
+    return ase_runner(atoms, calc, fresh_list if rebuild else None)
+
+
+def load_peers() -> dict:
+    """asap3's EMT class and (torch, torchani) when importable; else the reason as a string."""
+    peers = {}
+    try:
+        from asap3 import EMT as AsapEMT
+
+        peers["asap3"] = AsapEMT
+    except ImportError as exc:
+        peers["asap3"] = f"not installed ({exc}; pip install asap3)"
+    try:
+        import torch
+        import torchani  # noqa: F401
+        from torchani.aev import AEVComputer  # noqa: F401
+
+        torch.set_num_threads(THREADS)
+        peers["torchani"] = torch
+    except ImportError as exc:
+        peers["torchani"] = (f"not installed ({exc}; pip install torchani --no-deps, then its non-torch "
+                             "dependencies; never another torch)")
+    return peers
+
+
+# ---------------------------------------------------------------- TorchANI built from scratch
+
+
+def torchani_model(torch, params: ACSFParameters, hidden, seed: int = 0, dtype=None):
+    """(AEVComputer, ANINetworks) with diffsim's symmetry functions ``params`` and a tanh network
+    n_features-hidden-1 with biases, random weights, in ``dtype`` (float64 by default). The Verlet
+    cell list keeps state, so build one model per system."""
+    from torchani.aev import AEVComputer, ANIAngular, ANIRadial
+    from torchani.neighbors import VerletCellList
+    from torchani.nn import ANINetworks, AtomicNetwork
+
+    dtype = dtype or torch.float64
+    torch.manual_seed(seed)
+    radial = ANIRadial(eta=params.eta_radial, shifts=list(params.shifts_radial), cutoff=params.rc_radial)
+    angular = ANIAngular(eta=params.eta_angular, zeta=params.zeta, shifts=list(params.shifts_angular),
+                         sections=list(params.angles), cutoff=params.rc_angular)
+    aev = AEVComputer(radial, angular, num_species=1, neighborlist=VerletCellList(skin=0.3)).to(dtype)
+    # the terms store float32 buffers; put the exact values back after the conversion
+    exact = lambda x: torch.tensor(np.asarray(x, dtype=float).reshape(-1), dtype=dtype)
+    aev.radial.eta, aev.radial.shifts = exact(params.eta_radial), exact(params.shifts_radial)
+    aev.angular.eta, aev.angular.zeta = exact(params.eta_angular), exact(params.zeta)
+    aev.angular.shifts, aev.angular.sections = exact(params.shifts_angular), exact(params.angles)
+    n_features = aev.out_dim
+    net = AtomicNetwork([n_features, *hidden, 1], activation=torch.nn.Tanh(), bias=True)
+    return aev, ANINetworks({"Cu": net}).to(dtype)
+
+
+def torchani_runner(torch, atoms, params, hidden, dtype=None):
+    dtype = dtype or torch.float64
+    aev, net = torchani_model(torch, params, hidden, dtype=dtype)
+    n = len(atoms)
+    species = torch.zeros((1, n), dtype=torch.long)
+    cell = torch.tensor(np.array(atoms.cell), dtype=dtype)
+    pbc = torch.tensor([True, True, True])
+    pos = atoms.positions.copy()
+    sign = [1.0]
+
+    def run():
+        sign[0] = -sign[0]
+        pos[0, 0] += sign[0] * NUDGE
+        coords = torch.tensor(pos[None], dtype=dtype, requires_grad=True)
+        energy = net(species, aev(species, coords, cell, pbc))
+        (grad,) = torch.autograd.grad(energy.sum(), coords)
+        return energy.item(), -grad[0].numpy()
+
+    return run
+
+
+def check_torchani_features(torch, params) -> float:
+    """Largest relative difference between TorchANI's AEV and diffsim's ACSF on a rattled crystal,
+    after reordering TorchANI's angular block (radial shift major) and undoing its 1/4."""
+    aev, _ = torchani_model(torch, params, (4,))
+    atoms = fcc_copper(3)
+    atoms.rattle(0.1, seed=1)
+    model = ACSFModel(["Cu"], hidden=(4,), params=params)
+    G = np.asarray(model.descriptor(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers))
+    A = aev(torch.zeros((1, len(atoms)), dtype=torch.long), torch.tensor(atoms.positions[None]),
+            torch.tensor(np.array(atoms.cell)), torch.tensor([True] * 3))[0].detach().numpy()
+    n_rad, n_th, n_ra = len(params.shifts_radial), len(params.angles), len(params.shifts_angular)
+    A = np.concatenate([4.0 * A[:, :n_rad],
+                        A[:, n_rad:].reshape(-1, n_ra, n_th).transpose(0, 2, 1).reshape(-1, n_th * n_ra)], axis=1)
+    return float(np.max(np.abs(A - G)) / np.max(np.abs(G)))
+
+
+# ---------------------------------------------------------------- 1. quality
+
+
+def bench_quality(mode: Mode, workdir: str) -> ACSFModel:
+    from ase.db import connect
+
+    path = os.path.join(workdir, "cu_emt.db")
+    start = time.perf_counter()
+    generate_emt_dataset(path, "Cu", size=(2, 2, 2), temperatures=TEMPERATURES, md_samples=mode.md_samples,
+                         md_interval=mode.md_interval, rattled=mode.others, strained=mode.others,
+                         vacancies=mode.others, seed=0, progress=False)
+    t_generate = time.perf_counter() - start
+    frames = load_dataset(path)
+    sources = np.array([row.get("source", "?") for row in connect(path).select()])
+    assert len(sources) == len(frames)
+    order = np.random.default_rng(1).permutation(len(frames))
+    n_test = max(1, int(round(HELD_OUT * len(frames))))
+    test_idx, train_idx = order[:n_test], order[n_test:]
+    train_frames = [frames[k] for k in train_idx]
+    test_frames = [frames[k] for k in test_idx]
+    atoms_per_frame = np.mean([len(a) for a in frames])
+    print(f"\ndataset: {len(frames)} EMT configurations of {atoms_per_frame:.1f} atoms on average "
+          f"({', '.join(f'{s} {np.sum(sources == s)}' for s in dict.fromkeys(sources))}), MD samples every "
+          f"{mode.md_interval} steps of 2 fs at {', '.join(f'{t:.0f}' for t in TEMPERATURES)} K; generated in "
+          f"{t_generate:.1f} s; held out at random: {len(test_frames)}")
+
+    model = ACSFModel(["Cu"], hidden=HIDDEN, seed=0)
+    config = TrainConfig(epochs=mode.epochs, patience=mode.epochs, seed=0, progress=False, **TRAIN)
+    start = time.perf_counter()
+    history = train(model, train_frames, config)
+    t_train = time.perf_counter() - start
+    epochs = len(history.train_loss)
+    per_epoch = history.seconds / epochs
+    n_fit = len(train_frames) - max(1, int(round(config.validation_fraction * len(train_frames))))
+    us_atom = per_epoch / (n_fit * atoms_per_frame) * 1e6
+    d = model.descriptor
+    rows = [[f"ACSFModel {d.n_features}-{'-'.join(map(str, HIDDEN))}-1", len(train_frames), n_fit, epochs,
+             history.best_epoch + 1, f"{t_train:.1f} s", f"{t_train - history.seconds:.1f} s", fmt_time(per_epoch),
+             f"{us_atom:.0f}"]]
+    print_table("1a. Training (EMT Cu, 32-atom cells)",
+                ["model", "training configs", "fitted (rest: train's validation)", "epochs", "best epoch",
+                 "train() wall", "of which setup", "time / epoch", "µs / atom / epoch"], rows)
+    print(f"training: TrainConfig(epochs={mode.epochs}, batch_size={TRAIN['batch_size']}, learning_rate="
+          f"{TRAIN['learning_rate']}, decay={TRAIN['decay']}/epoch, force_weight={config.force_weight}, "
+          f"energy_weight={config.energy_weight}); one epoch = one pass over the fitted configurations plus the "
+          "validation metrics")
+    curve = ", ".join(f"{k + 1}: {v:.1f}" for k, v in enumerate(history.val_force_mae))
+    print(f"validation force MAE by epoch (meV/Å): {curve}")
+
+    test_data = prepare(model, test_frames)
+    rows = []
+    for label, keep in [("all", np.ones(len(test_frames), bool))] + \
+            [(s, sources[test_idx] == s) for s in dict.fromkeys(sources)]:
+        subset = [test_data[k] for k in np.flatnonzero(keep)]
+        if not subset:
+            continue
+        errors = evaluate(model, subset)
+        forces = np.concatenate([test_frames[k].get_forces() for k in np.flatnonzero(keep)])
+        e_atom = np.array([test_frames[k].get_potential_energy() / len(test_frames[k]) for k in np.flatnonzero(keep)])
+        spread = 1000 * float(np.mean(np.abs(forces)))
+        rows.append([label, len(subset), f"{errors['energy_mae']:.2f}", f"{1000 * np.std(e_atom):.1f}",
+                     f"{errors['force_mae']:.1f}", f"{spread:.0f}", f"{errors['force_mae'] / spread:.3f}"])
+    print_table("1b. Held-out errors (configurations never seen in training)",
+                ["configurations", "count", "energy MAE meV/atom", "energy spread (std) meV/atom",
+                 "force MAE meV/Å", "force spread mean |F| meV/Å", "MAE / spread"], rows)
+    print("spread: mean |F| per component is the force MAE of a model that predicts zero force; the energy "
+          "spread is the std of E/N across the configurations")
+    mae = evaluate(model, test_data)["force_mae"]
+    print(f"target: held-out force MAE <= {TARGET_FORCE_MAE:.0f} meV/Å: {mae:.1f} meV/Å after {epochs} epochs "
+          f"({t_train:.0f} s of training), {'met' if mae <= TARGET_FORCE_MAE else 'NOT met'}")
+    path = os.path.join(workdir, "cu_model.npz")
+    model.save(path)
+    return ACSFModel.load(path)
+
+
+# ---------------------------------------------------------------- 2. NVE drift
+
+
+def bench_nve(model: ACSFModel, mode: Mode) -> None:
+    rows, drifts = [], []
+    for T in (300.0, 600.0):
+        for name, make in (("diffsim (trained)", lambda: Calculator(model)), ("ASE EMT (reference)", EMT)):
+            atoms = fcc_copper(3)
+            calc = make()
+            start = time.perf_counter()
+            run = run_md(atoms, calc, temperature_K=T, timestep_fs=2.0, steps=mode.nve_steps, interval=10, seed=0)
+            wall = time.perf_counter() - start
+            total = 1000 * run.total
+            fit = np.polyval(np.polyfit(run.times, total, 1), run.times)
+            builds = calc.neighbors.builds if hasattr(calc, "neighbors") else "-"
+            if name.startswith("diffsim"):
+                drifts.append(run.drift)
+            mean_T = run.temperature[len(run.times) // 4:].mean()
+            rows.append([name, f"{T:.0f}", f"{run.times[-1]:.2f}", f"{mean_T:.0f}",
+                         f"{run.drift:+.3f}", f"{np.std(total - fit):.3f}", f"{np.max(np.abs(total - total[0])):.3f}",
+                         builds, f"{wall / mode.nve_steps / len(atoms) * 1e6:.0f}"])
+    print_table(f"2. NVE energy conservation: 108-atom fcc Cu, velocity Verlet 2 fs, {mode.nve_steps} steps",
+                ["potential", "T start K", "ps", "mean T K (after 1/4)", "drift meV/atom/ps",
+                 "E_tot rms about fit meV/atom", "max |E_tot - E_tot(0)| meV/atom", "list builds", "µs / atom / step"],
+                rows)
+    worst = max(abs(d) for d in drifts)
+    print(f"target: |drift| < {TARGET_DRIFT:.0f} meV/atom/ps with the trained model: worst {worst:.3f}, "
+          f"{'met' if worst < TARGET_DRIFT else 'NOT met'}")
+
+
+# ---------------------------------------------------------------- 3. cost per atom
+
+
+def bench_cost(model: ACSFModel, mode: Mode, peers: dict) -> None:
+    torch = peers["torchani"] if not isinstance(peers["torchani"], str) else None
+    big = ACSFModel(["Cu"], hidden=ANI1X_HIDDEN, params=ANI1X_PARAMS, seed=0)
+    d, db = model.descriptor, big.descriptor
+    small_label = f"{d.n_features}-{'-'.join(map(str, HIDDEN))}-1"
+    big_label = f"{db.n_features}-{'-'.join(map(str, ANI1X_HIDDEN))}-1"
+    engines = {
+        f"diffsim {small_label} trained (list reused)": lambda a: diffsim_runner(a, model),
+        f"diffsim {small_label} trained (list rebuilt)": lambda a: diffsim_runner(a, model, rebuild=True),
+        "ASE EMT (list reused)": lambda a: ase_runner(a, EMT()),
+    }
+    if not isinstance(peers["asap3"], str):
+        engines["asap3 EMT"] = lambda a: ase_runner(a, peers["asap3"]())
+    if torch is not None:
+        engines[f"TorchANI {small_label} random (list reused)"] = \
+            lambda a: torchani_runner(torch, a, model.descriptor.params, HIDDEN)
+    engines[f"diffsim {big_label} ANI-1x size (list reused)"] = lambda a: diffsim_runner(a, big)
+    if torch is not None:
+        engines[f"TorchANI {big_label} ANI-1x size (list reused)"] = \
+            lambda a: torchani_runner(torch, a, ANI1X_PARAMS, ANI1X_HIDDEN)
+        engines[f"TorchANI {big_label} ANI-1x size, float32"] = \
+            lambda a: torchani_runner(torch, a, ANI1X_PARAMS, ANI1X_HIDDEN, dtype=torch.float32)
+    if torch is not None:
+        for label, params in ((small_label, d.params), (big_label, ANI1X_PARAMS)):
+            print(f"check: TorchANI AEV vs diffsim ACSF ({label}), rattled 108-atom crystal: max |Δ| / max |G| = "
+                  f"{check_torchani_features(torch, params):.1e}")
+    ns, times = [], {name: [] for name in engines}
+    for rep in mode.sizes:
+        atoms = fcc_copper(rep)
+        ns.append(len(atoms))
+        runners = {name: make(atoms) for name, make in engines.items()}
+        best = best_seconds(runners, rounds=mode.rounds)
+        for name in engines:
+            times[name].append(best[name])
+        del runners
+        gc.collect()
+    ns = np.array(ns)
+    ref = np.array(times[f"diffsim {small_label} trained (list reused)"])
+    rows = []
+    for name, ts in times.items():
+        ts = np.array(ts)
+        exponent = np.polyfit(np.log(ns), np.log(ts), 1)[0]
+        us = ts / ns * 1e6
+        rows.append([name] + [f"{u:.1f}" for u in us] + [f"{exponent:.2f}", f"{us.max() / us.min():.2f}",
+                                                         f"{ts[-1] / ref[-1]:.2f}x"])
+    print_table("3. Energy + forces, warm, µs per atom (fcc Cu supercells)",
+                ["engine"] + [f"N={n}" for n in ns] + ["exponent (1 = linear)", "max / min µs/atom",
+                                                       f"time vs diffsim {small_label} at N={ns[-1]}"], rows)
+    print(f"descriptors: {small_label}: diffsim's default ACSF (8 radial shifts R_c 5.0 Å; 4 angles x 4 shifts "
+          f"R_c 3.8 Å: {_per_atom(d)}); {big_label}: ANI-1x H AEV for one element (16 radial shifts R_c 5.2 Å; "
+          f"8 angles x 4 shifts R_c 3.5 Å: {_per_atom(db)}), network 160-128-96 as ANI-1x's H network")
+    print("list reused: the Verlet / cell list is built at the warm-up and kept (atom 0 moves by 1e-6 Å a call); "
+          "diffsim still checks the displacements, filters the pairs to the cutoff and rebuilds its triplet "
+          "list every call. list rebuilt: diffsim's cell list built from scratch every call. TorchANI: "
+          "VerletCellList(skin=0.3), float64 (float32, TorchANI's usual precision, in the row that says so); its "
+          "triplets are rebuilt every call too")
+    if torch is None:
+        print(f"skipped: TorchANI rows, torchani {peers['torchani']}")
+    if isinstance(peers["asap3"], str):
+        print(f"skipped: asap3 row, asap3 {peers['asap3']}")
+    big_us = np.array(times[f"diffsim {big_label} ANI-1x size (list reused)"]) / ns * 1e6
+    exponent = np.polyfit(np.log(ns), np.log(big_us * ns), 1)[0]
+    linear = abs(exponent - 1) < SCALING_TOLERANCE
+    fast = big_us.max() <= TARGET_ANI_US
+    print(f"target: diffsim ANI-1x-size model <= {TARGET_ANI_US:.0f} µs per atom, linear scaling: "
+          f"{big_us.min():.0f}-{big_us.max():.0f} µs per atom ({'met' if fast else 'NOT met'}), "
+          f"exponent {exponent:.2f} ({'linear' if linear else 'NOT linear'} within ±{SCALING_TOLERANCE})")
+
+
+def _per_atom(descriptor) -> str:
+    atoms = fcc_copper(3)
+    top = descriptor.topology(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)
+    n = len(atoms)
+    return f"{descriptor.n_features} features, {len(top['centers']) / n:.0f} pairs and " \
+           f"{len(top['triplets']) / n:.0f} triplets per atom in the perfect crystal"
+
+
+# ---------------------------------------------------------------- 3b. profile
+
+
+def numpy_networks(model: ACSFModel, G):
+    """Sum of the atomic energies and its gradient in G, numpy forward + hand-written backward (one
+    element): the floor for the engine's networks row."""
+    (s,) = model.symbols
+    layers = model.weights[s]
+    hs = [(G - model.mean[s]) / model.scale[s]]
+    for W, b in layers[:-1]:
+        hs.append(np.tanh(hs[-1] @ W + b))
+    W, b = layers[-1]
+    energy = float(np.sum(hs[-1] @ W + b))
+    d = np.broadcast_to(W[:, 0], hs[-1].shape)
+    for k in reversed(range(len(layers) - 1)):
+        d = (d * (1.0 - hs[k + 1] ** 2)) @ layers[k][0].T
+    return energy, d / model.scale[s]
+
+
+def profile(model: ACSFModel, atoms, rounds: int = 3):
+    """[(component, seconds per call)] of one warm Calculator step, measured piece by piece, and
+    the largest difference between the plain-numpy network gradient and the engine's."""
+    calc = Calculator(model)
+    step = ase_runner(atoms, calc)
+    d = model.descriptor
+    pos, cell, pbc, numbers = atoms.positions.copy(), np.array(atoms.cell), atoms.pbc, atoms.numbers
+    pairs = calc.neighbors.pairs(pos, cell, pbc)
+    top = d.topology(pos, cell, pbc, numbers, pairs=pairs)
+    static = d.static(top)
+    i, j, shifts = top["centers"], top["neighbors"], top["shifts"].astype(float)
+    D = pos[j] - pos[i] + shifts @ cell
+    G = np.asarray(acsf(D, **static))
+    species = d.species_index(numbers)
+    nets = ds.value_and_grad(lambda G: dnp.sum(model.atomic_energies(model.weights, G, species)))
+    g = np.asarray(nets(G)[1])
+    gD = np.asarray(acsf_vjp(g, D, **static))
+    check = float(np.max(np.abs(numpy_networks(model, G)[1] - g)) / np.max(np.abs(g)))
+
+    def scatter():  # what the adjoint of the two gathers pos[j], pos[i] does (np.add.at)
+        out = np.zeros_like(pos)
+        np.add.at(out, j, gD)
+        np.add.at(out, i, -gD)
+        return out
+
+    parts = {
+        "cell-list build (cutoff + skin), when the list is rebuilt": lambda: neighbor_list(
+            pos, cell, pbc, calc.neighbors.cutoff + calc.neighbors.skin),
+        "Verlet check + distance filter": lambda: calc.neighbors.pairs(pos, cell, pbc),
+        "triplet list (Descriptor.topology)": lambda: d.topology(pos, cell, pbc, numbers, pairs=pairs),
+        "pair vectors D (numpy)": lambda: pos[j] - pos[i] + shifts @ cell,
+        "ACSF kernel forward": lambda: acsf(D, **static),
+        "networks forward + backward (engine)": lambda: nets(G),
+        "  the same in plain numpy, backward by hand (floor)": lambda: numpy_networks(model, G),
+        "ACSF kernel VJP": lambda: acsf_vjp(g, D, **static),
+        "  scatter-add of pair gradients (np.add.at x 2)": scatter,
+        "energy_forces total": lambda: model.energy_forces(pos, cell, pbc, numbers, topology=top),
+        "Calculator step total": step,
+    }
+    t = best_seconds(parts, rounds=rounds)
+    inside = t["pair vectors D (numpy)"] + t["ACSF kernel forward"] + t["networks forward + backward (engine)"] + \
+        t["ACSF kernel VJP"]
+    out = [(k, v) for k, v in t.items() if k not in ("energy_forces total", "Calculator step total")]
+    out.insert(8, ("rest of the engine (tape, gathers, adjoints)", t["energy_forces total"] - inside))
+    out.append(("ASE Calculator wrapper (state check, copies)", t["Calculator step total"] - t["energy_forces total"]
+                - t["Verlet check + distance filter"] - t["triplet list (Descriptor.topology)"]))
+    out.append(("Calculator step total (list reused)", t["Calculator step total"]))
+    return out, check
+
+
+def bench_profile(model: ACSFModel, mode: Mode) -> None:
+    big = ACSFModel(["Cu"], hidden=ANI1X_HIDDEN, params=ANI1X_PARAMS, seed=0)
+    atoms = fcc_copper(mode.profile_repeat)
+    n = len(atoms)
+    columns, checks = zip(*[profile(m, atoms) for m in (model, big)])
+    ta, tb = columns[0][-1][1], columns[1][-1][1]
+    rows = [[name, f"{a / n * 1e6:.1f}", f"{100 * a / ta:.0f} %", f"{b / n * 1e6:.1f}", f"{100 * b / tb:.0f} %"]
+            for (name, a), (_, b) in zip(columns[0], columns[1])]
+    d, db = model.descriptor, big.descriptor
+    print_table(f"3b. Where diffsim's time goes: one warm energy + forces step, N = {n}",
+                ["component", f"{d.n_features}-{'-'.join(map(str, HIDDEN))}-1 µs/atom", "% of step",
+                 f"{db.n_features}-{'-'.join(map(str, ANI1X_HIDDEN))}-1 µs/atom", "% of step"], rows)
+    print("each component timed alone (best of 3); 'rest of the engine' = energy_forces minus the pieces inside it; "
+          "the cell-list build is not part of a warm step (it happens when an atom moved skin/2); the scatter-add "
+          "row is part of 'rest of the engine'; remainders can come out slightly negative from timing noise")
+    print(f"check: plain-numpy network gradient vs the engine's, max |Δ| / max |g| = {max(checks):.1e}")
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="a few hundred configurations, short training and MD, N up to 2048")
+    args = parser.parse_args(argv)
+    mode = QUICK if args.quick else FULL
+    wall = time.perf_counter()
+    peers = load_peers()
+    print_header("diffsim learned-potential benchmark" + (" (--quick)" if args.quick else ""),
+                 ["diffsim", "numba", "ase", "asap3", "torch", "torchani"], source=potentials)
+    print(f"source:  diffsim from {git_revision(ds)}")
+    for name in ("asap3", "torchani"):
+        if isinstance(peers[name], str):
+            print(f"skipped: {name} {peers[name]}")
+    print(f"threads per engine: {THREADS} (numpy's BLAS; torch: "
+          f"{peers['torchani'].get_num_threads() if not isinstance(peers['torchani'], str) else '-'}; diffsim's Numba "
+          "kernels are serial); set OMP_NUM_THREADS=N to change")
+    print(load_average())
+    with tempfile.TemporaryDirectory(prefix="diffsim-potentials-bench-") as workdir:
+        model = bench_quality(mode, workdir)
+    bench_nve(model, mode)
+    bench_cost(model, mode, peers)
+    bench_profile(model, mode)
+    print(f"\n{load_average()}")
+    print(f"total wall time: {time.perf_counter() - wall:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
