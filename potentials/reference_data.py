@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .progress import progress_bar
+
 EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
 
 
@@ -91,7 +93,7 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
     os.close(fd)
     os.unlink(tmp)  # ase.db creates the file itself
     total = len(temperatures) * md_samples + rattled + strained + vacancies
-    bar = _progress(total, f"EMT {elements}", progress)
+    bar = progress_bar(total, f"EMT {elements}", "config", progress)
     count = 0
     try:
         with connect(tmp) as db:
@@ -193,21 +195,3 @@ def _thermalize(atoms, temperature_K, rng):
         vd.thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
     else:
         vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total, desc, enabled):
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit="config")

@@ -25,6 +25,7 @@ import diffsim.numpy as dnp
 from diffsim.tree import flatten, unflatten
 
 from .model import ACSFModel
+from .progress import progress_bar
 
 
 @dataclass
@@ -200,7 +201,7 @@ def train(model: ACSFModel, frames, config: TrainConfig | None = None, validatio
         raise ValueError(f"unknown optimizer {config.optimizer!r}: use 'adam' or 'lbfgs'")
     if config.optimizer == "lbfgs":
         return _train_lbfgs(model, data, val, config, history)
-    bar = _bar(config.epochs, start_epoch, config.progress)
+    bar = progress_bar(config.epochs, "training", "epoch", config.progress, initial=start_epoch)
     t0 = time.perf_counter()
     best = min(history.val_loss) if history.val_loss else np.inf
     val_batch = _batch(val) if val else None
@@ -247,7 +248,7 @@ def _train_lbfgs(model, data, val, config, history) -> History:
     sizes = [int(np.prod(sh)) for sh in shapes]
     full = _batch(data)
     val_batch = _batch(val) if val else None
-    bar = _bar(config.epochs, 0, config.progress)
+    bar = progress_bar(config.epochs, "training", "epoch", config.progress)
 
     def unpack(z):
         parts = np.split(z, np.cumsum(sizes)[:-1])
@@ -342,24 +343,3 @@ def _resume(model, path):
     rng = np.random.default_rng()
     rng.bit_generator.state = ast.literal_eval(str(data["rng"]))
     return int(data["epoch"]), history, state, rng
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def set_postfix(self, **kw):
-        pass
-
-    def close(self):
-        pass
-
-
-def _bar(total, initial, enabled):
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, initial=initial, desc="training", unit="epoch")
