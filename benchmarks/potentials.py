@@ -7,8 +7,9 @@ What is measured (float64 everywhere but one TorchANI row; one thread per engine
    cubic cells: Langevin MD at 300, 600, 900 and 1200 K, rattled, strained, with a vacancy) is
    split at random into a training set and a held-out set (10 %). An ``ACSFModel(["Cu"],
    hidden=(32, 32))`` (default descriptor: 8 radial + 16 angular features) is trained with
-   ``potentials.training.train`` for a fixed number of epochs (stated in the table; ``train``
-   keeps 5 % of the training set for its own validation and returns the best epoch's weights).
+   ``potentials.training.train`` for a fixed number of epochs (full run: 2010 configurations,
+   18 epochs of batches of 4, about 6 minutes; --quick: 350 and 20; ``train`` keeps 5 % of the
+   training set for its own validation and returns the best epoch's weights).
    Reported: held-out energy MAE (meV/atom) and force MAE (meV/Å), overall and per kind of
    configuration, beside the data's force spread (mean |F| per component, the MAE of a model
    that predicts zero force), and the training time per epoch. Target: force MAE <= 30 meV/Å.
@@ -29,21 +30,21 @@ What is measured (float64 everywhere but one TorchANI row; one thread per engine
    ANI-1x size: ANI-1x's H-atom AEV parameters restricted to one element (16 radial shifts,
    R_c 5.2 Å, η 16; 8 angle sections x 4 radial shifts, R_c 3.5 Å, η 8, ζ 32: 48 features) and
    its H network 160-128-96, random weights, in diffsim and in TorchANI (float64, and float32 as
-   TorchANI usually runs). Reported in µs per
-   atom, with the exponent of a power-law fit of time against N (1 = linear scaling) and ratios
-   to diffsim. Target: the ANI-1x-size diffsim model at most 50 µs per atom, linear scaling.
+   TorchANI usually runs). Reported in µs per atom, with the exponent of a power-law fit of time
+   against N (1 = linear scaling) and ratios to diffsim. Target: the ANI-1x-size diffsim model
+   at most 50 µs per atom, linear scaling.
 3b. Where diffsim's time per atom goes, for both models: cell-list build, Verlet check and
    distance filter, triplet list, the ACSF kernel forward and its VJP, the networks (forward +
-   backward), the rest of the engine (tape, gathers and their scatter-add adjoints) and the ASE
-   calculator wrapper.
+   backward; beside a plain-numpy floor), the rest of the engine (tape, gathers and their
+   scatter-add adjoints) and ASE's calculator bookkeeping.
 
 Timing: one warm-up call per engine (Numba compiles or loads its cache there), then the best of
-a few interleaved rounds of one call each, garbage collector off. Compare ratios rather than
-absolute times across runs: on a shared machine timings vary.
+interleaved rounds of one call each (5 rounds up to N = 2048, 2 above), garbage collector off.
+Compare ratios rather than absolute times across runs: on a shared machine timings vary.
 
-Run ``python benchmarks/potentials.py`` (about 13 minutes on 2 cores, most of it generating data
-and training) or ``python benchmarks/potentials.py --quick`` (about 2 minutes; a few hundred
-configurations and a short training, so its force MAE is not the full run's). Peers are optional:
+Run ``python benchmarks/potentials.py`` (about 11 minutes on 2 cores, half of it training) or
+``python benchmarks/potentials.py --quick`` (about 2 minutes; a few hundred configurations and a
+short training, so its force MAE is not the full run's). Peers are optional:
 ``pip install asap3`` (compiles C++); ``pip install torchani --no-deps`` (with torch already
 installed; then its non-torch dependencies if the import asks for them). A missing peer is
 reported as skipped. Nothing is asserted. Every engine runs on one thread (numpy's BLAS, torch;
@@ -409,7 +410,7 @@ def bench_cost(model: ACSFModel, mode: Mode, peers: dict) -> None:
         atoms = fcc_copper(rep)
         ns.append(len(atoms))
         runners = {name: make(atoms) for name, make in engines.items()}
-        best = best_seconds(runners, rounds=mode.rounds)
+        best = best_seconds(runners, rounds=mode.rounds if len(atoms) > 2048 else max(mode.rounds, 5))
         for name in engines:
             times[name].append(best[name])
         del runners
@@ -568,13 +569,13 @@ def main(argv=None) -> None:
     print(f"threads per engine: {THREADS} (numpy's BLAS; torch: "
           f"{peers['torchani'].get_num_threads() if not isinstance(peers['torchani'], str) else '-'}; diffsim's Numba "
           "kernels are serial); set OMP_NUM_THREADS=N to change")
-    print(load_average())
+    print(f"at start: {load_average()}")
     with tempfile.TemporaryDirectory(prefix="diffsim-potentials-bench-") as workdir:
         model = bench_quality(mode, workdir)
     bench_nve(model, mode)
     bench_cost(model, mode, peers)
     bench_profile(model, mode)
-    print(f"\n{load_average()}")
+    print(f"\nat end: {load_average()} (this benchmark counts for about 1)")
     print(f"total wall time: {time.perf_counter() - wall:.0f} s")
 
 
