@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import scatter
 from .tracer import Box, NondiffPrimitive, Primitive, raw, shape
 
 # ---------------------------------------------------------------- registration helpers
@@ -310,6 +311,8 @@ def _is_basic_index(idx) -> bool:
 
 
 def _untake_impl(g, idx, shape):
+    if scatter.applies(g, idx) and tuple(shape[1:]) == g.shape[1:]:
+        return scatter.scatter_add_rows(g, idx, shape[0])
     out = np.zeros_like(g, shape=shape, dtype=np.result_type(g, np.float64))  # zeros_like dispatches
     if _is_basic_index(idx):
         out[idx] = g
@@ -325,6 +328,8 @@ deflinear(untake, lambda g, ans, x, idx, shape: getitem(g, idx=idx))
 
 
 def _segment_sum_impl(data, segment_ids, num_segments):
+    if scatter.applies(data, segment_ids):
+        return scatter.scatter_add_rows(data, segment_ids, num_segments)
     out = np.zeros_like(data, shape=(num_segments,) + np.shape(data)[1:], dtype=np.result_type(data, np.float64))
     np.add.at(out, segment_ids, data)
     return out
