@@ -120,7 +120,7 @@ def _potential(args: argparse.Namespace) -> int:
     """Learned interatomic potentials: generate EMT data, train, evaluate, run MD."""
     import numpy as np
 
-    from potentials.model import ACSFModel, ModelFileError
+    from potentials.model import ACSFModel, ModelFileError, load_model
     from potentials.reference_data import DatasetError, generate_emt_dataset, load_dataset
 
     try:
@@ -153,7 +153,7 @@ def _potential(args: argparse.Namespace) -> int:
                 learning_curve(history, args.curve)
                 print(f"wrote {args.curve}")
             return 0
-        model = ACSFModel.load(args.model_file)
+        model = load_model(args.model_file)
         if args.action == "evaluate":
             from potentials.training import evaluate, prepare
 

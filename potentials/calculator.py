@@ -23,14 +23,14 @@ from .neighbors import VerletList
 
 
 class Calculator(_ASECalculator):
-    """ASE calculator around a diffsim potential (``ACSFModel`` or any model with the same API)."""
+    """ASE calculator around a diffsim potential (any ``potentials.model.Potential``: ACSF or PaiNN)."""
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
 
     def __init__(self, model, skin: float = 0.3, **kwargs) -> None:
         super().__init__(**kwargs)
         self.model = model
-        self.neighbors = VerletList(model.descriptor.cutoff, skin)
+        self.neighbors = VerletList(model.cutoff, skin)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
         super().calculate(atoms, properties, system_changes)
@@ -42,7 +42,7 @@ class Calculator(_ASECalculator):
         if atoms.pbc.any() and abs(np.linalg.det(cell)) < 1e-12:
             raise ValueError("the cell has zero volume under periodic boundary conditions: set a cell")
         pairs = self.neighbors.pairs(pos, cell, pbc)
-        top = self.model.descriptor.topology(pos, cell, pbc, numbers, pairs=pairs)
+        top = self.model.topology(pos, cell, pbc, numbers, pairs=pairs)
         energy, forces, sigma = self.model.energy_forces(pos, cell, pbc, numbers, topology=top, stress=want_stress)
         self.results["energy"] = self.results["free_energy"] = energy
         self.results["forces"] = forces

@@ -1,10 +1,16 @@
-"""A learned interatomic potential: per-element networks on atom-centred symmetry functions.
+"""Learned interatomic potentials: the interface every model shares, and the descriptor model.
 
-    E = Σ_i [ NN_{Z_i}((G_i − μ_{Z_i}) / σ_{Z_i}) + E_ref(Z_i) ],   F = −∂E/∂R,   σ_stress = (1/V) ∂E/∂ε
+A model maps a structure to per-atom energies, E = Σ_i ε_i + E_ref(Z_i), written with the engine,
+so forces F = −∂E/∂R are reverse mode, stress σ = (1/V) ∂E/∂ε is the strain derivative, and
+force-matching training differentiates the forces once more. Every model offers the same
+methods (``topology``, ``atom_energies``, ``energy_forces``, ``fit_normalisation``, ``save``), so
+the trainer, the ASE calculator and the CLI serve them all. Two kinds:
 
-Everything is written with the engine, so forces are reverse mode and force-matching training
-differentiates the forces again. Models are saved as ``.npz`` with a format version, written
-atomically, and loaded without pickle.
+- :class:`ACSFModel` (here): per-element networks on atom-centred symmetry functions;
+- :class:`potentials.painn.PaiNNModel`: an equivariant message-passing network.
+
+Models are saved as ``.npz`` with a format version, written atomically, loaded without pickle;
+:func:`load_model` reads either kind.
 
 >>> import numpy as np
 >>> m = ACSFModel(["Cu"], hidden=(8,), seed=0)
@@ -15,82 +21,110 @@ atomically, and loaded without pickle.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import tempfile
-from dataclasses import asdict
 
 import numpy as np
 
 import diffsim as ds
 import diffsim.numpy as dnp
+from diffsim.tree import flatten, unflatten
 
-from .descriptors import ACSFParameters, Descriptor
+from .descriptors import ACSFParameters, Descriptor, acsf
 
 FORMAT = "diffsim-potential"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class ModelFileError(ValueError):
     """A model file that cannot be loaded: wrong format, another version, or damaged."""
 
 
-class ACSFModel:
-    """Per-element multilayer perceptrons (tanh) on normalised ACSF features."""
+class Potential:
+    """What every model shares: elements, reference energies, energy/forces/stress, files.
 
-    kind = "acsf"
+    A subclass sets ``kind`` and ``cutoff``, and defines ``topology`` (the static pair data of a
+    structure), ``atom_energies`` (the differentiable part), ``config`` (its constructor's
+    arguments) and, if it has any, ``buffers``/``set_buffers`` (fitted constants such as feature
+    normalisations).
+    """
 
-    def __init__(self, elements, hidden=(32, 32), params: ACSFParameters | None = None, seed: int = 0) -> None:
-        from ase.data import chemical_symbols
+    kind = "?"
+    cutoff = 0.0
 
-        self.descriptor = Descriptor(elements, params)
-        self.symbols = [chemical_symbols[z] for z in self.descriptor.numbers]
-        self.hidden = tuple(int(h) for h in hidden)
-        rng = np.random.default_rng(seed)
-        n_in = self.descriptor.n_features
-        self.weights = {}
-        for s in self.symbols:
-            layers, width = [], n_in
-            for h in self.hidden + (1,):
-                layers.append((rng.standard_normal((width, h)) * np.sqrt(1.0 / width), np.zeros(h)))
-                width = h
-            self.weights[s] = layers
-        self.mean = {s: np.zeros(n_in) for s in self.symbols}
-        self.scale = {s: np.ones(n_in) for s in self.symbols}
+    def __init__(self, elements) -> None:
+        from ase.data import atomic_numbers, chemical_symbols
+
+        try:
+            self.numbers = np.array([atomic_numbers[e] if isinstance(e, str) else int(e) for e in elements])
+        except KeyError as exc:
+            raise ValueError(f"unknown element {exc.args[0]!r}: use chemical symbols such as 'Cu'") from None
+        self.symbols = [chemical_symbols[z] for z in self.numbers]
         self.reference = {s: 0.0 for s in self.symbols}
+        self.weights = {}
 
-    # ------------------------------------------------------------ the model
+    # ------------------------------------------------------------ to define in a model
 
-    def atomic_energies(self, weights, G, species):
-        """Energy of each atom (N,) from its features G (N, F): one network per element."""
-        out = None
-        for k, s in enumerate(self.symbols):
-            idx = np.flatnonzero(species == k)
-            if idx.size == 0:
-                continue
-            h = (G[idx] - self.mean[s]) / self.scale[s]
-            layers = weights[s]
-            for W, b in layers[:-1]:
-                h = dnp.tanh(h @ W + b)
-            W, b = layers[-1]
-            e = dnp.reshape(h @ W + b, (-1,)) + self.reference[s]
-            term = dnp.index_add(np.zeros(len(species)), idx, e)
-            out = term if out is None else out + term
-        return out
+    def topology(self, positions, cell, pbc, numbers, pairs=None) -> dict:
+        """Static data of a structure: at least ``centers``, ``neighbors``, ``shifts`` (integer
+        cell offsets of each pair) and ``n_atoms``."""
+        raise NotImplementedError
+
+    def atom_energies(self, weights, positions, numbers, top, shift_vectors):
+        """Per-atom energies (N,) without the references, differentiable in ``weights`` and
+        ``positions``; pair p's vector is R[neighbors[p]] − R[centers[p]] + shift_vectors[p]."""
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """The constructor's keyword arguments (JSON-able), so ``type(self)(**config())`` rebuilds it."""
+        raise NotImplementedError
+
+    def buffers(self) -> dict:
+        """Fitted constants that are not trained (name → array)."""
+        return {}
+
+    def set_buffers(self, arrays: dict) -> None:
+        """Restore what :meth:`buffers` returned."""
+
+    def fit_inputs(self, structures) -> None:
+        """Fit input normalisations on prepared training structures (before training)."""
+
+    # ------------------------------------------------------------ shared
+
+    def species_index(self, numbers) -> np.ndarray:
+        """Index of each atom's element in ``self.numbers``; raises for an element not covered."""
+        numbers = np.asarray(numbers)
+        index = np.full(numbers.shape, -1)
+        for k, z in enumerate(self.numbers):
+            index[numbers == z] = k
+        if np.any(index < 0):
+            from ase.data import chemical_symbols
+
+            missing = sorted({chemical_symbols[z] for z in numbers[index < 0]})
+            raise ValueError(f"element(s) {missing} not covered by this model (it knows {self.symbols}); "
+                             "train a model that includes them")
+        return index
+
+    def reference_energies(self, numbers) -> np.ndarray:
+        """E_ref(Z_i) of each atom."""
+        ref = np.array([self.reference[s] for s in self.symbols])
+        return ref[self.species_index(numbers)]
 
     def energy(self, weights, positions, cell, pbc, numbers, topology=None):
         """Total energy (a scalar), differentiable in ``weights``, ``positions`` and ``cell``."""
-        top = topology or self.descriptor.topology(ds.stop_gradient(positions), ds.stop_gradient(cell), pbc, numbers)
-        G = self.descriptor(positions, cell, pbc, numbers, top)
-        species = self.descriptor.species_index(numbers)
-        return dnp.sum(self.atomic_energies(weights, G, species))
+        top = topology or self.topology(ds.stop_gradient(positions), ds.stop_gradient(cell), pbc, numbers)
+        shift_vectors = top["shifts"].astype(float) @ cell
+        eps = self.atom_energies(weights, positions, numbers, top, shift_vectors)
+        return dnp.sum(eps) + float(np.sum(self.reference_energies(numbers)))
 
     def energy_forces(self, positions, cell, pbc, numbers, topology=None, stress: bool = False):
         """(E, F, stress or None) for one structure; stress (3, 3) = (1/V) ∂E/∂ε, symmetrised."""
         positions = np.asarray(positions, dtype=float)
         cell = np.asarray(cell, dtype=float)
         numbers = np.asarray(numbers)
-        top = topology or self.descriptor.topology(positions, cell, pbc, numbers)
+        top = topology or self.topology(positions, cell, pbc, numbers)
         if not stress:
             E, dR = ds.value_and_grad(lambda R: self.energy(self.weights, R, cell, pbc, numbers, top))(positions)
             return float(E), -np.asarray(dR), None
@@ -105,62 +139,184 @@ class ACSFModel:
         return float(E), -np.asarray(dR), sigma
 
     def per_atom_energies(self, positions, cell, pbc, numbers, topology=None) -> np.ndarray:
-        top = topology or self.descriptor.topology(positions, cell, pbc, numbers)
-        G = self.descriptor(positions, cell, pbc, numbers, top)
-        return np.asarray(self.atomic_energies(self.weights, G, self.descriptor.species_index(numbers)))
+        """Energy of each atom (its share of E, references included)."""
+        positions, cell = np.asarray(positions, dtype=float), np.asarray(cell, dtype=float)
+        top = topology or self.topology(positions, cell, pbc, numbers)
+        eps = self.atom_energies(self.weights, positions, numbers, top, top["shifts"].astype(float) @ cell)
+        return np.asarray(eps) + self.reference_energies(numbers)
+
+    def fit_normalisation(self, structures) -> None:
+        """Input normalisations (:meth:`fit_inputs`), then reference energies by least squares on
+        the element counts, so the network learns the small remainder."""
+        self.fit_inputs(structures)
+        counts = np.array([[np.sum(st.numbers == z) for z in self.numbers] for st in structures], dtype=float)
+        energies = np.array([st.energy for st in structures])
+        ref, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+        self.reference = {s: float(r) for s, r in zip(self.symbols, ref)}
 
     # ------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model to ``path`` (.npz) atomically: a temporary file, then a rename."""
+        leaves, _ = flatten(self.weights)
         arrays = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION),
-                  "kind": np.array(self.kind), "symbols": np.array(self.symbols), "hidden": np.array(self.hidden),
-                  "acsf": np.array([repr(tuple(float(x) for x in v)) if isinstance(v, tuple) else repr(float(v))
-                                    for v in asdict(self.descriptor.params).values()])}
-        for s in self.symbols:
-            arrays[f"{s}/mean"], arrays[f"{s}/scale"] = self.mean[s], self.scale[s]
-            arrays[f"{s}/reference"] = np.array(self.reference[s])
-            for k, (W, b) in enumerate(self.weights[s]):
-                arrays[f"{s}/W{k}"], arrays[f"{s}/b{k}"] = np.asarray(W), np.asarray(b)
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+                  "kind": np.array(self.kind), "config": np.array(json.dumps(self.config())),
+                  "symbols": np.array(self.symbols),
+                  "reference": np.array([self.reference[s] for s in self.symbols], dtype=float)}
+        arrays.update({f"weight/{k}": np.asarray(w, dtype=float) for k, w in enumerate(leaves)})
+        arrays.update({f"buffer/{name}": np.asarray(v) for name, v in self.buffers().items()})
+        write_npz_atomically(path, arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ACSFModel":
-        """Read a model written by :meth:`save` (no pickle; the format version is checked)."""
-        import ast
-
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-        except FileNotFoundError:
-            raise ModelFileError(f"{path}: no such model file") from None
-        except Exception as exc:
-            raise ModelFileError(f"{path}: not a readable .npz model file ({exc})") from exc
-        if data.get("format") is None or str(data["format"]) != FORMAT:
-            raise ModelFileError(f"{path}: not a diffsim potential (no '{FORMAT}' marker)")
-        version = int(data["format_version"])
-        if version != FORMAT_VERSION:
-            raise ModelFileError(f"{path}: model format version {version}; this diffsim reads version "
-                                 f"{FORMAT_VERSION}. Retrain, or use the diffsim version that wrote it")
-        if str(data["kind"]) != cls.kind:
-            raise ModelFileError(f"{path}: a '{data['kind']}' model, not '{cls.kind}'")
-        values = [ast.literal_eval(str(v)) for v in data["acsf"]]
-        params = ACSFParameters(*values)
-        symbols = [str(s) for s in data["symbols"]]
-        model = cls(symbols, hidden=tuple(int(h) for h in data["hidden"]), params=params)
-        n_layers = len(model.hidden) + 1
-        for s in symbols:
-            model.mean[s], model.scale[s] = data[f"{s}/mean"], data[f"{s}/scale"]
-            model.reference[s] = float(data[f"{s}/reference"])
-            model.weights[s] = [(data[f"{s}/W{k}"], data[f"{s}/b{k}"]) for k in range(n_layers)]
+    def load(cls, path: str | os.PathLike) -> "Potential":
+        """Read a model written by :meth:`save` (no pickle; format, version and kind are checked)."""
+        model = load_model(path)
+        if cls is not Potential and not isinstance(model, cls):
+            raise ModelFileError(f"{path}: a '{model.kind}' model, not '{cls.kind}'; use potentials.model.load_model")
         return model
+
+
+def write_npz_atomically(path, arrays: dict) -> None:
+    """``np.savez`` to a temporary file beside ``path``, then a rename: never a half-written file."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def model_kinds() -> dict:
+    """Model kinds by name."""
+    from .painn import PaiNNModel
+
+    return {"acsf": ACSFModel, "painn": PaiNNModel}
+
+
+def load_model(path: str | os.PathLike) -> Potential:
+    """Read any model written by ``save``: the file's ``kind`` picks the class.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.npz")
+    >>> ACSFModel(["Cu"], hidden=(4,)).save(path)
+    >>> type(load_model(path)).__name__
+    'ACSFModel'
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such model file") from None
+    except Exception as exc:
+        raise ModelFileError(f"{path}: not a readable .npz model file ({exc})") from exc
+    if data.get("format") is None or str(data["format"]) != FORMAT:
+        raise ModelFileError(f"{path}: not a diffsim potential (no '{FORMAT}' marker)")
+    version = int(data["format_version"])
+    if version != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model format version {version}; this diffsim reads version "
+                             f"{FORMAT_VERSION}. Retrain, or use the diffsim version that wrote it")
+    kinds = model_kinds()
+    kind = str(data["kind"])
+    if kind not in kinds:
+        raise ModelFileError(f"{path}: unknown model kind {kind!r} (known: {sorted(kinds)})")
+    try:
+        model = kinds[kind](**json.loads(str(data["config"])))
+        leaves, tree = flatten(model.weights)
+        stored = [data[f"weight/{k}"] for k in range(len(leaves))]
+        for k, (a, b) in enumerate(zip(leaves, stored)):
+            if np.shape(a) != b.shape:
+                raise ModelFileError(f"{path}: weight {k} has shape {b.shape}, the model needs {np.shape(a)}")
+        model.weights = unflatten(tree, stored)
+        model.reference = {s: float(r) for s, r in zip(model.symbols, data["reference"])}
+        model.set_buffers({k[len("buffer/"):]: v for k, v in data.items() if k.startswith("buffer/")})
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: damaged or incomplete model file ({exc})") from exc
+    return model
+
+
+class ACSFModel(Potential):
+    """Per-element multilayer perceptrons (tanh) on normalised ACSF features:
+    ε_i = NN_{Z_i}((G_i − μ_{Z_i}) / σ_{Z_i})."""
+
+    kind = "acsf"
+
+    def __init__(self, elements, hidden=(32, 32), params: ACSFParameters | dict | None = None, seed: int = 0) -> None:
+        super().__init__(elements)
+        if isinstance(params, dict):
+            params = ACSFParameters(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+        self.descriptor = Descriptor(self.symbols, params)
+        self.cutoff = self.descriptor.cutoff
+        self.hidden = tuple(int(h) for h in hidden)
+        self.seed = int(seed)
+        rng = np.random.default_rng(seed)
+        n_in = self.descriptor.n_features
+        for s in self.symbols:
+            layers, width = [], n_in
+            for h in self.hidden + (1,):
+                layers.append((rng.standard_normal((width, h)) * np.sqrt(1.0 / width), np.zeros(h)))
+                width = h
+            self.weights[s] = layers
+        self.mean = {s: np.zeros(n_in) for s in self.symbols}
+        self.scale = {s: np.ones(n_in) for s in self.symbols}
+
+    def config(self) -> dict:
+        p = self.descriptor.params
+        params = {k: [float(x) for x in v] if isinstance(v, tuple) else float(v) for k, v in vars(p).items()}
+        return {"elements": self.symbols, "hidden": list(self.hidden), "params": params, "seed": self.seed}
+
+    def buffers(self) -> dict:
+        return {**{f"mean/{s}": self.mean[s] for s in self.symbols},
+                **{f"scale/{s}": self.scale[s] for s in self.symbols}}
+
+    def set_buffers(self, arrays: dict) -> None:
+        for s in self.symbols:
+            self.mean[s], self.scale[s] = arrays[f"mean/{s}"], arrays[f"scale/{s}"]
+
+    def topology(self, positions, cell, pbc, numbers, pairs=None) -> dict:
+        return self.descriptor.topology(positions, cell, pbc, numbers, pairs=pairs)
+
+    def features(self, positions, numbers, top, shift_vectors):
+        """ACSF features (N, F) of the atoms."""
+        D = positions[top["neighbors"]] - positions[top["centers"]] + shift_vectors
+        return acsf(D, **self.descriptor.static(top))
+
+    def atom_energies(self, weights, positions, numbers, top, shift_vectors):
+        return self.network_energies(weights, self.features(positions, numbers, top, shift_vectors),
+                                     self.species_index(numbers))
+
+    def network_energies(self, weights, G, species):
+        """ε_i (N,) from the features G (N, F): one network per element."""
+        out = None
+        for k, s in enumerate(self.symbols):
+            idx = np.flatnonzero(species == k)
+            if idx.size == 0:
+                continue
+            h = (G[idx] - self.mean[s]) / self.scale[s]
+            layers = weights[s]
+            for W, b in layers[:-1]:
+                h = dnp.tanh(h @ W + b)
+            W, b = layers[-1]
+            term = dnp.index_add(np.zeros(len(species)), idx, dnp.reshape(h @ W + b, (-1,)))
+            out = term if out is None else out + term
+        return out
+
+    def fit_inputs(self, structures) -> None:
+        """Per-element feature mean and spread."""
+        feats = {s: [] for s in self.symbols}
+        for st in structures:
+            G = np.asarray(self.features(st.positions, st.numbers, st.top, st.shift_vectors))
+            species = self.species_index(st.numbers)
+            for k, s in enumerate(self.symbols):
+                feats[s].append(G[species == k])
+        for s in self.symbols:
+            allf = np.concatenate(feats[s]) if feats[s] else np.zeros((0, 1))
+            if len(allf):
+                std = allf.std(axis=0)
+                self.mean[s], self.scale[s] = allf.mean(axis=0), np.where(std > 1e-8, std, 1.0)

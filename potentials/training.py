@@ -12,9 +12,7 @@ differentiates the forces F = −∂E/∂R once more with respect to the weights
 
 from __future__ import annotations
 
-import os
 import pathlib
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -24,7 +22,7 @@ import diffsim as ds
 import diffsim.numpy as dnp
 from diffsim.tree import flatten, unflatten
 
-from .model import ACSFModel
+from .model import Potential, load_model, write_npz_atomically
 from .progress import progress_bar
 
 
@@ -69,7 +67,7 @@ class Structure:
     shift_vectors: np.ndarray
 
 
-def prepare(model: ACSFModel, frames) -> list[Structure]:
+def prepare(model: Potential, frames) -> list[Structure]:
     """Neighbour lists and reference labels of ASE Atoms with stored energy and forces."""
     out = []
     for k, atoms in enumerate(frames):
@@ -78,77 +76,47 @@ def prepare(model: ACSFModel, frames) -> list[Structure]:
         except Exception as exc:
             raise ValueError(f"structure {k} has no stored energy and forces ({exc})") from exc
         pos, cell = atoms.positions.astype(float), np.array(atoms.cell, dtype=float)
-        top = model.descriptor.topology(pos, cell, atoms.pbc, atoms.numbers)
+        top = model.topology(pos, cell, atoms.pbc, atoms.numbers)
         out.append(Structure(pos, atoms.numbers.copy(), e, f, top, top["shifts"].astype(float) @ cell))
     return out
 
 
-def fit_normalisation(model: ACSFModel, data: list[Structure]) -> None:
-    """Per-element feature mean and spread, and reference energies by least squares on the
-    element counts (so the networks learn the small remainder)."""
-    feats = {s: [] for s in model.symbols}
-    counts = np.zeros((len(data), len(model.symbols)))
-    for n, st in enumerate(data):
-        G = np.asarray(_features(model, st))
-        species = model.descriptor.species_index(st.numbers)
-        for k, s in enumerate(model.symbols):
-            feats[s].append(G[species == k])
-            counts[n, k] = np.sum(species == k)
-    for s in model.symbols:
-        if feats[s] and sum(len(f) for f in feats[s]):
-            allf = np.concatenate(feats[s])
-            model.mean[s] = allf.mean(axis=0)
-            model.scale[s] = np.where(allf.std(axis=0) > 1e-8, allf.std(axis=0), 1.0)
-    energies = np.array([st.energy for st in data])
-    ref, *_ = np.linalg.lstsq(counts, energies, rcond=None)
-    model.reference = {s: float(r) for s, r in zip(model.symbols, ref)}
-
-
-def _features(model: ACSFModel, st: Structure):
-    """Descriptor of one prepared structure (pair vectors include the periodic shifts)."""
-    from .descriptors import acsf
-
-    D = st.positions[st.top["neighbors"]] - st.positions[st.top["centers"]] + st.shift_vectors
-    return acsf(D, **model.descriptor.static(st.top))
+# topology entries that index atoms, and pairs, and so are offset when structures are concatenated
+_ATOM_INDEX, _PAIR_INDEX = ("centers", "neighbors"), ("triplets",)
 
 
 def _batch(structures: list[Structure]):
     """Concatenate structures into one graph; returns positions, numbers, topology, shift
-    vectors, atom→structure ids and the references."""
-    offset, pos, num, cen, nbr, spc, tri, shifts, sid, nat = 0, [], [], [], [], [], [], [], [], []
-    pair_offset = 0
-    for k, st in enumerate(structures):
-        n = len(st.positions)
-        pos.append(st.positions)
-        num.append(st.numbers)
-        cen.append(st.top["centers"] + offset)
-        nbr.append(st.top["neighbors"] + offset)
-        spc.append(st.top["species"])
-        tri.append(st.top["triplets"] + pair_offset)
-        shifts.append(st.shift_vectors)
-        sid.append(np.full(n, k))
-        nat.append(n)
-        offset += n
-        pair_offset += len(st.top["centers"])
-    top = dict(centers=np.concatenate(cen), neighbors=np.concatenate(nbr), species=np.concatenate(spc),
-               triplets=np.concatenate(tri), n_atoms=offset)
+    vectors, atom→structure ids, atoms per structure and the references."""
+    tops = [st.top for st in structures]
+    n_atoms = np.array([len(st.positions) for st in structures])
+    n_pairs = np.array([len(t["centers"]) for t in tops])
+    atom_offset = np.concatenate([[0], np.cumsum(n_atoms)[:-1]])
+    pair_offset = np.concatenate([[0], np.cumsum(n_pairs)[:-1]])
+    top = {"n_atoms": int(n_atoms.sum())}
+    for key in tops[0]:
+        if key in ("n_atoms", "shifts"):
+            continue
+        parts = [t[key] for t in tops]
+        if key in _ATOM_INDEX:
+            parts = [p + o for p, o in zip(parts, atom_offset)]
+        elif key in _PAIR_INDEX:
+            parts = [p + o for p, o in zip(parts, pair_offset)]
+        top[key] = np.concatenate(parts)
+    sid = np.repeat(np.arange(len(structures)), n_atoms)
     E = np.array([st.energy for st in structures])
     F = np.concatenate([st.forces for st in structures])
-    return np.concatenate(pos), np.concatenate(num), top, np.concatenate(shifts), np.concatenate(sid), \
-        np.array(nat), E, F
+    return np.concatenate([st.positions for st in structures]), np.concatenate([st.numbers for st in structures]), \
+        top, np.concatenate([st.shift_vectors for st in structures]), sid, n_atoms, E, F
 
 
-def _predict(model: ACSFModel, weights, R, numbers, top, shifts, sid, n_struct):
+def _predict(model: Potential, weights, R, numbers, top, shifts, sid, n_struct):
     """Energies per structure (differentiable in weights and R)."""
-    D = R[top["neighbors"]] - R[top["centers"]] + shifts
-    from .descriptors import acsf
-
-    G = acsf(D, **model.descriptor.static(top))
-    e_atom = model.atomic_energies(weights, G, model.descriptor.species_index(numbers))
-    return dnp.segment_sum(e_atom, sid, n_struct)
+    eps = model.atom_energies(weights, R, numbers, top, shifts) + model.reference_energies(numbers)
+    return dnp.segment_sum(eps, sid, n_struct)
 
 
-def batch_loss(model: ACSFModel, weights, batch, config: TrainConfig):
+def batch_loss(model: Potential, weights, batch, config: TrainConfig):
     R, numbers, top, shifts, sid, nat, E_ref, F_ref = batch
     n = len(nat)
     energy = lambda w, R: dnp.sum(_predict(model, w, R, numbers, top, shifts, sid, n))
@@ -159,7 +127,7 @@ def batch_loss(model: ACSFModel, weights, batch, config: TrainConfig):
     return config.energy_weight * e_term + config.force_weight * f_term
 
 
-def evaluate(model: ACSFModel, data: list[Structure], batch_size: int = 16) -> dict:
+def evaluate(model: Potential, data: list[Structure], batch_size: int = 16) -> dict:
     """Energy MAE (meV/atom) and force MAE (meV/Å) of ``model`` on ``data``."""
     e_err, f_err = [], []
     for k in range(0, len(data), batch_size):
@@ -174,7 +142,7 @@ def evaluate(model: ACSFModel, data: list[Structure], batch_size: int = 16) -> d
             "force_mae": 1000 * float(np.mean(np.concatenate(f_err)))}
 
 
-def train(model: ACSFModel, frames, config: TrainConfig | None = None, validation=None) -> History:
+def train(model: Potential, frames, config: TrainConfig | None = None, validation=None) -> History:
     """Fit ``model`` to ASE Atoms ``frames`` (with stored energy and forces). A random
     ``validation_fraction`` is held out unless ``validation`` frames are given. With
     ``config.checkpoint``, state is saved after every epoch and an existing checkpoint resumed."""
@@ -196,7 +164,7 @@ def train(model: ACSFModel, frames, config: TrainConfig | None = None, validatio
     if config.checkpoint and pathlib.Path(config.checkpoint).exists():
         start_epoch, history, state, rng = _resume(model, config.checkpoint)
     else:
-        fit_normalisation(model, data)
+        model.fit_normalisation(data)
     if config.optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"unknown optimizer {config.optimizer!r}: use 'adam' or 'lbfgs'")
     if config.optimizer == "lbfgs":
@@ -320,18 +288,15 @@ def _save_checkpoint(model, path, epoch, history, state, rng):
     if state.get("best") is not None:
         for k, b in enumerate(flatten(state["best"])[0]):
             arrays[f"best{k}"] = np.asarray(b)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".npz")
-    with os.fdopen(fd, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
+    write_npz_atomically(path, arrays)
 
 
 def _resume(model, path):
     import ast
 
-    loaded = ACSFModel.load(pathlib.Path(path).with_name(pathlib.Path(path).stem + ".model.npz"))
-    model.weights, model.mean, model.scale, model.reference = loaded.weights, loaded.mean, loaded.scale, \
-        loaded.reference
+    loaded = load_model(pathlib.Path(path).with_name(pathlib.Path(path).stem + ".model.npz"))
+    model.weights, model.reference = loaded.weights, loaded.reference
+    model.set_buffers(loaded.buffers())
     with np.load(path, allow_pickle=False) as f:
         data = {k: f[k] for k in f.files}
     n = len(flatten(model.weights)[0])
