@@ -1,0 +1,144 @@
+"""PaiNN: an equivariant message-passing energy model (Schütt, Unke and Gastegger, ICML 2021).
+
+Each atom carries scalar features s_i ∈ R^F and vector features v_i ∈ R^{3×F} that rotate with
+the structure. With r_ij = |D_ij|, û_ij = D_ij / r_ij, a radial basis sin(nπ r/r_c)/r and the
+cosine cutoff f_c, each interaction layer is (the paper's eqs. 7-9):
+
+    message   (a, b, c)_ij = φ(s_j) ∘ W(r_ij),   W(r) = (rbf(r) W_r + b_r) f_c(r)
+              s_i += Σ_j a_ij,                  v_i += Σ_j (v_j b_ij + û_ij ⊗ c_ij)
+    update    (a_vv, a_sv, a_ss) = ψ(s_i, ‖V v_i‖)
+              v_i += a_vv ∘ U v_i,              s_i += a_sv ∘ ⟨U v_i, V v_i⟩ + a_ss
+
+and the energy is a readout network on the final scalars, ε_i = σ_E · MLP(s_i), plus the
+element's reference energy (σ_E, the training data's RMS force component, sets the scale).
+Everything is ``diffsim.numpy``: gathers over the pair list and ``segment_sum`` back onto atoms,
+so forces are reverse mode and force training differentiates the forces again.
+
+>>> import numpy as np
+>>> m = PaiNNModel(["Cu"], features=8, layers=2, seed=0)
+>>> E, F, _ = m.energy_forces(np.array([[0.0, 0, 0], [2.5, 0, 0], [0, 2.4, 0]]), np.zeros((3, 3)),
+...                           [False] * 3, [29, 29, 29])
+>>> F.shape, bool(abs(F.sum(axis=0)).max() < 1e-12)
+((3, 3), True)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import diffsim.numpy as dnp
+
+from .model import Potential
+from .neighbors import neighbor_list
+
+_NORM_EPS = 1e-8  # ‖Vv‖ = sqrt(Σ (Vv)² + ε): smooth where the vector features vanish (e.g. a perfect crystal)
+
+
+def silu(x):
+    """x σ(x), written with tanh so it cannot overflow: σ(x) = (1 + tanh(x/2)) / 2."""
+    return 0.5 * x * (1.0 + dnp.tanh(0.5 * x))
+
+
+def _dense(rng, n_in, n_out):
+    return rng.standard_normal((n_in, n_out)) * np.sqrt(1.0 / n_in), np.zeros(n_out)
+
+
+class PaiNNModel(Potential):
+    """PaiNN with ``layers`` interaction blocks of width ``features`` on pairs within ``cutoff`` (Å).
+
+    ``inner`` is the closest pair distance accepted (closer atoms raise: nothing in the training
+    data looks like that).
+    """
+
+    kind = "painn"
+
+    def __init__(self, elements, features: int = 32, layers: int = 3, n_rbf: int = 16, cutoff: float = 5.0,
+                 inner: float = 0.75, seed: int = 0) -> None:
+        super().__init__(elements)
+        if features < 1 or layers < 1 or n_rbf < 1 or cutoff <= inner:
+            raise ValueError("PaiNNModel needs features, layers and n_rbf ≥ 1 and cutoff > inner")
+        self.features, self.layers, self.n_rbf = int(features), int(layers), int(n_rbf)
+        self.cutoff, self.inner, self.seed = float(cutoff), float(inner), int(seed)
+        self.energy_scale = 1.0
+        F = self.features
+        rng = np.random.default_rng(seed)
+        self.weights = {
+            "embedding": rng.standard_normal((len(self.symbols), F)),
+            "interactions": [{"phi": [_dense(rng, F, F), _dense(rng, F, 3 * F)],
+                              "radial": _dense(rng, self.n_rbf, 3 * F),
+                              "U": rng.standard_normal((F, F)) * np.sqrt(1.0 / F),
+                              "V": rng.standard_normal((F, F)) * np.sqrt(1.0 / F),
+                              "psi": [_dense(rng, 2 * F, F), _dense(rng, F, 3 * F)]}
+                             for _ in range(self.layers)],
+            "readout": [_dense(rng, F, max(F // 2, 1)), _dense(rng, max(F // 2, 1), 1)],
+        }
+
+    def config(self) -> dict:
+        return {"elements": self.symbols, "features": self.features, "layers": self.layers, "n_rbf": self.n_rbf,
+                "cutoff": self.cutoff, "inner": self.inner, "seed": self.seed}
+
+    def buffers(self) -> dict:
+        return {"energy_scale": np.array(self.energy_scale)}
+
+    def set_buffers(self, arrays: dict) -> None:
+        self.energy_scale = float(arrays["energy_scale"])
+
+    def fit_inputs(self, structures) -> None:
+        """The energy scale: the RMS force component of the training data (eV/Å × 1 Å)."""
+        forces = np.concatenate([np.ravel(st.forces) for st in structures]) if structures else np.zeros(0)
+        rms = float(np.sqrt(np.mean(forces ** 2))) if forces.size else 0.0
+        self.energy_scale = rms if rms > 1e-8 else 1.0
+
+    def topology(self, positions, cell, pbc, numbers, pairs=None) -> dict:
+        i, j, S, d = pairs if pairs is not None else neighbor_list(positions, cell, pbc, self.cutoff)
+        if len(d) and d.min() < self.inner:
+            k = int(np.argmin(d))
+            raise ValueError(f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart, closer than the model's "
+                             f"inner range ({self.inner} Å): no training data looks like this; check the structure "
+                             "(overlapping atoms, wrong units or cell)")
+        return dict(centers=np.asarray(i, dtype=np.int64), neighbors=np.asarray(j, dtype=np.int64), shifts=S,
+                    species=self.species_index(numbers), n_atoms=len(positions))
+
+    # ------------------------------------------------------------ the network
+
+    def radial(self, r):
+        """Radial basis sin(nπ r/r_c)/r (E, n_rbf) and the cosine cutoff f_c(r) (E,)."""
+        n = np.arange(1, self.n_rbf + 1)
+        fc = dnp.where(r < self.cutoff, 0.5 * dnp.cos(np.pi * r / self.cutoff) + 0.5, 0.0)
+        return dnp.sin(r[:, None] * (n * np.pi / self.cutoff)) / r[:, None], fc
+
+    def atom_features(self, weights, positions, numbers, top, shift_vectors):
+        """Final scalar (N, F) and vector (N, 3, F) features."""
+        i, j, N, F = top["centers"], top["neighbors"], top["n_atoms"], self.features
+        D = positions[j] - positions[i] + shift_vectors
+        r = dnp.sqrt(dnp.sum(D * D, axis=1))
+        unit = D / r[:, None]
+        basis, fc = self.radial(r)
+        s = weights["embedding"][self.species_index(numbers)]
+        v = None  # zero vector features before the first message
+        for block in weights["interactions"]:
+            (W1, b1), (W2, b2) = block["phi"]
+            Wr, br = block["radial"]
+            filt = (basis @ Wr + br) * fc[:, None]
+            x = (silu(s @ W1 + b1) @ W2 + b2)[j] * filt
+            a, b, c = x[:, :F], x[:, F:2 * F], x[:, 2 * F:]
+            s = s + dnp.segment_sum(a, i, N)
+            dv = unit[:, :, None] * c[:, None, :]
+            if v is not None:
+                dv = dv + v[j] * b[:, None, :]
+            v = dnp.segment_sum(dv, i, N) if v is None else v + dnp.segment_sum(dv, i, N)
+            Uv, Vv = v @ block["U"], v @ block["V"]
+            norm = dnp.sqrt(dnp.sum(Vv * Vv, axis=1) + _NORM_EPS)
+            (P1, c1), (P2, c2) = block["psi"]
+            y = silu(dnp.concatenate([s, norm], axis=1) @ P1 + c1) @ P2 + c2
+            a_vv, a_sv, a_ss = y[:, :F], y[:, F:2 * F], y[:, 2 * F:]
+            v = v + a_vv[:, None, :] * Uv
+            s = s + a_sv * dnp.sum(Uv * Vv, axis=1) + a_ss
+        if v is None:
+            v = np.zeros((N, 3, F))
+        return s, v
+
+    def atom_energies(self, weights, positions, numbers, top, shift_vectors):
+        s, _ = self.atom_features(weights, positions, numbers, top, shift_vectors)
+        (W1, b1), (W2, b2) = weights["readout"]
+        return self.energy_scale * dnp.reshape(silu(s @ W1 + b1) @ W2 + b2, (-1,))
