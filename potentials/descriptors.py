@@ -115,20 +115,46 @@ class Descriptor:
 
 def _triplets(centers, dist, rc_angular, n_atoms) -> np.ndarray:
     """Pairs (p, q), p < q, of pair indices sharing a centre, both within the angular cutoff."""
-    keep = np.flatnonzero(dist < rc_angular)
-    order = keep[np.argsort(centers[keep], kind="stable")]
-    out = []
-    c = centers[order]
-    bounds = np.searchsorted(c, np.arange(n_atoms + 1))
+    return _triplet_list(np.ascontiguousarray(centers, dtype=np.int64), np.ascontiguousarray(dist, dtype=float),
+                         float(rc_angular), int(n_atoms))
+
+
+@njit(cache=True)
+def _triplet_list(centers, dist, rc, n_atoms):
+    """Counting sort of the pairs within ``rc`` by centre (stable: pair order kept within a centre),
+    then every (p, q) with p before q in the same centre's group."""
+    start = np.zeros(n_atoms + 1, dtype=np.int64)
+    for p in range(centers.shape[0]):
+        if dist[p] < rc:
+            start[centers[p] + 1] += 1
+    n_tri = 0
     for a in range(n_atoms):
-        group = order[bounds[a]:bounds[a + 1]]
-        if len(group) > 1:
-            p, q = np.triu_indices(len(group), 1)
-            out.append(np.stack([group[p], group[q]], axis=1))
-    return np.concatenate(out).astype(np.int64) if out else np.zeros((0, 2), dtype=np.int64)
+        n_tri += start[a + 1] * (start[a + 1] - 1) // 2
+        start[a + 1] += start[a]
+    order = np.empty(start[n_atoms], dtype=np.int64)
+    fill = start[:-1].copy()
+    for p in range(centers.shape[0]):
+        if dist[p] < rc:
+            order[fill[centers[p]]] = p
+            fill[centers[p]] += 1
+    out = np.empty((n_tri, 2), dtype=np.int64)
+    t = 0
+    for a in range(n_atoms):
+        for x in range(start[a], start[a + 1]):
+            for y in range(x + 1, start[a + 1]):
+                out[t, 0] = order[x]
+                out[t, 1] = order[y]
+                t += 1
+    return out
 
 
 # ---------------------------------------------------------------- kernels
+#
+# Per pair p, r, the unit vector u = D/r and the cutoff (value, slope) at both radii are computed
+# once. The angular term of a triplet factorises, A_m(cos θ) E_n(r̄) f_c(r1) f_c(r2), so a triplet
+# costs n_angles powers and n_shifts exponentials, not their product of each; the VJP contracts g
+# with those factors first and carries three scalars (∂/∂cos θ, ∂/∂r1, ∂/∂r2) to the pair vectors,
+# and the JVP pushes the same three scalars forward.
 
 
 @njit(cache=True, inline="always")
@@ -146,6 +172,103 @@ def _pair_index(s, t, n_species):
     return s * n_species - s * (s - 1) // 2 + (t - s)
 
 
+@njit(cache=True, inline="always")
+def _powers(x, y, n, out):
+    """out[m] = x[m] ** y; by repeated squaring, all m at once, when y is the whole number n (n < 0:
+    it is not). Overwrites x."""
+    if n < 0:
+        for m in range(x.shape[0]):
+            out[m] = x[m] ** y
+        return
+    out[:] = 1.0
+    while n:
+        if n & 1:
+            for m in range(x.shape[0]):
+                out[m] *= x[m]
+        n >>= 1
+        if n:
+            for m in range(x.shape[0]):
+                x[m] *= x[m]
+
+
+@njit(cache=True, inline="always")
+def _gaussian_steps(eta, shifts):
+    """(Δ, q) for evenly spaced shifts R_k = R_0 + kΔ, q_k = exp(−η(2k+1)Δ²), so that
+    exp(−η(x − R_{k+1})²) = exp(−η(x − R_k)²) exp(2ηΔ(x − R_0)) q_k; Δ = 0 when the shifts are
+    not evenly spaced or a factor could underflow."""
+    n = shifts.shape[0]
+    q = np.empty(n)
+    step = shifts[1] - shifts[0] if n > 1 else 0.0
+    for k in range(n - 1):
+        if abs(shifts[k + 1] - shifts[k] - step) > 1e-14 * max(abs(shifts[k]), abs(shifts[k + 1])):
+            step = 0.0
+    if step <= 0.0 or eta * (2 * n - 1) * step * step > 600.0:
+        return 0.0, q
+    for k in range(n):
+        q[k] = np.exp(-eta * (2 * k + 1) * step * step)
+    return step, q
+
+
+@njit(cache=True, inline="always")
+def _gaussians(r, eta, shifts, step, q, out):
+    """out[k] = exp(−η (r − R_k)²): two exponentials and a product recurrence when the shifts are
+    evenly spaced (step > 0, see _gaussian_steps) and no factor can overflow, else one each."""
+    x = r - shifts[0]
+    if step > 0.0 and eta * x * x < 600.0 and abs(2.0 * eta * step * x) < 600.0:
+        e = np.exp(-eta * x * x)
+        w = np.exp(2.0 * eta * step * x)
+        for k in range(shifts.shape[0]):
+            out[k] = e
+            e *= w * q[k]
+    else:
+        for k in range(shifts.shape[0]):
+            x = r - shifts[k]
+            out[k] = np.exp(-eta * x * x)
+
+
+@njit(cache=True)
+def _pair_geometry(D, rc_r, rc_a):
+    """r (M,), unit vectors u (M, 3), and per pair f_c, f_c' at the radial then the angular cutoff (M, 4)."""
+    M = D.shape[0]
+    r = np.empty(M)
+    u = np.empty((M, 3))
+    cut = np.empty((M, 4))
+    for p in range(M):
+        rp = np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2)
+        r[p] = rp
+        for c in range(3):
+            u[p, c] = D[p, c] / rp
+        cut[p, 0], cut[p, 1] = _cutoff(rp, rc_r)
+        cut[p, 2], cut[p, 3] = _cutoff(rp, rc_a)
+    return r, u, cut
+
+
+@njit(cache=True, inline="always")
+def _angular_constants(zeta, angles):
+    """(ζ − 1 if ζ is a whole number up to 1024 else −1, 2^{1−ζ}, cos θ_m, sin θ_m)."""
+    nz = int(zeta) - 1 if zeta == np.floor(zeta) and 1.0 <= zeta <= 1024.0 else -1
+    return nz, 2.0 ** (1.0 - zeta), np.cos(angles), np.sin(angles)
+
+
+@njit(cache=True, inline="always")
+def _angular_factors(cos_t, zeta, nz, pref, cos_m, sin_m, A, dA, scratch):
+    """A_m = 2^{1−ζ} (1 + cos(θ − θ_m))^ζ with θ = arccos(0.95 cos_t), and dA_m/dcos_t;
+    cos(θ − θ_m) and sin(θ − θ_m) by the addition formulas."""
+    c = ANGLE_SCALE * cos_t  # cos θ
+    s = np.sqrt(1.0 - c * c)  # sin θ, θ in (0, π)
+    dtheta = -ANGLE_SCALE / s  # dθ/dcos_t
+    base, power = scratch[0], scratch[1]
+    for m in range(cos_m.shape[0]):
+        A[m] = 1.0 + c * cos_m[m] + s * sin_m[m]
+        dA[m] = s * cos_m[m] - c * sin_m[m]
+        base[m] = A[m]
+    _powers(base, zeta - 1.0, nz, power)
+    for m in range(cos_m.shape[0]):
+        pz1 = pref * power[m]
+        A[m] *= pz1
+        dA[m] *= -zeta * pz1 * dtheta
+
+
 @njit(cache=True)
 def _acsf(D, gin, tin, mode, centers, species, triplets, n_atoms, n_species, rc_r, eta_r, shifts_r, rc_a, eta_a,
           zeta, angles, shifts_a):
@@ -153,65 +276,83 @@ def _acsf(D, gin, tin, mode, centers, species, triplets, n_atoms, n_species, rc_
     n_rs, n_th, n_ra = shifts_r.shape[0], angles.shape[0], shifts_a.shape[0]
     n_radial = n_species * n_rs
     n_feat = n_radial + n_species * (n_species + 1) // 2 * n_th * n_ra
-    G = np.zeros((n_atoms, n_feat))
-    gD = np.zeros(D.shape)
-    M = D.shape[0]
-    r = np.empty(M)
-    for p in range(M):
-        r[p] = np.sqrt(D[p, 0] ** 2 + D[p, 1] ** 2 + D[p, 2] ** 2)
-    for p in range(M):
+    G = np.zeros((n_atoms if mode != 1 else 0, n_feat))
+    gD = np.zeros((D.shape[0] if mode == 1 else 0, 3))
+    r, u, cut = _pair_geometry(D, rc_r, rc_a)
+    step_r, q_r = _gaussian_steps(eta_r, shifts_r)
+    Er = np.empty(n_rs)
+    for p in range(D.shape[0]):
         if r[p] >= rc_r:
             continue
-        fc, dfc = _cutoff(r[p], rc_r)
         a, base = centers[p], species[p] * n_rs
-        for k in range(n_rs):
-            e = np.exp(-eta_r * (r[p] - shifts_r[k]) ** 2)
-            if mode == 0:
-                G[a, base + k] += e * fc
-            else:
-                dg = e * (dfc - 2.0 * eta_r * (r[p] - shifts_r[k]) * fc)  # d/dr
-                for c in range(3):
-                    u = D[p, c] / r[p]
-                    if mode == 1:
-                        gD[p, c] += gin[a, base + k] * dg * u
-                    else:
-                        G[a, base + k] += dg * u * tin[p, c]
-    pref = 2.0 ** (1.0 - zeta)
+        _gaussians(r[p], eta_r, shifts_r, step_r, q_r, Er)
+        if mode == 0:
+            for k in range(n_rs):
+                G[a, base + k] += Er[k] * cut[p, 0]
+            continue
+        # d/dr of each feature is Er[k] (f_c' − 2η (r − R_k) f_c); dr/dD_p = u_p
+        if mode == 1:
+            gr = 0.0
+            for k in range(n_rs):
+                gr += gin[a, base + k] * Er[k] * (cut[p, 1] - 2.0 * eta_r * (r[p] - shifts_r[k]) * cut[p, 0])
+            for c in range(3):
+                gD[p, c] += gr * u[p, c]
+        else:
+            dr = u[p, 0] * tin[p, 0] + u[p, 1] * tin[p, 1] + u[p, 2] * tin[p, 2]
+            for k in range(n_rs):
+                G[a, base + k] += Er[k] * (cut[p, 1] - 2.0 * eta_r * (r[p] - shifts_r[k]) * cut[p, 0]) * dr
+    step_a, q_a = _gaussian_steps(eta_a, shifts_a)
+    nz, pref, cos_m, sin_m = _angular_constants(zeta, angles)
+    A, dA, E, scratch = np.empty(n_th), np.empty(n_th), np.empty(n_ra), np.empty((2, n_th))
     for t in range(triplets.shape[0]):
+        # G_{a, base + m n_ra + n} += A_m(cos θ) E_n(r̄) F,  F = f_c(r1) f_c(r2)
         p, q = triplets[t, 0], triplets[t, 1]
-        a = centers[p]
         r1, r2 = r[p], r[q]
-        f1, df1 = _cutoff(r1, rc_a)
-        f2, df2 = _cutoff(r2, rc_a)
-        dot = D[p, 0] * D[q, 0] + D[p, 1] * D[q, 1] + D[p, 2] * D[q, 2]
-        cos_t = dot / (r1 * r2)
-        theta = np.arccos(ANGLE_SCALE * cos_t)
-        dtheta_dcos = -ANGLE_SCALE / np.sqrt(1.0 - (ANGLE_SCALE * cos_t) ** 2)
-        base = n_radial + _pair_index(species[p], species[q], n_species) * n_th * n_ra
+        cos_t = u[p, 0] * u[q, 0] + u[p, 1] * u[q, 1] + u[p, 2] * u[q, 2]
+        _angular_factors(cos_t, zeta, nz, pref, cos_m, sin_m, A, dA, scratch)
         ravg = 0.5 * (r1 + r2)
-        for m in range(n_th):
-            ang = 1.0 + np.cos(theta - angles[m])
-            angz = ang ** zeta
-            dang = -zeta * ang ** (zeta - 1.0) * np.sin(theta - angles[m])  # d(angz)/dθ
-            for n in range(n_ra):
-                e = np.exp(-eta_a * (ravg - shifts_a[n]) ** 2)
-                f = base + m * n_ra + n
-                if mode == 0:
-                    G[a, f] += pref * angz * e * f1 * f2
-                    continue
-                de = -eta_a * (ravg - shifts_a[n]) * e  # d e / d r1 (= d e / d r2)
-                dA_dr1 = pref * angz * (de * f1 * f2 + e * df1 * f2)
-                dA_dr2 = pref * angz * (de * f1 * f2 + e * f1 * df2)
-                dA_dcos = pref * dang * dtheta_dcos * e * f1 * f2
-                for c in range(3):
-                    # ∂cos/∂D_p = D_q/(r1 r2) − cos D_p/r1²,  ∂r1/∂D_p = D_p/r1 (and p ↔ q)
-                    dp_ = dA_dcos * (D[q, c] / (r1 * r2) - cos_t * D[p, c] / (r1 * r1)) + dA_dr1 * D[p, c] / r1
-                    dq_ = dA_dcos * (D[p, c] / (r1 * r2) - cos_t * D[q, c] / (r2 * r2)) + dA_dr2 * D[q, c] / r2
-                    if mode == 1:
-                        gD[p, c] += gin[a, f] * dp_
-                        gD[q, c] += gin[a, f] * dq_
-                    else:
-                        G[a, f] += dp_ * tin[p, c] + dq_ * tin[q, c]
+        _gaussians(ravg, eta_a, shifts_a, step_a, q_a, E)  # dE_n/dr̄ = −2η (r̄ − R_n) E_n
+        f1, df1, f2, df2 = cut[p, 2], cut[p, 3], cut[q, 2], cut[q, 3]
+        F = f1 * f2
+        a = centers[p]
+        base = n_radial + _pair_index(species[p], species[q], n_species) * n_th * n_ra
+        if mode == 0:
+            for m in range(n_th):
+                AF = A[m] * F
+                for n in range(n_ra):
+                    G[a, base + m * n_ra + n] += AF * E[n]
+        elif mode == 1:
+            g_cos = g_ravg = g_F = 0.0  # the cotangents of cos θ, r̄ and F
+            for m in range(n_th):
+                h = h_r = 0.0
+                for n in range(n_ra):
+                    gmn = gin[a, base + m * n_ra + n] * E[n]
+                    h += gmn
+                    h_r += gmn * (ravg - shifts_a[n])
+                g_cos += h * dA[m]
+                g_F += h * A[m]
+                g_ravg += h_r * A[m]
+            g_cos *= F
+            g_ravg *= -2.0 * eta_a * F
+            g_r1 = 0.5 * g_ravg + g_F * df1 * f2
+            g_r2 = 0.5 * g_ravg + g_F * f1 * df2
+            for c in range(3):
+                # ∂cos/∂D_p = (u_q − cos u_p)/r1,  ∂r1/∂D_p = u_p  (and p ↔ q)
+                gD[p, c] += g_cos * (u[q, c] - cos_t * u[p, c]) / r1 + g_r1 * u[p, c]
+                gD[q, c] += g_cos * (u[p, c] - cos_t * u[q, c]) / r2 + g_r2 * u[q, c]
+        else:
+            dr1 = dr2 = dcos = 0.0
+            for c in range(3):
+                dr1 += u[p, c] * tin[p, c]
+                dr2 += u[q, c] * tin[q, c]
+                dcos += (u[q, c] - cos_t * u[p, c]) * tin[p, c] / r1 + (u[p, c] - cos_t * u[q, c]) * tin[q, c] / r2
+            dF = df1 * f2 * dr1 + f1 * df2 * dr2
+            dravg = -eta_a * (dr1 + dr2)  # the tangent of E_n is dravg (r̄ − R_n) E_n
+            for m in range(n_th):
+                dAF = dA[m] * dcos * F + A[m] * dF
+                AF = A[m] * F * dravg
+                for n in range(n_ra):
+                    G[a, base + m * n_ra + n] += (dAF + AF * (ravg - shifts_a[n])) * E[n]
     return G if mode != 1 else gD
 
 

@@ -6,7 +6,7 @@ from ase.build import bulk
 
 import diffsim as ds
 import diffsim.numpy as dnp
-from potentials.descriptors import Descriptor, acsf, acsf_jvp, acsf_vjp
+from potentials.descriptors import ANGLE_SCALE, ACSFParameters, Descriptor, acsf, acsf_jvp, acsf_vjp
 
 
 def cluster(rng, n=7):
@@ -17,6 +17,74 @@ def cluster(rng, n=7):
 @pytest.fixture(scope="module")
 def desc():
     return Descriptor(["Cu", "Au"])
+
+
+def reference_acsf(desc, D0, centers, species, n_atoms):
+    """The module docstring's formulas written out with engine ops, pairs and triplets found by plain
+    loops (not by the kernels' triplet list): a slow, obviously correct function of D near D0."""
+    p = desc.params
+    r0 = np.linalg.norm(D0, axis=1)
+    radial = [a for a in range(len(D0)) if r0[a] < p.rc_radial]
+    tri = [(a, b) for a in range(len(D0)) for b in range(a + 1, len(D0))
+           if centers[a] == centers[b] and r0[a] < p.rc_angular and r0[b] < p.rc_angular]
+    tp, tq = np.array([a for a, _ in tri]), np.array([b for _, b in tri])
+    pair_species = [(s, t) for s in range(desc.n_species) for t in range(s, desc.n_species)]
+    sorted_species = np.sort(np.stack([species[tp], species[tq]], axis=1), axis=1)
+
+    def cutoff(r, rc):
+        return 0.5 * dnp.cos(np.pi * r / rc) + 0.5
+
+    def features(D):
+        r = dnp.sqrt(dnp.sum(D * D, axis=1))
+        columns = []
+        for s in range(desc.n_species):
+            idx = np.array([a for a in radial if species[a] == s], dtype=int)
+            for R in p.shifts_radial:
+                term = dnp.exp(-p.eta_radial * (r[idx] - R) ** 2) * cutoff(r[idx], p.rc_radial)
+                columns.append(dnp.index_add(np.zeros(n_atoms), centers[idx], term))
+        r1, r2 = r[tp], r[tq]
+        cos = dnp.sum(D[tp] * D[tq], axis=1) / (r1 * r2)
+        theta = dnp.arccos(ANGLE_SCALE * cos)
+        radial_part = cutoff(r1, p.rc_angular) * cutoff(r2, p.rc_angular)
+        for st in pair_species:
+            keep = np.all(sorted_species == st, axis=1)
+            for angle in p.angles:
+                for R in p.shifts_angular:
+                    term = 2.0 ** (1 - p.zeta) * (1 + dnp.cos(theta - angle)) ** p.zeta \
+                        * dnp.exp(-p.eta_angular * ((r1 + r2) / 2 - R) ** 2) * radial_part
+                    columns.append(dnp.index_add(np.zeros(n_atoms), centers[tp[keep]], term[keep]))
+        return dnp.stack(columns, axis=1)
+
+    return features
+
+
+@pytest.mark.parametrize("zeta", [32.0, 3.7])
+def test_kernels_match_the_formulas_written_out(zeta):
+    # features, VJP and JVP against the engine's evaluation and derivatives of the formulas
+    desc = Descriptor(["Cu", "Au"], ACSFParameters(zeta=zeta, angles=tuple((np.arange(8) + 0.5) * np.pi / 8)))
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
+    atoms.rattle(0.15, seed=7)
+    atoms.numbers[::3] = 79
+    pos, cell = atoms.positions, np.array(atoms.cell)
+    top = desc.topology(pos, cell, [True] * 3, atoms.numbers)
+    D = pos[top["neighbors"]] - pos[top["centers"]] + top["shifts"] @ cell
+    k = desc.static(top)
+    ref = reference_acsf(desc, D, top["centers"], top["species"], len(pos))
+    rng = np.random.default_rng(8)
+    g, t = rng.standard_normal((len(pos), desc.n_features)), rng.standard_normal(D.shape)
+    G, back = ds.vjp(ref, D)
+    _, JVP = ds.jvp(ref, (D,), (t,))
+    for new, old in [(acsf(D, **k), G), (acsf_vjp(g, D, **k), back(g)[0]), (acsf_jvp(D, t, **k), JVP)]:
+        np.testing.assert_allclose(new, old, rtol=0, atol=1e-12 * np.max(np.abs(old)))
+
+
+def test_triplets_are_the_pairs_of_pairs_of_each_centre(desc):
+    pos, cell, pbc, Z = cluster(np.random.default_rng(0))
+    top = desc.topology(pos, cell, pbc, Z)
+    r = np.linalg.norm(pos[top["neighbors"]] - pos[top["centers"]], axis=1)
+    c, rc = top["centers"], desc.params.rc_angular
+    expected = [(a, b) for a in range(len(c)) for b in range(a + 1, len(c)) if c[a] == c[b] and max(r[a], r[b]) < rc]
+    assert sorted(map(tuple, top["triplets"].tolist())) == expected
 
 
 def test_primitives_pass_check_grads(desc):
