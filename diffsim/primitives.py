@@ -365,6 +365,8 @@ def _matmul_vjp_b(g, ans, a, b):
         return multiply(expand(a, -1), expand(g, -2)) if nb > 1 else multiply(a, g)
     if nb == 1:  # (..., n, k) @ (k,)
         return squeeze_axis(matmul(_swap(a), expand(g, -1)), -1)
+    if na > 2 and nb == 2:  # a stack times one matrix: one (k, Σn) @ (Σn, m) product, not a stack summed
+        return matmul(_swap(reshape(a, shape=(-1, shape(a)[-1]))), reshape(g, shape=(-1, shape(g)[-1])))
     return matmul(_swap(a), g)
 
 

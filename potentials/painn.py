@@ -121,7 +121,7 @@ class PaiNNModel(Potential):
             Wr, br = block["radial"]
             filt = (basis @ Wr + br) * fc[:, None]
             x = (silu(s @ W1 + b1) @ W2 + b2)[j] * filt
-            a, b, c = x[:, :F], x[:, F:2 * F], x[:, 2 * F:]
+            a, b, c = dnp.split(x, 3, axis=1)
             s = s + dnp.segment_sum(a, i, N)
             dv = unit[:, :, None] * c[:, None, :]
             if v is not None:
@@ -131,7 +131,7 @@ class PaiNNModel(Potential):
             norm = dnp.sqrt(dnp.sum(Vv * Vv, axis=1) + _NORM_EPS)
             (P1, c1), (P2, c2) = block["psi"]
             y = silu(dnp.concatenate([s, norm], axis=1) @ P1 + c1) @ P2 + c2
-            a_vv, a_sv, a_ss = y[:, :F], y[:, F:2 * F], y[:, 2 * F:]
+            a_vv, a_sv, a_ss = dnp.split(y, 3, axis=1)
             v = v + a_vv[:, None, :] * Uv
             s = s + a_sv * dnp.sum(Uv * Vv, axis=1) + a_ss
         if v is None:

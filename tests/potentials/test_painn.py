@@ -1,0 +1,163 @@
+"""The PaiNN model: equivariance, forces and stress against finite differences, the force-training
+gradient (double backward) against finite differences, training on EMT copper, files, CLI."""
+
+import numpy as np
+import pytest
+from ase.build import bulk, molecule
+from scipy.spatial.transform import Rotation
+
+import diffsim as ds
+from potentials.calculator import Calculator
+from potentials.model import ACSFModel, ModelFileError, load_model
+from potentials.painn import PaiNNModel
+from potentials.reference_data import generate_emt_dataset, load_dataset
+from potentials.training import TrainConfig, _batch, batch_loss, evaluate, prepare, train
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = PaiNNModel(["Cu", "Au"], features=8, layers=2, n_rbf=6, cutoff=4.5, seed=1)
+    m.reference, m.energy_scale = {"Cu": -3.0, "Au": -3.5}, 0.7
+    return m
+
+
+def crystal(rattle=0.08, seed=0):
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 2, 2))
+    atoms.symbols[[1, 5, 9]] = "Au"
+    atoms.rattle(rattle, seed=seed)
+    return atoms
+
+
+def cluster():
+    atoms = molecule("CH4")
+    atoms.set_chemical_symbols(["Au"] + ["Cu"] * 4)
+    atoms.positions *= 2.2
+    return atoms
+
+
+def features(model, atoms):
+    pos, cell = atoms.positions, np.array(atoms.cell)
+    top = model.topology(pos, cell, atoms.pbc, atoms.numbers)
+    return model.atom_features(model.weights, pos, atoms.numbers, top, top["shifts"] @ cell)
+
+
+@pytest.mark.parametrize("make", [crystal, cluster])
+def test_vectors_rotate_with_the_structure_and_the_energy_does_not(model, make):
+    atoms = make()
+    s, v = features(model, atoms)
+    E = model.energy_forces(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)[0]
+    assert np.abs(v).max() > 1e-3  # the vector features are not trivially zero
+    for seed in range(3):
+        Q = Rotation.random(random_state=seed).as_matrix()
+        turned = atoms.copy()
+        turned.positions = atoms.positions @ Q.T + np.array([0.3, -1.1, 2.0])
+        turned.cell = np.array(atoms.cell) @ Q.T
+        s2, v2 = features(model, turned)
+        np.testing.assert_allclose(s2, s, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(v2, np.einsum("xy,nyf->nxf", Q, v), rtol=0, atol=1e-10)
+        E2, F2, _ = model.energy_forces(turned.positions, np.array(turned.cell), turned.pbc, turned.numbers)
+        assert abs(E2 - E) < 1e-10
+
+
+def test_energy_is_invariant_to_permuting_like_atoms(model):
+    atoms = crystal()
+    E = model.energy_forces(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)[0]
+    perm = np.random.default_rng(0).permutation(len(atoms))
+    shuffled = atoms[perm]
+    assert abs(model.energy_forces(shuffled.positions, np.array(shuffled.cell), shuffled.pbc,
+                                   shuffled.numbers)[0] - E) < 1e-10
+
+
+@pytest.mark.parametrize("make", [crystal, cluster])
+def test_forces_are_minus_the_energy_gradient(model, make):
+    atoms = make()
+    atoms.calc = Calculator(model)
+    F = atoms.get_forces()
+    for a in range(3):
+        for c in range(3):
+            e = []
+            for h in (1e-5, -1e-5):
+                moved = atoms.copy()
+                moved.positions[a, c] += h
+                moved.calc = Calculator(model)
+                e.append(moved.get_potential_energy())
+            assert F[a, c] == pytest.approx(-(e[0] - e[1]) / 2e-5, rel=1e-6, abs=1e-8)
+
+
+def test_stress_is_the_strain_derivative(model):
+    atoms = crystal()
+    atoms.calc = Calculator(model)
+    stress = atoms.get_stress(voigt=False)
+    V, cell0 = atoms.get_volume(), atoms.cell.copy()
+    fd = np.zeros((3, 3))
+    for a in range(3):
+        for c in range(3):
+            eps = np.zeros((3, 3))
+            eps[a, c] = 1e-6
+            vals = []
+            for sign in (1, -1):
+                s = atoms.copy()
+                s.set_cell(cell0 @ (np.eye(3) + sign * eps), scale_atoms=True)
+                s.calc = Calculator(model)
+                vals.append(s.get_potential_energy())
+            fd[a, c] = (vals[0] - vals[1]) / 2e-6 / V
+    np.testing.assert_allclose(stress, 0.5 * (fd + fd.T), rtol=1e-5, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cu") / "cu.db"
+    generate_emt_dataset(path, "Cu", size=(2, 2, 2), temperatures=(300, 900), md_samples=10, md_interval=5,
+                         rattled=6, strained=6, vacancies=4, progress=False)
+    return load_dataset(path)
+
+
+def test_force_training_gradient_matches_finite_differences(frames):
+    model = PaiNNModel(["Cu"], features=4, layers=2, n_rbf=4, cutoff=4.0, seed=2)
+    data = prepare(model, frames[:2])
+    model.fit_normalisation(data)
+    batch = _batch(data)
+    config = TrainConfig()
+    ds.check_grads(lambda w: batch_loss(model, w, batch, config), (model.weights,), order=1, modes=("rev",),
+                   rtol=1e-5, eps=1e-5)
+
+
+def test_training_beats_the_constant_force_baseline(frames):
+    model = PaiNNModel(["Cu"], features=16, layers=2, n_rbf=8, cutoff=4.5, seed=0)
+    order = np.random.default_rng(7).permutation(len(frames))
+    train_set, held_out = [frames[k] for k in order[8:]], [frames[k] for k in order[:8]]
+    history = train(model, train_set, TrainConfig(epochs=15, batch_size=2, learning_rate=3e-3, progress=False))
+    assert history.train_loss[-1] < 0.2 * history.train_loss[0]
+    spread = 1000 * np.mean(np.abs(np.concatenate([a.get_forces() for a in held_out])))
+    errors = evaluate(model, prepare(model, held_out))
+    assert errors["force_mae"] < 0.35 * spread, (errors, spread)  # a constant (zero) force model scores `spread`
+
+
+def test_save_load_round_trip_and_kind_checks(model, tmp_path):
+    path = tmp_path / "painn.npz"
+    model.save(path)
+    again = load_model(path)
+    assert isinstance(again, PaiNNModel) and again.config() == model.config()
+    atoms = crystal()
+    atoms.calc, copy = Calculator(model), atoms.copy()
+    copy.calc = Calculator(again)
+    assert copy.get_potential_energy() == atoms.get_potential_energy()
+    np.testing.assert_array_equal(copy.get_forces(), atoms.get_forces())
+    with pytest.raises(ModelFileError, match="a 'painn' model, not 'acsf'"):
+        ACSFModel.load(path)
+    assert isinstance(PaiNNModel.load(path), PaiNNModel)
+
+
+def test_bad_input(model):
+    atoms = crystal()
+    atoms.symbols[0] = "Fe"
+    atoms.calc = Calculator(model)
+    with pytest.raises(ValueError, match=r"\['Fe'\] not covered"):
+        atoms.get_potential_energy()
+    close = crystal()
+    close.positions[1] = close.positions[0] + [0.5, 0, 0]
+    close.calc = Calculator(model)
+    with pytest.raises(ValueError, match="closer than the model's inner range"):
+        close.get_potential_energy()
+    with pytest.raises(ValueError, match="unknown element 'Xx'"):
+        PaiNNModel(["Xx"])
