@@ -131,15 +131,17 @@ def _potential(args: argparse.Namespace) -> int:
             print(f"wrote {n} EMT-labelled {args.element} configurations to {args.out}")
             return 0
         if args.action == "train":
-            if args.model != "acsf":
-                print(f"error: model {args.model!r} is not available yet; use --model acsf", file=sys.stderr)
-                return 2
             from potentials.figures import learning_curve
+            from potentials.painn import PaiNNModel
             from potentials.training import TrainConfig, train
 
             frames = load_dataset(args.data)
             elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
-            model = ACSFModel(elements, hidden=tuple(args.hidden), seed=args.seed)
+            if args.model == "painn":
+                model = PaiNNModel(elements, features=args.features, layers=args.layers, cutoff=args.cutoff,
+                                   seed=args.seed)
+            else:
+                model = ACSFModel(elements, hidden=tuple(args.hidden), seed=args.seed)
             config = TrainConfig(epochs=10 if args.quick else args.epochs, batch_size=args.batch_size,
                                  learning_rate=args.learning_rate, seed=args.seed, checkpoint=args.checkpoint,
                                  optimizer=args.optimizer)
@@ -243,8 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr = act.add_parser("train", help="train a potential on energies and forces")
     tr.add_argument("--data", required=True, help="ase.db or extxyz with energies and forces")
     tr.add_argument("--out", default="model.npz", help="the model file to write (default model.npz)")
-    tr.add_argument("--model", default="acsf", help="model kind (acsf)")
-    tr.add_argument("--hidden", type=int, nargs="+", default=[32, 32], help="hidden layer widths (default 32 32)")
+    tr.add_argument("--model", choices=["acsf", "painn"], default="acsf",
+                    help="acsf: per-element networks on symmetry functions (default); painn: equivariant message "
+                         "passing")
+    tr.add_argument("--hidden", type=int, nargs="+", default=[32, 32],
+                    help="acsf: hidden layer widths (default 32 32)")
+    tr.add_argument("--features", type=int, default=32, help="painn: feature width (default 32)")
+    tr.add_argument("--layers", type=int, default=2, help="painn: interaction layers (default 2)")
+    tr.add_argument("--cutoff", type=float, default=4.5, help="painn: pair cutoff in Å (default 4.5)")
     tr.add_argument("--epochs", type=int, default=200, help="epochs (Adam) or iterations (L-BFGS)")
     tr.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
                     help="Adam on minibatches (default) or full-batch L-BFGS")
