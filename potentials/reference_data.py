@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from diffsim.report import atomic_path
+
 from .progress import progress_bar
 
 EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
@@ -88,15 +90,11 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
                                      md_interval, timestep_fs, rattled, strained, vacancies, seed, progress)
             _write_extxyz(load_dataset(pathlib.Path(scratch) / "data.db"), path)
         return n
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".db")  # ase.db reads the suffix
-    os.close(fd)
-    os.unlink(tmp)  # ase.db creates the file itself
     total = len(temperatures) * md_samples + rattled + strained + vacancies
     bar = progress_bar(total, f"EMT {elements}", "config", progress)
     count = 0
     try:
-        with connect(tmp) as db:
+        with atomic_path(path) as tmp, connect(tmp) as db:  # ase.db reads the suffix
             def put(atoms, **keys):
                 nonlocal count
                 db.write(_labelled(atoms), **keys)
@@ -129,11 +127,6 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
                 del atoms[int(rng.integers(len(atoms)))]
                 atoms.rattle(stdev=0.05, seed=int(rng.integers(2**31)))
                 put(atoms, source="vacancy", temperature=0.0)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     finally:
         bar.close()
     return count
