@@ -40,9 +40,10 @@ class Comparison:
     slope: float = float("nan")
     order: int = 0
     solutions: dict = field(default_factory=dict)     # method -> Solution of the optimisation
+    controls: str = "a smooth test control"           # where the gradients were taken
 
     def table(self) -> str:
-        lines = [f"{self.problem}: gradients of J + Σ h_i(x(T)) at a smooth test control, N = {self.N}",
+        lines = [f"{self.problem}: gradients of J + Σ h_i(x(T)) at {self.controls}, N = {self.N}",
                  f"{'method':<14}{'|dJ/dU| rel. gap to bptt':>26}{'costate gap':>14}{'time':>12}{'stored arrays':>16}"
                  f"{'peak RSS Δ':>13}{'extra steps':>13}"]
         for r in self.rows:
@@ -64,46 +65,32 @@ class Comparison:
                              f"{'ok' if s.status else 'FAILED: ' + s.message}")
         return "\n".join(lines)
 
-    def plot(self, path: str | None = None):
-        """A 2×2 figure: costates from both methods, control-gradient densities, the gap against
-        dt (log-log), and the optimised controls. Saved to ``path`` if given; returns the figure."""
+    PANELS = ("costates", "densities", "gap", "controls")
+
+    def plot(self, path: str | None = None, panels=PANELS):
+        """Costates from both methods, control-gradient densities, the gap against dt (log-log) and
+        the optimised controls; ``panels`` picks some of them, in that order (one panel: one plot).
+        Saved to ``path`` if given; returns the figure.
+
+        >>> from trajectories.systems import pendulum_swingup
+        >>> c = compare(pendulum_swingup(N=20), steps=(10, 20), optimize=False, repeats=1)
+        >>> len(c.plot(panels=("gap",)).axes)
+        1
+        """
         import matplotlib
-        import matplotlib.ticker
 
         if path is not None:
             matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
-        styles = {"bptt": "-", "checkpointed": ":", "adjoint": "--"}
-        for name, lam in self.costates.items():
-            for i in range(lam.shape[1]):
-                ax[0, 0].plot(self.t, lam[:, i], styles.get(name, "-"), label=f"{name} λ{i}" if name != "checkpointed"
-                              else None)
-        ax[0, 0].set_title("costates λ(t): BPTT (∂J/∂x_k) and adjoint")
-        ax[0, 0].set_xlabel("t")
-        for name, d in self.densities.items():
-            ax[0, 1].step(self.t[:-1], d[:, 0], styles.get(name, "-"), where="post", label=name)
-        ax[0, 1].set_title("control gradient density ∂J/∂u_k / dt  (≈ ∂H/∂u)")
-        ax[0, 1].set_xlabel("t")
-        if self.steps is not None:
-            dt = 1.0 / np.asarray(self.steps)
-            ax[1, 0].loglog(dt, self.gaps[:, 0], "o-", label="gradient gap")
-            ax[1, 0].loglog(dt, self.gaps[:, 1], "s-", label="costate gap")
-            ref = self.gaps[-1, 0] * (dt / dt[-1]) ** self.order
-            ax[1, 0].loglog(dt, ref, "k:", label=f"dt^{self.order}")
-            ax[1, 0].set_title(f"adjoint − BPTT: slope {self.slope:.2f}")
-            ax[1, 0].set_xlabel("dt (scaled time)")
-            ax[1, 0].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        for name, s in self.solutions.items():
-            if s.u.size:
-                ax[1, 1].step(s.t[:-1], s.u[:, 0], styles.get(name, "-"), where="post", label=f"{name}: {s.cost:.6g}")
-        if not self.solutions:
-            ax[1, 1].text(0.5, 0.5, "not optimised\n(compare(..., optimize=True))", ha="center", va="center",
-                          transform=ax[1, 1].transAxes)
-        ax[1, 1].set_title("optimised control with each gradient")
-        ax[1, 1].set_xlabel("t")
-        for a in ax.ravel():
+        unknown = [p for p in panels if p not in self.PANELS]
+        if unknown or not panels:
+            raise ValueError(f"unknown panels {unknown}: choose from {self.PANELS}")
+        shape = (2, 2) if len(panels) == 4 else (1, len(panels))
+        fig, ax = plt.subplots(*shape, figsize=(11, 7.5) if len(panels) == 4 else (5.5 * len(panels), 3.9),
+                               squeeze=False)
+        for name, a in zip(panels, ax.ravel()):
+            getattr(self, f"_draw_{name}")(a)
             a.grid(alpha=0.3)
             if a.get_legend_handles_labels()[0]:
                 a.legend(fontsize=7)
@@ -112,6 +99,48 @@ class Comparison:
         if path is not None:
             fig.savefig(path, dpi=110)
         return fig
+
+    _STYLES = {"bptt": "-", "checkpointed": ":", "adjoint": "--"}
+
+    def _draw_costates(self, ax):
+        for name, lam in self.costates.items():
+            for i in range(lam.shape[1]):
+                ax.plot(self.t, lam[:, i], self._STYLES.get(name, "-"),
+                        label=f"{name} λ{i}" if name != "checkpointed" else None)
+        ax.set_title("costates λ(t): BPTT (∂J/∂x_k) and adjoint")
+        ax.set_xlabel("t")
+
+    def _draw_densities(self, ax):
+        for name, d in self.densities.items():
+            ax.step(self.t[:-1], d[:, 0], self._STYLES.get(name, "-"), where="post", label=name)
+        ax.set_title("control gradient density ∂J/∂u_k / dt  (≈ ∂H/∂u)")
+        ax.set_xlabel("t")
+
+    def _draw_gap(self, ax):
+        import matplotlib.ticker
+
+        if self.steps is None:
+            ax.text(0.5, 0.5, "no grid refinement\n(compare(..., steps=...))", ha="center", va="center",
+                    transform=ax.transAxes)
+            return
+        dt = 1.0 / np.asarray(self.steps)
+        ax.loglog(dt, self.gaps[:, 0], "o-", label="gradient gap")
+        ax.loglog(dt, self.gaps[:, 1], "s-", label="costate gap")
+        ref = self.gaps[-1, 0] * (dt / dt[-1]) ** self.order
+        ax.loglog(dt, ref, "k:", label=f"dt^{self.order}")
+        ax.set_title(f"adjoint − BPTT: slope {self.slope:.2f}")
+        ax.set_xlabel("dt (scaled time)")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+    def _draw_controls(self, ax):
+        for name, s in self.solutions.items():
+            if s.u.size:
+                ax.step(s.t[:-1], s.u[:, 0], self._STYLES.get(name, "-"), where="post", label=f"{name}: {s.cost:.6g}")
+        if not self.solutions:
+            ax.text(0.5, 0.5, "not optimised\n(compare(..., optimize=True))", ha="center", va="center",
+                    transform=ax.transAxes)
+        ax.set_title("optimised control with each gradient")
+        ax.set_xlabel("t")
 
 
 def _test_controls(problem: OptimalControlProblem) -> np.ndarray:
@@ -165,11 +194,12 @@ def compare(problem: OptimalControlProblem, U: np.ndarray | None = None, steps=(
 
     ode, T = problem.ode, problem.T
     N, n, m = problem.N, problem.n_x, problem.n_u
-    U = _test_controls(problem) if U is None else np.asarray(U, dtype=float).reshape(N, m)
     # J + Σ h_i(x(T)): the terminal constraints make λ non-zero even when J is ∫u² alone
     n_w = problem.n_q - problem.n_p - 2
     q = problem.q(T, 1.0, np.ones(n_w) if n_w else None)
-    out = Comparison(problem=problem.name, N=N, t=problem.times(), order=ORDER.get(problem.scheme, 0))
+    out = Comparison(problem=problem.name, N=N, t=problem.times(), order=ORDER.get(problem.scheme, 0),
+                     controls="a smooth test control" if U is None else "the given controls")
+    U = _test_controls(problem) if U is None else np.asarray(U, dtype=float).reshape(N, m)
     grads = {}
     for name in methods:
         seconds, g = _best_time(lambda: ode.gradient(problem.x0, U, q, T=1.0, method=name), repeats)
