@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .neighbors import neighbor_list
+from .progress import progress_bar
 
 
 @dataclass
@@ -49,9 +50,10 @@ class MDRun:
 
 def run_md(atoms, calculator, temperature_K: float = 300.0, timestep_fs: float = 2.0, steps: int = 1000,
            interval: int = 10, ensemble: str = "nve", friction: float = 0.01, seed: int = 0,
-           trajectory: str | None = None) -> MDRun:
+           trajectory: str | None = None, progress: bool = False) -> MDRun:
     """Velocity Verlet (NVE) or Langevin (NVT) with ``calculator`` from Maxwell-Boltzmann
-    velocities at ``temperature_K``; samples every ``interval`` steps."""
+    velocities at ``temperature_K``; samples every ``interval`` steps (with a progress bar if
+    ``progress``)."""
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.verlet import VelocityVerlet
@@ -77,12 +79,23 @@ def run_md(atoms, calculator, temperature_K: float = 300.0, timestep_fs: float =
         pos.append(atoms.positions.copy())  # ASE keeps positions unwrapped during MD
 
     dyn.attach(sample, interval=interval)
+    bar = progress_bar(steps, f"MD {ensemble.upper()} {type(calculator).__name__}", "step", progress)
+    done = [0]
+
+    def advance():  # observers also run at step 0
+        bar.update(dyn.get_number_of_steps() - done[0])
+        done[0] = dyn.get_number_of_steps()
+
+    dyn.attach(advance, interval=interval)
     if trajectory:
         from ase.io import Trajectory
 
         traj = Trajectory(trajectory, "w", atoms)
         dyn.attach(traj.write, interval=interval)
-    dyn.run(steps)
+    try:
+        dyn.run(steps)
+    finally:
+        bar.close()
     return MDRun(np.array(times), np.array(pot), np.array(kin), pos, np.array(atoms.cell), atoms.pbc.copy())
 
 
@@ -108,12 +121,14 @@ def mean_squared_displacement(run: MDRun) -> np.ndarray:
 
 
 def compare_with_reference(atoms, calculator, reference, temperature_K: float = 600.0, steps: int = 2000,
-                           interval: int = 20, seed: int = 0, plot: str | None = None) -> dict:
+                           interval: int = 20, seed: int = 0, plot: str | None = None, progress: bool = False) -> dict:
     """NVT runs with ``calculator`` and ``reference`` from the same start: g(r) difference,
-    MSD, and an NVE drift with ``calculator``; optionally a figure."""
-    learned = run_md(atoms, calculator, temperature_K, steps=steps, interval=interval, ensemble="nvt", seed=seed)
-    ref = run_md(atoms, reference, temperature_K, steps=steps, interval=interval, ensemble="nvt", seed=seed)
-    nve = run_md(atoms, calculator, temperature_K, steps=steps, interval=interval, ensemble="nve", seed=seed)
+    MSD, and an NVE drift with ``calculator``; optionally a figure (see also
+    :mod:`potentials.figures` for each panel on its own)."""
+    kw = dict(steps=steps, interval=interval, seed=seed, progress=progress)
+    learned = run_md(atoms, calculator, temperature_K, ensemble="nvt", **kw)
+    ref = run_md(atoms, reference, temperature_K, ensemble="nvt", **kw)
+    nve = run_md(atoms, calculator, temperature_K, ensemble="nve", **kw)
     skip = len(learned.times) // 4
     r, g_l = radial_distribution(learned, skip=skip)
     _, g_r = radial_distribution(ref, skip=skip)
@@ -127,27 +142,8 @@ def compare_with_reference(atoms, calculator, reference, temperature_K: float = 
 
 
 def _plot(out, path):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
-    ax[0].plot(out["r"], out["g_reference"], label="reference")
-    ax[0].plot(out["r"], out["g_learned"], "--", label="learned")
-    ax[0].set_xlabel("r (Å)")
-    ax[0].set_title(f"g(r)  (relative L1 difference {out['rdf_difference']:.3f})")
-    ax[1].plot(out["times"], out["msd_reference"], label="reference")
-    ax[1].plot(out["times"], out["msd_learned"], "--", label="learned")
-    ax[1].set_xlabel("t (ps)")
-    ax[1].set_title("mean-squared displacement (Å²)")
-    nve = out["nve"]
-    ax[2].plot(nve.times, 1000 * (nve.total - nve.total[0]), label="total")
-    ax[2].set_xlabel("t (ps)")
-    ax[2].set_title(f"NVE energy (meV/atom), drift {out['drift']:.3f} meV/atom/ps")
-    for a in ax:
-        a.legend(fontsize=8)
-        a.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from .figures import md_checks
+
+    plt.close(md_checks(out, path))
