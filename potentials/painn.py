@@ -119,9 +119,10 @@ class PaiNNModel(Potential):
         for block in weights["interactions"]:
             (W1, b1), (W2, b2) = block["phi"]
             Wr, br = block["radial"]
-            filt = (basis @ Wr + br) * fc[:, None]
-            x = (silu(s @ W1 + b1) @ W2 + b2)[j] * filt
-            a, b, c = dnp.split(x, 3, axis=1)
+            phi = silu(s @ W1 + b1)
+            # the three F-wide parts of φ(s_j) ∘ W(r_ij), with the weights sliced, not the (pairs, 3F) product
+            a, b, c = [(phi @ W2[:, k * F:(k + 1) * F] + b2[k * F:(k + 1) * F])[j]
+                       * ((basis @ Wr[:, k * F:(k + 1) * F] + br[k * F:(k + 1) * F]) * fc[:, None]) for k in range(3)]
             s = s + dnp.segment_sum(a, i, N)
             dv = unit[:, :, None] * c[:, None, :]
             if v is not None:
