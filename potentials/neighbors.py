@@ -195,7 +195,24 @@ class VerletList:
             self._ref, self._key = positions.copy(), key
             self.builds += 1
         i, j, S, _ = self._list
-        cell = np.asarray(cell, dtype=float).reshape(3, 3)
-        d = np.linalg.norm(positions[j] - positions[i] + S @ cell, axis=1)
-        keep = d < self.cutoff
-        return i[keep], j[keep], S[keep], d[keep]
+        cell = np.ascontiguousarray(cell, dtype=float).reshape(3, 3)
+        return _within(np.ascontiguousarray(positions), cell, i, j, S, self.cutoff)
+
+
+@njit(cache=True)
+def _within(positions, cell, i, j, S, cutoff):
+    """The pairs (i, j, S) closer than ``cutoff``, with their distances, in one pass."""
+    ii, jj, SS, d = np.empty_like(i), np.empty_like(j), np.empty_like(S), np.empty(i.shape[0])
+    m = 0
+    for p in range(i.shape[0]):
+        r2 = 0.0
+        for c in range(3):
+            x = positions[j[p], c] - positions[i[p], c] + S[p, 0] * cell[0, c] + S[p, 1] * cell[1, c] \
+                + S[p, 2] * cell[2, c]
+            r2 += x * x
+        r = np.sqrt(r2)
+        if r < cutoff:
+            ii[m], jj[m], d[m] = i[p], j[p], r
+            SS[m] = S[p]
+            m += 1
+    return ii[:m], jj[:m], SS[:m], d[:m]

@@ -58,6 +58,7 @@ def test_verlet_skin_rebuilds_only_when_atoms_moved_half_the_skin():
         i, j, S, d = nl.pairs(pos, cell, pbc)
         ai, aj, aS = ase_neighbor_list("ijS", _atoms(pos, cell, pbc), 3.0)
         assert as_set(i, j, S) == as_set(ai, aj, aS)
+        np.testing.assert_allclose(d, np.linalg.norm(pos[j] - pos[i] + S @ cell, axis=1), rtol=1e-14)
     assert nl.builds < 10
 
 
