@@ -226,7 +226,7 @@ def _gaussians(r, eta, shifts, step, q, out):
             out[k] = np.exp(-eta * x * x)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _pair_geometry(D, rc_r, rc_a):
     """r (M,), unit vectors u (M, 3), and per pair f_c, f_c' at the radial then the angular cutoff (M, 4)."""
     M = D.shape[0]
@@ -269,7 +269,7 @@ def _angular_factors(cos_t, zeta, nz, pref, cos_m, sin_m, A, dA, scratch):
         dA[m] *= -zeta * pz1 * dtheta
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")  # numpy errors: no zero-division checks to block vectorising
 def _acsf(D, gin, tin, mode, centers, species, triplets, n_atoms, n_species, rc_r, eta_r, shifts_r, rc_a, eta_a,
           zeta, angles, shifts_a):
     """mode 0: features G; mode 1: VJP, returns dG/dD ᵀ gin (M, 3); mode 2: JVP, (dG/dD) tin (N, F)."""
