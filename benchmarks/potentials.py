@@ -80,6 +80,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 import diffsim as ds  # noqa: E402
 import diffsim.numpy as dnp  # noqa: E402
 import potentials  # noqa: E402
+from diffsim.scatter import scatter_add_rows  # noqa: E402
 from potentials.calculator import Calculator  # noqa: E402
 from potentials.descriptors import ACSFParameters, acsf, acsf_vjp  # noqa: E402
 from potentials.md import run_md  # noqa: E402
@@ -489,16 +490,13 @@ def profile(model: ACSFModel, atoms, rounds: int = 3):
     D = pos[j] - pos[i] + shifts @ cell
     G = np.asarray(acsf(D, **static))
     species = d.species_index(numbers)
-    nets = ds.value_and_grad(lambda G: dnp.sum(model.atomic_energies(model.weights, G, species)))
+    nets = ds.value_and_grad(lambda G: dnp.sum(model.network_energies(model.weights, G, species)))
     g = np.asarray(nets(G)[1])
     gD = np.asarray(acsf_vjp(g, D, **static))
     check = float(np.max(np.abs(numpy_networks(model, G)[1] - g)) / np.max(np.abs(g)))
 
-    def scatter():  # what the adjoint of the two gathers pos[j], pos[i] does (np.add.at)
-        out = np.zeros_like(pos)
-        np.add.at(out, j, gD)
-        np.add.at(out, i, -gD)
-        return out
+    def scatter():  # what the adjoint of the two gathers pos[j], pos[i] does (the engine's Numba scatter-add)
+        return scatter_add_rows(gD, j, len(pos)) - scatter_add_rows(gD, i, len(pos))
 
     def wrapper():  # what ASE's Calculator does around calculate(): compare the atoms, keep a copy
         calc.check_state(atoms)
@@ -514,7 +512,7 @@ def profile(model: ACSFModel, atoms, rounds: int = 3):
         "networks forward + backward (engine)": lambda: nets(G),
         "  the same in plain numpy, backward by hand (floor)": lambda: numpy_networks(model, G),
         "ACSF kernel VJP": lambda: acsf_vjp(g, D, **static),
-        "  scatter-add of pair gradients (np.add.at x 2)": scatter,
+        "  scatter-add of pair gradients (engine, x 2)": scatter,
         "ASE Calculator bookkeeping (state check, atoms copy)": wrapper,
         "energy_forces total": lambda: model.energy_forces(pos, cell, pbc, numbers, topology=top),
         "Calculator step total (list reused)": step,
