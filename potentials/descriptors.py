@@ -159,10 +159,12 @@ def _triplet_list(centers, dist, rc, n_atoms):
 
 @njit(cache=True, inline="always")
 def _cutoff(r, rc):
+    """f_c(r) = ½ cos(π r/R_c) + ½ = cos²(y) and f_c'(r) = −(π/R_c) sin(y) cos(y), y = π r/(2 R_c):
+    one cosine; sin(y) = √(1 − cos²y) is well conditioned on [0, π/2) away from r = 0."""
     if r >= rc:
         return 0.0, 0.0
-    x = np.pi * r / rc
-    return 0.5 * np.cos(x) + 0.5, -0.5 * np.pi / rc * np.sin(x)
+    c = np.cos(0.5 * np.pi * r / rc)
+    return c * c, -np.pi / rc * np.sqrt(1.0 - c * c) * c
 
 
 @njit(cache=True, inline="always")
