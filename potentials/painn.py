@@ -11,8 +11,9 @@ cosine cutoff f_c, each interaction layer is (the paper's eqs. 7-9):
 
 and the energy is a readout network on the final scalars, ε_i = σ_E · MLP(s_i), plus the
 element's reference energy (σ_E, the training data's RMS force component, sets the scale).
-Everything is ``diffsim.numpy``: gathers over the pair list and ``segment_sum`` back onto atoms,
-so forces are reverse mode and force training differentiates the forces again.
+Everything is ``diffsim.numpy`` on the pair list (gathers, ``segment_sum`` back onto atoms) plus
+the engine's fused message primitives (:mod:`diffsim.graph`), so forces are reverse mode and force
+training differentiates the forces again.
 
 >>> import numpy as np
 >>> m = PaiNNModel(["Cu"], features=8, layers=2, seed=0)
@@ -27,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 import diffsim.numpy as dnp
+from diffsim.graph import gather_mul_scatter, outer_scatter
 
 from .model import Potential
 from .neighbors import neighbor_list
@@ -124,10 +126,9 @@ class PaiNNModel(Potential):
             a, b, c = [(phi @ W2[:, k * F:(k + 1) * F] + b2[k * F:(k + 1) * F])[j]
                        * ((basis @ Wr[:, k * F:(k + 1) * F] + br[k * F:(k + 1) * F]) * fc[:, None]) for k in range(3)]
             s = s + dnp.segment_sum(a, i, N)
-            dv = unit[:, :, None] * c[:, None, :]
-            if v is not None:
-                dv = dv + v[j] * b[:, None, :]
-            v = dnp.segment_sum(dv, i, N) if v is None else v + dnp.segment_sum(dv, i, N)
+            # Σ_j (v_j ∘ b_ij + û_ij ⊗ c_ij) by fused kernels: no (pairs, 3, F) arrays, forward or backward
+            dv = outer_scatter(unit, c, dst=i, n=N)
+            v = dv if v is None else v + dv + gather_mul_scatter(v, b, src=j, dst=i, n=N)
             Uv, Vv = v @ block["U"], v @ block["V"]
             norm = dnp.sqrt(dnp.sum(Vv * Vv, axis=1) + _NORM_EPS)
             (P1, c1), (P2, c2) = block["psi"]
