@@ -29,6 +29,7 @@ import diffsim.numpy as dnp
 from .neighbors import neighbor_list
 
 ANGLE_SCALE = 0.95
+_BATCH = 64  # triplets whose angular factors the kernels compute together
 
 
 @dataclass(frozen=True)
@@ -253,22 +254,26 @@ def _angular_constants(zeta, angles):
 
 
 @njit(cache=True, inline="always")
-def _angular_factors(cos_t, zeta, nz, pref, cos_m, sin_m, A, dA, scratch):
-    """A_m = 2^{1−ζ} (1 + cos(θ − θ_m))^ζ with θ = arccos(0.95 cos_t), and dA_m/dcos_t;
-    cos(θ − θ_m) and sin(θ − θ_m) by the addition formulas."""
-    c = ANGLE_SCALE * cos_t  # cos θ
-    s = np.sqrt(1.0 - c * c)  # sin θ, θ in (0, π)
-    dtheta = -ANGLE_SCALE / s  # dθ/dcos_t
-    base, power = scratch[0], scratch[1]
+def _angular_factors(cos_t, nb, zeta, nz, pref, cos_m, sin_m, A, dA, work):
+    """For the first nb triplets t of a batch: A[m, t] = 2^{1−ζ} (1 + cos(θ − θ_m))^ζ with
+    θ = arccos(0.95 cos_t[t]), and dA[m, t] = ∂A/∂cos_t; cos(θ − θ_m) and sin(θ − θ_m) by the
+    addition formulas. Loops run over t, so that the compiler vectorises them across triplets."""
+    c, s, dtheta, base, power = work[0, :nb], work[1, :nb], work[2, :nb], work[3, :nb], work[4, :nb]
+    for t in range(nb):
+        c[t] = ANGLE_SCALE * cos_t[t]  # cos θ
+        s[t] = np.sqrt(1.0 - c[t] * c[t])  # sin θ, θ in (0, π)
+        dtheta[t] = -ANGLE_SCALE / s[t]  # dθ/dcos_t
     for m in range(cos_m.shape[0]):
-        A[m] = 1.0 + c * cos_m[m] + s * sin_m[m]
-        dA[m] = s * cos_m[m] - c * sin_m[m]
-        base[m] = A[m]
-    _powers(base, zeta - 1.0, nz, power)
-    for m in range(cos_m.shape[0]):
-        pz1 = pref * power[m]
-        A[m] *= pz1
-        dA[m] *= -zeta * pz1 * dtheta
+        cm, sm = cos_m[m], sin_m[m]
+        for t in range(nb):
+            base[t] = 1.0 + c[t] * cm + s[t] * sm
+            A[m, t] = base[t]
+            dA[m, t] = s[t] * cm - c[t] * sm
+        _powers(base, zeta - 1.0, nz, power)
+        for t in range(nb):
+            pz1 = pref * power[t]
+            A[m, t] *= pz1
+            dA[m, t] *= -zeta * pz1 * dtheta[t]
 
 
 @njit(cache=True, error_model="numpy")  # numpy errors: no zero-division checks to block vectorising
@@ -305,35 +310,43 @@ def _acsf(D, gin, tin, mode, centers, species, triplets, n_atoms, n_species, rc_
                 G[a, base + k] += Er[k] * (cut[p, 1] - 2.0 * eta_r * (r[p] - shifts_r[k]) * cut[p, 0]) * dr
     step_a, q_a = _gaussian_steps(eta_a, shifts_a)
     nz, pref, cos_m, sin_m = _angular_constants(zeta, angles)
-    A, dA, E, scratch = np.empty(n_th), np.empty(n_th), np.empty(n_ra), np.empty((2, n_th))
+    A, dA, E = np.empty((n_th, _BATCH)), np.empty((n_th, _BATCH)), np.empty((_BATCH, n_ra))
+    cos_b, work = np.empty(_BATCH), np.empty((5, _BATCH))
     for t in range(triplets.shape[0]):
-        # G_{a, base + m n_ra + n} += A_m(cos θ) E_n(r̄) F,  F = f_c(r1) f_c(r2)
+        # G_{a, base + m n_ra + n} += A_m(cos θ) E_n(r̄) F,  F = f_c(r1) f_c(r2); the factors of a
+        # batch of triplets first, then each triplet's own terms
+        b = t % _BATCH
+        if b == 0:
+            nb = min(_BATCH, triplets.shape[0] - t)
+            for k in range(nb):
+                p, q = triplets[t + k, 0], triplets[t + k, 1]
+                cos_b[k] = u[p, 0] * u[q, 0] + u[p, 1] * u[q, 1] + u[p, 2] * u[q, 2]
+                _gaussians(0.5 * (r[p] + r[q]), eta_a, shifts_a, step_a, q_a, E[k])  # E_n' = −2η (r̄ − R_n) E_n
+            _angular_factors(cos_b, nb, zeta, nz, pref, cos_m, sin_m, A, dA, work)
         p, q = triplets[t, 0], triplets[t, 1]
         r1, r2 = r[p], r[q]
-        cos_t = u[p, 0] * u[q, 0] + u[p, 1] * u[q, 1] + u[p, 2] * u[q, 2]
-        _angular_factors(cos_t, zeta, nz, pref, cos_m, sin_m, A, dA, scratch)
+        cos_t = cos_b[b]
         ravg = 0.5 * (r1 + r2)
-        _gaussians(ravg, eta_a, shifts_a, step_a, q_a, E)  # dE_n/dr̄ = −2η (r̄ − R_n) E_n
         f1, df1, f2, df2 = cut[p, 2], cut[p, 3], cut[q, 2], cut[q, 3]
         F = f1 * f2
         a = centers[p]
         base = n_radial + _pair_index(species[p], species[q], n_species) * n_th * n_ra
         if mode == 0:
             for m in range(n_th):
-                AF = A[m] * F
+                AF = A[m, b] * F
                 for n in range(n_ra):
-                    G[a, base + m * n_ra + n] += AF * E[n]
+                    G[a, base + m * n_ra + n] += AF * E[b, n]
         elif mode == 1:
             g_cos = g_ravg = g_F = 0.0  # the cotangents of cos θ, r̄ and F
             for m in range(n_th):
                 h = h_r = 0.0
                 for n in range(n_ra):
-                    gmn = gin[a, base + m * n_ra + n] * E[n]
+                    gmn = gin[a, base + m * n_ra + n] * E[b, n]
                     h += gmn
                     h_r += gmn * (ravg - shifts_a[n])
-                g_cos += h * dA[m]
-                g_F += h * A[m]
-                g_ravg += h_r * A[m]
+                g_cos += h * dA[m, b]
+                g_F += h * A[m, b]
+                g_ravg += h_r * A[m, b]
             g_cos *= F
             g_ravg *= -2.0 * eta_a * F
             g_r1 = 0.5 * g_ravg + g_F * df1 * f2
@@ -351,10 +364,10 @@ def _acsf(D, gin, tin, mode, centers, species, triplets, n_atoms, n_species, rc_
             dF = df1 * f2 * dr1 + f1 * df2 * dr2
             dravg = -eta_a * (dr1 + dr2)  # the tangent of E_n is dravg (r̄ − R_n) E_n
             for m in range(n_th):
-                dAF = dA[m] * dcos * F + A[m] * dF
-                AF = A[m] * F * dravg
+                dAF = dA[m, b] * dcos * F + A[m, b] * dF
+                AF = A[m, b] * F * dravg
                 for n in range(n_ra):
-                    G[a, base + m * n_ra + n] += (dAF + AF * (ravg - shifts_a[n])) * E[n]
+                    G[a, base + m * n_ra + n] += (dAF + AF * (ravg - shifts_a[n])) * E[b, n]
     return G if mode != 1 else gD
 
 
