@@ -122,13 +122,14 @@ class PaiNNModel(Potential):
             (W1, b1), (W2, b2) = block["phi"]
             Wr, br = block["radial"]
             phi = silu(s @ W1 + b1)
-            # the three F-wide parts of φ(s_j) ∘ W(r_ij), with the weights sliced, not the (pairs, 3F) product
-            a, b, c = [(phi @ W2[:, k * F:(k + 1) * F] + b2[k * F:(k + 1) * F])[j]
-                       * ((basis @ Wr[:, k * F:(k + 1) * F] + br[k * F:(k + 1) * F]) * fc[:, None]) for k in range(3)]
-            s = s + dnp.segment_sum(a, i, N)
-            # Σ_j (v_j ∘ b_ij + û_ij ⊗ c_ij) by fused kernels: no (pairs, 3, F) arrays, forward or backward
-            dv = outer_scatter(unit, c, dst=i, n=N)
-            v = dv if v is None else v + dv + gather_mul_scatter(v, b, src=j, dst=i, n=N)
+            # the three F-wide parts of φ(s_j) ∘ W(r_ij) = (a, b, c): weights sliced, atom and pair factors kept apart
+            phi_a, phi_b, phi_c = [phi @ W2[:, k * F:(k + 1) * F] + b2[k * F:(k + 1) * F] for k in range(3)]
+            w_a, w_b, w_c = [(basis @ Wr[:, k * F:(k + 1) * F] + br[k * F:(k + 1) * F]) * fc[:, None] for k in range(3)]
+            # s_i += Σ_j φ_a(s_j) w_a(r_ij);  v_i += Σ_j (v_j ∘ φ_b(s_j)) w_b(r_ij) + û_ij ⊗ φ_c(s_j) w_c(r_ij),
+            # by fused gather-product-scatter kernels: no (pairs, 3, F) arrays, forward or backward
+            s = s + gather_mul_scatter(phi_a[:, None, :], w_a, src=j, dst=i, n=N)[:, 0, :]
+            dv = outer_scatter(unit, phi_c[j] * w_c, dst=i, n=N)
+            v = dv if v is None else v + dv + gather_mul_scatter(v * phi_b[:, None, :], w_b, src=j, dst=i, n=N)
             Uv, Vv = v @ block["U"], v @ block["V"]
             norm = dnp.sqrt(dnp.sum(Vv * Vv, axis=1) + _NORM_EPS)
             (P1, c1), (P2, c2) = block["psi"]
