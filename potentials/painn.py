@@ -54,7 +54,7 @@ class PaiNNModel(Potential):
 
     kind = "painn"
 
-    def __init__(self, elements, features: int = 32, layers: int = 3, n_rbf: int = 16, cutoff: float = 5.0,
+    def __init__(self, elements, features: int = 32, layers: int = 2, n_rbf: int = 16, cutoff: float = 4.5,
                  inner: float = 0.75, seed: int = 0) -> None:
         super().__init__(elements)
         if features < 1 or layers < 1 or n_rbf < 1 or cutoff <= inner:
