@@ -58,10 +58,21 @@ def reference_acsf(desc, D0, centers, species, n_atoms):
     return features
 
 
-@pytest.mark.parametrize("zeta", [32.0, 3.7])
-def test_kernels_match_the_formulas_written_out(zeta):
+KERNEL_CASES = {
+    # integer ζ (repeated squaring), evenly spaced shifts (the Gaussians' product recurrence)
+    "ANI-like": dict(zeta=32.0, angles=tuple((np.arange(8) + 0.5) * np.pi / 8)),
+    # ζ not a whole number (a power per angle), uneven radial shifts and a single angular one
+    "uneven": dict(zeta=3.7, shifts_radial=(1.0, 1.7, 2.1, 3.3, 4.0), shifts_angular=(2.0,)),
+    # a width at which the recurrence could underflow (one exponential per shift), ζ = 1, and
+    # an angular cutoff beyond the radial one
+    "wide": dict(zeta=1.0, eta_radial=300.0, rc_radial=3.0, rc_angular=4.0),
+}
+
+
+@pytest.mark.parametrize("case", KERNEL_CASES)
+def test_kernels_match_the_formulas_written_out(case):
     # features, VJP and JVP against the engine's evaluation and derivatives of the formulas
-    desc = Descriptor(["Cu", "Au"], ACSFParameters(zeta=zeta, angles=tuple((np.arange(8) + 0.5) * np.pi / 8)))
+    desc = Descriptor(["Cu", "Au"], ACSFParameters(**KERNEL_CASES[case]))
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
     atoms.rattle(0.15, seed=7)
     atoms.numbers[::3] = 79
