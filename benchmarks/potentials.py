@@ -1,5 +1,5 @@
-"""Learned-potential benchmark: diffsim's ACSF potential trained on EMT copper, its energy
-conservation in NVE, and its cost per atom against EMT (ASE, asap3) and TorchANI.
+"""Learned-potential benchmark: diffsim's ACSF and PaiNN potentials trained on EMT copper, their
+energy conservation in NVE, and their cost per atom against EMT (ASE, asap3) and TorchANI.
 
 What is measured (float64 everywhere but one TorchANI row; one thread per engine):
 
@@ -13,11 +13,16 @@ What is measured (float64 everywhere but one TorchANI row; one thread per engine
    Reported: held-out energy MAE (meV/atom) and force MAE (meV/Å), overall and per kind of
    configuration, beside the data's force spread (mean |F| per component, the MAE of a model
    that predicts zero force), and the training time per epoch. Target: force MAE <= 30 meV/Å.
+1c. The equivariant model (issue 7): ``PaiNNModel(["Cu"], features=32, layers=2, cutoff=4.5)``
+   trained on the same split for the same number of epochs (batches of 4; its own learning
+   rate), beside the ACSF model: held-out energy and force MAE, training time per epoch, the time
+   and the peak memory (tracemalloc, numpy's arrays included) of one force-training step.
+   Target: PaiNN force MAE <= 15 meV/Å and below the ACSF model's.
 2. NVE energy drift with the trained model: 108-atom fcc Cu, velocities drawn at 300 and 600 K
    (equipartition takes the crystal to about half of that), ``ase.md.VelocityVerlet`` at 2 fs
    through ``potentials.md.run_md``; drift = slope of a linear fit of the total energy against
    time, in meV/atom/ps; the same runs with ASE's EMT show the integrator's own floor.
-   Target: |drift| < 1 meV/atom/ps.
+   Both trained models. Target: |drift| < 1 meV/atom/ps.
 3. Cost per atom of energy + forces on fcc Cu supercells (N = 256 ... 16384; --quick up to
    2048), warm: every call moves one atom by 1e-6 Å so every engine recomputes, but no Verlet
    list needs rebuilding (a "list rebuilt" row rebuilds diffsim's cell list every call). Engines:
@@ -37,6 +42,8 @@ What is measured (float64 everywhere but one TorchANI row; one thread per engine
    distance filter, triplet list, the ACSF kernel forward and its VJP, the networks (forward +
    backward; beside a plain-numpy floor), the rest of the engine (tape, gathers and their
    scatter-add adjoints) and ASE's calculator bookkeeping.
+4. Energy + forces per atom of the trained ACSF and PaiNN models side by side (fcc Cu, N up to
+   2048), with the power-law exponent.
 
 Timing: one warm-up call per engine (Numba compiles or loads its cache there), then the best of
 interleaved rounds of one call each (5 rounds up to N = 2048, 2 above), garbage collector off.
@@ -86,8 +93,9 @@ from potentials.descriptors import ACSFParameters, acsf, acsf_vjp  # noqa: E402
 from potentials.md import run_md  # noqa: E402
 from potentials.model import ACSFModel  # noqa: E402
 from potentials.neighbors import VerletList, neighbor_list  # noqa: E402
+from potentials.painn import PaiNNModel  # noqa: E402
 from potentials.reference_data import generate_emt_dataset, load_dataset  # noqa: E402
-from potentials.training import TrainConfig, evaluate, prepare, train  # noqa: E402
+from potentials.training import TrainConfig, _batch, batch_loss, evaluate, prepare, train  # noqa: E402
 
 A_CU = 3.61                      # Å, the lattice constant the dataset generator uses (ase.build.bulk)
 HIDDEN = (32, 32)
@@ -124,6 +132,9 @@ QUICK = Mode(md_samples=50, md_interval=5, others=50, epochs=20, nve_steps=250, 
 FULL = Mode(md_samples=300, md_interval=5, others=270, epochs=18, nve_steps=1500, sizes=(4, 6, 8, 10, 13, 16),
             rounds=2, profile_repeat=10)
 TRAIN = dict(batch_size=4, learning_rate=3e-3, decay=0.85, validation_fraction=0.05)
+PAINN = dict(features=32, layers=2, n_rbf=16, cutoff=4.5, seed=0)
+PAINN_TRAIN = dict(batch_size=4, learning_rate=2e-3, decay=0.96, validation_fraction=0.05)
+TARGET_PAINN_FORCE_MAE = 15.0    # meV/Å
 
 
 # ---------------------------------------------------------------- helpers
@@ -275,7 +286,7 @@ def check_torchani_features(torch, params) -> float:
 # ---------------------------------------------------------------- 1. quality
 
 
-def bench_quality(mode: Mode, workdir: str) -> ACSFModel:
+def bench_quality(mode: Mode, workdir: str):
     from ase.db import connect
 
     path = os.path.join(workdir, "cu_emt.db")
@@ -344,16 +355,67 @@ def bench_quality(mode: Mode, workdir: str) -> ACSFModel:
           f"({t_train:.0f} s of training), {'met' if mae <= TARGET_FORCE_MAE else 'NOT met'}")
     path = os.path.join(workdir, "cu_model.npz")
     model.save(path)
-    return ACSFModel.load(path)
+    return ACSFModel.load(path), train_frames, test_frames, t_train
+
+
+def force_training_step(model, frames, config):
+    """Seconds and peak traced memory (MB; numpy's allocations included) of one force-training
+    step (loss, forces and the gradient of both) on a batch of ``frames``."""
+    import tracemalloc
+
+    batch = _batch(prepare(model, frames))
+    step = ds.value_and_grad(lambda w: batch_loss(model, w, batch, config))
+    step(model.weights)
+    start = time.perf_counter()
+    step(model.weights)
+    seconds = time.perf_counter() - start
+    tracemalloc.start()
+    try:
+        step(model.weights)
+        peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
+    finally:
+        tracemalloc.stop()
+    return seconds, peak
+
+
+def bench_painn(mode: Mode, acsf: ACSFModel, train_frames, test_frames, t_acsf: float) -> PaiNNModel:
+    """Issue 7: the equivariant model on the same data split and number of epochs as 1a."""
+    model = PaiNNModel(["Cu"], **PAINN)
+    config = TrainConfig(epochs=mode.epochs, patience=mode.epochs, seed=0, progress=False, **PAINN_TRAIN)
+    start = time.perf_counter()
+    train(model, train_frames, config)
+    t_train = time.perf_counter() - start
+    rows = []
+    for label, m, seconds, cfg in (("ACSFModel", acsf, t_acsf, TrainConfig(**TRAIN)), ("PaiNNModel", model, t_train,
+                                                                                      config)):
+        errors = evaluate(m, prepare(m, test_frames))
+        n_weights = sum(np.size(w) for w in ds.tree.flatten(m.weights)[0])
+        step, peak = force_training_step(m, train_frames[:TRAIN["batch_size"]], cfg)
+        rows.append([label, n_weights, f"{errors['energy_mae']:.2f}", f"{errors['force_mae']:.1f}",
+                     f"{seconds:.0f} s", fmt_time(seconds / mode.epochs), fmt_time(step), f"{peak:.0f}"])
+    spread = 1000 * float(np.mean(np.abs(np.concatenate([a.get_forces() for a in test_frames]))))
+    print_table(f"1c. Descriptor model vs equivariant model: same data, split and epochs ({mode.epochs})",
+                ["model", "weights", "held-out energy MAE meV/atom", "held-out force MAE meV/Å", "training wall",
+                 "per epoch", f"one force-training step ({TRAIN['batch_size']} configs)",
+                 "peak memory of that step MB"], rows)
+    kwargs = lambda d: ", ".join(f"{k}={v}" for k, v in d.items())
+    print(f"PaiNNModel({kwargs(PAINN)}); TrainConfig({kwargs(PAINN_TRAIN)}); "
+          f"force spread of the held-out set {spread:.0f} meV/Å; peak memory by tracemalloc (numpy's arrays included)")
+    mae = {r[0]: float(r[3]) for r in rows}
+    met = mae["PaiNNModel"] <= TARGET_PAINN_FORCE_MAE and mae["PaiNNModel"] < mae["ACSFModel"]
+    print(f"target: PaiNN held-out force MAE <= {TARGET_PAINN_FORCE_MAE:.0f} meV/Å and below the descriptor "
+          f"model's: {mae['PaiNNModel']:.1f} against {mae['ACSFModel']:.1f} meV/Å, {'met' if met else 'NOT met'}")
+    return model
 
 
 # ---------------------------------------------------------------- 2. NVE drift
 
 
-def bench_nve(model: ACSFModel, mode: Mode) -> None:
+def bench_nve(models: dict, mode: Mode) -> None:
     rows, drifts = [], []
+    makers = [(f"diffsim {label} (trained)", lambda m=m: Calculator(m)) for label, m in models.items()]
     for T in (300.0, 600.0):
-        for name, make in (("diffsim (trained)", lambda: Calculator(model)), ("ASE EMT (reference)", EMT)):
+        for name, make in makers + [("ASE EMT (reference)", EMT)]:
             atoms = fcc_copper(3)
             calc = make()
             start = time.perf_counter()
@@ -373,7 +435,7 @@ def bench_nve(model: ACSFModel, mode: Mode) -> None:
                  "E_tot rms about fit meV/atom", "max |E_tot - E_tot(0)| meV/atom", "list builds", "µs / atom / step"],
                 rows)
     worst = max(abs(d) for d in drifts)
-    print(f"target: |drift| < {TARGET_DRIFT:.0f} meV/atom/ps with the trained model: worst {worst:.1e}, "
+    print(f"target: |drift| < {TARGET_DRIFT:.0f} meV/atom/ps with the trained models: worst {worst:.1e}, "
           f"{'met' if worst < TARGET_DRIFT else 'NOT met'}")
 
 
@@ -550,6 +612,28 @@ def bench_profile(model: ACSFModel, mode: Mode) -> None:
 # ---------------------------------------------------------------- main
 
 
+# ---------------------------------------------------------------- 4. PaiNN cost per atom
+
+
+def bench_painn_cost(acsf: ACSFModel, painn: PaiNNModel, mode: Mode) -> None:
+    """Energy + forces per atom of the two trained models through the ASE calculator."""
+    rows, ns, times = [], [], {"ACSF": [], "PaiNN": []}
+    for rep in mode.sizes[:3]:
+        atoms = fcc_copper(rep)
+        atoms.rattle(0.05, seed=0)
+        ns.append(len(atoms))
+        best = best_seconds({"ACSF": diffsim_runner(atoms, acsf), "PaiNN": diffsim_runner(atoms, painn)},
+                            rounds=max(mode.rounds, 3))
+        for name in times:
+            times[name].append(best[name])
+        rows.append([len(atoms)] + [f"{best[k] / len(atoms) * 1e6:.0f}" for k in times]
+                    + [f"{best['PaiNN'] / best['ACSF']:.2f}"])
+    print_table("4. Energy + forces per atom of the trained models (fcc Cu, warm, ASE calculator)",
+                ["N", "ACSFModel µs/atom", "PaiNNModel µs/atom", "PaiNN / ACSF"], rows)
+    for name, t in times.items():
+        print(f"{name}: time ∝ N^{np.polyfit(np.log(ns), np.log(t), 1)[0]:.2f}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -569,10 +653,12 @@ def main(argv=None) -> None:
           "kernels are serial); set OMP_NUM_THREADS=N to change")
     print(f"at start: {load_average()}")
     with tempfile.TemporaryDirectory(prefix="diffsim-potentials-bench-") as workdir:
-        model = bench_quality(mode, workdir)
-    bench_nve(model, mode)
+        model, train_frames, test_frames, t_acsf = bench_quality(mode, workdir)
+        painn = bench_painn(mode, model, train_frames, test_frames, t_acsf)
+    bench_nve({"ACSF": model, "PaiNN": painn}, mode)
     bench_cost(model, mode, peers)
     bench_profile(model, mode)
+    bench_painn_cost(model, painn, mode)
     print(f"\nat end: {load_average()} (this benchmark counts for about 1)")
     print(f"total wall time: {time.perf_counter() - wall:.0f} s")
 
