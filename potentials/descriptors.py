@@ -213,20 +213,28 @@ def _gaussian_steps(eta, shifts):
 
 
 @njit(cache=True, inline="always")
-def _gaussians(r, eta, shifts, step, q, out):
-    """out[k] = exp(−η (r − R_k)²): two exponentials and a product recurrence when the shifts are
-    evenly spaced (step > 0, see _gaussian_steps) and no factor can overflow, else one each."""
-    x = r - shifts[0]
-    if step > 0.0 and eta * x * x < 600.0 and abs(2.0 * eta * step * x) < 600.0:
-        e = np.exp(-eta * x * x)
-        w = np.exp(2.0 * eta * step * x)
-        for k in range(shifts.shape[0]):
-            out[k] = e
-            e *= w * q[k]
-    else:
-        for k in range(shifts.shape[0]):
-            x = r - shifts[k]
-            out[k] = np.exp(-eta * x * x)
+def _gaussians(r, nb, eta, shifts, step, q, out, work):
+    """out[k, b] = exp(−η (r[b] − R_k)²) for b < nb: per point two exponentials, then the product
+    recurrence across the batch (it vectorises) when the shifts are evenly spaced (step > 0, see
+    _gaussian_steps); one exponential each for a point where a factor could overflow, or for all
+    when the shifts are uneven."""
+    n = shifts.shape[0]
+    if step > 0.0:
+        e, w = work[0, :nb], work[1, :nb]
+        for b in range(nb):
+            x = r[b] - shifts[0]
+            e[b] = np.exp(-eta * x * x)
+            w[b] = np.exp(2.0 * eta * step * x)
+        for k in range(n):
+            for b in range(nb):
+                out[k, b] = e[b]
+                e[b] *= w[b] * q[k]
+    for b in range(nb):
+        x = r[b] - shifts[0]
+        if step <= 0.0 or not (eta * x * x < 600.0 and abs(2.0 * eta * step * x) < 600.0):
+            for k in range(n):
+                x = r[b] - shifts[k]
+                out[k, b] = np.exp(-eta * x * x)
 
 
 @njit(cache=True, error_model="numpy")
@@ -287,31 +295,34 @@ def _acsf(D, gin, tin, mode, centers, species, triplets, n_atoms, n_species, rc_
     gD = np.zeros((D.shape[0] if mode == 1 else 0, 3))
     r, u, cut = _pair_geometry(D, rc_r, rc_a)
     step_r, q_r = _gaussian_steps(eta_r, shifts_r)
-    Er = np.empty(n_rs)
+    Er, xb, work = np.empty((n_rs, _BATCH)), np.empty(_BATCH), np.empty((5, _BATCH))
     for p in range(D.shape[0]):
+        b = p % _BATCH
+        if b == 0:
+            nb = min(_BATCH, D.shape[0] - p)
+            _gaussians(r[p:p + nb], nb, eta_r, shifts_r, step_r, q_r, Er, work)
         if r[p] >= rc_r:
             continue
         a, base = centers[p], species[p] * n_rs
-        _gaussians(r[p], eta_r, shifts_r, step_r, q_r, Er)
         if mode == 0:
             for k in range(n_rs):
-                G[a, base + k] += Er[k] * cut[p, 0]
+                G[a, base + k] += Er[k, b] * cut[p, 0]
             continue
-        # d/dr of each feature is Er[k] (f_c' − 2η (r − R_k) f_c); dr/dD_p = u_p
+        # d/dr of each feature is Er[k, b] (f_c' − 2η (r − R_k) f_c); dr/dD_p = u_p
         if mode == 1:
             gr = 0.0
             for k in range(n_rs):
-                gr += gin[a, base + k] * Er[k] * (cut[p, 1] - 2.0 * eta_r * (r[p] - shifts_r[k]) * cut[p, 0])
+                gr += gin[a, base + k] * Er[k, b] * (cut[p, 1] - 2.0 * eta_r * (r[p] - shifts_r[k]) * cut[p, 0])
             for c in range(3):
                 gD[p, c] += gr * u[p, c]
         else:
             dr = u[p, 0] * tin[p, 0] + u[p, 1] * tin[p, 1] + u[p, 2] * tin[p, 2]
             for k in range(n_rs):
-                G[a, base + k] += Er[k] * (cut[p, 1] - 2.0 * eta_r * (r[p] - shifts_r[k]) * cut[p, 0]) * dr
+                G[a, base + k] += Er[k, b] * (cut[p, 1] - 2.0 * eta_r * (r[p] - shifts_r[k]) * cut[p, 0]) * dr
     step_a, q_a = _gaussian_steps(eta_a, shifts_a)
     nz, pref, cos_m, sin_m = _angular_constants(zeta, angles)
-    A, dA, E = np.empty((n_th, _BATCH)), np.empty((n_th, _BATCH)), np.empty((_BATCH, n_ra))
-    cos_b, work = np.empty(_BATCH), np.empty((5, _BATCH))
+    A, dA, E = np.empty((n_th, _BATCH)), np.empty((n_th, _BATCH)), np.empty((n_ra, _BATCH))
+    cos_b = np.empty(_BATCH)
     for t in range(triplets.shape[0]):
         # G_{a, base + m n_ra + n} += A_m(cos θ) E_n(r̄) F,  F = f_c(r1) f_c(r2); the factors of a
         # batch of triplets first, then each triplet's own terms
@@ -321,7 +332,8 @@ def _acsf(D, gin, tin, mode, centers, species, triplets, n_atoms, n_species, rc_
             for k in range(nb):
                 p, q = triplets[t + k, 0], triplets[t + k, 1]
                 cos_b[k] = u[p, 0] * u[q, 0] + u[p, 1] * u[q, 1] + u[p, 2] * u[q, 2]
-                _gaussians(0.5 * (r[p] + r[q]), eta_a, shifts_a, step_a, q_a, E[k])  # E_n' = −2η (r̄ − R_n) E_n
+                xb[k] = 0.5 * (r[p] + r[q])
+            _gaussians(xb, nb, eta_a, shifts_a, step_a, q_a, E, work)  # E_n' = −2η (r̄ − R_n) E_n
             _angular_factors(cos_b, nb, zeta, nz, pref, cos_m, sin_m, A, dA, work)
         p, q = triplets[t, 0], triplets[t, 1]
         r1, r2 = r[p], r[q]
@@ -335,13 +347,13 @@ def _acsf(D, gin, tin, mode, centers, species, triplets, n_atoms, n_species, rc_
             for m in range(n_th):
                 AF = A[m, b] * F
                 for n in range(n_ra):
-                    G[a, base + m * n_ra + n] += AF * E[b, n]
+                    G[a, base + m * n_ra + n] += AF * E[n, b]
         elif mode == 1:
             g_cos = g_ravg = g_F = 0.0  # the cotangents of cos θ, r̄ and F
             for m in range(n_th):
                 h = h_r = 0.0
                 for n in range(n_ra):
-                    gmn = gin[a, base + m * n_ra + n] * E[b, n]
+                    gmn = gin[a, base + m * n_ra + n] * E[n, b]
                     h += gmn
                     h_r += gmn * (ravg - shifts_a[n])
                 g_cos += h * dA[m, b]
@@ -367,7 +379,7 @@ def _acsf(D, gin, tin, mode, centers, species, triplets, n_atoms, n_species, rc_
                 dAF = dA[m, b] * dcos * F + A[m, b] * dF
                 AF = A[m, b] * F * dravg
                 for n in range(n_ra):
-                    G[a, base + m * n_ra + n] += (dAF + AF * (ravg - shifts_a[n])) * E[b, n]
+                    G[a, base + m * n_ra + n] += (dAF + AF * (ravg - shifts_a[n])) * E[n, b]
     return G if mode != 1 else gD
 
 
