@@ -365,16 +365,19 @@ def _acsf(D, gin, tin, mode, centers, species, triplets, n_atoms, n_species, rc_
             g_ravg *= -2.0 * eta_a * F
             g_r1 = 0.5 * g_ravg + g_F * df1 * f2
             g_r2 = 0.5 * g_ravg + g_F * f1 * df2
+            g_c1, g_c2 = g_cos / r1, g_cos / r2
             for c in range(3):
                 # ∂cos/∂D_p = (u_q − cos u_p)/r1,  ∂r1/∂D_p = u_p  (and p ↔ q)
-                gD[p, c] += g_cos * (u[q, c] - cos_t * u[p, c]) / r1 + g_r1 * u[p, c]
-                gD[q, c] += g_cos * (u[p, c] - cos_t * u[q, c]) / r2 + g_r2 * u[q, c]
+                gD[p, c] += g_c1 * (u[q, c] - cos_t * u[p, c]) + g_r1 * u[p, c]
+                gD[q, c] += g_c2 * (u[p, c] - cos_t * u[q, c]) + g_r2 * u[q, c]
         else:
-            dr1 = dr2 = dcos = 0.0
+            dr1 = dr2 = dc1 = dc2 = 0.0
             for c in range(3):
                 dr1 += u[p, c] * tin[p, c]
                 dr2 += u[q, c] * tin[q, c]
-                dcos += (u[q, c] - cos_t * u[p, c]) * tin[p, c] / r1 + (u[p, c] - cos_t * u[q, c]) * tin[q, c] / r2
+                dc1 += (u[q, c] - cos_t * u[p, c]) * tin[p, c]
+                dc2 += (u[p, c] - cos_t * u[q, c]) * tin[q, c]
+            dcos = dc1 / r1 + dc2 / r2
             dF = df1 * f2 * dr1 + f1 * df2 * dr2
             dravg = -eta_a * (dr1 + dr2)  # the tangent of E_n is dravg (r̄ − R_n) E_n
             for m in range(n_th):
