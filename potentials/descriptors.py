@@ -157,7 +157,8 @@ def _triplet_list(centers, dist, rc, n_atoms):
 # once. The angular term of a triplet factorises, A_m(cos θ) E_n(r̄) f_c(r1) f_c(r2), so a triplet
 # costs n_angles powers and n_shifts exponentials, not their product of each; the VJP contracts g
 # with those factors first and carries three scalars (∂/∂cos θ, ∂/∂r1, ∂/∂r2) to the pair vectors,
-# and the JVP pushes the same three scalars forward.
+# and the JVP pushes the same three scalars forward. Factors are computed for a batch of _BATCH
+# pairs or triplets at a time, with loops across the batch, which the compiler vectorises.
 
 
 @njit(cache=True, inline="always")
@@ -221,6 +222,8 @@ def _gaussians(r, nb, eta, shifts, step, q, out, work):
     _gaussian_steps); one exponential each for a point where a factor could overflow, or for all
     when the shifts are uneven."""
     n = shifts.shape[0]
+    if n == 0:
+        return
     if step > 0.0:
         e, w = work[0, :nb], work[1, :nb]
         for b in range(nb):
