@@ -8,7 +8,7 @@ What is measured (float64 everywhere but one TorchANI row; one thread per engine
    split at random into a training set and a held-out set (10 %). An ``ACSFModel(["Cu"],
    hidden=(32, 32))`` (default descriptor: 8 radial + 16 angular features) is trained with
    ``potentials.training.train`` for a fixed number of epochs (full run: 2010 configurations,
-   18 epochs of batches of 4, about 6 minutes; --quick: 350 and 20; ``train`` keeps 5 % of the
+   20 epochs of batches of 4, about 3 minutes; --quick: 350 and 20; ``train`` keeps 5 % of the
    training set for its own validation and returns the best epoch's weights).
    Reported: held-out energy MAE (meV/atom) and force MAE (meV/Å), overall and per kind of
    configuration, beside the data's force spread (mean |F| per component, the MAE of a model
@@ -49,7 +49,7 @@ Timing: one warm-up call per engine (Numba compiles or loads its cache there), t
 interleaved rounds of one call each (5 rounds up to N = 2048, 2 above), garbage collector off.
 Compare ratios rather than absolute times across runs: on a shared machine timings vary.
 
-Run ``python benchmarks/potentials.py`` (about 11 minutes on 2 cores, half of it training) or
+Run ``python benchmarks/potentials.py`` (about 30 minutes on 2 cores, most of it training PaiNN) or
 ``python benchmarks/potentials.py --quick`` (about 2 minutes; a few hundred configurations and a
 short training, so its force MAE is not the full run's). Peers are optional:
 ``pip install asap3`` (compiles C++); ``pip install torchani --no-deps`` (with torch already
@@ -129,9 +129,9 @@ class Mode:
 
 QUICK = Mode(md_samples=50, md_interval=5, others=50, epochs=20, nve_steps=250, sizes=(4, 6, 8), rounds=2,
              profile_repeat=8)
-FULL = Mode(md_samples=300, md_interval=5, others=270, epochs=18, nve_steps=1500, sizes=(4, 6, 8, 10, 13, 16),
+FULL = Mode(md_samples=300, md_interval=5, others=270, epochs=20, nve_steps=1500, sizes=(4, 6, 8, 10, 13, 16),
             rounds=2, profile_repeat=10)
-TRAIN = dict(batch_size=4, learning_rate=3e-3, decay=0.85, validation_fraction=0.05)
+TRAIN = dict(batch_size=4, learning_rate=3e-3, decay=0.9, validation_fraction=0.05)
 PAINN = dict(features=32, layers=2, n_rbf=16, cutoff=4.5, seed=0)
 PAINN_TRAIN = dict(batch_size=4, learning_rate=2e-3, decay=0.96, validation_fraction=0.05)
 TARGET_PAINN_FORCE_MAE = 15.0    # meV/Å
