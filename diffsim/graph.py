@@ -18,6 +18,13 @@ to every order, in both modes:
 - ``gather_contract_f(g, c, ia)``:          out[e, x] = Σ_f g[ia_e, x, f] c[e, f] (∂T₂/∂u)
 - ``gather_contract_x(g, u, ia)``:          out[e, f] = Σ_x g[ia_e, x, f] u[e, x] (∂T₂/∂c)
 
+and one linear pair, the vectors along the edges and their transpose:
+
+- ``pair_differences(x, centers, neighbors)``: out[e] = x[neighbors_e] − x[centers_e]
+- ``pair_scatter(g, centers, neighbors, n)``:  out[neighbors_e] += g[e], out[centers_e] −= g[e]
+
+(one gather and one scatter-add, where indexing twice would take two of each).
+
 >>> import numpy as np
 >>> y, w = np.ones((2, 3, 4)), np.full((3, 4), 2.0)
 >>> gather_mul_scatter(y, w, src=np.array([0, 1, 1]), dst=np.array([1, 0, 1]), n=2)[:, 0, 0].tolist()
@@ -92,6 +99,25 @@ def _gather_contract_x(g, u, ia):
     return out
 
 
+@njit(cache=True)
+def _pair_differences(x, centers, neighbors):
+    out = np.empty((centers.shape[0], x.shape[1]))
+    for e in range(centers.shape[0]):
+        for c in range(x.shape[1]):
+            out[e, c] = x[neighbors[e], c] - x[centers[e], c]
+    return out
+
+
+@njit(cache=True)
+def _pair_scatter(g, centers, neighbors, n):
+    out = np.zeros((n, g.shape[1]))
+    for e in range(centers.shape[0]):
+        for c in range(g.shape[1]):
+            out[neighbors[e], c] += g[e, c]
+            out[centers[e], c] -= g[e, c]
+    return out
+
+
 def _float(*arrays):
     return [np.ascontiguousarray(a, dtype=np.float64) for a in arrays]
 
@@ -108,6 +134,18 @@ gather_dot = Primitive("gather_dot", lambda g, y, ia, ib: _gather_dot(*_float(g,
 outer_scatter = Primitive("outer_scatter", lambda u, c, dst, n: _outer_scatter(*_float(u, c), _index(dst), int(n)))
 gather_contract_f = Primitive("gather_contract_f", lambda g, c, ia: _gather_contract_f(*_float(g, c), _index(ia)))
 gather_contract_x = Primitive("gather_contract_x", lambda g, u, ia: _gather_contract_x(*_float(g, u), _index(ia)))
+
+pair_differences = Primitive("pair_differences", lambda x, centers, neighbors: _pair_differences(
+    *_float(x), _index(centers), _index(neighbors)))
+pair_scatter = Primitive("pair_scatter", lambda g, centers, neighbors, n: _pair_scatter(
+    *_float(g), _index(centers), _index(neighbors), int(n)))
+
+defvjp(pair_differences, lambda g, ans, x, centers, neighbors: pair_scatter(g, centers=centers, neighbors=neighbors,
+                                                                            n=shape(x)[0]))
+defvjp(pair_scatter, lambda g, ans, x, centers, neighbors, n: pair_differences(g, centers=centers, neighbors=neighbors))
+defjvp(pair_differences, lambda t, ans, x, **k: pair_differences(t, **k))
+defjvp(pair_scatter, lambda t, ans, x, **k: pair_scatter(t, **k))
+saves([pair_differences, pair_scatter], args=False, ans=False)
 
 defvjp(gather_mul_scatter,
        lambda h, ans, y, w, src, dst, n: gather_mul_scatter(h, w, src=dst, dst=src, n=shape(y)[0]),

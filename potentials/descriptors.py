@@ -13,9 +13,8 @@ the pair vectors D_p = r_j − r_i + S·cell, so forces (through positions) and 
 strain of positions and cell) follow by the chain rule in the engine. Three primitives:
 ``acsf(D)``, its VJP ``acsf_vjp(g, D)`` (linear in g) and JVP ``acsf_jvp(D, t)`` (linear in t),
 whose rules point at each other: force-matching training differentiates ∂E/∂D with respect to
-the network, i.e. ``acsf_vjp`` with respect to g, which is ``acsf_jvp``. ``pair_differences(R)``
-gathers R[neighbors] − R[centers] in one pass (its adjoint ``pair_scatter`` is one scatter-add),
-cheaper than two engine gathers and their adjoints.
+the network, i.e. ``acsf_vjp`` with respect to g, which is ``acsf_jvp``. The pair vectors come
+from the engine's ``diffsim.graph.pair_differences`` (one gather; its adjoint one scatter-add).
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from numba import njit
 
 import diffsim as ds
 import diffsim.numpy as dnp
+from diffsim.graph import pair_differences
 
 from .neighbors import neighbor_list
 
@@ -396,45 +396,6 @@ def _run(mode, D, g, t, centers, species, triplets, n_atoms, n_species, packed):
     g = np.zeros((1, 1)) if g is None else np.ascontiguousarray(g, dtype=float)
     t = np.zeros((1, 1)) if t is None else np.ascontiguousarray(t, dtype=float)
     return _acsf(D, g, t, mode, centers, species, triplets, n_atoms, n_species, *packed)
-
-
-# ---------------------------------------------------------------- pair vectors
-#
-# D_p = R[neighbors[p]] − R[centers[p]] (+ the shift vectors, added by the caller) as one gather,
-# and its adjoint as one scatter-add, instead of two engine gathers, a subtraction and their two
-# adjoint scatters. The two primitives are linear and each other's transpose.
-
-
-@njit(cache=True)
-def _pair_differences(R, centers, neighbors):
-    D = np.empty((centers.shape[0], 3))
-    for p in range(centers.shape[0]):
-        for c in range(3):
-            D[p, c] = R[neighbors[p], c] - R[centers[p], c]
-    return D
-
-
-@njit(cache=True)
-def _pair_scatter(gD, centers, neighbors, n_atoms):
-    out = np.zeros((n_atoms, 3))
-    for p in range(centers.shape[0]):
-        for c in range(3):
-            out[neighbors[p], c] += gD[p, c]
-            out[centers[p], c] -= gD[p, c]
-    return out
-
-
-pair_differences = ds.primitive(
-    lambda R, centers, neighbors: _pair_differences(np.ascontiguousarray(R, dtype=float), centers, neighbors),
-    name="pair_differences")
-pair_scatter = ds.primitive(
-    lambda gD, centers, neighbors, n_atoms: _pair_scatter(np.ascontiguousarray(gD, dtype=float), centers, neighbors,
-                                                          n_atoms),
-    name="pair_scatter")
-ds.defvjp(pair_differences, lambda g, ans, R, **k: pair_scatter(g, n_atoms=dnp.shape(R)[0], **k))
-ds.defjvp(pair_differences, lambda t, ans, R, **k: pair_differences(t, **k))
-ds.defvjp(pair_scatter, lambda g, ans, gD, n_atoms, **k: pair_differences(g, **k))
-ds.defjvp(pair_scatter, lambda t, ans, gD, **k: pair_scatter(t, **k))
 
 
 acsf = ds.primitive(lambda D, **k: _run(0, D, None, None, **k), name="acsf")

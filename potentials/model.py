@@ -30,6 +30,7 @@ import numpy as np
 
 import diffsim as ds
 import diffsim.numpy as dnp
+from diffsim.graph import pair_differences
 from diffsim.tree import flatten, unflatten
 
 from .descriptors import ACSFParameters, Descriptor, acsf
@@ -284,7 +285,7 @@ class ACSFModel(Potential):
 
     def features(self, positions, numbers, top, shift_vectors):
         """ACSF features (N, F) of the atoms."""
-        D = positions[top["neighbors"]] - positions[top["centers"]] + shift_vectors
+        D = pair_differences(positions, centers=top["centers"], neighbors=top["neighbors"]) + shift_vectors
         return acsf(D, **self.descriptor.static(top))
 
     def atom_energies(self, weights, positions, numbers, top, shift_vectors):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 import diffsim.numpy as dnp
-from diffsim.graph import gather_mul_scatter, outer_scatter
+from diffsim.graph import gather_mul_scatter, outer_scatter, pair_differences
 
 from .model import Potential
 from .neighbors import neighbor_list
@@ -112,7 +112,7 @@ class PaiNNModel(Potential):
     def atom_features(self, weights, positions, numbers, top, shift_vectors):
         """Final scalar (N, F) and vector (N, 3, F) features."""
         i, j, N, F = top["centers"], top["neighbors"], top["n_atoms"], self.features
-        D = positions[j] - positions[i] + shift_vectors
+        D = pair_differences(positions, centers=i, neighbors=j) + shift_vectors
         r = dnp.sqrt(dnp.sum(D * D, axis=1))
         unit = D / r[:, None]
         basis, fc = self.radial(r)

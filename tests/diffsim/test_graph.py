@@ -6,7 +6,15 @@ import pytest
 
 import diffsim as ds
 import diffsim.numpy as dnp
-from diffsim.graph import gather_contract_f, gather_contract_x, gather_dot, gather_mul_scatter, outer_scatter
+from diffsim.graph import (
+    gather_contract_f,
+    gather_contract_x,
+    gather_dot,
+    gather_mul_scatter,
+    outer_scatter,
+    pair_differences,
+    pair_scatter,
+)
 
 rng = np.random.default_rng(0)
 N, M, E, F = 4, 3, 9, 5
@@ -62,3 +70,13 @@ def test_composes_with_the_engine_like_the_plain_ops():
     hf = ds.hvp(fused, args, args)[0]
     hp = ds.hvp(plain, args, args)[0]
     np.testing.assert_allclose(hf, hp, rtol=1e-11, atol=1e-12)
+
+
+def test_pair_differences_are_the_gathers_and_pass_check_grads():
+    rng = np.random.default_rng(10)
+    R = rng.standard_normal((6, 3))
+    k = dict(centers=np.array([0, 0, 1, 3, 4, 2, 5]), neighbors=np.array([1, 2, 0, 4, 3, 4, 5]))
+    np.testing.assert_array_equal(pair_differences(R, **k), R[k["neighbors"]] - R[k["centers"]])
+    ds.check_grads(lambda R: pair_differences(R, **k), (R,), order=2, modes=("rev", "fwd"))
+    ds.check_grads(lambda g: pair_scatter(g, n=6, **k), (rng.standard_normal((7, 3)),), order=2,
+                   modes=("rev", "fwd"))

@@ -13,8 +13,6 @@ from potentials.descriptors import (
     acsf,
     acsf_jvp,
     acsf_vjp,
-    pair_differences,
-    pair_scatter,
 )
 
 
@@ -119,16 +117,6 @@ def test_primitives_pass_check_grads(desc):
     t = rng.standard_normal(D.shape)
     ds.check_grads(lambda g: acsf_vjp(g, D, **k), (g,), order=2, modes=("rev", "fwd"))
     ds.check_grads(lambda t: acsf_jvp(D, t, **k), (t,), order=2, modes=("rev", "fwd"))
-
-
-def test_pair_differences_are_the_gathers_and_pass_check_grads():
-    rng = np.random.default_rng(10)
-    R = rng.standard_normal((6, 3))
-    k = dict(centers=np.array([0, 0, 1, 3, 4, 2, 5]), neighbors=np.array([1, 2, 0, 4, 3, 4, 5]))
-    np.testing.assert_array_equal(pair_differences(R, **k), R[k["neighbors"]] - R[k["centers"]])
-    ds.check_grads(lambda R: pair_differences(R, **k), (R,), order=2, modes=("rev", "fwd"))
-    ds.check_grads(lambda g: pair_scatter(g, n_atoms=6, **k), (rng.standard_normal((7, 3)),), order=2,
-                   modes=("rev", "fwd"))
 
 
 def test_force_training_gradient_differentiates_the_force(desc):
