@@ -34,6 +34,25 @@ ANGLE_SCALE = 0.95
 _BATCH = 64  # triplets whose angular factors the kernels compute together
 
 
+def species_index(numbers, known) -> np.ndarray:
+    """Index of each atomic number in ``known``; raises, naming them, for elements not in it.
+
+    >>> species_index([29, 79, 29], [79, 29]).tolist()
+    [1, 0, 1]
+    """
+    numbers = np.asarray(numbers)
+    index = np.full(numbers.shape, -1)
+    for k, z in enumerate(known):
+        index[numbers == z] = k
+    if np.any(index < 0):
+        from ase.data import chemical_symbols
+
+        missing = sorted({chemical_symbols[z] for z in numbers[index < 0]})
+        raise ValueError(f"element(s) {missing} not covered by this model (it knows "
+                         f"{[chemical_symbols[z] for z in known]}); train a model that includes them")
+    return index
+
+
 @dataclass(frozen=True)
 class ACSFParameters:
     """Shapes and widths of the symmetry functions (defaults: a small ANI-like set)."""
@@ -77,18 +96,7 @@ class Descriptor:
 
     def species_index(self, numbers) -> np.ndarray:
         """Index of each atom's element in ``self.numbers``; raises for an element not covered."""
-        numbers = np.asarray(numbers)
-        index = np.full(numbers.shape, -1)
-        for k, z in enumerate(self.numbers):
-            index[numbers == z] = k
-        if np.any(index < 0):
-            from ase.data import chemical_symbols
-
-            missing = sorted({chemical_symbols[z] for z in numbers[index < 0]})
-            known = [chemical_symbols[z] for z in self.numbers]
-            raise ValueError(f"element(s) {missing} not covered by this descriptor (it knows {known}); "
-                             "train a model that includes them")
-        return index
+        return species_index(numbers, self.numbers)
 
     def topology(self, positions, cell, pbc, numbers, pairs=None):
         """The static part: pairs (i, j, S) within the cutoff and the angular triplets."""

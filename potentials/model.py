@@ -33,7 +33,7 @@ import diffsim.numpy as dnp
 from diffsim.graph import pair_differences
 from diffsim.tree import flatten, unflatten
 
-from .descriptors import ACSFParameters, Descriptor, acsf
+from .descriptors import ACSFParameters, Descriptor, acsf, species_index
 
 FORMAT = "diffsim-potential"
 FORMAT_VERSION = 2
@@ -96,17 +96,7 @@ class Potential:
 
     def species_index(self, numbers) -> np.ndarray:
         """Index of each atom's element in ``self.numbers``; raises for an element not covered."""
-        numbers = np.asarray(numbers)
-        index = np.full(numbers.shape, -1)
-        for k, z in enumerate(self.numbers):
-            index[numbers == z] = k
-        if np.any(index < 0):
-            from ase.data import chemical_symbols
-
-            missing = sorted({chemical_symbols[z] for z in numbers[index < 0]})
-            raise ValueError(f"element(s) {missing} not covered by this model (it knows {self.symbols}); "
-                             "train a model that includes them")
-        return index
+        return species_index(numbers, self.numbers)
 
     def reference_energies(self, numbers) -> np.ndarray:
         """E_ref(Z_i) of each atom."""

@@ -1,5 +1,5 @@
-"""The model and its ASE calculator: forces and stress by finite differences, ASE contract,
-files, bad input."""
+"""Both models through the one interface and the ASE calculator: forces and stress by finite
+differences, invariances, the ASE contract, files, bad input."""
 
 import numpy as np
 import pytest
@@ -9,12 +9,17 @@ from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
 
 from potentials.calculator import Calculator
-from potentials.model import ACSFModel, ModelFileError
+from potentials.model import ACSFModel, ModelFileError, load_model
+from potentials.painn import PaiNNModel
 
 
-@pytest.fixture(scope="module")
-def model():
-    m = ACSFModel(["Cu", "Au"], hidden=(10, 10), seed=1)
+@pytest.fixture(scope="module", params=["acsf", "painn"])
+def model(request):
+    if request.param == "acsf":
+        m = ACSFModel(["Cu", "Au"], hidden=(10, 10), seed=1)
+    else:
+        m = PaiNNModel(["Cu", "Au"], features=8, layers=2, n_rbf=6, cutoff=4.5, seed=1)
+        m.energy_scale = 0.7
     m.reference = {"Cu": -3.0, "Au": -3.5}
     return m
 
@@ -103,7 +108,8 @@ def test_ase_contract_md_and_optimizer(model, tmp_path):
 def test_save_load_round_trip_and_bad_files(model, tmp_path):
     path = tmp_path / "m.npz"
     model.save(path)
-    again = ACSFModel.load(path)
+    again = load_model(path)
+    assert type(again) is type(model) and again.config() == model.config()
     atoms = periodic()
     atoms.calc = Calculator(model)
     copy = atoms.copy()
@@ -111,14 +117,17 @@ def test_save_load_round_trip_and_bad_files(model, tmp_path):
     assert copy.get_potential_energy() == atoms.get_potential_energy()
     np.savez(tmp_path / "other.npz", x=np.ones(3))
     with pytest.raises(ModelFileError, match="not a diffsim potential"):
-        ACSFModel.load(tmp_path / "other.npz")
+        load_model(tmp_path / "other.npz")
     data = dict(np.load(path))
     data["format_version"] = np.array(99)
     np.savez(tmp_path / "future.npz", **data)
     with pytest.raises(ModelFileError, match="format version 99"):
-        ACSFModel.load(tmp_path / "future.npz")
+        load_model(tmp_path / "future.npz")
     with pytest.raises(ModelFileError, match="no such model"):
-        ACSFModel.load(tmp_path / "missing.npz")
+        load_model(tmp_path / "missing.npz")
+    other = PaiNNModel if isinstance(model, ACSFModel) else ACSFModel
+    with pytest.raises(ModelFileError, match=f"a '{model.kind}' model, not '{other.kind}'"):
+        other.load(path)
 
 
 def test_unknown_element_and_zero_volume(model):

@@ -6,16 +6,7 @@ import pytest
 
 import diffsim as ds
 from potentials.model import ACSFModel
-from potentials.reference_data import generate_emt_dataset, load_dataset
 from potentials.training import TrainConfig, _batch, batch_loss, evaluate, prepare, train
-
-
-@pytest.fixture(scope="module")
-def frames(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cu") / "cu.db"
-    generate_emt_dataset(path, "Cu", size=(2, 2, 2), temperatures=(300, 900), md_samples=10, md_interval=5,
-                         rattled=6, strained=6, vacancies=4, progress=False)
-    return load_dataset(path)
 
 
 def test_training_learns_forces_well_below_their_spread(frames):
