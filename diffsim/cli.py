@@ -343,8 +343,9 @@ def _potential(args: argparse.Namespace) -> int:
                                    seed=args.seed)
             else:
                 model = ACSFModel(elements, hidden=tuple(args.hidden), seed=args.seed)
+            rate = args.learning_rate or (2e-3 if args.model == "painn" else 5e-3)
             config = TrainConfig(epochs=10 if args.quick else args.epochs, batch_size=args.batch_size,
-                                 learning_rate=args.learning_rate, seed=args.seed, checkpoint=args.checkpoint,
+                                 learning_rate=rate, seed=args.seed, checkpoint=args.checkpoint,
                                  optimizer=args.optimizer)
             history = train(model, frames, config)
             model.save(args.out)
@@ -457,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
                     help="Adam on minibatches (default) or full-batch L-BFGS")
     tr.add_argument("--batch-size", type=int, default=8, help="structures per Adam step (default 8)")
-    tr.add_argument("--learning-rate", type=float, default=5e-3, help="Adam's initial learning rate (default 5e-3)")
+    tr.add_argument("--learning-rate", type=float,
+                    help="Adam's initial learning rate (default 5e-3 for acsf, 2e-3 for painn)")
     tr.add_argument("--checkpoint", help="save every epoch here and resume from it")
     tr.add_argument("--curve", metavar="FILE", help="write the learning curve to FILE")
     tr.add_argument("--seed", type=int, default=0, help="seed of the weights and the data split (default 0)")
