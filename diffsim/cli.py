@@ -246,7 +246,8 @@ def _demo(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
 
     from . import __version__
-    from .report import Report, write_atomic
+    from .files import write_atomic
+    from .report import Report
 
     folder = pathlib.Path(args.out).resolve()
     folder.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .files import write_atomic
 from .symbolic import Graph, Sym, SymArray, TraceError, live_instructions
 from .transforms import jvp as _jvp
 from .transforms import vjp as _vjp
@@ -397,10 +398,7 @@ def _load(source: str):
         directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"k_{digest}.py"
     if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(source)
-        os.replace(tmp, path)
+        write_atomic(path, source)
     name = f"diffsim_kernel_{digest}"
     if name in sys.modules:
         return sys.modules[name], path

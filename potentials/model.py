@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
-import tempfile
 
 import numpy as np
 
 import diffsim as ds
 import diffsim.numpy as dnp
+from diffsim.files import atomic_path
 from diffsim.graph import pair_differences
 from diffsim.tree import flatten, unflatten
 
@@ -169,17 +168,8 @@ class Potential:
 
 def write_npz_atomically(path, arrays: dict) -> None:
     """``np.savez`` to a temporary file beside ``path``, then a rename: never a half-written file."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no suffix
+        np.savez(fh, **arrays)
 
 
 def model_kinds() -> dict:

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from diffsim.report import atomic_path
+from diffsim.files import atomic_path
 
 from .progress import progress_bar
 
@@ -136,16 +136,8 @@ def _write_extxyz(frames, path: pathlib.Path) -> None:
     """Write ``frames`` (with their stored energy, forces and stress) to extxyz, atomically."""
     from ase.io import write
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".extxyz")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         write(tmp, frames, format="extxyz")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_dataset(path: str | os.PathLike) -> list:
