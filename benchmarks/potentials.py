@@ -49,7 +49,7 @@ Timing: one warm-up call per engine (Numba compiles or loads its cache there), t
 interleaved rounds of one call each (5 rounds up to N = 2048, 2 above), garbage collector off.
 Compare ratios rather than absolute times across runs: on a shared machine timings vary.
 
-Run ``python benchmarks/potentials.py`` (about 30 minutes on 2 cores, most of it training PaiNN) or
+Run ``python benchmarks/potentials.py`` (about 15 minutes on 2 cores, most of it training PaiNN) or
 ``python benchmarks/potentials.py --quick`` (about 4 minutes; a few hundred configurations and a
 short training, so its force MAE is not the full run's). Peers are optional:
 ``pip install asap3`` (compiles C++); ``pip install torchani --no-deps`` (with torch already
