@@ -28,7 +28,7 @@ import diffsim as ds
 import diffsim.numpy as dnp
 from diffsim.graph import pair_differences
 
-from .neighbors import neighbor_list
+from .neighbors import check_inner_range, neighbor_list
 
 ANGLE_SCALE = 0.95
 _BATCH = 64  # triplets whose angular factors the kernels compute together
@@ -101,11 +101,7 @@ class Descriptor:
     def topology(self, positions, cell, pbc, numbers, pairs=None):
         """The static part: pairs (i, j, S) within the cutoff and the angular triplets."""
         i, j, S, d = pairs if pairs is not None else neighbor_list(positions, cell, pbc, self.cutoff)
-        if len(d) and d.min() < self.params.inner:
-            k = int(np.argmin(d))
-            raise ValueError(f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart, closer than the "
-                             f"descriptor's inner range ({self.params.inner} Å): no training data looks like "
-                             "this; check the structure (overlapping atoms, wrong units or cell)")
+        check_inner_range(i, j, d, self.params.inner)
         species = self.species_index(numbers)
         triplets = _triplets(i, d, self.params.rc_angular, len(positions))
         return dict(centers=i.astype(np.int64), species=species[j].astype(np.int64), neighbors=j, shifts=S,

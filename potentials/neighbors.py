@@ -20,6 +20,19 @@ class NeighborError(ValueError):
     """Positions or cell that no neighbour list can be built for; the message says why."""
 
 
+def check_inner_range(i, j, d, inner: float) -> None:
+    """Raise, naming the closest pair and its distance, if any pair is closer than ``inner`` (Å).
+
+    >>> import numpy as np
+    >>> check_inner_range(np.array([0]), np.array([1]), np.array([2.5]), 0.75)
+    """
+    if len(d) and d.min() < inner:
+        k = int(np.argmin(d))
+        raise ValueError(f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart, closer than the model's "
+                         f"inner range ({inner} Å): no training data looks like this; check the structure "
+                         "(overlapping atoms, wrong units or cell)")
+
+
 def _effective_cell(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float):
     """The cell to bin in, and the fractional origin. A non-periodic direction may have a zero or
     useless cell vector (molecules): it is replaced by a vector orthogonal to the others, long

@@ -31,7 +31,7 @@ import diffsim.numpy as dnp
 from diffsim.graph import gather_mul_scatter, outer_scatter, pair_differences
 
 from .model import Potential
-from .neighbors import neighbor_list
+from .neighbors import check_inner_range, neighbor_list
 
 _NORM_EPS = 1e-8  # ‖Vv‖ = sqrt(Σ (Vv)² + ε): smooth where the vector features vanish (e.g. a perfect crystal)
 
@@ -93,11 +93,7 @@ class PaiNNModel(Potential):
 
     def topology(self, positions, cell, pbc, numbers, pairs=None) -> dict:
         i, j, S, d = pairs if pairs is not None else neighbor_list(positions, cell, pbc, self.cutoff)
-        if len(d) and d.min() < self.inner:
-            k = int(np.argmin(d))
-            raise ValueError(f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart, closer than the model's "
-                             f"inner range ({self.inner} Å): no training data looks like this; check the structure "
-                             "(overlapping atoms, wrong units or cell)")
+        check_inner_range(i, j, d, self.inner)
         return dict(centers=np.asarray(i, dtype=np.int64), neighbors=np.asarray(j, dtype=np.int64), shifts=S,
                     species=self.species_index(numbers), n_atoms=len(positions))
 
