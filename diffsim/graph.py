@@ -122,23 +122,79 @@ def _float(*arrays):
     return [np.ascontiguousarray(a, dtype=np.float64) for a in arrays]
 
 
-def _index(i):
-    return np.ascontiguousarray(i, dtype=np.int64)
+def _edges(name: str, n_edges: int, **indices) -> list:
+    """Each index array (label → (array, rows)) as int64, checked: 1-D, one entry per edge, in range."""
+    out = []
+    for label, (idx, rows) in indices.items():
+        idx = np.asarray(idx)
+        if idx.ndim != 1 or idx.dtype.kind not in "iu" or len(idx) != n_edges:
+            raise ValueError(f"{name}: {label} must be 1-D integer indices, one per edge ({n_edges}); got shape "
+                             f"{idx.shape} of {idx.dtype}")
+        if len(idx) and (idx.min() < 0 or idx.max() >= rows):
+            raise IndexError(f"{name}: {label} holds indices outside 0..{rows - 1} (the rows it indexes)")
+        out.append(np.ascontiguousarray(idx, dtype=np.int64))
+    return out
+
+
+def _shapes(name: str, **arrays) -> None:
+    """Raise, naming the primitive and the argument, unless every array has the expected shape
+    (label → (array, shape); None in a shape matches any size)."""
+    for label, (a, expected) in arrays.items():
+        got = np.shape(a)
+        if len(got) != len(expected) or any(e is not None and g != e for g, e in zip(got, expected)):
+            want = "(" + ", ".join("?" if e is None else str(e) for e in expected) + ")"
+            raise ValueError(f"{name}: {label} has shape {got}, expected {want}")
+
+
+def _gms_impl(y, w, *, src, dst, n):
+    _shapes("gather_mul_scatter", y=(y, (None, None, None)), w=(w, (len(src), np.shape(y)[-1])))
+    return _gather_mul_scatter(*_float(y, w), *_edges("gather_mul_scatter", len(src), src=(src, len(y)),
+                                                      dst=(dst, n)), int(n))
+
+
+def _gather_dot_impl(g, y, *, ia, ib):
+    _shapes("gather_dot", g=(g, (None, None, None)), y=(y, (None,) + np.shape(g)[1:]))
+    return _gather_dot(*_float(g, y), *_edges("gather_dot", len(ia), ia=(ia, len(g)), ib=(ib, len(y))))
+
+
+def _outer_scatter_impl(u, c, *, dst, n):
+    _shapes("outer_scatter", u=(u, (len(dst), None)), c=(c, (len(dst), None)))
+    return _outer_scatter(*_float(u, c), *_edges("outer_scatter", len(dst), dst=(dst, n)), int(n))
+
+
+def _contract_f_impl(g, c, *, ia):
+    _shapes("gather_contract_f", g=(g, (None, None, None)), c=(c, (len(ia), np.shape(g)[-1])))
+    return _gather_contract_f(*_float(g, c), *_edges("gather_contract_f", len(ia), ia=(ia, len(g))))
+
+
+def _contract_x_impl(g, u, *, ia):
+    _shapes("gather_contract_x", g=(g, (None, None, None)), u=(u, (len(ia), np.shape(g)[1])))
+    return _gather_contract_x(*_float(g, u), *_edges("gather_contract_x", len(ia), ia=(ia, len(g))))
+
+
+def _pair_differences_impl(x, *, centers, neighbors):
+    _shapes("pair_differences", x=(x, (None, None)))
+    return _pair_differences(*_float(x), *_edges("pair_differences", len(centers), centers=(centers, len(x)),
+                                                 neighbors=(neighbors, len(x))))
+
+
+def _pair_scatter_impl(g, *, centers, neighbors, n):
+    _shapes("pair_scatter", g=(g, (len(centers), None)))
+    return _pair_scatter(*_float(g), *_edges("pair_scatter", len(centers), centers=(centers, n),
+                                             neighbors=(neighbors, n)), int(n))
 
 
 # ---------------------------------------------------------------- primitives and their rules
+# Indices and sizes are keyword-only: passed by position they would be taken for differentiable
+# inputs, so a positional call fails at once.
 
-gather_mul_scatter = Primitive("gather_mul_scatter", lambda y, w, src, dst, n: _gather_mul_scatter(
-    *_float(y, w), _index(src), _index(dst), int(n)))
-gather_dot = Primitive("gather_dot", lambda g, y, ia, ib: _gather_dot(*_float(g, y), _index(ia), _index(ib)))
-outer_scatter = Primitive("outer_scatter", lambda u, c, dst, n: _outer_scatter(*_float(u, c), _index(dst), int(n)))
-gather_contract_f = Primitive("gather_contract_f", lambda g, c, ia: _gather_contract_f(*_float(g, c), _index(ia)))
-gather_contract_x = Primitive("gather_contract_x", lambda g, u, ia: _gather_contract_x(*_float(g, u), _index(ia)))
-
-pair_differences = Primitive("pair_differences", lambda x, centers, neighbors: _pair_differences(
-    *_float(x), _index(centers), _index(neighbors)))
-pair_scatter = Primitive("pair_scatter", lambda g, centers, neighbors, n: _pair_scatter(
-    *_float(g), _index(centers), _index(neighbors), int(n)))
+gather_mul_scatter = Primitive("gather_mul_scatter", _gms_impl)
+gather_dot = Primitive("gather_dot", _gather_dot_impl)
+outer_scatter = Primitive("outer_scatter", _outer_scatter_impl)
+gather_contract_f = Primitive("gather_contract_f", _contract_f_impl)
+gather_contract_x = Primitive("gather_contract_x", _contract_x_impl)
+pair_differences = Primitive("pair_differences", _pair_differences_impl)
+pair_scatter = Primitive("pair_scatter", _pair_scatter_impl)
 
 defvjp(pair_differences, lambda g, ans, x, centers, neighbors: pair_scatter(g, centers=centers, neighbors=neighbors,
                                                                             n=shape(x)[0]))

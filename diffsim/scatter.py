@@ -11,20 +11,33 @@ kernel when the index is one integer array on the first axis, and ``np.add.at`` 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from numba import njit
 
 
-@njit(cache=True)
-def _scatter(out, ids, data):
-    for e in range(ids.shape[0]):
-        r = ids[e]
-        for k in range(data.shape[1]):
-            out[r, k] += data[e, k]
+@functools.cache
+def _kernel():
+    """The Numba kernel, compiled (or loaded from Numba's cache) on first use, so that importing
+    diffsim does not import Numba."""
+    from numba import njit
+
+    @njit(cache=True)
+    def scatter(out, ids, data):
+        for e in range(ids.shape[0]):
+            r = ids[e]
+            for k in range(data.shape[1]):
+                out[r, k] += data[e, k]
+
+    return scatter
 
 
 def applies(data, ids) -> bool:
-    """True if the fast kernel handles ``out[ids] += data`` (float64 arrays, 1-D integer ids)."""
+    """True if the fast kernel handles ``out[ids] += data`` (float64 arrays, 1-D integer ids).
+
+    >>> applies(np.ones((3, 2)), np.array([0, 1, 0])), applies(np.ones((3, 2)), (np.array([0]), 1))
+    (True, False)
+    """
     return (type(data) is np.ndarray and data.dtype == np.float64 and data.ndim >= 1
             and isinstance(ids, np.ndarray) and ids.ndim == 1 and ids.dtype.kind in "iu"
             and data.shape[0] == ids.shape[0] and ids.shape[0] > 0)
@@ -37,5 +50,5 @@ def scatter_add_rows(data: np.ndarray, ids: np.ndarray, n_rows: int) -> np.ndarr
         raise IndexError(f"index out of range for {n_rows} rows")
     flat = np.ascontiguousarray(data).reshape(data.shape[0], -1)
     out = np.zeros((n_rows, flat.shape[1]))
-    _scatter(out, ids, flat)
+    _kernel()(out, ids, flat)
     return out.reshape((n_rows,) + data.shape[1:])

@@ -80,3 +80,16 @@ def test_pair_differences_are_the_gathers_and_pass_check_grads():
     ds.check_grads(lambda R: pair_differences(R, **k), (R,), order=2, modes=("rev", "fwd"))
     ds.check_grads(lambda g: pair_scatter(g, n=6, **k), (rng.standard_normal((7, 3)),), order=2,
                    modes=("rev", "fwd"))
+
+
+def test_bad_indices_and_shapes_raise_naming_the_primitive():
+    with pytest.raises(IndexError, match="gather_mul_scatter: src holds indices outside 0..2"):
+        gather_mul_scatter(Y, W, src=np.append(SRC[:-1], 5), dst=DST, n=N)
+    with pytest.raises(ValueError, match=r"gather_mul_scatter: w has shape \(9, 1\), expected \(9, 5\)"):
+        gather_mul_scatter(Y, W[:, :1], src=SRC, dst=DST, n=N)
+    with pytest.raises(ValueError, match="outer_scatter: dst must be 1-D integer indices"):
+        outer_scatter(U, C, dst=DST.astype(float), n=N)
+    with pytest.raises(IndexError, match="pair_differences: neighbors"):
+        pair_differences(Y[:, 0, :], centers=np.array([0]), neighbors=np.array([7]))
+    with pytest.raises(TypeError):  # indices passed by position would be taken for differentiable inputs
+        gather_dot(G, Y, DST, SRC)
