@@ -23,20 +23,17 @@ import os
 import pathlib
 import re
 
-from .files import atomic_path, write_atomic
+from .files import write_atomic, write_figure
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> pathlib.Path:
     """Save a matplotlib figure atomically (the format from the suffix) and close it."""
     import matplotlib.pyplot as plt
 
-    path = pathlib.Path(path)
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        return write_figure(fig, path, dpi)
     finally:
         plt.close(fig)
-    return path
 
 
 def _cell(value) -> str:
@@ -134,7 +131,8 @@ class Report:
             elif kind == "figure":
                 name, caption = rest
                 data = base64.b64encode((self.folder / name).read_bytes()).decode()
-                mime = "image/svg+xml" if name.endswith(".svg") else f"image/{pathlib.Path(name).suffix.lstrip('.')}"
+                suffix = pathlib.Path(name).suffix.lstrip(".").lower()
+                mime = {"svg": "image/svg+xml", "jpg": "image/jpeg"}.get(suffix, f"image/{suffix}")
                 body.append(f'<figure><img src="data:{mime};base64,{data}" alt="{html.escape(caption or name)}">'
                             f"<figcaption>{_inline_html(caption)}</figcaption></figure>")
         return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(self.title)}'

@@ -34,6 +34,20 @@ ANGLE_SCALE = 0.95
 _BATCH = 64  # triplets whose angular factors the kernels compute together
 
 
+def atomic_numbers_of(elements) -> np.ndarray:
+    """Atomic numbers of chemical symbols or numbers; raises, naming it, for an unknown symbol.
+
+    >>> atomic_numbers_of(["Cu", 79]).tolist()
+    [29, 79]
+    """
+    from ase.data import atomic_numbers
+
+    try:
+        return np.array([atomic_numbers[e] if isinstance(e, str) else int(e) for e in elements])
+    except KeyError as exc:
+        raise ValueError(f"unknown element {exc.args[0]!r}: use chemical symbols such as 'Cu'") from None
+
+
 def species_index(numbers, known) -> np.ndarray:
     """Index of each atomic number in ``known``; raises, naming them, for elements not in it.
 
@@ -79,9 +93,7 @@ class Descriptor:
     """
 
     def __init__(self, elements, params: ACSFParameters | None = None) -> None:
-        from ase.data import atomic_numbers
-
-        self.numbers = np.array([atomic_numbers[e] if isinstance(e, str) else int(e) for e in elements])
+        self.numbers = atomic_numbers_of(elements)
         self.params = params or ACSFParameters()
         p = self.params
         self.n_species = len(self.numbers)
@@ -104,8 +116,8 @@ class Descriptor:
         check_inner_range(i, j, d, self.params.inner)
         species = self.species_index(numbers)
         triplets = _triplets(i, d, self.params.rc_angular, len(positions))
-        return dict(centers=i.astype(np.int64), species=species[j].astype(np.int64), neighbors=j, shifts=S,
-                    triplets=triplets, n_atoms=len(positions))
+        return dict(centers=i.astype(np.int64), neighbor_species=species[j].astype(np.int64), neighbors=j,
+                    shifts=S, triplets=triplets, n_atoms=len(positions))
 
     def __call__(self, positions, cell, pbc, numbers, topology=None):
         """Features (N, n_features); differentiable in ``positions`` and ``cell``."""
@@ -116,7 +128,7 @@ class Descriptor:
 
     def static(self, top) -> dict:
         """The keyword parameters of the primitives for one structure."""
-        return dict(centers=top["centers"], species=top["species"], triplets=top["triplets"],
+        return dict(centers=top["centers"], species=top["neighbor_species"], triplets=top["triplets"],
                     n_atoms=top["n_atoms"], n_species=self.n_species, packed=self._packed)
 
 

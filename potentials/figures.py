@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from diffsim.files import write_figure
+
 
 def _plt(path):
     import matplotlib
@@ -47,7 +49,7 @@ def learning_curve(history, path: str | None = None):
         a.grid(alpha=0.3)
     fig.tight_layout()
     if path:
-        fig.savefig(path, dpi=110)
+        write_figure(fig, path)
     return fig
 
 
@@ -65,7 +67,7 @@ def force_parity(reference: np.ndarray, predicted: np.ndarray, path: str | None 
     ax.set_aspect("equal")
     fig.tight_layout()
     if path:
-        fig.savefig(path, dpi=110)
+        write_figure(fig, path)
     return fig
 
 
@@ -81,7 +83,7 @@ def _axes(path, ax, figsize):
 def _finish(fig, path):
     if path:
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        write_figure(fig, path)
     return fig
 
 
@@ -99,7 +101,12 @@ def nve_energy(run, path: str | None = None, ax=None):
 
 
 def radial_distribution_plot(r, g_reference, g_learned, path: str | None = None, ax=None, difference=None):
-    """g(r) of the reference potential and of the learned one."""
+    """g(r) of the reference potential and of the learned one.
+
+    >>> import numpy as np
+    >>> r = np.linspace(0.1, 6.0, 50)
+    >>> fig = radial_distribution_plot(r, np.exp(-(r - 2.5) ** 2), np.exp(-(r - 2.55) ** 2))
+    """
     fig, ax = _axes(path, ax, (5.5, 3.8))
     ax.plot(r, g_reference, label="reference")
     ax.plot(r, g_learned, "--", label="learned")
@@ -112,7 +119,12 @@ def radial_distribution_plot(r, g_reference, g_learned, path: str | None = None,
 
 
 def msd_plot(times, msd_reference, msd_learned, path: str | None = None, ax=None):
-    """Mean-squared displacement (Å²) against time for the reference and the learned potential."""
+    """Mean-squared displacement (Å²) against time for the reference and the learned potential.
+
+    >>> import numpy as np
+    >>> t = np.linspace(0.0, 1.0, 11)
+    >>> fig = msd_plot(t, 0.1 * t, 0.11 * t)
+    """
     fig, ax = _axes(path, ax, (5.5, 3.8))
     ax.plot(times, msd_reference, label="reference")
     ax.plot(times, msd_learned, "--", label="learned")
@@ -135,7 +147,16 @@ def md_checks(out: dict, path: str | None = None):
 
 def predicted_forces(model, frames) -> tuple[np.ndarray, np.ndarray]:
     """Reference forces stored on ASE ``frames`` and ``model``'s forces on the same structures,
-    each stacked to (total atoms, 3): the data of a parity plot."""
+    each stacked to (total atoms, 3): the data of a parity plot.
+
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> from potentials.model import ACSFModel
+    >>> atoms = bulk("Cu", cubic=True); atoms.rattle(0.05, seed=0); atoms.calc = EMT(); _ = atoms.get_forces()
+    >>> ref, pred = predicted_forces(ACSFModel(["Cu"], hidden=(4,)), [atoms])
+    >>> ref.shape == pred.shape == (4, 3)
+    True
+    """
     from .calculator import Calculator
 
     ref, pred = [], []

@@ -94,6 +94,7 @@ def run_md(atoms, calculator, temperature_K: float = 300.0, timestep_fs: float =
         dyn.attach(traj.write, interval=interval)
     try:
         dyn.run(steps)
+        advance()  # the last steps when steps is not a multiple of interval
     finally:
         bar.close()
     return MDRun(np.array(times), np.array(pot), np.array(kin), pos, np.array(atoms.cell), atoms.pbc.copy())

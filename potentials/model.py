@@ -28,11 +28,11 @@ import numpy as np
 
 import diffsim as ds
 import diffsim.numpy as dnp
-from diffsim.files import atomic_path
+from diffsim.files import write_npz_atomically
 from diffsim.graph import pair_differences
 from diffsim.tree import flatten, unflatten
 
-from .descriptors import ACSFParameters, Descriptor, acsf, species_index
+from .descriptors import ACSFParameters, Descriptor, acsf, atomic_numbers_of, species_index
 
 FORMAT = "diffsim-potential"
 FORMAT_VERSION = 2
@@ -45,6 +45,11 @@ class ModelFileError(ValueError):
 class Potential:
     """What every model shares: elements, reference energies, energy/forces/stress, files.
 
+    >>> import numpy as np
+    >>> m = ACSFModel(["Cu"], hidden=(4,))
+    >>> isinstance(m, Potential), m.species_index([29, 29]).tolist()
+    (True, [0, 0])
+
     A subclass sets ``kind`` and ``cutoff``, and defines ``topology`` (the static pair data of a
     structure), ``atom_energies`` (the differentiable part), ``config`` (its constructor's
     arguments) and, if it has any, ``buffers``/``set_buffers`` (fitted constants such as feature
@@ -55,12 +60,9 @@ class Potential:
     cutoff = 0.0
 
     def __init__(self, elements) -> None:
-        from ase.data import atomic_numbers, chemical_symbols
+        from ase.data import chemical_symbols
 
-        try:
-            self.numbers = np.array([atomic_numbers[e] if isinstance(e, str) else int(e) for e in elements])
-        except KeyError as exc:
-            raise ValueError(f"unknown element {exc.args[0]!r}: use chemical symbols such as 'Cu'") from None
+        self.numbers = atomic_numbers_of(elements)
         self.symbols = [chemical_symbols[z] for z in self.numbers]
         self.reference = {s: 0.0 for s in self.symbols}
         self.weights = {}
@@ -166,14 +168,12 @@ class Potential:
         return model
 
 
-def write_npz_atomically(path, arrays: dict) -> None:
-    """``np.savez`` to a temporary file beside ``path``, then a rename: never a half-written file."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: savez adds no suffix
-        np.savez(fh, **arrays)
-
-
 def model_kinds() -> dict:
-    """Model kinds by name."""
+    """Model kinds by name.
+
+    >>> sorted(model_kinds())
+    ['acsf', 'painn']
+    """
     from .painn import PaiNNModel
 
     return {"acsf": ACSFModel, "painn": PaiNNModel}
@@ -208,6 +208,9 @@ def load_model(path: str | os.PathLike) -> Potential:
     try:
         model = kinds[kind](**json.loads(str(data["config"])))
         leaves, tree = flatten(model.weights)
+        n_stored = sum(k.startswith("weight/") for k in data)
+        if n_stored != len(leaves):
+            raise ModelFileError(f"{path}: {n_stored} weight arrays; the '{kind}' model it describes has {len(leaves)}")
         stored = [data[f"weight/{k}"] for k in range(len(leaves))]
         for k, (a, b) in enumerate(zip(leaves, stored)):
             if np.shape(a) != b.shape:

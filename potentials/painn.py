@@ -112,7 +112,7 @@ class PaiNNModel(Potential):
         r = dnp.sqrt(dnp.sum(D * D, axis=1))
         unit = D / r[:, None]
         basis, fc = self.radial(r)
-        s = weights["embedding"][self.species_index(numbers)]
+        s = weights["embedding"][top["species"]]
         v = None  # zero vector features before the first message
         for block in weights["interactions"]:
             (W1, b1), (W2, b2) = block["phi"]

@@ -20,9 +20,10 @@ import numpy as np
 
 import diffsim as ds
 import diffsim.numpy as dnp
+from diffsim.files import write_npz_atomically
 from diffsim.tree import flatten, unflatten
 
-from .model import Potential, load_model, write_npz_atomically
+from .model import Potential, load_model
 from .progress import progress_bar
 
 

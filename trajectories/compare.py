@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from diffsim.files import write_figure
+
 from .problem import OptimalControlProblem
 from .result import Solution
 
@@ -85,7 +87,8 @@ class Comparison:
 
         unknown = [p for p in panels if p not in self.PANELS]
         if unknown or not panels:
-            raise ValueError(f"unknown panels {unknown}: choose from {self.PANELS}")
+            raise ValueError(f"unknown panels {unknown}: choose from {self.PANELS}" if unknown else
+                             f"no panels asked for: choose one or more of {self.PANELS}")
         shape = (2, 2) if len(panels) == 4 else (1, len(panels))
         fig, ax = plt.subplots(*shape, figsize=(11, 7.5) if len(panels) == 4 else (5.5 * len(panels), 3.9),
                                squeeze=False)
@@ -97,7 +100,7 @@ class Comparison:
         fig.suptitle(f"{self.problem}: BPTT vs continuous adjoint")
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=110)
+            write_figure(fig, path, dpi=110)
         return fig
 
     _STYLES = {"bptt": "-", "checkpointed": ":", "adjoint": "--"}

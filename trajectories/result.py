@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from diffsim.files import write_figure
+
 
 @dataclass
 class Solution:
@@ -66,5 +68,5 @@ class Solution:
         axes[0].set_title(f"{self.method}: cost {self.cost:.6g}" + ("" if self.status else " (FAILED)"))
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=120)
+            write_figure(fig, path, dpi=120)
         return fig

@@ -87,7 +87,7 @@ def test_kernels_match_the_formulas_written_out(case):
     top = desc.topology(pos, cell, [True] * 3, atoms.numbers)
     D = pos[top["neighbors"]] - pos[top["centers"]] + top["shifts"] @ cell
     k = desc.static(top)
-    ref = reference_acsf(desc, D, top["centers"], top["species"], len(pos))
+    ref = reference_acsf(desc, D, top["centers"], top["neighbor_species"], len(pos))
     rng = np.random.default_rng(8)
     g, t = rng.standard_normal((len(pos), desc.n_features)), rng.standard_normal(D.shape)
     G, back = ds.vjp(ref, D)
