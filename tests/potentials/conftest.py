@@ -1,7 +1,9 @@
 """Shared fixtures of the potentials tests."""
 
 import pytest
+from ase.build import bulk, molecule
 
+from potentials.painn import PaiNNModel
 from potentials.reference_data import generate_emt_dataset, load_dataset
 
 
@@ -12,3 +14,37 @@ def frames(tmp_path_factory):
     generate_emt_dataset(path, "Cu", size=(2, 2, 2), temperatures=(300, 900), md_samples=10, md_interval=5,
                          rattled=6, strained=6, vacancies=4, progress=False)
     return load_dataset(path)
+
+
+def _crystal(rattle=0.08, seed=0):
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 2, 2))
+    atoms.symbols[[1, 5, 9]] = "Au"
+    atoms.rattle(rattle, seed=seed)
+    return atoms
+
+
+def _cluster():
+    atoms = molecule("CH4")
+    atoms.set_chemical_symbols(["Au"] + ["Cu"] * 4)
+    atoms.positions *= 2.2
+    return atoms
+
+
+@pytest.fixture(scope="session")
+def crystal():
+    """A maker of a rattled 32-atom fcc Cu cell with 3 Au atoms: ``crystal(rattle=0.08, seed=0)``."""
+    return _crystal
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """A maker of a 5-atom Cu4Au cluster, no cell."""
+    return _cluster
+
+
+@pytest.fixture(scope="session")
+def small_painn():
+    """A small untrained Cu/Au PaiNN with nonzero references and energy scale."""
+    m = PaiNNModel(["Cu", "Au"], features=8, layers=2, n_rbf=6, cutoff=4.5, seed=1)
+    m.reference, m.energy_scale = {"Cu": -3.0, "Au": -3.5}, 0.7
+    return m

@@ -3,7 +3,7 @@ differences, invariances, the ASE contract, files, bad input."""
 
 import numpy as np
 import pytest
-from ase.build import bulk, molecule
+from ase.build import molecule
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
@@ -13,26 +13,20 @@ from potentials.model import ACSFModel, ModelFileError, load_model
 from potentials.painn import PaiNNModel
 
 
-@pytest.fixture(scope="module", params=["acsf", "painn"])
-def model(request):
-    if request.param == "acsf":
-        m = ACSFModel(["Cu", "Au"], hidden=(10, 10), seed=1)
-    else:
-        m = PaiNNModel(["Cu", "Au"], features=8, layers=2, n_rbf=6, cutoff=4.5, seed=1)
-        m.energy_scale = 0.7
+@pytest.fixture(scope="module")
+def acsf_model():
+    m = ACSFModel(["Cu", "Au"], hidden=(10, 10), seed=1)
     m.reference = {"Cu": -3.0, "Au": -3.5}
     return m
 
 
-def periodic(rattle=0.08, seed=0):
-    atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 2, 2))
-    atoms.symbols[[1, 5, 9]] = "Au"
-    atoms.rattle(rattle, seed=seed)
-    return atoms
+@pytest.fixture(params=["acsf_model", "small_painn"])
+def model(request):
+    return request.getfixturevalue(request.param)
 
 
-def test_forces_are_minus_the_energy_gradient(model):
-    for atoms in (periodic(), molecule("CH4")):
+def test_forces_are_minus_the_energy_gradient(model, crystal):
+    for atoms in (crystal(), molecule("CH4")):
         if "C" in atoms.get_chemical_symbols():
             atoms.set_chemical_symbols(["Cu"] + ["Au"] * 4)
             atoms.positions *= 2.0
@@ -49,8 +43,8 @@ def test_forces_are_minus_the_energy_gradient(model):
         np.testing.assert_allclose(F[:3], fd[:3], rtol=1e-6, atol=1e-8)
 
 
-def test_stress_is_the_strain_derivative(model):
-    atoms = periodic()
+def test_stress_is_the_strain_derivative(model, crystal):
+    atoms = crystal()
     atoms.calc = Calculator(model)
     stress = atoms.get_stress(voigt=False)
     V, cell0 = atoms.get_volume(), atoms.cell.copy()
@@ -69,8 +63,8 @@ def test_stress_is_the_strain_derivative(model):
     np.testing.assert_allclose(stress, 0.5 * (fd + fd.T), rtol=1e-5, atol=1e-9)
 
 
-def test_invariance_and_per_atom_energies(model):
-    atoms = periodic()
+def test_invariance_and_per_atom_energies(model, crystal):
+    atoms = crystal()
     atoms.calc = Calculator(model)
     E = atoms.get_potential_energy()
     assert atoms.get_potential_energies().sum() == pytest.approx(E, rel=1e-12)
@@ -81,8 +75,8 @@ def test_invariance_and_per_atom_energies(model):
     assert moved.get_potential_energy() == pytest.approx(E, rel=1e-10)
 
 
-def test_ase_contract_md_and_optimizer(model, tmp_path):
-    atoms = periodic(0.05)
+def test_ase_contract_md_and_optimizer(model, tmp_path, crystal):
+    atoms = crystal(0.05)
     calc = Calculator(model)
     atoms.calc = calc
     e1 = atoms.get_potential_energy()
@@ -105,12 +99,12 @@ def test_ase_contract_md_and_optimizer(model, tmp_path):
         cluster.get_stress()
 
 
-def test_save_load_round_trip_and_bad_files(model, tmp_path):
+def test_save_load_round_trip_and_bad_files(model, tmp_path, crystal):
     path = tmp_path / "m.npz"
     model.save(path)
     again = load_model(path)
     assert type(again) is type(model) and again.config() == model.config()
-    atoms = periodic()
+    atoms = crystal()
     atoms.calc = Calculator(model)
     copy = atoms.copy()
     copy.calc = Calculator(again)
@@ -130,13 +124,13 @@ def test_save_load_round_trip_and_bad_files(model, tmp_path):
         other.load(path)
 
 
-def test_unknown_element_and_zero_volume(model):
-    atoms = periodic()
+def test_unknown_element_and_zero_volume(model, crystal):
+    atoms = crystal()
     atoms.symbols[0] = "Fe"
     atoms.calc = Calculator(model)
     with pytest.raises(ValueError, match=r"\['Fe'\] not covered"):
         atoms.get_potential_energy()
-    flat = periodic()
+    flat = crystal()
     flat.set_cell(np.zeros((3, 3)))
     flat.calc = Calculator(model)
     with pytest.raises(ValueError, match="zero volume"):

@@ -4,7 +4,6 @@ tested for every model in test_model_calculator.py."""
 
 import numpy as np
 import pytest
-from ase.build import bulk, molecule
 from scipy.spatial.transform import Rotation
 
 import diffsim as ds
@@ -13,25 +12,9 @@ from potentials.painn import PaiNNModel
 from potentials.training import TrainConfig, _batch, batch_loss, evaluate, prepare, train
 
 
-@pytest.fixture(scope="module")
-def model():
-    m = PaiNNModel(["Cu", "Au"], features=8, layers=2, n_rbf=6, cutoff=4.5, seed=1)
-    m.reference, m.energy_scale = {"Cu": -3.0, "Au": -3.5}, 0.7
-    return m
-
-
-def crystal(rattle=0.08, seed=0):
-    atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 2, 2))
-    atoms.symbols[[1, 5, 9]] = "Au"
-    atoms.rattle(rattle, seed=seed)
-    return atoms
-
-
-def cluster():
-    atoms = molecule("CH4")
-    atoms.set_chemical_symbols(["Au"] + ["Cu"] * 4)
-    atoms.positions *= 2.2
-    return atoms
+@pytest.fixture
+def model(small_painn):
+    return small_painn
 
 
 def features(model, atoms):
@@ -40,9 +23,9 @@ def features(model, atoms):
     return model.atom_features(model.weights, pos, atoms.numbers, top, top["shifts"] @ cell)
 
 
-@pytest.mark.parametrize("make", [crystal, cluster])
-def test_vectors_rotate_with_the_structure_and_the_energy_does_not(model, make):
-    atoms = make()
+@pytest.mark.parametrize("make", ["crystal", "cluster"])
+def test_vectors_rotate_with_the_structure_and_the_energy_does_not(model, make, request):
+    atoms = request.getfixturevalue(make)()
     s, v = features(model, atoms)
     E = model.energy_forces(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)[0]
     assert np.abs(v).max() > 1e-3  # the vector features are not trivially zero
@@ -58,7 +41,7 @@ def test_vectors_rotate_with_the_structure_and_the_energy_does_not(model, make):
         assert abs(E2 - E) < 1e-10
 
 
-def test_energy_is_invariant_to_permuting_like_atoms(model):
+def test_energy_is_invariant_to_permuting_like_atoms(model, crystal):
     atoms = crystal()
     E = model.energy_forces(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)[0]
     perm = np.random.default_rng(0).permutation(len(atoms))
@@ -88,7 +71,7 @@ def test_training_beats_the_constant_force_baseline(frames):
     assert errors["force_mae"] < 0.35 * spread, (errors, spread)  # a constant (zero) force model scores `spread`
 
 
-def test_bad_input(model):
+def test_bad_input(model, crystal):
     close = crystal()
     close.positions[1] = close.positions[0] + [0.5, 0, 0]
     close.calc = Calculator(model)
