@@ -1,5 +1,6 @@
-"""Optimal control on the diffsim engine: direct shooting (single and multiple), Pontryagin's
-costate boundary-value problem, ready systems, and BPTT-versus-adjoint comparisons.
+"""Optimal control on the diffsim engine: transcriptions (single and multiple shooting) solved
+by a stage-wise interior-point method (or IPOPT, or scipy), Pontryagin's costate boundary-value
+problem, ready systems, and BPTT-versus-adjoint comparisons.
 
 >>> from trajectories import SYSTEMS, solve
 >>> sol = solve(SYSTEMS["double_integrator_lqr"](N=50), method="single")
@@ -19,6 +20,7 @@ from .compare import Comparison, compare  # noqa: E402
 from .pontryagin import pontryagin  # noqa: E402
 
 _EXPORTS = {"OptimalControlProblem": "problem", "ProblemError": "problem", "Solution": "result",
+            "MultipleShooting": "transcription", "SingleShooting": "transcription",
             "multiple_shooting": "shooting", "single_shooting": "shooting", "SYSTEMS": "systems"}
 
 if TYPE_CHECKING:
@@ -36,26 +38,69 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'trajectories' has no attribute {name!r}")
 
 
-METHODS = ("single", "multiple", "pontryagin")
+METHODS = ("multiple", "single", "pontryagin")
+SOLVERS = ("ip", "ipopt", "scipy")
+_IP_OPTIONS = {"tol", "constr_viol_tol", "max_iter", "time_limit", "mu_init", "verbose", "callback"}
+_START = {"warm_start", "U0", "X0", "T0"}
 
 
-def solve(problem: "OptimalControlProblem", method: str = "single", gradient: str = "bptt", **options) -> "Solution":
-    """Solve ``problem`` by ``method`` ("single", "multiple" or "pontryagin"; the last is warm-
-    started from single shooting). Never raises for a bad problem: read ``status``/``message``."""
-    from .result import Solution
+def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: str = "ip", gradient: str | None = None,
+          **options) -> "Solution":
+    """Solve ``problem`` by a direct ``method`` ("multiple" shooting, "single" shooting) with
+    ``solver`` ("ip": the stage-wise interior-point method, the default; "ipopt": IPOPT through
+    cyipopt, the ``[ipopt]`` extra; "scipy": the first-order scipy path, the only one that takes
+    ``gradient=`` "bptt" | "checkpointed" | "adjoint"), or by "pontryagin" (the costate
+    boundary-value problem, warm-started from a direct solve).
 
-    if method == "single":
-        from .shooting import single_shooting
+    Options of the "ip" and "ipopt" solvers: ``tol``, ``constr_viol_tol``, ``max_iter``,
+    ``time_limit`` (s), ``verbose`` (an iteration table), ``callback(record) -> stop?`` and
+    ``mu_init`` (ip); starts: ``warm_start`` (an earlier Solution), ``U0``, ``X0``, ``T0``.
+    A user's mistake (an unknown method or option, a wrong shape) raises :class:`ProblemError`;
+    a numerical failure returns a Solution whose ``status`` is False and ``message`` says why.
 
-        return single_shooting(problem, gradient=gradient, **options)
-    if method == "multiple":
-        from .shooting import multiple_shooting
+    >>> from trajectories import SYSTEMS, solve
+    >>> sol = solve(SYSTEMS["van_der_pol"](N=50))
+    >>> sol.status, sol.kkt["scaled_error"] < 1e-8
+    (True, True)
+    """
+    from .problem import ProblemError
 
-        return multiple_shooting(problem, **options)
+    if method not in METHODS:
+        raise ProblemError(f"unknown method {method!r}: choose one of {METHODS}")
+    if solver not in SOLVERS:
+        raise ProblemError(f"unknown solver {solver!r}: choose one of {SOLVERS}")
     if method == "pontryagin":
         return pontryagin(problem, **options)
-    return Solution(False, f"unknown method {method!r}: choose one of {METHODS}", method)
+    if solver == "scipy":
+        from .shooting import multiple_shooting, single_shooting
+
+        if method == "single":
+            return single_shooting(problem, gradient=gradient or "bptt", **options)
+        if gradient is not None:
+            raise ProblemError("gradient= applies to single shooting only (method='single', solver='scipy'): "
+                               "multiple shooting differentiates each interval with the step Jacobians")
+        return multiple_shooting(problem, **options)
+    if gradient not in (None, "bptt"):
+        raise ProblemError(f"gradient={gradient!r} applies to solver='scipy' only: the {solver!r} solver takes exact "
+                           "second derivatives (its single-shooting costates are the BPTT adjoint of the "
+                           "Lagrangian); drop the option or pass solver='scipy'")
+    unknown = set(options) - _IP_OPTIONS - _START
+    if unknown:
+        raise ProblemError(f"unknown option(s) {sorted(unknown)} for solver {solver!r}: it takes "
+                           f"{sorted(_IP_OPTIONS | _START)}")
+    from .transcription import TRANSCRIPTIONS
+
+    start = {k: options.pop(k) for k in list(options) if k in _START}
+    tr = TRANSCRIPTIONS[method](problem)
+    warm = start.pop("warm_start", None)
+    if solver == "ipopt":
+        from .ipopt_backend import ipopt
+
+        return ipopt(tr, warm=warm, **start, **options)
+    from .interior_point import Options, interior_point
+
+    return interior_point(tr, Options(**options), warm=warm, **start)
 
 
-__all__ = ["METHODS", "SYSTEMS", "Comparison", "OptimalControlProblem", "ProblemError", "Solution", "compare",
-           "multiple_shooting", "pontryagin", "single_shooting", "solve"]
+__all__ = ["METHODS", "SOLVERS", "SYSTEMS", "Comparison", "MultipleShooting", "SingleShooting", "OptimalControlProblem",
+           "ProblemError", "Solution", "compare", "multiple_shooting", "pontryagin", "single_shooting", "solve"]

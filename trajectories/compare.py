@@ -63,7 +63,7 @@ class Comparison:
             lines.append("optimised with each gradient:")
             for name, s in self.solutions.items():
                 lines.append(f"  {name:<13} cost {s.cost:.10g}  {s.iterations} iterations, "
-                             f"{s.gradient_evaluations} gradients, {s.wall_time:.2f} s  "
+                             f"{s.gradient_evaluations} gradients, {s.seconds:.2f} s  "
                              f"{'ok' if s.status else 'FAILED: ' + s.message}")
         return "\n".join(lines)
 

@@ -87,7 +87,7 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
             raise ProblemError("the Pontryagin method here handles a fixed final time and terminal equalities; "
                                "solve free-time or inequality-constrained problems with the direct methods")
     except ProblemError as exc:
-        return Solution(False, str(exc), method, wall_time=time.perf_counter() - start)
+        return Solution(False, str(exc), method, seconds=time.perf_counter() - start)
     n, ne, T = problem.n_x, problem.n_eq, problem.T
     p = problem.params
     quadratic = is_quadratic_in_u(problem)
@@ -116,7 +116,7 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
         law = ds.compile(ustar, n, n, max(problem.n_p, 0), ())
     except Exception as exc:  # a construct the tracer cannot compile: say which
         return Solution(False, f"could not derive the Pontryagin system: {exc}", method,
-                        wall_time=time.perf_counter() - start)
+                        seconds=time.perf_counter() - start)
 
     if warm_start is None:
         from .shooting import single_shooting
@@ -124,7 +124,7 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
         warm_start = single_shooting(problem.with_steps(min(problem.N, 100)))
     if warm_start.costates is None or warm_start.x.size == 0:
         return Solution(False, "the warm start has no costates: " + warm_start.message, method,
-                        wall_time=time.perf_counter() - start)
+                        seconds=time.perf_counter() - start)
     t0 = warm_start.t
     y0 = np.vstack([warm_start.x.T, warm_start.costates.T])
     if mesh:
@@ -160,7 +160,7 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
     try:
         sol = solve_bvp(fun, bc, t0, y0, **args)
     except (FloatingPointError, ValueError, np.linalg.LinAlgError) as exc:
-        return Solution(False, f"solve_bvp failed: {exc}", method, wall_time=time.perf_counter() - start)
+        return Solution(False, f"solve_bvp failed: {exc}", method, seconds=time.perf_counter() - start)
     grid = problem.times()
     yg = sol.sol(grid)
     x, lam = yg[:n].T, yg[n:].T
@@ -173,7 +173,7 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
     viol = float(np.max(np.abs(bc(sol.y[:, 0], sol.y[:, -1], sol.p if ne else None)))) if sol.success else np.inf
     return Solution(bool(sol.success), str(sol.message), method, None, cost=float(cost), t=grid, x=x, u=u,
                     costates=lam, T=T, iterations=int(sol.niter), gradient_evaluations=0,
-                    wall_time=time.perf_counter() - start, constraint_violation=viol,
+                    seconds=time.perf_counter() - start, constraint_violation=viol,
                     extra={"bvp": sol, "quadratic_in_u": quadratic, "newton_steps": steps,
                            "multipliers": None if not ne else sol.p, "control_law": law})
 

@@ -13,8 +13,12 @@ from diffsim.files import write_figure
 class Solution:
     """What a solver returns, successful or not: read ``status`` and ``message`` first.
 
-    ``costates`` are λ(t_k) = ∂J/∂x(t_k) on the grid ``t`` (from the final gradient evaluation, or
-    the costate of the boundary-value problem for the Pontryagin method)."""
+    ``status`` is True only when the solver's optimality test holds (the interior-point solver and
+    IPOPT: the scaled KKT error and the worst constraint violation at any node below tolerance);
+    ``kkt`` holds the residuals at the returned point (stationarity, primal, complementarity,
+    violation). ``costates`` are λ(t_k) = ∂J/∂x(t_k) on the grid ``t`` (the multipliers of the
+    defects, the adjoint of the Lagrangian, or the costate of the boundary-value problem for the
+    Pontryagin method); ``multipliers`` has every other multiplier by name."""
 
     status: bool
     message: str
@@ -28,15 +32,24 @@ class Solution:
     T: float = float("nan")
     iterations: int = 0
     gradient_evaluations: int = 0
-    wall_time: float = 0.0
+    seconds: float = 0.0
     constraint_violation: float = 0.0
     extra: dict = field(default_factory=dict)
+    solver: str = ""
+    kkt: dict = field(default_factory=dict)
+    multipliers: dict = field(default_factory=dict)
+
+    @property
+    def wall_time(self) -> float:
+        """The solve's wall time in seconds (the older name of ``seconds``)."""
+        return self.seconds
 
     def __str__(self) -> str:
         head = "solved" if self.status else "FAILED"
-        return (f"{head} [{self.method}{'/' + self.gradient if self.gradient else ''}] cost {self.cost:.8g}, "
+        how = self.method + (f"/{self.gradient}" if self.gradient else "") + (f"/{self.solver}" if self.solver else "")
+        return (f"{head} [{how}] cost {self.cost:.8g}, "
                 f"T {self.T:.6g}, {self.iterations} iterations, {self.gradient_evaluations} gradients, "
-                f"{self.wall_time:.2f} s, max constraint violation {self.constraint_violation:.1e}: {self.message}")
+                f"{self.seconds:.3g} s, max constraint violation {self.constraint_violation:.1e}: {self.message}")
 
     def plot(self, path: str | None = None, names: tuple[list[str], list[str]] | None = None):
         """States, controls and costates against time; saved to ``path`` if given.

@@ -29,7 +29,7 @@ class _Aborted(Exception):
 
 
 def _fail(method, gradient, message, start) -> Solution:
-    return Solution(False, message, method, gradient, wall_time=time.perf_counter() - start)
+    return Solution(False, message, method, gradient, seconds=time.perf_counter() - start)
 
 
 def single_shooting(problem: OptimalControlProblem, gradient: str = "bptt", optimizer: str | None = None,
@@ -139,7 +139,7 @@ def single_shooting(problem: OptimalControlProblem, gradient: str = "bptt", opti
     costates = final_lagrangian.costate if nu is not None else final.costate
     return Solution(bool(res.success), str(res.message), method, gradient, cost=float(final.J), t=roll.t * T,
                     x=roll.x, u=U, costates=costates, T=float(T), iterations=int(res.get("nit", 0)),
-                    gradient_evaluations=counts["gradients"], wall_time=time.perf_counter() - start,
+                    gradient_evaluations=counts["gradients"], seconds=time.perf_counter() - start,
                     constraint_violation=float(violation), extra={"multipliers": nu})
 
 
@@ -319,7 +319,7 @@ def multiple_shooting(problem: OptimalControlProblem, segments: int | None = Non
     return Solution(bool(res.success), str(res.message), method, None, cost=float(cost), t=np.linspace(0, T, N + 1),
                     x=x if x is not None else np.zeros((0, n)), u=U, costates=lam, T=float(T),
                     iterations=int(res.get("nit", 0)), gradient_evaluations=counts["gradients"],
-                    wall_time=time.perf_counter() - start, constraint_violation=float(viol),
+                    seconds=time.perf_counter() - start, constraint_violation=float(viol),
                     extra={"segments": S, "segment_states": Xn})
 
 

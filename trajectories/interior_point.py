@@ -1,0 +1,568 @@
+"""A stage-wise primal-dual interior-point method for transcribed optimal control problems.
+
+The method is IPOPT's (Wächter & Biegler 2006): a barrier problem per μ, solved by Newton steps
+on the primal-dual equations, μ decreased superlinearly (their eq. 7), a fraction-to-the-boundary
+rule, inertia correction of the Hessian, and their scaled termination test (eq. 5). What differs
+is the linear algebra: inequality rows and bounds are eliminated per stage, and the remaining
+equality-constrained quadratic program is solved by a Riccati recursion over the stages, as
+HPIPM and FATROP do, in O(N (n + m)³); terminal equalities enter through a small Schur
+complement. The step is accepted by an ℓ1 exact-penalty merit function with Armijo backtracking
+(Nocedal & Wright 2006, Algorithm 19.2 and eq. 18.36 for the penalty).
+
+Single shooting uses the same recursion on the eliminated states: its Newton step for the
+reduced problem is the Riccati step with zero defects and the adjoint costates in the Hessian
+(Dunn & Bertsekas 1989), so it, too, converges quadratically.
+
+>>> from trajectories.systems import double_integrator_lqr
+>>> from trajectories.transcription import MultipleShooting
+>>> sol = interior_point(MultipleShooting(double_integrator_lqr(N=40)))
+>>> sol.status, sol.iterations <= 3
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .result import Solution
+from .transcription import Transcription
+
+
+@dataclass
+class Options:
+    """Solver settings (IPOPT's names and defaults where they have one)."""
+
+    tol: float = 1e-8                 # scaled KKT error at which the solve stops
+    constr_viol_tol: float = 1e-8     # worst constraint violation at any node, unscaled
+    max_iter: int = 300
+    time_limit: float = math.inf      # seconds
+    mu_init: float = 0.1
+    kappa_eps: float = 10.0
+    kappa_mu: float = 0.2
+    theta_mu: float = 1.5
+    tau_min: float = 0.99
+    bound_push: float = 1e-2
+    bound_frac: float = 1e-2
+    verbose: bool = False
+    callback: Callable | None = None  # callback(iteration_record) -> True to stop
+
+
+@dataclass
+class Iterate:
+    """The primal-dual point: states, controls, every multiplier and slack."""
+
+    X: np.ndarray
+    U: np.ndarray
+    lam: np.ndarray          # (N+1, ns) defect multipliers = costates
+    nu: np.ndarray           # (n_eq,) terminal equalities
+    s_path: np.ndarray       # (N, ng) slacks of g + s = 0
+    y_path: np.ndarray       # (N, ng) their multipliers (≥ 0)
+    s_final: np.ndarray      # (ng,)
+    y_final: np.ndarray
+    s_in: np.ndarray         # (n_in,)
+    y_in: np.ndarray
+    z_lo: np.ndarray         # (N+1, nv) bound multipliers
+    z_hi: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+
+def interior_point(tr: Transcription, options: Options | None = None, warm: Solution | None = None,
+                   U0=None, X0=None, T0=None) -> Solution:
+    """Solve the transcribed problem ``tr``; never raises for a numerical failure (read ``status``).
+
+    ``warm`` starts from an earlier solution of the same problem (primal and dual variables, a
+    small barrier parameter)."""
+    opt = options or Options()
+    start = time.perf_counter()
+    return _Solver(tr, opt, start).run(warm, U0, X0, T0)
+
+
+class _Solver:
+    def __init__(self, tr: Transcription, opt: Options, start: float):
+        self.tr, self.opt, self.start = tr, opt, start
+        self.N, self.ns, self.m, self.nv, self.ng = tr.N, tr.ns, tr.m, tr.nv, tr.ng
+        self.lo, self.hi = tr.lower, tr.upper
+        free = ~tr.fixed
+        self.has_lo = np.isfinite(self.lo) & free
+        self.has_hi = np.isfinite(self.hi) & free
+        self.decision = free
+        self.log: list[dict] = []
+
+    # ------------------------------------------------------------ setup
+
+    def _push_into_bounds(self, V):
+        """IPOPT's bound push (§3.6): strictly inside every bound."""
+        lo, hi, o = self.lo, self.hi, self.opt
+        span = np.where(np.isfinite(hi - lo), hi - lo, np.inf)
+        p_lo = np.minimum(o.bound_push * np.maximum(1.0, np.abs(np.where(np.isfinite(lo), lo, 0.0))),
+                          o.bound_frac * span)
+        p_hi = np.minimum(o.bound_push * np.maximum(1.0, np.abs(np.where(np.isfinite(hi), hi, 0.0))),
+                          o.bound_frac * span)
+        V = np.where(self.has_lo, np.maximum(V, lo + p_lo), V)
+        V = np.where(self.has_hi, np.minimum(V, hi - p_hi), V)
+        return V
+
+    def _stack(self, X, U):
+        V = np.zeros((self.N + 1, self.nv))
+        V[:, :self.ns] = X
+        V[:self.N, self.ns:] = U
+        return V
+
+    def _initial(self, warm, U0, X0, T0):
+        tr, N, ng = self.tr, self.N, self.ng
+        if warm is not None and warm.extra.get("iterate") is not None:
+            it = warm.extra["iterate"]
+            self.mu = max(self.opt.tol / 10, 1e-6)
+            X, U = it.X.copy(), it.U.copy()
+            V = self._push_into_bounds(self._stack(X, U))
+            X, U = np.ascontiguousarray(V[:, :self.ns]), np.ascontiguousarray(V[:N, self.ns:])
+            vals = tr.values(X, U)
+            return Iterate(X, U, it.lam.copy(), it.nu.copy(), np.maximum(it.s_path, 1e-8), it.y_path.copy(),
+                           np.maximum(it.s_final, 1e-8), it.y_final.copy(), np.maximum(it.s_in, 1e-8),
+                           it.y_in.copy(), it.z_lo.copy(), it.z_hi.copy()), vals
+        self.mu = self.opt.mu_init
+        X, U = tr.initial_guess(U0, X0, T0)
+        V = self._push_into_bounds(self._stack(X, U))
+        X, U = np.ascontiguousarray(V[:, :self.ns]), np.ascontiguousarray(V[:N, self.ns:])
+        vals = tr.values(X, U)
+        push = lambda g: np.maximum(-g, self.opt.bound_push * np.maximum(1.0, np.abs(g)))
+        s_path, s_final, s_in = push(vals.path), push(vals.path_final), push(vals.inequality)
+        y = lambda s: self.mu / s
+        V = self._stack(X, U)
+        z_lo = np.where(self.has_lo, self.mu / np.where(self.has_lo, V - self.lo, 1.0), 0.0)
+        z_hi = np.where(self.has_hi, self.mu / np.where(self.has_hi, self.hi - V, 1.0), 0.0)
+        it = Iterate(X, U, np.zeros((N + 1, self.ns)), np.zeros(tr.n_eq), s_path, y(s_path), s_final, y(s_final),
+                     s_in, y(s_in), z_lo, z_hi)
+        if vals.bad < 0:
+            d = tr.jacobians(X, U)
+            it.lam = tr.costates(d, it.y_path, it.y_final, it.nu, it.y_in)
+        del ng
+        return it, vals
+
+    # ------------------------------------------------------------ residuals
+
+    def _residuals(self, it: Iterate, vals, d, mu):
+        """(stationarity, primal infeasibility, complementarity, worst true violation) and the
+        IPOPT scaling s_d of the dual residual."""
+        tr, N, ns = self.tr, self.N, self.ns
+        V = self._stack(it.X, it.U)
+        gl = d.grad.copy()
+        # ∇ of λ_{k+1}ᵀ(F(v_k) - x_{k+1}) and of the constraint terms
+        gl[:N, :ns] += np.einsum("kij,ki->kj", d.A, it.lam[1:])
+        gl[:N, ns:] += np.einsum("kij,ki->kj", d.B, it.lam[1:])
+        if tr.lifted:
+            gl[1:, :ns] -= it.lam[1:]
+        else:
+            gl[1:, :ns] = 0.0  # the adjoint recursion makes these exact; not decisions
+        tw = np.concatenate([[0.0], it.nu, it.y_in])
+        gl[N, :ns] += tw @ d.TJ
+        if self.ng:
+            gl[:N] += np.einsum("kij,ki->kj", d.GJ, it.y_path)
+            gl[N - 1] += d.GNJ.T @ it.y_final
+        gl -= it.z_lo
+        gl += it.z_hi
+        gl[~self.decision] = 0.0
+        stat = float(np.max(np.abs(gl))) if gl.size else 0.0
+        defects = np.max(np.abs(vals.defects)) if tr.lifted and vals.defects.size else 0.0
+        eq = np.max(np.abs(vals.equality)) if vals.equality.size else 0.0
+        slack_res = max([np.max(np.abs(g + s)) if g.size else 0.0 for g, s in
+                         ((vals.path, it.s_path), (vals.path_final, it.s_final), (vals.inequality, it.s_in))])
+        true_in = max([np.max(g) if g.size else -np.inf for g in (vals.path, vals.path_final, vals.inequality)])
+        violation = max(defects, eq, max(true_in, 0.0))
+        primal = max(defects, eq, slack_res)
+        comp = 0.0
+        for s, y in ((it.s_path, it.y_path), (it.s_final, it.y_final), (it.s_in, it.y_in)):
+            if s.size:
+                comp = max(comp, np.max(np.abs(s * y - mu)))
+        for has, dist, z in ((self.has_lo, V - self.lo, it.z_lo), (self.has_hi, self.hi - V, it.z_hi)):
+            if has.any():
+                comp = max(comp, np.max(np.abs(dist[has] * z[has] - mu)))
+        # IPOPT's scaling (eq. 5): large multipliers make the absolute dual residual meaningless
+        n_mult = it.lam.size + it.nu.size + it.y_path.size + it.y_final.size + it.y_in.size
+        s_max = 100.0
+        total = (np.abs(it.lam).sum() + np.abs(it.nu).sum() + it.y_path.sum() + it.y_final.sum() + it.y_in.sum()
+                 + it.z_lo.sum() + it.z_hi.sum())
+        s_d = max(s_max, total / max(n_mult + int(self.has_lo.sum() + self.has_hi.sum()), 1)) / s_max
+        n_z = int(self.has_lo.sum() + self.has_hi.sum()) + it.y_path.size + it.y_final.size + it.y_in.size
+        z_total = it.z_lo.sum() + it.z_hi.sum() + it.y_path.sum() + it.y_final.sum() + it.y_in.sum()
+        s_c = max(s_max, z_total / max(n_z, 1)) / s_max
+        return stat, primal, comp, violation, s_d, s_c, gl
+
+    # ------------------------------------------------------------ the Newton step
+
+    def _newton(self, it: Iterate, vals, d, H, mu, delta, rho_scale=1.0):
+        tr, N, ns, nv, ng = self.tr, self.N, self.ns, self.nv, self.ng
+        mod = tr.module
+        n_eq = tr.n_eq
+        R = 1 + n_eq
+        V = self._stack(it.X, it.U)
+        Hn = H.copy()
+        G = np.zeros((N + 1, nv, R))
+        G[:, :, 0] = d.grad
+        # bounds: primal-dual barrier terms Σ = z / distance, gradient -μ/(v - lo) + μ/(hi - v)
+        dlo = np.where(self.has_lo, V - self.lo, 1.0)
+        dhi = np.where(self.has_hi, self.hi - V, 1.0)
+        sig_b = np.where(self.has_lo, it.z_lo / dlo, 0.0) + np.where(self.has_hi, it.z_hi / dhi, 0.0)
+        G[:, :, 0] += np.where(self.has_lo, -mu / dlo, 0.0) + np.where(self.has_hi, mu / dhi, 0.0)
+        diag = sig_b + np.where(self.decision, delta, 0.0)
+        idx = np.arange(nv)
+        Hn[:, idx, idx] += diag
+        Hn[N, ns:, ns:] = np.eye(self.m)  # the final stage has no control
+        G[N, ns:, :] = 0.0
+        # inequality rows g + s = 0 (s ≥ 0): condensed per stage
+        rp = rN = sp = sN = None
+        if ng:
+            sp = it.y_path / it.s_path
+            sN = it.y_final / it.s_final
+            rp = mu / it.s_path + sp * (vals.path + it.s_path)
+            rN = mu / it.s_final + sN * (vals.path_final + it.s_final)
+            mod.condense_all(Hn, G, d.GJ, sp, sN, rp, rN, d.GNJ, N, ns, nv, ng)
+        TJx = np.zeros((d.TJ.shape[0], nv))
+        TJx[:, :ns] = d.TJ
+        if tr.n_in:
+            sI = it.y_in / it.s_in
+            rI = mu / it.s_in + sI * (vals.inequality + it.s_in)
+            mod.condense(Hn, G, np.ascontiguousarray(TJx[1 + n_eq:]), sI, rI, N, nv)
+        C = d.TJ[1:1 + n_eq]
+        rho = 0.0
+        if n_eq:
+            # adding ρCᵀC leaves the step unchanged (C dx_N = -h holds) and convexifies the
+            # directions the terminal constraints control; ν is recovered below
+            rho = rho_scale * max(1.0, float(np.max(np.abs(np.diagonal(Hn[N, :ns, :ns])))))
+            Hn[N, :ns, :ns] += rho * C.T @ C
+            G[N, :ns, 1:] = C.T
+        r = np.ascontiguousarray(vals.defects) if tr.lifted else np.zeros((N, ns))
+        dX, dU, Lam = np.empty((N + 1, ns, R)), np.empty((N, self.m, R)), np.empty((N + 1, ns, R))
+        fail = mod.riccati(Hn, G, d.A, d.B, r, tr.free0, dX, dU, Lam)
+        if fail >= 0:
+            return None
+        nu_p = np.zeros(0)
+        if n_eq:
+            S = C @ dX[N, :, 1:]
+            rhs = -(vals.equality + C @ dX[N, :, 0])
+            try:
+                nu_p = np.linalg.solve(S, rhs)
+            except np.linalg.LinAlgError:
+                return None
+            if not np.all(np.isfinite(nu_p)):
+                return None
+        w = np.concatenate([[1.0], nu_p])
+        step = _Step(dX @ w, dU @ w, Lam @ w, nu_p - rho * vals.equality if n_eq else nu_p)
+        dV = self._stack(step.dX, step.dU)
+        step.dV = dV
+        # slack and multiplier steps of the inequality rows, bound multipliers
+        if ng:
+            dgp = np.empty((N, ng))
+            mod.rows_times(d.GJ, np.ascontiguousarray(dV[:N]), dgp)
+            dgN = d.GNJ @ dV[N - 1]
+            step.ds_path = -(vals.path + it.s_path) - dgp
+            step.dy_path = rp + sp * dgp - it.y_path
+            step.ds_final = -(vals.path_final + it.s_final) - dgN
+            step.dy_final = rN + sN * dgN - it.y_final
+        if tr.n_in:
+            dgI = TJx[1 + n_eq:] @ dV[N]
+            step.ds_in = -(vals.inequality + it.s_in) - dgI
+            step.dy_in = rI + sI * dgI - it.y_in
+        step.dz_lo = np.where(self.has_lo, mu / dlo - it.z_lo - it.z_lo / dlo * dV, 0.0)
+        step.dz_hi = np.where(self.has_hi, mu / dhi - it.z_hi + it.z_hi / dhi * dV, 0.0)
+        # the quadratic model's curvature along the step, for the penalty update
+        step.curvature = float(np.einsum("ki,kij,kj->", dV, Hn, dV)) - (rho * float(np.sum((C @ dV[N, :ns]) ** 2))
+                                                                          if n_eq else 0.0)
+        return step
+
+    # ------------------------------------------------------------ merit function
+
+    def _merit_parts(self, it_X, it_U, vals, s_path, s_final, s_in, mu):
+        V = self._stack(it_X, it_U)
+        barrier = 0.0
+        for s in (s_path, s_final, s_in):
+            if s.size:
+                barrier -= mu * float(np.sum(np.log(s)))
+        if self.has_lo.any():
+            barrier -= mu * float(np.sum(np.log((V - self.lo)[self.has_lo])))
+        if self.has_hi.any():
+            barrier -= mu * float(np.sum(np.log((self.hi - V)[self.has_hi])))
+        infeas = 0.0
+        if self.tr.lifted:
+            infeas += float(np.sum(np.abs(vals.defects)))
+        infeas += float(np.sum(np.abs(vals.equality)))
+        for g, s in ((vals.path, s_path), (vals.path_final, s_final), (vals.inequality, s_in)):
+            if g.size:
+                infeas += float(np.sum(np.abs(g + s)))
+        return vals.cost + barrier, infeas
+
+    # ------------------------------------------------------------ the main loop
+
+    def run(self, warm, U0, X0, T0) -> Solution:
+        tr, opt = self.tr, self.opt
+        it, vals = self._initial(warm, U0, X0, T0)
+        if vals.bad >= 0:
+            return self._finish(it, vals, None, False, f"the dynamics or costs are not finite at the initial guess "
+                                                       f"(stage {vals.bad}); give another u_init/U0", 0, None)
+        delta_last = 0.0
+        filt: list = []
+        theta_max = theta_min = None
+        mu = self.mu
+        history = []
+        it_count = 0
+        message, status = "", False
+        d = tr.jacobians(it.X, it.U)
+        if not tr.lifted:
+            it.lam = tr.costates(d, it.y_path, it.y_final, it.nu, it.y_in)
+        res = None
+        while True:
+            res = self._residuals(it, vals, d, 0.0)
+            stat, primal, comp, violation, s_d, s_c, _ = res
+            err = max(stat / s_d, primal, comp / s_c)
+            record = {"iter": it_count, "cost": vals.cost, "inf_pr": primal, "inf_du": stat, "mu": mu,
+                      "violation": violation}
+            if err <= opt.tol and violation <= opt.constr_viol_tol:
+                status, message = True, f"converged: scaled KKT error {err:.1e} ≤ tol {opt.tol:g}"
+                break
+            if it_count >= opt.max_iter:
+                message = f"iteration limit ({opt.max_iter}) reached with KKT error {err:.1e}"
+                break
+            if time.perf_counter() - self.start > opt.time_limit:
+                message = f"time limit ({opt.time_limit:g} s) reached with KKT error {err:.1e}"
+                break
+            # barrier update (IPOPT eq. 7), possibly several times at once
+            while True:
+                st_mu, pr_mu, co_mu, *_ = self._residuals(it, vals, d, mu)
+                if max(st_mu / s_d, pr_mu, co_mu / s_c) > opt.kappa_eps * mu or mu <= opt.tol / 10:
+                    break
+                mu = max(opt.tol / 10, min(opt.kappa_mu * mu, mu ** opt.theta_mu))
+                filt = []
+            H = tr.hessians(it.X, it.U, it.lam, it.y_path, it.y_final, it.nu, it.y_in)
+            # inertia correction (IPOPT §3.1). The Riccati recursion needs the Hessian positive
+            # definite on the null space of the dynamics, IPOPT's test only on that of every
+            # equality: first raise ρ of the exact penalty ρCᵀC on the terminal equalities (it does
+            # not change the step), then regularise the Hessian itself
+            delta, step = 0.0, None
+            for rho_scale in ((1e2, 1e4, 1e6, 1e8) if tr.n_eq else (1.0,)):
+                step = self._newton(it, vals, d, H, mu, 0.0, rho_scale)
+                if step is not None:
+                    break
+            if step is None:
+                delta = 1e-4 if delta_last == 0 else max(1e-20, delta_last / 3)
+                while True:
+                    step = self._newton(it, vals, d, H, mu, delta, rho_scale)
+                    if step is not None or delta > 1e40:
+                        break
+                    delta *= 100 if delta_last == 0 else 8
+                if step is None:
+                    message = "the Newton system could not be regularised (inertia correction failed)"
+                    break
+                delta_last = delta
+            # fraction to the boundary (IPOPT eq. 15)
+            tau = max(opt.tau_min, 1 - mu)
+            V = self._stack(it.X, it.U)
+            a_p = min(1.0, _max_step(V - self.lo, step.dV, self.has_lo, tau),
+                      _max_step(self.hi - V, -step.dV, self.has_hi, tau))
+            for s, ds in ((it.s_path, step.ds_path), (it.s_final, step.ds_final), (it.s_in, step.ds_in)):
+                if s.size:
+                    a_p = min(a_p, _max_step(s, ds, None, tau))
+            a_d = 1.0
+            for z, dz, has in ((it.z_lo, step.dz_lo, self.has_lo), (it.z_hi, step.dz_hi, self.has_hi)):
+                a_d = min(a_d, _max_step(z, dz, has, tau))
+            for y, dy in ((it.y_path, step.dy_path), (it.y_final, step.dy_final), (it.y_in, step.dy_in)):
+                if y.size:
+                    a_d = min(a_d, _max_step(y, dy, None, tau))
+            # filter line search (IPOPT §2.3): accept a trial point that reduces the infeasibility θ or
+            # the barrier objective φ enough and is not dominated by the filter
+            phi0, theta0 = self._merit_parts(it.X, it.U, vals, it.s_path, it.s_final, it.s_in, mu)
+            if theta_max is None:
+                theta_max = 1e4 * max(1.0, theta0)
+                theta_min = 1e-4 * max(1.0, theta0)
+            dphi = self._barrier_directional(it, d, step, mu)
+            alpha, accepted, trial = a_p, False, None
+            for _ in range(40):
+                trial = self._trial(it, step, alpha)
+                if trial is not None:
+                    tvals, tX, tU, ts = trial
+                    phi, theta = self._merit_parts(tX, tU, tvals, *ts, mu)
+                    if theta <= theta_max and not any(theta >= ft and phi >= fp for ft, fp in filt):
+                        switching = dphi < 0 and alpha * (-dphi) ** 2.3 > theta0 ** 1.1
+                        if theta0 <= theta_min and switching:
+                            # Armijo on φ; the step keeps the linearised constraints, so a violation
+                            # far above θ_min means the model is wrong there: shorten the step
+                            accepted = (phi <= phi0 + 1e-4 * alpha * dphi + 1e-14 * abs(phi0)
+                                        and theta <= max(theta_min, 10 * theta0))
+                            f_step = True
+                        else:
+                            accepted = theta <= (1 - 1e-5) * theta0 or phi <= phi0 - 1e-8 * theta0
+                            f_step = False
+                        if accepted:
+                            break
+                alpha *= 0.5
+                if alpha < 1e-14:
+                    break
+            if accepted and not f_step:
+                filt.append(((1 - 1e-5) * theta0, phi0 - 1e-8 * theta0))
+            if not accepted:
+                message = f"line search failed at KKT error {err:.1e} (the problem may be infeasible or badly scaled)"
+                break
+            tvals, tX, tU, ts = trial
+            it.X, it.U, vals = tX, tU, tvals
+            it.s_path, it.s_final, it.s_in = ts
+            it.lam = it.lam + alpha * (step.lam - it.lam)
+            it.nu = it.nu + alpha * (step.nu - it.nu)
+            it.y_path = it.y_path + a_d * step.dy_path
+            it.y_final = it.y_final + a_d * step.dy_final
+            it.y_in = it.y_in + a_d * step.dy_in
+            it.z_lo = it.z_lo + a_d * step.dz_lo
+            it.z_hi = it.z_hi + a_d * step.dz_hi
+            self._reset_duals(it, mu)
+            it_count += 1
+            d = tr.jacobians(it.X, it.U)
+            if not tr.lifted:
+                it.lam = tr.costates(d, it.y_path, it.y_final, it.nu, it.y_in)
+            record.update(alpha_pr=alpha, alpha_du=a_d, reg=delta)
+            history.append(record)
+            if opt.verbose:
+                self._print(record, it_count)
+            if opt.callback is not None and opt.callback(record):
+                message = "stopped by the callback"
+                break
+            infeasible = self._infeasible(history, it, vals, d)
+            if infeasible:
+                message = infeasible
+                break
+        return self._finish(it, vals, d, status, message, it_count, res, history)
+
+    def _barrier_directional(self, it, d, step, mu):
+        """Directional derivative of the barrier objective along the step."""
+        V = self._stack(it.X, it.U)
+        dv = step.dV
+        # single shooting: the states' steps are their linearised response to the controls' steps,
+        # so their gradient terms count (dX[0]'s fixed part and the final control are zero)
+        val = float(np.sum(d.grad * dv))
+        if self.has_lo.any():
+            val -= mu * float(np.sum((dv / np.where(self.has_lo, V - self.lo, 1.0))[self.has_lo]))
+        if self.has_hi.any():
+            val += mu * float(np.sum((dv / np.where(self.has_hi, self.hi - V, 1.0))[self.has_hi]))
+        for s, ds in ((it.s_path, step.ds_path), (it.s_final, step.ds_final), (it.s_in, step.ds_in)):
+            if s.size:
+                val -= mu * float(np.sum(ds / s))
+        return val
+
+    def _trial(self, it, step, alpha):
+        tr = self.tr
+        U = np.ascontiguousarray(it.U + alpha * step.dU)
+        X = it.X + alpha * step.dX
+        if not tr.lifted:
+            X = it.X.copy()
+            X[0] = it.X[0] + alpha * step.dX[0]
+        X = np.ascontiguousarray(X)
+        vals = tr.values(X, U)
+        if vals.bad >= 0:
+            return None
+        ts = tuple(s + alpha * ds for s, ds in ((it.s_path, step.ds_path), (it.s_final, step.ds_final),
+                                               (it.s_in, step.ds_in)))
+        return vals, X, U, ts
+
+    def _reset_duals(self, it, mu, kappa=1e10):
+        """Keep each bound multiplier within a factor κ_Σ of μ/distance (IPOPT eq. 16)."""
+        V = self._stack(it.X, it.U)
+        for z, has, dist in ((it.z_lo, self.has_lo, V - self.lo), (it.z_hi, self.has_hi, self.hi - V)):
+            if has.any():
+                dd = dist[has]
+                z[has] = np.clip(z[has], mu / (kappa * dd), kappa * mu / dd)
+        for y, s in ((it.y_path, it.s_path), (it.y_final, it.s_final), (it.y_in, it.s_in)):
+            if y.size:
+                np.clip(y, mu / (kappa * s), kappa * mu / s, out=y)
+
+    def _infeasible(self, history, it, vals, d):
+        """Local infeasibility: the constraint violation has stalled far from zero at a stationary
+        point of the violation itself (Byrd, Nocedal & Waltz 2006's test, with a window)."""
+        if len(history) < 30:
+            return ""
+        recent = [h["inf_pr"] for h in history[-25:]]
+        if min(recent) < 1e-4 or recent[-1] < 0.99 * recent[0]:
+            return ""
+        # gradient of ½|c|² w.r.t. the decisions, relative to |c|
+        tr, N, ns = self.tr, self.N, self.ns
+        gv = np.zeros((N + 1, self.nv))
+        if tr.lifted:
+            r = vals.defects
+            gv[:N, :ns] += np.einsum("kij,ki->kj", d.A, r)
+            gv[:N, ns:] += np.einsum("kij,ki->kj", d.B, r)
+            gv[1:, :ns] -= r
+        if tr.n_eq:
+            gv[N, :ns] += d.TJ[1:1 + tr.n_eq].T @ vals.equality
+        if self.ng:
+            gv[:N] += np.einsum("kij,ki->kj", d.GJ, np.maximum(vals.path, 0.0))
+            gv[N - 1] += d.GNJ.T @ np.maximum(vals.path_final, 0.0)
+        if tr.n_in:
+            gv[N, :ns] += d.TJ[1 + tr.n_eq:].T @ np.maximum(vals.inequality, 0.0)
+        gv[~self.decision] = 0.0
+        c2 = recent[-1]
+        # project out directions blocked by active bounds
+        V = self._stack(it.X, it.U)
+        at_lo = self.has_lo & (V - self.lo < 1e-6) & (gv > 0)
+        at_hi = self.has_hi & (self.hi - V < 1e-6) & (gv < 0)
+        gv[at_lo | at_hi] = 0.0
+        if np.max(np.abs(gv)) < 1e-3 * c2 * max(1.0, c2):
+            return (f"locally infeasible: the constraint violation is stuck at {c2:.2e} at a stationary point "
+                    "of the violation (no nearby feasible point); check the constraints and bounds")
+        return ""
+
+    def _print(self, r, k):
+        if k == 1:
+            print(" iter    objective    inf_pr   inf_du   lg(mu)  lg(rg)  alpha_du  alpha_pr")
+        rg = "-" if not r.get("reg") else f"{math.log10(r['reg']):.1f}"
+        print(f"{r['iter']:5d}  {r['cost']: .7e}  {r['inf_pr']:.2e} {r['inf_du']:.2e}  {math.log10(r['mu']):5.1f}  "
+              f"{rg:>6}  {r['alpha_du']:.2e}  {r['alpha_pr']:.2e}")
+
+    def _finish(self, it, vals, d, status, message, iterations, res, history=()):
+        tr = self.tr
+        X = it.X
+        T = tr.horizon(X)
+        kkt = {}
+        if res is not None:
+            stat, primal, comp, violation, s_d, s_c, _ = res
+            kkt = {"stationarity": stat, "primal": primal, "complementarity": comp, "violation": violation,
+                   "scaled_error": max(stat / s_d, primal, comp / s_c)}
+        multipliers = {"defects": it.lam[:, :tr.n].copy(), "terminal_equality": it.nu.copy(),
+                       "terminal_inequality": it.y_in.copy(), "path": it.y_path.copy(),
+                       "path_final": it.y_final.copy(), "u_lower": it.z_lo[:tr.N, tr.ns:].copy(),
+                       "u_upper": it.z_hi[:tr.N, tr.ns:].copy()}
+        return Solution(bool(status), message, tr.name, None, cost=float(vals.cost), t=tr.times(X),
+                        x=X[:, :tr.n].copy(), u=it.U.copy(), costates=it.lam[:, :tr.n].copy(), T=T,
+                        iterations=iterations, gradient_evaluations=iterations + 1,
+                        seconds=time.perf_counter() - self.start,
+                        constraint_violation=float(kkt.get("violation", np.nan)),
+                        extra={"iterate": it, "history": list(history)}, solver="ip", kkt=kkt,
+                        multipliers=multipliers)
+
+
+@dataclass
+class _Step:
+    dX: np.ndarray
+    dU: np.ndarray
+    lam: np.ndarray
+    nu: np.ndarray
+    dV: np.ndarray | None = None
+    ds_path: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    dy_path: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    ds_final: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    dy_final: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    ds_in: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    dy_in: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    dz_lo: np.ndarray | None = None
+    dz_hi: np.ndarray | None = None
+    curvature: float = 0.0
+
+
+def _max_step(value, delta, mask, tau) -> float:
+    """The largest α ≤ 1 with value + α delta ≥ (1 - τ) value where ``mask``."""
+    if mask is not None:
+        value, delta = value[mask], delta[mask]
+    neg = delta < 0
+    if not neg.any():
+        return 1.0
+    return float(min(1.0, np.min(-tau * value[neg] / delta[neg])))

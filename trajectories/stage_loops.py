@@ -1,0 +1,391 @@
+# ruff: noqa: F821
+"""Compiled loops over the stages of a transcribed optimal control problem: a source template,
+not an importable module.
+
+:mod:`trajectories.transcription` appends this text to the generated module holding the stage
+kernels (see :mod:`diffsim.codegen` for the kernel set), so these loops call them by name and
+Numba caches everything together. Kernels, with ``x`` the stage state (the free final time, when
+there is one, is its last component) and ``q`` = (p, T):
+
+- ``stage_*``: ``(x, u, q, s, h) -> [x_next, cost increment]``, one integrator step;
+- ``term_*``: ``(x, q) -> [Φ, h_eq, h_in]`` at the final node;
+- ``path_*``: ``(x, u, q, s) -> g`` at a node; ``pathN_*``: g at the final node, through the step.
+
+Small dense algebra (Cholesky, products) is written out here: nothing calls BLAS, so the solver
+does not depend on the BLAS thread setting.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def nlp_values(X, U, q, h, ng, single, R, Gp, GN, TV):
+    """Cost, defects R (x_{k+1} - F(x_k, u_k) is written as F - x_{k+1}), path values and the
+    terminal vector. With ``single`` the states X are overwritten by the rollout (R = 0).
+    Returns (cost, first non-finite stage or -1)."""
+    N, ns = U.shape[0], X.shape[1]
+    out = np.empty(ns + 1)
+    f = 0.0
+    bad = -1
+    for k in range(N):
+        s = k * h
+        stage_forward_into_unchecked(X[k], U[k], q, s, h, out)
+        for i in range(ns + 1):
+            if not math.isfinite(out[i]) and bad < 0:
+                bad = k
+        if single:
+            for i in range(ns):
+                X[k + 1, i] = out[i]
+                R[k, i] = 0.0
+        else:
+            for i in range(ns):
+                R[k, i] = out[i] - X[k + 1, i]
+        f += out[ns]
+        if ng > 0:
+            g = path_forward_unchecked(X[k], U[k], q, s)
+            for i in range(ng):
+                Gp[k, i] = g[i]
+    if ng > 0:
+        g = pathN_forward_unchecked(X[N - 1], U[N - 1], q, (N - 1) * h, h)
+        for i in range(ng):
+            GN[i] = g[i]
+    tv = term_forward_unchecked(X[N], q)
+    for i in range(tv.shape[0]):
+        TV[i] = tv[i]
+    f += tv[0]
+    if not math.isfinite(f) and bad < 0:
+        bad = N
+    return f, bad
+
+
+@njit(cache=True)
+def nlp_jacobians(X, U, q, h, ng, A, B, grad, GJ, GNJ, TJ):
+    """Stage Jacobians A_k, B_k, cost gradients per stage, path-constraint Jacobians and the
+    terminal Jacobian. The final-node path constraint is g(F(x_{N-1}, u_{N-1}), u_{N-1}): its
+    Jacobian belongs to stage N - 1."""
+    N, ns, m = U.shape[0], X.shape[1], U.shape[1]
+    for k in range(N):
+        s = k * h
+        Jx, Ju, Jq, Js, Jh = stage_jacobian_unchecked(X[k], U[k], q, s, h)
+        for i in range(ns):
+            for j in range(ns):
+                A[k, i, j] = Jx[i, j]
+            for j in range(m):
+                B[k, i, j] = Ju[i, j]
+        for j in range(ns):
+            grad[k, j] = Jx[ns, j]
+        for j in range(m):
+            grad[k, ns + j] = Ju[ns, j]
+        if ng > 0:
+            gx, gu, gq, gs = path_jacobian_unchecked(X[k], U[k], q, s)
+            for i in range(ng):
+                for j in range(ns):
+                    GJ[k, i, j] = gx[i, j]
+                for j in range(m):
+                    GJ[k, i, ns + j] = gu[i, j]
+            if k == N - 1:
+                gx, gu, gq, gs, gh = pathN_jacobian_unchecked(X[k], U[k], q, s, h)
+                for i in range(ng):
+                    for j in range(ns):
+                        GNJ[i, j] = gx[i, j]
+                    for j in range(m):
+                        GNJ[i, ns + j] = gu[i, j]
+    tx, tq = term_jacobian_unchecked(X[N], q)
+    for i in range(tx.shape[0]):
+        for j in range(ns):
+            TJ[i, j] = tx[i, j]
+    for j in range(ns):
+        grad[N, j] = tx[0, j]
+
+
+@njit(cache=True)
+def nlp_hessians(X, U, q, h, lam, yp, yN, tw, sigma, ng, H):
+    """The Hessian of the Lagrangian, stage by stage: ∇²[σℓ_k + λ_{k+1}ᵀF + y_kᵀg] over
+    (x_k, u_k) (forward-over-reverse kernels, one per direction), and ∇²[tw · term] at N with
+    tw = (σ, ν, y_in)."""
+    N, ns, m = U.shape[0], X.shape[1], U.shape[1]
+    nv = ns + m
+    ct = np.empty(ns + 1)
+    dx = np.zeros(ns)
+    du = np.zeros(m)
+    dq = np.zeros(q.shape[0])
+    for k in range(N):
+        s = k * h
+        for i in range(ns):
+            ct[i] = lam[k + 1, i]
+        ct[ns] = sigma
+        for j in range(nv):
+            if j < ns:
+                dx[j] = 1.0
+            else:
+                du[j - ns] = 1.0
+            hx, hu, hq, hs, hh = stage_hvp_unchecked(X[k], U[k], q, s, h, ct, dx, du, dq, 0.0, 0.0)
+            for i in range(ns):
+                H[k, i, j] = hx[i]
+            for i in range(m):
+                H[k, ns + i, j] = hu[i]
+            if ng > 0:
+                px, pu, pq, ps = path_hvp_unchecked(X[k], U[k], q, s, yp[k], dx, du, dq, 0.0)
+                for i in range(ns):
+                    H[k, i, j] += px[i]
+                for i in range(m):
+                    H[k, ns + i, j] += pu[i]
+                if k == N - 1:
+                    px, pu, pq, ps, ph = pathN_hvp_unchecked(X[k], U[k], q, s, h, yN, dx, du, dq, 0.0, 0.0)
+                    for i in range(ns):
+                        H[k, i, j] += px[i]
+                    for i in range(m):
+                        H[k, ns + i, j] += pu[i]
+            if j < ns:
+                dx[j] = 0.0
+            else:
+                du[j - ns] = 0.0
+    for j in range(ns):
+        dx[j] = 1.0
+        hx, hq = term_hvp_unchecked(X[N], q, tw, dx, dq)
+        for i in range(ns):
+            H[N, i, j] = hx[i]
+        dx[j] = 0.0
+    for k in range(N + 1):  # exact Hessians are symmetric: remove round-off asymmetry
+        for i in range(nv):
+            for j in range(i):
+                a = 0.5 * (H[k, i, j] + H[k, j, i])
+                H[k, i, j] = a
+                H[k, j, i] = a
+
+
+@njit(cache=True)
+def costates(A, grad, GJ, GNJ, yp, yN, TJ, tw, ng, lam):
+    """The adjoint recursion of the Lagrangian (single shooting: the states are eliminated, so
+    the defect multipliers are these): λ_N = ∇(tw · term), λ_k = ∇_x ℓ_k + A_kᵀλ_{k+1} + G_xᵀy_k."""
+    N, ns = A.shape[0], A.shape[1]
+    for j in range(ns):
+        v = 0.0
+        for i in range(TJ.shape[0]):
+            v += tw[i] * TJ[i, j]
+        lam[N, j] = v
+    for k in range(N - 1, -1, -1):
+        for j in range(ns):
+            v = grad[k, j]
+            for i in range(ns):
+                v += A[k, i, j] * lam[k + 1, i]
+            for i in range(ng):
+                v += GJ[k, i, j] * yp[k, i]
+                if k == N - 1:
+                    v += GNJ[i, j] * yN[i]
+            lam[k, j] = v
+
+
+@njit(cache=True, inline="always")
+def _cholesky(M, L, n):
+    """L Lᵀ = M (lower), on the leading n x n block; False if M is not positive definite."""
+    for j in range(n):
+        d = M[j, j]
+        for k in range(j):
+            d -= L[j, k] * L[j, k]
+        if not d > 0.0:
+            return False
+        L[j, j] = math.sqrt(d)
+        for i in range(j + 1, n):
+            v = M[i, j]
+            for k in range(j):
+                v -= L[i, k] * L[j, k]
+            L[i, j] = v / L[j, j]
+        for i in range(j):
+            L[i, j] = 0.0
+    return True
+
+
+@njit(cache=True, inline="always")
+def _chol_solve(L, b, n, cols):
+    """Solve (L Lᵀ) X = b in place for the first ``cols`` columns of b (n x cols)."""
+    for c in range(cols):
+        for i in range(n):
+            v = b[i, c]
+            for k in range(i):
+                v -= L[i, k] * b[k, c]
+            b[i, c] = v / L[i, i]
+        for i in range(n - 1, -1, -1):
+            v = b[i, c]
+            for k in range(i + 1, n):
+                v -= L[k, i] * b[k, c]
+            b[i, c] = v / L[i, i]
+
+
+@njit(cache=True)
+def riccati(H, G, A, B, r, free0, dX, dU, Lam):
+    """Solve the equality-constrained LQ subproblem of a Newton step by a Riccati recursion:
+
+        min Σ_k ½ v_kᵀH_k v_k + G_kᵀv_k   s.t.  dx_{k+1} = A_k dx_k + B_k du_k + r_k,
+
+    v_k = (dx_k, du_k), dx_0 zero except where ``free0`` (the free final time), for every column
+    of G (several right-hand sides share one factorisation; r enters column 0 only). Writes the
+    step dX, dU and the defect multipliers Lam (the value gradients P dx + p, i.e. the costates).
+    Returns -1, or the stage whose reduced Hessian is not positive definite (inertia wrong: the
+    caller regularises and tries again). O(N (n + m)³)."""
+    N, ns, m = B.shape[0], B.shape[1], B.shape[2]
+    R = G.shape[2]
+    P = np.empty((N + 1, ns, ns))
+    p = np.empty((N + 1, ns, R))
+    K = np.empty((N, m, ns))
+    kf = np.empty((N, m, R))
+    for i in range(ns):
+        for j in range(ns):
+            P[N, i, j] = H[N, i, j]
+        for c in range(R):
+            p[N, i, c] = G[N, i, c]
+    PA = np.empty((ns, ns))
+    PB = np.empty((ns, m))
+    Quu = np.empty((m, m))
+    Lu = np.empty((m, m))
+    Qux = np.empty((m, ns))
+    pp = np.empty((ns, R))
+    for k in range(N - 1, -1, -1):
+        Pn = P[k + 1]
+        for i in range(ns):
+            for j in range(ns):
+                v = 0.0
+                for l in range(ns):
+                    v += Pn[i, l] * A[k, l, j]
+                PA[i, j] = v
+            for j in range(m):
+                v = 0.0
+                for l in range(ns):
+                    v += Pn[i, l] * B[k, l, j]
+                PB[i, j] = v
+            for c in range(R):
+                v = p[k + 1, i, c]
+                if c == 0:
+                    for l in range(ns):
+                        v += Pn[i, l] * r[k, l]
+                pp[i, c] = v
+        for i in range(m):
+            for j in range(m):
+                v = H[k, ns + i, ns + j]
+                for l in range(ns):
+                    v += B[k, l, i] * PB[l, j]
+                Quu[i, j] = v
+            for j in range(ns):
+                v = H[k, ns + i, j]
+                for l in range(ns):
+                    v += B[k, l, i] * PA[l, j]
+                Qux[i, j] = v
+            for c in range(R):
+                v = G[k, ns + i, c]
+                for l in range(ns):
+                    v += B[k, l, i] * pp[l, c]
+                kf[k, i, c] = -v
+        if not _cholesky(Quu, Lu, m):
+            return k
+        for j in range(ns):
+            for i in range(m):
+                K[k, i, j] = -Qux[i, j]
+        _chol_solve(Lu, K[k], m, ns)
+        _chol_solve(Lu, kf[k], m, R)
+        for i in range(ns):
+            for j in range(i + 1):
+                v = H[k, i, j]
+                for l in range(ns):
+                    v += A[k, l, i] * PA[l, j]
+                for l in range(m):
+                    v += Qux[l, i] * K[k, l, j]
+                P[k, i, j] = v
+                P[k, j, i] = v
+            for c in range(R):
+                v = G[k, i, c]
+                for l in range(ns):
+                    v += A[k, l, i] * pp[l, c]
+                for l in range(m):
+                    v += Qux[l, i] * kf[k, l, c]
+                p[k, i, c] = v
+    # the first state: fixed components stay, free ones minimise the stage-0 value function
+    nf = 0
+    for i in range(ns):
+        if free0[i]:
+            nf += 1
+    for i in range(ns):
+        for c in range(R):
+            dX[0, i, c] = 0.0
+    if nf > 0:
+        idx = np.empty(nf, dtype=np.int64)
+        j = 0
+        for i in range(ns):
+            if free0[i]:
+                idx[j] = i
+                j += 1
+        Pf = np.empty((nf, nf))
+        Lf = np.empty((nf, nf))
+        bf = np.empty((nf, R))
+        for a in range(nf):
+            for b in range(nf):
+                Pf[a, b] = P[0, idx[a], idx[b]]
+            for c in range(R):
+                bf[a, c] = -p[0, idx[a], c]
+        if not _cholesky(Pf, Lf, nf):
+            return N
+        _chol_solve(Lf, bf, nf, R)
+        for a in range(nf):
+            for c in range(R):
+                dX[0, idx[a], c] = bf[a, c]
+    for k in range(N):
+        for c in range(R):
+            for i in range(m):
+                v = kf[k, i, c]
+                for j in range(ns):
+                    v += K[k, i, j] * dX[k, j, c]
+                dU[k, i, c] = v
+            for i in range(ns):
+                v = r[k, i] if c == 0 else 0.0
+                for j in range(ns):
+                    v += A[k, i, j] * dX[k, j, c]
+                for j in range(m):
+                    v += B[k, i, j] * dU[k, j, c]
+                dX[k + 1, i, c] = v
+    for k in range(N + 1):
+        for c in range(R):
+            for i in range(ns):
+                v = p[k, i, c]
+                for j in range(ns):
+                    v += P[k, i, j] * dX[k, j, c]
+                Lam[k, i, c] = v
+    return -1
+
+
+@njit(cache=True)
+def condense(H, G, J, sigma, rhs, k, nv):
+    """Add Jᵀ diag(σ) J to H[k] and Jᵀ rhs to G[k, :, 0]: inequality rows eliminated from the
+    primal-dual Newton system (their slack and multiplier steps follow from the primal step)."""
+    rows = J.shape[0]
+    for a in range(nv):
+        v = 0.0
+        for i in range(rows):
+            v += J[i, a] * rhs[i]
+        G[k, a, 0] += v
+        for b in range(a + 1):
+            w = 0.0
+            for i in range(rows):
+                w += J[i, a] * sigma[i] * J[i, b]
+            H[k, a, b] += w
+            if b != a:
+                H[k, b, a] += w
+
+
+@njit(cache=True)
+def condense_all(H, G, GJ, sp, sN, rp, rN, GNJ, N, ns, nv, ng):
+    """:func:`condense` for the path rows of every stage and the final-node rows."""
+    for k in range(N):
+        condense(H, G, GJ[k], sp[k], rp[k], k, nv)
+    condense(H, G, GNJ, sN, rN, N - 1, nv)
+
+
+@njit(cache=True)
+def rows_times(GJ, dV, out):
+    """out[k] = GJ[k] @ dV[k] for every stage (a constraint's linearised change)."""
+    for k in range(GJ.shape[0]):
+        for i in range(GJ.shape[1]):
+            v = 0.0
+            for j in range(GJ.shape[2]):
+                v += GJ[k, i, j] * dV[k, j]
+            out[k, i] = v
