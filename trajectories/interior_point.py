@@ -527,6 +527,10 @@ class _Solver:
             stat, primal, comp, violation, s_d, s_c, _ = res
             kkt = {"stationarity": stat, "primal": primal, "complementarity": comp, "violation": violation,
                    "scaled_error": max(stat / s_d, primal, comp / s_c)}
+        if d is not None:  # λ_0 = ∂L/∂x_0: the costate at t = 0 (x_0 is fixed, not a decision)
+            it.lam[0] = d.grad[0, :tr.ns] + d.A[0].T @ it.lam[1]
+            if self.ng:
+                it.lam[0] += d.GJ[0, :, :tr.ns].T @ it.y_path[0] + (d.GNJ[:, :tr.ns].T @ it.y_final if tr.N == 1 else 0)
         multipliers = {"defects": it.lam[:, :tr.n].copy(), "terminal_equality": it.nu.copy(),
                        "terminal_inequality": it.y_in.copy(), "path": it.y_path.copy(),
                        "path_final": it.y_final.copy(), "u_lower": it.z_lo[:tr.N, tr.ns:].copy(),

@@ -123,14 +123,43 @@ def goddard_rocket(N: int = 100) -> OptimalControlProblem:
 
 def brachistochrone(N: int = 100, g: float = G0) -> OptimalControlProblem:
     """Fastest frictionless slide from (0, 10) to (10, 5) (free final time): ẋ = v sin θ,
-    ẏ = −v cos θ, v̇ = g cos θ. The cycloid gives T* = 1.8016 s for g = 9.80665."""
+    ẏ = −v cos θ, v̇ = g cos θ. The cycloid gives T* = 1.8016 s for g = 9.80665. The guess is
+    θ = 1 rad: at rest with θ = π/2 (the bounds' mid-point) no control moves y to first order."""
     return OptimalControlProblem(lambda x, u: dnp.array([x[2] * dnp.sin(u[0]), -x[2] * dnp.cos(u[0]),
                                                          g * dnp.cos(u[0])]),
                                  x0=[0.0, 10.0, 0.0], T=2.0, N=N, n_u=1, running_cost=lambda x, u: 1.0 + 0.0 * u[0],
                                  u_lower=0.0, u_upper=np.pi,
                                  terminal_equality=lambda x: dnp.array([x[0] - 10.0, x[1] - 5.0]),
                                  free_final_time=True, T_bounds=(0.1, 10.0), x_names=["x", "y", "speed"],
-                                 u_names=["angle"], name="brachistochrone")
+                                 u_names=["angle"], u_init=[1.0], name="brachistochrone")
+
+
+def speed_limited_transfer(N: int = 50, T: float = 2.0, v_max: float = 0.6) -> OptimalControlProblem:
+    """Double integrator rest to rest over a unit distance in T with the speed path constraint
+    v ≤ v_max, minimising ∫ u² dt. For T = 2, v_max = 0.6 the optimum is a constant-speed arc
+    between two quadratic blends (constraint active on an interval)."""
+    return OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=T, N=N, n_u=1,
+                                 running_cost=lambda x, u: u[0] ** 2,
+                                 terminal_equality=lambda x: x - np.array([1.0, 0.0]),
+                                 path_constraints=lambda x, u: dnp.array([x[1] - v_max]),
+                                 x_names=["position", "velocity"], u_names=["force"], name="speed_limited_transfer")
+
+
+def quadrotor_obstacle(N: int = 60, T: float = 3.0, centre=(1.0, 0.1), radius: float = 0.4) -> OptimalControlProblem:
+    """Planar quadrotor (m = 1, I = 0.01, arm 0.1) from hover at the origin to hover at (2, 0) in
+    T, thrusts in [0, 10] each, minimising ∫ |u - u_hover|² dt, around a circular obstacle:
+    (px - cx)² + (py - cy)² ≥ r² at every node (a non-convex path constraint)."""
+    f, _, _, p = dyn.MODELS["quadrotor_2d"]
+    hover = 0.5 * p[0] * p[3]
+    c = np.asarray(centre, dtype=float)
+    return OptimalControlProblem(f, x0=np.zeros(6), T=T, N=N, n_u=2, params=p,
+                                 running_cost=lambda x, u, p: dnp.sum((u - hover) ** 2),
+                                 u_lower=0.0, u_upper=10.0, u_init=[hover, hover],
+                                 terminal_equality=lambda x, p: x - np.array([2.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+                                 path_constraints=lambda x, u, p: dnp.array(
+                                     [radius ** 2 - (x[0] - c[0]) ** 2 - (x[1] - c[1]) ** 2]),
+                                 x_names=["px", "py", "angle", "vx", "vy", "rate"], u_names=["left", "right"],
+                                 name="quadrotor_obstacle")
 
 
 def brachistochrone_time(g: float = G0, start=(0.0, 10.0), end=(10.0, 5.0)) -> float:
@@ -151,4 +180,6 @@ SYSTEMS = {
     "van_der_pol": van_der_pol,
     "goddard": goddard_rocket,
     "brachistochrone": brachistochrone,
+    "speed_limit": speed_limited_transfer,
+    "quadrotor_obstacle": quadrotor_obstacle,
 }
