@@ -88,18 +88,21 @@ def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: st
     if unknown:
         raise ProblemError(f"unknown option(s) {sorted(unknown)} for solver {solver!r}: it takes "
                            f"{sorted(_IP_OPTIONS | _START)}")
+    from diffsim.threads import single_threaded_blas
+
     from .transcription import TRANSCRIPTIONS
 
     start = {k: options.pop(k) for k in list(options) if k in _START}
     tr = TRANSCRIPTIONS[method](problem)
     warm = start.pop("warm_start", None)
-    if solver == "ipopt":
-        from .ipopt_backend import ipopt
+    with single_threaded_blas():
+        if solver == "ipopt":
+            from .ipopt_backend import ipopt
 
-        return ipopt(tr, warm=warm, **start, **options)
-    from .interior_point import Options, interior_point
+            return ipopt(tr, warm=warm, **start, **options)
+        from .interior_point import Options, interior_point
 
-    return interior_point(tr, Options(**options), warm=warm, **start)
+        return interior_point(tr, Options(**options), warm=warm, **start)
 
 
 __all__ = ["METHODS", "SOLVERS", "SYSTEMS", "Comparison", "MultipleShooting", "SingleShooting", "OptimalControlProblem",

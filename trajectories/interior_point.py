@@ -305,6 +305,7 @@ class _Solver:
             return self._finish(it, vals, None, False, f"the dynamics or costs are not finite at the initial guess "
                                                        f"(stage {vals.bad}); give another u_init/U0", 0, None)
         delta_last = 0.0
+        restorations = 0
         filt: list = []
         theta_max = theta_min = None
         mu = self.mu
@@ -404,8 +405,24 @@ class _Solver:
             if accepted and not f_step:
                 filt.append(((1 - 1e-5) * theta0, phi0 - 1e-8 * theta0))
             if not accepted:
-                message = f"line search failed at KKT error {err:.1e} (the problem may be infeasible or badly scaled)"
-                break
+                restored = self._restore(it) if restorations < 3 else None
+                restorations += 1
+                if restored is not None and restored[1] > 1e-6:
+                    message = (f"locally infeasible: the terminal and path constraints stay violated (sum of "
+                               f"squares {restored[1]:.2e}) at a stationary point of that violation over the "
+                               "controls (restoration phase); no nearby point satisfies them: check the "
+                               "constraints, bounds and horizon")
+                    break
+                if restored is None:
+                    message = f"line search failed at KKT error {err:.1e} and the restoration phase failed"
+                    break
+                it, vals = self._restart(it, restored, mu)
+                filt = []
+                d = tr.jacobians(it.X, it.U)
+                if not tr.lifted:
+                    it.lam = tr.costates(d, it.y_path, it.y_final, it.nu, it.y_in)
+                it_count += 1
+                continue
             tvals, tX, tU, ts = trial
             it.X, it.U, vals = tX, tU, tvals
             it.s_path, it.s_final, it.s_in = ts
@@ -476,40 +493,90 @@ class _Solver:
             if y.size:
                 np.clip(y, mu / (kappa * s), kappa * mu / s, out=y)
 
-    def _infeasible(self, history, it, vals, d):
-        """Local infeasibility: the constraint violation has stalled far from zero at a stationary
-        point of the violation itself (Byrd, Nocedal & Waltz 2006's test, with a window)."""
-        if len(history) < 30:
+    def _infeasible(self, history, it, vals, d, window=True):
+        """Local infeasibility: the constraint violation has stalled far from zero (over a window
+        of iterations, or where the line search failed) at a stationary point of the violation
+        itself (the test of Byrd, Nocedal & Waltz 2006)."""
+        if window:
+            if len(history) < 30:
+                return ""
+            recent = [h["inf_pr"] for h in history[-25:]]
+            if min(recent) < 1e-4 or recent[-1] < 0.99 * recent[0]:
+                return ""
+        restored = self._restore(it)
+        if restored is None or restored[1] <= 1e-6:
             return ""
-        recent = [h["inf_pr"] for h in history[-25:]]
-        if min(recent) < 1e-4 or recent[-1] < 0.99 * recent[0]:
-            return ""
-        # gradient of ½|c|² w.r.t. the decisions, relative to |c|
+        return (f"locally infeasible: the terminal and path constraints stay violated (sum of squares "
+                f"{restored[1]:.2e}) at a stationary point of that violation over the controls (restoration "
+                "phase); no nearby point satisfies them: check the constraints, bounds and horizon")
+
+    def _restart(self, it, restored, mu):
+        """Resume from the restoration phase's point: states rolled out, slacks and multipliers
+        reset around the new point (IPOPT resets the bound multipliers likewise)."""
+        U, _, X = restored
+        V = self._push_into_bounds(self._stack(X, U))
+        X, U = np.ascontiguousarray(V[:, :self.ns]), np.ascontiguousarray(V[:self.N, self.ns:])
+        self.tr.rollout(X, U)
+        vals = self.tr.values(X, U)
+        push = lambda g: np.maximum(-g, self.opt.bound_push * np.maximum(1.0, np.abs(g)))
+        it.X, it.U = X, U
+        it.s_path, it.s_final, it.s_in = push(vals.path), push(vals.path_final), push(vals.inequality)
+        it.y_path, it.y_final, it.y_in = mu / it.s_path, mu / it.s_final, mu / it.s_in
+        V = self._stack(X, U)
+        it.z_lo = np.where(self.has_lo, mu / np.where(self.has_lo, V - self.lo, 1.0), 0.0)
+        it.z_hi = np.where(self.has_hi, mu / np.where(self.has_hi, self.hi - V, 1.0), 0.0)
+        it.nu = np.zeros_like(it.nu)
+        return it, vals
+
+    def _violation(self, U, X):
+        """½(|h_eq|² + |max(g, 0)|² + |max(h_in, 0)|²) of the controls' own trajectory and its
+        gradient w.r.t. the controls (and a free T), by the adjoint recursion with the violations as
+        weights (the dynamics are always satisfiable: only these constraints can be infeasible)."""
         tr, N, ns = self.tr, self.N, self.ns
-        gv = np.zeros((N + 1, self.nv))
-        if tr.lifted:
-            r = vals.defects
-            gv[:N, :ns] += np.einsum("kij,ki->kj", d.A, r)
-            gv[:N, ns:] += np.einsum("kij,ki->kj", d.B, r)
-            gv[1:, :ns] -= r
-        if tr.n_eq:
-            gv[N, :ns] += d.TJ[1:1 + tr.n_eq].T @ vals.equality
+        if tr.rollout(X, U) >= 0:
+            return np.inf, None
+        v = tr.values(X, U)
+        dr = tr.jacobians(X, U)
+        yp, yN, yI = np.maximum(v.path, 0.0), np.maximum(v.path_final, 0.0), np.maximum(v.inequality, 0.0)
+        c2 = 0.5 * float(np.sum(v.equality ** 2) + np.sum(yp ** 2) + np.sum(yN ** 2) + np.sum(yI ** 2))
+        dr.grad[:] = 0.0
+        lam = tr.costates(dr, yp, yN, v.equality, yI)
+        gu = np.einsum("kij,ki->kj", dr.B, lam[1:])
         if self.ng:
-            gv[:N] += np.einsum("kij,ki->kj", d.GJ, np.maximum(vals.path, 0.0))
-            gv[N - 1] += d.GNJ.T @ np.maximum(vals.path_final, 0.0)
-        if tr.n_in:
-            gv[N, :ns] += d.TJ[1 + tr.n_eq:].T @ np.maximum(vals.inequality, 0.0)
-        gv[~self.decision] = 0.0
-        c2 = recent[-1]
-        # project out directions blocked by active bounds
-        V = self._stack(it.X, it.U)
-        at_lo = self.has_lo & (V - self.lo < 1e-6) & (gv > 0)
-        at_hi = self.has_hi & (self.hi - V < 1e-6) & (gv < 0)
-        gv[at_lo | at_hi] = 0.0
-        if np.max(np.abs(gv)) < 1e-3 * c2 * max(1.0, c2):
-            return (f"locally infeasible: the constraint violation is stuck at {c2:.2e} at a stationary point "
-                    "of the violation (no nearby feasible point); check the constraints and bounds")
-        return ""
+            gu += np.einsum("kij,ki->kj", dr.GJ[:, :, ns:], yp)
+            gu[N - 1] += dr.GNJ[:, ns:].T @ yN
+        return c2, np.concatenate([gu.ravel(), lam[0, tr.n:]])
+
+    def _restore(self, it):
+        """Restoration phase: minimise the violation over the controls (and T) within their bounds
+        by projected quasi-Newton (L-BFGS-B). Returns (U, violation, X) or None if it failed."""
+        import scipy.optimize as so
+
+        tr, N, m = self.tr, self.N, self.m
+        X = it.X.copy()
+        nT = tr.ns - tr.n
+
+        def fun(w):
+            U = np.ascontiguousarray(w[:N * m].reshape(N, m))
+            X[0, tr.n:] = w[N * m:]
+            c2, g = self._violation(U, X)
+            if g is None:
+                return 1e300, np.zeros_like(w)
+            return c2, g
+
+        lo = np.concatenate([self.lo[:N, tr.ns:].ravel(), self.lo[0, tr.n:tr.ns]])
+        hi = np.concatenate([self.hi[:N, tr.ns:].ravel(), self.hi[0, tr.n:tr.ns]])
+        w0 = np.concatenate([it.U.ravel(), it.X[0, tr.n:tr.ns]])
+        bounds = [(a if np.isfinite(a) else None, b if np.isfinite(b) else None) for a, b in zip(lo, hi)]
+        try:
+            res = so.minimize(fun, w0, jac=True, method="L-BFGS-B", bounds=bounds,
+                              options={"maxiter": 500, "ftol": 1e-16, "gtol": 1e-10})
+        except (FloatingPointError, ValueError):
+            return None
+        U = np.ascontiguousarray(res.x[:N * m].reshape(N, m))
+        X[0, tr.n:] = res.x[N * m:]
+        del nT
+        return U, float(res.fun), X
 
     def _print(self, r, k):
         if k == 1:

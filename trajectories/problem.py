@@ -40,17 +40,47 @@ def _vec(v, n, name) -> np.ndarray:
     return a
 
 
+def _spread(a, rows, width) -> np.ndarray:
+    """(rows, width) from one row or from K rows interpolated linearly over the horizon."""
+    if a.ndim < 2:
+        return np.tile(a.reshape(width), (rows, 1))
+    if a.shape[0] == rows:
+        return a.copy()
+    s, grid = np.linspace(0, 1, rows), np.linspace(0, 1, a.shape[0])
+    return np.array([np.interp(s, grid, c) for c in a.T]).T
+
+
+def _guess(v, width, name, what) -> np.ndarray:
+    """A guess: one row (width,) held constant, or K rows (K, width) spread over the horizon."""
+    try:
+        a = np.asarray(v, dtype=float)
+    except (TypeError, ValueError):
+        raise ProblemError(f"{name} must be numbers: one row of {width} {what} or a (K, {width}) array") from None
+    if a.ndim == 1 and width == 1 and a.size > 1:
+        a = a[:, None]
+    if not ((a.ndim <= 1 and a.size == width) or (a.ndim == 2 and a.shape[1] == width and a.shape[0] >= 1)):
+        raise ProblemError(f"{name} must have shape ({width},) or (K, {width}) (K rows spread over the horizon), "
+                           f"got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ProblemError(f"{name} contains NaN or inf")
+    return a
+
+
 class OptimalControlProblem:
     """A continuous-time optimal control problem (see the module docstring)."""
 
-    def __init__(self, dynamics: Callable, x0: Sequence[float], T: float, N: int, n_u: int,
+    def __init__(self, dynamics: Callable, x0: Sequence[float], T: float, N: int, n_u: int | None = None,
                  running_cost: Callable | None = None, terminal_cost: Callable | None = None,
                  u_lower=-np.inf, u_upper=np.inf, params: Sequence[float] | None = None,
                  free_final_time: bool = False, T_bounds: tuple[float, float] = (1e-3, np.inf),
                  path_constraints: Callable | None = None, terminal_equality: Callable | None = None,
                  terminal_inequality: Callable | None = None, scheme: str = "rk4",
                  x_names: Sequence[str] | None = None, u_names: Sequence[str] | None = None,
-                 u_init=None, name: str = "problem") -> None:
+                 u_init=None, x_init=None, name: str = "problem") -> None:
+        if n_u is None:
+            raise ProblemError("n_u is missing: give the number of controls the dynamics take, e.g. n_u=1")
+        if int(n_u) != n_u or n_u < 1:
+            raise ProblemError(f"n_u must be a positive integer (the number of controls), got {n_u!r}")
         self.x0 = np.asarray(x0, dtype=float).reshape(-1)
         self.n_x, self.n_u, self.N, self.T = self.x0.size, int(n_u), int(N), float(T)
         self.params = np.zeros(0) if params is None else np.asarray(params, dtype=float).reshape(-1)
@@ -58,7 +88,8 @@ class OptimalControlProblem:
         self.u_lower, self.u_upper = _vec(u_lower, self.n_u, "u_lower"), _vec(u_upper, self.n_u, "u_upper")
         self.free_time, self.T_bounds = bool(free_final_time), tuple(float(b) for b in T_bounds)
         self.scheme, self.name = scheme, name
-        self.u_init = None if u_init is None else np.asarray(u_init, dtype=float)
+        self.u_init = None if u_init is None else _guess(u_init, self.n_u, "u_init", "controls")
+        self.x_init = None if x_init is None else _guess(x_init, self.x0.size, "x_init", "states")
         self.x_names = list(x_names) if x_names else [f"x{i}" for i in range(self.n_x)]
         self.u_names = list(u_names) if u_names else [f"u{i}" for i in range(self.n_u)]
         self.f = canonical(dynamics, 4, "dynamics")
@@ -102,6 +133,37 @@ class OptimalControlProblem:
                                "x0 and the dynamics disagree on the state size")
         if not np.all(np.isfinite(xdot)):
             raise ProblemError(f"the dynamics return NaN or inf at x0 (u = {self.u_guess()[0]}): {xdot}")
+        self._check_controls_used()
+
+    def _check_controls_used(self) -> None:
+        """Raise if a control enters neither the dynamics, the running cost nor a path constraint
+        (n_u larger than the functions use): its derivative is zero at three random points."""
+        import diffsim as ds
+
+        if getattr(self, "_controls_checked", False):
+            return
+        rng = np.random.default_rng(0)
+        parts = [f for f in (self.f, self.L, self.g) if f is not None]
+
+        def stacked(u, x):
+            return dnp.concatenate([dnp.reshape(f(x, u, self.params, 0.3), (-1,)) for f in parts])
+
+        used = np.zeros(self.n_u, dtype=bool)
+        with np.errstate(all="ignore"):
+            for _ in range(3):
+                x = self.x0 + 0.1 * rng.standard_normal(self.n_x)
+                u = self.u_guess()[0] + 0.1 * rng.standard_normal(self.n_u)
+                try:
+                    J = np.asarray(ds.jacobian(lambda u: stacked(u, x))(u))
+                except Exception:  # a function the engine cannot differentiate here: not this check's business
+                    return
+                used |= np.any(np.abs(np.nan_to_num(J)) > 0, axis=0)
+        if not used.all():
+            i = int(np.flatnonzero(~used)[0])
+            raise ProblemError(f"control {self.u_names[i]} (index {i}) enters neither the dynamics, the running cost "
+                               f"nor a path constraint: n_u = {self.n_u} is larger than the problem uses; "
+                               "give the number of controls the dynamics take")
+        self._controls_checked = True
 
     def _count(self, fn, terminal) -> int:
         if fn is None:
@@ -162,14 +224,20 @@ class OptimalControlProblem:
         """The initial guess of the controls (N, m): ``u_init`` if given (a constant (m,) or a
         sequence (N, m)), else 0, or the mid-point of finite bounds; clipped into the bounds."""
         if self.u_init is not None:
-            u = np.broadcast_to(self.u_init, (self.N, self.n_u)) if self.u_init.ndim < 2 else self.u_init
-            if u.shape != (self.N, self.n_u):
-                u = np.array([np.interp(np.linspace(0, 1, self.N), np.linspace(0, 1, len(u)), c) for c in u.T]).T
-            return np.clip(u, self.u_lower, self.u_upper)
+            return np.clip(_spread(self.u_init, self.N, self.n_u), self.u_lower, self.u_upper)
         both = np.isfinite(self.u_lower) & np.isfinite(self.u_upper)
         mid = np.zeros(self.n_u)
         mid[both] = 0.5 * (self.u_lower[both] + self.u_upper[both])
         return np.tile(np.clip(mid, self.u_lower, self.u_upper), (self.N, 1))
+
+    def x_guess(self) -> np.ndarray | None:
+        """The initial guess of the states (N+1, n) from ``x_init`` (a constant or K rows spread
+        over the horizon), with x_0 = x0; None when no guess was given (solvers roll out u)."""
+        if self.x_init is None:
+            return None
+        X = _spread(self.x_init, self.N + 1, self.n_x)
+        X[0] = self.x0
+        return X
 
     def times(self, T: float | None = None) -> np.ndarray:
         return np.linspace(0.0, self.T if T is None else T, self.N + 1)

@@ -148,13 +148,15 @@ def speed_limited_transfer(N: int = 50, T: float = 2.0, v_max: float = 0.6) -> O
 def quadrotor_obstacle(N: int = 60, T: float = 3.0, centre=(1.0, 0.1), radius: float = 0.4) -> OptimalControlProblem:
     """Planar quadrotor (m = 1, I = 0.01, arm 0.1) from hover at the origin to hover at (2, 0) in
     T, thrusts in [0, 10] each, minimising ∫ |u - u_hover|² dt, around a circular obstacle:
-    (px - cx)² + (py - cy)² ≥ r² at every node (a non-convex path constraint)."""
+    (px - cx)² + (py - cy)² ≥ r² at every node (a non-convex path constraint). The state guess
+    passes below the obstacle; from hover at the start the straight line runs through it."""
     f, _, _, p = dyn.MODELS["quadrotor_2d"]
     hover = 0.5 * p[0] * p[3]
     c = np.asarray(centre, dtype=float)
     return OptimalControlProblem(f, x0=np.zeros(6), T=T, N=N, n_u=2, params=p,
                                  running_cost=lambda x, u, p: dnp.sum((u - hover) ** 2),
                                  u_lower=0.0, u_upper=10.0, u_init=[hover, hover],
+                                 x_init=[[0.0, 0.0, 0, 0, 0, 0], [1.0, -0.6, 0, 0, 0, 0], [2.0, 0.0, 0, 0, 0, 0]],
                                  terminal_equality=lambda x, p: x - np.array([2.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
                                  path_constraints=lambda x, u, p: dnp.array(
                                      [radius ** 2 - (x[0] - c[0]) ** 2 - (x[1] - c[1]) ** 2]),

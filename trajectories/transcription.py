@@ -179,6 +179,8 @@ class Transcription:
         X[0, :self.n] = p.x0
         if self.free:
             X[:, self.n] = T
+        if X0 is None and self.lifted:
+            X0 = p.x_guess()
         if X0 is not None and self.lifted:
             X[:, :self.n] = _shaped(X0, (self.N + 1, self.n), "X0 (the initial states)")
             X[0, :self.n] = p.x0
