@@ -29,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import riccati
 from .result import Solution
 from .transcription import Transcription
 
@@ -197,7 +198,7 @@ class _Solver:
 
     def _newton(self, it: Iterate, vals, d, H, mu, delta, rho_scale=1.0):
         tr, N, ns, nv, ng = self.tr, self.N, self.ns, self.nv, self.ng
-        mod = tr.module
+        mod = riccati
         n_eq = tr.n_eq
         R = 1 + n_eq
         V = self._stack(it.X, it.U)

@@ -33,6 +33,7 @@ import diffsim.numpy as dnp
 from diffsim.codegen import compile_module
 from diffsim.ode.schemes import FIXED_STEP, augmented_rhs, make_step
 
+from . import riccati
 from .problem import OptimalControlProblem, ProblemError
 
 _LOOPS = (pathlib.Path(__file__).parent / "stage_loops.py").read_text()
@@ -234,7 +235,7 @@ class Transcription:
         yp = np.zeros((self.N, ng)) if not self.ng else np.ascontiguousarray(y_path)
         yN = np.zeros(ng) if not self.ng else np.ascontiguousarray(y_final)
         tw = np.concatenate([[1.0], nu, y_in])
-        self.module.costates(d.A, d.grad, d.GJ, d.GNJ, yp, yN, d.TJ, tw, self.ng, lam)
+        riccati.costates(d.A, d.grad, d.GJ, d.GNJ, yp, yN, d.TJ, tw, self.ng, lam)
         return lam
 
     def times(self, X: np.ndarray) -> np.ndarray:
