@@ -135,7 +135,7 @@ def _demo_control(report, size: dict, checks: list) -> dict:
     report.table(["gradient", "status", "cost ∫F² dt", "iterations", "gradients", "wall time (s)",
                   "max |x(T) − goal|"],
                  [[name, "solved" if s.status else "FAILED: " + s.message, f"{s.cost:.8g}", s.iterations,
-                   s.gradient_evaluations, f"{s.wall_time:.2f}", f"{np.max(np.abs(s.x[-1] - goal)):.1e}"]
+                   s.gradient_evaluations, f"{s.seconds:.2f}", f"{np.max(np.abs(s.x[-1] - goal)):.1e}"]
                   for name, s in sols.items()])
     report.paragraph(f"The two optimal controls differ by at most {control_gap:.2e} N; the costs by "
                      f"{cost_gap:.1e} (relative).")
@@ -293,7 +293,14 @@ def _control(args: argparse.Namespace) -> int:
     from trajectories import SYSTEMS, solve
 
     problem = SYSTEMS[args.system](N=args.steps) if args.steps is not None else SYSTEMS[args.system]()
-    sol = solve(problem, method=args.method, gradient=args.gradient)
+    from trajectories import ProblemError
+
+    options = {"verbose": True} if args.verbose and args.solver != "scipy" and args.method != "pontryagin" else {}
+    try:
+        sol = solve(problem, method=args.method, solver=args.solver, gradient=args.gradient, **options)
+    except ProblemError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"{problem.name} (N = {problem.N}, {problem.scheme}): {sol}")
     if sol.status:
         print("final state: " + ", ".join(f"{n} = {v:.6g}" for n, v in zip(problem.x_names, sol.x[-1])))
@@ -418,10 +425,13 @@ def build_parser() -> argparse.ArgumentParser:
     control = sub.add_parser("control", help="solve a ready optimal control problem",
                              description=_control.__doc__)
     control.add_argument("system", choices=sorted(SYSTEMS), help="which problem")
-    control.add_argument("--method", choices=["single", "multiple", "pontryagin"], default="single",
-                         help="direct single shooting (default), direct multiple shooting, or Pontryagin's BVP")
-    control.add_argument("--gradient", choices=["bptt", "checkpointed", "adjoint"], default="bptt",
-                         help="how single shooting differentiates the rollout (default bptt)")
+    control.add_argument("--method", choices=["multiple", "single", "pontryagin"], default="multiple",
+                         help="direct multiple shooting (default), direct single shooting, or Pontryagin's BVP")
+    control.add_argument("--solver", choices=["ip", "ipopt", "scipy"], default="ip",
+                         help="the stage-wise interior-point method (default), IPOPT (the [ipopt] extra), or scipy")
+    control.add_argument("--gradient", choices=["bptt", "checkpointed", "adjoint"], default=None,
+                         help="with --solver scipy --method single: how the rollout is differentiated (default bptt)")
+    control.add_argument("--verbose", action="store_true", help="print the solver's iteration table")
     control.add_argument("--steps", type=int, help="number of control intervals N (default: the system's)")
     control.add_argument("--plot", metavar="FILE", help="write states, controls and costates to FILE (png, pdf)")
     control.set_defaults(func=_control)

@@ -135,8 +135,9 @@ class _Solver:
         s_path, s_final, s_in = push(vals.path), push(vals.path_final), push(vals.inequality)
         y = lambda s: self.mu / s
         V = self._stack(X, U)
-        z_lo = np.where(self.has_lo, self.mu / np.where(self.has_lo, V - self.lo, 1.0), 0.0)
-        z_hi = np.where(self.has_hi, self.mu / np.where(self.has_hi, self.hi - V, 1.0), 0.0)
+        with np.errstate(all="ignore"):  # a rollout that blew up is reported by the caller
+            z_lo = np.where(self.has_lo, self.mu / np.where(self.has_lo, V - self.lo, 1.0), 0.0)
+            z_hi = np.where(self.has_hi, self.mu / np.where(self.has_hi, self.hi - V, 1.0), 0.0)
         it = Iterate(X, U, np.zeros((N + 1, self.ns)), np.zeros(tr.n_eq), s_path, y(s_path), s_final, y(s_final),
                      s_in, y(s_in), z_lo, z_hi)
         if vals.bad < 0:
@@ -408,14 +409,15 @@ class _Solver:
             if not accepted:
                 restored = self._restore(it) if restorations < 3 else None
                 restorations += 1
-                if restored is not None and restored[1] > 1e-6:
+                if restored is not None and 1e-6 < restored[1] < np.inf:
                     message = (f"locally infeasible: the terminal and path constraints stay violated (sum of "
                                f"squares {restored[1]:.2e}) at a stationary point of that violation over the "
                                "controls (restoration phase); no nearby point satisfies them: check the "
                                "constraints, bounds and horizon")
                     break
-                if restored is None:
-                    message = f"line search failed at KKT error {err:.1e} and the restoration phase failed"
+                if restored is None or not np.isfinite(restored[1]):
+                    message = (f"line search failed at KKT error {err:.1e}; the restoration phase failed: the "
+                               "trajectory of the controls is not finite (the dynamics blow up under them)")
                     break
                 it, vals = self._restart(it, restored, mu)
                 filt = []
@@ -505,7 +507,7 @@ class _Solver:
             if min(recent) < 1e-4 or recent[-1] < 0.99 * recent[0]:
                 return ""
         restored = self._restore(it)
-        if restored is None or restored[1] <= 1e-6:
+        if restored is None or restored[1] <= 1e-6 or not np.isfinite(restored[1]):
             return ""
         return (f"locally infeasible: the terminal and path constraints stay violated (sum of squares "
                 f"{restored[1]:.2e}) at a stationary point of that violation over the controls (restoration "
@@ -562,7 +564,7 @@ class _Solver:
             X[0, tr.n:] = w[N * m:]
             c2, g = self._violation(U, X)
             if g is None:
-                return 1e300, np.zeros_like(w)
+                return np.inf, np.zeros_like(w)
             return c2, g
 
         lo = np.concatenate([self.lo[:N, tr.ns:].ravel(), self.lo[0, tr.n:tr.ns]])
@@ -599,7 +601,8 @@ class _Solver:
             it.lam[0] = d.grad[0, :tr.ns] + d.A[0].T @ it.lam[1]
             if self.ng:
                 it.lam[0] += d.GJ[0, :, :tr.ns].T @ it.y_path[0] + (d.GNJ[:, :tr.ns].T @ it.y_final if tr.N == 1 else 0)
-        multipliers = {"defects": it.lam[:, :tr.n].copy(), "terminal_equality": it.nu.copy(),
+        # "defects": (N+1, ns), with the free horizon's component
+        multipliers = {"defects": it.lam.copy(), "terminal_equality": it.nu.copy(),
                        "terminal_inequality": it.y_in.copy(), "path": it.y_path.copy(),
                        "path_final": it.y_final.copy(), "u_lower": it.z_lo[:tr.N, tr.ns:].copy(),
                        "u_upper": it.z_hi[:tr.N, tr.ns:].copy()}

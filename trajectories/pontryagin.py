@@ -75,21 +75,28 @@ def _control_law(problem: OptimalControlProblem, steps: int):
 
 def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = None, mesh: int | None = None,
                newton_steps: int | None = None, tol: float = 1e-8, max_nodes: int = 200_000) -> Solution:
-    """Solve ``problem`` by the indirect method (see the module docstring). Fixed final time;
-    terminal equality constraints are supported, inequalities and path constraints are not."""
+    """Solve ``problem`` by the indirect method (see the module docstring). Terminal equality
+    constraints and a free final time (the transversality condition H(T) = 0, T an unknown of
+    the boundary-value problem on scaled time) are supported; inequalities and path constraints
+    are not (ProblemError), nor Hamiltonians linear in a control (a failed Solution that says so)."""
     from scipy.integrate import simpson, solve_bvp
 
     start = time.perf_counter()
     method = "pontryagin"
-    try:
-        problem.check()
-        if problem.free_time or problem.n_in or problem.n_g:
-            raise ProblemError("the Pontryagin method here handles a fixed final time and terminal equalities; "
-                               "solve free-time or inequality-constrained problems with the direct methods")
-    except ProblemError as exc:
-        return Solution(False, str(exc), method, seconds=time.perf_counter() - start)
+    problem.check()
+    if problem.n_in or problem.n_g:
+        raise ProblemError("the Pontryagin method here handles terminal equalities (and a free final time); "
+                           "solve problems with inequality or path constraints with a direct method: "
+                           "solve(problem, method='multiple')")
     n, ne, T = problem.n_x, problem.n_eq, problem.T
+    free = problem.free_time
     p = problem.params
+    singular = _singular_controls(problem)
+    if singular:
+        return Solution(False, f"∂²H/∂u² vanishes for {singular}: the Hamiltonian is linear in those controls "
+                               "(bang-bang or singular arcs), so ∂H/∂u = 0 does not give u*(x, λ); solve with a "
+                               "direct method: solve(problem, method='multiple')", method,
+                        seconds=time.perf_counter() - start)
     quadratic = is_quadratic_in_u(problem)
     steps = newton_steps or (1 if quadratic else 12)
     ustar = _control_law(problem, steps)
@@ -110,8 +117,20 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
             return dnp.concatenate([lamT - dphi - nu @ jh, dnp.atleast_1d(h_eq(xT, p))])
         return lamT - dphi
 
+    kp = problem.n_p
+
+    def scaled(y, q, s):  # d/ds on s = t/T ∈ [0, 1]: T is the last entry of q
+        T_ = q[kp]
+        return T_ * reduced(y, q[:kp], T_ * s)
+
+    def end_hamiltonian(y, q):  # the transversality condition of a free final time: H(T) = 0
+        x, lam = y[:n], y[n:]
+        return dnp.reshape(H(x, ustar(x, lam, q[:kp], q[kp]), lam, q[:kp], q[kp]), (1,))
+
     try:
         rhs = ds.compile(reduced, 2 * n, max(problem.n_p, 0), ())
+        rhs_s = ds.compile(scaled, 2 * n, kp + 1, ()) if free else None
+        h_end = ds.compile(end_hamiltonian, 2 * n, kp + 1) if free else None
         bc_k = ds.compile(boundary, n, n, ne, max(problem.n_p, 0))
         law = ds.compile(ustar, n, n, max(problem.n_p, 0), ())
     except Exception as exc:  # a construct the tracer cannot compile: say which
@@ -119,18 +138,21 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
                         seconds=time.perf_counter() - start)
 
     if warm_start is None:
-        from .shooting import single_shooting
+        from . import solve
 
-        warm_start = single_shooting(problem.with_steps(min(problem.N, 100)))
+        warm_start = solve(problem.with_steps(min(problem.N, 100)), method="multiple")
     if warm_start.costates is None or warm_start.x.size == 0:
         return Solution(False, "the warm start has no costates: " + warm_start.message, method,
                         seconds=time.perf_counter() - start)
     t0 = warm_start.t
     y0 = np.vstack([warm_start.x.T, warm_start.costates.T])
     if mesh:
-        ts = np.linspace(0.0, T, mesh)
+        ts = np.linspace(0.0, t0[-1], mesh)
         y0 = np.array([np.interp(ts, t0, row) for row in y0])
         t0 = ts
+    if free:
+        return _free_time(problem, warm_start, t0, y0, rhs_s, h_end, bc_k, law, quadratic, steps, tol, max_nodes,
+                          start)
 
     def fun(t, y, nu=None):
         return np.stack([rhs.forward(y[:, j], p, float(t[j])) for j in range(y.shape[1])], axis=1)
@@ -176,6 +198,73 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
                     seconds=time.perf_counter() - start, constraint_violation=viol,
                     extra={"bvp": sol, "quadratic_in_u": quadratic, "newton_steps": steps,
                            "multipliers": None if not ne else sol.p, "control_law": law})
+
+
+def _singular_controls(problem: OptimalControlProblem, samples: int = 4, seed: int = 1) -> list[str]:
+    """Controls whose ∂²H/∂u² is zero at every sampled point (H linear in them)."""
+    H = hamiltonian(problem)
+    rng = np.random.default_rng(seed)
+    hess = ds.hessian(lambda u, x, lam, t: H(x, u, lam, problem.params, t))
+    flat = np.ones(problem.n_u, dtype=bool)
+    for _ in range(samples):
+        x, lam = problem.x0 + 0.1 * rng.standard_normal(problem.n_x), rng.standard_normal(problem.n_x)
+        u = problem.u_guess()[0] + 0.1 * rng.standard_normal(problem.n_u)
+        with np.errstate(all="ignore"):
+            d = np.abs(np.diag(np.atleast_2d(hess(u, x, lam, float(rng.uniform(0, problem.T))))))
+        flat &= d < 1e-12
+    return [problem.u_names[i] for i in np.flatnonzero(flat)]
+
+
+def _free_time(problem, warm_start, t0, y0, rhs_s, h_end, bc_k, law, quadratic, steps, tol, max_nodes, start):
+    """The boundary-value problem on scaled time with T as an unknown parameter and the
+    transversality condition H(T) = 0 (autonomous dynamics and costs, Φ independent of T)."""
+    from scipy.integrate import simpson, solve_bvp
+
+    n, ne, p = problem.n_x, problem.n_eq, problem.params
+    T0 = float(t0[-1])
+    s0 = t0 / T0
+
+    def split(par):
+        return par[:ne], float(par[ne])
+
+    def fun(s, y, par):
+        q = np.append(p, split(par)[1])
+        return np.stack([rhs_s.forward(y[:, j], q, float(s[j])) for j in range(y.shape[1])], axis=1)
+
+    def fun_jac(s, y, par):
+        q = np.append(p, split(par)[1])
+        jac = [rhs_s.jacobian(y[:, j], q, float(s[j])) for j in range(y.shape[1])]
+        jy = np.stack([j[0] for j in jac], axis=2)
+        jp = np.zeros((2 * n, ne + 1, y.shape[1]))
+        jp[:, ne, :] = np.stack([j[1][:, -1] for j in jac], axis=1)
+        return jy, jp
+
+    def bc(ya, yb, par):
+        nu, T_ = split(par)
+        q = np.append(p, T_)
+        return np.concatenate([ya[:n] - problem.x0, bc_k.forward(yb[:n], yb[n:], nu, p), h_end.forward(yb, q)])
+
+    par0 = np.append(np.zeros(ne), T0)
+    try:
+        sol = solve_bvp(fun, bc, s0, y0, p=par0, tol=tol, max_nodes=max_nodes)
+    except (FloatingPointError, ValueError, np.linalg.LinAlgError) as exc:
+        return Solution(False, f"solve_bvp failed: {exc}", "pontryagin", seconds=time.perf_counter() - start)
+    nu, T = split(sol.p)
+    grid = np.linspace(0.0, 1.0, problem.N + 1)
+    yg = sol.sol(grid)
+    x, lam = yg[:n].T, yg[n:].T
+    u = np.array([law.forward(x[k], lam[k], p, float(grid[k] * T)) for k in range(problem.N)])
+    fine = np.linspace(0.0, 1.0, 4001)
+    yf = sol.sol(fine)
+    running = np.array([float(problem.L(yf[:n, j], law.forward(yf[:n, j], yf[n:, j], p, float(s * T)), p, float(s * T)))
+                        for j, s in enumerate(fine)]) if problem.L is not None else np.zeros(fine.size)
+    cost = T * simpson(running, x=fine) + (float(problem.Phi(yf[:n, -1], p)) if problem.Phi is not None else 0.0)
+    viol = float(np.max(np.abs(bc(sol.y[:, 0], sol.y[:, -1], sol.p)))) if sol.success else np.inf
+    return Solution(bool(sol.success), str(sol.message), "pontryagin", None, cost=float(cost), t=grid * T, x=x, u=u,
+                    costates=lam, T=T, iterations=int(sol.niter), seconds=time.perf_counter() - start,
+                    constraint_violation=viol,
+                    extra={"bvp": sol, "quadratic_in_u": quadratic, "newton_steps": steps,
+                           "multipliers": nu if ne else None, "control_law": law})
 
 
 def _nu(nu, ne) -> np.ndarray:

@@ -25,12 +25,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 import diffsim.numpy as dnp
+from diffsim import DiffsimError
 from diffsim.ode import ODEProblem
 from diffsim.ode.schemes import canonical
 
 
-class ProblemError(ValueError):
-    """The problem is inconsistent (shapes, bounds); the message says what to change."""
+class ProblemError(DiffsimError, ValueError):
+    """The problem or a solver option is inconsistent (shapes, bounds, names); the message says
+    what to change."""
 
 
 def _vec(v, n, name) -> np.ndarray:

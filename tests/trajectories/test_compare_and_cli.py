@@ -1,9 +1,10 @@
 """trajectories.compare and the control/compare subcommands."""
 
 import numpy as np
+import pytest
 
 from diffsim.cli import main
-from trajectories import compare, solve
+from trajectories import ProblemError, compare, solve
 from trajectories.systems import SYSTEMS, pendulum_swingup
 
 
@@ -22,18 +23,18 @@ def test_compare_measures_the_adjoint_gap_and_its_order(tmp_path):
     assert (tmp_path / "cmp.png").stat().st_size > 20_000
 
 
-def test_solve_dispatches_and_reports_unknown_methods():
+def test_solve_dispatches_and_raises_for_unknown_methods():
     sol = solve(SYSTEMS["double_integrator_lqr"](N=30), method="multiple")
-    assert sol.status and sol.method == "multiple"
-    bad = solve(SYSTEMS["double_integrator_lqr"](N=30), method="magic")
-    assert not bad.status and "unknown method" in bad.message
+    assert sol.status and sol.method == "multiple" and sol.solver == "ip"
+    with pytest.raises(ProblemError, match="unknown method"):
+        solve(SYSTEMS["double_integrator_lqr"](N=30), method="magic")
 
 
 def test_cli_control_solves_plots_and_fails_cleanly(tmp_path, capsys):
     assert main(["control", "double_integrator_lqr", "--steps", "40", "--plot", str(tmp_path / "u.png")]) == 0
     out = capsys.readouterr().out
     assert "solved" in out and (tmp_path / "u.png").exists()
-    assert main(["control", "pendulum", "--steps", "0"]) == 1
+    assert main(["control", "pendulum", "--steps", "0"]) == 2
     assert "N must be at least 1" in capsys.readouterr().err
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import diffsim.numpy as dnp
 from trajectories.pontryagin import is_quadratic_in_u, pontryagin
-from trajectories.problem import OptimalControlProblem
+from trajectories.problem import OptimalControlProblem, ProblemError
 from trajectories.shooting import multiple_shooting, single_shooting
 from trajectories.systems import (
     brachistochrone,
@@ -116,9 +116,11 @@ def test_bad_problems_fail_with_a_message_not_a_traceback():
     sol = single_shooting(bounds)
     assert not sol.status and "inconsistent control bounds" in sol.message
     wrong_x0 = OptimalControlProblem(f, x0=[1.0, 0.0, 0.0], T=1.0, N=10, n_u=1)
-    for solver in (single_shooting, multiple_shooting, pontryagin):
+    for solver in (single_shooting, multiple_shooting):
         sol = solver(wrong_x0)
         assert not sol.status and "state size" in sol.message
+    with pytest.raises(ProblemError, match="state size"):
+        pontryagin(wrong_x0)
     nan = OptimalControlProblem(lambda x, u: dnp.array([dnp.log(x[0] - 2.0), u[0]]), x0=[1.0, 0.0], T=1.0, N=10,
                                 n_u=1, running_cost=lambda x, u: u[0] ** 2)
     sol = single_shooting(nan)

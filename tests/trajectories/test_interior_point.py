@@ -1,0 +1,177 @@
+"""The stage-wise interior-point solver and the transcriptions, judged by references that share
+no code with them: KKT conditions re-derived in numpy (ocp_reference), a dense QP solve, the
+continuous Riccati optimum, the cycloid, COPS, IPOPT on the same NLP, and BPTT's costates."""
+
+import numpy as np
+import pytest
+from ocp_reference import Reference
+
+import diffsim.numpy as dnp
+from trajectories import OptimalControlProblem, ProblemError, solve
+from trajectories.ipopt_backend import available as ipopt_available
+from trajectories.systems import (
+    SYSTEMS,
+    brachistochrone,
+    brachistochrone_time,
+    cart_pole_swingup,
+    double_integrator_lqr,
+    goddard_rocket,
+    riccati_lqr,
+    speed_limited_transfer,
+)
+
+SOLVERS = ["ip"] + (["ipopt"] if ipopt_available() else [])
+needs_ipopt = pytest.mark.skipif(not ipopt_available(), reason="cyipopt not installed (pip install 'diffsim[ipopt]')")
+
+CASES = {
+    "lqr": lambda: double_integrator_lqr(N=30),
+    "cart_pole": lambda: cart_pole_swingup(N=40),
+    "speed_limit": lambda: speed_limited_transfer(N=40),
+    "goddard": lambda: goddard_rocket(N=50),
+    "brachistochrone": lambda: brachistochrone(N=40),
+}
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("method", ["multiple", "single"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_returned_point_satisfies_the_kkt_conditions_checked_apart_from_the_solver(case, method, solver):
+    problem = CASES[case]()
+    sol = solve(problem, method=method, solver=solver)
+    assert sol.status, sol.message
+    kkt = Reference(problem).kkt(sol)
+    assert kkt["stationarity"] < 1e-5, kkt
+    assert kkt["violation"] < 1e-7, kkt
+    assert kkt["complementarity"] < 1e-6 and kkt["min_dual"] > -1e-9, kkt
+    assert sol.kkt["scaled_error"] <= 1e-8 and sol.constraint_violation <= 1e-8
+
+
+def test_lqr_is_one_newton_step_to_the_dense_qp_optimum():
+    problem = double_integrator_lqr(N=25)
+    ref = Reference(problem)
+    # the discrete problem is a QP in U: its gradient and Hessian by central differences are exact
+    J = lambda U: ref.rollout(U.reshape(-1, 1))[1]
+    n, e = problem.N, 1e-3
+    g = np.array([(J(np.eye(n)[i] * e) - J(-np.eye(n)[i] * e)) / (2 * e) for i in range(n)])
+    H = np.array([[(J(e * (np.eye(n)[i] + np.eye(n)[j])) - J(e * (np.eye(n)[i] - np.eye(n)[j]))
+                    - J(e * (np.eye(n)[j] - np.eye(n)[i])) + J(-e * (np.eye(n)[i] + np.eye(n)[j]))) / (4 * e * e)
+                   for j in range(n)] for i in range(n)])
+    U_star = np.linalg.solve(H, -g)
+    for method in ("multiple", "single"):
+        sol = solve(problem, method=method)
+        assert sol.status and sol.iterations <= 2, sol
+        np.testing.assert_allclose(sol.u[:, 0], U_star, atol=1e-7)
+        assert abs(sol.cost - J(U_star)) < 1e-10
+
+
+def test_lqr_converges_to_the_continuous_riccati_optimum_as_the_grid_refines():
+    J_star = riccati_lqr()[0]
+    errs = [solve(double_integrator_lqr(N=N)).cost - J_star for N in (100, 200, 400)]
+    slopes = -np.diff(np.log(errs)) / np.log(2)
+    assert np.all(np.abs(slopes - 2) < 0.2), errs  # piecewise-constant controls: O(h²)
+
+
+def test_known_optima_goddard_and_the_cycloid():
+    god = solve(goddard_rocket(N=100))
+    assert god.status and abs(-god.cost - 1.01283) < 2e-5, god   # COPS 3.0: 1.01283
+    bra = solve(brachistochrone(N=100))
+    assert bra.status and abs(bra.T - brachistochrone_time()) < 1e-3, bra
+
+
+@needs_ipopt
+@pytest.mark.parametrize("case", ["cart_pole", "goddard", "brachistochrone", "speed_limit"])
+def test_ip_and_ipopt_agree_on_the_same_nlp(case):
+    problem = CASES[case]()
+    a = solve(problem, method="multiple", tol=1e-10, constr_viol_tol=1e-10)
+    b = solve(problem, method="multiple", solver="ipopt", tol=1e-10, constr_viol_tol=1e-10)
+    assert a.status and b.status, (a.message, b.message)
+    assert abs(a.cost - b.cost) <= 1e-8 * max(1.0, abs(b.cost))
+    np.testing.assert_allclose(a.costates, b.costates, atol=1e-5 * max(1.0, np.max(np.abs(b.costates))))
+
+
+def test_path_constraints_hold_at_every_node_of_an_independent_rollout():
+    for problem in (speed_limited_transfer(N=40), SYSTEMS["quadrotor_obstacle"](N=40)):
+        ref = Reference(problem)
+        for method in ("multiple", "single"):
+            sol = solve(problem, method=method)
+            assert sol.status, (problem.name, method, sol.message)
+            X, _ = ref.rollout(sol.u, sol.T)
+            g = [ref.path(X[k], sol.u[k], k / problem.N) for k in range(problem.N)]
+            g.append(ref.path(X[-1], sol.u[-1], 1.0))
+            assert np.max(g) < 1e-8, (problem.name, method, np.max(g))
+            assert np.max(np.abs(X - sol.x)) < 1e-7
+        # the constraint is active: its multipliers are positive where it binds
+        assert np.max(sol.multipliers["path"]) > 1e-3
+
+
+def test_costates_of_single_shooting_are_bptt_of_the_lagrangian():
+    problem = cart_pole_swingup(N=40)
+    sol = solve(problem, method="single")
+    nu = sol.multipliers["terminal_equality"]
+    g = problem.ode.gradient(problem.x0, sol.u, problem.q(problem.T, 1.0, nu), T=1.0, method="bptt")
+    np.testing.assert_allclose(sol.costates, g.costate, atol=1e-8 * np.max(np.abs(g.costate)))
+    # and the control gradient of the Lagrangian vanishes at the optimum
+    assert np.max(np.abs(g.dU)) < 1e-6 * np.max(np.abs(g.costate))
+    ms = solve(problem, method="multiple")
+    np.testing.assert_allclose(ms.costates, sol.costates, atol=1e-6 * np.max(np.abs(sol.costates)))
+
+
+@pytest.mark.parametrize("method", ["multiple", "single"])
+def test_infeasible_problems_are_reported_infeasible_in_a_few_iterations(method):
+    f = lambda x, u: dnp.array([x[1], u[0]])
+    unreachable = OptimalControlProblem(f, x0=[0, 0], T=1.0, N=30, n_u=1, running_cost=lambda x, u: u[0] ** 2,
+                                        u_lower=-1, u_upper=1, terminal_equality=lambda x: x - np.array([10.0, 0.0]))
+    too_slow = OptimalControlProblem(f, x0=[0, 0], T=2.0, N=30, n_u=1, running_cost=lambda x, u: u[0] ** 2,
+                                     path_constraints=lambda x, u: dnp.array([x[1] - 0.2]),
+                                     terminal_equality=lambda x: x - np.array([1.0, 0.0]))
+    for problem in (unreachable, too_slow):
+        sol = solve(problem, method=method)
+        assert not sol.status and "infeasible" in sol.message and sol.iterations <= 20, sol
+
+
+def test_warm_start_time_limit_iteration_limit_callback_and_log(capsys):
+    problem = cart_pole_swingup(N=40)
+    sol = solve(problem)
+    again = solve(problem, warm_start=sol)
+    assert again.status and again.iterations <= 3 and abs(again.cost - sol.cost) < 1e-8 * sol.cost
+    short = solve(problem, max_iter=3)
+    assert not short.status and "iteration limit" in short.message and short.iterations == 3
+    seen = []
+    stopped = solve(problem, callback=lambda r: seen.append(r["iter"]) or len(seen) >= 2)
+    assert not stopped.status and "callback" in stopped.message and len(seen) == 2
+    solve(problem, verbose=True, max_iter=2)
+    out = capsys.readouterr().out
+    assert "inf_pr" in out and out.count("\n") >= 3
+
+
+def test_bad_input_raises_problem_error_naming_the_argument():
+    f = lambda x, u: dnp.array([x[1], u[0]])
+    ok = OptimalControlProblem(f, x0=[0, 0], T=1.0, N=10, n_u=1, running_cost=lambda x, u: u[0] ** 2)
+    cases = [
+        (lambda: solve(ok, method="magic"), "unknown method"),
+        (lambda: solve(ok, solver="snopt"), "unknown solver"),
+        (lambda: solve(ok, method="multiple", gradient="adjoint"), "gradient="),
+        (lambda: solve(ok, solver="scipy", method="multiple", gradient="bptt"), "single shooting only"),
+        (lambda: solve(ok, tolerance=1e-3), "unknown option"),
+        (lambda: solve(ok, U0=np.zeros((7, 1))), "U0"),
+        (lambda: solve(ok, X0=np.zeros((11, 3))), "X0"),
+        (lambda: OptimalControlProblem(f, x0=[0, 0], T=1.0, N=10), "n_u is missing"),
+        (lambda: OptimalControlProblem(f, x0=[0, 0], T=1.0, N=10, n_u=1, u_init=np.zeros((10, 2))), "u_init"),
+        (lambda: OptimalControlProblem(f, x0=[0, 0], T=1.0, N=10, n_u=1, x_init=[1.0, 2.0, 3.0]), "x_init"),
+        (lambda: solve(OptimalControlProblem(f, x0=[0, 0], T=1.0, N=10, n_u=2)), "n_u = 2 is larger"),
+        (lambda: solve(OptimalControlProblem(f, x0=[0, 0, 0], T=1.0, N=10, n_u=1)), "state size"),
+        (lambda: solve(OptimalControlProblem(f, x0=[0, 0], T=1.0, N=10, n_u=1, u_lower=1, u_upper=-1)),
+         "inconsistent control bounds"),
+    ]
+    for call, words in cases:
+        with pytest.raises(ProblemError, match=words):
+            call()
+
+
+def test_numerical_failure_returns_a_status_not_an_exception():
+    blowup = OptimalControlProblem(lambda x, u: dnp.array([x[0] * x[0] + u[0]]), x0=[1.0], T=3.0, N=30, n_u=1,
+                                   running_cost=lambda x, u: u[0] ** 2)
+    sol = solve(blowup, method="single")   # the initial rollout blows up at t = 1
+    assert not sol.status and "not finite" in sol.message
+    lifted = solve(blowup, method="multiple", max_iter=20)
+    assert lifted.message and (lifted.status or lifted.iterations <= 20)
