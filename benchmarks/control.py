@@ -53,6 +53,10 @@ beside it); for diffsim's backend ``sol.extra["ipopt_seconds"]`` (IPOPT's call l
 diffsim's callbacks). Ratios: diffsim's warm time ÷ CasADi's warm whole call, and ÷ CasADi's
 IPOPT internal time.
 
+Where diffsim ip's time goes: the quicker of two more calls per problem and method with a timer
+around each compiled loop of the generated stage module (values, Jacobians, Hessians, Riccati
+recursion), the rest being the solver's Python and numpy.
+
 Also: time per iteration against N (pendulum swing-up, N = 100, 1000, 10000; ``--quick``: 100,
 1000), and a new problem's first solve in a fresh Python process (``python -c``, cart_pole,
 ``solve(ocp)``) with an empty ``DIFFSIM_CACHE_DIR`` (code generation + every Numba compilation)
@@ -492,11 +496,12 @@ def print_results(results: list[ProblemResult], repeats: int) -> None:
             gap = "-" if ref is None else f"{(r['cost'] - ref.result['cost']) / abs(ref.result['cost']):+.1e}"
             internal = run.best_internal
             rows.append([f"{pr.case.name} (N={pr.ocp.N})", run.name, "ok" if r["status"] else "FAILED",
-                         f"{r['cost']:.10g}", gap, r["kkt"], r["iterations"], fmt_time(run.best), "-" if internal is None else fmt_time(internal),
+                         f"{r['cost']:.10g}", gap, r["kkt"], r["iterations"], fmt_time(run.best),
+                         "-" if internal is None else fmt_time(internal),
                          fmt_ratio(ratio(run.best, ref.best if ref else None)),
                          fmt_ratio(ratio(run.best, ref.best_internal if ref else None))])
-    print_table(f"Results (warm = best of up to {repeats} calls after the first, first calls below; ratios: this row's warm time ÷ "
-                f"CasADi's warm whole call, ÷ CasADi's IPOPT internal time)",
+    print_table(f"Results (warm = best of up to {repeats} calls after the first, first calls below; ratios: this "
+                "row's warm time ÷ CasADi's warm whole call, ÷ CasADi's IPOPT internal time)",
                 ["problem", "solver", "status", "cost", "gap to CasADi", "KKT", "iters", "warm",
                  "IPOPT internal", "÷ CasADi whole", "÷ IPOPT internal"], rows)
     print("KKT: diffsim's scaled KKT error (IPOPT's eq. 5 test) at the returned point; CasADi: IPOPT's own final "
@@ -587,6 +592,78 @@ def print_first_calls(results: list[ProblemResult]) -> None:
                  "CasADi: first solver call"], rows)
 
 
+# ---------------------------------------------------------------- where diffsim ip's time goes
+
+
+class TimedModule:
+    """A problem's compiled stage module with a timer around every loop the solver calls on it."""
+
+    def __init__(self, module):
+        self._module, self.seconds, self.calls = module, {}, {}
+
+    def __getattr__(self, name):
+        fn = getattr(self._module, name)
+        if not callable(fn):
+            return fn
+
+        def timed(*args):
+            start = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+                self.calls[name] = self.calls.get(name, 0) + 1
+
+        return timed
+
+
+LOOP_GROUPS = (("values", ("nlp_values",)), ("jacobians", ("nlp_jacobians", "costates")),
+               ("Hessians", ("nlp_hessians",)), ("Riccati + condensing", ("riccati", "condense", "condense_all",
+                                                                          "rows_times")))
+
+
+def profile_row(pr: ProblemResult, method: str) -> list | None:
+    """Two more calls of diffsim ip with timers around the compiled loops (the transcription reads the
+    module from the problem's ``_stage_module``, which is swapped for a timed proxy during the call)."""
+    ocp = pr.ocp
+    module = getattr(ocp, "_stage_module", None)
+    if module is None:
+        return None
+    best = None
+    for _ in range(2):  # the quicker of two calls: one busy spell of the shared machine is not the profile
+        timed = TimedModule(module)
+        ocp._stage_module = timed
+        try:
+            res = diffsim_call(ocp, method, "ip", pr.case.state_guess(ocp) if pr.case.state_guess else None)
+        finally:
+            ocp._stage_module = module
+        if best is None or res["wall"] < best[1]["wall"]:
+            best = (timed, res)
+    timed, res = best
+    total = res["wall"]
+    groups = [sum(timed.seconds.get(n, 0.0) for n in names) for _, names in LOOP_GROUPS]
+    compiled = sum(timed.seconds.values())
+    rest = total - compiled
+    share = lambda t: f"{fmt_time(t)} ({100 * t / total:.0f}%)"
+    its = max(res["iterations"], 1)
+    return ([f"{pr.case.name} (N={ocp.N})", method, fmt_time(total), share(compiled)] + [share(g) for g in groups]
+            + [f"{timed.calls.get('riccati', 0)} / {res['iterations']}", share(rest), fmt_time(rest / its)])
+
+
+def print_profile(results: list[ProblemResult]) -> None:
+    rows = [row for pr in results for method in ("multiple", "single") if (row := profile_row(pr, method))]
+    if not rows:
+        print("skipped: where the time goes (the problem object keeps no _stage_module to instrument)")
+        return
+    print_table("Where diffsim ip's time goes: the quicker of two more calls, timers around the compiled stage loops",
+                ["problem", "method", "total", "compiled loops"] + [f"of which {g}" for g, _ in LOOP_GROUPS]
+                + ["Riccati solves / iterations", "Python + numpy (the rest)", "rest per iteration"], rows)
+    print("compiled loops: the Numba functions of the generated stage module (values and defects, first "
+          "derivatives and costates, Lagrangian Hessians, the Riccati recursion and inequality condensing); "
+          "the rest is the solver's Python and numpy between them (residuals, line search, bookkeeping), "
+          "the timers' own cost included. More Riccati solves than iterations are inertia-correction retries.")
+
+
 # ---------------------------------------------------------------- time per iteration against N
 
 
@@ -628,12 +705,17 @@ FRESH_CHILD = """
 import json, time
 t0 = time.perf_counter()
 from trajectories import SYSTEMS, solve
+from trajectories.transcription import MultipleShooting
 t1 = time.perf_counter()
 ocp = SYSTEMS["cart_pole"]()
-sol = solve(ocp)
+MultipleShooting(ocp)
 t2 = time.perf_counter()
-print(json.dumps({"imports": t1 - t0, "solve": t2 - t1, "total": t2 - t0, "status": bool(sol.status),
-                  "iterations": sol.iterations, "cost": sol.cost}))
+sol = solve(ocp)
+t3 = time.perf_counter()
+again = solve(ocp)
+t4 = time.perf_counter()
+print(json.dumps({"imports": t1 - t0, "build": t2 - t1, "solve": t3 - t2, "total": t3 - t0, "again": t4 - t3,
+                  "status": bool(sol.status), "iterations": sol.iterations, "cost": sol.cost}))
 """
 
 
@@ -666,13 +748,19 @@ def bench_fresh_process() -> None:
     rows = []
     for label, r, limit in (("empty DIFFSIM_CACHE_DIR (codegen + Numba compilation)", cold, TARGET_COLD),
                             ("same cache dir, now filled (disk cache)", warm, TARGET_WARM_CACHE)):
-        rows.append([label, fmt_time(r["imports"]), fmt_time(r["solve"]), fmt_time(r["total"]), fmt_time(r["process"]),
+        rows.append([label, fmt_time(r["imports"]), fmt_time(r["build"]), fmt_time(r["solve"]), fmt_time(r["total"]),
+                     fmt_time(r["process"]), fmt_time(r["again"]),
                      f"{'ok' if r['status'] else 'FAILED'}, {r['iterations']} iters", r["cache"],
                      verdict(r["total"] <= limit, f"{r['total']:.2f} s vs ≤ {limit:g} s")])
     print_table("A new problem's first solve in a fresh process: python -c 'from trajectories import SYSTEMS, solve; "
                 "solve(SYSTEMS[\"cart_pole\"]())'",
-                ["cache", "imports", "first solve", "import to solution", "whole process (with interpreter start)",
-                 "result", "cache dir after", "target"], rows)
+                ["cache", "imports", "transcription (trace + codegen + import)", "first solve (Numba + solve)",
+                 "import to solution", "whole process", "second solve, same process", "result", "cache dir after",
+                 "target (import to solution)"], rows)
+    print("imports: `from trajectories import SYSTEMS, solve` and the transcription module; transcription: "
+          "MultipleShooting(ocp), which traces the stage functions, writes (or finds) the generated module and "
+          "imports it; first solve: Numba compiles (empty cache) or loads (filled cache) its loops on first call, "
+          "then solves; whole process: as seen by the parent, with the interpreter's start and exit.")
 
 
 # ---------------------------------------------------------------- main
@@ -728,6 +816,7 @@ def main(argv=None) -> None:
     print_results(results, args.repeats)
     print_targets(results)
     print_first_calls(results)
+    print_profile(results)
     print("\nrunning the scaling table:", flush=True)
     bench_scaling(ca, args)
     if not args.no_fresh:
