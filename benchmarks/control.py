@@ -30,7 +30,9 @@ Solvers, one row each per problem:
   variables and constraints are in the order above, so its IPOPT should follow the same
   iterates as diffsim's ipopt backend. The starting point is diffsim's
   ``MultipleShooting.initial_guess`` (the problem's control guess and the rollout under it, or
-  the state guess).
+  the state guess). The solver call is ``nlpsol``'s, the part of ``opti.solve()`` that solves
+  (``Opti`` adds its own Python around the same call), so the time target is, if anything,
+  stricter here than against ``opti.solve()``.
 
 Same-NLP check (printed before the results): CasADi's objective and constraint vector are
 compared with diffsim's ``Transcription.values`` at the starting point and at CasADi's solution.
@@ -65,7 +67,8 @@ and again with that now-filled cache directory, timed from the first import to t
 The issue's targets are printed beside the measured numbers, met or not. Environment: whatever
 the user's is — the script sets no thread variable and does not limit any thread pool; it prints
 what it finds. Run ``python benchmarks/control.py`` (several minutes on a busy 2-core machine)
-or ``--quick`` (cart_pole, van_der_pol, speed_limit; one warm call). Needs casadi for the
+or ``--quick`` (cart_pole, van_der_pol, speed_limit; one warm call); ``--problems NAME ...``
+picks problems, ``--no-fresh`` skips the fresh-process runs. Needs casadi for the
 reference and cyipopt for the ipopt-backend rows; either absent is skipped with a line saying
 so. Nothing is asserted.
 """
