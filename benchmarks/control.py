@@ -55,7 +55,7 @@ beside it); for diffsim's backend ``sol.extra["ipopt_seconds"]`` (IPOPT's call l
 diffsim's callbacks). Ratios: diffsim's warm time ÷ CasADi's warm whole call, and ÷ CasADi's
 IPOPT internal time.
 
-Where diffsim ip's time goes: the quicker of two more calls per problem and method with a timer
+Where diffsim ip's time goes: the quickest of three more calls per problem and method with a timer
 around each compiled loop of the generated stage module (values, Jacobians, Hessians, Riccati
 recursion), the rest being the solver's Python and numpy.
 
@@ -626,14 +626,14 @@ LOOP_GROUPS = (("values", ("nlp_values",)), ("jacobians", ("nlp_jacobians", "cos
 
 
 def profile_row(pr: ProblemResult, method: str) -> list | None:
-    """Two more calls of diffsim ip with timers around the compiled loops (the transcription reads the
+    """Three more calls of diffsim ip with timers around the compiled loops (the transcription reads the
     module from the problem's ``_stage_module``, which is swapped for a timed proxy during the call)."""
     ocp = pr.ocp
     module = getattr(ocp, "_stage_module", None)
     if module is None:
         return None
     best = None
-    for _ in range(2):  # the quicker of two calls: one busy spell of the shared machine is not the profile
+    for _ in range(3):  # the quickest of three calls: one busy spell of the shared machine is not the profile
         timed = TimedModule(module)
         ocp._stage_module = timed
         try:
@@ -658,7 +658,7 @@ def print_profile(results: list[ProblemResult]) -> None:
     if not rows:
         print("skipped: where the time goes (the problem object keeps no _stage_module to instrument)")
         return
-    print_table("Where diffsim ip's time goes: the quicker of two more calls, timers around the compiled stage loops",
+    print_table("Where diffsim ip's time goes: quickest of three more calls, timers around the compiled stage loops",
                 ["problem", "method", "total", "compiled loops"] + [f"of which {g}" for g, _ in LOOP_GROUPS]
                 + ["Riccati solves / iterations", "Python + numpy (the rest)", "rest per iteration"], rows)
     print("compiled loops: the Numba functions of the generated stage module (values and defects, first "
@@ -769,9 +769,20 @@ def bench_fresh_process() -> None:
 # ---------------------------------------------------------------- main
 
 
+def thread_pools() -> str:
+    """Every native thread pool loaded in this process, with its library and thread count."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl not installed)"
+    return ", ".join(f"{p['internal_api']} {pathlib.Path(p['filepath']).parent.name}/{pathlib.Path(p['filepath']).name}"
+                     f" {p['num_threads']} threads" for p in threadpool_info()) or "none"
+
+
 def environment_lines(ca, have_ipopt: bool) -> None:
     set_vars = {v: os.environ[v] for v in THREAD_VARS if v in os.environ}
     print(f"thread variables: {set_vars if set_vars else 'none set'} (this script sets none and limits no pool)")
+    print(f"thread pools loaded (threadpoolctl, read only): {thread_pools()}")
     print(f"at start: {load_average()}")
     print(f"diffsim disk cache: {cache_dir()} ({'exists' if cache_dir().exists() else 'absent'}, "
           f"{len(list(cache_dir().glob('*.py'))) if cache_dir().exists() else 0} generated modules at start)")
