@@ -593,6 +593,8 @@ def print_first_calls(results: list[ProblemResult]) -> None:
                 ["problem", "diffsim ip multiple: first solve (trace + codegen + Numba load or compile)",
                  "ip single: first", "ipopt backend: first", "CasADi NLP build (SX + nlpsol, excluded)",
                  "CasADi: first solver call"], rows)
+    print("The first problem's first diffsim call also pays Numba's one-time start-up in this process; 'no "
+          "compilation (disk cache)' means every loop was loaded from the cache directory named above.")
 
 
 # ---------------------------------------------------------------- where diffsim ip's time goes
