@@ -46,7 +46,7 @@ construction (CasADi's SX graph + ``nlpsol``) is excluded and printed apart; eac
 call is printed apart ("first": diffsim's includes tracing, code generation and loading the
 Numba loops from the disk cache, or compiling them when the cache has no entry — the number of
 Numba compilations says which); the main figure is WARM, the best of ``--repeats`` further calls
-(default 3, ``--quick`` 1), the solvers taking turns so a busy spell of the shared machine hits
+(default 5, ``--quick`` 1), the solvers taking turns so a busy spell of the shared machine hits
 all of them, a solver repeating only while it has used less than ``--budget`` seconds.
 "IPOPT internal" is IPOPT's time without the function evaluations: for CasADi, solver stats
 ``t_wall_total`` minus the sum of the ``t_wall_nlp_*`` entries (f, g, grad_f, jac_g, hess_l,
@@ -242,13 +242,14 @@ def stage_layout(ocp) -> tuple[int, int, int, int]:
     return n, ns, m, ns + m
 
 
-def pack(ocp, X: np.ndarray, U: np.ndarray) -> np.ndarray:
+def pack(X: np.ndarray, U: np.ndarray) -> np.ndarray:
     """z = (x_0, u_0, ..., x_{N-1}, u_{N-1}, x_N)."""
     return np.concatenate([np.concatenate([X[:-1], U], axis=1).ravel(), X[-1]])
 
 
 def unpack(ocp, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    n, ns, m, nv = stage_layout(ocp)
+    """(X, U) from z, the inverse of :func:`pack`."""
+    _, ns, _, nv = stage_layout(ocp)
     N = ocp.N
     V = z[:N * nv].reshape(N, nv)
     X = np.vstack([V[:, :ns], z[N * nv:][None, :]])
@@ -333,7 +334,7 @@ def build_casadi(ca, ocp, model: Model) -> CasadiNLP:
 
 def casadi_call(nlp: CasadiNLP, ocp, X, U) -> dict:
     """One whole solver call from (X, U), with IPOPT's stats."""
-    z0 = pack(ocp, X, U)
+    z0 = pack(X, U)
     start = time.perf_counter()
     out = nlp.solver(x0=z0, lbx=nlp.lbx, ubx=nlp.ubx, lbg=nlp.lbg, ubg=nlp.ubg)
     wall = time.perf_counter() - start
@@ -444,7 +445,7 @@ def same_nlp_rows(name, ocp, nlp: CasadiNLP, points: dict) -> list:
     tr = MultipleShooting(ocp)
     rows = []
     for label, (X, U) in points.items():
-        fc, gc = nlp.evaluate(pack(ocp, X, U))
+        fc, gc = nlp.evaluate(pack(X, U))
         v = tr.values(np.ascontiguousarray(X, dtype=float), np.ascontiguousarray(U, dtype=float))
         gd = np.concatenate([v.defects.ravel(), v.path.ravel(), v.path_final, v.equality, v.inequality])
         diff = f"{np.max(np.abs(gc - gd)):.1e}" if gc.size == gd.size else "sizes differ"
@@ -803,12 +804,12 @@ def parse(argv) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help=f"problems {', '.join(QUICK)}; one warm call; "
                         "N up to 1000 in the scaling table")
     parser.add_argument("--problems", nargs="+", choices=[c.name for c in CASES], help="a subset of the problems")
-    parser.add_argument("--repeats", type=int, default=None, help="warm calls per solver (default 3, --quick 1)")
+    parser.add_argument("--repeats", type=int, default=None, help="warm calls per solver (default 5, --quick 1)")
     parser.add_argument("--budget", type=float, default=30.0,
                         help="seconds of warm calls after which a solver stops repeating (default 30)")
     parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-process measurement")
     args = parser.parse_args(argv)
-    args.repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    args.repeats = args.repeats if args.repeats is not None else (1 if args.quick else 5)
     return args
 
 
