@@ -125,8 +125,10 @@ def blas_info() -> tuple[str, int | None]:
         from threadpoolctl import threadpool_info
 
         pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-        if pools:
-            return name, int(pools[0]["num_threads"])
+        # other packages may bundle their own BLAS (cyipopt-wheels does): numpy's is in numpy's tree
+        mine = [p for p in pools if os.sep + "numpy" in p.get("filepath", "")]
+        if mine or pools:
+            return name, int((mine or pools)[0]["num_threads"])
     except ImportError:
         pass
     for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):

@@ -1,221 +1,370 @@
-"""Optimal control benchmark: diffsim's direct shooting beside CasADi + IPOPT on the same discrete NLP.
+"""Optimal control benchmark: diffsim's stage-wise interior-point solver beside CasADi + IPOPT on the same NLP.
 
-The problems (``trajectories.systems``, N = 100 control intervals, float64):
+The NLP (``trajectories.transcription``): N control intervals, controls piecewise constant, the
+problem posed on scaled time s = t/T ∈ [0, 1] with dynamics dx/ds = T f(x, u, p, T s), and one
+classical RK4 step of size h = 1/N per interval on the state augmented with the running cost
+T L(x, u, p, T s) (so the cost of interval k is that RK4 quadrature). A free final time is one
+more state component with dT/ds = 0, bounded at the first node only. Multiple shooting: the
+decisions are z = (x_0, u_0, x_1, u_1, ..., x_N) with x_0's physical part fixed by its bounds,
+the constraints are, in this order, the defects F(x_k, u_k) − x_{k+1} = 0, the path constraints
+g(x_k, u_k) ≤ 0 for k < N and g(F(x_{N−1}, u_{N−1}), u_{N−1}) ≤ 0 at the final node, and the
+terminal equalities h(x_N) = 0; the objective is Σ_k (cost of interval k) + Φ(x_N).
 
-- cart-pole swing-up of Kelly (2017): cart 1 kg, pole 0.3 kg and 0.5 m, g = 9.81, from rest
-  hanging down (θ = 0) to x(T) = (1, π, 0, 0) in T = 2, |F| <= 20, minimise ∫ F² dt;
-- Van der Pol of CasADi's examples: ẋ0 = (1 − x1²) x0 − x1 + u, ẋ1 = x0, x(0) = (0, 1),
-  u ∈ [−0.75, 1], minimise ∫ x0² + x1² + u² dt over T = 10, no terminal constraint.
+Problems (``trajectories.SYSTEMS``, their default grids): cart_pole, van_der_pol, goddard
+(free final time, maximise altitude), two_link_arm, brachistochrone (free final time),
+unicycle, pendulum at N = 2000, speed_limit (state path constraint v ≤ 0.6) and
+quadrotor_obstacle (circular obstacle, a non-convex path constraint; every solver that takes a
+state guess starts from px = 2s, py = −0.6 sin(πs), the rest 0, which passes below the obstacle).
 
-Controls are piecewise constant on the N intervals; one classical RK4 step per interval advances
-the state and, as an extra state, the running cost (diffsim.ode.schemes), so the discrete problem
-is: minimise Σ_k c_k(x_k, u_k) subject to x_{k+1} = F(x_k, u_k), the bounds on u and the terminal
-constraint. diffsim poses it on scaled time (ẋ = T f over s ∈ [0, 1], step 1/N), the same step up
-to rounding.
+Solvers, one row each per problem:
 
-Solvers, all on this one NLP:
+- ``diffsim ip, multiple``: ``trajectories.solve(ocp, method="multiple", solver="ip")`` (the
+  default), tol 1e-8 (scaled KKT error, IPOPT's test) and constraint violation 1e-8;
+- ``diffsim ip, single``: the same with ``method="single"`` (controls and T are the decisions;
+  it takes no state guess, so on quadrotor_obstacle it starts from the hover rollout);
+- ``diffsim ipopt, multiple``: ``solver="ipopt"``, diffsim's cyipopt backend on the identical NLP
+  (derivatives from diffsim's compiled stage kernels, called from Python per IPOPT callback);
+- ``CasADi + IPOPT``: the NLP above written independently in CasADi SX (the models below, the
+  same RK4 step as an SX Function called at every interval), ``nlpsol("ipopt")`` with exact
+  Hessian, default linear solver (MUMPS), tol 1e-8, constr_viol_tol 1e-8, print_level 0. The
+  variables and constraints are in the order above, so its IPOPT should follow the same
+  iterates as diffsim's ipopt backend. The starting point is diffsim's
+  ``MultipleShooting.initial_guess`` (the problem's control guess and the rollout under it, or
+  the state guess). The solver call is ``nlpsol``'s, the part of ``opti.solve()`` that solves
+  (``Opti`` adds its own Python around the same call), so the time target is, if anything,
+  stricter here than against ``opti.solve()``.
 
-- diffsim ``single_shooting`` (the controls are the decisions; SLSQP with the terminal
-  constraints, L-BFGS-B without) with ``gradient="bptt"``, ``"checkpointed"`` and ``"adjoint"``
-  (the continuous costate equation: its gradient is O(h⁴) off the discrete one, so it stops near,
-  not at, the discrete optimum), and ``multiple_shooting`` (SLSQP, 20 segments of 5 intervals,
-  exact Jacobians from the compiled step Jacobians), all with their default options;
-- CasADi + IPOPT, direct multiple shooting as in CasADi's ``direct_multiple_shooting.py``: the
-  dynamics and running cost as an SX ``casadi.Function``, one RK4 step on it (state and cost
-  quadrature) as a second Function, decision vector (X_0, U_0, X_1, ..., X_N) with X_0 and, for
-  the cart-pole, X_N fixed by bounds, defects X_{k+1} − F(X_k, U_k) = 0, exact Hessian of the
-  Lagrangian, ``nlpsol("ipopt")`` with print_level 0 and tol 1e-10. Two builds of the same NLP:
-  MX symbols calling the step Function (the example's way) and the NLP expanded to SX
-  (``expand=True``), which evaluates faster and is the reference for every ratio. The initial
-  guess is diffsim's: u = the mid-point of the bounds, states = the rollout under it.
+Same-NLP check (printed before the results): CasADi's objective and constraint vector are
+compared with diffsim's ``Transcription.values`` at the starting point and at CasADi's solution.
 
-Checks printed before the tables: IPOPT's objective equals diffsim's rollout cost of IPOPT's
-controls, and IPOPT's states equal diffsim's rollout (so the two NLPs are the same).
+Columns: cost; its relative gap to CasADi's; the KKT residual: diffsim's
+``sol.kkt["scaled_error"]`` (for the ipopt backend too, evaluated by diffsim at IPOPT's point),
+and for CasADi IPOPT's own final inf_pr / inf_du (``stats()["iterations"]``, last entry);
+iterations; wall times. Timing: the wall time of the whole call as a user sees it
+(``trajectories.solve(...)``, or CasADi's solver call ``solver(x0=..., lbx=...)``); NLP
+construction (CasADi's SX graph + ``nlpsol``) is excluded and printed apart; each solver's first
+call is printed apart ("first": diffsim's includes tracing, code generation and loading the
+Numba loops from the disk cache, or compiling them when the cache has no entry — the number of
+Numba compilations says which); the main figure is WARM, the best of ``--repeats`` further calls
+(default 5, ``--quick`` 1), the solvers taking turns so a busy spell of the shared machine hits
+all of them, a solver repeating only while it has used less than ``--budget`` seconds.
+"IPOPT internal" is IPOPT's time without the function evaluations: for CasADi, solver stats
+``t_wall_total`` minus the sum of the ``t_wall_nlp_*`` entries (f, g, grad_f, jac_g, hess_l,
+grad; ``record_time`` on), the smallest over the warm calls (``t_proc_*``, CPU time, printed
+beside it); for diffsim's backend ``sol.extra["ipopt_seconds"]`` (IPOPT's call less the time in
+diffsim's callbacks). Ratios: diffsim's warm time ÷ CasADi's warm whole call, and ÷ CasADi's
+IPOPT internal time.
 
-Reported for each solver: cost, its relative difference to IPOPT's, the final-state constraint
-violation max |x_N − x_target| of the controls re-integrated from x0 by diffsim's rollout (so
-every solver is judged by the same integrator), max |u − u_IPOPT|, iterations, derivative
-evaluations, the first call's time and the warm time. Targets: the same optimum as IPOPT to 1e-4
-relative; wall time no worse than CasADi + IPOPT's.
+Where diffsim ip's time goes: the quickest of three more calls per problem and method with a timer
+around each compiled loop of the generated stage module (values, Jacobians, Hessians, Riccati
+recursion), the rest being the solver's Python and numpy.
 
-Timing. Construction is excluded and printed apart: CasADi's NLP (Functions + ``nlpsol``) and
-diffsim's problem (tracing + code generation + import of the generated module). The first call of
-each solver in this process is reported apart: for diffsim it loads its Numba loops from the disk
-cache, or compiles them when the cache is empty (``--empty-cache`` forces that), and the number
-of Numba compilations says which. The main number is WARM: the best of 3 further calls (``--quick``:
-1), the solvers taking turns so a busy spell of a shared machine hits all of them; a solver stops
-repeating once it has spent ``--budget`` seconds. Wall time is measured around the call,
-garbage collector on, as a user sees it.
+Also: time per iteration against N (pendulum swing-up, N = 100, 1000, 10000; ``--quick``: 100,
+1000), and a new problem's first solve in a fresh Python process (``python -c``, cart_pole,
+``solve(ocp)``) with an empty ``DIFFSIM_CACHE_DIR`` (code generation + every Numba compilation)
+and again with that now-filled cache directory, timed from the first import to the solution.
 
-Where diffsim's time goes: one more call of each diffsim solver with timers around the compiled
-Numba kernels it calls, ``ODEProblem.gradient``, scipy.optimize.minimize, the callbacks handed to
-it and the optimizer's compiled core (SLSQP / L-BFGS-B). And the cost of one value-and-gradient
-sweep, through the public API and of the bare kernel.
-
-Run ``python benchmarks/control.py`` (about a minute on 2 cores when they are free; the
-cart-pole's single shooting dominates) or ``--quick`` (BPTT single shooting and multiple shooting only, one warm call).
-Nothing is asserted. Needs casadi (``pip install casadi``, IPOPT included); without it the
-diffsim rows are still measured. numpy's BLAS runs on one thread (IPOPT's MUMPS is sequential).
+The issue's targets are printed beside the measured numbers, met or not. Environment: whatever
+the user's is — the script sets no thread variable and does not limit any thread pool; it prints
+what it finds. Run ``python benchmarks/control.py`` (several minutes on a busy 2-core machine)
+or ``--quick`` (cart_pole, van_der_pol, speed_limit; one warm call); ``--problems NAME ...``
+picks problems, ``--no-fresh`` skips the fresh-process runs. Needs casadi for the
+reference and cyipopt for the ipopt-backend rows; either absent is skipped with a line saying
+so. Nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import pathlib
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
-# One thread for numpy's BLAS (SLSQP and the dense Jacobians), as in engine.py.
-THREADS = int(os.environ.setdefault("OMP_NUM_THREADS", "1").split(",")[0])
-os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
-os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
+import numpy as np
+from _table import fmt_time, load_average, print_header, print_table
 
-import numpy as np  # noqa: E402
-from _table import fmt_time, load_average, print_header, print_table  # noqa: E402
+import diffsim as ds
+from diffsim.codegen import cache_dir
+from trajectories import SYSTEMS, solve
+from trajectories.dynamics import MODELS
+from trajectories.transcription import MultipleShooting
 
-import diffsim as ds  # noqa: E402
-from diffsim.codegen import cache_dir  # noqa: E402
-from trajectories.shooting import multiple_shooting, single_shooting  # noqa: E402
-from trajectories.systems import cart_pole_swingup, van_der_pol  # noqa: E402
-
-N_INTERVALS = 100
-TARGET_REL = 1e-4
-IPOPT_TOL = 1e-10
-REFERENCE = "CasADi SX + IPOPT"
-
-
-# ---------------------------------------------------------------- the problems, for CasADi
-
-
-def cart_pole_casadi(ca, x, u, p):
-    """trajectories.dynamics.cart_pole and the running cost F², in CasADi symbols."""
-    mc, mp, length, g = p
-    s, c = ca.sin(x[1]), ca.cos(x[1])
-    d = mc + mp * s * s
-    xdd = (u[0] + mp * s * (length * x[3] * x[3] + g * c)) / d
-    thdd = (-u[0] * c - mp * length * x[3] * x[3] * c * s - (mc + mp) * g * s) / (length * d)
-    return ca.vertcat(x[2], x[3], xdd, thdd), u[0] * u[0]
+TOL = 1e-8
+TARGET_GAP = 1e-6          # same optimum, relative
+TARGET_KKT = 1e-8
+TARGET_ITER = 1.2          # at most IPOPT's iterations + 20 %
+TARGET_WHOLE = 0.5         # ≤ 0.5 × CasADi's whole solve
+TARGET_INTERNAL = 1.0      # ≤ IPOPT's internal time
+TARGET_COLD, TARGET_WARM_CACHE = 2.0, 0.3   # seconds, first solve in a fresh process
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CASADI = "CasADi + IPOPT"
+IP_MULTIPLE, IP_SINGLE, BACKEND = "diffsim ip, multiple", "diffsim ip, single", "diffsim ipopt, multiple"
 
 
-def van_der_pol_casadi(ca, x, u, p):
-    """trajectories.dynamics.van_der_pol and the running cost x0² + x1² + u², in CasADi symbols."""
-    return ca.vertcat(p[0] * (1.0 - x[1] * x[1]) * x[0] - x[1] + u[0], x[0]), x[0] * x[0] + x[1] * x[1] + u[0] * u[0]
+# ---------------------------------------------------------------- the problems, in CasADi symbols
+
+
+@dataclass
+class Model:
+    """A problem's functions in CasADi symbols (x, u are SX vectors, p a list of floats)."""
+
+    f: Callable                       # (x, u, p) -> ẋ
+    L: Callable | None = None         # (x, u, p) -> running cost
+    Phi: Callable | None = None       # (x, p) -> terminal cost
+    h_eq: Callable | None = None      # (x, p) -> terminal equalities
+    g: Callable | None = None         # (x, u, p) -> path constraints ≤ 0
+
+
+def cart_pole_model(ca) -> Model:
+    def f(x, u, p):
+        mc, mp, length, g = p
+        s, c = ca.sin(x[1]), ca.cos(x[1])
+        d = mc + mp * s * s
+        xdd = (u[0] + mp * s * (length * x[3] * x[3] + g * c)) / d
+        thdd = (-u[0] * c - mp * length * x[3] * x[3] * c * s - (mc + mp) * g * s) / (length * d)
+        return ca.vertcat(x[2], x[3], xdd, thdd)
+
+    return Model(f, L=lambda x, u, p: u[0] ** 2, h_eq=lambda x, p: x - ca.DM([1.0, math.pi, 0.0, 0.0]))
+
+
+def van_der_pol_model(ca) -> Model:
+    return Model(lambda x, u, p: ca.vertcat(p[0] * (1.0 - x[1] * x[1]) * x[0] - x[1] + u[0], x[0]),
+                 L=lambda x, u, p: x[0] ** 2 + x[1] ** 2 + u[0] ** 2)
+
+
+def goddard_model(ca) -> Model:
+    def f(x, u, p):
+        drag = 310.0 * x[1] * x[1] * ca.exp(-500.0 * (x[0] - 1.0))
+        return ca.vertcat(x[1], (u[0] - drag) / x[2] - 1.0 / (x[0] * x[0]), -u[0] / 0.5)
+
+    return Model(f, Phi=lambda x, p: -x[0], h_eq=lambda x, p: x[2] - 0.6)
+
+
+def two_link_arm_model(ca) -> Model:
+    def f(x, u, p):
+        m1, m2, l1, lc1, lc2, i1, i2, g = p
+        s1, s2, c2, s12 = ca.sin(x[0]), ca.sin(x[1]), ca.cos(x[1]), ca.sin(x[0] + x[1])
+        m11 = i1 + i2 + m2 * l1 * l1 + 2.0 * m2 * l1 * lc2 * c2
+        m12 = i2 + m2 * l1 * lc2 * c2
+        m22 = i2
+        hc = m2 * l1 * lc2 * s2
+        r1 = u[0] - m1 * g * lc1 * s1 - m2 * g * (l1 * s1 + lc2 * s12) + 2.0 * hc * x[2] * x[3] + hc * x[3] * x[3]
+        r2 = u[1] - m2 * g * lc2 * s12 - hc * x[2] * x[2]
+        det = m11 * m22 - m12 * m12
+        return ca.vertcat(x[2], x[3], (m22 * r1 - m12 * r2) / det, (m11 * r2 - m12 * r1) / det)
+
+    goal = ca.DM([math.pi / 2, math.pi / 4, 0.0, 0.0])
+    return Model(f, L=lambda x, u, p: ca.sumsqr(u), h_eq=lambda x, p: x - goal)
+
+
+def brachistochrone_model(ca) -> Model:
+    g0 = 9.80665
+    return Model(lambda x, u, p: ca.vertcat(x[2] * ca.sin(u[0]), -x[2] * ca.cos(u[0]), g0 * ca.cos(u[0])),
+                 L=lambda x, u, p: 1.0 + 0.0 * u[0], h_eq=lambda x, p: ca.vertcat(x[0] - 10.0, x[1] - 5.0))
+
+
+def unicycle_model(ca) -> Model:
+    return Model(lambda x, u, p: ca.vertcat(u[0] * ca.cos(x[2]), u[0] * ca.sin(x[2]), u[1]),
+                 L=lambda x, u, p: ca.sumsqr(u), h_eq=lambda x, p: x - ca.DM([2.0, 1.0, math.pi / 2]))
+
+
+def pendulum_model(ca) -> Model:
+    def f(x, u, p):
+        m, length, g, b = p
+        return ca.vertcat(x[1], (u[0] - b * x[1] - m * g * length * ca.sin(x[0])) / (m * length * length))
+
+    return Model(f, L=lambda x, u, p: u[0] ** 2, h_eq=lambda x, p: ca.vertcat(x[0] - math.pi, x[1]))
+
+
+def speed_limit_model(ca) -> Model:
+    return Model(lambda x, u, p: ca.vertcat(x[1], u[0]), L=lambda x, u, p: u[0] ** 2,
+                 h_eq=lambda x, p: x - ca.DM([1.0, 0.0]), g=lambda x, u, p: x[1] - 0.6)
+
+
+def quadrotor_obstacle_model(ca) -> Model:
+    def f(x, u, p):
+        m, inertia, r, g = p
+        thrust = u[0] + u[1]
+        return ca.vertcat(x[3], x[4], x[5], -thrust * ca.sin(x[2]) / m, thrust * ca.cos(x[2]) / m - g,
+                          r * (u[0] - u[1]) / inertia)
+
+    p = MODELS["quadrotor_2d"][3]
+    hover = 0.5 * p[0] * p[3]
+    return Model(f, L=lambda x, u, p: ca.sumsqr(u - hover), h_eq=lambda x, p: x - ca.DM([2.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+                 g=lambda x, u, p: 0.4 ** 2 - (x[0] - 1.0) ** 2 - (x[1] - 0.1) ** 2)
+
+
+def around_the_obstacle(ocp) -> np.ndarray:
+    """The quadrotor's state guess: px = 2s, py = −0.6 sin(πs), the other states 0."""
+    s = np.linspace(0.0, 1.0, ocp.N + 1)
+    X0 = np.zeros((ocp.N + 1, ocp.n_x))
+    X0[:, 0], X0[:, 1] = 2.0 * s, -0.6 * np.sin(np.pi * s)
+    return X0
 
 
 @dataclass
 class Case:
     name: str
-    make: Callable            # N -> OptimalControlProblem
-    casadi_model: Callable    # (ca, x, u, p) -> (ẋ, L)
-    target: np.ndarray | None  # x(T) fixed by a terminal equality, or None
+    make: Callable                      # () -> OptimalControlProblem
+    model: Callable                     # ca -> Model
+    state_guess: Callable | None = None  # ocp -> X0 (N+1, n_x)
 
 
-CASES = [Case("cart-pole swing-up", cart_pole_swingup, cart_pole_casadi, np.array([1.0, np.pi, 0.0, 0.0])),
-         Case("Van der Pol", van_der_pol, van_der_pol_casadi, None)]
+CASES = [Case("cart_pole", SYSTEMS["cart_pole"], cart_pole_model),
+         Case("van_der_pol", SYSTEMS["van_der_pol"], van_der_pol_model),
+         Case("goddard", SYSTEMS["goddard"], goddard_model),
+         Case("two_link_arm", SYSTEMS["two_link_arm"], two_link_arm_model),
+         Case("brachistochrone", SYSTEMS["brachistochrone"], brachistochrone_model),
+         Case("unicycle", SYSTEMS["unicycle"], unicycle_model),
+         Case("pendulum", lambda: SYSTEMS["pendulum"](N=2000), pendulum_model),
+         Case("speed_limit", SYSTEMS["speed_limit"], speed_limit_model),
+         Case("quadrotor_obstacle", SYSTEMS["quadrotor_obstacle"], quadrotor_obstacle_model, around_the_obstacle)]
+QUICK = ("cart_pole", "van_der_pol", "speed_limit")
 
 
-# ---------------------------------------------------------------- CasADi + IPOPT
+# ---------------------------------------------------------------- CasADi + IPOPT on the same NLP
 
 
-def build_casadi(ca, case: Case, ocp, expand: bool):
-    """Direct multiple shooting on the grid of ``ocp``; returns a solve() -> result dict."""
-    n, m, N, h = ocp.n_x, ocp.n_u, ocp.N, ocp.T / ocp.N
-    x, u = ca.SX.sym("x", n), ca.SX.sym("u", m)
-    xdot, L = case.casadi_model(ca, x, u, [float(v) for v in ocp.params])
-    f = ca.Function("f", [x, u], [xdot, L])
-    k1, q1 = f(x, u)
-    k2, q2 = f(x + h / 2 * k1, u)
-    k3, q3 = f(x + h / 2 * k2, u)
-    k4, q4 = f(x + h * k3, u)
-    F = ca.Function("F", [x, u], [x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4), h / 6 * (q1 + 2 * q2 + 2 * q3 + q4)])
-    U0 = ocp.u_guess()
-    X0 = ocp.ode.rollout(ocp.x0, U0, ocp.q(ocp.T), T=1.0).x
-    w, lbw, ubw, w0, g = [], [], [], [], []
-    J = 0
-    Xk = ca.MX.sym("X_0", n)
-    w.append(Xk)
-    lbw += list(ocp.x0)
-    ubw += list(ocp.x0)
-    w0 += list(X0[0])
-    for k in range(N):
-        Uk = ca.MX.sym(f"U_{k}", m)
-        w.append(Uk)
-        lbw += list(ocp.u_lower)
-        ubw += list(ocp.u_upper)
-        w0 += list(U0[k])
-        Xend, Qk = F(Xk, Uk)
-        J = J + Qk
-        Xk = ca.MX.sym(f"X_{k + 1}", n)
-        w.append(Xk)
-        fixed = k == N - 1 and case.target is not None
-        lbw += list(case.target) if fixed else [-np.inf] * n
-        ubw += list(case.target) if fixed else [np.inf] * n
-        w0 += list(X0[k + 1])
-        g.append(Xend - Xk)
-    nlp = {"x": ca.vertcat(*w), "f": J, "g": ca.vertcat(*g)}
-    opts = {"ipopt.print_level": 0, "print_time": False, "ipopt.sb": "yes", "ipopt.tol": IPOPT_TOL,
-            "ipopt.max_iter": 3000, "expand": expand}
-    solver = ca.nlpsol("ipopt_" + "".join(ch if ch.isalnum() else "_" for ch in case.name), "ipopt", nlp, opts)
-    args = dict(x0=w0, lbx=lbw, ubx=ubw, lbg=0.0, ubg=0.0)
-    stride = n + m
-
-    def solve():
-        start = time.perf_counter()
-        sol = solver(**args)
-        wall = time.perf_counter() - start
-        st = solver.stats()
-        z = np.asarray(sol["x"]).ravel()
-        U = np.array([z[n + k * stride:n + k * stride + m] for k in range(N)])
-        X = np.array([z[k * stride:k * stride + n] for k in range(N + 1)])
-        return {"wall": wall, "status": bool(st["success"]), "message": st["return_status"], "cost": float(sol["f"]),
-                "U": U, "X": X, "iterations": int(st["iter_count"]),
-                "evals": f"{st['n_call_nlp_grad_f']} ∇f, {st['n_call_nlp_jac_g']} ∂g, {st['n_call_nlp_hess_l']} ∇²L",
-                "eval_time": sum(v for k, v in st.items() if k.startswith("t_wall_nlp"))}
-
-    return solve
+def stage_layout(ocp) -> tuple[int, int, int, int]:
+    """(n, ns, m, nv): physical states, stage states (with T when free), controls, stage width."""
+    n, m = ocp.n_x, ocp.n_u
+    ns = n + int(ocp.free_time)
+    return n, ns, m, ns + m
 
 
-# ---------------------------------------------------------------- runs and their records
+def pack(X: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """z = (x_0, u_0, ..., x_{N-1}, u_{N-1}, x_N)."""
+    return np.concatenate([np.concatenate([X[:-1], U], axis=1).ravel(), X[-1]])
+
+
+def unpack(ocp, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(X, U) from z, the inverse of :func:`pack`."""
+    _, ns, _, nv = stage_layout(ocp)
+    N = ocp.N
+    V = z[:N * nv].reshape(N, nv)
+    X = np.vstack([V[:, :ns], z[N * nv:][None, :]])
+    return np.ascontiguousarray(X), np.ascontiguousarray(V[:, ns:])
+
+
+def rk4_step(ca, ocp, model: Model):
+    """The scaled-time RK4 step (x, u) -> (x_next, cost of the interval) as an SX Function."""
+    n, ns, m, _ = stage_layout(ocp)
+    p = [float(v) for v in ocp.params]
+    x, u = ca.SX.sym("x", ns), ca.SX.sym("u", m)
+    T = x[n] if ocp.free_time else ocp.T
+    zero = ca.SX.zeros(1) if ocp.free_time else ca.SX.zeros(0)
+
+    def rhs(y):
+        cost = T * model.L(y[:n], u, p) if model.L is not None else ca.SX(0.0)
+        return ca.vertcat(T * model.f(y[:n], u, p), zero), cost
+
+    h = 1.0 / ocp.N
+    k1, q1 = rhs(x)
+    k2, q2 = rhs(x + 0.5 * h * k1)
+    k3, q3 = rhs(x + 0.5 * h * k2)
+    k4, q4 = rhs(x + h * k3)
+    return ca.Function("rk4", [x, u], [x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4),
+                                       (h / 6.0) * (q1 + 2.0 * q2 + 2.0 * q3 + q4)])
 
 
 @dataclass
-class Run:
-    """One solver on one problem: its first call, warm calls and the last result."""
-
-    name: str
-    call: Callable                      # () -> result dict
-    first: float = float("nan")
-    first_note: str = ""
-    warm: list = field(default_factory=list)
-    result: dict | None = None
-
-    @property
-    def best(self) -> float:
-        return min(self.warm) if self.warm else self.first
+class CasadiNLP:
+    solver: object
+    evaluate: Callable          # z -> (f, g) as numpy
+    lbx: np.ndarray
+    ubx: np.ndarray
+    lbg: np.ndarray
+    ubg: np.ndarray
+    build_seconds: float
 
 
-def diffsim_runner(ocp, solver: Callable) -> Callable:
-    def call():
-        start = time.perf_counter()
-        sol = solver(ocp)
-        wall = time.perf_counter() - start
-        return {"wall": wall, "status": sol.status, "message": sol.message, "cost": sol.cost, "U": sol.u,
-                "iterations": sol.iterations, "evals": f"{sol.gradient_evaluations} sweeps", "solution": sol}
+def build_casadi(ca, ocp, model: Model) -> CasadiNLP:
+    """The multiple-shooting NLP of the module docstring in CasADi SX, and its IPOPT solver."""
+    start = time.perf_counter()
+    n, ns, m, nv = stage_layout(ocp)
+    N, p = ocp.N, [float(v) for v in ocp.params]
+    step = rk4_step(ca, ocp, model)
+    z = ca.SX.sym("z", N * nv + ns)
+    X = [z[k * nv:k * nv + ns] for k in range(N + 1)]
+    U = [z[k * nv + ns:(k + 1) * nv] for k in range(N)]
+    J, defects, path = 0, [], []
+    end = None
+    for k in range(N):
+        end, cost = step(X[k], U[k])
+        J += cost
+        defects.append(end - X[k + 1])
+        if model.g is not None:
+            path.append(model.g(X[k][:n], U[k], p))
+    if model.g is not None:
+        path.append(model.g(end[:n], U[N - 1], p))  # the final node's constraint, through the step
+    if model.Phi is not None:
+        J += model.Phi(X[N][:n], p)
+    terminal = [model.h_eq(X[N][:n], p)] if model.h_eq is not None else []
+    g = ca.vertcat(*defects, *path, *terminal)
+    n_path = sum(e.numel() for e in path)
+    lbg = np.concatenate([np.zeros(N * ns), np.full(n_path, -np.inf), np.zeros(g.numel() - N * ns - n_path)])
+    ubg = np.zeros(g.numel())
+    lo, hi = np.full((N + 1, nv), -np.inf), np.full((N + 1, nv), np.inf)
+    lo[:N, ns:], hi[:N, ns:] = ocp.u_lower, ocp.u_upper
+    lo[0, :n] = hi[0, :n] = ocp.x0
+    if ocp.free_time:
+        lo[0, n], hi[0, n] = ocp.T_bounds
+    lbx, ubx = lo.ravel()[:N * nv + ns], hi.ravel()[:N * nv + ns]
+    opts = {"ipopt.tol": TOL, "ipopt.constr_viol_tol": TOL, "ipopt.max_iter": 3000, "ipopt.print_level": 0,
+            "ipopt.sb": "yes", "print_time": False, "record_time": True}
+    solver = ca.nlpsol(f"ipopt_{ocp.name}", "ipopt", {"x": z, "f": J, "g": g}, opts)
+    fg = ca.Function("fg", [z], [J, g])
 
-    return call
+    def evaluate(zv):
+        fv, gv = fg(zv)
+        return float(fv), np.asarray(gv).ravel()
+
+    return CasadiNLP(solver, evaluate, lbx, ubx, lbg, ubg, time.perf_counter() - start)
 
 
-def diffsim_solvers(quick: bool) -> dict[str, Callable]:
-    solvers = {"single shooting, BPTT": lambda p: single_shooting(p, gradient="bptt")}
-    if not quick:
-        solvers["single shooting, checkpointed"] = lambda p: single_shooting(p, gradient="checkpointed")
-        solvers["single shooting, adjoint"] = lambda p: single_shooting(p, gradient="adjoint")
-    solvers["multiple shooting, 20 segments"] = lambda p: multiple_shooting(p)
-    return solvers
+def casadi_call(nlp: CasadiNLP, ocp, X, U) -> dict:
+    """One whole solver call from (X, U), with IPOPT's stats."""
+    z0 = pack(X, U)
+    start = time.perf_counter()
+    out = nlp.solver(x0=z0, lbx=nlp.lbx, ubx=nlp.ubx, lbg=nlp.lbg, ubg=nlp.ubg)
+    wall = time.perf_counter() - start
+    st = nlp.solver.stats()
+    Xs, Us = unpack(ocp, np.asarray(out["x"]).ravel())
+    evals = [k[len("t_wall_"):] for k in st if k.startswith("t_wall_nlp_")]
+    eval_wall = sum(st["t_wall_" + k] for k in evals)
+    eval_proc = sum(st["t_proc_" + k] for k in evals)
+    its = st["iterations"]
+    return {"wall": wall, "status": bool(st["success"]), "message": st["return_status"], "cost": float(out["f"]),
+            "X": Xs, "U": Us, "iterations": int(st["iter_count"]),
+            "kkt": f"pr {its['inf_pr'][-1]:.0e}, du {its['inf_du'][-1]:.0e}",
+            "internal": st["t_wall_total"] - eval_wall, "internal_proc": st["t_proc_total"] - eval_proc,
+            "t_wall_total": st["t_wall_total"]}
+
+
+# ---------------------------------------------------------------- diffsim's solvers
+
+
+def diffsim_call(ocp, method: str, solver: str, X0) -> dict:
+    """One whole ``trajectories.solve`` call."""
+    start_opts = {"X0": X0} if X0 is not None and method == "multiple" else {}
+    start = time.perf_counter()
+    sol = solve(ocp, method=method, solver=solver, tol=TOL, **start_opts)
+    wall = time.perf_counter() - start
+    res = {"wall": wall, "status": sol.status, "message": sol.message, "cost": sol.cost, "iterations": sol.iterations,
+           "kkt_value": sol.kkt.get("scaled_error", float("nan")), "violation": sol.constraint_violation,
+           "U": sol.u, "internal": sol.extra.get("ipopt_seconds")}
+    res["kkt"] = f"{res['kkt_value']:.1e}"
+    return res
 
 
 @contextmanager
@@ -229,330 +378,469 @@ def numba_compilations():
     box[0] = sum(1 for _, ev in rec.buffer if ev.is_start)
 
 
-def measure(runs: list[Run], repeats: int, budget: float) -> None:
-    """First call of each run, then ``repeats`` warm calls in turns; a run stops repeating once
-    its warm calls have used ``budget`` seconds."""
+# ---------------------------------------------------------------- runs: first call, warm calls in turns
+
+
+@dataclass
+class Run:
+    name: str
+    call: Callable                       # () -> result dict
+    first: float = float("nan")
+    first_note: str = ""
+    warm: list = field(default_factory=list)
+    internal: list = field(default_factory=list)
+    internal_proc: list = field(default_factory=list)
+    result: dict | None = None
+
+    @property
+    def best(self) -> float:
+        return min(self.warm) if self.warm else self.first
+
+    @property
+    def best_internal(self) -> float | None:
+        return min(self.internal) if self.internal else None
+
+    def record(self, res: dict, warm: bool) -> None:
+        if warm:
+            self.warm.append(res["wall"])
+            if res.get("internal") is not None:
+                self.internal.append(res["internal"])
+            if res.get("internal_proc") is not None:
+                self.internal_proc.append(res["internal_proc"])
+        else:
+            self.first = res["wall"]
+        self.result = res
+
+
+def first_calls(runs: list[Run]) -> None:
     for run in runs:
-        if run.first != run.first:  # NaN: not called yet
+        with numba_compilations() as compiled:
             res = run.call()
-            run.first, run.result = res["wall"], res
+        run.record(res, warm=False)
+        run.first_note = f"{compiled[0]} Numba compilations" if compiled[0] else "no compilation (disk cache)"
+
+
+def warm_calls(runs: list[Run], repeats: int, budget: float) -> None:
+    """``repeats`` rounds, the runs taking turns; a run sits out once its warm calls used ``budget`` s."""
     for _ in range(repeats):
         for run in runs:
             if sum(run.warm) < budget:
-                res = run.call()
-                run.warm.append(res["wall"])
-                run.result = res
+                run.record(run.call(), warm=True)
 
 
 # ---------------------------------------------------------------- one problem
 
 
-def rollout_of(ocp, U):
-    return ocp.ode.rollout(ocp.x0, np.asarray(U, dtype=float).reshape(ocp.N, ocp.n_u), ocp.q(ocp.T), T=1.0)
+@dataclass
+class ProblemResult:
+    case: Case
+    ocp: object
+    runs: dict
+    check: list | None = None           # same-NLP check rows
+    casadi_build: float | None = None
 
 
-def bench_case(case: Case, ca, args) -> dict:
-    N = args.N
-    print(f"\n## {case.name}, N = {N}\n")
-    with numba_compilations() as compiled:
-        start = time.perf_counter()
-        ocp = case.make(N=N)
-        ocp.ode  # noqa: B018  (trace + codegen + import: built on first access)
-        t_build = time.perf_counter() - start
-    build_note = [f"diffsim problem (trace + codegen + import) {fmt_time(t_build)}"
-                  + (f", {compiled[0]} Numba compilations" if compiled[0] else "")]
+def same_nlp_rows(name, ocp, nlp: CasadiNLP, points: dict) -> list:
+    """CasADi's f and g against diffsim's Transcription.values at each named point (X, U)."""
+    tr = MultipleShooting(ocp)
+    rows = []
+    for label, (X, U) in points.items():
+        fc, gc = nlp.evaluate(pack(X, U))
+        v = tr.values(np.ascontiguousarray(X, dtype=float), np.ascontiguousarray(U, dtype=float))
+        gd = np.concatenate([v.defects.ravel(), v.path.ravel(), v.path_final, v.equality, v.inequality])
+        diff = f"{np.max(np.abs(gc - gd)):.1e}" if gc.size == gd.size else "sizes differ"
+        violation = np.max(np.maximum(np.maximum(nlp.lbg - gc, gc - nlp.ubg), 0.0), initial=0.0)
+        rows.append([f"{name}: {label}", f"{fc:.15g}", f"{v.cost:.15g}",
+                     f"{abs(fc - v.cost) / max(abs(fc), 1e-300):.1e}", f"{gc.size} / {gd.size}", diff,
+                     f"{violation:.1e}"])
+    return rows
 
-    runs = []
-    for name, solver in diffsim_solvers(args.quick).items():
-        runs.append(Run(name, diffsim_runner(ocp, solver)))
-    for run in runs:  # first calls, counting compilations: cold (compiles) or warm disk cache (loads)
-        with numba_compilations() as compiled:
-            res = run.call()
-        run.first, run.result = res["wall"], res
-        run.first_note = f"{compiled[0]} compiles" if compiled[0] else "cache"
-    ipopt_runs = []
+
+def bench_problem(case: Case, ca, have_ipopt: bool, args) -> ProblemResult:
+    ocp = case.make()
+    X0 = case.state_guess(ocp) if case.state_guess else None
+    print(f"  {case.name} (N = {ocp.N}) ...", flush=True)
+    runs = {IP_MULTIPLE: Run(IP_MULTIPLE, lambda: diffsim_call(ocp, "multiple", "ip", X0)),
+            IP_SINGLE: Run(IP_SINGLE, lambda: diffsim_call(ocp, "single", "ip", X0))}
+    if have_ipopt:
+        runs[BACKEND] = Run(BACKEND, lambda: diffsim_call(ocp, "multiple", "ipopt", X0))
+    out = ProblemResult(case, ocp, runs)
+    first_calls(list(runs.values()))  # diffsim's first: nothing of this problem is built before it
+    nlp = None
     if ca is not None:
-        for label, expand in (("CasADi MX + IPOPT", False), (REFERENCE, True)):
-            start = time.perf_counter()
-            solve = build_casadi(ca, case, ocp, expand)
-            build_note.append(f"{label} NLP (Functions + nlpsol) {fmt_time(time.perf_counter() - start)}")
-            ipopt_runs.append(Run(label, solve))
-    all_runs = ipopt_runs + runs
-    measure(all_runs, args.repeats, args.budget)
-    print("construction, excluded from the times below: " + "; ".join(build_note))
+        nlp = build_casadi(ca, ocp, case.model(ca))
+        out.casadi_build = nlp.build_seconds
+        Xg, Ug = MultipleShooting(ocp).initial_guess(X0=X0)
+        runs[CASADI] = Run(CASADI, lambda: casadi_call(nlp, ocp, Xg, Ug))
+        first_calls([runs[CASADI]])
+    warm_calls(list(runs.values()), args.repeats, args.budget)
+    if nlp is not None:
+        ref = runs[CASADI].result
+        out.check = same_nlp_rows(case.name, ocp, nlp, {"start": (Xg, Ug), "CasADi's solution": (ref["X"], ref["U"])})
+    return out
 
-    ref = ipopt_runs[-1].result if ipopt_runs else None
-    if ref is not None:
-        roll = rollout_of(ocp, ref["U"])
-        print(f"same NLP check: IPOPT's objective {ref['cost']:.15g}, diffsim's rollout cost of IPOPT's controls "
-              f"{roll.J:.15g} (relative difference {abs(roll.J - ref['cost']) / abs(ref['cost']):.1e}); "
-              f"max |x_IPOPT − x_diffsim rollout| = {np.max(np.abs(roll.x - ref['X'])):.1e}")
-        mx = ipopt_runs[0].result
-        print(f"IPOPT: {ref['message']}; objective/derivative evaluations took {fmt_time(ref['eval_time'])} of "
-              f"{fmt_time(ref['wall'])} (SX), {fmt_time(mx['eval_time'])} of {fmt_time(mx['wall'])} (MX)")
+
+# ---------------------------------------------------------------- tables of the problems
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or not b > 0 else a / b
+
+
+def fmt_ratio(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}x"
+
+
+def print_results(results: list[ProblemResult], repeats: int) -> None:
+    rows = []
+    for pr in results:
+        ref = pr.runs.get(CASADI)
+        for run in pr.runs.values():
+            r = run.result
+            gap = "-" if ref is None else f"{(r['cost'] - ref.result['cost']) / abs(ref.result['cost']):+.1e}"
+            internal = run.best_internal
+            rows.append([f"{pr.case.name} (N={pr.ocp.N})", run.name, "ok" if r["status"] else "FAILED",
+                         f"{r['cost']:.10g}", gap, r["kkt"], r["iterations"], fmt_time(run.best),
+                         "-" if internal is None else fmt_time(internal),
+                         fmt_ratio(ratio(run.best, ref.best if ref else None)),
+                         fmt_ratio(ratio(run.best, ref.best_internal if ref else None))])
+    print_table(f"Results (warm = best of up to {repeats} calls after the first, first calls below; ratios: this "
+                "row's warm time ÷ CasADi's warm whole call, ÷ CasADi's IPOPT internal time)",
+                ["problem", "solver", "status", "cost", "gap to CasADi", "KKT", "iters", "warm",
+                 "IPOPT internal", "÷ CasADi whole", "÷ IPOPT internal"], rows)
+    print("KKT: diffsim's scaled KKT error (IPOPT's eq. 5 test) at the returned point; CasADi: IPOPT's own final "
+          "inf_pr / inf_du. IPOPT internal: CasADi's stats t_wall_total − Σ t_wall_nlp_* (smallest over warm calls); "
+          "diffsim ipopt: sol.extra['ipopt_seconds'] (IPOPT's call less diffsim's callbacks).")
+    failed = [f"{pr.case.name}/{run.name}: {run.result['message']}" for pr in results for run in pr.runs.values()
+              if not run.result["status"]]
+    for line in failed:
+        print(f"  not solved: {line}")
+    proc = [f"{pr.case.name} {fmt_time(min(pr.runs[CASADI].internal_proc))}" for pr in results
+            if CASADI in pr.runs and pr.runs[CASADI].internal_proc]
+    if proc:
+        print("CasADi's IPOPT internal CPU time (t_proc_total − Σ t_proc_nlp_*): " + ", ".join(proc))
+
+
+def verdict(ok: bool, text: str) -> str:
+    return f"{'met' if ok else 'NOT met'} ({text})"
+
+
+def target_cells(run: Run, ref: Run | None) -> list[str]:
+    r = run.result
+    cells = []
+    if ref is None:
+        cells.append("- (no CasADi)")
     else:
-        print("skipped: casadi not installed (pip install casadi): no IPOPT reference, ratios and targets")
-
-    rows, verdicts = [], []
-    for run in all_runs:
-        r = run.result
-        roll = rollout_of(ocp, r["U"])
-        viol = "-" if case.target is None else f"{np.max(np.abs(roll.x[-1] - case.target)):.1e}"
-        rel = "-" if ref is None else f"{(r['cost'] - ref['cost']) / abs(ref['cost']):+.1e}"
-        du = "-" if ref is None else f"{np.max(np.abs(r['U'] - ref['U'])):.1e}"
-        ratio = "-" if ref is None else f"{run.best / ipopt_runs[-1].best:.2f}x"
-        status = "ok" if r["status"] else "FAILED"
-        first = fmt_time(run.first) + (f" ({run.first_note})" if run.first_note else "")
-        rows.append([run.name, status, f"{r['cost']:.10f}", rel, viol, du, r["iterations"], r["evals"],
-                     fmt_time(run.best / max(r["iterations"], 1)), first,
-                     f"{fmt_time(run.best)} (of {len(run.warm)})", ratio])
-        if ref is not None and run not in ipopt_runs:
-            rel_v = abs(r["cost"] - ref["cost"]) / abs(ref["cost"])
-            verdicts.append((run.name, rel_v, run.best / ipopt_runs[-1].best, r))
-    print_table(f"{case.name}: N = {N}, RK4, warm wall time best of up to {args.repeats}; ratios to {REFERENCE}",
-                ["solver", "status", "cost", "rel. Δcost vs IPOPT", "final-state viol.", "max|Δu| vs IPOPT",
-                 "iterations", "derivative evaluations", "warm / iteration", "first call", "warm (calls)",
-                 "vs IPOPT"], rows)
-    print("derivative evaluations: diffsim single shooting: value + gradient sweeps of the rollout, one per function "
-          "(the cost, each terminal constraint) at each point the optimizer asks about; multiple shooting: sweeps of "
-          "all segments with their step Jacobians; IPOPT: calls of the cost gradient, the constraint Jacobian and the "
-          "Lagrangian's Hessian. first call: (cache) = Numba loops loaded from the disk cache, (k compiles) = compiled "
-          "in this call (cold). final-state viol.: max |x_N − target| of the solver's controls integrated from x0 by "
-          "diffsim's rollout.")
-    for run in all_runs:
-        if not run.result["status"]:
-            print(f"note: {run.name} failed: {run.result['message']}")
-    for name, rel_v, ratio, _ in verdicts:
-        print(f"target [{name}]: same optimum to {TARGET_REL:g} relative: {rel_v:.1e}, "
-              f"{'met' if rel_v <= TARGET_REL else 'NOT met'}; wall time no worse than CasADi + IPOPT: "
-              f"{ratio:.2f}x, {'met' if ratio <= 1.0 else 'NOT met'}")
-    return {"ocp": ocp, "runs": runs, "ref": ipopt_runs[-1] if ipopt_runs else None}
+        gap = abs(r["cost"] - ref.result["cost"]) / abs(ref.result["cost"])
+        cells.append(verdict(gap <= TARGET_GAP and r["status"], f"{gap:.1e}"))
+    cells.append(verdict(r["kkt_value"] <= TARGET_KKT and r["status"], f"{r['kkt_value']:.1e}"))
+    if ref is None:
+        return cells + ["-"] * 3
+    limit = TARGET_ITER * ref.result["iterations"]
+    cells.append(verdict(r["iterations"] <= limit, f"{r['iterations']} vs ≤ {limit:.0f}"))
+    whole = ratio(run.best, ref.best)
+    cells.append(verdict(whole <= TARGET_WHOLE, f"{whole:.2f}x"))
+    internal = ratio(run.best, ref.best_internal)
+    cells.append("-" if internal is None else verdict(internal <= TARGET_INTERNAL, f"{internal:.2f}x"))
+    return cells
 
 
-# ---------------------------------------------------------------- where diffsim's time goes
+def print_targets(results: list[ProblemResult]) -> dict:
+    rows, tally = [], {}
+    for pr in results:
+        ref = pr.runs.get(CASADI)
+        for name in (IP_MULTIPLE, IP_SINGLE):
+            cells = target_cells(pr.runs[name], ref)
+            rows.append([pr.case.name, name] + cells)
+            met = sum(c.startswith("met") for c in cells)
+            counted = sum(c.startswith(("met", "NOT")) for c in cells)
+            old = tally.get(name, (0, 0))
+            tally[name] = (old[0] + met, old[1] + counted)
+    print_table("The issue's targets, per problem (diffsim's interior-point solver against CasADi + IPOPT)",
+                ["problem", "solver", f"same optimum ≤ {TARGET_GAP:g} rel.", f"KKT ≤ {TARGET_KKT:g}",
+                 f"iterations ≤ IPOPT's × {TARGET_ITER:g}", f"wall ≤ {TARGET_WHOLE:g} × CasADi whole",
+                 "wall ≤ IPOPT internal"], rows)
+    for name, (met, counted) in tally.items():
+        print(f"{name}: {met} of {counted} problem targets met")
+    return tally
 
-KERNELS = ("bptt", "checkpointed", "adjoint", "rollout", "step_forward", "step_jacobian", "phi_forward",
-           "phi_vjp_into")
+
+def print_same_nlp(results: list[ProblemResult]) -> None:
+    rows = [row for pr in results if pr.check for row in pr.check]
+    if not rows:
+        return
+    print_table("Same NLP: CasADi's objective and constraints against diffsim's Transcription.values at one point",
+                ["problem: point", "CasADi f", "diffsim f", "rel. diff", "constraints (CasADi / diffsim)",
+                 "max |g_CasADi − g_diffsim|", "CasADi's constraint violation there"], rows)
+    print("The constraint violation at CasADi's solution is measured against the NLP's own bounds: IPOPT relaxes "
+          "inequalities by its bound_relax_factor (1e-8 by default), so it may exceed IPOPT's reported inf_pr.")
+    pairs = [(pr.case.name, pr.runs[BACKEND].result, pr.runs[CASADI].result) for pr in results
+             if BACKEND in pr.runs and CASADI in pr.runs]
+    if pairs:
+        same = [n for n, b, c in pairs if b["iterations"] == c["iterations"]]
+        gap = max(abs(b["cost"] - c["cost"]) / abs(c["cost"]) for _, b, c in pairs)
+        print(f"diffsim's ipopt backend against CasADi's IPOPT on these NLPs: the same iteration count on {len(same)} "
+              f"of {len(pairs)} problems ({', '.join(same) or 'none'}); largest relative cost difference {gap:.1e}")
 
 
-class Timers:
-    """Accumulated seconds and calls per label; labels "kernel:<name>" are the compiled kernels."""
+def print_first_calls(results: list[ProblemResult]) -> None:
+    rows = []
+    for pr in results:
+        runs = pr.runs
+        rows.append([pr.case.name, f"{fmt_time(runs[IP_MULTIPLE].first)} ({runs[IP_MULTIPLE].first_note})",
+                     fmt_time(runs[IP_SINGLE].first),
+                     fmt_time(runs[BACKEND].first) if BACKEND in runs else "-",
+                     "-" if pr.casadi_build is None else fmt_time(pr.casadi_build),
+                     fmt_time(runs[CASADI].first) if CASADI in runs else "-"])
+    print_table("First calls in this process (cold; excluded from 'warm' above)",
+                ["problem", "diffsim ip multiple: first solve (trace + codegen + Numba load or compile)",
+                 "ip single: first", "ipopt backend: first", "CasADi NLP build (SX + nlpsol, excluded)",
+                 "CasADi: first solver call"], rows)
+    print("The first problem's first diffsim call also pays Numba's one-time start-up in this process; 'no "
+          "compilation (disk cache)' means every loop was loaded from the cache directory named above.")
 
-    def __init__(self):
-        self.t, self.n = {}, {}
 
-    def wrap(self, label, fn):
-        t, n = self.t, self.n
-        t.setdefault(label, 0.0)
-        n.setdefault(label, 0)
+# ---------------------------------------------------------------- where diffsim ip's time goes
 
-        def timed(*a, **k):
+
+class TimedModule:
+    """A problem's compiled stage module with a timer around every loop the solver calls on it."""
+
+    def __init__(self, module):
+        self._module, self.seconds, self.calls = module, {}, {}
+
+    def __getattr__(self, name):
+        fn = getattr(self._module, name)
+        if not callable(fn):
+            return fn
+
+        def timed(*args):
             start = time.perf_counter()
             try:
-                return fn(*a, **k)
+                return fn(*args)
             finally:
-                t[label] += time.perf_counter() - start
-                n[label] += 1
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+                self.calls[name] = self.calls.get(name, 0) + 1
 
         return timed
 
-    def kernels(self) -> float:
-        return sum(v for k, v in self.t.items() if k.startswith("kernel:"))
 
-    def t_kernels_per_call(self) -> str:
-        """The kernels called, as "calls × mean time" each."""
-        return ", ".join(f"{k[7:]} {self.n[k]} × {fmt_time(self.t[k] / self.n[k])}" for k in self.t
-                         if k.startswith("kernel:") and self.n[k])
+LOOP_GROUPS = (("values", ("nlp_values",)), ("jacobians", ("nlp_jacobians", "costates")),
+               ("Hessians", ("nlp_hessians",)), ("Riccati + condensing", ("riccati", "condense", "condense_all",
+                                                                          "rows_times")))
 
 
-@contextmanager
-def instrumented(ocp, timers: Timers):
-    """Timers around the compiled kernels of ``ocp``'s module, ODEProblem.gradient, scipy's minimize,
-    the callbacks given to it and the SLSQP / L-BFGS-B compiled cores; everything restored after."""
-    import scipy.optimize as so
-    import scipy.optimize._lbfgsb_py as lb
-    import scipy.optimize._slsqp_py as sq
-
-    mod, ode = ocp.ode.module, ocp.ode
-    saved_mod = {k: getattr(mod, k) for k in KERNELS if hasattr(mod, k)}
-    saved = (so.minimize, sq.slsqp, lb._lbfgsb)
-    for k, fn in saved_mod.items():
-        setattr(mod, k, timers.wrap("kernel:" + k, fn))
-    ode.gradient = timers.wrap("ODEProblem.gradient", type(ode).gradient.__get__(ode))
-    sq.slsqp = timers.wrap("optimizer core", saved[1])
-
-    class Lbfgsb:  # stands in for the extension module, with setulb timed
-        setulb = staticmethod(timers.wrap("optimizer core", saved[2].setulb))
-
-        def __getattr__(self, name):
-            return getattr(saved[2], name)
-
-    lb._lbfgsb = Lbfgsb()
-
-    def callback(fn):
-        return timers.wrap("callbacks", fn) if callable(fn) else fn
-
-    def minimize(fun, x0, *a, constraints=(), **k):
-        if isinstance(constraints, (list, tuple)) and all(isinstance(c, dict) for c in constraints):
-            constraints = [{key: callback(v) if key in ("fun", "jac") else v for key, v in c.items()}
-                           for c in constraints]
-        before = timers.kernels()
-        start = time.perf_counter()
+def profile_row(pr: ProblemResult, method: str) -> list | None:
+    """Three more calls of diffsim ip with timers around the compiled loops (the transcription reads the
+    module from the problem's ``_stage_module``, which is swapped for a timed proxy during the call)."""
+    ocp = pr.ocp
+    module = getattr(ocp, "_stage_module", None)
+    if module is None:
+        return None
+    best = None
+    for _ in range(3):  # the quickest of three calls: one busy spell of the shared machine is not the profile
+        timed = TimedModule(module)
+        ocp._stage_module = timed
         try:
-            return saved[0](callback(fun), x0, *a, constraints=constraints, **k)
+            res = diffsim_call(ocp, method, "ip", pr.case.state_guess(ocp) if pr.case.state_guess else None)
         finally:
-            timers.t["minimize"] = timers.t.get("minimize", 0.0) + time.perf_counter() - start
-            timers.t["kernels in minimize"] = timers.t.get("kernels in minimize", 0.0) + timers.kernels() - before
-
-    so.minimize = minimize
-    try:
-        yield
-    finally:
-        so.minimize, sq.slsqp, lb._lbfgsb = saved
-        for k, fn in saved_mod.items():
-            setattr(mod, k, fn)
-        del ode.gradient
-
-
-def timer_overhead(calls: int = 20000) -> float:
-    """Seconds one Timers wrapper adds to a call."""
-    g = Timers().wrap("x", lambda: None)
-    f = lambda: None
-    start = time.perf_counter()
-    for _ in range(calls):
-        f()
-    bare = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(calls):
-        g()
-    return max(0.0, (time.perf_counter() - start - bare) / calls)
+            ocp._stage_module = module
+        if best is None or res["wall"] < best[1]["wall"]:
+            best = (timed, res)
+    timed, res = best
+    total = res["wall"]
+    groups = [sum(timed.seconds.get(n, 0.0) for n in names) for _, names in LOOP_GROUPS]
+    compiled = sum(timed.seconds.values())
+    rest = total - compiled
+    share = lambda t: f"{fmt_time(t)} ({100 * t / total:.0f}%)"
+    its = max(res["iterations"], 1)
+    return ([f"{pr.case.name} (N={ocp.N})", method, fmt_time(total), share(compiled)] + [share(g) for g in groups]
+            + [f"{timed.calls.get('riccati', 0)} / {res['iterations']}", share(rest), fmt_time(rest / its)])
 
 
-def bench_profile(cases: list[dict], args) -> None:
-    over = timer_overhead()
-    rows, calls = [], []
-    for c in cases:
-        ocp = c["ocp"]
-        for run in c["runs"]:
-            solver = diffsim_solvers(args.quick)[run.name]
-            tm = Timers()
-            with instrumented(ocp, tm):
-                start = time.perf_counter()
-                solver(ocp)
-                total = time.perf_counter() - start
-            get = lambda k: tm.t.get(k, 0.0)
-            kern = get("kernels in minimize")
-            grad_kernels = sum(get("kernel:" + k) for k in ("bptt", "checkpointed", "adjoint"))
-            api_over = get("ODEProblem.gradient") - grad_kernels
-            diffsim_py = get("callbacks") - kern
-            core = get("optimizer core")
-            scipy_py = get("minimize") - get("callbacks") - core
-            outside = total - get("minimize")
-            pct = lambda t: f"{fmt_time(t)} ({100 * t / total:.0f}%)"
-            calls.append(f"{c['name']}: {run.name}: {tm.t_kernels_per_call()}")
-            rows.append([f"{c['name']}: {run.name}", fmt_time(total), pct(kern), pct(diffsim_py),
-                         "-" if not tm.n.get("ODEProblem.gradient") else pct(api_over),
-                         pct(core), pct(scipy_py), pct(outside), fmt_time(over * sum(tm.n.values())),
-                         "-" if c["ref"] is None else f"{(core + scipy_py) / c['ref'].best:.2f}x"])
-    print_table("Where diffsim's time goes: one instrumented call of each solver (shares of its total)",
-                ["problem: solver", "total", "Numba kernels", "diffsim Python",
-                 "of which ODEProblem.gradient overhead", "optimizer core", "scipy Python", "outside minimize",
-                 "timer overhead", "optimizer alone vs IPOPT"], rows)
-    print("The five columns from 'Numba kernels' to 'outside minimize' (the 'of which' column excepted) add up to "
-          "the total. Numba kernels: the compiled rollouts and reverse sweeps (single shooting) or step_forward + "
-          "step_jacobian per interval (multiple shooting) called by the optimizer's callbacks. diffsim Python: the "
-          "rest of the callbacks (ODEProblem.gradient's input checks and result objects, the shooting closures and "
-          "caches, multiple shooting's Python loop over intervals and dense Jacobian assembly). optimizer core: "
-          "scipy's compiled SLSQP / L-BFGS-B. scipy Python: minimize's own Python (wrappers, constraint loops). "
-          "outside minimize: checks, setup, the final rollout and gradient. timer overhead: the instrumentation's "
-          f"estimated own cost ({over * 1e6:.2f} µs a timed call), included in the total and in each kernel's mean. "
-          f"optimizer alone vs IPOPT: optimizer core + scipy Python against {REFERENCE}'s whole warm solve, i.e. "
-          "the ratio diffsim would reach, with the same iterations, if its gradients cost nothing.")
-    print("kernel calls × mean time:")
-    for line in calls:
-        print(f"  {line}")
+def print_profile(results: list[ProblemResult]) -> None:
+    rows = [row for pr in results for method in ("multiple", "single") if (row := profile_row(pr, method))]
+    if not rows:
+        print("skipped: where the time goes (the problem object keeps no _stage_module to instrument)")
+        return
+    print_table("Where diffsim ip's time goes: quickest of three more calls, timers around the compiled stage loops",
+                ["problem", "method", "total", "compiled loops"] + [f"of which {g}" for g, _ in LOOP_GROUPS]
+                + ["Riccati solves / iterations", "Python + numpy (the rest)", "rest per iteration"], rows)
+    print("compiled loops: the Numba functions of the generated stage module (values and defects, first "
+          "derivatives and costates, Lagrangian Hessians, the Riccati recursion and inequality condensing); "
+          "the rest is the solver's Python and numpy between them (residuals, line search, bookkeeping), "
+          "the timers' own cost included. More Riccati solves than iterations are inertia-correction retries.")
 
 
-def bench_sweep(cases: list[dict], timing_rounds: int) -> None:
-    """One value-and-gradient sweep: public API against the bare compiled kernel."""
-    import timeit
+# ---------------------------------------------------------------- time per iteration against N
 
+
+def bench_scaling(ca, args) -> None:
+    sizes = (100, 1000) if args.quick else (100, 1000, 10000)
     rows = []
-    for c in cases:
-        ocp = c["ocp"]
-        ode, mod = ocp.ode, ocp.ode.module
-        U = ocp.u_guess() + 0.1
-        q, h = ocp.q(ocp.T), 1.0 / ocp.N
-        Uc = np.ascontiguousarray(U)
-        snaps = max(1, int(np.sqrt(ocp.N)))
-        pairs = [("rollout", lambda: ode.rollout(ocp.x0, U, q, T=1.0), lambda: mod.rollout(ocp.x0, Uc, q, 0.0, h)),
-                 ("bptt", lambda: ode.gradient(ocp.x0, U, q, T=1.0, method="bptt"),
-                  lambda: mod.bptt(ocp.x0, Uc, q, 0.0, h)),
-                 ("checkpointed", lambda: ode.gradient(ocp.x0, U, q, T=1.0, method="checkpointed"),
-                  lambda: mod.checkpointed(ocp.x0, Uc, q, 0.0, h, snaps)),
-                 ("adjoint", lambda: ode.gradient(ocp.x0, U, q, T=1.0, method="adjoint"),
-                  lambda: mod.adjoint(ocp.x0, Uc, q, 0.0, h, 1, False)),
-                 ("step_forward + step_jacobian × N", None,
-                  lambda: [(mod.step_forward(ocp.x0, Uc[k], q, k * h, h), mod.step_jacobian(ocp.x0, Uc[k], q, k * h, h))
-                           for k in range(ocp.N)])]
-        for name, api, bare in pairs:
-            t_bare = min(timeit.repeat(bare, number=200, repeat=timing_rounds)) / 200
-            t_api = None if api is None else min(timeit.repeat(api, number=200, repeat=timing_rounds)) / 200
-            rows.append([f"{c['name']}: {name}", "-" if t_api is None else fmt_time(t_api), fmt_time(t_bare),
-                         "-" if t_api is None else f"{fmt_time(t_api - t_bare)} ({(t_api - t_bare) / t_api:.0%})"])
-    print_table(f"One sweep at N = {cases[0]['ocp'].N}: public API against the bare compiled kernel "
-                f"(best of {timing_rounds} × 200 calls)",
-                ["problem: sweep", "ODEProblem API", "bare Numba kernel", "API overhead"], rows)
+    series: dict[str, list] = {}
+    for N in sizes:
+        ocp = SYSTEMS["pendulum"](N=N)
+        runs = [Run(IP_MULTIPLE, lambda o=ocp: diffsim_call(o, "multiple", "ip", None)),
+                Run(IP_SINGLE, lambda o=ocp: diffsim_call(o, "single", "ip", None))]
+        if ca is not None:
+            nlp = build_casadi(ca, ocp, pendulum_model(ca))
+            Xg, Ug = MultipleShooting(ocp).initial_guess()
+            runs.append(Run(CASADI, lambda o=ocp, nl=nlp, X=Xg, U=Ug: casadi_call(nl, o, X, U)))
+        print(f"  pendulum, N = {N} ...", flush=True)
+        first_calls(runs)
+        warm_calls(runs, args.repeats, args.budget)
+        for run in runs:
+            its = max(run.result["iterations"], 1)
+            per = run.best / its
+            series.setdefault(run.name, []).append((N, per))
+            rows.append([run.name, N, "ok" if run.result["status"] else "FAILED", run.result["iterations"],
+                         fmt_time(run.best), fmt_time(per), f"{per / N * 1e6:.2f} µs"])
+    print_table("Time per iteration against N: pendulum swing-up (warm whole solve ÷ iterations)",
+                ["solver", "N", "status", "iters", "warm solve", "per iteration", "per iteration per interval"], rows)
+    for name, pts in series.items():
+        slopes = [math.log(b[1] / a[1]) / math.log(b[0] / a[0]) for a, b in zip(pts, pts[1:])]
+        text = ", ".join(f"{a[0]}→{b[0]}: {s:.2f}" for (a, b), s in zip(zip(pts, pts[1:]), slopes))
+        line = f"{name}: log-log slope of time per iteration against N {text}"
+        if name != CASADI and len(pts) > 2:
+            line += " — target linear up to N = 10⁴: " + verdict(slopes[-1] <= 1.15, f"slope {slopes[-1]:.2f} ≤ 1.15")
+        print(line)
+
+
+# ---------------------------------------------------------------- first solve in a fresh process
+
+FRESH_CHILD = """
+import json, time
+t0 = time.perf_counter()
+from trajectories import SYSTEMS, solve
+from trajectories.transcription import MultipleShooting
+t1 = time.perf_counter()
+ocp = SYSTEMS["cart_pole"]()
+MultipleShooting(ocp)
+t2 = time.perf_counter()
+sol = solve(ocp)
+t3 = time.perf_counter()
+again = solve(ocp)
+t4 = time.perf_counter()
+print(json.dumps({"imports": t1 - t0, "build": t2 - t1, "solve": t3 - t2, "total": t3 - t0, "again": t4 - t3,
+                  "status": bool(sol.status), "iterations": sol.iterations, "cost": sol.cost}))
+"""
+
+
+def fresh_process(cache: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "DIFFSIM_CACHE_DIR"}
+    env["DIFFSIM_CACHE_DIR"] = cache
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", FRESH_CHILD], env=env, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"fresh-process run failed:\n{proc.stderr[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["process"] = wall
+    files = list(pathlib.Path(cache).rglob("*"))
+    out["cache"] = (f"{sum(f.suffix == '.py' for f in files)} generated module(s), "
+                    f"{sum(f.suffix == '.nbi' for f in files)} Numba index files")
+    return out
+
+
+def bench_fresh_process() -> None:
+    cache = tempfile.mkdtemp(prefix="diffsim-bench-cache-")
+    try:
+        print("  fresh process, empty cache ...", flush=True)
+        cold = fresh_process(cache)
+        print("  fresh process, filled cache ...", flush=True)
+        warm = fresh_process(cache)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    rows = []
+    for label, r, limit in (("empty DIFFSIM_CACHE_DIR (codegen + Numba compilation)", cold, TARGET_COLD),
+                            ("same cache dir, now filled (disk cache)", warm, TARGET_WARM_CACHE)):
+        rows.append([label, fmt_time(r["imports"]), fmt_time(r["build"]), fmt_time(r["solve"]), fmt_time(r["total"]),
+                     fmt_time(r["process"]), fmt_time(r["again"]),
+                     f"{'ok' if r['status'] else 'FAILED'}, {r['iterations']} iters", r["cache"],
+                     verdict(r["total"] <= limit, f"{r['total']:.2f} s vs ≤ {limit:g} s")])
+    print_table("A new problem's first solve in a fresh process: python -c 'from trajectories import SYSTEMS, solve; "
+                "solve(SYSTEMS[\"cart_pole\"]())'",
+                ["cache", "imports", "transcription (trace + codegen + import)", "first solve (Numba + solve)",
+                 "import to solution", "whole process", "second solve, same process", "result", "cache dir after",
+                 "target (import to solution)"], rows)
+    print("imports: `from trajectories import SYSTEMS, solve` and the transcription module; transcription: "
+          "MultipleShooting(ocp), which traces the stage functions, writes (or finds) the generated module and "
+          "imports it; first solve: Numba compiles (empty cache) or loads (filled cache) its loops on first call, "
+          "then solves; whole process: as seen by the parent, with the interpreter's start and exit.")
 
 
 # ---------------------------------------------------------------- main
 
 
-def main(argv=None) -> None:
+def thread_pools() -> str:
+    """Every native thread pool loaded in this process, with its library and thread count."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl not installed)"
+    return ", ".join(f"{p['internal_api']} {pathlib.Path(p['filepath']).parent.name}/{pathlib.Path(p['filepath']).name}"
+                     f" {p['num_threads']} threads" for p in threadpool_info()) or "none"
+
+
+def environment_lines(ca, have_ipopt: bool) -> None:
+    set_vars = {v: os.environ[v] for v in THREAD_VARS if v in os.environ}
+    print(f"thread variables: {set_vars if set_vars else 'none set'} (this script sets none and limits no pool)")
+    print(f"thread pools loaded (threadpoolctl, read only): {thread_pools()}")
+    print(f"at start: {load_average()}")
+    print(f"diffsim disk cache: {cache_dir()} ({'exists' if cache_dir().exists() else 'absent'}, "
+          f"{len(list(cache_dir().glob('*.py'))) if cache_dir().exists() else 0} generated modules at start)")
+    if ca is None:
+        print("skipped: casadi not installed (pip install casadi): no CasADi + IPOPT reference, gaps, ratios or "
+              "time targets")
+    else:
+        print(f"CasADi {ca.__version__}: nlpsol('ipopt'), SX, exact Hessian, MUMPS, tol {TOL:g}, "
+              f"constr_viol_tol {TOL:g}")
+    if not have_ipopt:
+        print("skipped: cyipopt not installed (pip install 'diffsim[ipopt]'): no diffsim ipopt-backend rows")
+
+
+def parse(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="BPTT single shooting and multiple shooting only, one warm call, no sweep table")
-    parser.add_argument("--N", type=int, default=N_INTERVALS, help="control intervals (default 100)")
-    parser.add_argument("--budget", type=float, default=None,
-                        help="seconds of warm calls after which a solver stops repeating (default 60, --quick 20)")
-    parser.add_argument("--empty-cache", action="store_true",
-                        help="use a fresh DIFFSIM_CACHE_DIR, so first calls compile every Numba loop (cold)")
+    parser.add_argument("--quick", action="store_true", help=f"problems {', '.join(QUICK)}; one warm call; "
+                        "N up to 1000 in the scaling table")
+    parser.add_argument("--problems", nargs="+", choices=[c.name for c in CASES], help="a subset of the problems")
+    parser.add_argument("--repeats", type=int, default=None, help="warm calls per solver (default 5, --quick 1)")
+    parser.add_argument("--budget", type=float, default=30.0,
+                        help="seconds of warm calls after which a solver stops repeating (default 30)")
+    parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-process measurement")
     args = parser.parse_args(argv)
-    args.repeats = 1 if args.quick else 3
-    args.budget = args.budget if args.budget is not None else (20.0 if args.quick else 60.0)
-    tmp_cache = None
-    if args.empty_cache:
-        tmp_cache = tempfile.mkdtemp(prefix="diffsim-cache-")
-        os.environ["DIFFSIM_CACHE_DIR"] = tmp_cache
+    args.repeats = args.repeats if args.repeats is not None else (1 if args.quick else 5)
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
     start = time.perf_counter()
     try:
         import casadi as ca
     except ImportError:
         ca = None
+    from trajectories.ipopt_backend import available
+
+    have_ipopt = available()
     print_header("diffsim optimal control benchmark" + (" (--quick)" if args.quick else ""),
-                 ["diffsim", "numba", "scipy", "casadi"], source=ds)
-    print(f"at start: {load_average()}")
-    if ca is None:
-        print("skipped: casadi not installed (pip install casadi)")
-    else:
-        print(f"CasADi + IPOPT: nlpsol('ipopt') bundled with casadi {ca.__version__}, default linear solver (MUMPS), "
-              f"exact Hessian, tol {IPOPT_TOL:g}, print_level 0")
-    print(f"diffsim cache: {'EMPTY (fresh directory: first calls compile)' if tmp_cache else 'the default'} "
-          f"{cache_dir()}; numpy BLAS threads: {THREADS}")
-    print(f"timing: wall time of the solver call; first call apart; warm = best of up to {args.repeats} later calls "
-          f"(solvers taking turns, at most {args.budget:g} s of warm calls each); construction excluded")
-    try:
-        cases = []
-        for case in CASES:
-            out = bench_case(case, ca, args)
-            out["name"] = case.name
-            cases.append(out)
-        bench_profile(cases, args)
-        if not args.quick:
-            bench_sweep(cases, timing_rounds=5)
-    finally:
-        if tmp_cache:
-            shutil.rmtree(tmp_cache, ignore_errors=True)
+                 ["diffsim", "numba", "numpy", "casadi", "cyipopt-wheels"], source=ds)
+    environment_lines(ca, have_ipopt)
+    names = args.problems or (QUICK if args.quick else [c.name for c in CASES])
+    print("\nrunning:", flush=True)
+    results = [bench_problem(c, ca, have_ipopt, args) for c in CASES if c.name in names]
+    print_same_nlp(results)
+    print_results(results, args.repeats)
+    print_targets(results)
+    print_first_calls(results)
+    print_profile(results)
+    print("\nrunning the scaling table:", flush=True)
+    bench_scaling(ca, args)
+    if not args.no_fresh:
+        print("\nrunning the fresh-process measurement:", flush=True)
+        bench_fresh_process()
     print(f"\nat end: {load_average()} (this benchmark counts for about 1)")
     print(f"total benchmark time {time.perf_counter() - start:.0f} s")
 
