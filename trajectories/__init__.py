@@ -93,6 +93,9 @@ def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: st
     from .transcription import TRANSCRIPTIONS
 
     start = {k: options.pop(k) for k in list(options) if k in _START}
+    if method == "single" and start.get("X0") is not None:
+        raise ProblemError("X0 (a state guess) applies to method='multiple': single shooting's states are the "
+                           "rollout of its controls; give U0 instead")
     tr = TRANSCRIPTIONS[method](problem)
     warm = start.pop("warm_start", None)
     with single_threaded_blas():

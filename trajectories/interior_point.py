@@ -92,6 +92,9 @@ class _Solver:
         self.has_lo = np.isfinite(self.lo) & free
         self.has_hi = np.isfinite(self.hi) & free
         self.decision = free
+        self.n_lo, self.n_hi = int(self.has_lo.sum()), int(self.has_hi.sum())
+        self.lo_idx, self.hi_idx = np.flatnonzero(self.has_lo), np.flatnonzero(self.has_hi)
+        self.lo_val, self.hi_val = self.lo.ravel()[self.lo_idx], self.hi.ravel()[self.hi_idx]
         self.log: list[dict] = []
 
     # ------------------------------------------------------------ setup
@@ -149,55 +152,58 @@ class _Solver:
     # ------------------------------------------------------------ residuals
 
     def _residuals(self, it: Iterate, vals, d, mu):
-        """(stationarity, primal infeasibility, complementarity, worst true violation) and the
-        IPOPT scaling s_d of the dual residual."""
-        tr, N, ns = self.tr, self.N, self.ns
-        V = self._stack(it.X, it.U)
-        gl = d.grad.copy()
-        # ∇ of λ_{k+1}ᵀ(F(v_k) - x_{k+1}) and of the constraint terms
-        gl[:N, :ns] += np.einsum("kij,ki->kj", d.A, it.lam[1:])
-        gl[:N, ns:] += np.einsum("kij,ki->kj", d.B, it.lam[1:])
-        if tr.lifted:
-            gl[1:, :ns] -= it.lam[1:]
-        else:
-            gl[1:, :ns] = 0.0  # the adjoint recursion makes these exact; not decisions
+        """(stationarity, primal infeasibility, complementarity at ``mu``, worst true violation,
+        IPOPT's scalings s_d and s_c of the dual residual and complementarity, ∇L)."""
+        parts = self._kkt_parts(it, vals, d)
+        return parts[:2] + (self._complementarity(parts[-1], mu),) + parts[2:-1]
+
+    def _kkt_parts(self, it: Iterate, vals, d):
+        tr, N = self.tr, self.N
+        gl = np.empty((N + 1, self.nv))
         tw = np.concatenate([[0.0], it.nu, it.y_in])
-        gl[N, :ns] += tw @ d.TJ
-        if self.ng:
-            gl[:N] += np.einsum("kij,ki->kj", d.GJ, it.y_path)
-            gl[N - 1] += d.GNJ.T @ it.y_final
-        gl -= it.z_lo
-        gl += it.z_hi
-        gl[~self.decision] = 0.0
-        stat = float(np.max(np.abs(gl))) if gl.size else 0.0
-        defects = np.max(np.abs(vals.defects)) if tr.lifted and vals.defects.size else 0.0
-        eq = np.max(np.abs(vals.equality)) if vals.equality.size else 0.0
-        slack_res = max([np.max(np.abs(g + s)) if g.size else 0.0 for g, s in
-                         ((vals.path, it.s_path), (vals.path_final, it.s_final), (vals.inequality, it.s_in))])
-        true_in = max([np.max(g) if g.size else -np.inf for g in (vals.path, vals.path_final, vals.inequality)])
-        violation = max(defects, eq, max(true_in, 0.0))
+        ng1 = max(self.ng, 1)
+        yp = it.y_path if self.ng else np.zeros((N, ng1))
+        yN = it.y_final if self.ng else np.zeros(ng1)
+        stat = riccati.lagrangian_gradient(d.A, d.B, d.grad, it.lam, d.TJ, tw, d.GJ, d.GNJ, yp, yN, self.ng,
+                                           it.z_lo, it.z_hi, self.decision, tr.lifted, gl)
+        defects = float(np.abs(vals.defects).max()) if tr.lifted and vals.defects.size else 0.0
+        eq = float(np.abs(vals.equality).max()) if vals.equality.size else 0.0
+        slack_res, true_in, products = 0.0, 0.0, []
+        for g, s, y in ((vals.path, it.s_path, it.y_path), (vals.path_final, it.s_final, it.y_final),
+                        (vals.inequality, it.s_in, it.y_in)):
+            if g.size:
+                slack_res = max(slack_res, float(np.abs(g + s).max()))
+                true_in = max(true_in, float(g.max()))
+                products.append((s * y).ravel())
+        V = self._stack(it.X, it.U)
+        if self.n_lo:
+            products.append((V - self.lo)[self.has_lo] * it.z_lo[self.has_lo])
+        if self.n_hi:
+            products.append((self.hi - V)[self.has_hi] * it.z_hi[self.has_hi])
+        products = np.concatenate(products) if products else np.zeros(0)
+        violation = max(defects, eq, true_in)
         primal = max(defects, eq, slack_res)
-        comp = 0.0
-        for s, y in ((it.s_path, it.y_path), (it.s_final, it.y_final), (it.s_in, it.y_in)):
-            if s.size:
-                comp = max(comp, np.max(np.abs(s * y - mu)))
-        for has, dist, z in ((self.has_lo, V - self.lo, it.z_lo), (self.has_hi, self.hi - V, it.z_hi)):
-            if has.any():
-                comp = max(comp, np.max(np.abs(dist[has] * z[has] - mu)))
         # IPOPT's scaling (eq. 5): large multipliers make the absolute dual residual meaningless
-        n_mult = it.lam.size + it.nu.size + it.y_path.size + it.y_final.size + it.y_in.size
         s_max = 100.0
-        total = (np.abs(it.lam).sum() + np.abs(it.nu).sum() + it.y_path.sum() + it.y_final.sum() + it.y_in.sum()
-                 + it.z_lo.sum() + it.z_hi.sum())
-        s_d = max(s_max, total / max(n_mult + int(self.has_lo.sum() + self.has_hi.sum()), 1)) / s_max
-        n_z = int(self.has_lo.sum() + self.has_hi.sum()) + it.y_path.size + it.y_final.size + it.y_in.size
-        z_total = it.z_lo.sum() + it.z_hi.sum() + it.y_path.sum() + it.y_final.sum() + it.y_in.sum()
+        ineq = float(it.y_path.sum() + it.y_final.sum() + it.y_in.sum())
+        z_total = float(it.z_lo.sum() + it.z_hi.sum()) + ineq
+        n_z = self.n_lo + self.n_hi + it.y_path.size + it.y_final.size + it.y_in.size
+        n_mult = it.lam.size + it.nu.size + n_z
+        total = float(np.abs(it.lam).sum() + np.abs(it.nu).sum()) + z_total
+        s_d = max(s_max, total / max(n_mult, 1)) / s_max
         s_c = max(s_max, z_total / max(n_z, 1)) / s_max
-        return stat, primal, comp, violation, s_d, s_c, gl
+        return stat, primal, violation, s_d, s_c, gl, products
+
+    @staticmethod
+    def _complementarity(products, mu) -> float:
+        return float(np.abs(products - mu).max()) if products.size else 0.0
 
     # ------------------------------------------------------------ the Newton step
 
-    def _newton(self, it: Iterate, vals, d, H, mu, delta, rho_scale=1.0):
+    def _assemble(self, it: Iterate, vals, d, H, mu):
+        """The condensed Newton system before regularisation: the Hessian with the bound and
+        inequality terms eliminated per stage, the right-hand sides, and what the step recovery
+        needs. Built once per iteration; :meth:`_newton` adds δ and ρ and factors."""
         tr, N, ns, nv, ng = self.tr, self.N, self.ns, self.nv, self.ng
         mod = riccati
         n_eq = tr.n_eq
@@ -211,13 +217,12 @@ class _Solver:
         dhi = np.where(self.has_hi, self.hi - V, 1.0)
         sig_b = np.where(self.has_lo, it.z_lo / dlo, 0.0) + np.where(self.has_hi, it.z_hi / dhi, 0.0)
         G[:, :, 0] += np.where(self.has_lo, -mu / dlo, 0.0) + np.where(self.has_hi, mu / dhi, 0.0)
-        diag = sig_b + np.where(self.decision, delta, 0.0)
         idx = np.arange(nv)
-        Hn[:, idx, idx] += diag
+        Hn[:, idx, idx] += sig_b
         Hn[N, ns:, ns:] = np.eye(self.m)  # the final stage has no control
         G[N, ns:, :] = 0.0
         # inequality rows g + s = 0 (s ≥ 0): condensed per stage
-        rp = rN = sp = sN = None
+        rp = rN = sp = sN = sI = rI = None
         if ng:
             sp = it.y_path / it.s_path
             sN = it.y_final / it.s_final
@@ -231,13 +236,31 @@ class _Solver:
             rI = mu / it.s_in + sI * (vals.inequality + it.s_in)
             mod.condense(Hn, G, np.ascontiguousarray(TJx[1 + n_eq:]), sI, rI, N, nv)
         C = d.TJ[1:1 + n_eq]
+        if n_eq:
+            G[N, :ns, 1:] = C.T
+        return dict(Hn=Hn, G=G, dlo=dlo, dhi=dhi, rp=rp, rN=rN, sp=sp, sN=sN, sI=sI, rI=rI, TJx=TJx, C=C, mu=mu,
+                    diag_scale=max(1.0, float(np.max(np.abs(np.diagonal(Hn[N, :ns, :ns]))))))
+
+    def _newton(self, it: Iterate, vals, d, system, delta, rho_scale=1.0):
+        """Regularise (δ on the decisions' diagonal, ρCᵀC on the terminal block), factor by the
+        Riccati recursion and recover every step; None when the inertia is wrong."""
+        tr, N, ns, nv, ng = self.tr, self.N, self.ns, self.nv, self.ng
+        mod = riccati
+        n_eq = tr.n_eq
+        R = 1 + n_eq
+        mu, C, TJx = system["mu"], system["C"], system["TJx"]
+        dlo, dhi, rp, rN, sp, sN, sI, rI = (system[k] for k in ("dlo", "dhi", "rp", "rN", "sp", "sN", "sI", "rI"))
+        G = system["G"]
+        Hn = system["Hn"].copy() if (delta or n_eq) else system["Hn"]
+        if delta:
+            idx = np.arange(nv)
+            Hn[:, idx, idx] += np.where(self.decision, delta, 0.0)
         rho = 0.0
         if n_eq:
             # adding ρCᵀC leaves the step unchanged (C dx_N = -h holds) and convexifies the
             # directions the terminal constraints control; ν is recovered below
-            rho = rho_scale * max(1.0, float(np.max(np.abs(np.diagonal(Hn[N, :ns, :ns])))))
+            rho = rho_scale * system["diag_scale"]
             Hn[N, :ns, :ns] += rho * C.T @ C
-            G[N, :ns, 1:] = C.T
         r = np.ascontiguousarray(vals.defects) if tr.lifted else np.zeros((N, ns))
         dX, dU, Lam = np.empty((N + 1, ns, R)), np.empty((N, self.m, R)), np.empty((N + 1, ns, R))
         fail = mod.riccati(Hn, G, d.A, d.B, r, tr.free0, dX, dU, Lam)
@@ -280,22 +303,18 @@ class _Solver:
     # ------------------------------------------------------------ merit function
 
     def _merit_parts(self, it_X, it_U, vals, s_path, s_final, s_in, mu):
-        V = self._stack(it_X, it_U)
-        barrier = 0.0
-        for s in (s_path, s_final, s_in):
-            if s.size:
-                barrier -= mu * float(np.sum(np.log(s)))
-        if self.has_lo.any():
-            barrier -= mu * float(np.sum(np.log((V - self.lo)[self.has_lo])))
-        if self.has_hi.any():
-            barrier -= mu * float(np.sum(np.log((self.hi - V)[self.has_hi])))
-        infeas = 0.0
+        """The barrier objective φ and the ℓ1 infeasibility θ of the filter."""
+        V = self._stack(it_X, it_U).ravel()
+        logs = [np.log(V[self.lo_idx] - self.lo_val), np.log(self.hi_val - V[self.hi_idx])]
+        resid = [np.abs(vals.equality)]
         if self.tr.lifted:
-            infeas += float(np.sum(np.abs(vals.defects)))
-        infeas += float(np.sum(np.abs(vals.equality)))
-        for g, s in ((vals.path, s_path), (vals.path_final, s_final), (vals.inequality, s_in)):
+            resid.append(np.abs(vals.defects).ravel())
+        for g, sl in ((vals.path, s_path), (vals.path_final, s_final), (vals.inequality, s_in)):
             if g.size:
-                infeas += float(np.sum(np.abs(g + s)))
+                logs.append(np.log(sl).ravel())
+                resid.append(np.abs(g + sl).ravel())
+        barrier = -mu * float(np.concatenate(logs).sum())
+        infeas = float(np.concatenate(resid).sum())
         return vals.cost + barrier, infeas
 
     # ------------------------------------------------------------ the main loop
@@ -319,8 +338,9 @@ class _Solver:
             it.lam = tr.costates(d, it.y_path, it.y_final, it.nu, it.y_in)
         res = None
         while True:
-            res = self._residuals(it, vals, d, 0.0)
-            stat, primal, comp, violation, s_d, s_c, _ = res
+            stat, primal, violation, s_d, s_c, gl, res_products = self._kkt_parts(it, vals, d)
+            comp = self._complementarity(res_products, 0.0)
+            res = (stat, primal, comp, violation, s_d, s_c, gl)
             err = max(stat / s_d, primal, comp / s_c)
             record = {"iter": it_count, "cost": vals.cost, "inf_pr": primal, "inf_du": stat, "mu": mu,
                       "violation": violation}
@@ -334,9 +354,10 @@ class _Solver:
                 message = f"time limit ({opt.time_limit:g} s) reached with KKT error {err:.1e}"
                 break
             # barrier update (IPOPT eq. 7), possibly several times at once
+            products = res_products
             while True:
-                st_mu, pr_mu, co_mu, *_ = self._residuals(it, vals, d, mu)
-                if max(st_mu / s_d, pr_mu, co_mu / s_c) > opt.kappa_eps * mu or mu <= opt.tol / 10:
+                co_mu = self._complementarity(products, mu)
+                if max(stat / s_d, primal, co_mu / s_c) > opt.kappa_eps * mu or mu <= opt.tol / 10:
                     break
                 mu = max(opt.tol / 10, min(opt.kappa_mu * mu, mu ** opt.theta_mu))
                 filt = []
@@ -346,14 +367,15 @@ class _Solver:
             # equality: first raise ρ of the exact penalty ρCᵀC on the terminal equalities (it does
             # not change the step), then regularise the Hessian itself
             delta, step = 0.0, None
+            system = self._assemble(it, vals, d, H, mu)
             for rho_scale in ((1e2, 1e4, 1e6, 1e8) if tr.n_eq else (1.0,)):
-                step = self._newton(it, vals, d, H, mu, 0.0, rho_scale)
+                step = self._newton(it, vals, d, system, 0.0, rho_scale)
                 if step is not None:
                     break
             if step is None:
                 delta = 1e-4 if delta_last == 0 else max(1e-20, delta_last / 3)
                 while True:
-                    step = self._newton(it, vals, d, H, mu, delta, rho_scale)
+                    step = self._newton(it, vals, d, system, delta, rho_scale)
                     if step is not None or delta > 1e40:
                         break
                     delta *= 100 if delta_last == 0 else 8

@@ -252,3 +252,40 @@ def rows_times(GJ, dV, out):
             for j in range(GJ.shape[2]):
                 v += GJ[k, i, j] * dV[k, j]
             out[k, i] = v
+
+
+@njit(cache=True)
+def lagrangian_gradient(A, B, grad, lam, TJ, tw, GJ, GNJ, yp, yN, ng, z_lo, z_hi, decision, lifted, out):
+    """∇_v L per stage into ``out`` (N+1, nv), zero on non-decisions; returns max |∇L|.
+    L = f + Σ λ_{k+1}ᵀ(F(v_k) - x_{k+1}) + νᵀh_eq + y_inᵀh_in + Σ y_kᵀg_k - z_loᵀ(v - lo) + z_hiᵀ(v - hi)."""
+    N, ns, m = B.shape[0], B.shape[1], B.shape[2]
+    nv = ns + m
+    worst = 0.0
+    for k in range(N + 1):
+        for j in range(nv):
+            v = grad[k, j] - z_lo[k, j] + z_hi[k, j]
+            if k < N:
+                if j < ns:
+                    for i in range(ns):
+                        v += A[k, i, j] * lam[k + 1, i]
+                else:
+                    for i in range(ns):
+                        v += B[k, i, j - ns] * lam[k + 1, i]
+                for i in range(ng):
+                    v += GJ[k, i, j] * yp[k, i]
+                    if k == N - 1:
+                        v += GNJ[i, j] * yN[i]
+            elif j < ns:
+                for i in range(1, TJ.shape[0]):
+                    v += tw[i] * TJ[i, j]
+            if j < ns and k > 0:
+                if lifted:
+                    v -= lam[k, j]
+                else:
+                    v = 0.0  # eliminated states: the adjoint recursion makes these exact
+            if not decision[k, j]:
+                v = 0.0
+            out[k, j] = v
+            if abs(v) > worst:
+                worst = abs(v)
+    return worst

@@ -155,6 +155,7 @@ def test_bad_input_raises_problem_error_naming_the_argument():
         (lambda: solve(ok, tolerance=1e-3), "unknown option"),
         (lambda: solve(ok, U0=np.zeros((7, 1))), "U0"),
         (lambda: solve(ok, X0=np.zeros((11, 3))), "X0"),
+        (lambda: solve(ok, method="single", X0=np.zeros((11, 2))), "X0"),
         (lambda: OptimalControlProblem(f, x0=[0, 0], T=1.0, N=10), "n_u is missing"),
         (lambda: OptimalControlProblem(f, x0=[0, 0], T=1.0, N=10, n_u=1, u_init=np.zeros((10, 2))), "u_init"),
         (lambda: OptimalControlProblem(f, x0=[0, 0], T=1.0, N=10, n_u=1, x_init=[1.0, 2.0, 3.0]), "x_init"),
