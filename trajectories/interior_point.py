@@ -238,7 +238,7 @@ class _Solver:
         C = d.TJ[1:1 + n_eq]
         if n_eq:
             G[N, :ns, 1:] = C.T
-        return dict(Hn=Hn, G=G, dlo=dlo, dhi=dhi, rp=rp, rN=rN, sp=sp, sN=sN, sI=sI, rI=rI, TJx=TJx, C=C, mu=mu,
+        return dict(H=H, Hn=Hn, G=G, dlo=dlo, dhi=dhi, rp=rp, rN=rN, sp=sp, sN=sN, sI=sI, rI=rI, TJx=TJx, C=C, mu=mu,
                     diag_scale=max(1.0, float(np.max(np.abs(np.diagonal(Hn[N, :ns, :ns]))))))
 
     def _newton(self, it: Iterate, vals, d, system, delta, rho_scale=1.0):
@@ -368,14 +368,14 @@ class _Solver:
             # not change the step), then regularise the Hessian itself
             delta, step = 0.0, None
             system = self._assemble(it, vals, d, H, mu)
-            for rho_scale in ((1e2, 1e4, 1e6, 1e8) if tr.n_eq else (1.0,)):
-                step = self._newton(it, vals, d, system, 0.0, rho_scale)
+            for rho_used in ((1e2, 1e4, 1e6, 1e8) if tr.n_eq else (1.0,)):
+                step = self._newton(it, vals, d, system, 0.0, rho_used)
                 if step is not None:
                     break
             if step is None:
                 delta = 1e-4 if delta_last == 0 else max(1e-20, delta_last / 3)
                 while True:
-                    step = self._newton(it, vals, d, system, delta, rho_scale)
+                    step = self._newton(it, vals, d, system, delta, rho_used)
                     if step is not None or delta > 1e40:
                         break
                     delta *= 100 if delta_last == 0 else 8
@@ -385,18 +385,8 @@ class _Solver:
                 delta_last = delta
             # fraction to the boundary (IPOPT eq. 15)
             tau = max(opt.tau_min, 1 - mu)
-            V = self._stack(it.X, it.U)
-            a_p = min(1.0, _max_step(V - self.lo, step.dV, self.has_lo, tau),
-                      _max_step(self.hi - V, -step.dV, self.has_hi, tau))
-            for s, ds in ((it.s_path, step.ds_path), (it.s_final, step.ds_final), (it.s_in, step.ds_in)):
-                if s.size:
-                    a_p = min(a_p, _max_step(s, ds, None, tau))
-            a_d = 1.0
-            for z, dz, has in ((it.z_lo, step.dz_lo, self.has_lo), (it.z_hi, step.dz_hi, self.has_hi)):
-                a_d = min(a_d, _max_step(z, dz, has, tau))
-            for y, dy in ((it.y_path, step.dy_path), (it.y_final, step.dy_final), (it.y_in, step.dy_in)):
-                if y.size:
-                    a_d = min(a_d, _max_step(y, dy, None, tau))
+            a_p, a_d = self._step_limits(it, step, tau)
+            self._last = step
             # filter line search (IPOPT §2.3): accept a trial point that reduces the infeasibility θ or
             # the barrier objective φ enough and is not dominated by the filter
             phi0, theta0 = self._merit_parts(it.X, it.U, vals, it.s_path, it.s_final, it.s_in, mu)
@@ -404,25 +394,41 @@ class _Solver:
                 theta_max = 1e4 * max(1.0, theta0)
                 theta_min = 1e-4 * max(1.0, theta0)
             dphi = self._barrier_directional(it, d, step, mu)
-            alpha, accepted, trial = a_p, False, None
-            for _ in range(40):
+            def acceptable(trial, alpha):
+                """IPOPT's filter acceptance of a trial point; (accepted, f-type step)."""
+                tvals, tX, tU, ts = trial
+                phi, theta = self._merit_parts(tX, tU, tvals, *ts, mu)
+                if theta > theta_max or any(theta >= ft and phi >= fp for ft, fp in filt):
+                    return False, False, theta
+                switching = dphi < 0 and alpha * (-dphi) ** 2.3 > theta0 ** 1.1
+                if theta0 <= theta_min and switching:
+                    # Armijo on φ; the step keeps the linearised constraints, so a violation far
+                    # above θ_min means the model is wrong there: shorten the step
+                    ok = phi <= phi0 + 1e-4 * alpha * dphi + 1e-14 * abs(phi0) and theta <= max(theta_min, 10 * theta0)
+                    return ok, True, theta
+                return theta <= (1 - 1e-5) * theta0 or phi <= phi0 - 1e-8 * theta0, False, theta
+
+            alpha, accepted, trial, f_step = a_p, False, None, False
+            for attempt in range(40):
                 trial = self._trial(it, step, alpha)
                 if trial is not None:
-                    tvals, tX, tU, ts = trial
-                    phi, theta = self._merit_parts(tX, tU, tvals, *ts, mu)
-                    if theta <= theta_max and not any(theta >= ft and phi >= fp for ft, fp in filt):
-                        switching = dphi < 0 and alpha * (-dphi) ** 2.3 > theta0 ** 1.1
-                        if theta0 <= theta_min and switching:
-                            # Armijo on φ; the step keeps the linearised constraints, so a violation
-                            # far above θ_min means the model is wrong there: shorten the step
-                            accepted = (phi <= phi0 + 1e-4 * alpha * dphi + 1e-14 * abs(phi0)
-                                        and theta <= max(theta_min, 10 * theta0))
-                            f_step = True
-                        else:
-                            accepted = theta <= (1 - 1e-5) * theta0 or phi <= phi0 - 1e-8 * theta0
-                            f_step = False
-                        if accepted:
-                            break
+                    accepted, f_step, theta = acceptable(trial, alpha)
+                    if accepted:
+                        break
+                    if attempt == 0 and theta >= theta0 and tr.lifted:
+                        # second-order correction (IPOPT §2.4): the same system with the constraint
+                        # residuals c_soc = α c(x) + c(x + αd), against the Maratos effect
+                        soc = self._second_order_correction(it, vals, d, system, trial[0], alpha, mu, tau, delta,
+                                                            rho_used)
+                        if soc is not None:
+                            soc_step, a_soc = soc
+                            soc_trial = self._trial(it, soc_step, a_soc)
+                            if soc_trial is not None:
+                                accepted, f_step, _ = acceptable(soc_trial, a_soc)
+                                if accepted:
+                                    step, alpha, trial = soc_step, a_soc, soc_trial
+                                    a_d = min(a_d, soc_step.a_d)
+                                    break
                 alpha *= 0.5
                 if alpha < 1e-14:
                     break
@@ -475,6 +481,42 @@ class _Solver:
                 message = infeasible
                 break
         return self._finish(it, vals, d, status, message, it_count, res, history)
+
+    def _step_limits(self, it, step, tau):
+        """The largest primal and dual steps that keep slacks, bound distances and multipliers
+        above (1 - τ) of their values (fraction to the boundary)."""
+        V = self._stack(it.X, it.U)
+        a_p = min(1.0, _max_step(V - self.lo, step.dV, self.has_lo, tau),
+                  _max_step(self.hi - V, -step.dV, self.has_hi, tau))
+        for sl, ds in ((it.s_path, step.ds_path), (it.s_final, step.ds_final), (it.s_in, step.ds_in)):
+            if sl.size:
+                a_p = min(a_p, _max_step(sl, ds, None, tau))
+        a_d = 1.0
+        for z, dz, has in ((it.z_lo, step.dz_lo, self.has_lo), (it.z_hi, step.dz_hi, self.has_hi)):
+            a_d = min(a_d, _max_step(z, dz, has, tau))
+        for y, dy in ((it.y_path, step.dy_path), (it.y_final, step.dy_final), (it.y_in, step.dy_in)):
+            if y.size:
+                a_d = min(a_d, _max_step(y, dy, None, tau))
+        return a_p, a_d
+
+    def _second_order_correction(self, it, vals, d, system, tvals, alpha, mu, tau, delta, rho_scale):
+        """The step from the same matrix with c_soc = α c(x) + c(x + αd) in place of c(x), for
+        every equality row (defects, terminal equalities, inequality rows with their slacks)."""
+        from dataclasses import replace
+
+        s_new = [sl + alpha * ds for sl, ds in ((it.s_path, self._last.ds_path), (it.s_final, self._last.ds_final),
+                                               (it.s_in, self._last.ds_in))]
+        soc = lambda c0, c1: alpha * c0 + c1
+        sv = replace(vals, defects=soc(vals.defects, tvals.defects), equality=soc(vals.equality, tvals.equality),
+                     path=soc(vals.path + it.s_path, tvals.path + s_new[0]) - it.s_path,
+                     path_final=soc(vals.path_final + it.s_final, tvals.path_final + s_new[1]) - it.s_final,
+                     inequality=soc(vals.inequality + it.s_in, tvals.inequality + s_new[2]) - it.s_in)
+        system = self._assemble(it, sv, d, system["H"], mu)
+        step = self._newton(it, sv, d, system, delta, rho_scale)
+        if step is None:
+            return None
+        a_p, step.a_d = self._step_limits(it, step, tau)
+        return step, a_p
 
     def _barrier_directional(self, it, d, step, mu):
         """Directional derivative of the barrier objective along the step."""
@@ -653,6 +695,7 @@ class _Step:
     dz_lo: np.ndarray | None = None
     dz_hi: np.ndarray | None = None
     curvature: float = 0.0
+    a_d: float = 1.0
 
 
 def _max_step(value, delta, mask, tau) -> float:
