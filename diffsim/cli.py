@@ -326,12 +326,16 @@ def _potential(args: argparse.Namespace) -> int:
     from potentials.model import ACSFModel, ModelFileError, load_model
     from potentials.reference_data import DatasetError, generate_emt_dataset, load_dataset
 
+    from .errors import DiffsimError
+
     try:
         if args.action == "generate":
             quick = dict(temperatures=(300.0, 900.0), md_samples=10, rattled=5, strained=5, vacancies=5) \
                 if args.quick else dict(temperatures=tuple(args.temperatures), md_samples=args.md_samples)
-            n = generate_emt_dataset(args.out, args.element, size=(args.size,) * 3, seed=args.seed, **quick)
-            print(f"wrote {n} EMT-labelled {args.element} configurations to {args.out}")
+            with _cluster_client(args) as client:
+                n = generate_emt_dataset(args.out, args.element, size=(args.size,) * 3, seed=args.seed,
+                                         client=client, resume=True, **quick)
+            print(f"{args.out} holds {n} EMT-labelled {args.element} configurations")
             return 0
         if args.action == "train":
             from potentials.figures import learning_curve
@@ -388,10 +392,31 @@ def _potential(args: argparse.Namespace) -> int:
             if args.plot:
                 print(f"wrote {args.plot}")
             return 0
-    except (DatasetError, ModelFileError, ValueError, FileNotFoundError) as exc:
+    except (DatasetError, ModelFileError, ValueError, FileNotFoundError, DiffsimError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 2
+
+
+def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    """--workers / --scheduler: where a command's independent tasks run (issue 17)."""
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="run the tasks on N local worker processes (Dask; pip install 'diffsim[cluster]')")
+    parser.add_argument("--scheduler", metavar="ADDR",
+                        help="run the tasks on the Dask scheduler at ADDR, e.g. tcp://host:8786 "
+                             "(default $DIFFSIM_SCHEDULER; without either, here in one process)")
+
+
+def _cluster_client(args: argparse.Namespace):
+    """A Dask client for --workers/--scheduler/$DIFFSIM_SCHEDULER, or a context holding None (run here)."""
+    import contextlib
+    import os
+
+    if args.scheduler or args.workers or os.environ.get("DIFFSIM_SCHEDULER"):
+        from .cluster import client
+
+        return client(scheduler=args.scheduler, workers=args.workers)
+    return contextlib.nullcontext(None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -445,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--md-samples", type=int, default=50, help="MD samples per temperature (default 50)")
     gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gen.add_argument("--quick", action="store_true", help="a small dataset")
+    _cluster_options(gen)
     tr = act.add_parser("train", help="train a potential on energies and forces")
     tr.add_argument("--data", required=True, help="ase.db or extxyz with energies and forces")
     tr.add_argument("--out", default="model.npz", help="the model file to write (default model.npz)")
