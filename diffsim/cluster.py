@@ -151,7 +151,7 @@ def _last_line(exc: BaseException) -> str:
 
 def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = None, *, client=None,
               shared: Any = None, progress: bool = True, description: str = "tasks",
-              raise_failures: bool = True) -> Iterator[tuple[str, Any]]:
+              raise_failures: bool = True, in_flight: int | None = None) -> Iterator[tuple[str, Any]]:
     """Run ``fn(task)`` (``fn(task, shared)`` if ``shared`` is given) for every task and yield
     ``(key, result)`` as each finishes: on ``client``'s workers, or here one after the other if
     ``client`` is None. ``keys`` name the tasks (default "0", "1", ...; they must be unique).
@@ -160,7 +160,9 @@ def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = N
     A task that raises is reported on stderr with its key and the last line of its traceback; the
     others continue. At the end, :class:`TasksFailed` lists the failures (or, with
     ``raise_failures=False``, they are yielded as ``(key, TaskFailure)``). A task whose worker
-    died is rerun by the scheduler on another worker; each key is yielded once.
+    died is rerun by the scheduler on another worker; each key is yielded once. ``in_flight``
+    bounds the tasks submitted at once (topped up as results arrive): for runs of millions of
+    tasks, so the scheduler holds a window of them rather than all.
 
     >>> out = list(map_tasks(lambda t, s: t + s, [1, 2], keys=["x", "y"], shared=10, progress=False))
     >>> sorted(out)
@@ -178,7 +180,7 @@ def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = N
     failures: list[TaskFailure] = []
     run = _run_serial if client is None else _run_on_cluster
     try:
-        for key, value, failed in run(fn, tasks, keys, client, shared):
+        for key, value, failed in run(fn, tasks, keys, client, shared, in_flight):
             bar.update(1)
             if failed:
                 failures.append(value)
@@ -194,7 +196,7 @@ def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = N
         raise TasksFailed(failures, len(tasks))
 
 
-def _run_serial(fn, tasks, keys, client, shared):
+def _run_serial(fn, tasks, keys, client, shared, in_flight):
     args = () if shared is None else (shared,)
     for key, task in zip(keys, tasks):
         try:
@@ -205,18 +207,29 @@ def _run_serial(fn, tasks, keys, client, shared):
         yield key, value, False
 
 
-def _run_on_cluster(fn, tasks, keys, client, shared):
+def _run_on_cluster(fn, tasks, keys, client, shared, in_flight):
     distributed = _distributed()
     token = uuid.uuid4().hex[:8]  # Dask keys are global to the scheduler: never reuse another run's
     args = () if shared is None else (client.scatter(shared, broadcast=True, hash=False),)
-    submitted = client.map(fn, tasks, *[[a] * len(tasks) for a in args], key=[f"{k}-{token}" for k in keys],
-                           pure=False)  # one message for all tasks, not one per task
-    futures = dict(zip(submitted, keys))
-    pending = set(futures)
+    futures: dict = {}
+    queue = iter(range(len(tasks)))
+
+    def submit(n):  # one message for a batch of tasks, not one per task
+        batch = [i for _, i in zip(range(n), queue)]
+        if not batch:
+            return []
+        new = client.map(fn, [tasks[i] for i in batch], *[[a] * len(batch) for a in args],
+                         key=[f"{keys[i]}-{token}" for i in batch], pure=False)
+        futures.update(zip(new, (keys[i] for i in batch)))
+        return new
+
+    window = len(tasks) if in_flight is None else max(1, int(in_flight))
+    done = distributed.as_completed(submit(window), loop=client.loop)
     try:
-        for future in distributed.as_completed(list(futures), loop=client.loop):
-            key = futures[future]
-            pending.discard(future)
+        for future in done:
+            key = futures.pop(future)
+            for more in submit(1 if in_flight else 0):  # keep the window full
+                done.add(more)
             if future.status == "error":
                 exc = future.exception()
                 if isinstance(exc, distributed.KilledWorker):
@@ -232,8 +245,8 @@ def _run_on_cluster(fn, tasks, keys, client, shared):
                 future.release()
                 yield key, value, False
     finally:
-        if pending:  # interrupted: nothing keeps running for a client that is gone
-            client.cancel(list(pending))
+        if futures:  # interrupted: nothing keeps running for a client that is gone
+            client.cancel(list(futures))
 
 
 def _bar(total, description, enabled):

@@ -62,7 +62,9 @@ def run_replica(task: ReplicaTask, shared) -> dict:
     from ase.calculators.calculator import BaseCalculator
 
     if isinstance(potential, BaseCalculator):
-        calc = potential
+        import copy
+
+        calc = copy.deepcopy(potential)  # a fresh one per task: no neighbour-list state from the previous task
     else:
         from .calculator import Calculator
 

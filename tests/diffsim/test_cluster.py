@@ -48,6 +48,8 @@ def test_parallel_results_equal_serial_bit_for_bit(dask_client):
     for key, _n in tasks:
         assert parallel[key] == serial[key]  # ==, not approx: the same bits from another process
     assert len(set(serial.values())) == len(tasks)  # the key, not the order, seeds each task
+    windowed = dict(cluster.map_tasks(_noisy_sum, tasks, keys=keys, client=dask_client, progress=False, in_flight=3))
+    assert windowed == serial
 
 
 def test_both_workers_are_used_with_one_blas_thread(dask_client):
