@@ -451,8 +451,8 @@ def _md_replicas(args: argparse.Namespace, model, atoms) -> int:
         raise ValueError(f"--temperatures takes kelvins separated by commas, e.g. 300,600,900; got "
                          f"{args.temperatures!r}") from None
     with _cluster_client(args) as client:
-        ens = run_replicas(model, atoms, temperatures, replicas=args.replicas, steps=args.steps, seed=args.seed,
-                           client=client)
+        ens = run_replicas(model, atoms, temperatures, replicas=args.replicas, steps=args.steps,
+                           seed=getattr(args, "seed", None) or 0, client=client)
     print(f"{len(atoms)} atoms, {args.replicas} replicas per temperature, {args.steps} steps of 2 fs "
           "(NVT for g(r), MSD and D; NVE for the drift); mean ± standard error:")
     print(ens.table())
@@ -577,7 +577,6 @@ def build_parser() -> argparse.ArgumentParser:
                          "MSD, diffusion coefficient and drift with error bars")
     md.add_argument("--temperatures", metavar="T1,T2,...", help="with --replicas: temperatures in K (default "
                     "--temperature)")
-    md.add_argument("--seed", type=int, default=0, help="with --replicas: seed of the replicas (default 0)")
     _cluster_options(md)
     pot.set_defaults(func=_potential)
     return parser

@@ -228,7 +228,11 @@ def sweep(problem: OptimalControlProblem | Callable, parameters: dict[str, Seque
         problem._ode = None
     tasks = [SweepTask(",".join(f"{n}={v:g}" for n, v in p.items()) + f"/start={k}", tuple(p.items()), k, int(seed))
              for p in points for k in range(int(starts))]
-    done = dict(map_tasks(solve_point, tasks, keys=[t.key for t in tasks], client=client,
-                          shared=(problem, fixed, method, options), progress=progress, description="sweep"))
+    done = {}
+    for key, out in map_tasks(solve_point, tasks, keys=[t.key for t in tasks], client=client,
+                              shared=(problem, fixed, method, options), progress=progress, description="sweep",
+                              raise_failures=False):  # a point whose builder raises is a failed row, not a lost sweep
+        done[key] = out if isinstance(out, dict) else {"status": False, "cost": float("nan"), "iterations": 0,
+                                                         "seconds": 0.0, "message": out.message, "result": None}
     rows = [[done[tasks[i * int(starts) + k].key] for k in range(int(starts))] for i in range(len(points))]
     return Sweep(list(parameters), points, int(starts), rows)

@@ -59,6 +59,8 @@ def test_both_workers_are_used_with_one_blas_thread(dask_client):
     assert all(set(s[1]) <= {1} for s in states.values())  # every BLAS/OpenMP pool at one thread
     workers = dask_client.run(os.getpid)
     assert pids <= set(workers.values()) and len(workers) == 2
+    plugins = dask_client.run(lambda dask_worker: sorted(dask_worker.plugins))
+    assert all("diffsim-worker-setup" in names for names in plugins.values())
 
 
 def test_a_failing_task_is_named_and_the_rest_finish(dask_client, capsys):

@@ -55,6 +55,21 @@ def test_any_callable_task_monte_carlo(dask_client):
         np.testing.assert_allclose(costs, p["sigma"], rtol=0.05)  # the sample std of N(0, σ²) is σ
 
 
+def _builder_that_fails_above_one(T, N=10):
+    if T > 1:
+        raise ValueError(f"T = {T} is too long")
+    from trajectories.systems import double_integrator_lqr
+
+    return double_integrator_lqr(N=N, T=T)
+
+
+def test_a_point_whose_builder_raises_is_a_failed_row(capsys):
+    s = sweep(_builder_that_fails_above_one, {"T": [1.0, 2.0]}, progress=False)
+    assert [r["status"] for r in s.best_rows()] == [True, False] and s.best_start() == [0, -1]
+    assert "ValueError: T = 2.0 is too long" in s.rows[1][0]["message"]
+    assert "task T=2/start=0 failed" in capsys.readouterr().err
+
+
 def test_bad_sweeps_are_named(tmp_path, capsys):
     with pytest.raises(ProblemError, match=r"has no parameter \['mass'\]; it takes \['N', 'T', 'u_max'\]"):
         sweep(pendulum_swingup, {"mass": [1.0]}, progress=False)
