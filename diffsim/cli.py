@@ -328,7 +328,9 @@ def _control_sweep(args: argparse.Namespace) -> int:
             print(f"error: --sweep {spec!r}: write NAME=start:stop:count, e.g. T=2:6:5", file=sys.stderr)
             return 2
     fixed = {"N": args.steps} if args.steps is not None else {}
-    options = {"gradient": args.gradient} if args.method == "single" else {}
+    options = {"gradient": args.gradient}  # as a single solve of the command takes them
+    if getattr(args, "solver", None):
+        options["solver"] = args.solver
     try:
         with _cluster_client(args) as client:
             result = sweep(SYSTEMS[args.system], grid, starts=args.starts, method=args.method, fixed=fixed,

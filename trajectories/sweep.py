@@ -128,7 +128,7 @@ def solve_point(task: SweepTask, shared) -> dict:
         status, cost = _outcome(ocp)
         return {"status": status, "cost": cost, "iterations": 0, "seconds": 0.0, "message": "", "result": ocp}
     extra = {} if task.start == 0 else {"U0": random_start(ocp, rng)}
-    sol = solve(ocp, method=method, **extra, **options)
+    sol = solve(ocp, **({} if method is None else {"method": method}), **extra, **options)
     return {"status": bool(sol.status), "cost": float(sol.cost), "iterations": int(sol.iterations),
             "seconds": float(sol.wall_time), "message": sol.message, "result": sol}
 
@@ -213,10 +213,10 @@ class Sweep:
 
 
 def sweep(problem: OptimalControlProblem | Callable, parameters: dict[str, Sequence[float]], starts: int = 1,
-          method: str = "single", fixed: dict | None = None, seed: int = 0, client=None, progress: bool = True,
+          method: str | None = None, fixed: dict | None = None, seed: int = 0, client=None, progress: bool = True,
           **options: Any) -> Sweep:
     """Solve ``problem`` at every point of the ``parameters`` grid from ``starts`` starting guesses
-    with :func:`trajectories.solve` (``method`` and ``options`` passed on; ``fixed``: more builder
+    with :func:`trajectories.solve` (``method``, default solve's own, and ``options`` passed on; ``fixed``: more builder
     arguments), on ``client``'s workers or here. See the module docstring."""
     if int(starts) != starts or starts < 1:
         raise ProblemError(f"sweep: starts must be a whole number ≥ 1, got {starts}")
