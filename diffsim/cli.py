@@ -292,6 +292,8 @@ def _control(args: argparse.Namespace) -> int:
     """Solve a ready optimal control problem; print the result, optionally plot it."""
     from trajectories import SYSTEMS, solve
 
+    if args.sweep:
+        return _control_sweep(args)
     problem = SYSTEMS[args.system](N=args.steps) if args.steps is not None else SYSTEMS[args.system]()
     from trajectories import ProblemError
 
@@ -309,6 +311,47 @@ def _control(args: argparse.Namespace) -> int:
         print(f"wrote {args.plot}")
     if not sol.status:
         print(f"error: {sol.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _control_sweep(args: argparse.Namespace) -> int:
+    """diffsim control SYSTEM --sweep NAME=a:b:n [--starts K]: a table and a figure; exits 1 if a
+    grid point has no converged start."""
+    import numpy as np
+
+    from trajectories import SYSTEMS, ProblemError
+    from trajectories.sweep import sweep
+
+    from .errors import DiffsimError
+
+    grid = {}
+    for spec in args.sweep:
+        try:
+            name, rng = spec.split("=")
+            a, b, n = rng.split(":")
+            grid[name] = np.linspace(float(a), float(b), int(n))
+        except ValueError:
+            print(f"error: --sweep {spec!r}: write NAME=start:stop:count, e.g. T=2:6:5", file=sys.stderr)
+            return 2
+    fixed = {"N": args.steps} if args.steps is not None else {}
+    options = {"gradient": args.gradient}  # as a single solve of the command takes them
+    if getattr(args, "solver", None):
+        options["solver"] = args.solver
+    try:
+        with _cluster_client(args) as client:
+            result = sweep(SYSTEMS[args.system], grid, starts=args.starts, method=args.method, fixed=fixed,
+                           client=client, **options)
+    except (ProblemError, DiffsimError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(result.table())
+    if args.plot:
+        result.plot(args.plot)
+        print(f"wrote {args.plot}")
+    unsolved = [p for p, k in zip(result.points, result.best_start()) if k < 0]
+    if unsolved:
+        print(f"error: no start converged at {len(unsolved)} of {len(result.points)} points", file=sys.stderr)
         return 1
     return 0
 
@@ -333,12 +376,16 @@ def _potential(args: argparse.Namespace) -> int:
     from potentials.model import ACSFModel, ModelFileError, load_model
     from potentials.reference_data import DatasetError, generate_emt_dataset, load_dataset
 
+    from .errors import DiffsimError
+
     try:
         if args.action == "generate":
             quick = dict(temperatures=(300.0, 900.0), md_samples=10, rattled=5, strained=5, vacancies=5) \
                 if args.quick else dict(temperatures=tuple(args.temperatures), md_samples=args.md_samples)
-            n = generate_emt_dataset(args.out, args.element, size=(args.size,) * 3, seed=args.seed, **quick)
-            print(f"wrote {n} EMT-labelled {args.element} configurations to {args.out}")
+            with _cluster_client(args) as client:
+                n = generate_emt_dataset(args.out, args.element, size=(args.size,) * 3, seed=args.seed,
+                                         client=client, resume=True, **quick)
+            print(f"{args.out} holds {n} EMT-labelled {args.element} configurations")
             return 0
         if args.action == "train":
             from potentials.figures import learning_curve
@@ -388,6 +435,8 @@ def _potential(args: argparse.Namespace) -> int:
             from potentials.md import compare_with_reference
 
             atoms = bulk(model.symbols[0], "fcc", cubic=True).repeat((args.size,) * 3)
+            if args.replicas:
+                return _md_replicas(args, model, atoms)
             out = compare_with_reference(atoms, Calculator(model), EMT(), temperature_K=args.temperature,
                                          steps=args.steps, plot=args.plot)
             print(f"{len(atoms)} atoms, {args.steps} steps of 2 fs at {args.temperature} K: NVE drift "
@@ -395,10 +444,52 @@ def _potential(args: argparse.Namespace) -> int:
             if args.plot:
                 print(f"wrote {args.plot}")
             return 0
-    except (DatasetError, ModelFileError, ValueError, FileNotFoundError) as exc:
+    except (DatasetError, ModelFileError, ValueError, FileNotFoundError, DiffsimError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 2
+
+
+def _md_replicas(args: argparse.Namespace, model, atoms) -> int:
+    """diffsim potential md --replicas K --temperatures ...: ensemble averages with error bars."""
+    from potentials.replicas import run_replicas
+
+    try:
+        temperatures = [float(t) for t in args.temperatures.split(",")] if args.temperatures else [args.temperature]
+    except ValueError:
+        raise ValueError(f"--temperatures takes kelvins separated by commas, e.g. 300,600,900; got "
+                         f"{args.temperatures!r}") from None
+    with _cluster_client(args) as client:
+        ens = run_replicas(model, atoms, temperatures, replicas=args.replicas, steps=args.steps,
+                           seed=getattr(args, "seed", None) or 0, client=client)
+    print(f"{len(atoms)} atoms, {args.replicas} replicas per temperature, {args.steps} steps of 2 fs "
+          "(NVT for g(r), MSD and D; NVE for the drift); mean ± standard error:")
+    print(ens.table())
+    if args.plot:
+        ens.plot(args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _cluster_options(parser: argparse.ArgumentParser) -> None:
+    """--workers / --scheduler: where a command's independent tasks run (issue 17)."""
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="run the tasks on N local worker processes (Dask; pip install 'diffsim[cluster]')")
+    parser.add_argument("--scheduler", metavar="ADDR",
+                        help="run the tasks on the Dask scheduler at ADDR, e.g. tcp://host:8786 "
+                             "(default $DIFFSIM_SCHEDULER; without either, here in one process)")
+
+
+def _cluster_client(args: argparse.Namespace):
+    """A Dask client for --workers/--scheduler/$DIFFSIM_SCHEDULER, or a context holding None (run here)."""
+    import contextlib
+    import os
+
+    if args.scheduler or args.workers or os.environ.get("DIFFSIM_SCHEDULER"):
+        from .cluster import client
+
+        return client(scheduler=args.scheduler, workers=args.workers)
+    return contextlib.nullcontext(None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -434,6 +525,12 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_argument("--verbose", action="store_true", help="print the solver's iteration table")
     control.add_argument("--steps", type=int, help="number of control intervals N (default: the system's)")
     control.add_argument("--plot", metavar="FILE", help="write states, controls and costates to FILE (png, pdf)")
+    control.add_argument("--sweep", action="append", metavar="NAME=a:b:n",
+                         help="solve over n values of the system's parameter NAME from a to b (repeat for a grid), "
+                              "e.g. T=2:6:5; --plot draws cost against it")
+    control.add_argument("--starts", type=int, default=1,
+                         help="with --sweep: starting guesses per point (0: the system's; others random; default 1)")
+    _cluster_options(control)
     control.set_defaults(func=_control)
 
     comp = sub.add_parser("compare", help="BPTT vs continuous adjoint on a ready problem", description=_compare.__doc__)
@@ -455,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--md-samples", type=int, default=50, help="MD samples per temperature (default 50)")
     gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gen.add_argument("--quick", action="store_true", help="a small dataset")
+    _cluster_options(gen)
     tr = act.add_parser("train", help="train a potential on energies and forces")
     tr.add_argument("--data", required=True, help="ase.db or extxyz with energies and forces")
     tr.add_argument("--out", default="model.npz", help="the model file to write (default model.npz)")
@@ -486,6 +584,12 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--steps", type=int, default=2000, help="MD steps of 2 fs per run (default 2000)")
     md.add_argument("--size", type=int, default=3, help="fcc cubic cell repeated size³ times (default 3: 108 atoms)")
     md.add_argument("--plot", metavar="FILE", help="write g(r), MSD and the NVE energy to FILE")
+    md.add_argument("--replicas", type=int, metavar="K",
+                    help="K independent replicas per temperature (with the learned model only): ensemble g(r), "
+                         "MSD, diffusion coefficient and drift with error bars")
+    md.add_argument("--temperatures", metavar="T1,T2,...", help="with --replicas: temperatures in K (default "
+                    "--temperature)")
+    _cluster_options(md)
     pot.set_defaults(func=_potential)
     return parser
 

@@ -24,8 +24,6 @@ import numpy as np
 
 from diffsim.files import atomic_path
 
-from .progress import progress_bar
-
 EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
 
 
@@ -70,66 +68,30 @@ def _labelled(atoms):
 def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Sequence[int] = (3, 3, 3),
                          temperatures: Sequence[float] = (300.0, 600.0, 900.0, 1200.0), md_samples: int = 50,
                          md_interval: int = 10, timestep_fs: float = 2.0, rattled: int = 20, strained: int = 20,
-                         vacancies: int = 20, seed: int = 0, progress: bool = True) -> int:
-    """Write EMT-labelled configurations of ``elements`` to ``path``, an ase.db (``.db``) or an
-    extxyz file (``.xyz``, ``.extxyz``); returns how many.
+                         vacancies: int = 20, seed: int = 0, progress: bool = True, client=None,
+                         resume: bool = False, chain_samples: int = 10) -> int:
+    """Write EMT-labelled configurations of ``elements`` to ``path``, an ase.db (``.db`` or a
+    database URL) or an extxyz file (``.xyz``, ``.extxyz``); returns how many it holds.
 
-    Each record carries ``source`` (md, rattle, strain, vacancy) and ``temperature`` keys."""
-    from ase import units
-    from ase.calculators.emt import EMT
-    from ase.constraints import FixCom
-    from ase.db import connect
-    from ase.md.langevin import Langevin
+    Each record carries ``source`` (md, rattle, strain, vacancy), ``temperature`` and ``task``
+    (the key of the task that made it; see :mod:`potentials.labelling`). ``client``: label on a
+    Dask cluster (:func:`diffsim.cluster.client`); the same seed gives the same data either way.
+    By default the file appears only when complete; with ``resume`` (always for a URL) each
+    task's rows are committed as it finishes and a rerun skips the tasks already written."""
+    from .labelling import emt_tasks, is_url, write_dataset
 
-    names = _elements(elements)
-    rng = np.random.default_rng(seed)
-    path = pathlib.Path(path)
-    if path.suffix in (".xyz", ".extxyz"):  # the same data as extxyz, through a temporary ase.db
+    tasks = emt_tasks(elements, size, temperatures, md_samples, md_interval, timestep_fs, rattled, strained,
+                      vacancies, seed, chain_samples)
+    path = str(path) if is_url(path) else pathlib.Path(path)
+    if isinstance(path, pathlib.Path) and path.suffix in (".xyz", ".extxyz"):  # through a temporary ase.db
         with tempfile.TemporaryDirectory() as scratch:
-            n = generate_emt_dataset(pathlib.Path(scratch) / "data.db", elements, size, temperatures, md_samples,
-                                     md_interval, timestep_fs, rattled, strained, vacancies, seed, progress)
+            n = write_dataset(pathlib.Path(scratch) / "data.db", tasks, client, progress).total
             _write_extxyz(load_dataset(pathlib.Path(scratch) / "data.db"), path)
         return n
-    total = len(temperatures) * md_samples + rattled + strained + vacancies
-    bar = progress_bar(total, f"EMT {elements}", "config", progress)
-    count = 0
-    try:
-        with atomic_path(path) as tmp, connect(tmp) as db:  # ase.db reads the suffix
-            def put(atoms, **keys):
-                nonlocal count
-                db.write(_labelled(atoms), **keys)
-                count += 1
-                bar.update(1)
-
-            for T in temperatures:
-                atoms = _structure(names, size, rng)
-                atoms.calc = EMT()
-                _thermalize(atoms, T, rng)
-                atoms.set_constraint(FixCom())  # no drift of the centre of mass (ASE's advice over fixcm)
-                dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=T, friction=0.02, rng=rng, fixcm=False)
-                for _ in range(md_samples):
-                    dyn.run(md_interval)
-                    sample = atoms.copy()
-                    sample.set_constraint()
-                    put(sample, source="md", temperature=float(T))
-            for _ in range(rattled):
-                atoms = _structure(names, size, rng)
-                atoms.rattle(stdev=float(rng.uniform(0.02, 0.15)), seed=int(rng.integers(2**31)))
-                put(atoms, source="rattle", temperature=0.0)
-            for _ in range(strained):
-                atoms = _structure(names, size, rng)
-                eps = rng.uniform(-0.04, 0.04, (3, 3))
-                atoms.set_cell(atoms.cell @ (np.eye(3) + 0.5 * (eps + eps.T)), scale_atoms=True)
-                atoms.rattle(stdev=0.03, seed=int(rng.integers(2**31)))
-                put(atoms, source="strain", temperature=0.0)
-            for _ in range(vacancies):
-                atoms = _structure(names, size, rng)
-                del atoms[int(rng.integers(len(atoms)))]
-                atoms.rattle(stdev=0.05, seed=int(rng.integers(2**31)))
-                put(atoms, source="vacancy", temperature=0.0)
-    finally:
-        bar.close()
-    return count
+    if resume or isinstance(path, str):
+        return write_dataset(path, tasks, client, progress).total
+    with atomic_path(path) as tmp:
+        return write_dataset(tmp, tasks, client, progress).total
 
 
 def _write_extxyz(frames, path: pathlib.Path) -> None:

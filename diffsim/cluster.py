@@ -1,0 +1,292 @@
+"""Many independent tasks on Dask distributed: this machine's cores by default, or a cluster.
+
+The engine's door to scale-out; it knows nothing of atoms or robots. :func:`client` connects to a
+scheduler (an address, or ``$DIFFSIM_SCHEDULER``) or starts a ``LocalCluster`` of single-threaded
+worker processes, one per core. :func:`map_tasks` submits a function over tasks, each with a key,
+and yields ``(key, result)`` in completion order with a progress bar. Dask's scheduler reruns
+the tasks of a worker that dies (up to ``distributed.scheduler.allowed-failures`` times); a task
+that raises is reported with its key and the last line of its remote traceback while the rest
+go on, and :class:`TasksFailed` summarises the failures at the end. Without a client the same
+tasks run here, one after the other, with the same keys, reports and results: with seeds drawn
+from :func:`task_rng` (a function of the key, not of the order), serial and parallel runs agree
+bit for bit.
+
+Every worker keeps its BLAS pool at one thread (threadpoolctl) and uses the client's kernel
+cache directory (``$DIFFSIM_CACHE_DIR``, on a shared disk for a cluster), so a kernel compiled
+once is loaded by every worker.
+
+>>> results = dict(map_tasks(lambda x: x * x, [1, 2, 3], keys=["a", "b", "c"], progress=False))
+>>> results
+{'a': 1, 'b': 4, 'c': 9}
+>>> float(task_rng("a", seed=1).random()) == float(task_rng("a", seed=1).random())
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import DiffsimError
+
+SCHEDULER_ENV = "DIFFSIM_SCHEDULER"
+EXTRA = "pip install 'diffsim[cluster]'  (Dask distributed)"
+
+
+class ClusterError(DiffsimError):
+    """Dask is missing, or the scheduler cannot be reached or was lost; the message says what to do."""
+
+
+@dataclass
+class TaskFailure:
+    """One task that raised: its key and the last line of its (remote) traceback."""
+
+    key: str
+    message: str
+
+
+class TasksFailed(DiffsimError):
+    """Raised by :func:`map_tasks` after every other task has finished, when some tasks raised."""
+
+    def __init__(self, failures: list[TaskFailure], total: int):
+        self.failures, self.total = failures, total
+        shown = "; ".join(f"{f.key}: {f.message}" for f in failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        super().__init__(f"{len(failures)} of {total} tasks failed: {shown}{more}")
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ClusterError(f"running on several workers needs Dask distributed: {EXTRA}") from exc
+    return distributed
+
+
+def task_rng(key: str, seed: int = 0) -> np.random.Generator:
+    """A random generator that depends on ``seed`` and the task's ``key`` only, never on which
+    worker runs the task or when: the seed of a reproducible parallel run.
+
+    >>> a, b = task_rng("md-300", 0).random(), task_rng("md-600", 0).random()
+    >>> bool(a != b), bool(a == task_rng("md-300", 0).random())
+    (True, True)
+    """
+    digest = hashlib.sha256(str(key).encode()).digest()
+    return np.random.default_rng([int(seed), *np.frombuffer(digest, dtype=np.uint32).tolist()])
+
+
+class _WorkerSetup:
+    """Run on every worker as it starts (a Dask worker plugin): one BLAS thread, and the client's
+    kernel cache directory when the client names one."""
+
+    name = "diffsim-worker-setup"
+
+    def __init__(self, cache_dir: str | None):
+        self.cache_dir = cache_dir
+
+    def setup(self, worker=None):
+        if self.cache_dir:
+            os.environ["DIFFSIM_CACHE_DIR"] = self.cache_dir
+        try:
+            from threadpoolctl import threadpool_limits
+
+            self._limits = threadpool_limits(limits=1)  # kept alive: the limit holds while the worker lives
+        except ImportError:  # the nanny's OMP/MKL/OPENBLAS_NUM_THREADS=1 already apply
+            pass
+
+    def teardown(self, worker=None):
+        pass
+
+
+def client(scheduler: str | None = None, workers: int | None = None, timeout: float = 10.0):
+    """A ``dask.distributed.Client``: connected to ``scheduler`` (e.g. ``tcp://host:8786``; default
+    ``$DIFFSIM_SCHEDULER``), or, when neither names one, to a new ``LocalCluster`` of ``workers``
+    single-threaded worker processes (default: one per core) that closes with the client. Use it
+    as a context manager. Raises :class:`ClusterError` naming the address if no scheduler answers
+    within ``timeout`` seconds.
+
+    >>> with client(workers=1) as c:                      # doctest: +SKIP
+    ...     dict(map_tasks(abs, [-1, -2], client=c, progress=False))
+    {'0': 1, '1': 2}
+    """
+    distributed = _distributed()
+    address = scheduler or os.environ.get(SCHEDULER_ENV) or None
+    if address:
+        try:
+            c = distributed.Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"no Dask scheduler answers at {address} within {timeout:g} s ({exc}); start one "
+                               f"with 'dask scheduler' and workers with 'dask worker {address}', or leave out "
+                               f"--scheduler (and ${SCHEDULER_ENV}) to use this machine's cores") from exc
+    else:
+        n = (os.cpu_count() or 1) if workers is None else int(workers)
+        if n < 1:
+            raise ClusterError(f"workers must be at least 1, got {workers}")
+        import logging
+
+        c = distributed.Client(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.CRITICAL, set_as_default=False)
+    c.register_plugin(_plugin(distributed, os.environ.get("DIFFSIM_CACHE_DIR")))
+    return c
+
+
+def _plugin(distributed, cache_dir):
+    class WorkerSetup(_WorkerSetup, distributed.WorkerPlugin):
+        pass
+
+    return WorkerSetup(cache_dir)
+
+
+def _last_line(exc: BaseException) -> str:
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
+
+
+def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = None, *, client=None,
+              shared: Any = None, progress: bool = True, description: str = "tasks",
+              raise_failures: bool = True, in_flight: int | None = None) -> Iterator[tuple[str, Any]]:
+    """Run ``fn(task)`` (``fn(task, shared)`` if ``shared`` is given) for every task and yield
+    ``(key, result)`` as each finishes: on ``client``'s workers, or here one after the other if
+    ``client`` is None. ``keys`` name the tasks (default "0", "1", ...; they must be unique).
+    ``shared`` is sent to each worker once (a model, a problem), not with every task.
+
+    A task that raises is reported on stderr with its key and the last line of its traceback; the
+    others continue. At the end, :class:`TasksFailed` lists the failures (or, with
+    ``raise_failures=False``, they are yielded as ``(key, TaskFailure)``). A task whose worker
+    died is rerun by the scheduler on another worker; each key is yielded once. ``in_flight``
+    bounds the tasks submitted at once (topped up as results arrive): for runs of millions of
+    tasks, so the scheduler holds a window of them rather than all.
+
+    >>> out = list(map_tasks(lambda t, s: t + s, [1, 2], keys=["x", "y"], shared=10, progress=False))
+    >>> sorted(out)
+    [('x', 11), ('y', 12)]
+    """
+    tasks = list(tasks)
+    keys = [str(i) for i in range(len(tasks))] if keys is None else [str(k) for k in keys]
+    if len(keys) != len(tasks):
+        raise ValueError(f"map_tasks: {len(keys)} keys for {len(tasks)} tasks")
+    if len(set(keys)) != len(keys):
+        seen: set = set()
+        dup = next(k for k in keys if k in seen or seen.add(k))
+        raise ValueError(f"map_tasks: task keys must be unique; {dup!r} appears more than once")
+    bar = _bar(len(tasks), description, progress and bool(tasks))
+    failures: list[TaskFailure] = []
+    run = _run_serial if client is None else _run_on_cluster
+    try:
+        for key, value, failed in run(fn, tasks, keys, client, shared, in_flight):
+            bar.update(1)
+            if failed:
+                failures.append(value)
+                _say(bar, f"task {key} failed: {value.message}")
+                bar.set_postfix(failed=len(failures))
+                if not raise_failures:
+                    yield key, value
+                continue
+            yield key, value
+    finally:
+        bar.close()
+    if failures and raise_failures:
+        raise TasksFailed(failures, len(tasks))
+
+
+def _run_serial(fn, tasks, keys, client, shared, in_flight):
+    args = () if shared is None else (shared,)
+    for key, task in zip(keys, tasks):
+        try:
+            value = fn(task, *args)
+        except Exception as exc:  # reported with its key; the others continue, as on a cluster
+            yield key, TaskFailure(key, _last_line(exc)), True
+            continue
+        yield key, value, False
+
+
+def _run_on_cluster(fn, tasks, keys, client, shared, in_flight):
+    distributed = _distributed()
+    token = uuid.uuid4().hex[:8]  # Dask keys are global to the scheduler: never reuse another run's
+    args = () if shared is None else (client.scatter(shared, broadcast=True, hash=False),)
+    futures: dict = {}
+    queue = iter(range(len(tasks)))
+
+    def submit(n):  # one message for a batch of tasks, not one per task
+        batch = [i for _, i in zip(range(n), queue)]
+        if not batch:
+            return []
+        new = client.map(fn, [tasks[i] for i in batch], *[[a] * len(batch) for a in args],
+                         key=[f"{keys[i]}-{token}" for i in batch], pure=False)
+        futures.update(zip(new, (keys[i] for i in batch)))
+        return new
+
+    window = len(tasks) if in_flight is None else max(1, int(in_flight))
+    done = distributed.as_completed(submit(window), loop=client.loop)
+    try:
+        for future in done:
+            key = futures.pop(future)
+            for more in submit(1 if in_flight else 0):  # keep the window full
+                done.add(more)
+            if future.status == "error":
+                exc = future.exception()
+                if isinstance(exc, distributed.KilledWorker):
+                    message = "its worker died every time it ran (a crash or out of memory in the task?)"
+                else:
+                    message = _last_line(exc)
+                yield key, TaskFailure(key, message), True
+            elif future.status == "cancelled":
+                raise ClusterError(f"task {key} was cancelled: the scheduler was lost or restarted; rerun to "
+                                   "resume where it stopped")
+            else:
+                value = future.result()
+                future.release()
+                yield key, value, False
+    finally:
+        if futures:  # interrupted: nothing keeps running for a client that is gone
+            client.cancel(list(futures))
+
+
+def _bar(total, description, enabled):
+    if not enabled:
+        return _Quiet()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="task", file=sys.stderr)
+
+
+def _say(bar, text):
+    if isinstance(bar, _Quiet):
+        print(text, file=sys.stderr)
+    else:
+        bar.write(text, file=sys.stderr)
+
+
+class _Quiet:
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
+
+
+def overhead(client, tasks: int = 200) -> float:
+    """Seconds per task of submitting, running and collecting ``tasks`` empty tasks on ``client``
+    (the price of one task, for sizing them: keep each task well above it).
+
+    >>> 0 < overhead(None, tasks=10) < 1        # here, without a cluster
+    True
+    """
+    start = time.perf_counter()
+    for _ in map_tasks(_nothing, range(tasks), client=client, progress=False):
+        pass
+    return (time.perf_counter() - start) / tasks
+
+
+def _nothing(task):
+    return task

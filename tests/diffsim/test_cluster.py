@@ -1,0 +1,124 @@
+"""diffsim.cluster on a real LocalCluster of two worker processes: results, failures, dead workers."""
+
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from diffsim import cluster
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    with cluster.client(workers=2) as c:
+        yield c
+
+
+def _noisy_sum(task):
+    """A task whose result depends on its key's generator only."""
+    key, n = task
+    return float(np.sum(cluster.task_rng(key, seed=7).standard_normal(n)))
+
+
+def _fails_on_three(x):
+    if x == 3:
+        raise ArithmeticError(f"no threes here (got {x})")
+    return x * 10
+
+
+def _slow(x):
+    time.sleep(0.4)
+    return os.getpid(), x
+
+
+def _worker_state(_):
+    from threadpoolctl import threadpool_info
+
+    return os.getpid(), [p["num_threads"] for p in threadpool_info()], os.environ.get("DIFFSIM_CACHE_DIR")
+
+
+def test_parallel_results_equal_serial_bit_for_bit(dask_client):
+    tasks = [(f"k{i}", 50 + i) for i in range(12)]
+    keys = [t[0] for t in tasks]
+    serial = dict(cluster.map_tasks(_noisy_sum, tasks, keys=keys, progress=False))
+    parallel = dict(cluster.map_tasks(_noisy_sum, tasks, keys=keys, client=dask_client, progress=False))
+    for key, _n in tasks:
+        assert parallel[key] == serial[key]  # ==, not approx: the same bits from another process
+    assert len(set(serial.values())) == len(tasks)  # the key, not the order, seeds each task
+    windowed = dict(cluster.map_tasks(_noisy_sum, tasks, keys=keys, client=dask_client, progress=False, in_flight=3))
+    assert windowed == serial
+
+
+def test_both_workers_are_used_with_one_blas_thread(dask_client):
+    states = dict(cluster.map_tasks(_worker_state, range(8), client=dask_client, progress=False))
+    pids = {s[0] for s in states.values()}
+    assert os.getpid() not in pids
+    assert all(set(s[1]) <= {1} for s in states.values())  # every BLAS/OpenMP pool at one thread
+    workers = dask_client.run(os.getpid)
+    assert pids <= set(workers.values()) and len(workers) == 2
+    plugins = dask_client.run(lambda dask_worker: sorted(dask_worker.plugins))
+    assert all("diffsim-worker-setup" in names for names in plugins.values())
+
+
+def test_a_failing_task_is_named_and_the_rest_finish(dask_client, capsys):
+    got = {}
+    with pytest.raises(cluster.TasksFailed) as info:
+        for key, value in cluster.map_tasks(_fails_on_three, range(6), keys=list("abcdef"), client=dask_client,
+                                            progress=False):
+            got[key] = value
+    assert got == {k: 10 * i for i, k in enumerate("abcdef") if i != 3}
+    assert [(f.key, f.message) for f in info.value.failures] == [("d", "ArithmeticError: no threes here (got 3)")]
+    assert "1 of 6 tasks failed" in str(info.value)
+    assert "task d failed: ArithmeticError: no threes here (got 3)" in capsys.readouterr().err
+    # the serial path reports the same way
+    with pytest.raises(cluster.TasksFailed, match="d: ArithmeticError"):
+        list(cluster.map_tasks(_fails_on_three, range(6), keys=list("abcdef"), progress=False))
+    failures = [v for _, v in cluster.map_tasks(_fails_on_three, range(6), client=dask_client, progress=False,
+                                                raise_failures=False) if isinstance(v, cluster.TaskFailure)]
+    assert [f.key for f in failures] == ["3"]
+
+
+def test_a_killed_worker_s_tasks_rerun_elsewhere_exactly_once(dask_client):
+    workers = dask_client.run(os.getpid)
+    seen = []
+    for key, (pid, x) in cluster.map_tasks(_slow, range(8), client=dask_client, progress=False):
+        if not seen:  # the first result is in: both workers are busy with the next tasks
+            address, victim = next((a, p) for a, p in workers.items() if p != pid)
+            busy = dask_client.processing()[address]
+            os.kill(victim, signal.SIGKILL)
+        seen.append((key, x))
+    assert busy  # it died with tasks in hand
+    assert sorted(seen) == sorted((str(i), i) for i in range(8))
+    deadline = time.time() + 30
+    while len(dask_client.scheduler_info()["workers"]) < 2 and time.time() < deadline:  # the nanny restarts it
+        time.sleep(0.2)
+
+
+def test_shared_object_is_sent_once_and_used_by_every_task(dask_client):
+    weights = np.arange(5.0)
+    out = dict(cluster.map_tasks(np.dot, [np.ones(5), np.arange(5.0)], keys=["ones", "same"], shared=weights,
+                                 client=dask_client, progress=False))
+    assert out == {"ones": 10.0, "same": 30.0}
+
+
+def test_bad_keys_and_unreachable_scheduler():
+    with pytest.raises(ValueError, match="'a' appears more than once"):
+        list(cluster.map_tasks(abs, [1, 2], keys=["a", "a"]))
+    with pytest.raises(ValueError, match="2 keys for 3 tasks"):
+        list(cluster.map_tasks(abs, [1, 2, 3], keys=["a", "b"]))
+    start = time.perf_counter()
+    with pytest.raises(cluster.ClusterError, match=r"no Dask scheduler answers at tcp://127.0.0.1:9 within 1 s"):
+        cluster.client("tcp://127.0.0.1:9", timeout=1)
+    assert time.perf_counter() - start < 20
+    with pytest.raises(cluster.ClusterError, match="at least 1"):
+        cluster.client(workers=0)
+
+
+def test_without_dask_the_message_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed now raises ImportError
+    with pytest.raises(cluster.ClusterError, match=r"diffsim\[cluster\]"):
+        cluster.client(workers=1)
+    assert dict(cluster.map_tasks(abs, [-2], progress=False)) == {"0": 2}  # serial needs no dask

@@ -1,0 +1,146 @@
+"""Parallel EMT labelling on a real LocalCluster of two worker processes: the same rows as a serial
+run, bit for bit, each exactly once, through a killed worker and a killed client."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from ase.calculators.emt import EMT
+from ase.db import connect
+
+from diffsim import cluster
+from potentials.labelling import emt_tasks, write_dataset
+from potentials.reference_data import DatasetError, generate_emt_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# MD chains of 3 samples x 15 steps, and single structures: long enough tasks to kill a worker among them
+SPEC = dict(elements="Cu", size=(2, 2, 2), temperatures=(300.0, 900.0), md_samples=9, md_interval=15,
+            rattled=4, strained=3, vacancies=3, seed=5, chain_samples=3)
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    with cluster.client(workers=2) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def serial_rows(tmp_path_factory):
+    path = tmp_path_factory.mktemp("serial") / "serial.db"
+    summary = write_dataset(path, emt_tasks(**SPEC), progress=False)
+    assert summary.rows == 2 * 9 + 10 and summary.tasks == 2 * 3 + 10
+    return _rows(path)
+
+
+def _rows(path) -> dict:
+    """(task, sample) -> (numbers, positions, cell, energy, forces, stress) for every row; fails on duplicates."""
+    out = {}
+    for row in connect(str(path)).select():
+        key = (row.task, row.sample)
+        assert key not in out, f"duplicate row for {key}"
+        out[key] = (row.numbers, row.positions, np.asarray(row.cell), row.energy, row.forces, row.stress)
+    return out
+
+
+def _assert_same(rows, reference):
+    assert sorted(rows) == sorted(reference)
+    for key, values in reference.items():
+        for a, b in zip(rows[key], values):
+            np.testing.assert_array_equal(a, b)  # bit for bit
+
+
+def test_parallel_equals_serial_bit_for_bit_and_emt_labels_are_right(dask_client, serial_rows, tmp_path):
+    summary = write_dataset(tmp_path / "parallel.db", emt_tasks(**SPEC), client=dask_client, progress=False)
+    assert summary.total == len(serial_rows)
+    _assert_same(_rows(tmp_path / "parallel.db"), serial_rows)
+    atoms = connect(str(tmp_path / "parallel.db")).get(task="md-900K-1", sample=2).toatoms()
+    fresh = atoms.copy()
+    fresh.calc = EMT()  # the independent reference: EMT on the stored structure
+    assert atoms.get_potential_energy() == pytest.approx(fresh.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(atoms.get_forces(), fresh.get_forces(), atol=1e-10)
+
+
+def test_killing_a_worker_mid_generate_loses_nothing_and_duplicates_nothing(dask_client, serial_rows, tmp_path):
+    path = tmp_path / "killed.db"
+    workers = dask_client.run(os.getpid)
+    killed = []
+
+    def kill_one_busy_worker():
+        deadline = time.time() + 60
+        while time.time() < deadline and not killed:
+            if path.exists() and connect(str(path)).count() >= 1:
+                for address, tasks in dask_client.processing().items():
+                    if tasks and address in workers:
+                        os.kill(workers[address], signal.SIGKILL)
+                        killed.append((address, tasks))
+                        return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_one_busy_worker)
+    killer.start()
+    write_dataset(path, emt_tasks(**SPEC), client=dask_client, progress=False)
+    killer.join()
+    assert killed and killed[0][1], "no worker was killed while it held tasks"
+    rows = _rows(path)  # raises on a duplicate
+    _assert_same(rows, serial_rows)
+    deadline = time.time() + 30
+    while len(dask_client.scheduler_info()["workers"]) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+
+
+@pytest.mark.slow  # ~25 s: a client process with its own cluster, killed, a rerun and an uninterrupted reference
+def test_killing_the_client_then_rerunning_redoes_nothing(serial_rows, tmp_path):
+    path = tmp_path / "resumed.db"
+    args = ["potential", "generate", "--element", "Cu", "--size", "3", "--temperatures", "300", "900",
+            "--md-samples", "9", "--seed", "5", "--out", str(path)]
+    code = "import sys; from diffsim.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, "-c", code, *args, "--workers", "2"], cwd=tmp_path, env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline and proc.poll() is None:
+            if path.exists() and connect(str(path)).count() >= 5:
+                break
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the client and its local workers, as a crash would
+        proc.wait()
+    before = {(r.task, r.sample): (r.id, r.ctime) for r in connect(str(path)).select()}
+    total = len(emt_tasks("Cu", size=(3, 3, 3), temperatures=(300.0, 900.0), md_samples=9, seed=5))
+    done = {t for t, _ in before}
+    assert 0 < len(done) < total, "the client was not killed in the middle of the run"
+    rerun = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(done)} of {total} tasks are already there" in rerun.stderr
+    after = {(r.task, r.sample): (r.id, r.ctime) for r in connect(str(path)).select()}
+    assert all(after[k] == v for k, v in before.items())  # rows written before the crash were not rewritten
+    reference = tmp_path / "reference.db"
+    generate_emt_dataset(reference, "Cu", size=(3, 3, 3), temperatures=(300, 900), md_samples=9, seed=5,
+                         progress=False)
+    _assert_same(_rows(path), _rows(reference))  # every row once, and the data an uninterrupted run gives
+
+
+def test_resuming_with_other_parameters_or_a_foreign_db_is_refused(tmp_path):
+    spec = dict(SPEC, temperatures=(), rattled=2, strained=0, vacancies=0)
+    write_dataset(tmp_path / "a.db", emt_tasks(**spec), progress=False)
+    with pytest.raises(DatasetError, match="generated with other parameters"):
+        write_dataset(tmp_path / "a.db", emt_tasks(**dict(spec, seed=6)), progress=False)
+    foreign = connect(str(tmp_path / "foreign.db"))
+    foreign.write(bulk_cu())
+    with pytest.raises(DatasetError, match="1 rows not written by this generator"):
+        write_dataset(tmp_path / "foreign.db", emt_tasks(**spec), progress=False)
+    with pytest.raises(DatasetError, match="whole numbers"):
+        emt_tasks(md_samples=-1)
+
+
+def bulk_cu():
+    from ase.build import bulk
+
+    return bulk("Cu")

@@ -1,0 +1,94 @@
+"""Sweeps over a parameter grid and starting guesses, here and on a LocalCluster of two workers."""
+
+import numpy as np
+import pytest
+
+from diffsim import cluster
+from diffsim.cli import main
+from trajectories import ProblemError
+from trajectories.sweep import random_start, sweep
+from trajectories.systems import double_integrator_lqr, pendulum_swingup, riccati_lqr
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    with cluster.client(workers=2) as c:
+        yield c
+
+
+def _monte_carlo(sigma, rng):
+    """A stand-in for a closed-loop Monte-Carlo task: the spread of random disturbances."""
+    return {"cost": float(np.std(rng.normal(0.0, sigma, 4000))), "status": True}
+
+
+def test_lqr_sweep_meets_riccati_and_cluster_equals_serial(dask_client):
+    grid = {"T": [1.0, 3.0]}
+    serial = sweep(double_integrator_lqr, grid, starts=2, fixed={"N": 40}, progress=False)
+    parallel = sweep(double_integrator_lqr, grid, starts=2, fixed={"N": 40}, client=dask_client, progress=False)
+    for p, best in zip(serial.points, serial.best_rows()):
+        J = riccati_lqr(p["T"])[0]  # the continuous optimum from the Riccati equation (scipy)
+        assert best["status"] and abs(best["cost"] - J) / J < 1e-3
+    for a_row, b_row in zip(serial.rows, parallel.rows):
+        for a, b in zip(a_row, b_row):
+            assert a["cost"] == b["cost"] and a["status"] == b["status"]
+            np.testing.assert_array_equal(a["result"].u, b["result"].u)
+    for row in serial.rows:  # LQR is convex: the random start 1 reaches start 0's optimum
+        assert row[1]["cost"] == pytest.approx(row[0]["cost"], rel=1e-7)
+    assert len(serial.table().splitlines()) == 3
+
+
+def test_random_starts_are_the_same_at_every_point_and_within_bounds():
+    a = random_start(pendulum_swingup(N=30), cluster.task_rng("start-1", 0))
+    b = random_start(pendulum_swingup(N=30, T=5.0), cluster.task_rng("start-1", 0))
+    np.testing.assert_array_equal(a, b)
+    assert np.all(np.abs(a) <= 4.0) and np.std(a) > 1.0  # uniform on [-4, 4]: std 2.3
+
+
+def test_any_callable_task_monte_carlo(dask_client):
+    grid = {"sigma": [0.5, 2.0]}
+    serial = sweep(_monte_carlo, grid, starts=3, progress=False)
+    parallel = sweep(_monte_carlo, grid, starts=3, client=dask_client, progress=False)
+    assert [[r["cost"] for r in row] for row in serial.rows] == [[r["cost"] for r in row] for row in parallel.rows]
+    for p, row in zip(serial.points, serial.rows):
+        costs = [r["cost"] for r in row]
+        assert len(set(costs)) == 3  # each start its own draws
+        np.testing.assert_allclose(costs, p["sigma"], rtol=0.05)  # the sample std of N(0, σ²) is σ
+
+
+def _builder_that_fails_above_one(T, N=10):
+    if T > 1:
+        raise ValueError(f"T = {T} is too long")
+    from trajectories.systems import double_integrator_lqr
+
+    return double_integrator_lqr(N=N, T=T)
+
+
+def test_a_point_whose_builder_raises_is_a_failed_row(capsys):
+    s = sweep(_builder_that_fails_above_one, {"T": [1.0, 2.0]}, progress=False)
+    assert [r["status"] for r in s.best_rows()] == [True, False] and s.best_start() == [0, -1]
+    assert "ValueError: T = 2.0 is too long" in s.rows[1][0]["message"]
+    assert "task T=2/start=0 failed" in capsys.readouterr().err
+
+
+def test_bad_sweeps_are_named(tmp_path, capsys):
+    with pytest.raises(ProblemError, match=r"has no parameter \['mass'\]; it takes \['N', 'T', 'u_max'\]"):
+        sweep(pendulum_swingup, {"mass": [1.0]}, progress=False)
+    with pytest.raises(ProblemError, match="T and N only"):
+        sweep(pendulum_swingup(), {"u_max": [1.0]}, progress=False)
+    with pytest.raises(ProblemError, match="starts must be"):
+        sweep(pendulum_swingup, {"T": [1.0]}, starts=0, progress=False)
+    with pytest.raises(ProblemError, match="non-empty"):
+        sweep(pendulum_swingup, {"T": []}, progress=False)
+    assert main(["control", "pendulum", "--sweep", "T=1:2"]) == 2
+    assert "NAME=start:stop:count" in capsys.readouterr().err
+
+
+def test_cli_sweep_table_and_figure(tmp_path, capsys):
+    out = tmp_path / "sweep.png"
+    assert main(["control", "double_integrator_lqr", "--sweep", "T=1:3:2", "--starts", "2", "--steps", "30",
+                 "--plot", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "best cost" in text and out.stat().st_size > 0
+    row = next(line.split() for line in text.splitlines() if line.split()[:1] == ["3"])
+    J = riccati_lqr(3.0)[0]
+    assert abs(float(row[1]) - J) / J < 2e-3  # the Riccati optimum at T = 3, to the N = 30 grid's accuracy

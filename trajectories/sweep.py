@@ -1,0 +1,238 @@
+"""Solve over a parameter grid and several starting guesses, as independent tasks (here or on Dask).
+
+``sweep(problem, parameters={"T": [2, 3, 4]}, starts=K)`` solves the problem at every point of the
+grid (the Cartesian product of the parameters' values) from K starting guesses: start 0 is the
+problem's own guess, start k ≥ 1 random controls drawn within the bounds from a generator seeded by
+k alone (the same guesses at every grid point). The result is a table (best cost per point, which
+start won, how many converged) and a figure (cost against the parameter, every start; the winner).
+
+``problem`` is a builder (a function of the parameters returning an
+:class:`~trajectories.problem.OptimalControlProblem`, such as ``SYSTEMS["pendulum"]``), an
+``OptimalControlProblem`` (parameters ``T`` and ``N``), or any task: a callable returning a
+result with ``cost`` and ``status`` (or a number), given ``rng=`` when it takes one — a Monte-Carlo
+of a closed-loop controller over random disturbances is ``sweep(run_closed_loop, {...}, starts=100)``.
+
+>>> from trajectories.systems import double_integrator_lqr
+>>> s = sweep(double_integrator_lqr, {"T": [2.0, 4.0]}, starts=2, fixed={"N": 20}, progress=False)
+>>> [(p["T"], bool(r["status"])) for p, r in zip(s.points, s.best_rows())]
+[(2.0, True), (4.0, True)]
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from diffsim.cluster import map_tasks, task_rng
+
+from .problem import OptimalControlProblem, ProblemError
+
+
+@dataclass(frozen=True)
+class SweepTask:
+    """One solve: a grid point (``params``), a start index, and the sweep's seed."""
+
+    key: str
+    params: tuple
+    start: int
+    seed: int
+
+
+def _grid(parameters: dict) -> list[dict]:
+    if not parameters:
+        raise ProblemError("sweep: give at least one parameter and its values, e.g. parameters={'T': [2, 3]}")
+    values = {}
+    for name, v in parameters.items():
+        v = np.atleast_1d(np.asarray(v))
+        if v.ndim != 1 or v.size == 0:
+            raise ProblemError(f"sweep: parameter {name!r} needs a non-empty list of values, got {v!r}")
+        values[name] = [x.item() for x in v]
+    return [dict(zip(values, combo)) for combo in itertools.product(*values.values())]
+
+
+def _accepts(fn: Callable) -> tuple[set, bool]:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return set(), True
+    names = {n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names, any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def _check_names(problem, names, fixed) -> None:
+    if isinstance(problem, OptimalControlProblem):
+        bad = set(names) - {"T", "N"}
+        if bad:
+            raise ProblemError(f"sweep over a problem instance varies T and N only, not {sorted(bad)}; pass a builder "
+                               "function of the parameters instead (e.g. SYSTEMS['pendulum'])")
+        return
+    if not callable(problem):
+        raise ProblemError(f"sweep: the problem must be an OptimalControlProblem or a callable, got {type(problem)}")
+    accepted, var_kw = _accepts(problem)
+    bad = (set(names) | set(fixed)) - accepted - {"rng"}
+    if bad and not var_kw:
+        name = getattr(problem, "__name__", "the task")
+        raise ProblemError(f"{name} has no parameter {sorted(bad)}; it takes {sorted(accepted - {'rng'})}")
+
+
+def _typed(problem, params: dict) -> dict:
+    """Cast a builder's integer parameters (N, ...) given as floats on a grid to int."""
+    try:
+        sig = inspect.signature(problem).parameters
+    except (TypeError, ValueError):
+        return params
+    return {k: int(round(v)) if k in sig and isinstance(sig[k].default, int) and not isinstance(sig[k].default, bool)
+            else v for k, v in params.items()}
+
+
+def random_start(problem: OptimalControlProblem, rng: np.random.Generator) -> np.ndarray:
+    """Random controls (N, m): uniform within finite bounds, standard normal where unbounded.
+
+    >>> from trajectories.systems import pendulum_swingup
+    >>> U = random_start(pendulum_swingup(N=10), np.random.default_rng(0))
+    >>> U.shape, bool(np.all(np.abs(U) <= 4.0))
+    ((10, 1), True)
+    """
+    lo, hi = np.broadcast_to(problem.u_lower, (problem.N, problem.n_u)), np.broadcast_to(problem.u_upper,
+                                                                                         (problem.N, problem.n_u))
+    finite = np.isfinite(lo) & np.isfinite(hi)
+    u = rng.standard_normal((problem.N, problem.n_u))
+    return np.where(finite, np.where(finite, lo, 0.0) + rng.random((problem.N, problem.n_u))
+                    * np.where(finite, hi - lo, 0.0), np.clip(u, lo, hi))
+
+
+def solve_point(task: SweepTask, shared) -> dict:
+    """The task function: build (or adapt) the problem at ``task.params`` and solve it from the start."""
+    from . import solve
+
+    problem, fixed, method, options = shared
+    params = dict(task.params)
+    rng = task_rng(f"start-{task.start}", task.seed)
+    if isinstance(problem, OptimalControlProblem):
+        ocp = problem.with_steps(int(params["N"])) if "N" in params else problem
+        if "T" in params:
+            import copy
+
+            ocp = copy.copy(ocp)
+            ocp.T = float(params["T"])
+    else:
+        kwargs = dict(fixed, **_typed(problem, params))
+        if "rng" in _accepts(problem)[0]:
+            kwargs["rng"] = rng
+        ocp = problem(**kwargs)
+    if not isinstance(ocp, OptimalControlProblem):  # any task: its result is the outcome
+        status, cost = _outcome(ocp)
+        return {"status": status, "cost": cost, "iterations": 0, "seconds": 0.0, "message": "", "result": ocp}
+    extra = {} if task.start == 0 else {"U0": random_start(ocp, rng)}
+    sol = solve(ocp, **({} if method is None else {"method": method}), **extra, **options)
+    return {"status": bool(sol.status), "cost": float(sol.cost), "iterations": int(sol.iterations),
+            "seconds": float(sol.wall_time), "message": sol.message, "result": sol}
+
+
+def _outcome(result) -> tuple[bool, float]:
+    if isinstance(result, dict):
+        return bool(result.get("status", True)), float(result["cost"])
+    if hasattr(result, "cost"):
+        return bool(getattr(result, "status", True)), float(result.cost)
+    return True, float(result)
+
+
+@dataclass
+class Sweep:
+    """Every solve of a sweep: ``points`` (the grid, in order), ``rows[i][k]`` the outcome at point
+    i from start k (status, cost, iterations, seconds, message, result: the Solution)."""
+
+    names: list
+    points: list
+    starts: int
+    rows: list = field(default_factory=list)
+
+    def best_rows(self) -> list:
+        """Per point, the converged start of lowest cost (or start 0's failure if none converged)."""
+        out = []
+        for row in self.rows:
+            ok = [r for r in row if r["status"] and np.isfinite(r["cost"])]
+            out.append(min(ok, key=lambda r: r["cost"]) if ok else row[0])
+        return out
+
+    def best_start(self) -> list:
+        """Per point, the index of the winning start (-1 if none converged)."""
+        return [row.index(b) if b["status"] else -1 for row, b in zip(self.rows, self.best_rows())]
+
+    def table(self) -> str:
+        """One line per grid point: parameters, best cost, winning start, converged starts, cost spread."""
+        head = "".join(f"{n:>10}" for n in self.names)
+        lines = [f"{head} {'best cost':>14} {'start':>6} {'solved':>7} {'worst solved':>14}"]
+        for p, row, best, k in zip(self.points, self.rows, self.best_rows(), self.best_start()):
+            costs = [r["cost"] for r in row if r["status"]]
+            worst = f"{max(costs):14.6g}" if costs else f"{'-':>14}"
+            lines.append("".join(f"{p[n]:10.4g}" for n in self.names)
+                         + f" {best['cost']:14.8g} {k if k >= 0 else 'none':>6} {len(costs):>3}/{len(row):<3} {worst}")
+        return "\n".join(lines)
+
+    def plot(self, path: str | None = None):
+        """Cost against the first parameter (every start; the best as a line; one line per value of
+        the other parameters) and which start won."""
+        import matplotlib
+
+        if path is not None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        from diffsim.files import write_figure
+
+        x_name, others = self.names[0], self.names[1:]
+        fig, (ax, ax_w) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
+        groups: dict = {}
+        for i, p in enumerate(self.points):
+            groups.setdefault(tuple(p[n] for n in others), []).append(i)
+        best, winner = self.best_rows(), self.best_start()
+        for label, idx in groups.items():
+            xs = [self.points[i][x_name] for i in idx]
+            tag = ", ".join(f"{n}={v:g}" for n, v in zip(others, label))
+            line, = ax.plot(xs, [best[i]["cost"] if best[i]["status"] else np.nan for i in idx], "-",
+                            label="best" + (f" ({tag})" if tag else ""))
+            for i, x in zip(idx, xs):
+                solved = [r["cost"] for r in self.rows[i] if r["status"]]
+                ax.plot([x] * len(solved), solved, "o", ms=4, alpha=0.5, color=line.get_color())
+            ax_w.plot(xs, [winner[i] for i in idx], "o-", color=line.get_color())
+        ax.set(xlabel=x_name, ylabel="cost", title=f"cost at each point, {self.starts} starts (dots: converged)")
+        ax_w.set(xlabel=x_name, ylabel="winning start (-1: none converged)", title="which start won")
+        ax_w.set_yticks(range(-1, self.starts))
+        for a in (ax, ax_w):
+            a.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        if path is not None:
+            write_figure(fig, path)
+        return fig
+
+
+def sweep(problem: OptimalControlProblem | Callable, parameters: dict[str, Sequence[float]], starts: int = 1,
+          method: str | None = None, fixed: dict | None = None, seed: int = 0, client=None, progress: bool = True,
+          **options: Any) -> Sweep:
+    """Solve ``problem`` at every point of the ``parameters`` grid from ``starts`` starting guesses
+    with :func:`trajectories.solve` (``method``, default solve's own, and ``options`` passed on; ``fixed``: more builder
+    arguments), on ``client``'s workers or here. See the module docstring."""
+    if int(starts) != starts or starts < 1:
+        raise ProblemError(f"sweep: starts must be a whole number ≥ 1, got {starts}")
+    fixed = dict(fixed or {})
+    points = _grid(parameters)
+    _check_names(problem, list(parameters), fixed)
+    if isinstance(problem, OptimalControlProblem) and client is not None:
+        problem = problem.with_steps(problem.N)  # a copy without its compiled code, which workers load themselves
+        problem._ode = None
+    tasks = [SweepTask(",".join(f"{n}={v:g}" for n, v in p.items()) + f"/start={k}", tuple(p.items()), k, int(seed))
+             for p in points for k in range(int(starts))]
+    done = {}
+    for key, out in map_tasks(solve_point, tasks, keys=[t.key for t in tasks], client=client,
+                              shared=(problem, fixed, method, options), progress=progress, description="sweep",
+                              raise_failures=False):  # a point whose builder raises is a failed row, not a lost sweep
+        done[key] = out if isinstance(out, dict) else {"status": False, "cost": float("nan"), "iterations": 0,
+                                                         "seconds": 0.0, "message": out.message, "result": None}
+    rows = [[done[tasks[i * int(starts) + k].key] for k in range(int(starts))] for i in range(len(points))]
+    return Sweep(list(parameters), points, int(starts), rows)
