@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .primitives import add, broadcast_tangent, unbroadcast
+from .primitives import add, broadcast_tangent, is_complex, real, unbroadcast
 from .tracer import Box, Primitive, Trace, shape
 
 
@@ -32,12 +32,14 @@ class Node:
 
 
 class ShapeOf:
-    """What the tape keeps of a value its rules never read: its shape, for unbroadcasting."""
+    """What the tape keeps of a value its rules never read: its shape, for unbroadcasting,
+    and whether it is complex (a real input gets the real part of a complex cotangent)."""
 
-    __slots__ = ("shape",)
+    __slots__ = ("shape", "complex")
 
     def __init__(self, value: Any) -> None:
         self.shape = shape(value)
+        self.complex = value.dtype.kind == "c"
 
 
 class ReverseTrace(Trace):
@@ -81,6 +83,10 @@ class ForwardTrace(Trace):
         return Box(ans, self, out)
 
 
+def _complex_value(v) -> bool:
+    return v.complex if type(v) is ShapeOf else is_complex(v)
+
+
 def backward(trace: ReverseTrace, seeds: list[tuple[Node, Any]]) -> dict[int, Any]:
     """Propagate cotangents from ``seeds`` (node, cotangent) back along ``trace``'s tape;
     returns the cotangents reaching input nodes (those without parents), keyed by ``id(node)``."""
@@ -98,8 +104,11 @@ def backward(trace: ReverseTrace, seeds: list[tuple[Node, Any]]) -> dict[int, An
         else:
             cts = [(prim.vjps.get(i) or prim.vjp_rule(i))(g, node.ans, *vals, **params)
                    for i, _ in node.parents]
+        cplx = is_complex(g)
         for (i, parent), ct in zip(node.parents, cts):
             ct = unbroadcast(ct, vals[i])
+            if cplx and not _complex_value(vals[i]):  # a real value promoted to complex on the way
+                ct = real(ct)
             key = id(parent)
             grads[key] = ct if key not in grads else add(grads[key], ct)
     return grads  # what is left: the inputs' cotangents

@@ -168,7 +168,7 @@ def test_float_on_traced_value_raises():
 
 
 def test_unsupported_operation_is_named():
-    with pytest.raises(ds.NonDifferentiableError, match="numpy.sort"):
+    with pytest.raises(ds.NonDifferentiableError, match="numpy.argsort needs concrete values"):
         ds.compile(lambda x: np.sort(x), 3)
     with pytest.raises(TraceError, match="solve"):
         ds.compile(lambda x: dnp.linalg.solve(np.eye(2) + dnp.outer(x, x), x), 2)
