@@ -94,21 +94,25 @@ def backward(trace: ReverseTrace, seeds: list[tuple[Node, Any]]) -> dict[int, An
     for node, g in seeds:
         key = id(node)
         grads[key] = g if key not in grads else add(grads[key], g)
+    _f64, _float = np.float64, float
     for node in reversed(trace.tape):
         g = grads.pop(id(node), None)
         if g is None:
             continue
-        prim, vals, params = node.prim, node.vals, node.params
+        prim, vals, params, parents = node.prim, node.vals, node.params, node.parents
         if prim.vjp_all is not None:
-            cts = prim.vjp_all(g, node.ans, vals, params, [i for i, _ in node.parents])
+            cts = prim.vjp_all(g, node.ans, vals, params, [i for i, _ in parents])
         else:
-            cts = [(prim.vjps.get(i) or prim.vjp_rule(i))(g, node.ans, *vals, **params)
-                   for i, _ in node.parents]
-        cplx = is_complex(g)
-        for (i, parent), ct in zip(node.parents, cts):
-            ct = unbroadcast(ct, vals[i])
-            if cplx and not _complex_value(vals[i]):  # a real value promoted to complex on the way
-                ct = real(ct)
+            vjps = prim.vjps
+            cts = [(vjps.get(i) or prim.vjp_rule(i))(g, node.ans, *vals, **params) for i, _ in parents]
+        tg = type(g)
+        cplx = tg is not _f64 and tg is not _float and is_complex(g)
+        for (i, parent), ct in zip(parents, cts):
+            v = vals[i]
+            if type(ct) is not _f64 or type(v) is not _f64:  # two scalars need no unbroadcasting
+                ct = unbroadcast(ct, v)
+                if cplx and not _complex_value(v):  # a real value promoted to complex on the way
+                    ct = real(ct)
             key = id(parent)
             grads[key] = ct if key not in grads else add(grads[key], ct)
     return grads  # what is left: the inputs' cotangents

@@ -356,12 +356,12 @@ remainder = elementwise("remainder", lambda ans, x, y: np.ones(np.shape(raw(x)))
                             "def _remainder(a, b):\n    if b == 0.0 or a != a or b != b or math.isinf(a):\n"
                             "        return math.nan\n    if math.isinf(b):\n"
                             "        return a if (a == 0.0 or (a > 0) == (b > 0)) else b\n"
-                            "    r = math.fmod(a, b)\n    if r != 0.0 and (r < 0) != (b < 0):\n        r += b\n"
+                            "    r = np.fmod(a, b)\n    if r != 0.0 and (r < 0) != (b < 0):\n        r += b\n"
                             "    return r\n")))
 fmod = elementwise("fmod", lambda ans, x, y: np.ones(np.shape(raw(x))),
                    lambda ans, x, y: negative(trunc(raw(x) / raw(y))), template="_fmod({0}, {1})",
                    helper=("_fmod", ("def _fmod(a, b):\n    if b == 0.0 or math.isinf(a) or a != a or b != b:\n"
-                                     "        return math.nan\n    return math.fmod(a, b)\n")))
+                                     "        return math.nan\n    return np.fmod(a, b)\n")))
 
 where = declare("where", np.where, [None, lambda g, ans, c, x, y: where(c, g, 0.0),
                                     lambda g, ans, c, x, y: where(c, 0.0, g)],
