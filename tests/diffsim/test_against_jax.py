@@ -6,11 +6,10 @@ import zlib
 
 import numpy as np
 import pytest
+from test_primitives import TABLE, make
 
 import diffsim as ds
 import diffsim.numpy as dnp
-
-from test_primitives import TABLE, make
 
 jax = pytest.importorskip("jax", reason="jax is not installed (pip install jax jaxlib); JAX cross-check skipped")
 jax.config.update("jax_enable_x64", True)
