@@ -101,37 +101,37 @@ def cholesky(a, upper=False):
 
 
 def eigh(a, UPLO="L"):
-    """Eigenvalues (ascending) and eigenvectors of a symmetric matrix. The gradient is that of
-    the symmetric part of ``a`` (as JAX); eigenvectors need distinct eigenvalues."""
-    if UPLO != "L":
-        raise NotImplementedError("dnp.linalg.eigh reads the lower triangle (UPLO='L') only")
+    """Eigenvalues (ascending) and eigenvectors of a symmetric (Hermitian) matrix, of which
+    numpy reads one triangle (``UPLO``): the gradient is that of the function numpy computes,
+    so it sits on that triangle. Eigenvectors need distinct eigenvalues."""
+    if UPLO not in ("L", "U"):
+        raise ValueError("UPLO must be 'L' or 'U'")
     if not is_traced(a):
-        return _np.linalg.eigh(a)
-    _real_only(a, "eigh")
+        return _np.linalg.eigh(a, UPLO=UPLO)
     n = _np.shape(raw(a))[-1]
-    w, v = _p.unpack(_p.eigh(a), [(n,), (n, n)])
+    w, v = _p.unpack(_p.eigh(a, UPLO=UPLO), [(n,), (n, n)])
     return EighResult(w, v)
 
 
 def eigvalsh(a, UPLO="L"):
-    """Eigenvalues of a symmetric matrix (ascending)."""
+    """Eigenvalues of a symmetric (Hermitian) matrix (ascending)."""
     return eigh(a, UPLO)[0] if is_traced(a) else _np.linalg.eigvalsh(a, UPLO)
 
 
-def eigvals(a):
-    """Eigenvalues of a general matrix (complex); differentiable where they are distinct."""
-    if not is_traced(a):
-        return _np.linalg.eigvals(a)
-    _real_only(a, "eigvals")
-    return _p.eigvals(a)
-
-
 def eig(a):
-    """Eigenvalues (differentiable) and eigenvectors (constant-phase-free, not differentiated:
-    using them in a differentiated result raises) of a general matrix."""
+    """Eigenvalues and unit-norm eigenvectors of a general matrix (complex in general).
+    Differentiable where the eigenvalues are distinct; an eigenvector's phase is arbitrary
+    (numpy's choice), so differentiate only phase-invariant functions of it (|v|, v vᴴ)."""
     if not is_traced(a):
         return _np.linalg.eig(a)
-    return EigResult(eigvals(a), _p.eig_vectors(a))
+    n = _np.shape(raw(a))[-1]
+    w, v = _p.unpack(_p.eig(a), [(n,), (n, n)])
+    return EigResult(w, v)
+
+
+def eigvals(a):
+    """Eigenvalues of a general matrix; differentiable where they are distinct."""
+    return eig(a)[0] if is_traced(a) else _np.linalg.eigvals(a)
 
 
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
@@ -140,7 +140,6 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     values, singular values alone are differentiable wherever they are distinct."""
     if not is_traced(a):
         return _np.linalg.svd(a, full_matrices=full_matrices, compute_uv=compute_uv, hermitian=hermitian)
-    _real_only(a, "svd")
     if not compute_uv:
         return _p.svdvals(a)
     m, n = _np.shape(raw(a))[-2:]

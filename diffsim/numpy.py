@@ -172,6 +172,34 @@ def _arr(a):
     return array(a) if type(a) in (list, tuple) and _holds_traced(a) else a
 
 
+class _RClass:
+    """``numpy.r_`` (``c_``): concatenation along the first (last) axis by index syntax;
+    arrays, scalars and slices (as ``arange``/``linspace``) of traced values or constants."""
+
+    def __init__(self, columns: bool):
+        self.columns = columns
+
+    def __getitem__(self, key):
+        items = key if isinstance(key, tuple) else (key,)
+        if not builtins.any(is_traced(k) for k in items):
+            return (_np.c_ if self.columns else _np.r_)[key]
+        parts = []
+        for k in items:
+            if isinstance(k, slice):
+                k = (_np.r_[k])
+            elif isinstance(k, str):
+                raise NotImplementedError("dnp.r_ / dnp.c_ with a directive string")
+            k = _atleast(_arr(k), 1)
+            if self.columns:
+                k = reshape(k, (-1, 1)) if ndim(k) == 1 else k
+            parts.append(k)
+        return concatenate(parts, axis=-1 if self.columns else 0)
+
+
+r_, c_ = _RClass(False), _RClass(True)
+__version__ = _np.__version__
+
+
 def copy(a, **kwargs):
     """``numpy.copy`` (traced values are immutable, so the value itself)."""
     return a if is_traced(a) else _np.copy(a, **kwargs)
@@ -244,6 +272,44 @@ def rad2deg(x):
 
 
 radians, degrees = deg2rad, rad2deg
+
+
+def real_if_close(a, tol=100):
+    """``numpy.real_if_close``: the real part when every imaginary part is within tol ulps of 0."""
+    v = raw(a)
+    if not _np.iscomplexobj(v):
+        return a
+    eps = _np.finfo(_np.asarray(v).real.dtype).eps * tol if tol > 1 else tol
+    return real(a) if _np.all(_np.abs(_np.imag(v)) < eps) else a
+
+
+def gradient(f, *varargs, axis=None, edge_order=1):
+    """``numpy.gradient`` (uniform spacing per axis, given as scalars): central differences
+    inside, one-sided first- or second-order ones at the edges."""
+    nd = ndim(f)
+    axes = tuple(range(nd)) if axis is None else tuple(int(x) % nd for x in
+                                                       ((axis,) if _np.isscalar(axis) else axis))
+    spacing = list(varargs) if varargs else [1.0] * len(axes)
+    if len(spacing) == 1 and len(axes) > 1:
+        spacing = spacing * len(axes)
+    if builtins.any(ndim(h) != 0 for h in spacing):
+        raise NotImplementedError("dnp.gradient takes scalar spacings only")
+    outs = []
+    for ax, h in zip(axes, spacing):
+        f_ = moveaxis(f, ax, 0)
+        n = _shape(f_)[0]
+        if n < edge_order + 1:
+            raise ValueError("Shape of array too small to calculate a numerical gradient, at least "
+                             "(edge_order + 1) elements are required.")
+        inner = (f_[2:] - f_[:-2]) / (2.0 * h)
+        if edge_order == 1:
+            first, last = (f_[1] - f_[0]) / h, (f_[-1] - f_[-2]) / h
+        else:
+            first = (-1.5 * f_[0] + 2.0 * f_[1] - 0.5 * f_[2]) / h
+            last = (0.5 * f_[-3] - 2.0 * f_[-2] + 1.5 * f_[-1]) / h
+        g = concatenate([expand_dims(first, 0), inner, expand_dims(last, 0)], axis=0)
+        outs.append(moveaxis(g, 0, ax))
+    return outs[0] if len(outs) == 1 else tuple(outs)
 
 
 def positive(x):
@@ -738,6 +804,13 @@ def sort(a, axis=-1, kind=None, order=None, **kwargs):
         a, axis = ravel(a), 0
     order_ = _np.argsort(raw(a), axis=axis, kind="stable")
     return take_along_axis(a, order_, axis)
+
+
+def partition(a, kth, axis=-1, kind="introselect", order=None):
+    """``numpy.partition`` (a gather along ``argpartition``, a constant permutation)."""
+    if axis is None:
+        a, axis = ravel(a), 0
+    return take_along_axis(a, _np.argpartition(raw(a), kth, axis=axis), axis)
 
 
 def append(arr, values, axis=None):

@@ -691,29 +691,79 @@ def _eigh_parts(p, n):
     return w, v
 
 
-def _eigh_impl(a):
-    w, v = np.linalg.eigh(a)
+def _eigh_impl(a, UPLO="L"):
+    w, v = np.linalg.eigh(a, UPLO=UPLO)
     return pack([w, v], w.shape[:-1])
 
 
-def _eigh_vjp(g, ans, a):
-    # Ā = V (diag(w̄) + F ∘ (Vᵀ V̄)) Vᵀ, symmetrised (numpy reads one triangle; JAX symmetrises too)
+def _hermitian_read(t, UPLO):
+    """The matrix numpy's eigh actually uses for input (or tangent) ``t``: one triangle, the
+    other its (conjugate) transpose, and the real part of the diagonal."""
+    n = shape(t)[-1]
+    tri = tril(t, k=-1) if UPLO == "L" else triu(t, k=1)
+    other = conjugate(_swap(tri)) if is_complex(t) else _swap(tri)
+    diag = real(t) * np.eye(n) if is_complex(t) else t * np.eye(n)
+    return tri + other + diag
+
+
+def _hermitian_read_adjoint(s_, UPLO):
+    """The adjoint of :func:`_hermitian_read`: the cotangent on the triangle that is read."""
+    n = shape(s_)[-1]
+    other = conjugate(_swap(s_)) if is_complex(s_) else _swap(s_)
+    tri = tril(s_ + other, k=-1) if UPLO == "L" else triu(s_ + other, k=1)
+    return tri + (real(s_) if is_complex(s_) else s_) * np.eye(n)
+
+
+def _eigh_vjp(g, ans, a, UPLO="L"):
+    # A = V diag(w) Vᴴ: Ā = conj(V) (diag(w̄) + F ∘ (Vᵀ V̄)) Vᵀ for the Hermitian matrix read,
+    # then carried to the triangle numpy reads (so the gradient is the exact one of numpy's eigh)
     n = shape(a)[-1]
     w, v = _eigh_parts(ans, n)
     gw, gv = unpack(g, [(n,), (n, n)])
-    inner = _diag_embed(gw) + _gap_inverse(w) * matmul(_swap(v), gv)
-    out = matmul(v, matmul(inner, _swap(v)))
-    return 0.5 * (out + _swap(out))
+    inner = _diag_embed(real(gw) if is_complex(gw) else gw) + _gap_inverse(w) * matmul(_swap(v), gv)
+    vc = conjugate(v) if is_complex(v) else v
+    return _hermitian_read_adjoint(matmul(vc, matmul(inner, _swap(v))), UPLO)
 
 
-def _eigh_jvp(t, ans, a):
+def _eigh_jvp(t, ans, a, UPLO="L"):
     n = shape(a)[-1]
     w, v = _eigh_parts(ans, n)
-    dp = matmul(_swap(v), matmul(0.5 * (t + _swap(t)), v))
-    return pack([_diag_part(dp), matmul(v, _gap_inverse(w) * dp)], tuple(shape(a)[:-2]))
+    vh = conjugate(_swap(v)) if is_complex(v) else _swap(v)
+    dp = matmul(vh, matmul(_hermitian_read(t, UPLO), v))
+    dw = _diag_part(dp)
+    return pack([real(dw) if is_complex(dw) else dw, matmul(v, _gap_inverse(w) * dp)], tuple(shape(a)[:-2]))
 
 
 eigh = declare("eigh", _eigh_impl, [_eigh_vjp], [_eigh_jvp], saves="both")
+
+
+def _eig_impl(a):
+    w, v = np.linalg.eig(a)
+    return pack([w, v], w.shape[:-1])
+
+
+def _eig_vjp(g, ans, a):
+    # A = V diag(w) V⁻¹ with unit-norm columns of V (numpy's): the adjoint of the JVP below,
+    # Ā = V⁻ᵀ (diag(w̄) + F ∘ (Vᵀ V̄₀)) Vᵀ, V̄₀ = V̄ − conj(V) Re(Σᵢ V̄ᵢₖ Vᵢₖ) (normalisation)
+    n = shape(a)[-1]
+    w, v = unpack(ans, [(n,), (n, n)])
+    gw, gv = unpack(g, [(n,), (n, n)])
+    c = sum_(gv * v, axis=(len(shape(v)) - 2,), keepdims=True)
+    gv0 = gv - conjugate(v) * real(c)
+    inner = _diag_embed(gw) + _gap_inverse(w) * matmul(_swap(v), gv0)
+    return matmul(_swap(inv(v)), matmul(inner, _swap(v)))
+
+
+def _eig_jvp(t, ans, a):
+    n = shape(a)[-1]
+    w, v = unpack(ans, [(n,), (n, n)])
+    p = matmul(inv(v), matmul(t, v))
+    dv0 = matmul(v, _gap_inverse(w) * p)
+    norm_fix = real(sum_(conjugate(v) * dv0, axis=(len(shape(v)) - 2,), keepdims=True))
+    return pack([_diag_part(p), dv0 - v * norm_fix], tuple(shape(a)[:-2]))
+
+
+eig = declare("eig", _eig_impl, [_eig_vjp], [_eig_jvp], saves="both")
 
 
 def _svd_impl(a):
@@ -727,32 +777,51 @@ def _svd_shapes(a):
     return [(m, k), (k,), (k, n)]
 
 
+def _conj(x):
+    return conjugate(x) if is_complex(x) else x
+
+
+def _H(x):
+    """The conjugate transpose of the last two axes."""
+    return _conj(_swap(x))
+
+
 def _svd_vjp(g, ans, a):
-    # the adjoint of the JVP below (Townsend 2016, "Differentiating the singular value decomposition")
+    # the adjoint of the JVP below under the transpose convention (real and complex a):
+    # Ā = conj(U) P̄ Vᵀ + Ū S⁻¹ Vᵀ + conj(U) S⁻¹ V̄ᴴ, V = Vhᴴ, V̄ = V̄hᴴ, with J = UᵀŪ, K = VᵀV̄ and
+    # P̄ = diag(Re s̄) + (J∘F + (J∘F)ᴴ) S + S (K∘F + (K∘F)ᴴ) + i diag(Im J)/S − J S⁻¹ − S⁻¹ V̄ᴴ conj(V)
     u, s, vh = unpack(ans, _svd_shapes(a))
     gu, gs, gvh = unpack(g, _svd_shapes(a))
+    v, gv = _H(vh), _H(gvh)
     f = _gap_inverse(s, squared=True)
-    j = f * matmul(_swap(u), gu)
-    k = f * matmul(vh, _swap(gvh))
     srow, scol = expand(s, -2), expand(s, -1)
-    inner = _diag_embed(gs) + (j + _swap(j)) * srow + scol * (k + _swap(k))
-    out = matmul(u, matmul(inner, vh))
-    out = out + matmul((gu - matmul(u, matmul(_swap(u), gu))) / srow, vh)
-    return out + matmul(u, (gvh - matmul(matmul(gvh, _swap(vh)), vh)) / scol)
+    j, k = matmul(_swap(u), gu), matmul(_swap(v), gv)
+    jf, kf = j * f, k * f
+    pbar = _diag_embed(real(gs) if is_complex(gs) else gs) + (jf + _H(jf)) * srow + scol * (kf + _H(kf))
+    pbar = pbar - j / srow - matmul(_H(gv), _conj(v)) / scol
+    if is_complex(j):
+        pbar = pbar + 1j * _diag_embed(imag(_diag_part(j)) / s)
+    out = matmul(_conj(u), matmul(pbar, _swap(v)))
+    return out + matmul(gu / srow, _swap(v)) + matmul(_conj(u) / srow, _H(gv))
 
 
 def _svd_jvp(t, ans, a):
+    # A = U S Vᴴ, dP = Uᴴ dA V: dS = Re diag dP, Ω_U = F∘(dP S + S dPᴴ) (+ i Im diag(dP)/S, the
+    # phase put on U), Ω_V = F∘(S dP + dPᴴ S), F_ij = 1/(s_j² − s_i²) (Townsend 2016, complex form)
     u, s, vh = unpack(ans, _svd_shapes(a))
-    v = _swap(vh)
-    dp = matmul(_swap(u), matmul(t, v))
-    ds_ = _diag_part(dp)
+    v = _H(vh)
+    dp = matmul(_H(u), matmul(t, v))
+    dpd = _diag_part(dp)
+    ds_ = real(dpd) if is_complex(dpd) else dpd
     f = _gap_inverse(s, squared=True)
     srow, scol = expand(s, -2), expand(s, -1)
-    om_u = f * (dp * srow + scol * _swap(dp))
-    om_v = f * (scol * dp + _swap(dp) * srow)
+    om_u = f * (dp * srow + scol * _H(dp))
+    if is_complex(dp):
+        om_u = om_u + 1j * _diag_embed(imag(dpd) / s)
+    om_v = f * (scol * dp + _H(dp) * srow)
     du = matmul(u, om_u) + (matmul(t, v) - matmul(u, dp)) / srow
-    dv = matmul(v, om_v) + (matmul(_swap(t), u) - matmul(v, _swap(dp))) / srow
-    return pack([du, ds_, _swap(dv)], tuple(shape(a)[:-2]))
+    dv = matmul(v, om_v) + (matmul(_H(t), u) - matmul(v, _H(dp))) / srow
+    return pack([du, ds_, _H(dv)], tuple(shape(a)[:-2]))
 
 
 svd = declare("svd", _svd_impl, [_svd_vjp], [_svd_jvp], saves="both")
@@ -763,10 +832,16 @@ def _svdvals_uv(a):
     return u, vh
 
 
+def _svdvals_jvp(t, ans, a):
+    u, vh = _svdvals_uv(a)
+    d = _diag_part(matmul(_H(u), matmul(t, _H(vh))))
+    return real(d) if is_complex(d) else d
+
+
+# s = Re diag(Uᴴ A V): s̄ gives Ā = conj(U) diag(s̄) conj(Vh)
 svdvals = declare("svdvals", lambda a: np.linalg.svd(a, compute_uv=False), [
-    lambda g, ans, a: (lambda u, vh: matmul(u * expand(g, -2), vh))(*_svdvals_uv(a))], [
-    lambda t, ans, a: (lambda u, vh: _diag_part(matmul(_swap(u), matmul(t, _swap(vh)))))(*_svdvals_uv(a))],
-    saves="args")
+    lambda g, ans, a: (lambda u, vh: matmul(_conj(u) * expand(g, -2), _conj(vh)))(*_svdvals_uv(a))],
+    [_svdvals_jvp], saves="args")
 
 
 def _pinv_vjp(g, ans, a, **params):
@@ -829,22 +904,6 @@ def _qr_jvp(t, ans, a):
 
 
 qr = declare("qr", _qr_impl, [_qr_vjp], [_qr_jvp], saves="both")
-
-eig_vectors = declare("eig_vectors", lambda a: np.linalg.eig(a)[1])  # no rules: differentiating it raises
-
-
-def _eigvals_vjp(g, ans, a):
-    # w = diag(V⁻¹ A V): Ā = V⁻ᵀ diag(w̄) Vᵀ (eigenvalues distinct; eigenvectors of numpy's eig)
-    v = eig_vectors(a)
-    return matmul(_swap(inv(v)), matmul(_diag_embed(g), _swap(v)))
-
-
-def _eigvals_jvp(t, ans, a):
-    v = eig_vectors(a)
-    return _diag_part(matmul(inv(v), matmul(t, v)))
-
-
-eigvals = declare("eigvals", np.linalg.eigvals, [_eigvals_vjp], [_eigvals_jvp], saves="args")
 
 # ---------------------------------------------------------------- discrete Fourier transforms
 # The DFT matrix is symmetric, so under the transpose convention a c2c transform's cotangent

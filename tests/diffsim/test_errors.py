@@ -91,12 +91,6 @@ def test_complex_output_needs_holomorphic():
         ds.grad(lambda z: z * z, holomorphic=True)(1.0)
 
 
-def test_eig_eigenvectors_are_not_differentiated():
-    a = np.array([[2.0, 1.0], [0.5, 3.0]])
-    with pytest.raises(NonDifferentiableError, match="eig_vectors"):
-        ds.grad(lambda a: dnp.sum(dnp.abs(dnp.linalg.eig(a)[1])))(a)
-
-
 def test_has_aux_requires_pair():
     with pytest.raises(TypeError, match="pair"):
         ds.grad(lambda x: x, has_aux=True)(1.0)
