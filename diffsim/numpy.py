@@ -799,7 +799,12 @@ def diagonal(a, offset=0, axis1=0, axis2=1):
 
 
 def sort(a, axis=-1, kind=None, order=None, **kwargs):
-    """``numpy.sort``: a gather along ``argsort`` (a constant permutation), as JAX and autograd."""
+    """``numpy.sort``: a gather along ``argsort`` (a constant permutation), as JAX and autograd.
+
+    >>> import diffsim as ds
+    >>> ds.grad(lambda x: sort(x)[0] * 2.0)(array([3.0, 1.0, 2.0]))  # the minimum's position
+    array([0., 2., 0.])
+    """
     if axis is None:
         a, axis = ravel(a), 0
     order_ = _np.argsort(raw(a), axis=axis, kind="stable")
@@ -851,7 +856,12 @@ _PAD_GATHER = ("edge", "reflect", "symmetric", "wrap")
 
 def pad(array, pad_width, mode="constant", **kwargs):
     """``numpy.pad`` for modes constant, edge, reflect, symmetric and wrap (a gather, and for
-    constant mode the padding values, which are constants)."""
+    constant mode the padding values, which are constants).
+
+    >>> import diffsim as ds
+    >>> ds.grad(lambda x: sum(pad(x, 1, mode="edge")))(array([1.0, 2.0]))  # each edge used twice
+    array([2., 2.])
+    """
     if not is_traced(array):
         return _np.pad(array, pad_width, mode=mode, **kwargs)
     pos = _np.arange(size(array)).reshape(_shape(array))
@@ -889,7 +899,12 @@ def diff(a, n=1, axis=-1, prepend=None, append=None):
 
 
 def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0, **kwargs):
-    """``numpy.linspace``, differentiable in ``start`` and ``stop`` (same formula as numpy)."""
+    """``numpy.linspace``, differentiable in ``start`` and ``stop`` (same formula as numpy).
+
+    >>> import diffsim as ds
+    >>> float(ds.grad(lambda b: sum(linspace(0.0, b, 5)))(1.0))  # Σ t_k = 0 + 1/4 + ... + 1
+    2.5
+    """
     if not (is_traced(start) or is_traced(stop)):
         return _np.linspace(start, stop, num, endpoint, retstep, dtype, axis, **kwargs)
     num = int(num)
@@ -1161,7 +1176,12 @@ def outer(a, b, out=None):
 
 
 def kron(a, b):
-    """``numpy.kron``: the Kronecker product (of arrays of any rank)."""
+    """``numpy.kron``: the Kronecker product (of arrays of any rank).
+
+    >>> kron(eye(2), array([[1.0, 2.0]]))
+    array([[1., 2., 0., 0.],
+           [0., 0., 1., 2.]])
+    """
     nd = builtins.max(ndim(a), ndim(b))
     sa = (1,) * (nd - ndim(a)) + tuple(_shape(a))
     sb = (1,) * (nd - ndim(b)) + tuple(_shape(b))
