@@ -95,6 +95,10 @@ from .primitives import (  # noqa: F401  (re-exported primitives)
 )
 from .tracer import SETITEM_HELP, Box, NondiffPrimitive, is_traced, raw
 
+# every elementwise primitive under numpy's name: a declaration in primitives.py appears here,
+# is dispatched from numpy's ufunc of that name and compiles with ds.compile, with nothing else
+globals().update({n: p for n, p in _p.REGISTRY.items() if p.arity is not None and n not in globals()})
+
 # ---------------------------------------------------------------- constants and pass-through
 
 pi, e, inf, nan, newaxis, euler_gamma = _np.pi, _np.e, _np.inf, _np.nan, _np.newaxis, _np.euler_gamma
@@ -416,7 +420,7 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
     """``numpy.mean`` (NaN over an empty axis, as numpy, with numpy's warning)."""
     a = _arr(a)
     axes = _axes(axis, ndim(a))
-    return sum(a, axes, keepdims=keepdims) / _np.float64(_count(a, axes))
+    return sum(a, axes, keepdims=keepdims) / float(_count(a, axes))
 
 
 def average(a, axis=None, weights=None, returned=False, keepdims=False):
@@ -424,7 +428,7 @@ def average(a, axis=None, weights=None, returned=False, keepdims=False):
     a = _arr(a)
     if weights is None:
         avg = mean(a, axis, keepdims=keepdims)
-        scl = _np.float64(_count(a, _axes(axis, ndim(a))))
+        scl = float(_count(a, _axes(axis, ndim(a))))
     else:
         w = weights
         if ndim(w) == 1 and ndim(a) > 1 and axis is not None:
@@ -445,7 +449,7 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):
     a = _arr(a)
     axes = _axes(axis, ndim(a))
     d = a - mean(a, axes, keepdims=True)
-    return sum(_abs2(d), axes, keepdims=keepdims) / _np.float64(_count(a, axes) - ddof)
+    return sum(_abs2(d), axes, keepdims=keepdims) / float(_count(a, axes) - ddof)
 
 
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):
