@@ -44,34 +44,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .files import write_atomic
+from .primitives import HELPERS, REGISTRY
 from .symbolic import Graph, Sym, SymArray, TraceError, live_instructions
 from .transforms import jvp as _jvp
 from .transforms import vjp as _vjp
 
-_TEMPLATES = {
-    "add": "{0} + {1}", "subtract": "{0} - {1}", "multiply": "{0} * {1}", "divide": "{0} / {1}",
-    "power": "{0} ** {1}", "negative": "-{0}", "absolute": "abs({0})", "square": "{0} * {0}",
-    "sin": "math.sin({0})", "cos": "math.cos({0})", "tan": "math.tan({0})", "arcsin": "math.asin({0})",
-    "arccos": "math.acos({0})", "arctan": "math.atan({0})", "sinh": "math.sinh({0})",
-    "cosh": "math.cosh({0})", "tanh": "math.tanh({0})", "arcsinh": "math.asinh({0})",
-    "arccosh": "math.acosh({0})", "arctanh": "math.atanh({0})", "exp": "math.exp({0})",
-    "expm1": "math.expm1({0})", "log": "math.log({0})", "log1p": "math.log1p({0})",
-    "log2": "math.log2({0})", "log10": "math.log10({0})", "sqrt": "math.sqrt({0})",
-    "sign": "_sign({0})", "floor": "np.floor({0})", "ceil": "np.ceil({0})", "rint": "np.rint({0})",
-    "trunc": "np.trunc({0})", "maximum": "_maximum({0}, {1})", "minimum": "_minimum({0}, {1})",
-    "arctan2": "math.atan2({0}, {1})", "greater": "{0} > {1}", "greater_equal": "{0} >= {1}",
-    "less": "{0} < {1}", "less_equal": "{0} <= {1}", "equal": "{0} == {1}", "not_equal": "{0} != {1}",
-    "logical_and": "{0} and {1}", "logical_or": "{0} or {1}", "logical_xor": "{0} != {1}",
-    "logical_not": "not {0}", "isfinite": "math.isfinite({0})", "isnan": "math.isnan({0})",
-    "isinf": "math.isinf({0})", "select": "{1} if {0} else {2}",
-}
-
-_HELPERS = {
-    "_maximum": "def _maximum(a, b):\n    return a if (a >= b or a != a) else b\n",
-    "_minimum": "def _minimum(a, b):\n    return a if (a <= b or a != a) else b\n",
-    "_sign": ("def _sign(a):\n    if a > 0:\n        return 1.0\n    if a < 0:\n        return -1.0\n"
-              "    return a * 0.0\n"),
-}
+# derived from the one rule table: each primitive declares its scalar template and helpers
+_TEMPLATES = {name: p.template for name, p in REGISTRY.items() if p.template is not None}
+_HELPERS = HELPERS
 
 _JIT = '@njit(cache=True, error_model="numpy", nogil=True)'
 

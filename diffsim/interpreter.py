@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .primitives import add, broadcast_tangent, unbroadcast
+from .primitives import add, broadcast_tangent, is_complex, real, unbroadcast
 from .tracer import Box, Primitive, Trace, shape
 
 
@@ -32,12 +32,14 @@ class Node:
 
 
 class ShapeOf:
-    """What the tape keeps of a value its rules never read: its shape, for unbroadcasting."""
+    """What the tape keeps of a value its rules never read: its shape, for unbroadcasting,
+    and whether it is complex (a real input gets the real part of a complex cotangent)."""
 
-    __slots__ = ("shape",)
+    __slots__ = ("shape", "complex")
 
     def __init__(self, value: Any) -> None:
         self.shape = shape(value)
+        self.complex = value.dtype.kind == "c"
 
 
 class ReverseTrace(Trace):
@@ -81,6 +83,10 @@ class ForwardTrace(Trace):
         return Box(ans, self, out)
 
 
+def _complex_value(v) -> bool:
+    return v.complex if type(v) is ShapeOf else is_complex(v)
+
+
 def backward(trace: ReverseTrace, seeds: list[tuple[Node, Any]]) -> dict[int, Any]:
     """Propagate cotangents from ``seeds`` (node, cotangent) back along ``trace``'s tape;
     returns the cotangents reaching input nodes (those without parents), keyed by ``id(node)``."""
@@ -88,18 +94,25 @@ def backward(trace: ReverseTrace, seeds: list[tuple[Node, Any]]) -> dict[int, An
     for node, g in seeds:
         key = id(node)
         grads[key] = g if key not in grads else add(grads[key], g)
+    _f64, _float = np.float64, float
     for node in reversed(trace.tape):
         g = grads.pop(id(node), None)
         if g is None:
             continue
-        prim, vals, params = node.prim, node.vals, node.params
+        prim, vals, params, parents = node.prim, node.vals, node.params, node.parents
         if prim.vjp_all is not None:
-            cts = prim.vjp_all(g, node.ans, vals, params, [i for i, _ in node.parents])
+            cts = prim.vjp_all(g, node.ans, vals, params, [i for i, _ in parents])
         else:
-            cts = [(prim.vjps.get(i) or prim.vjp_rule(i))(g, node.ans, *vals, **params)
-                   for i, _ in node.parents]
-        for (i, parent), ct in zip(node.parents, cts):
-            ct = unbroadcast(ct, vals[i])
+            vjps = prim.vjps
+            cts = [(vjps.get(i) or prim.vjp_rule(i))(g, node.ans, *vals, **params) for i, _ in parents]
+        tg = type(g)
+        cplx = tg is not _f64 and tg is not _float and is_complex(g)
+        for (i, parent), ct in zip(parents, cts):
+            v = vals[i]
+            if type(ct) is not _f64 or type(v) is not _f64:  # two scalars need no unbroadcasting
+                ct = unbroadcast(ct, v)
+                if cplx and not _complex_value(v):  # a real value promoted to complex on the way
+                    ct = real(ct)
             key = id(parent)
             grads[key] = ct if key not in grads else add(grads[key], ct)
     return grads  # what is left: the inputs' cotangents

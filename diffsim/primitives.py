@@ -1,4 +1,10 @@
-"""The rule table: every primitive's numpy implementation and its derivative rules, in one place.
+"""The rule table: every primitive declared once, with everything the engine needs to know of it.
+
+A declaration gives a primitive's numpy implementation, its VJP and JVP rules, what its
+backward pass reads (``saves``) and, for scalar elementwise operations, the template of the
+Python/Numba expression that :mod:`diffsim.codegen` emits for it. The symbolic tracer's table of
+scalar operations and the code generator's templates are derived from :data:`REGISTRY`; a new
+elementwise function is one declaration here (and one test row). Primitives carry numpy's names.
 
 Rules are written with primitives, so they are differentiable themselves: grad of grad, Hessians
 and force-matching all reuse this table. A rule receives the output cotangent ``g`` (reverse
@@ -6,12 +12,22 @@ mode) or an argument's tangent ``t`` (forward mode), the primal output ``ans``, 
 arguments and the static parameters. Broadcasting is undone once, by the interpreter
 (:func:`unbroadcast`, :func:`broadcast_tangent`), never inside a rule.
 
-Helpers keep each entry to a line or two (as JAX's ``deflinear`` and autograd's ``defvjp``):
+Complex numbers follow JAX and autograd (checked against both): a cotangent ``ḡ`` of ``y``
+stands for the real linear form ``δy ↦ Re(Σ ḡ·δy)`` (a transpose, not an adjoint). So the rule
+of a holomorphic function is ``g · f'(z)``, unconjugated, and the gradient of a real-valued
+function of ``z = x + iy`` is ``∂f/∂x − i ∂f/∂y`` (``grad(abs(z)**2)(3+4j) = 6−8j``, as JAX and
+autograd return). Only the non-holomorphic primitives (``absolute``, ``real``, ``imag``,
+``conjugate``) conjugate. A real input always receives a real cotangent (the interpreter takes
+the real part where a real value meets a complex one).
 
-- ``defderiv(p, d0, d1, ...)``: elementwise ops; ``d_i(ans, *args)`` is the partial derivative
-  w.r.t. argument i, so VJP is ``g * d_i`` and JVP is ``t * d_i``;
-- ``deflinear(p, vjp)``: ops linear in their first argument; JVP is ``p(t, *rest)``;
-- ``defvjp`` / ``defjvp``: anything else, rule by rule.
+Declaration helpers (one line or two per primitive, as JAX's ``deflinear`` and autograd's
+``defvjp``):
+
+- ``elementwise(name, d0, d1, ...)``: ``d_i(ans, *args)`` is the partial derivative w.r.t.
+  argument i, so VJP is ``g * d_i`` and JVP is ``t * d_i``;
+- ``linear(name, impl, vjp)``: ops linear in their first argument; JVP is ``p(t, *rest)``;
+- ``declare(name, impl, vjps=..., jvps=...)``: anything else, rule by rule;
+- ``nondiff(name)``: results that carry no derivative (comparisons, floor).
 """
 
 from __future__ import annotations
@@ -19,7 +35,16 @@ from __future__ import annotations
 import numpy as np
 
 from . import scatter
+from .errors import NonDifferentiableError
 from .tracer import Box, NondiffPrimitive, Primitive, raw, shape
+
+REGISTRY: dict[str, Primitive] = {}
+"""Every primitive of the engine by name (numpy's name where numpy has the function)."""
+
+HELPERS: dict[str, str] = {}
+"""Source of the small Numba helper functions that scalar templates call, by name."""
+
+_SAVES = {"both": (True, True), "args": (True, False), "ans": (False, True), "none": (False, False)}
 
 # ---------------------------------------------------------------- registration helpers
 
@@ -54,20 +79,6 @@ def defjvp(prim: Primitive, *rules, argnums=None) -> None:
             prim.jvps[i] = rule
 
 
-def defderiv(prim: Primitive, *partials) -> None:
-    """Elementwise primitive: register ``g * d`` (VJP) and ``t * d`` (JVP) per partial."""
-    for i, d in enumerate(partials):
-        if d is not None:
-            prim.vjps[i] = lambda g, ans, *args, _d=d: g * _d(ans, *args)
-            prim.jvps[i] = lambda t, ans, *args, _d=d: t * _d(ans, *args)
-
-
-def deflinear(prim: Primitive, vjp) -> None:
-    """Primitive linear in its first argument: JVP is the primitive applied to the tangent."""
-    prim.vjps[0] = vjp
-    prim.jvps[0] = lambda t, ans, x, *rest, **params: prim(t, *rest, **params)
-
-
 def saves(prims, args: bool = True, ans: bool = True) -> None:
     """Declare what the reverse rules of ``prims`` read: their inputs (``args``) and/or their
     output (``ans``). The tape keeps only a shape for what is not read (less memory)."""
@@ -75,8 +86,79 @@ def saves(prims, args: bool = True, ans: bool = True) -> None:
         prim.keep_args, prim.keep_ans = args, ans
 
 
-def _p(name, impl):
-    return Primitive(name, impl)
+def _register(prim: Primitive, saves_: str, template: str | None, helper: tuple | None, arity: int | None,
+              boolean: bool = False) -> Primitive:
+    if prim.name in REGISTRY:
+        raise ValueError(f"primitive {prim.name!r} is declared twice")
+    impl = prim.impl
+    if isinstance(impl, np.ufunc) and impl.__name__ != prim.name:
+        raise ValueError(f"primitive {prim.name!r} wraps numpy.{impl.__name__}: give it numpy's name")
+    prim.keep_args, prim.keep_ans = _SAVES[saves_]
+    prim.template = template
+    prim.arity = arity if arity is not None else (impl.nin if isinstance(impl, np.ufunc) else None)
+    prim.boolean = boolean
+    if helper is not None:
+        HELPERS[helper[0]] = helper[1]
+    REGISTRY[prim.name] = prim
+    return prim
+
+
+def declare(name: str, impl, vjps=(), jvps=(), vjp_all=None, jvp_all=None, saves: str = "both",
+            template: str | None = None, helper: tuple | None = None, arity: int | None = None) -> Primitive:
+    """Declare a primitive with its rules (``None`` in ``vjps``/``jvps``: no rule for that argument)."""
+    prim = Primitive(name, impl)
+    defvjp(prim, *vjps)
+    defjvp(prim, *jvps)
+    prim.vjp_all, prim.jvp_all = vjp_all, jvp_all
+    return _register(prim, saves, template, helper, arity)
+
+
+def elementwise(name: str, *partials, impl=None, saves: str = "args", template: str | None = None,
+                helper: tuple | None = None) -> Primitive:
+    """Elementwise primitive from its partial derivatives ``d_i(ans, *args)``: VJP ``g * d_i``,
+    JVP ``t * d_i`` (unconjugated, which is right for holomorphic functions, see above)."""
+    prim = Primitive(name, impl if impl is not None else getattr(np, name))
+    for i, d in enumerate(partials):
+        if d is not None:
+            prim.vjps[i] = lambda g, ans, *args, _d=d: g * _d(ans, *args)
+            prim.jvps[i] = lambda t, ans, *args, _d=d: t * _d(ans, *args)
+    return _register(prim, saves, template, helper, None)
+
+
+def linear(name: str, impl, vjp, saves: str = "none", template: str | None = None) -> Primitive:
+    """Primitive linear in its first argument: JVP is the primitive applied to the tangent."""
+    prim = Primitive(name, impl)
+    prim.vjps[0] = vjp
+    prim.jvps[0] = lambda t, ans, x, *rest, **params: prim(t, *rest, **params)
+    return _register(prim, saves, template, None, None)
+
+
+def nondiff(name: str, impl=None, template: str | None = None, boolean: bool = False,
+            helper: tuple | None = None) -> NondiffPrimitive:
+    """A function whose result is a constant (applied to plain values)."""
+    prim = NondiffPrimitive(name, impl if impl is not None else getattr(np, name))
+    return _register(prim, "none", template, helper, None, boolean)
+
+
+def deflinear(prim: Primitive, vjp) -> None:
+    """Give an existing primitive, linear in its first argument, its rules."""
+    prim.vjps[0] = vjp
+    prim.jvps[0] = lambda t, ans, x, *rest, **params: prim(t, *rest, **params)
+
+
+def is_complex(x) -> bool:
+    """True if ``x`` (possibly traced) holds complex numbers. Fast for the common real cases."""
+    t = type(x)
+    if t is float or t is np.float64 or t is int:
+        return False
+    if t is np.ndarray:
+        return x.dtype.kind == "c"
+    if t is Box:
+        return is_complex(raw(x))
+    d = getattr(x, "dtype", None)  # numpy scalars, and the symbolic arrays of ds.compile
+    if d is not None:
+        return d.kind == "c"
+    return isinstance(x, complex) or (isinstance(x, (list, tuple)) and np.iscomplexobj(x))
 
 
 # ---------------------------------------------------------------- broadcasting, done once
@@ -106,66 +188,101 @@ def broadcast_tangent(t, ans):
     return t if shape(t) == s else broadcast_to(t, shape=s)
 
 
+# ---------------------------------------------------------------- non-differentiable scalar operations
+
+sign = nondiff("sign", template="_sign({0})", helper=("_sign", (
+    "def _sign(a):\n    if a > 0:\n        return 1.0\n    if a < 0:\n        return -1.0\n    return a * 0.0\n")))
+floor = nondiff("floor", template="np.floor({0})")
+ceil = nondiff("ceil", template="np.ceil({0})")
+rint = nondiff("rint", template="np.rint({0})")
+trunc = nondiff("trunc", template="np.trunc({0})")
+floor_divide = nondiff("floor_divide", template="np.floor({0} / {1})")
+for _name, _op in (("greater", ">"), ("greater_equal", ">="), ("less", "<"), ("less_equal", "<="),
+                   ("equal", "=="), ("not_equal", "!="), ("logical_xor", "!=")):
+    globals()[_name] = nondiff(_name, template="{0} %s {1}" % _op, boolean=True)
+logical_and = nondiff("logical_and", template="{0} and {1}", boolean=True)
+logical_or = nondiff("logical_or", template="{0} or {1}", boolean=True)
+logical_not = nondiff("logical_not", template="not {0}", boolean=True)
+for _name in ("isfinite", "isnan", "isinf"):
+    globals()[_name] = nondiff(_name, template="math.%s({0})" % _name, boolean=True)
+stop_gradient = nondiff("stop_gradient", lambda x: x)
+
 # ---------------------------------------------------------------- elementwise unary
 
-neg = _p("neg", np.negative)
-deflinear(neg, lambda g, ans, x: neg(g))
-exp = _p("exp", np.exp)
-defderiv(exp, lambda ans, x: ans)
-log = _p("log", np.log)
-defderiv(log, lambda ans, x: 1.0 / x)
-log2 = _p("log2", np.log2)
-defderiv(log2, lambda ans, x: 1.0 / (x * np.log(2.0)))
-log10 = _p("log10", np.log10)
-defderiv(log10, lambda ans, x: 1.0 / (x * np.log(10.0)))
-log1p = _p("log1p", np.log1p)
-defderiv(log1p, lambda ans, x: 1.0 / (1.0 + x))
-expm1 = _p("expm1", np.expm1)
-defderiv(expm1, lambda ans, x: ans + 1.0)
-sin = _p("sin", np.sin)
-defderiv(sin, lambda ans, x: cos(x))
-cos = _p("cos", np.cos)
-defderiv(cos, lambda ans, x: neg(sin(x)))
-tan = _p("tan", np.tan)
-defderiv(tan, lambda ans, x: 1.0 + ans * ans)
-arcsin = _p("arcsin", np.arcsin)
-defderiv(arcsin, lambda ans, x: 1.0 / sqrt(1.0 - x * x))
-arccos = _p("arccos", np.arccos)
-defderiv(arccos, lambda ans, x: -1.0 / sqrt(1.0 - x * x))
-arctan = _p("arctan", np.arctan)
-defderiv(arctan, lambda ans, x: 1.0 / (1.0 + x * x))
-sinh = _p("sinh", np.sinh)
-defderiv(sinh, lambda ans, x: cosh(x))
-cosh = _p("cosh", np.cosh)
-defderiv(cosh, lambda ans, x: sinh(x))
-tanh = _p("tanh", np.tanh)
-defderiv(tanh, lambda ans, x: 1.0 - ans * ans)
-arcsinh = _p("arcsinh", np.arcsinh)
-defderiv(arcsinh, lambda ans, x: 1.0 / sqrt(x * x + 1.0))
-arccosh = _p("arccosh", np.arccosh)
-defderiv(arccosh, lambda ans, x: 1.0 / sqrt(x * x - 1.0))
-arctanh = _p("arctanh", np.arctanh)
-defderiv(arctanh, lambda ans, x: 1.0 / (1.0 - x * x))
-sqrt = _p("sqrt", np.sqrt)
-defderiv(sqrt, lambda ans, x: 0.5 / ans)
-square = _p("square", np.square)
-defderiv(square, lambda ans, x: 2.0 * x)
-absolute = _p("abs", np.abs)
-defderiv(absolute, lambda ans, x: sign(x))
+_LN2, _LN10 = np.log(2.0), np.log(10.0)
+
+negative = linear("negative", np.negative, lambda g, ans, x: negative(g), template="-{0}")
+exp = elementwise("exp", lambda ans, x: ans, saves="ans", template="math.exp({0})")
+exp2 = elementwise("exp2", lambda ans, x: ans * _LN2, saves="ans", template="2.0 ** {0}")
+expm1 = elementwise("expm1", lambda ans, x: ans + 1.0, saves="ans", template="math.expm1({0})")
+log = elementwise("log", lambda ans, x: 1.0 / x, template="math.log({0})")
+log2 = elementwise("log2", lambda ans, x: 1.0 / (x * _LN2), template="math.log2({0})")
+log10 = elementwise("log10", lambda ans, x: 1.0 / (x * _LN10), template="math.log10({0})")
+log1p = elementwise("log1p", lambda ans, x: 1.0 / (1.0 + x), template="math.log1p({0})")
+sin = elementwise("sin", lambda ans, x: cos(x), template="math.sin({0})")
+cos = elementwise("cos", lambda ans, x: negative(sin(x)), template="math.cos({0})")
+tan = elementwise("tan", lambda ans, x: 1.0 + ans * ans, saves="ans", template="math.tan({0})")
+arcsin = elementwise("arcsin", lambda ans, x: 1.0 / sqrt(1.0 - x * x), template="math.asin({0})")
+arccos = elementwise("arccos", lambda ans, x: -1.0 / sqrt(1.0 - x * x), template="math.acos({0})")
+arctan = elementwise("arctan", lambda ans, x: 1.0 / (1.0 + x * x), template="math.atan({0})")
+sinh = elementwise("sinh", lambda ans, x: cosh(x), template="math.sinh({0})")
+cosh = elementwise("cosh", lambda ans, x: sinh(x), template="math.cosh({0})")
+tanh = elementwise("tanh", lambda ans, x: 1.0 - ans * ans, saves="ans", template="math.tanh({0})")
+arcsinh = elementwise("arcsinh", lambda ans, x: 1.0 / sqrt(x * x + 1.0), template="math.asinh({0})")
+arccosh = elementwise("arccosh", lambda ans, x: 1.0 / sqrt(x * x - 1.0), template="math.acosh({0})")
+arctanh = elementwise("arctanh", lambda ans, x: 1.0 / (1.0 - x * x), template="math.atanh({0})")
+sqrt = elementwise("sqrt", lambda ans, x: 0.5 / ans, saves="ans", template="math.sqrt({0})")
+cbrt = elementwise("cbrt", lambda ans, x: 1.0 / (3.0 * ans * ans), saves="ans")
+square = elementwise("square", lambda ans, x: 2.0 * x, template="{0} * {0}")
+reciprocal = elementwise("reciprocal", lambda ans, x: negative(ans * ans), saves="ans", template="1.0 / {0}")
+
+
+def _safe(ans):
+    """``ans`` with its zeros replaced by 1 (a divisor whose zeros are handled by the caller)."""
+    return where(raw(ans) == 0, 1.0, ans)
+
+
+def _abs_vjp(g, ans, x):
+    # |z|: δ|z| = Re(conj(z) δz)/|z|, so the cotangent is g·conj(z)/|z| (0 at z = 0, as autograd)
+    if is_complex(x):
+        return g * conjugate(x) / _safe(ans)
+    return g * sign(x)
+
+
+def _abs_jvp(t, ans, x):
+    if is_complex(x):
+        return real(conjugate(x) * t) / _safe(ans)
+    return t * sign(x)
+
+
+absolute = declare("absolute", np.absolute, [_abs_vjp], [_abs_jvp], saves="both", template="abs({0})")
+
+
+def _to_complex_like(g, x):
+    """A real cotangent ``g`` given the complex dtype of ``x`` (numpy's promotion)."""
+    return g + 0j if is_complex(x) and not is_complex(g) else g
+
+
+real = declare("real", np.real, [lambda g, ans, x: _to_complex_like(g, x)], [lambda t, ans, x: real(t)],
+               saves="args")
+# Im z = Re(−i z): the cotangent is −i·g (and nothing for a real input, whose imaginary part is 0)
+imag = declare("imag", np.imag, [lambda g, ans, x: -1j * g if is_complex(x) else 0.0 * g],
+               [lambda t, ans, x: imag(t)], saves="args")
+conjugate = declare("conjugate", np.conjugate, [lambda g, ans, x: conjugate(g)],
+                    [lambda t, ans, x: conjugate(t)], saves="none")
 
 # ---------------------------------------------------------------- elementwise binary
 
-add = _p("add", np.add)
-defvjp(add, lambda g, ans, x, y: g, lambda g, ans, x, y: g)
-defjvp(add, lambda t, ans, x, y: t, lambda t, ans, x, y: t)
-subtract = _p("subtract", np.subtract)
-defvjp(subtract, lambda g, ans, x, y: g, lambda g, ans, x, y: neg(g))
-defjvp(subtract, lambda t, ans, x, y: t, lambda t, ans, x, y: neg(t))
-multiply = _p("multiply", np.multiply)
-defderiv(multiply, lambda ans, x, y: y, lambda ans, x, y: x)
-divide = _p("divide", np.true_divide)
-defderiv(divide, lambda ans, x, y: 1.0 / y, lambda ans, x, y: neg(ans) / y)
-power = _p("power", np.power)
+add = declare("add", np.add, [lambda g, ans, x, y: g, lambda g, ans, x, y: g],
+              [lambda t, ans, x, y: t, lambda t, ans, x, y: t], saves="none", template="{0} + {1}")
+subtract = declare("subtract", np.subtract, [lambda g, ans, x, y: g, lambda g, ans, x, y: negative(g)],
+                   [lambda t, ans, x, y: t, lambda t, ans, x, y: negative(t)], saves="none",
+                   template="{0} - {1}")
+multiply = elementwise("multiply", lambda ans, x, y: y, lambda ans, x, y: x, template="{0} * {1}")
+divide = elementwise("divide", lambda ans, x, y: divide(1.0, y), lambda ans, x, y: negative(ans) / y,
+                     saves="both", template="{0} / {1}")
+
+
 def _power_dx(ans, x, y):
     """∂(x^y)/∂x = y x^(y-1), and exactly 0 for a constant y = 0 (x^0 ≡ 1): otherwise repeated
     differentiation of an integer power at x = 0 would reach 0 · 0^(-1) = NaN."""
@@ -174,16 +291,14 @@ def _power_dx(ans, x, y):
     return y * power(x, y - 1.0)
 
 
-defderiv(power,
-         _power_dx,
-         # log(x) is only needed where x > 0; elsewhere the true partial is 0 or undefined
-         lambda ans, x, y: ans * log(where(raw(x) > 0, x, 1.0)))
-maximum = _p("maximum", np.maximum)
-defderiv(maximum, lambda ans, x, y: _tie(raw(x), raw(y)), lambda ans, x, y: _tie(raw(y), raw(x)))
-minimum = _p("minimum", np.minimum)
-defderiv(minimum, lambda ans, x, y: _tie(raw(y), raw(x)), lambda ans, x, y: _tie(raw(x), raw(y)))
-arctan2 = _p("arctan2", np.arctan2)
-defderiv(arctan2, lambda ans, y, x: x / (x * x + y * y), lambda ans, y, x: neg(y) / (x * x + y * y))
+def _power_dy(ans, x, y):
+    if is_complex(x):
+        return ans * log(x)
+    # log(x) is only needed where x > 0; elsewhere the true partial is 0 or undefined
+    return ans * log(where(raw(x) > 0, x, 1.0))
+
+
+power = elementwise("power", _power_dx, _power_dy, saves="both", template="{0} ** {1}")
 
 
 def _tie(a, b):
@@ -191,19 +306,67 @@ def _tie(a, b):
     return np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0))
 
 
-where = _p("where", np.where)
-defvjp(where, None, lambda g, ans, c, x, y: where(c, g, 0.0), lambda g, ans, c, x, y: where(c, 0.0, g))
-defjvp(where, None, lambda t, ans, c, x, y: where(c, t, 0.0), lambda t, ans, c, x, y: where(c, 0.0, t))
-
-# ---------------------------------------------------------------- non-differentiable
-
-
-def _nd(name, impl):
-    return NondiffPrimitive(name, impl)
+def _nan_tie(a, b):
+    """Weight of the first argument of fmax(a, b): as _tie, but a NaN loses (numpy's fmax)."""
+    a_nan, b_nan = np.isnan(a), np.isnan(b)
+    return np.where(a_nan, 0.0, np.where(b_nan, 1.0, _tie(a, b)))
 
 
-sign = _nd("sign", np.sign)
-stop_gradient = _nd("stop_gradient", lambda x: x)
+maximum = elementwise("maximum", lambda ans, x, y: _tie(raw(x), raw(y)), lambda ans, x, y: _tie(raw(y), raw(x)),
+                      template="_maximum({0}, {1})",
+                      helper=("_maximum", "def _maximum(a, b):\n    return a if (a >= b or a != a) else b\n"))
+minimum = elementwise("minimum", lambda ans, x, y: _tie(raw(y), raw(x)), lambda ans, x, y: _tie(raw(x), raw(y)),
+                      template="_minimum({0}, {1})",
+                      helper=("_minimum", "def _minimum(a, b):\n    return a if (a <= b or a != a) else b\n"))
+fmax = elementwise("fmax", lambda ans, x, y: _nan_tie(raw(x), raw(y)), lambda ans, x, y: _nan_tie(raw(y), raw(x)),
+                   template="_fmax({0}, {1})", helper=("_fmax", (
+                       "def _fmax(a, b):\n    if a != a:\n        return b\n    if b != b:\n        return a\n"
+                       "    return a if a >= b else b\n")))
+fmin = elementwise("fmin", lambda ans, x, y: _nan_tie(-raw(x), -raw(y)),
+                   lambda ans, x, y: _nan_tie(-raw(y), -raw(x)),
+                   template="_fmin({0}, {1})", helper=("_fmin", (
+                       "def _fmin(a, b):\n    if a != a:\n        return b\n    if b != b:\n        return a\n"
+                       "    return a if a <= b else b\n")))
+arctan2 = elementwise("arctan2", lambda ans, y, x: x / (x * x + y * y), lambda ans, y, x: negative(y) / (x * x + y * y),
+                      template="math.atan2({0}, {1})")
+
+
+def _safe_ratio(a, h):
+    """a / h, and 0 where h = 0 (hypot at the origin: the subgradient 0, as abs at 0)."""
+    return where(raw(h) == 0, 0.0, a / _safe(h))
+
+
+hypot = elementwise("hypot", lambda ans, x, y: _safe_ratio(x, ans), lambda ans, x, y: _safe_ratio(y, ans),
+                    saves="both", template="math.hypot({0}, {1})")
+# logaddexp's partials exp(x1 - ans) are the logistic sigmoid of x1 - x2, smooth everywhere:
+# at ties each is 1/2 and the second derivative 1/4 (not the 0 a max/|x1 - x2| form gives)
+logaddexp = elementwise(
+    "logaddexp", lambda ans, x, y: exp(x - ans), lambda ans, x, y: exp(y - ans), saves="both",
+    template="_logaddexp({0}, {1})", helper=("_logaddexp", (
+        "def _logaddexp(a, b):\n    if a == b:\n        return a + 0.6931471805599453\n"
+        "    m = a if a > b else b\n    return m + math.log1p(math.exp(-abs(a - b)))\n")))
+logaddexp2 = elementwise(
+    "logaddexp2", lambda ans, x, y: exp2(x - ans), lambda ans, x, y: exp2(y - ans), saves="both",
+    template="_logaddexp2({0}, {1})", helper=("_logaddexp2", (
+        "def _logaddexp2(a, b):\n    if a == b:\n        return a + 1.0\n"
+        "    m = a if a > b else b\n    return m + math.log1p(2.0 ** (-abs(a - b))) / 0.6931471805599453\n")))
+remainder = elementwise("remainder", lambda ans, x, y: np.ones(np.shape(raw(x))),
+                        lambda ans, x, y: negative(floor(raw(x) / raw(y))), template="_remainder({0}, {1})",
+                        helper=("_remainder", (
+                            "def _remainder(a, b):\n    if b == 0.0 or a != a or b != b or math.isinf(a):\n"
+                            "        return math.nan\n    if math.isinf(b):\n"
+                            "        return a if (a == 0.0 or (a > 0) == (b > 0)) else b\n"
+                            "    r = np.fmod(a, b)\n    if r != 0.0 and (r < 0) != (b < 0):\n        r += b\n"
+                            "    return r\n")))
+fmod = elementwise("fmod", lambda ans, x, y: np.ones(np.shape(raw(x))),
+                   lambda ans, x, y: negative(trunc(raw(x) / raw(y))), template="_fmod({0}, {1})",
+                   helper=("_fmod", ("def _fmod(a, b):\n    if b == 0.0 or math.isinf(a) or a != a or b != b:\n"
+                                     "        return math.nan\n    return np.fmod(a, b)\n")))
+
+where = declare("where", np.where, [None, lambda g, ans, c, x, y: where(c, g, 0.0),
+                                    lambda g, ans, c, x, y: where(c, 0.0, g)],
+                [None, lambda t, ans, c, x, y: where(c, t, 0.0), lambda t, ans, c, x, y: where(c, 0.0, t)],
+                saves="args", template="{1} if {0} else {2}", arity=3)
 
 # ---------------------------------------------------------------- reductions
 
@@ -221,16 +384,9 @@ def _keep(g, x_shape, axis, keepdims):
     return reshape(g, shape=tuple(kept))
 
 
-def _sum_impl(x, axis=None, keepdims=False):
-    return np.sum(x, axis=axis, keepdims=keepdims)
-
-
-sum_ = _p("sum", _sum_impl)
-deflinear(sum_, lambda g, ans, x, axis=None, keepdims=False:
-          broadcast_to(_keep(g, shape(x), axis, keepdims), shape=shape(x)))
-
-amax = _p("max", lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims))
-amin = _p("min", lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims))
+sum_ = linear("sum", lambda x, axis=None, keepdims=False: np.sum(x, axis=axis, keepdims=keepdims),
+              lambda g, ans, x, axis=None, keepdims=False:
+              broadcast_to(_keep(g, shape(x), axis, keepdims), shape=shape(x)))
 
 
 def _extremum_weights(ans, x, axis, keepdims):
@@ -239,14 +395,18 @@ def _extremum_weights(ans, x, axis, keepdims):
     return hit / np.sum(hit, axis=axis, keepdims=True)
 
 
-for _red in (amax, amin):
-    defvjp(_red, lambda g, ans, x, axis=None, keepdims=False:
-           _keep(g, shape(x), axis, keepdims) * _extremum_weights(ans, x, axis, keepdims))
-    defjvp(_red, lambda t, ans, x, axis=None, keepdims=False:
-           sum_(t * _extremum_weights(ans, x, axis, keepdims), axis=axis, keepdims=keepdims))
+def _extremum_vjp(g, ans, x, axis=None, keepdims=False):
+    return _keep(g, shape(x), axis, keepdims) * _extremum_weights(ans, x, axis, keepdims)
 
 
-prod = _p("prod", lambda x, axis=None, keepdims=False: np.prod(x, axis=axis, keepdims=keepdims))
+def _extremum_jvp(t, ans, x, axis=None, keepdims=False):
+    return sum_(t * _extremum_weights(ans, x, axis, keepdims), axis=axis, keepdims=keepdims)
+
+
+amax = declare("max", lambda x, axis=None, keepdims=False: np.max(x, axis=axis, keepdims=keepdims),
+               [_extremum_vjp], [_extremum_jvp])
+amin = declare("min", lambda x, axis=None, keepdims=False: np.min(x, axis=axis, keepdims=keepdims),
+               [_extremum_vjp], [_extremum_jvp])
 
 
 def _prod_others(ans, x, axis, keepdims):
@@ -267,28 +427,28 @@ def _prod_others(ans, x, axis, keepdims):
     return transpose(out, axes=tuple(np.argsort(rest + axes)))
 
 
-defvjp(prod, lambda g, ans, x, axis=None, keepdims=False:
-       _keep(g, shape(x), axis, keepdims) * _prod_others(ans, x, axis, keepdims))
-defjvp(prod, lambda t, ans, x, axis=None, keepdims=False:
-       sum_(t * _prod_others(ans, x, axis, keepdims), axis=axis, keepdims=keepdims))
-
-cumsum = _p("cumsum", lambda x, axis: np.cumsum(x, axis=axis))
+prod = declare("prod", lambda x, axis=None, keepdims=False: np.prod(x, axis=axis, keepdims=keepdims),
+               [lambda g, ans, x, axis=None, keepdims=False:
+                _keep(g, shape(x), axis, keepdims) * _prod_others(ans, x, axis, keepdims)],
+               [lambda t, ans, x, axis=None, keepdims=False:
+                sum_(t * _prod_others(ans, x, axis, keepdims), axis=axis, keepdims=keepdims)])
 
 
 def _flip(x, axis):
     return getitem(x, idx=(slice(None),) * axis + (slice(None, None, -1),))
 
 
-deflinear(cumsum, lambda g, ans, x, axis: _flip(cumsum(_flip(g, axis), axis=axis), axis))
+cumsum = linear("cumsum", lambda x, axis: np.cumsum(x, axis=axis),
+                lambda g, ans, x, axis: _flip(cumsum(_flip(g, axis), axis=axis), axis))
 
 # ---------------------------------------------------------------- shape and indexing
 
-reshape = _p("reshape", lambda x, shape: np.reshape(x, shape))
-deflinear(reshape, lambda g, ans, x, shape: reshape(g, shape=np.shape(raw(x))))
-transpose = _p("transpose", lambda x, axes: np.transpose(x, axes))
-deflinear(transpose, lambda g, ans, x, axes: transpose(g, axes=tuple(np.argsort(axes))))
-broadcast_to = _p("broadcast_to", lambda x, shape: np.broadcast_to(x, shape))
-deflinear(broadcast_to, lambda g, ans, x, shape: sum_to(g, np.shape(raw(x))))
+reshape = linear("reshape", lambda x, shape: np.reshape(x, shape),
+                 lambda g, ans, x, shape: reshape(g, shape=np.shape(raw(x))))
+transpose = linear("transpose", lambda x, axes: np.transpose(x, axes),
+                   lambda g, ans, x, axes: transpose(g, axes=tuple(np.argsort(axes))))
+broadcast_to = linear("broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
+                      lambda g, ans, x, shape: sum_to(g, np.shape(raw(x))))
 
 
 def _concat_vjp_all(g, ans, args, params, argnums):
@@ -298,10 +458,15 @@ def _concat_vjp_all(g, ans, args, params, argnums):
     return [getitem(g, idx=pre + (slice(offsets[i], offsets[i + 1]),)) for i in argnums]
 
 
-concatenate = _p("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis))
-concatenate.vjp_all = _concat_vjp_all
-concatenate.jvp_all = lambda ts, ans, args, params: concatenate(
-    *[np.zeros(shape(a)) if t is None else t for t, a in zip(ts, args)], **params)
+def _zeros_of(a, like=None):
+    dt = np.result_type(raw(a), raw(like)) if like is not None else np.result_type(raw(a))
+    return np.zeros(shape(a), dtype=np.result_type(dt, np.float64))
+
+
+concatenate = declare("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis), saves="none",
+                      vjp_all=_concat_vjp_all,
+                      jvp_all=lambda ts, ans, args, params: concatenate(
+                          *[_zeros_of(a) if t is None else t for t, a in zip(ts, args)], **params))
 
 
 def _is_basic_index(idx) -> bool:
@@ -321,10 +486,9 @@ def _untake_impl(g, idx, shape):
     return out
 
 
-getitem = _p("getitem", lambda x, idx: x[idx])
-untake = _p("untake", _untake_impl)  # the adjoint of indexing: scatter-add into zeros
-deflinear(getitem, lambda g, ans, x, idx: untake(g, idx=idx, shape=shape(x)))
-deflinear(untake, lambda g, ans, x, idx, shape: getitem(g, idx=idx))
+getitem = linear("getitem", lambda x, idx: x[idx], lambda g, ans, x, idx: untake(g, idx=idx, shape=shape(x)))
+untake = linear("untake", _untake_impl,  # the adjoint of indexing: scatter-add into zeros
+                lambda g, ans, x, idx, shape: getitem(g, idx=idx))
 
 
 def _segment_sum_impl(data, segment_ids, num_segments):
@@ -335,13 +499,10 @@ def _segment_sum_impl(data, segment_ids, num_segments):
     return out
 
 
-segment_sum = _p("segment_sum", _segment_sum_impl)
-deflinear(segment_sum, lambda g, ans, data, segment_ids, num_segments: getitem(g, idx=segment_ids))
-
-tril = _p("tril", lambda x, k=0: np.tril(x, k))
-deflinear(tril, lambda g, ans, x, k=0: tril(g, k=k))
-triu = _p("triu", lambda x, k=0: np.triu(x, k))
-deflinear(triu, lambda g, ans, x, k=0: triu(g, k=k))
+segment_sum = linear("segment_sum", _segment_sum_impl,
+                     lambda g, ans, data, segment_ids, num_segments: getitem(g, idx=segment_ids))
+tril = linear("tril", lambda x, k=0: np.tril(x, k), lambda g, ans, x, k=0: tril(g, k=k))
+triu = linear("triu", lambda x, k=0: np.triu(x, k), lambda g, ans, x, k=0: triu(g, k=k))
 
 # ---------------------------------------------------------------- products
 
@@ -382,13 +543,8 @@ def squeeze_axis(x, axis):
     return reshape(x, shape=tuple(s))
 
 
-matmul = _p("matmul", np.matmul)
-defvjp(matmul, _matmul_vjp_a, _matmul_vjp_b)
-defjvp(matmul, lambda t, ans, a, b: matmul(t, b), lambda t, ans, a, b: matmul(a, t))
-
-
-def _einsum_impl(*operands, subscripts):
-    return np.einsum(subscripts, *operands, optimize=len(operands) > 2)
+matmul = declare("matmul", np.matmul, [_matmul_vjp_a, _matmul_vjp_b],
+                 [lambda t, ans, a, b: matmul(t, b), lambda t, ans, a, b: matmul(a, t)], saves="args")
 
 
 def _einsum_vjp_all(g, ans, args, params, argnums):
@@ -397,10 +553,6 @@ def _einsum_vjp_all(g, ans, args, params, argnums):
     cts = []
     for i in argnums:
         target = ins[i]
-        if len(set(target)) != len(target):
-            raise NotImplementedError(
-                f"einsum gradient with a repeated index in one operand ('{target}') is not "
-                "supported; take the diagonal first with dnp.diagonal")
         others = [s for j, s in enumerate(ins) if j != i]
         avail = set(out).union(*others)
         kept = "".join(c for c in target if c in avail)
@@ -424,9 +576,12 @@ def _einsum_jvp_all(ts, ans, args, params):
     return out
 
 
-einsum = _p("einsum", _einsum_impl)
-einsum.vjp_all = _einsum_vjp_all
-einsum.jvp_all = _einsum_jvp_all
+def _einsum_impl(*operands, subscripts):
+    # operands never repeat an index (diffsim.numpy.einsum takes diagonals first), so the rules hold
+    return np.einsum(subscripts, *operands, optimize=len(operands) > 2)
+
+
+einsum = declare("einsum", _einsum_impl, saves="args", vjp_all=_einsum_vjp_all, jvp_all=_einsum_jvp_all)
 
 # ---------------------------------------------------------------- linear algebra (batched over leading axes)
 
@@ -441,7 +596,8 @@ def _last2(a):
     return (n - 2, n - 1)
 
 
-solve = _p("solve", np.linalg.solve)
+def _eye(n):
+    return np.eye(n)
 
 
 def _solve_vjp_b(g, ans, a, b):
@@ -451,27 +607,23 @@ def _solve_vjp_b(g, ans, a, b):
 def _solve_vjp_a(g, ans, a, b):
     gb = _solve_vjp_b(g, ans, a, b)
     if _col(b, a):
-        return neg(multiply(expand(gb, -1), expand(ans, -2)))
-    return neg(matmul(gb, _swap(ans)))
+        return negative(multiply(expand(gb, -1), expand(ans, -2)))
+    return negative(matmul(gb, _swap(ans)))
 
 
-defvjp(solve, _solve_vjp_a, _solve_vjp_b)
-defjvp(solve,
-       lambda t, ans, a, b: neg(solve(a, squeeze_axis(matmul(t, expand(ans, -1)), -1)
-                                      if _col(b, a) else matmul(t, ans))),
-       lambda t, ans, a, b: solve(a, t))
-
-inv = _p("inv", np.linalg.inv)
-defvjp(inv, lambda g, ans, a: neg(matmul(_swap(ans), matmul(g, _swap(ans)))))
-defjvp(inv, lambda t, ans, a: neg(matmul(ans, matmul(t, ans))))
-
-det = _p("det", np.linalg.det)
-defvjp(det, lambda g, ans, a: expand(expand(g * ans, -1), -1) * _swap(inv(a)))
-defjvp(det, lambda t, ans, a: ans * sum_(_swap(inv(a)) * t, axis=_last2(a)))
-
-logabsdet = _p("logabsdet", lambda a: np.linalg.slogdet(a)[1])
-defvjp(logabsdet, lambda g, ans, a: expand(expand(g, -1), -1) * _swap(inv(a)))
-defjvp(logabsdet, lambda t, ans, a: sum_(_swap(inv(a)) * t, axis=_last2(a)))
+solve = declare("solve", np.linalg.solve, [_solve_vjp_a, _solve_vjp_b], [
+    lambda t, ans, a, b: negative(solve(a, squeeze_axis(matmul(t, expand(ans, -1)), -1)
+                                        if _col(b, a) else matmul(t, ans))),
+    lambda t, ans, a, b: solve(a, t)])
+inv = declare("inv", np.linalg.inv, [lambda g, ans, a: negative(matmul(_swap(ans), matmul(g, _swap(ans))))],
+              [lambda t, ans, a: negative(matmul(ans, matmul(t, ans)))], saves="ans")
+det = declare("det", np.linalg.det, [lambda g, ans, a: expand(expand(g * ans, -1), -1) * _swap(inv(a))],
+              [lambda t, ans, a: ans * sum_(_swap(inv(a)) * t, axis=_last2(a))])
+# log|det a|: δ = Re tr(a⁻¹ δa), so the same cotangent a⁻ᵀ serves real and complex a
+logabsdet = declare("logabsdet", lambda a: np.linalg.slogdet(a)[1],
+                    [lambda g, ans, a: expand(expand(g, -1), -1) * _swap(inv(a))],
+                    [lambda t, ans, a: real(sum_(_swap(inv(a)) * t, axis=_last2(a)))
+                     if is_complex(a) else sum_(_swap(inv(a)) * t, axis=_last2(a))], saves="args")
 
 
 def _phi(x):
@@ -495,9 +647,305 @@ def _cholesky_jvp(t, ans, a):
     return matmul(ans, _phi(x))
 
 
-cholesky = _p("cholesky", np.linalg.cholesky)
-defvjp(cholesky, _cholesky_vjp)
-defjvp(cholesky, _cholesky_jvp)
+cholesky = declare("cholesky", np.linalg.cholesky, [_cholesky_vjp], [_cholesky_jvp], saves="ans")
+
+
+# Decompositions with several outputs return them packed along the last axis of one array, so
+# that each is one tape node; diffsim.linalg unpacks them with getitem (differentiable).
+def pack(parts, batch: tuple):
+    """Concatenate arrays (each with leading axes ``batch``) flattened along one last axis."""
+    flat = [reshape(p, shape=batch + (int(np.prod(shape(p)[len(batch):])),)) for p in parts]
+    return concatenate(*flat, axis=len(batch))
+
+
+def unpack(packed, shapes: list[tuple]):
+    """The inverse of :func:`pack`: ``shapes`` are the trailing shapes of the parts."""
+    batch = tuple(shape(packed)[:-1])
+    out, start = [], 0
+    for s in shapes:
+        n = int(np.prod(s))
+        out.append(reshape(getitem(packed, idx=(Ellipsis, slice(start, start + n))), shape=batch + tuple(s)))
+        start += n
+    return out
+
+
+def _diag_embed(v):
+    return expand(v, -1) * np.eye(shape(v)[-1])
+
+
+def _diag_part(m):
+    return sum_(m * np.eye(shape(m)[-1]), axis=(len(shape(m)) - 1,))
+
+
+def _gap_inverse(w, squared=False):
+    """F_ij = 1/(w_j − w_i) off the diagonal, 0 on it (1/(w_j² − w_i²) with ``squared``)."""
+    if squared:
+        w = w * w
+    diff = expand(w, -2) - expand(w, -1)
+    eye = np.eye(shape(w)[-1], dtype=bool)
+    return where(eye, 0.0, 1.0 / where(eye, 1.0, diff))
+
+
+def _eigh_parts(p, n):
+    w, v = unpack(p, [(n,), (n, n)])
+    return w, v
+
+
+def _eigh_impl(a, UPLO="L"):
+    w, v = np.linalg.eigh(a, UPLO=UPLO)
+    return pack([w, v], w.shape[:-1])
+
+
+def _hermitian_read(t, UPLO):
+    """The matrix numpy's eigh actually uses for input (or tangent) ``t``: one triangle, the
+    other its (conjugate) transpose, and the real part of the diagonal."""
+    n = shape(t)[-1]
+    tri = tril(t, k=-1) if UPLO == "L" else triu(t, k=1)
+    other = conjugate(_swap(tri)) if is_complex(t) else _swap(tri)
+    diag = real(t) * np.eye(n) if is_complex(t) else t * np.eye(n)
+    return tri + other + diag
+
+
+def _hermitian_read_adjoint(s_, UPLO):
+    """The adjoint of :func:`_hermitian_read`: the cotangent on the triangle that is read."""
+    n = shape(s_)[-1]
+    other = conjugate(_swap(s_)) if is_complex(s_) else _swap(s_)
+    tri = tril(s_ + other, k=-1) if UPLO == "L" else triu(s_ + other, k=1)
+    return tri + (real(s_) if is_complex(s_) else s_) * np.eye(n)
+
+
+def _eigh_vjp(g, ans, a, UPLO="L"):
+    # A = V diag(w) Vᴴ: Ā = conj(V) (diag(w̄) + F ∘ (Vᵀ V̄)) Vᵀ for the Hermitian matrix read,
+    # then carried to the triangle numpy reads (so the gradient is the exact one of numpy's eigh)
+    n = shape(a)[-1]
+    w, v = _eigh_parts(ans, n)
+    gw, gv = unpack(g, [(n,), (n, n)])
+    inner = _diag_embed(real(gw) if is_complex(gw) else gw) + _gap_inverse(w) * matmul(_swap(v), gv)
+    vc = conjugate(v) if is_complex(v) else v
+    return _hermitian_read_adjoint(matmul(vc, matmul(inner, _swap(v))), UPLO)
+
+
+def _eigh_jvp(t, ans, a, UPLO="L"):
+    n = shape(a)[-1]
+    w, v = _eigh_parts(ans, n)
+    vh = conjugate(_swap(v)) if is_complex(v) else _swap(v)
+    dp = matmul(vh, matmul(_hermitian_read(t, UPLO), v))
+    dw = _diag_part(dp)
+    return pack([real(dw) if is_complex(dw) else dw, matmul(v, _gap_inverse(w) * dp)], tuple(shape(a)[:-2]))
+
+
+eigh = declare("eigh", _eigh_impl, [_eigh_vjp], [_eigh_jvp], saves="both")
+
+
+def _eig_impl(a):
+    w, v = np.linalg.eig(a)
+    return pack([w, v], w.shape[:-1])
+
+
+def _eig_vjp(g, ans, a):
+    # A = V diag(w) V⁻¹ with unit-norm columns of V (numpy's): the adjoint of the JVP below,
+    # Ā = V⁻ᵀ (diag(w̄) + F ∘ (Vᵀ V̄₀)) Vᵀ, V̄₀ = V̄ − conj(V) Re(Σᵢ V̄ᵢₖ Vᵢₖ) (normalisation)
+    n = shape(a)[-1]
+    w, v = unpack(ans, [(n,), (n, n)])
+    gw, gv = unpack(g, [(n,), (n, n)])
+    c = sum_(gv * v, axis=(len(shape(v)) - 2,), keepdims=True)
+    gv0 = gv - conjugate(v) * real(c)
+    inner = _diag_embed(gw) + _gap_inverse(w) * matmul(_swap(v), gv0)
+    return matmul(_swap(inv(v)), matmul(inner, _swap(v)))
+
+
+def _eig_jvp(t, ans, a):
+    n = shape(a)[-1]
+    w, v = unpack(ans, [(n,), (n, n)])
+    p = matmul(inv(v), matmul(t, v))
+    dv0 = matmul(v, _gap_inverse(w) * p)
+    norm_fix = real(sum_(conjugate(v) * dv0, axis=(len(shape(v)) - 2,), keepdims=True))
+    return pack([_diag_part(p), dv0 - v * norm_fix], tuple(shape(a)[:-2]))
+
+
+eig = declare("eig", _eig_impl, [_eig_vjp], [_eig_jvp], saves="both")
+
+
+def _svd_impl(a):
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    return pack([u, s, vh], s.shape[:-1])
+
+
+def _svd_shapes(a):
+    m, n = shape(a)[-2:]
+    k = min(m, n)
+    return [(m, k), (k,), (k, n)]
+
+
+def _conj(x):
+    return conjugate(x) if is_complex(x) else x
+
+
+def _H(x):
+    """The conjugate transpose of the last two axes."""
+    return _conj(_swap(x))
+
+
+def _svd_vjp(g, ans, a):
+    # the adjoint of the JVP below under the transpose convention (real and complex a):
+    # Ā = conj(U) P̄ Vᵀ + Ū S⁻¹ Vᵀ + conj(U) S⁻¹ V̄ᴴ, V = Vhᴴ, V̄ = V̄hᴴ, with J = UᵀŪ, K = VᵀV̄ and
+    # P̄ = diag(Re s̄) + (J∘F + (J∘F)ᴴ) S + S (K∘F + (K∘F)ᴴ) + i diag(Im J)/S − J S⁻¹ − S⁻¹ V̄ᴴ conj(V)
+    u, s, vh = unpack(ans, _svd_shapes(a))
+    gu, gs, gvh = unpack(g, _svd_shapes(a))
+    v, gv = _H(vh), _H(gvh)
+    f = _gap_inverse(s, squared=True)
+    srow, scol = expand(s, -2), expand(s, -1)
+    j, k = matmul(_swap(u), gu), matmul(_swap(v), gv)
+    jf, kf = j * f, k * f
+    pbar = _diag_embed(real(gs) if is_complex(gs) else gs) + (jf + _H(jf)) * srow + scol * (kf + _H(kf))
+    pbar = pbar - j / srow - matmul(_H(gv), _conj(v)) / scol
+    if is_complex(j):
+        pbar = pbar + 1j * _diag_embed(imag(_diag_part(j)) / s)
+    out = matmul(_conj(u), matmul(pbar, _swap(v)))
+    return out + matmul(gu / srow, _swap(v)) + matmul(_conj(u) / srow, _H(gv))
+
+
+def _svd_jvp(t, ans, a):
+    # A = U S Vᴴ, dP = Uᴴ dA V: dS = Re diag dP, Ω_U = F∘(dP S + S dPᴴ) (+ i Im diag(dP)/S, the
+    # phase put on U), Ω_V = F∘(S dP + dPᴴ S), F_ij = 1/(s_j² − s_i²) (Townsend 2016, complex form)
+    u, s, vh = unpack(ans, _svd_shapes(a))
+    v = _H(vh)
+    dp = matmul(_H(u), matmul(t, v))
+    dpd = _diag_part(dp)
+    ds_ = real(dpd) if is_complex(dpd) else dpd
+    f = _gap_inverse(s, squared=True)
+    srow, scol = expand(s, -2), expand(s, -1)
+    om_u = f * (dp * srow + scol * _H(dp))
+    if is_complex(dp):
+        om_u = om_u + 1j * _diag_embed(imag(dpd) / s)
+    om_v = f * (scol * dp + _H(dp) * srow)
+    du = matmul(u, om_u) + (matmul(t, v) - matmul(u, dp)) / srow
+    dv = matmul(v, om_v) + (matmul(_H(t), u) - matmul(v, _H(dp))) / srow
+    return pack([du, ds_, _H(dv)], tuple(shape(a)[:-2]))
+
+
+svd = declare("svd", _svd_impl, [_svd_vjp], [_svd_jvp], saves="both")
+
+
+def _svdvals_uv(a):
+    u, _, vh = unpack(svd(a), _svd_shapes(a))
+    return u, vh
+
+
+def _svdvals_jvp(t, ans, a):
+    u, vh = _svdvals_uv(a)
+    d = _diag_part(matmul(_H(u), matmul(t, _H(vh))))
+    return real(d) if is_complex(d) else d
+
+
+# s = Re diag(Uᴴ A V): s̄ gives Ā = conj(U) diag(s̄) conj(Vh)
+svdvals = declare("svdvals", lambda a: np.linalg.svd(a, compute_uv=False), [
+    lambda g, ans, a: (lambda u, vh: matmul(_conj(u) * expand(g, -2), _conj(vh)))(*_svdvals_uv(a))],
+    [_svdvals_jvp], saves="args")
+
+
+def _pinv_vjp(g, ans, a, **params):
+    # the adjoint of Golub & Pereyra (1973), eq. 4.12 (constant rank)
+    x = ans
+    m, n = shape(a)[-2:]
+    gt = _swap(g)
+    out = negative(matmul(_swap(x), matmul(g, _swap(x))))
+    out = out + matmul(np.eye(m) - matmul(a, x), matmul(gt, matmul(x, _swap(x))))
+    return out + matmul(matmul(_swap(x), x), matmul(gt, np.eye(n) - matmul(x, a)))
+
+
+def _pinv_jvp(t, ans, a, **params):
+    x = ans
+    m, n = shape(a)[-2:]
+    tt = _swap(t)
+    out = negative(matmul(x, matmul(t, x)))
+    out = out + matmul(matmul(x, _swap(x)), matmul(tt, np.eye(m) - matmul(a, x)))
+    return out + matmul(np.eye(n) - matmul(x, a), matmul(tt, matmul(_swap(x), x)))
+
+
+pinv = declare("pinv", lambda a, **params: np.linalg.pinv(a, **params), [_pinv_vjp], [_pinv_jvp])
+
+
+def _qr_impl(a):
+    q, r = np.linalg.qr(a, mode="reduced")
+    return pack([q, r], q.shape[:-2])
+
+
+def _qr_parts(p, a):
+    m, n = shape(a)[-2:]
+    return unpack(p, [(m, n), (n, n)])
+
+
+def _right_solve_t(x, r):
+    """x R⁻ᵀ for upper-triangular R (a transposed solve)."""
+    return _swap(solve(r, _swap(x)))
+
+
+def _qr_vjp(g, ans, a):
+    # the adjoint of the JVP below (m >= n, reduced QR)
+    q, r = _qr_parts(ans, a)
+    gq, gr = _qr_parts(g, a)
+    w = matmul(_swap(q), gq) - matmul(gr, _swap(r))
+    low = tril(w - _swap(w), k=-1)
+    head = gq - matmul(q, matmul(_swap(q), gq)) + matmul(q, low)
+    return _right_solve_t(head, r) + matmul(q, gr)
+
+
+def _qr_jvp(t, ans, a):
+    # Q^T dA R^-1 = Ω + dR R^-1 with Ω antisymmetric, dR R^-1 upper triangular
+    q, r = _qr_parts(ans, a)
+    t_rinv = _swap(solve(_swap(r), _swap(t)))
+    c = matmul(_swap(q), t_rinv)
+    low = tril(c, k=-1)
+    om = low - _swap(low)
+    dq = matmul(q, om) + t_rinv - matmul(q, c)
+    dr = matmul(_swap(q), t) - matmul(om, r)
+    return pack([dq, dr], tuple(shape(a)[:-2]))
+
+
+qr = declare("qr", _qr_impl, [_qr_vjp], [_qr_jvp], saves="both")
+
+# ---------------------------------------------------------------- discrete Fourier transforms
+# The DFT matrix is symmetric, so under the transpose convention a c2c transform's cotangent
+# rule is the same transform (same axes, same norm). rfft and irfft are only real-linear.
+
+
+def _fftn_impl(x, axes, norm, inverse):
+    return (np.fft.ifftn if inverse else np.fft.fftn)(x, axes=axes, norm=norm)
+
+
+fftn_c = linear("fftn", _fftn_impl, lambda g, ans, x, axes, norm, inverse: fftn_c(
+    g, axes=axes, norm=norm, inverse=inverse))
+
+
+def _zero_pad(g, axis, n):
+    """``g`` zero-padded to length n along ``axis``."""
+    s = list(shape(g))
+    if s[axis] == n:
+        return g
+    s[axis] = n - s[axis]
+    return concatenate(g, np.zeros(tuple(s), dtype=np.result_type(raw(g), np.complex128)), axis=axis)
+
+
+rfft_r = linear("rfft", lambda x, axis, norm: np.fft.rfft(x, axis=axis, norm=norm),
+                lambda g, ans, x, axis, norm: real(fftn_c(_zero_pad(g, axis, shape(x)[axis]), axes=(axis,),
+                                                          norm=norm, inverse=False)))
+
+
+def _irfft_vjp(g, ans, y, n, axis, norm):
+    # x_k = Σ_j c_j Re(y_j e^{2πijk/n}) (scaled by norm), c = 1 at j = 0 and at the Nyquist
+    # frequency, 2 in between: ȳ = c ∘ ifft(x̄)[:m]
+    m = shape(y)[axis]
+    c = np.full(m, 2.0)
+    c[0] = 1.0
+    if n % 2 == 0:
+        c[-1] = 1.0
+    c = c.reshape((m,) + (1,) * (len(shape(y)) - 1 - axis))
+    full = fftn_c(g, axes=(axis,), norm=norm, inverse=True)
+    return c * getitem(full, idx=(slice(None),) * axis + (slice(0, m),))
+
+
+irfft_r = linear("irfft", lambda y, n, axis, norm: np.fft.irfft(y, n=n, axis=axis, norm=norm), _irfft_vjp)
 
 # ---------------------------------------------------------------- control: checkpointing
 
@@ -516,18 +964,13 @@ def _checkpoint_vjp_all(g, ans, args, params, argnums):
 def _checkpoint_jvp_all(ts, ans, args, params):
     from .transforms import jvp
 
-    tangents = tuple(np.zeros(shape(a)) if t is None else t for t, a in zip(ts, args))
+    tangents = tuple(_zeros_of(a) if t is None else t for t, a in zip(ts, args))
     return jvp(params["fun"], args, tangents)[1]
 
 
-remat = _p("checkpoint", _call_impl)
-remat.vjp_all = _checkpoint_vjp_all
-remat.jvp_all = _checkpoint_jvp_all
+remat = declare("checkpoint", _call_impl, saves="args", vjp_all=_checkpoint_vjp_all, jvp_all=_checkpoint_jvp_all)
 
-# ---------------------------------------------------------------- residuals the tape keeps
 
-saves([add, subtract, neg, reshape, transpose, broadcast_to, sum_, getitem, untake, segment_sum, cumsum,
-       tril, triu, concatenate], args=False, ans=False)
-saves([exp, expm1, tanh, sqrt, tan], args=False)
-saves([multiply, matmul, einsum, where, maximum, minimum, sin, cos, log, log2, log10, log1p, arcsin, arccos,
-       arctan, sinh, cosh, arcsinh, arccosh, arctanh, square, absolute, arctan2], ans=False)
+def not_differentiable(name: str, why: str):
+    """Raise for a function whose derivative diffsim does not provide, naming it and why."""
+    raise NonDifferentiableError(f"{name} is not differentiable by diffsim {why}")

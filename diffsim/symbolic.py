@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NonDifferentiableError
+from .primitives import REGISTRY
 from .tracer import Box
 
 
@@ -37,17 +38,13 @@ class TraceError(NonDifferentiableError):
 _BRANCH_HELP = ("the branch would be fixed once at trace time. Use dnp.where(condition, a, b) "
                 "to select between values inside a compiled function")
 
-# op name -> (arity, result is boolean)
-FLOAT_UNARY = ("negative sin cos tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh arctanh exp "
-               "expm1 log log1p log2 log10 sqrt square absolute sign floor ceil rint trunc").split()
-FLOAT_BINARY = "add subtract multiply divide power maximum minimum arctan2".split()
-BOOL_OPS = {"greater": 2, "greater_equal": 2, "less": 2, "less_equal": 2, "equal": 2, "not_equal": 2,
-            "logical_and": 2, "logical_or": 2, "logical_xor": 2, "logical_not": 1, "isfinite": 1,
-            "isnan": 1, "isinf": 1}
-ARITY = {**{n: 1 for n in FLOAT_UNARY}, **{n: 2 for n in FLOAT_BINARY}, **BOOL_OPS, "select": 3}
-_ALIASES = {"true_divide": "divide", "abs": "absolute", "fabs": "absolute", "positive": None}
+# The scalar operations a trace may emit, derived from the one rule table: every primitive with
+# a code template (diffsim.primitives.REGISTRY), by numpy's name, with its argument count.
+ARITY = {name: p.arity for name, p in REGISTRY.items() if p.template is not None}
+BOOL_OPS = {name for name, p in REGISTRY.items() if p.template is not None and p.boolean}
+_ALIASES = {"true_divide": "divide", "abs": "absolute", "fabs": "absolute", "mod": "remainder", "positive": None}
 COMMUTATIVE = {"add", "multiply", "maximum", "minimum", "equal", "not_equal", "logical_and",
-               "logical_or", "logical_xor"}
+               "logical_or", "logical_xor", "hypot", "logaddexp", "logaddexp2"}
 
 
 def is_const(v: Any) -> bool:
@@ -166,7 +163,7 @@ def emit(op: str, *args) -> Any:
     hit = g.table.get(key)
     if hit is not None:
         return hit
-    boolean = op in BOOL_OPS or (op == "select" and all(
+    boolean = op in BOOL_OPS or (op == "where" and all(
         (a.boolean if type(a) is Sym else isinstance(a, (bool, np.bool_))) for a in args[1:]))
     s = Sym(g, op, tuple(a if type(a) is Sym else _py(a) for a in args), boolean)
     g.table[key] = s
@@ -179,7 +176,7 @@ def _py(v):
 
 
 def _fold(op, args):
-    if op == "select":
+    if op == "where":
         return args[1] if args[0] else args[2]
     with np.errstate(all="ignore"):
         return _py(getattr(np, op)(*args))
@@ -238,7 +235,7 @@ def _simplify(op, args):
             return 1.0
         if _is(b, 2):
             return emit("multiply", a, a)
-    elif op == "select":
+    elif op == "where":
         c, a, b = args
         if is_const(c):
             return a if c else b
@@ -306,7 +303,7 @@ def _min(a, axis=None, keepdims=False, **kw):
 def _where(condition, x=None, y=None):
     if x is None:
         raise TraceError("single-argument where (nonzero) needs concrete values; not available in ds.compile")
-    return _elementwise("select", (condition, x, y))
+    return _elementwise("where", (condition, x, y))
 
 
 def _concrete(name):

@@ -19,6 +19,11 @@ from .errors import NonDifferentiableError
 
 _levels = itertools.count(1)
 
+SETITEM_HELP = (
+    "in-place assignment x[i] = v of a traced value cannot be differentiated (into a traced array, "
+    "or into a numpy buffer, which would drop the derivative); use x = dnp.index_set(x, i, v) or "
+    "dnp.index_add(x, i, v) (they return new arrays), or build the array with dnp.stack / dnp.concatenate")
+
 
 class Trace:
     """One active transformation. Subclasses implement :meth:`process`."""
@@ -69,10 +74,7 @@ class Box:
             "inside a differentiated function")
 
     def __setitem__(self, key, value):
-        raise NonDifferentiableError(
-            "in-place assignment x[i] = v into a traced array cannot be differentiated; use "
-            "x = dnp.index_set(x, i, v) or dnp.index_add(x, i, v) (they return new arrays), "
-            "or build the array with dnp.stack / dnp.concatenate")
+        raise NonDifferentiableError(SETITEM_HELP)
 
     def __bool__(self) -> bool:
         return bool(raw(self))
@@ -111,7 +113,8 @@ class Primitive:
       all arguments at once, for variadic primitives or when one computation serves all.
     """
 
-    __slots__ = ("name", "impl", "vjps", "jvps", "vjp_all", "jvp_all", "doc", "keep_args", "keep_ans")
+    __slots__ = ("name", "impl", "vjps", "jvps", "vjp_all", "jvp_all", "doc", "keep_args", "keep_ans",
+                 "template", "arity", "boolean")
 
     def __init__(self, name: str, impl: Callable[..., Any], doc: str | None = None) -> None:
         self.name = name
@@ -124,6 +127,10 @@ class Primitive:
         # residuals: what the reverse rules read, so the tape keeps nothing else (see saves())
         self.keep_args = True
         self.keep_ans = True
+        # scalar code generation (diffsim.codegen): expression template, argument count, bool result
+        self.template: str | None = None
+        self.arity: int | None = None
+        self.boolean = False
 
     def __repr__(self) -> str:
         return f"<primitive {self.name}>"

@@ -17,8 +17,9 @@ import numpy as np
 
 from . import numpy as dnp
 from . import primitives as _p
+from .errors import NonDifferentiableError
 from .interpreter import ForwardTrace, ReverseTrace, backward
-from .tracer import Box, raw
+from .tracer import SETITEM_HELP, Box, raw
 from .tree import flatten, unflatten
 
 
@@ -44,6 +45,18 @@ def _argnums(argnums, nargs: int) -> tuple[int, ...]:
 def _check_numeric(name: str, leaf: Any) -> None:
     if isinstance(raw(leaf), (str, bytes)) or np.result_type(raw(leaf)) is np.dtype(object):
         raise TypeError(f"{name} must be numeric arrays, got {type(raw(leaf)).__name__}")
+
+
+def _call(fun: Callable, args: tuple) -> Any:
+    """``fun(*args)``, with numpy's error for a traced value stored into a numpy array
+    (``a[0] = x``) replaced by one that names the functional alternative."""
+    try:
+        return fun(*args)
+    except ValueError as err:
+        if "setting an array element with a sequence" in str(err):
+            raise NonDifferentiableError(f"{err} A traced value was probably assigned into a numpy array: "
+                                         f"{SETITEM_HELP}") from err
+        raise
 
 
 def _substitute(fun: Callable, args: tuple, nums: tuple, kwargs: dict) -> Callable:
@@ -74,7 +87,7 @@ def vjp(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
     for leaf in flat:
         _check_numeric("vjp primals", leaf)
         boxes.append(trace.new_input(leaf) if _differentiable(leaf) else leaf)
-    out = fun(*unflatten(tree, boxes))
+    out = _call(fun, unflatten(tree, boxes))
     out_flat, out_tree = flatten(out)
     value = unflatten(out_tree, [o.value if type(o) is Box and o.trace is trace else o for o in out_flat])
 
@@ -90,7 +103,8 @@ def vjp(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
                                  f"shape {np.shape(raw(o))}")
             if type(o) is Box and o.trace is trace:
                 seeds.append((o.node, ct))
-        grads = backward(trace, seeds) if seeds else {}
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # NaN where numpy's is, as JAX
+            grads = backward(trace, seeds) if seeds else {}
         cts = [grads[id(b.node)] if type(b) is Box and b.trace is trace and id(b.node) in grads
                else _zeros_like(b) for b in boxes]
         return unflatten(tree, cts)
@@ -98,9 +112,15 @@ def vjp(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
     return value, vjp_fn
 
 
-def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+                   holomorphic: bool = False) -> Callable:
     """A function returning ``(fun(*args), gradient)``; with ``has_aux``, ``fun`` returns
     ``(scalar, aux)`` and the result is ``((scalar, aux), gradient)``.
+
+    Complex numbers follow JAX and autograd: for a real-valued ``fun`` of complex ``z = x + iy``
+    the gradient is ``∂f/∂x − i ∂f/∂y`` (so ``grad(lambda z: abs(z)**2)(3+4j) == 6-8j``; step
+    along its conjugate to ascend); a real argument gets a real gradient. A complex-valued
+    ``fun`` needs ``holomorphic=True`` (complex arguments), and then the result is ``f'(z)``.
 
     >>> import diffsim as ds
     >>> value, g = ds.value_and_grad(lambda x: x ** 2)(3.0)
@@ -127,8 +147,19 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: boo
             raise TypeError(
                 f"grad needs a function with a scalar output, got shape {np.shape(raw(value))}; "
                 "use ds.jacobian for vector outputs, or ds.vjp with a cotangent")
-        if not np.issubdtype(np.result_type(raw(value)), np.inexact):
-            raise TypeError(f"grad needs a real-valued output, got dtype {np.result_type(raw(value))}")
+        out_dtype = np.result_type(raw(value))
+        if not np.issubdtype(out_dtype, np.inexact):
+            raise TypeError(f"grad needs a real-valued output, got dtype {out_dtype}")
+        if holomorphic:
+            for n in nums:
+                for leaf in flatten(args[n])[0]:
+                    if not np.issubdtype(np.result_type(raw(leaf)), np.complexfloating):
+                        raise TypeError(f"grad with holomorphic=True needs complex arguments, got dtype "
+                                        f"{np.result_type(raw(leaf))}; pass x + 0j")
+        elif out_dtype.kind == "c":
+            raise NonDifferentiableError(
+                "grad of a complex-valued function: pass holomorphic=True if it is holomorphic (the result is "
+                "then f'(z)), or differentiate a real value such as dnp.real(f), dnp.abs(f) ** 2")
         g = back((np.ones((), dtype=np.result_type(raw(value))), _tree_zeros(aux)))
         g = g[0] if isinstance(argnums, int) else g
         return ((value, aux) if has_aux else value), g
@@ -136,14 +167,23 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: boo
     return wrapped
 
 
-def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
+def grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False,
+         holomorphic: bool = False) -> Callable:
     """Gradient of a scalar-valued ``fun`` with respect to argument(s) ``argnums``.
+
+    Complex arguments and ``holomorphic``: see :func:`value_and_grad`.
+
+    >>> import diffsim as ds, diffsim.numpy as dnp
+    >>> complex(ds.grad(lambda z: dnp.abs(z) ** 2)(3 + 4j))  # as JAX and autograd
+    (6-8j)
+    >>> complex(ds.grad(dnp.sin, holomorphic=True)(0j))
+    (1+0j)
 
     >>> import diffsim as ds, diffsim.numpy as dnp
     >>> ds.grad(lambda x: dnp.sum(x ** 2))(dnp.array([1.0, 2.0]))
     array([2., 4.])
     """
-    vg = value_and_grad(fun, argnums, has_aux)
+    vg = value_and_grad(fun, argnums, has_aux, holomorphic)
 
     @functools.wraps(fun)
     def wrapped(*args, **kwargs):
@@ -173,7 +213,7 @@ def jvp(fun: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]
             raise ValueError(f"tangent {k} has shape {np.shape(raw(t))} but its primal has shape "
                              f"{np.shape(raw(p))}")
         boxes.append(trace.new_input(p, t) if _differentiable(p) else p)
-    out = fun(*unflatten(p_tree, boxes))
+    out = _call(fun, unflatten(p_tree, boxes))
     o_flat, o_tree = flatten(out)
     vals, tans = [], []
     for o in o_flat:
