@@ -60,7 +60,7 @@ def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: st
 
     >>> from trajectories import SYSTEMS, solve
     >>> sol = solve(SYSTEMS["van_der_pol"](N=50))
-    >>> sol.status, sol.kkt["scaled_error"] < 1e-8
+    >>> sol.status, bool(sol.kkt["scaled_error"] < 1e-8)
     (True, True)
     """
     from .problem import ProblemError

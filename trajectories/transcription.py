@@ -18,8 +18,8 @@ Riccati recursion) compiled by Numba and cached on disk; the solvers in
 
 >>> from trajectories.systems import double_integrator_lqr
 >>> tr = MultipleShooting(double_integrator_lqr(N=20))
->>> tr.n_variables, tr.n_constraints
-(62, 40)
+>>> tr.n_variables, tr.n_constraints    # x_1..x_20 (2 each) and u_0..u_19; 20 two-state defects
+(60, 40)
 """
 
 from __future__ import annotations
