@@ -43,7 +43,7 @@ from diffsim.codegen import compile_module
 from .interior_point import Iterate
 from .problem import OptimalControlProblem, ProblemError
 from .result import Solution
-from .transcription import Derivatives, Transcription, Values, _shaped
+from .transcription import Derivatives, Transcription, Values, _shaped, terminal_vector
 
 SCHEMES = ("trapezoidal", "hermite-simpson")
 _HERE = pathlib.Path(__file__).parent
@@ -57,8 +57,7 @@ def collocation_module(problem: OptimalControlProblem):
     if cached is not None:
         return cached
     n, m, k, free = problem.n_x, problem.n_u, problem.n_p, problem.free_time
-    f, L, Phi, g = problem.f, problem.L, problem.Phi, problem.g
-    h_eq, h_in = problem.h_eq, problem.h_in
+    f, L, g = problem.f, problem.L, problem.g
 
     def horizon(x, q):
         return x[n] if free else q[k]
@@ -71,16 +70,8 @@ def collocation_module(problem: OptimalControlProblem):
             parts.append(dnp.atleast_1d(g(x[:n], u, q[:k], T * s)))
         return dnp.concatenate(parts)
 
-    def terminal(x, q):
-        parts = [dnp.reshape(Phi(x[:n], q[:k]) if Phi is not None else 0.0 * x[0], (1,))]
-        if h_eq is not None:
-            parts.append(dnp.atleast_1d(h_eq(x[:n], q[:k])))
-        if h_in is not None:
-            parts.append(dnp.atleast_1d(h_in(x[:n], q[:k])))
-        return dnp.concatenate(parts)
-
     nt, nq = n + int(free), k + 1
-    specs = {"node_": (node, (nt, m, nq, ())), "term_": (terminal, (nt, nq))}
+    specs = {"node_": (node, (nt, m, nq, ())), "term_": (terminal_vector(problem), (nt, nq))}
     module, _ = compile_module(specs, extra=_LOOPS, title=f"collocation({problem.name}, free={free})")
     problem._collocation_module = module
     return module
@@ -197,9 +188,7 @@ class Collocation(Transcription):
             X, W = self.pack(xs, U, T, 0.5 * (xs[:-1] + xs[1:]), Um)
             return X, W
         trial = X.copy()
-        with np.errstate(all="ignore"):
-            fail = self.module.colloc_rollout(trial, W, *self._args(), 1e-12, 20)
-        if fail < 0 and np.all(np.isfinite(trial)):
+        if self.rollout(trial, W) < 0 and np.all(np.isfinite(trial)):
             X = trial
         return X, W
 
@@ -210,14 +199,16 @@ class Collocation(Transcription):
         N, ng = self.N, max(self.ng, 1)
         C, Gp, TV = np.zeros((N, self.nc)), np.zeros((N + 1, ng)), np.zeros(1 + self.n_eq + self.n_in_user)
         with np.errstate(all="ignore"):
-            f, bad = self.module.colloc_values(X, W, *self._args(), self.ng, C, Gp, TV)
+            q, h, n, m, hs, free = self._args()
+            f, bad = self.module.colloc_values(X, W, q, h, 0.0, n, m, hs, free, self.ng, C, Gp, TV)
         return float(f), C, Gp[:, :self.ng], TV, int(bad)
 
     def raw_jacobians(self, X, W):
         """∂c/∂ξ_k, ∂c/∂w_k, E_k = ∂c_k/∂y (see :mod:`trajectories.collocation_loops`)."""
         N, nc = self.N, self.nc
         Cx, Cw, Ey = np.zeros((N, nc, self.ns)), np.zeros((N, nc, self.m)), np.zeros((N, nc, nc))
-        self.module.colloc_defect_jacobians(X, W, *self._args(), Cx, Cw, Ey)
+        q, h, n, m, hs, free = self._args()
+        self.module.colloc_defect_jacobians(X, W, q, h, 0.0, n, m, hs, free, Cx, Cw, Ey)
         return Cx, Cw, Ey
 
     def values(self, X: np.ndarray, U: np.ndarray) -> Values:
@@ -307,8 +298,11 @@ class Collocation(Transcription):
         return out
 
     def rollout(self, X, U) -> int:
+        """Overwrite X[1:] with the forward solution of the collocation equations under the
+        controls; the first interval where Newton's method fails, or -1."""
+        Gp, TV = np.zeros((2, max(self.ng, 1))), np.zeros(1 + self.n_eq + self.n_in_user)
         with np.errstate(all="ignore"):
-            return int(self.module.colloc_rollout(X, U, *self._args(), 1e-12, 20))
+            return int(self.module.colloc_rollout(X, U, *self._args(), self.ng, Gp, TV, 1e-12, 20))
 
     def horizon(self, X: np.ndarray) -> float:
         return float(X[0, -1]) if self.free else self.problem.T

@@ -109,12 +109,12 @@ def colloc_weights(N, h, hs):
 
 
 @njit(cache=True)
-def colloc_values(X, W, q, h, n, m, hs, free, ng, C, Gp, TV):
+def colloc_values(X, W, q, h, s0, n, m, hs, free, ng, C, Gp, TV):
     """Cost, raw defects C (N, nc), path values at every node (N+1, ng) and the terminal vector.
 
     Trapezoid: c_k = x_k + h/2 (F_k + F_{k+1}) - x_{k+1}. Hermite-Simpson (separated form):
     c_k = [x_k + h/6 (F_k + 4 F_c + F_{k+1}) - x_{k+1},  (x_k + x_{k+1})/2 + h/8 (F_k - F_{k+1}) - x_c].
-    Returns (cost, first non-finite stage or -1)."""
+    Node j is at time s0 + j h. Returns (cost, first non-finite stage or -1)."""
     N, ns = W.shape[0], X.shape[1]
     iT = ns - 1
     nt = n + free
@@ -127,20 +127,20 @@ def colloc_values(X, W, q, h, n, m, hs, free, ng, C, Gp, TV):
     bad = -1
     for j in range(N + 1):
         _gather(X[j], 0, n, free, iT, xt)
-        node_forward_into_unchecked(xt, X[j, n:n + m], q, j * h, out)
+        node_forward_into_unchecked(xt, X[j, n:n + m], q, s0 + j * h, out)
         f += wq[j] * out[n]
         for i in range(ng):
             Gp[j, i] = out[n + 1 + i]
         if hs and j > 0:  # the midpoint cost of interval j - 1, from ξ_j
             _gather(X[j], ixc, n, free, iT, xt)
-            node_forward_into_unchecked(xt, X[j, iuc:iuc + m], q, (j - 0.5) * h, out)
+            node_forward_into_unchecked(xt, X[j, iuc:iuc + m], q, s0 + (j - 0.5) * h, out)
             f += 4.0 * h / 6.0 * out[n]
             for i in range(n + 1):
                 if not math.isfinite(out[i]) and bad < 0:
                     bad = j - 1
     for k in range(N):
         _gather(X[k], 0, n, free, iT, xt)
-        node_forward_into_unchecked(xt, X[k, n:n + m], q, k * h, out)
+        node_forward_into_unchecked(xt, X[k, n:n + m], q, s0 + k * h, out)
         for i in range(n + 1):
             if not math.isfinite(out[i]) and bad < 0:
                 bad = k
@@ -151,7 +151,7 @@ def colloc_values(X, W, q, h, n, m, hs, free, ng, C, Gp, TV):
             xt[i] = X[k + 1, i]
         if free:
             xt[n] = X[k, iT]
-        node_forward_into_unchecked(xt, W[k, :m], q, (k + 1) * h, out)
+        node_forward_into_unchecked(xt, W[k, :m], q, s0 + (k + 1) * h, out)
         for i in range(n + 1):
             if not math.isfinite(out[i]) and bad < 0:
                 bad = k
@@ -164,7 +164,7 @@ def colloc_values(X, W, q, h, n, m, hs, free, ng, C, Gp, TV):
                 C[k, i] = X[k, i] + h / 6.0 * (Fk[i] + out[i]) - X[k + 1, i]
             for i in range(n):
                 xt[i] = X[k + 1, ixc + i]
-            node_forward_into_unchecked(xt, W[k, m:2 * m], q, (k + 0.5) * h, out)
+            node_forward_into_unchecked(xt, W[k, m:2 * m], q, s0 + (k + 0.5) * h, out)
             for i in range(n):
                 C[k, i] += 4.0 * h / 6.0 * out[i]
     _gather(X[N], 0, n, free, iT, xt)
@@ -178,7 +178,7 @@ def colloc_values(X, W, q, h, n, m, hs, free, ng, C, Gp, TV):
 
 
 @njit(cache=True)
-def colloc_defect_jacobians(X, W, q, h, n, m, hs, free, Cx, Cw, Ey):
+def colloc_defect_jacobians(X, W, q, h, s0, n, m, hs, free, Cx, Cw, Ey):
     """∂c_k/∂ξ_k (N, nc, ns), ∂c_k/∂w_k (N, nc, mw) and E_k = ∂c_k/∂y_{k+1} (N, nc, nc), with
     y_{k+1} = x_{k+1} (trapezoid) or (x_{k+1}, x_c) (Hermite-Simpson)."""
     N, ns = W.shape[0], X.shape[1]
@@ -188,12 +188,12 @@ def colloc_defect_jacobians(X, W, q, h, n, m, hs, free, Cx, Cw, Ey):
     xt = np.empty(nt)
     for k in range(N):
         _gather(X[k], 0, n, free, iT, xt)
-        Jx, Ju, Jq, Js = node_jacobian_unchecked(xt, X[k, n:n + m], q, k * h)
+        Jx, Ju, Jq, Js = node_jacobian_unchecked(xt, X[k, n:n + m], q, s0 + k * h)
         for i in range(n):
             xt[i] = X[k + 1, i]
         if free:
             xt[n] = X[k, iT]
-        J1x, J1u, J1q, J1s = node_jacobian_unchecked(xt, W[k, :m], q, (k + 1) * h)
+        J1x, J1u, J1q, J1s = node_jacobian_unchecked(xt, W[k, :m], q, s0 + (k + 1) * h)
         if not hs:
             a = 0.5 * h
             for i in range(n):
@@ -208,7 +208,7 @@ def colloc_defect_jacobians(X, W, q, h, n, m, hs, free, Cx, Cw, Ey):
         else:
             for i in range(n):
                 xt[i] = X[k + 1, ixc + i]
-            Jcx, Jcu, Jcq, Jcs = node_jacobian_unchecked(xt, W[k, m:2 * m], q, (k + 0.5) * h)
+            Jcx, Jcu, Jcq, Jcs = node_jacobian_unchecked(xt, W[k, m:2 * m], q, s0 + (k + 0.5) * h)
             a, b, c = h / 6.0, 4.0 * h / 6.0, h / 8.0
             for i in range(n):
                 for j in range(n):
@@ -500,10 +500,10 @@ def colloc_costates(A, grad, GJ, YP, TJ, tw, keep, lam):
 
 
 @njit(cache=True)
-def colloc_rollout(X, W, q, h, n, m, hs, free, tol, max_newton):
+def colloc_rollout(X, W, q, h, n, m, hs, free, ng, Gp, TV, tol, max_newton):
     """Integrate the collocation equations forward from X[0] under the controls (W, X[0]'s u):
-    Newton on c_k(y) = 0 for each interval. Returns the first interval that does not converge,
-    or -1."""
+    Newton on c_k(y) = 0 for each interval (Gp (2, ng), TV: scratch of colloc_values). Returns
+    the first interval that does not converge, or -1."""
     N, ns = W.shape[0], X.shape[1]
     nc = n * (2 if hs else 1)
     ixc, iuc = n + m, 2 * n + m
@@ -527,7 +527,7 @@ def colloc_rollout(X, W, q, h, n, m, hs, free, tol, max_newton):
                 X[k + 1, ixc + i] = X[k, i]
         ok = False
         for _ in range(max_newton):
-            colloc_interval(X[k:k + 2], W[k:k + 1], q, h, k, n, m, hs, free, C)
+            colloc_values(X[k:k + 2], W[k:k + 1], q, h, k * h, n, m, hs, free, ng, C, Gp, TV)
             err = 0.0
             for i in range(nc):
                 if not math.isfinite(C[0, i]):
@@ -536,7 +536,7 @@ def colloc_rollout(X, W, q, h, n, m, hs, free, tol, max_newton):
             if err <= tol:
                 ok = True
                 break
-            colloc_defect_jacobians_at(X[k:k + 2], W[k:k + 1], q, h, k, n, m, hs, free, Cx, Cw, Ey)
+            colloc_defect_jacobians(X[k:k + 2], W[k:k + 1], q, h, k * h, n, m, hs, free, Cx, Cw, Ey)
             for i in range(nc):
                 for j in range(nc):
                     M[i, j] = Ey[0, i, j]
@@ -551,61 +551,6 @@ def colloc_rollout(X, W, q, h, n, m, hs, free, tol, max_newton):
         if not ok:
             return k
     return -1
-
-
-@njit(cache=True)
-def colloc_interval(X2, W1, q, h, k, n, m, hs, free, C):
-    """The defects of interval k alone (X2 = ξ_k, ξ_{k+1}), for the rollout."""
-    ns = X2.shape[1]
-    iT = ns - 1
-    nt = n + free
-    ixc = n + m
-    xt = np.empty(nt)
-    _gather(X2[0], 0, n, free, iT, xt)
-    Fk = node_forward_unchecked(xt, X2[0, n:n + m], q, k * h)
-    for i in range(n):
-        xt[i] = X2[1, i]
-    F1 = node_forward_unchecked(xt, W1[0, :m], q, (k + 1) * h)
-    if not hs:
-        for i in range(n):
-            C[0, i] = X2[0, i] + 0.5 * h * (Fk[i] + F1[i]) - X2[1, i]
-        return
-    for i in range(n):
-        xt[i] = X2[1, ixc + i]
-    Fc = node_forward_unchecked(xt, W1[0, m:2 * m], q, (k + 0.5) * h)
-    for i in range(n):
-        C[0, i] = X2[0, i] + h / 6.0 * (Fk[i] + 4.0 * Fc[i] + F1[i]) - X2[1, i]
-        C[0, n + i] = 0.5 * (X2[0, i] + X2[1, i]) + h / 8.0 * (Fk[i] - F1[i]) - X2[1, ixc + i]
-
-
-@njit(cache=True)
-def colloc_defect_jacobians_at(X2, W1, q, h, k, n, m, hs, free, Cx, Cw, Ey):
-    """:func:`colloc_defect_jacobians` for interval k alone (time s_k = k h)."""
-    ns = X2.shape[1]
-    iT = ns - 1
-    nt = n + free
-    ixc = n + m
-    xt = np.empty(nt)
-    _gather(X2[0], 0, n, free, iT, xt)
-    for i in range(n):
-        xt[i] = X2[1, i]
-    J1x, J1u, J1q, J1s = node_jacobian_unchecked(xt, W1[0, :m], q, (k + 1) * h)
-    if not hs:
-        for i in range(n):
-            for j in range(n):
-                Ey[0, i, j] = 0.5 * h * J1x[i, j] - (1.0 if i == j else 0.0)
-        return
-    for i in range(n):
-        xt[i] = X2[1, ixc + i]
-    Jcx, Jcu, Jcq, Jcs = node_jacobian_unchecked(xt, W1[0, m:2 * m], q, (k + 0.5) * h)
-    a, b, c = h / 6.0, 4.0 * h / 6.0, h / 8.0
-    for i in range(n):
-        for j in range(n):
-            e = 1.0 if i == j else 0.0
-            Ey[0, i, j] = a * J1x[i, j] - e
-            Ey[0, i, n + j] = b * Jcx[i, j]
-            Ey[0, n + i, j] = 0.5 * e - c * J1x[i, j]
-            Ey[0, n + i, n + j] = -e
 
 
 @njit(cache=True)
