@@ -38,15 +38,16 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'trajectories' has no attribute {name!r}")
 
 
-METHODS = ("multiple", "single", "pontryagin")
+METHODS = ("multiple", "single", "collocation", "pontryagin")
 SOLVERS = ("ip", "ipopt", "scipy")
 _IP_OPTIONS = {"tol", "constr_viol_tol", "max_iter", "time_limit", "mu_init", "verbose", "callback"}
 _START = {"warm_start", "U0", "X0", "T0"}
 
 
 def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: str = "ip", gradient: str | None = None,
-          **options) -> "Solution":
-    """Solve ``problem`` by a direct ``method`` ("multiple" shooting, "single" shooting) with
+          scheme: str | None = None, **options) -> "Solution":
+    """Solve ``problem`` by a direct ``method`` ("multiple" shooting, "single" shooting,
+    "collocation" with ``scheme`` "hermite-simpson" (default) or "trapezoidal") with
     ``solver`` ("ip": the stage-wise interior-point method, the default; "ipopt": IPOPT through
     cyipopt, the ``[ipopt]`` extra; "scipy": the first-order scipy path, the only one that takes
     ``gradient=`` "bptt" | "checkpointed" | "adjoint"), or by "pontryagin" (the costate
@@ -69,6 +70,11 @@ def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: st
         raise ProblemError(f"unknown method {method!r}: choose one of {METHODS}")
     if solver not in SOLVERS:
         raise ProblemError(f"unknown solver {solver!r}: choose one of {SOLVERS}")
+    if scheme is not None and method != "collocation":
+        raise ProblemError(f"scheme={scheme!r} is an option of method='collocation' only; method={method!r} "
+                           "integrates with the problem's own scheme (OptimalControlProblem(scheme=...))")
+    if method == "collocation" and solver == "scipy":
+        raise ProblemError("method='collocation' is solved by solver='ip' or solver='ipopt', not 'scipy'")
     if method == "pontryagin":
         return pontryagin(problem, **options)
     if solver == "scipy":
@@ -94,18 +100,25 @@ def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: st
 
     start = {k: options.pop(k) for k in list(options) if k in _START}
     if method == "single" and start.get("X0") is not None:
-        raise ProblemError("X0 (a state guess) applies to method='multiple': single shooting's states are the "
-                           "rollout of its controls; give U0 instead")
-    tr = TRANSCRIPTIONS[method](problem)
+        raise ProblemError("X0 (a state guess) applies to method='multiple' or 'collocation': single shooting's "
+                           "states are the rollout of its controls; give U0 instead")
+    if method == "collocation":
+        from .collocation import Collocation
+
+        tr = Collocation(problem, scheme or "hermite-simpson")
+    else:
+        tr = TRANSCRIPTIONS[method](problem)
     warm = start.pop("warm_start", None)
     with single_threaded_blas():
         if solver == "ipopt":
             from .ipopt_backend import ipopt
 
-            return ipopt(tr, warm=warm, **start, **options)
-        from .interior_point import Options, interior_point
+            sol = ipopt(tr, warm=warm, **start, **options)
+        else:
+            from .interior_point import Options, interior_point
 
-        return interior_point(tr, Options(**options), warm=warm, **start)
+            sol = interior_point(tr, Options(**options), warm=warm, **start)
+    return tr.finish(sol) if method == "collocation" else sol
 
 
 __all__ = ["METHODS", "SOLVERS", "SYSTEMS", "Comparison", "MultipleShooting", "SingleShooting", "OptimalControlProblem",

@@ -52,7 +52,8 @@ def ipopt(tr: Transcription, warm: Solution | None = None, U0=None, X0=None, T0=
         raise MissingExtraError("solver='ipopt' needs cyipopt: pip install 'diffsim[ipopt]' "
                                 "(the cyipopt-wheels build bundles IPOPT and MUMPS)") from exc
     start = time.perf_counter()
-    nlp = _SparseNLP(tr) if tr.lifted else _ReducedNLP(tr)
+    own = getattr(tr, "ipopt_nlp", None)  # a transcription with its own NLP layout (collocation)
+    nlp = own() if own is not None else _SparseNLP(tr) if tr.lifted else _ReducedNLP(tr)
     X, U = tr.initial_guess(U0, X0, T0)
     if warm is not None and warm.extra.get("iterate") is not None:
         X, U = warm.extra["iterate"].X.copy(), warm.extra["iterate"].U.copy()

@@ -68,7 +68,10 @@ class Solution:
             axes[0].plot(self.t, self.x[:, i], label=x_names[i])
         axes[0].set_ylabel("state")
         for i in range(self.u.shape[1]):
-            axes[1].step(self.t[:-1], self.u[:, i], where="post", label=u_names[i])
+            if len(self.u) == len(self.t):   # controls at the nodes (collocation): interpolated
+                axes[1].plot(self.t, self.u[:, i], label=u_names[i])
+            else:
+                axes[1].step(self.t[:-1], self.u[:, i], where="post", label=u_names[i])
         axes[1].set_ylabel("control")
         if self.costates is not None:
             for i in range(self.costates.shape[1]):

@@ -49,8 +49,7 @@ def stage_module(problem: OptimalControlProblem):
                            f"use one of {FIXED_STEP}")
     n, m, k, free = problem.n_x, problem.n_u, problem.n_p, problem.free_time
     ns = n + int(free)
-    f, L, Phi, g = problem.f, problem.L, problem.Phi, problem.g
-    h_eq, h_in = problem.h_eq, problem.h_in
+    f, L, g = problem.f, problem.L, problem.g
 
     def horizon(x, q):
         return x[n] if free else q[k]
@@ -66,13 +65,7 @@ def stage_module(problem: OptimalControlProblem):
 
     step = make_step(augmented_rhs(scaled, scaled_cost), ns, problem.scheme)
 
-    def terminal(x, q):
-        parts = [dnp.reshape(Phi(x[:n], q[:k]) if Phi is not None else 0.0 * x[0], (1,))]
-        if h_eq is not None:
-            parts.append(dnp.atleast_1d(h_eq(x[:n], q[:k])))
-        if h_in is not None:
-            parts.append(dnp.atleast_1d(h_in(x[:n], q[:k])))
-        return dnp.concatenate(parts)
+    terminal = terminal_vector(problem)
 
     if g is not None:
         def path(x, u, q, s):
@@ -93,6 +86,21 @@ def stage_module(problem: OptimalControlProblem):
     module, _ = compile_module(specs, extra=_LOOPS, title=f"stages({problem.name}, {problem.scheme}, free={free})")
     problem._stage_module = module
     return module
+
+
+def terminal_vector(problem: OptimalControlProblem):
+    """The final stage's function (x, q) -> [Φ, h_eq, h_in] of the state part x[:n], q = (p, T)."""
+    n, k, Phi, h_eq, h_in = problem.n_x, problem.n_p, problem.Phi, problem.h_eq, problem.h_in
+
+    def terminal(x, q):
+        parts = [dnp.reshape(Phi(x[:n], q[:k]) if Phi is not None else 0.0 * x[0], (1,))]
+        if h_eq is not None:
+            parts.append(dnp.atleast_1d(h_eq(x[:n], q[:k])))
+        if h_in is not None:
+            parts.append(dnp.atleast_1d(h_in(x[:n], q[:k])))
+        return dnp.concatenate(parts)
+
+    return terminal
 
 
 @dataclass
