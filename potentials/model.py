@@ -137,14 +137,14 @@ class Potential:
         eps = self.atom_energies(self.weights, positions, numbers, top, top["shifts"].astype(float) @ cell)
         return np.asarray(eps) + self.reference_energies(numbers)
 
-    def fit_normalisation(self, structures) -> None:
-        """Input normalisations (:meth:`fit_inputs`), then reference energies by least squares on
-        the element counts, so the network learns the small remainder."""
+    def fit_normalisation(self, structures, reference: dict | None = None) -> None:
+        """Input normalisations (:meth:`fit_inputs`), then the reference energies: ``reference``
+        (symbol → eV) if given, else a least-squares fit on the element counts
+        (:func:`potentials.e0s.fit_reference_energies`), so the network learns the small remainder."""
+        from .e0s import fit_reference_energies
+
         self.fit_inputs(structures)
-        counts = np.array([[np.sum(st.numbers == z) for z in self.numbers] for st in structures], dtype=float)
-        energies = np.array([st.energy for st in structures])
-        ref, *_ = np.linalg.lstsq(counts, energies, rcond=None)
-        self.reference = {s: float(r) for s, r in zip(self.symbols, ref)}
+        self.reference = dict(reference) if reference is not None else fit_reference_energies(self, structures)
 
     # ------------------------------------------------------------ files
 

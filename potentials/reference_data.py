@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from diffsim.errors import DiffsimError
 from diffsim.files import atomic_path
 
 from .progress import progress_bar
@@ -29,7 +30,7 @@ from .progress import progress_bar
 EMT_ELEMENTS = ("Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt")
 
 
-class DatasetError(ValueError):
+class DatasetError(DiffsimError, ValueError):
     """A dataset that cannot be used; the message names the file, the record and the problem."""
 
 
@@ -140,9 +141,15 @@ def _write_extxyz(frames, path: pathlib.Path) -> None:
         write(tmp, frames, format="extxyz")
 
 
-def load_dataset(path: str | os.PathLike) -> list:
-    """Atoms with energy and forces from an ase.db (``.db``) or any file ase.io reads (extxyz...).
-    Raises :class:`DatasetError` naming the record that lacks energy or forces or has NaN."""
+def load_dataset(path: str | os.PathLike, keys=None) -> list:
+    """Atoms from an ase.db (``.db``) or any file ase.io reads (extxyz...), each with at least an
+    energy or forces (where to find them: ``keys``, a :class:`potentials.labels.LabelKeys`).
+    An ase.db row's key-value pairs go into ``atoms.info`` (``source`` becomes the config_type
+    when there is none). Raises :class:`DatasetError` naming the record that has no label (and
+    the keys it has), a key that names nothing, a wrong shape or a NaN."""
+    from .labels import LabelKeys, check_explicit_keys, keys_found, read_labels
+
+    keys = keys or LabelKeys()
     path = pathlib.Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such dataset file")
@@ -150,8 +157,14 @@ def load_dataset(path: str | os.PathLike) -> list:
         if path.suffix == ".db":
             from ase.db import connect
 
+            frames = []
             with connect(str(path)) as db:
-                frames = [row.toatoms() for row in db.select()]
+                for row in db.select():
+                    atoms = row.toatoms()
+                    atoms.info.update(row.key_value_pairs)
+                    if "source" in row.key_value_pairs:
+                        atoms.info.setdefault("config_type", row.key_value_pairs["source"])
+                    frames.append(atoms)
         else:
             from ase.io import read
 
@@ -162,13 +175,12 @@ def load_dataset(path: str | os.PathLike) -> list:
         raise DatasetError(f"{path}: cannot read it as a dataset ({type(exc).__name__}: {exc})") from exc
     if not frames:
         raise DatasetError(f"{path}: the dataset is empty")
+    check_explicit_keys(frames, keys, str(path))
     for k, atoms in enumerate(frames):
-        try:
-            e, f = atoms.get_potential_energy(), atoms.get_forces()
-        except Exception as exc:
-            raise DatasetError(f"{path}: record {k} has no stored energy and forces ({exc})") from exc
-        if not (np.isfinite(e) and np.all(np.isfinite(f))):
-            raise DatasetError(f"{path}: record {k} has a NaN or infinite energy or force")
+        labels = read_labels(atoms, keys, where=f"{path}: record {k}")
+        if labels.energy is None and labels.forces is None:
+            raise DatasetError(f"{path}: record {k} has no stored energy or forces; keys found: "
+                               f"{', '.join(keys_found(atoms))}. Name them with --energy-key/--forces-key")
     return list(frames)
 
 
