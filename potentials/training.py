@@ -56,6 +56,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint: str | None = None     # path of a .npz to save every epoch and resume from
     progress: bool = True
+    max_seconds: float | None = None  # stop after this much training time (checked after each epoch)
     optimizer: str = "adam"           # "adam" (minibatches) or "lbfgs" (full batch, scipy; epochs = iterations)
     keys: LabelKeys = field(default_factory=LabelKeys)   # where the labels are (potentials.labels)
     e0s: dict | str | None = None     # reference energies: a mapping, "isolated", "fit" or None (see e0s)
@@ -179,6 +180,8 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
             _save_checkpoint(model, config.checkpoint, epoch + 1, history, state, rng)
         if val_batch is not None and epoch - history.best_epoch >= config.patience:
             history.stopped_early = True
+            break
+        if config.max_seconds is not None and history.seconds + time.perf_counter() - t0 > config.max_seconds:
             break
     bar.close()
     if state.get("best") is not None:
