@@ -25,15 +25,17 @@ ALL = "all"
 
 def residuals(model, structures, batch_size: int = 16) -> dict:
     """Per structure: config_type, energy residual per atom (eV), force residuals (n, 3) and
-    stress residual (3, 3); NaN where the label is absent."""
+    stress residual (3, 3); NaN where the label is absent. A committee is scored by its mean."""
     out = {"config_type": [], "energy": [], "forces": [], "stress": []}
     want_stress = any(st.has_stress for st in structures)
     for k in range(0, len(structures), batch_size):
         part = structures[k:k + batch_size]
         batch = make_batch(part)
-        E, F, S = predict(model, model.weights, batch, stress=want_stress)
-        E, F = np.asarray(E), np.asarray(F)
-        S = np.asarray(S) if S is not None else np.full((len(part), 3, 3), np.nan)
+        members = getattr(model, "members", [model])  # a committee is scored by its mean
+        preds = [predict(m, m.weights, batch, stress=want_stress) for m in members]
+        E = np.mean([np.asarray(p[0]) for p in preds], axis=0)
+        F = np.mean([np.asarray(p[1]) for p in preds], axis=0)
+        S = np.mean([np.asarray(p[2]) for p in preds], axis=0) if want_stress else np.full((len(part), 3, 3), np.nan)
         offsets = np.concatenate([[0], np.cumsum(batch.n_atoms)])
         for s, st in enumerate(part):
             out["config_type"].append(st.config_type)

@@ -59,13 +59,32 @@ def _structure(elements: list[str], size, rng):
 def _labelled(atoms):
     """A copy carrying EMT's energy, forces and stress as stored results."""
     from ase.calculators.emt import EMT
+
+    return label_frames([atoms], EMT)[0]
+
+
+def label_frames(frames, make_calculator) -> list:
+    """Copies of ``frames`` carrying the energy, forces and (for a cell with a volume) stress of
+    ``make_calculator()`` as stored results: the oracle step of active learning.
+
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> [a] = label_frames([bulk("Cu", cubic=True)], EMT)
+    >>> sorted(a.calc.results)
+    ['energy', 'forces', 'stress']
+    """
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    atoms = atoms.copy()
-    atoms.calc = EMT()
-    results = dict(energy=atoms.get_potential_energy(), forces=atoms.get_forces(), stress=atoms.get_stress())
-    atoms.calc = SinglePointCalculator(atoms, **results)
-    return atoms
+    out = []
+    for atoms in frames:
+        atoms = atoms.copy()
+        atoms.calc = make_calculator()
+        results = dict(energy=atoms.get_potential_energy(), forces=atoms.get_forces())
+        if abs(atoms.cell.volume) > 1e-12:
+            results["stress"] = atoms.get_stress()
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        out.append(atoms)
+    return out
 
 
 def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Sequence[int] = (3, 3, 3),
