@@ -90,11 +90,13 @@ def label_frames(frames, make_calculator) -> list:
 def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Sequence[int] = (3, 3, 3),
                          temperatures: Sequence[float] = (300.0, 600.0, 900.0, 1200.0), md_samples: int = 50,
                          md_interval: int = 10, timestep_fs: float = 2.0, rattled: int = 20, strained: int = 20,
-                         vacancies: int = 20, seed: int = 0, progress: bool = True) -> int:
+                         vacancies: int = 20, seed: int = 0, progress: bool = True, eos: int = 0) -> int:
     """Write EMT-labelled configurations of ``elements`` to ``path``, an ase.db (``.db``) or an
     extxyz file (``.xyz``, ``.extxyz``); returns how many.
 
-    Each record carries ``source`` (md, rattle, strain, vacancy) and ``temperature`` keys."""
+    ``eos`` adds that many isotropically scaled crystals (volume within ±10 %, rattled 0.01 Å):
+    the energy-volume curve that bulk moduli depend on. Each record carries ``source`` (md,
+    rattle, strain, vacancy, eos) and ``temperature`` keys."""
     from ase import units
     from ase.calculators.emt import EMT
     from ase.constraints import FixCom
@@ -107,10 +109,11 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
     if path.suffix in (".xyz", ".extxyz"):  # the same data as extxyz, through a temporary ase.db
         with tempfile.TemporaryDirectory() as scratch:
             n = generate_emt_dataset(pathlib.Path(scratch) / "data.db", elements, size, temperatures, md_samples,
-                                     md_interval, timestep_fs, rattled, strained, vacancies, seed, progress)
+                                     md_interval, timestep_fs, rattled, strained, vacancies, seed, progress,
+                                     eos=eos)
             _write_extxyz(load_dataset(pathlib.Path(scratch) / "data.db"), path)
         return n
-    total = len(temperatures) * md_samples + rattled + strained + vacancies
+    total = len(temperatures) * md_samples + rattled + strained + vacancies + eos
     bar = progress_bar(total, f"EMT {elements}", "config", progress)
     count = 0
     try:
@@ -147,6 +150,11 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
                 del atoms[int(rng.integers(len(atoms)))]
                 atoms.rattle(stdev=0.05, seed=int(rng.integers(2**31)))
                 put(atoms, source="vacancy", temperature=0.0)
+            for _ in range(eos):
+                atoms = _structure(names, size, rng)
+                atoms.set_cell(atoms.cell * float(rng.uniform(0.9, 1.1)) ** (1 / 3), scale_atoms=True)
+                atoms.rattle(stdev=0.01, seed=int(rng.integers(2**31)))
+                put(atoms, source="eos", temperature=0.0)
     finally:
         bar.close()
     return count
