@@ -48,11 +48,13 @@ class LearningRate:
             current, best, bad, epoch = np.asarray(arrays["schedule/state"], dtype=float)
             self.current, self.best, self.bad, self.epoch = float(current), float(best), int(bad), int(epoch)
 
-    def rate(self, epoch: int) -> float:
+    def rate(self, epoch: int, fraction: float | None = None) -> float:
+        """The rate of ``epoch``; the cosine follows ``fraction`` of the run when given (a
+        training limited by time rather than epochs)."""
         if self.kind == "exponential":
             return self.initial * self.decay ** epoch
         if self.kind == "cosine":
-            x = min(epoch, self.epochs) / self.epochs
+            x = min(epoch, self.epochs) / self.epochs if fraction is None else min(max(fraction, 0.0), 1.0)
             return self.initial * (self.min_fraction + (1 - self.min_fraction) * 0.5 * (1 + math.cos(math.pi * x)))
         return self.current
 

@@ -56,7 +56,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint: str | None = None     # path of a .npz to save every epoch and resume from
     progress: bool = True
-    max_seconds: float | None = None  # stop after this much training time (checked after each epoch)
+    max_seconds: float | None = None  # stop after this much CPU time of the process (checked after each epoch)
     optimizer: str = "adam"           # "adam" (minibatches) or "lbfgs" (full batch, scipy; epochs = iterations)
     keys: LabelKeys = field(default_factory=LabelKeys)   # where the labels are (potentials.labels)
     e0s: dict | str | None = None     # reference energies: a mapping, "isolated", "fit" or None (see e0s)
@@ -74,7 +74,8 @@ class History:
     learning_rate: list = field(default_factory=list)
     best_epoch: int = -1
     stopped_early: bool = False
-    seconds: float = 0.0
+    seconds: float = 0.0              # wall time
+    cpu_seconds: float = 0.0          # CPU time of the process (on a busy machine, less than the wall time)
     errors: dict = field(default_factory=dict)
 
     def table(self) -> str:
@@ -136,7 +137,7 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         history.errors = _final_errors(model, data, val, tests)
         return history
     bar = progress_bar(config.epochs, "training", "epoch", config.progress, initial=start_epoch)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     best = min(history.val_loss) if history.val_loss else np.inf
     val_batch = _batch(val) if val else None
     average = WeightAverage(model.weights, config.ema_decay) if config.ema_decay else None
@@ -144,7 +145,12 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         if part is not None:
             part.load_state(state.get("extra", {}))
     for epoch in range(start_epoch, config.epochs):
-        lr = schedule.rate(epoch) if config.schedule != "plateau" else schedule.current
+        if config.schedule == "plateau":
+            lr = schedule.current
+        elif config.max_seconds is not None and config.schedule == "cosine":  # the cosine spans the time budget
+            lr = schedule.rate(epoch, (history.cpu_seconds + time.process_time() - cpu0) / config.max_seconds)
+        else:
+            lr = schedule.rate(epoch)
         order = rng.permutation(len(data))
         losses = []
         for k in range(0, len(order), config.batch_size):
@@ -181,12 +187,13 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         if val_batch is not None and epoch - history.best_epoch >= config.patience:
             history.stopped_early = True
             break
-        if config.max_seconds is not None and history.seconds + time.perf_counter() - t0 > config.max_seconds:
+        if config.max_seconds is not None and history.cpu_seconds + time.process_time() - cpu0 > config.max_seconds:
             break
     bar.close()
     if state.get("best") is not None:
         model.weights = state["best"]
     history.seconds += time.perf_counter() - t0
+    history.cpu_seconds += time.process_time() - cpu0
     history.errors = _final_errors(model, data, val, tests)
     return history
 

@@ -110,9 +110,29 @@ def equation_of_state(factory, element: str, a_guess: float, span: float = 0.03,
             atoms = bulk(element, "fcc", a=a * s, cubic=True)
             vols.append(atoms.get_volume() / len(atoms))
             ens.append(_energy(atoms, factory) / len(atoms))
-        v0, e0, B = EquationOfState(vols, ens, eos="birchmurnaghan").fit()
+        v0, e0, B = _fit_eos(vols, ens, EquationOfState, element, a)
         a = (4 * v0) ** (1 / 3)
     return a, B / GPa, e0, np.array(vols), np.array(ens)
+
+
+def _fit_eos(vols, ens, EquationOfState, element, a):
+    """Birch-Murnaghan (v0, e0, B); a cubic in V where that fit fails; an error if E(V) has no
+    minimum near the points."""
+    try:
+        v0, e0, B = EquationOfState(vols, ens, eos="birchmurnaghan").fit()
+        if np.isfinite(B) and B > 0 and min(vols) * 0.9 < v0 < max(vols) * 1.1:
+            return v0, e0, B
+    except (RuntimeError, ValueError):
+        pass
+    c = np.polyfit(vols, ens, 3)
+    curvature = np.polyder(c, 2)
+    roots = [r.real for r in np.roots(np.polyder(c)) if abs(r.imag) < 1e-12 and np.polyval(curvature, r.real) > 0]
+    roots = [r for r in roots if min(vols) * 0.9 < r < max(vols) * 1.1]
+    if not roots:
+        raise ValidationError(f"{element}: the energy-volume curve has no minimum near a = {a:.3f} Å (volumes "
+                              f"{min(vols):.2f}-{max(vols):.2f} Å³/atom); the model does not describe the crystal")
+    v0 = roots[0]
+    return v0, float(np.polyval(c, v0)), float(v0 * np.polyval(np.polyder(c, 2), v0))
 
 
 def elastic_constants(factory, element: str, a0: float, delta: float = 0.005) -> dict:
