@@ -197,12 +197,14 @@ def crystal_properties(factory, element: str, a_guess: float | None = None, rela
                                   "treats fcc crystals)")
         a_guess = state["a"]
     a0, B, e0, vols, ens = equation_of_state(factory, element, a_guess)
-    out = {"lattice_constant": a0, "bulk_modulus": B, "e0": e0, "eos_volumes": vols, "eos_energies": ens}
+    out = {"lattice_constant": a0, "bulk_modulus": B, "e0": e0}
     out.update(elastic_constants(factory, element, a0))
     out["vacancy_energy"] = vacancy_energy(factory, element, a0, relax=relax)
     if surfaces:
         for facet in ("111", "100"):
             out[f"surface_{facet}"] = surface_energy(factory, element, a0, facet, relax=relax)
+    out = {k: float(v) for k, v in out.items()}
+    out.update(eos_volumes=vols, eos_energies=ens)
     return out
 
 
