@@ -298,6 +298,9 @@ def _control(args: argparse.Namespace) -> int:
     from trajectories import ProblemError
 
     options = {"verbose": True} if args.verbose and args.solver != "scipy" and args.method != "pontryagin" else {}
+    if args.method == "collocation" and args.solver == "scipy":
+        print("error: --method collocation is solved by --solver ip or ipopt", file=sys.stderr)
+        return 2
     try:
         sol = solve(problem, method=args.method, solver=args.solver, gradient=args.gradient, **options)
     except ProblemError as exc:
@@ -371,10 +374,11 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _potential(args: argparse.Namespace) -> int:
-    """Learned interatomic potentials: generate EMT data, train, evaluate, run MD."""
+    """Learned interatomic potentials: generate EMT data, train (committees too), evaluate,
+    validate physical properties against a reference, select uncertain frames, run MD."""
 
-    from potentials.model import ACSFModel, ModelFileError, load_model
-    from potentials.reference_data import DatasetError, generate_emt_dataset, load_dataset
+    from potentials.model import ModelFileError, load_model
+    from potentials.reference_data import DatasetError, generate_emt_dataset
 
     from .errors import DiffsimError
 
@@ -388,45 +392,14 @@ def _potential(args: argparse.Namespace) -> int:
             print(f"{args.out} holds {n} EMT-labelled {args.element} configurations")
             return 0
         if args.action == "train":
-            from potentials.figures import learning_curve
-            from potentials.painn import PaiNNModel
-            from potentials.training import TrainConfig, train
-
-            frames = load_dataset(args.data)
-            elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
-            if args.model == "painn":
-                model = PaiNNModel(elements, features=args.features, layers=args.layers, cutoff=args.cutoff,
-                                   seed=args.seed)
-            else:
-                model = ACSFModel(elements, hidden=tuple(args.hidden), seed=args.seed)
-            rate = args.learning_rate or (2e-3 if args.model == "painn" else 5e-3)
-            config = TrainConfig(epochs=10 if args.quick else args.epochs, batch_size=args.batch_size,
-                                 learning_rate=rate, seed=args.seed, checkpoint=args.checkpoint,
-                                 optimizer=args.optimizer)
-            history = train(model, frames, config)
-            model.save(args.out)
-            print(f"trained on {len(frames)} structures in {history.seconds:.1f} s; best epoch {history.best_epoch}; "
-                  f"validation energy MAE {history.val_energy_mae[history.best_epoch]:.2f} meV/atom, "
-                  f"force MAE {history.val_force_mae[history.best_epoch]:.1f} meV/Å")
-            print(f"wrote {args.out}")
-            if args.curve:
-                learning_curve(history, args.curve)
-                print(f"wrote {args.curve}")
-            return 0
-        model = load_model(args.model_file)
+            return _potential_train(args)
+        model = _model_or_calculator(args.model_file) if args.action == "validate" else load_model(args.model_file)
         if args.action == "evaluate":
-            from potentials.training import evaluate, prepare
-
-            frames = load_dataset(args.data)
-            errors = evaluate(model, prepare(model, frames))
-            print(f"{len(frames)} structures: energy MAE {errors['energy_mae']:.2f} meV/atom, "
-                  f"force MAE {errors['force_mae']:.1f} meV/Å")
-            if args.plot:
-                from potentials.figures import force_parity, predicted_forces
-
-                force_parity(*predicted_forces(model, frames), args.plot, title="held-out")
-                print(f"wrote {args.plot}")
-            return 0
+            return _potential_evaluate(args, model)
+        if args.action == "validate":
+            return _potential_validate(args, model)
+        if args.action == "select":
+            return _potential_select(args, model)
         if args.action == "md":
             from ase.build import bulk
             from ase.calculators.emt import EMT
@@ -438,9 +411,11 @@ def _potential(args: argparse.Namespace) -> int:
             if args.replicas:
                 return _md_replicas(args, model, atoms)
             out = compare_with_reference(atoms, Calculator(model), EMT(), temperature_K=args.temperature,
-                                         steps=args.steps, plot=args.plot)
+                                         steps=args.steps, plot=args.plot, uncertainty_threshold=args.uncertainty,
+                                         stop_on_uncertainty=args.stop_on_uncertainty)
             print(f"{len(atoms)} atoms, {args.steps} steps of 2 fs at {args.temperature} K: NVE drift "
                   f"{out['drift']:.3f} meV/atom/ps; g(r) differs from EMT's by {out['rdf_difference']:.3f} (L1)")
+            _report_uncertainty(out["nve"], args)
             if args.plot:
                 print(f"wrote {args.plot}")
             return 0
@@ -467,6 +442,103 @@ def _md_replicas(args: argparse.Namespace, model, atoms) -> int:
     print(ens.table())
     if args.plot:
         ens.plot(args.plot)
+# ---------------------------------------------------------------- potential train, evaluate, validate, select
+
+
+def _label_keys(args):
+    from potentials.labels import LabelKeys
+
+    return LabelKeys(energy=args.energy_key, forces=args.forces_key, stress=args.stress_key, virials=args.virials_key)
+
+
+def _json_mapping(text: str | None, option: str) -> dict | None:
+    import json
+
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError
+        return {str(k): float(v) for k, v in value.items()}
+    except (ValueError, TypeError):
+        raise ValueError(f"{option} must be a JSON mapping such as '{{\"md\": 1.0, \"strain\": 5.0}}', "
+                         f"got {text!r}") from None
+
+
+def _potential_train(args) -> int:
+    """``diffsim potential train``: one model, or a committee with --ensemble K."""
+    from potentials.committee import train_committee
+    from potentials.e0s import parse_e0s
+    from potentials.figures import learning_curve
+    from potentials.model import ACSFModel
+    from potentials.painn import PaiNNModel
+    from potentials.reference_data import load_dataset
+    from potentials.training import TrainConfig, train
+
+    keys = _label_keys(args)
+    frames = load_dataset(args.data, keys)
+    valid = load_dataset(args.valid_file, keys) if args.valid_file else None
+    test = load_dataset(args.test_file, keys) if args.test_file else None
+    elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
+
+    def make(seed):
+        if args.model == "painn":
+            return PaiNNModel(elements, features=args.features, layers=args.layers, cutoff=args.cutoff, seed=seed)
+        return ACSFModel(elements, hidden=tuple(args.hidden), seed=seed)
+
+    rate = args.learning_rate or (2e-3 if args.model == "painn" else 5e-3)
+    config = TrainConfig(epochs=10 if args.quick else args.epochs, batch_size=args.batch_size, learning_rate=rate,
+                         seed=args.seed, checkpoint=args.checkpoint, optimizer=args.optimizer,
+                         energy_weight=args.energy_weight, force_weight=args.forces_weight,
+                         stress_weight=args.stress_weight,
+                         config_type_weights=_json_mapping(args.config_type_weights, "--config-type-weights"),
+                         schedule=args.schedule, ema_decay=args.ema_decay or None, clip_norm=args.clip_norm or None,
+                         validation_fraction=args.valid_fraction, keys=keys, max_seconds=args.max_seconds,
+                         e0s=parse_e0s(args.E0s) if args.E0s else None)
+    if args.ensemble > 1:
+        def report(k, h):
+            print(f"committee member {k + 1}/{args.ensemble}: {len(h.train_loss)} epochs, {h.seconds:.1f} s")
+
+        model, histories = train_committee(make, frames, config, size=args.ensemble, validation=valid, test=test,
+                                           progress=report)
+    else:
+        model = make(args.seed)
+        histories = [train(model, frames, config, validation=valid, test=test)]
+    model.save(args.out)
+    history = histories[0]
+    seconds = sum(h.seconds for h in histories)
+    what = f"a committee of {args.ensemble}" if args.ensemble > 1 else "the model"
+    reference = (model.members[0] if args.ensemble > 1 else model).reference
+    print(f"trained {what} on {len(frames)} structures in {seconds:.1f} s; reference energies (E0s): "
+          + ", ".join(f"{s} {e:.4f} eV" for s, e in reference.items()))
+    for k, h in enumerate(histories):
+        if args.ensemble > 1:
+            print(f"member {k + 1}:")
+        print(h.table())
+    print(f"wrote {args.out}")
+    if args.curve:
+        learning_curve(history, args.curve)
+        print(f"wrote {args.curve}")
+    return 0
+
+
+def _potential_evaluate(args, model) -> int:
+    from potentials.metrics import error_table, errors
+    from potentials.reference_data import load_dataset
+    from potentials.structures import prepare
+
+    keys = _label_keys(args)
+    frames = load_dataset(args.data, keys)
+    table = {"data": errors(model, prepare(model, frames, keys, args.data))}
+    row = table["data"].get("all", next(iter(table["data"].values())))
+    print(f"{len(frames)} structures: energy MAE {row['energy_mae']:.2f} meV/atom, force MAE {row['forces_mae']:.1f} "
+          "meV/Å")
+    print(error_table(table))
+    if args.plot:
+        from potentials.figures import force_parity, predicted_forces
+
+        force_parity(*predicted_forces(model, frames), args.plot, title="held-out")
         print(f"wrote {args.plot}")
     return 0
 
@@ -490,6 +562,112 @@ def _cluster_client(args: argparse.Namespace):
 
         return client(scheduler=args.scheduler, workers=args.workers)
     return contextlib.nullcontext(None)
+def _model_or_calculator(spec: str):
+    """A model file, or a calculator name ('emt', 'ase.calculators.emt.EMT') for validate."""
+    import pathlib
+
+    from potentials.model import load_model
+
+    if spec.endswith(".npz") or pathlib.Path(spec).exists():
+        return load_model(spec)
+    return spec
+
+
+def _potential_validate(args, model) -> int:
+    from potentials.validation import validate
+
+    elements = args.elements or getattr(model, "symbols", None)
+    if not elements:
+        raise ValueError(f"{args.model_file} does not say which elements it covers: give --elements")
+    result = validate(model, args.reference, elements=elements, relax=not args.no_relax,
+                      surfaces=not args.no_surfaces)
+    print(f"{args.model_file} beside {args.reference} (fcc; vacancy and surfaces "
+          f"{'unrelaxed' if args.no_relax else 'relaxed'}):")
+    print(result.table())
+    if args.plot:
+        result.plot(args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _potential_select(args, model) -> int:
+    from ase.io import read
+
+    from diffsim.files import atomic_path
+    from potentials.committee import select_uncertain
+
+    if not hasattr(model, "members"):
+        raise ValueError(f"{args.model_file} is a single model; selecting by uncertainty needs a committee: "
+                         "train one with 'diffsim potential train --ensemble K'")
+    try:
+        frames = read(args.trajectory, index=":")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{args.trajectory}: no such trajectory file") from None
+    except Exception as exc:
+        raise ValueError(f"{args.trajectory}: cannot read it as a trajectory ({type(exc).__name__}: {exc})") from exc
+    picked, scores = select_uncertain(model, frames, args.n, min_separation=args.min_separation,
+                                      threshold=args.threshold)
+    print(f"{len(frames)} frames; force spread (max over atoms) from {scores.min():.3f} to {scores.max():.3f} eV/Å")
+    for k in picked:
+        print(f"  frame {k}: {scores[k]:.3f} eV/Å")
+    chosen = []
+    for k in picked:
+        atoms = frames[k].copy()
+        atoms.calc = None
+        atoms.info["committee_force_std"] = float(scores[k])
+        atoms.info["source_frame"] = int(k)
+        chosen.append(atoms)
+    if args.label:
+        from potentials.reference_data import label_frames
+        from potentials.validation import calculator_factory
+
+        chosen = label_frames(chosen, calculator_factory(args.label))
+    from ase.io import write
+
+    with atomic_path(args.out) as tmp:
+        write(tmp, chosen, format="extxyz")
+    print(f"wrote {len(chosen)} frames to {args.out}" + (f", labelled by {args.label}" if args.label else
+                                                         " (unlabelled: label them, then add them to the data)"))
+    return 0
+
+
+def _report_uncertainty(run, args) -> None:
+    if run.uncertainty is None:
+        return
+    print(f"committee force spread during NVE: max {run.uncertainty.max():.3f} eV/Å")
+    if args.uncertainty is not None:
+        print(f"steps above {args.uncertainty} eV/Å: {len(run.flagged)}"
+              + (f"; stopped at step {run.stopped_at}" if run.stopped_at is not None else ""))
+
+
+def _add_training_options(tr) -> None:
+    """The loss, data and schedule options of ``potential train``."""
+    loss = tr.add_argument_group("loss")
+    loss.add_argument("--energy-weight", type=float, default=100.0, help="on (eV/atom)² (default 100)")
+    loss.add_argument("--forces-weight", type=float, default=1.0, help="on (eV/Å)² (default 1)")
+    loss.add_argument("--stress-weight", type=float, default=100.0,
+                      help="on (eV/Å³)², where the data has stress (default 100; 0: not trained)")
+    loss.add_argument("--config-type-weights", metavar="JSON",
+                      help="weights by the config_type in each record's info, e.g. '{\"md\": 1, \"strain\": 5}'")
+    data = tr.add_argument_group("data")
+    for kind in ("energy", "forces", "stress", "virials"):
+        data.add_argument(f"--{kind}-key", metavar="KEY",
+                          help=f"where records keep their {kind} (default: the calculator's results, then "
+                               f"REF_{kind} and other common names)")
+    data.add_argument("--valid-file", metavar="FILE", help="validation set (default: a random --valid-fraction)")
+    data.add_argument("--valid-fraction", type=float, default=0.1, help="random validation fraction (default 0.1)")
+    data.add_argument("--test-file", metavar="FILE", help="test set, scored at the end only")
+    data.add_argument("--E0s", metavar="E0S",
+                      help="reference energies: 'isolated' (isolated-atom frames in the data), 'fit' (least squares) "
+                           "or a mapping '{\"Cu\": -0.007}' (default: isolated atoms if present, else fit)")
+    sched = tr.add_argument_group("optimisation")
+    sched.add_argument("--schedule", choices=["exponential", "cosine", "plateau"], default="exponential",
+                       help="learning-rate schedule (default exponential)")
+    sched.add_argument("--ema-decay", type=float, default=0.99, help="EMA of the weights (default 0.99; 0: off)")
+    sched.add_argument("--clip-norm", type=float, default=10.0, help="gradient-norm clipping (default 10; 0: off)")
+    sched.add_argument("--max-seconds", type=float, help="stop after this much training time")
+    sched.add_argument("--ensemble", type=int, default=1, metavar="K",
+                       help="train a committee of K models (seeds and splits differ), stored in one file")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -516,8 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
     control = sub.add_parser("control", help="solve a ready optimal control problem",
                              description=_control.__doc__)
     control.add_argument("system", choices=sorted(SYSTEMS), help="which problem")
-    control.add_argument("--method", choices=["multiple", "single", "pontryagin"], default="multiple",
-                         help="direct multiple shooting (default), direct single shooting, or Pontryagin's BVP")
+    control.add_argument("--method", choices=["multiple", "single", "collocation", "pontryagin"], default="multiple",
+                         help="direct multiple shooting (default), single shooting, Hermite-Simpson collocation, "
+                              "or Pontryagin's BVP")
     control.add_argument("--solver", choices=["ip", "ipopt", "scipy"], default="ip",
                          help="the stage-wise interior-point method (default), IPOPT (the [ipopt] extra), or scipy")
     control.add_argument("--gradient", choices=["bptt", "checkpointed", "adjoint"], default=None,
@@ -540,7 +719,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--no-optimize", action="store_true", help="compare gradients only, do not optimise")
     comp.set_defaults(func=_compare)
 
-    pot = sub.add_parser("potential", help="learned interatomic potentials: generate, train, evaluate, md",
+    pot = sub.add_parser("potential", help="learned interatomic potentials: generate, train, evaluate, validate, "
+                                           "select, md",
                          description=_potential.__doc__)
     act = pot.add_subparsers(dest="action", metavar="ACTION", required=True)
     gen = act.add_parser("generate", help="EMT-labelled reference data (MD, rattled, strained, vacancies) to an ase.db")
@@ -574,10 +754,30 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--curve", metavar="FILE", help="write the learning curve to FILE")
     tr.add_argument("--seed", type=int, default=0, help="seed of the weights and the data split (default 0)")
     tr.add_argument("--quick", action="store_true", help="10 epochs")
-    ev = act.add_parser("evaluate", help="energy and force errors of a model on a dataset")
+    _add_training_options(tr)
+    ev = act.add_parser("evaluate", help="energy, force and stress errors of a model on a dataset, per config_type")
     ev.add_argument("model_file", help="a model written by 'train'")
     ev.add_argument("--data", required=True, help="ase.db or extxyz with reference energies and forces")
     ev.add_argument("--plot", metavar="FILE", help="write a force parity plot")
+    for kind in ("energy", "forces", "stress", "virials"):
+        ev.add_argument(f"--{kind}-key", metavar="KEY", help=f"where records keep their {kind}")
+    va = act.add_parser("validate", help="lattice constant, bulk modulus, elastic constants, vacancy and surface "
+                                         "energies: the model beside a reference calculator")
+    va.add_argument("model_file", help="a model written by 'train' (or a calculator name, e.g. emt)")
+    va.add_argument("--reference", default="emt",
+                    help="'emt' or an importable ASE calculator, e.g. ase.calculators.emt.EMT (default emt)")
+    va.add_argument("--elements", nargs="+", help="fcc elements to validate (default: the model's)")
+    va.add_argument("--plot", metavar="FILE", help="write E(V) and the relative differences to FILE")
+    va.add_argument("--no-relax", action="store_true", help="vacancy and surfaces unrelaxed (faster)")
+    va.add_argument("--no-surfaces", action="store_true", help="skip the surface energies")
+    se = act.add_parser("select", help="the frames of a trajectory where a committee disagrees most, for labelling")
+    se.add_argument("model_file", help="a committee written by 'train --ensemble K'")
+    se.add_argument("--trajectory", required=True, help="any file ase.io reads (.traj, .xyz)")
+    se.add_argument("--n", type=int, default=10, help="how many frames (default 10)")
+    se.add_argument("--min-separation", type=int, default=1, help="frames between two picks, at least (default 1)")
+    se.add_argument("--threshold", type=float, help="only frames whose force spread passes this (eV/Å)")
+    se.add_argument("--label", metavar="CALC", help="label the picks with this calculator (e.g. emt)")
+    se.add_argument("--out", default="selected.xyz", help="extxyz file to write (default selected.xyz)")
     md = act.add_parser("md", help="NVE drift and g(r)/MSD against EMT for an fcc crystal")
     md.add_argument("model_file", help="a model written by 'train'")
     md.add_argument("--temperature", type=float, default=600.0, help="initial temperature in K (default 600)")
@@ -590,6 +790,9 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--temperatures", metavar="T1,T2,...", help="with --replicas: temperatures in K (default "
                     "--temperature)")
     _cluster_options(md)
+    md.add_argument("--uncertainty", type=float, metavar="EV_PER_A",
+                    help="committees: flag NVE steps whose force spread passes this (eV/Å)")
+    md.add_argument("--stop-on-uncertainty", action="store_true", help="with --uncertainty: stop the run there")
     pot.set_defaults(func=_potential)
     return parser
 

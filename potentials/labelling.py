@@ -65,7 +65,7 @@ class WriteSummary:
 def emt_tasks(elements: str = "Cu", size: Sequence[int] = (3, 3, 3),
               temperatures: Sequence[float] = (300.0, 600.0, 900.0, 1200.0), md_samples: int = 50,
               md_interval: int = 10, timestep_fs: float = 2.0, rattled: int = 20, strained: int = 20,
-              vacancies: int = 20, seed: int = 0, chain_samples: int = 10) -> list[LabelTask]:
+              vacancies: int = 20, seed: int = 0, chain_samples: int = 10, eos: int = 0) -> list[LabelTask]:
     """The tasks of an EMT dataset: per temperature, ``md_samples`` split into independent MD chains
     of at most ``chain_samples`` samples; then one task per rattled, strained, vacancy structure.
 
@@ -74,7 +74,7 @@ def emt_tasks(elements: str = "Cu", size: Sequence[int] = (3, 3, 3),
     """
     names = tuple(reference_data._elements(elements))
     counts = dict(md_samples=md_samples, rattled=rattled, strained=strained, vacancies=vacancies,
-                  chain_samples=chain_samples, md_interval=md_interval)
+                  chain_samples=chain_samples, md_interval=md_interval, eos=eos)
     bad = {k: v for k, v in counts.items() if int(v) != v or v < (1 if k in ("chain_samples", "md_interval") else 0)}
     if bad:
         raise reference_data.DatasetError(f"counts must be whole numbers ≥ 0 (chain_samples, md_interval ≥ 1), "
@@ -86,7 +86,7 @@ def emt_tasks(elements: str = "Cu", size: Sequence[int] = (3, 3, 3),
         for c, start in enumerate(range(0, int(md_samples), int(chain_samples))):
             tasks.append(LabelTask(f"md-{float(T):g}K-{c}", "md", temperature=float(T),
                                    samples=min(int(chain_samples), int(md_samples) - start), **common))
-    for kind, n in (("rattle", rattled), ("strain", strained), ("vacancy", vacancies)):
+    for kind, n in (("rattle", rattled), ("strain", strained), ("vacancy", vacancies), ("eos", eos)):
         tasks += [LabelTask(f"{kind}-{i}", kind, **common) for i in range(int(n))]
     return tasks
 
@@ -124,6 +124,9 @@ def label(task: LabelTask) -> list:
     elif task.kind == "vacancy":
         del atoms[int(rng.integers(len(atoms)))]
         atoms.rattle(stdev=0.05, seed=int(rng.integers(2**31)))
+    elif task.kind == "eos":  # isotropic scaling, volume within ±10 %: the E(V) curve bulk moduli need
+        atoms.set_cell(atoms.cell * float(rng.uniform(0.9, 1.1)) ** (1 / 3), scale_atoms=True)
+        atoms.rattle(stdev=0.01, seed=int(rng.integers(2**31)))
     else:
         raise ValueError(f"unknown task kind {task.kind!r}")
     return [(reference_data._labelled(atoms), dict(keys, sample=0))]

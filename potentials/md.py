@@ -29,6 +29,9 @@ class MDRun:
     positions: list = field(default_factory=list)
     cell: np.ndarray | None = None
     pbc: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None   # committees: max per-atom force spread (eV/Å) at each sample
+    flagged: list = field(default_factory=list)   # (step, spread) where the spread passed the threshold
+    stopped_at: int | None = None            # the step at which the run stopped on the spread
 
     @property
     def total(self) -> np.ndarray:
@@ -50,10 +53,14 @@ class MDRun:
 
 def run_md(atoms, calculator, temperature_K: float = 300.0, timestep_fs: float = 2.0, steps: int = 1000,
            interval: int = 10, ensemble: str = "nve", friction: float = 0.01, seed: int = 0,
-           trajectory: str | None = None, progress: bool = False) -> MDRun:
+           trajectory: str | None = None, progress: bool = False, uncertainty_threshold: float | None = None,
+           stop_on_uncertainty: bool = False) -> MDRun:
     """Velocity Verlet (NVE) or Langevin (NVT) with ``calculator`` from Maxwell-Boltzmann
     velocities at ``temperature_K``; samples every ``interval`` steps (with a progress bar if
-    ``progress``)."""
+    ``progress``). With a committee calculator (results hold ``forces_std``) the largest
+    per-atom force spread is recorded at each sample; every step whose spread passes
+    ``uncertainty_threshold`` (eV/Å) is flagged, and with ``stop_on_uncertainty`` the run stops
+    at the first (``MDRun.stopped_at``)."""
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.verlet import VelocityVerlet
@@ -70,15 +77,27 @@ def run_md(atoms, calculator, temperature_K: float = 300.0, timestep_fs: float =
     dyn = VelocityVerlet(atoms, dt) if ensemble == "nve" else \
         Langevin(atoms, dt, temperature_K=temperature_K, friction=friction, rng=rng, fixcm=False)
     n = len(atoms)
-    times, pot, kin, pos = [], [], [], []
+    times, pot, kin, pos, spread, flagged = [], [], [], [], [], []
 
     def sample():
         times.append(dyn.get_number_of_steps() * timestep_fs / 1000.0)
         pot.append(atoms.get_potential_energy() / n)
         kin.append(atoms.get_kinetic_energy() / n)
         pos.append(atoms.positions.copy())  # ASE keeps positions unwrapped during MD
+        if "forces_std" in calculator.results:
+            spread.append(float(np.max(calculator.results["forces_std"])))
+
+    def watch():
+        atoms.get_forces()
+        value = float(np.max(calculator.results.get("forces_std", [0.0])))
+        if value > uncertainty_threshold:
+            flagged.append((dyn.get_number_of_steps(), value))
+            if stop_on_uncertainty:
+                raise _Uncertain
 
     dyn.attach(sample, interval=interval)
+    if uncertainty_threshold is not None:
+        dyn.attach(watch, interval=1)
     bar = progress_bar(steps, f"MD {ensemble.upper()} {type(calculator).__name__}", "step", progress)
     done = [0]
 
@@ -87,17 +106,28 @@ def run_md(atoms, calculator, temperature_K: float = 300.0, timestep_fs: float =
         done[0] = dyn.get_number_of_steps()
 
     dyn.attach(advance, interval=interval)
+    traj = None
     if trajectory:
         from ase.io import Trajectory
 
         traj = Trajectory(trajectory, "w", atoms)
         dyn.attach(traj.write, interval=interval)
+    stopped = None
     try:
         dyn.run(steps)
         advance()  # the last steps when steps is not a multiple of interval
+    except _Uncertain:
+        stopped = flagged[-1][0]
     finally:
         bar.close()
-    return MDRun(np.array(times), np.array(pot), np.array(kin), pos, np.array(atoms.cell), atoms.pbc.copy())
+        if traj is not None:
+            traj.close()
+    return MDRun(np.array(times), np.array(pot), np.array(kin), pos, np.array(atoms.cell), atoms.pbc.copy(),
+                 np.array(spread) if spread else None, flagged, stopped)
+
+
+class _Uncertain(Exception):
+    """Raised inside the MD loop to stop it where the committee's spread passed the threshold."""
 
 
 def radial_distribution(run: MDRun, r_max: float = 6.0, bins: int = 120, skip: int = 0):
@@ -122,14 +152,16 @@ def mean_squared_displacement(run: MDRun) -> np.ndarray:
 
 
 def compare_with_reference(atoms, calculator, reference, temperature_K: float = 600.0, steps: int = 2000,
-                           interval: int = 20, seed: int = 0, plot: str | None = None, progress: bool = False) -> dict:
+                           interval: int = 20, seed: int = 0, plot: str | None = None, progress: bool = False,
+                           uncertainty_threshold: float | None = None, stop_on_uncertainty: bool = False) -> dict:
     """NVT runs with ``calculator`` and ``reference`` from the same start: g(r) difference,
     MSD, and an NVE drift with ``calculator``; optionally a figure (see also
     :mod:`potentials.figures` for each panel on its own)."""
     kw = dict(steps=steps, interval=interval, seed=seed, progress=progress)
     learned = run_md(atoms, calculator, temperature_K, ensemble="nvt", **kw)
     ref = run_md(atoms, reference, temperature_K, ensemble="nvt", **kw)
-    nve = run_md(atoms, calculator, temperature_K, ensemble="nve", **kw)
+    nve = run_md(atoms, calculator, temperature_K, ensemble="nve", uncertainty_threshold=uncertainty_threshold,
+                 stop_on_uncertainty=stop_on_uncertainty, **kw)
     skip = len(learned.times) // 4
     r, g_l = radial_distribution(learned, skip=skip)
     _, g_r = radial_distribution(ref, skip=skip)

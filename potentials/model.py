@@ -28,6 +28,7 @@ import numpy as np
 
 import diffsim as ds
 import diffsim.numpy as dnp
+from diffsim.errors import DiffsimError
 from diffsim.files import write_npz_atomically
 from diffsim.graph import pair_differences
 from diffsim.tree import flatten, unflatten
@@ -38,7 +39,7 @@ FORMAT = "diffsim-potential"
 FORMAT_VERSION = 2
 
 
-class ModelFileError(ValueError):
+class ModelFileError(DiffsimError, ValueError):
     """A model file that cannot be loaded: wrong format, another version, or damaged."""
 
 
@@ -130,6 +131,26 @@ class Potential:
         sigma = 0.5 * (deps + deps.T) / volume
         return float(E), -np.asarray(dR), sigma
 
+    def stresses(self, positions, cell, pbc, numbers, topology=None) -> np.ndarray:
+        """Per-atom stresses (N, 3, 3) in eV/Å³ that sum to the stress: with g_p = ∂E/∂D_p the
+        energy gradient of pair p's vector, each pair's virial D_p ⊗ g_p is shared half and half
+        by its two atoms, symmetrised and divided by the cell volume (as ASE's LennardJones)."""
+        positions, cell = np.asarray(positions, dtype=float), np.asarray(cell, dtype=float)
+        top = topology or self.topology(positions, cell, pbc, numbers)
+        volume = abs(np.linalg.det(cell))
+        if volume < 1e-12:
+            raise ValueError("per-atom stresses need a cell with a volume")
+        base = top["shifts"].astype(float) @ cell
+        # D_p = R_j − R_i + shift_p, so the gradient in the (additive) shift is the gradient in D_p
+        g = np.asarray(ds.grad(lambda sv: dnp.sum(self.atom_energies(self.weights, positions, numbers, top, sv)))(base))
+        i, j = top["centers"], top["neighbors"]
+        W = (positions[j] - positions[i] + base)[:, :, None] * g[:, None, :]
+        n = len(positions)
+        per_atom = np.zeros((n, 3, 3))
+        np.add.at(per_atom, i, 0.5 * W)
+        np.add.at(per_atom, j, 0.5 * W)
+        return 0.5 * (per_atom + per_atom.transpose(0, 2, 1)) / volume
+
     def per_atom_energies(self, positions, cell, pbc, numbers, topology=None) -> np.ndarray:
         """Energy of each atom (its share of E, references included)."""
         positions, cell = np.asarray(positions, dtype=float), np.asarray(cell, dtype=float)
@@ -137,19 +158,19 @@ class Potential:
         eps = self.atom_energies(self.weights, positions, numbers, top, top["shifts"].astype(float) @ cell)
         return np.asarray(eps) + self.reference_energies(numbers)
 
-    def fit_normalisation(self, structures) -> None:
-        """Input normalisations (:meth:`fit_inputs`), then reference energies by least squares on
-        the element counts, so the network learns the small remainder."""
+    def fit_normalisation(self, structures, reference: dict | None = None) -> None:
+        """Input normalisations (:meth:`fit_inputs`), then the reference energies: ``reference``
+        (symbol → eV) if given, else a least-squares fit on the element counts
+        (:func:`potentials.e0s.fit_reference_energies`), so the network learns the small remainder."""
+        from .e0s import fit_reference_energies
+
         self.fit_inputs(structures)
-        counts = np.array([[np.sum(st.numbers == z) for z in self.numbers] for st in structures], dtype=float)
-        energies = np.array([st.energy for st in structures])
-        ref, *_ = np.linalg.lstsq(counts, energies, rcond=None)
-        self.reference = {s: float(r) for s, r in zip(self.symbols, ref)}
+        self.reference = dict(reference) if reference is not None else fit_reference_energies(self, structures)
 
     # ------------------------------------------------------------ files
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the model to ``path`` (.npz) atomically: a temporary file, then a rename."""
+    def to_arrays(self) -> dict:
+        """Everything :meth:`save` writes, as a dict of arrays (no pickle needed to read it)."""
         leaves, _ = flatten(self.weights)
         arrays = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION),
                   "kind": np.array(self.kind), "config": np.array(json.dumps(self.config())),
@@ -157,7 +178,11 @@ class Potential:
                   "reference": np.array([self.reference[s] for s in self.symbols], dtype=float)}
         arrays.update({f"weight/{k}": np.asarray(w, dtype=float) for k, w in enumerate(leaves)})
         arrays.update({f"buffer/{name}": np.asarray(v) for name, v in self.buffers().items()})
-        write_npz_atomically(path, arrays)
+        return arrays
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model to ``path`` (.npz) atomically: a temporary file, then a rename."""
+        write_npz_atomically(path, self.to_arrays())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Potential":
@@ -201,10 +226,19 @@ def load_model(path: str | os.PathLike) -> Potential:
     if version != FORMAT_VERSION:
         raise ModelFileError(f"{path}: model format version {version}; this diffsim reads version "
                              f"{FORMAT_VERSION}. Retrain, or use the diffsim version that wrote it")
+    return model_from_arrays(data, path)
+
+
+def model_from_arrays(data: dict, path="model") -> Potential:
+    """The model (or committee) that :meth:`Potential.to_arrays` described; ``path`` names it in errors."""
     kinds = model_kinds()
     kind = str(data["kind"])
+    if kind == "committee":
+        from .committee import Committee
+
+        return Committee.from_arrays(data, path)
     if kind not in kinds:
-        raise ModelFileError(f"{path}: unknown model kind {kind!r} (known: {sorted(kinds)})")
+        raise ModelFileError(f"{path}: unknown model kind {kind!r} (known: {sorted(kinds) + ['committee']})")
     try:
         model = kinds[kind](**json.loads(str(data["config"])))
         leaves, tree = flatten(model.weights)

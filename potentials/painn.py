@@ -88,6 +88,7 @@ class PaiNNModel(Potential):
     def fit_inputs(self, structures) -> None:
         """The energy scale: the RMS force component of the training data (eV/Å × 1 Å)."""
         forces = np.concatenate([np.ravel(st.forces) for st in structures]) if structures else np.zeros(0)
+        forces = forces[np.isfinite(forces)]  # energy-only structures carry NaN forces
         rms = float(np.sqrt(np.mean(forces ** 2))) if forces.size else 0.0
         self.energy_scale = rms if rms > 1e-8 else 1.0
 

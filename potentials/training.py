@@ -1,13 +1,12 @@
-"""Force-matching training of a potential: energy per atom and forces, Adam with a decaying
-learning rate, minibatches, a validation split, early stopping, a progress bar, and
-checkpoints that let an interrupted run resume where it stopped (deterministic with a seed).
+"""Training a potential on energies, forces and stress: Adam on minibatches (or full-batch
+L-BFGS), learning-rate schedules (exponential, cosine, plateau), an exponential moving average
+of the weights, gradient clipping, a validation split or file, early stopping, a progress bar,
+checkpoints that let an interrupted run resume where it stopped (deterministic with a seed), and
+train/valid/test errors per config_type at the end.
 
-A minibatch of structures is one graph: their atoms concatenated, pair lists offset, and each
-pair's periodic shift S·cell a constant. The loss
-
-    L = w_E mean_s ((E_s − E_s^ref) / N_s)² + w_F mean_{atoms, xyz} (F − F^ref)²
-
-differentiates the forces F = −∂E/∂R once more with respect to the weights (through acsf_vjp).
+A minibatch of structures is one graph (:mod:`potentials.structures`); the loss, a weighted sum
+of energy-per-atom, force and stress terms, is in :mod:`potentials.loss`; reference energies
+(E0s) in :mod:`potentials.e0s`.
 """
 
 from __future__ import annotations
@@ -19,171 +18,154 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 import diffsim as ds
-import diffsim.numpy as dnp
 from diffsim.files import write_npz_atomically
 from diffsim.tree import flatten, unflatten
 
+from .e0s import reference_energies, split_isolated
+from .labels import LabelKeys
+from .loss import batch_loss
+from .metrics import ALL, error_table, errors
 from .model import Potential, load_model
 from .progress import progress_bar
+from .schedules import LearningRate, WeightAverage, clip_gradients
+from .structures import Structure, make_batch, prepare
+
+__all__ = ["TrainConfig", "History", "train", "evaluate", "prepare", "batch_loss", "Structure"]
 
 
 @dataclass
 class TrainConfig:
-    """Training options; the defaults train a small Cu model in a few minutes."""
+    """Training options; the defaults fit energies, forces and (where the data has it) stress of a
+    small Cu model in a few minutes."""
 
     epochs: int = 200
     batch_size: int = 8
     learning_rate: float = 5e-3
-    decay: float = 0.985              # learning rate × decay after every epoch
-    energy_weight: float = 1.0        # on (eV/atom)²
-    force_weight: float = 10.0        # on (eV/Å)²
+    schedule: str = "exponential"     # "exponential", "cosine" or "plateau" (potentials.schedules)
+    decay: float = 0.985              # exponential: learning rate x decay after every epoch
+    plateau_patience: int = 10        # plateau: epochs without improvement before lr x plateau_factor
+    plateau_factor: float = 0.5
+    energy_weight: float = 100.0      # on (eV/atom)²
+    force_weight: float = 1.0         # on (eV/Å)²
+    stress_weight: float = 100.0      # on (eV/Å³)²; used where the data has stress
+    config_type_weights: dict | None = None  # config_type -> weight ("Default" for the rest)
+    ema_decay: float | None = 0.99    # exponential moving average of the weights (None: off)
+    clip_norm: float | None = 10.0    # global gradient-norm clipping (None: off)
     validation_fraction: float = 0.1
     patience: int = 30                # epochs without a better validation loss before stopping
     seed: int = 0
     checkpoint: str | None = None     # path of a .npz to save every epoch and resume from
     progress: bool = True
+    max_seconds: float | None = None  # stop after this much CPU time of the process (checked after each epoch)
     optimizer: str = "adam"           # "adam" (minibatches) or "lbfgs" (full batch, scipy; epochs = iterations)
+    keys: LabelKeys = field(default_factory=LabelKeys)   # where the labels are (potentials.labels)
+    e0s: dict | str | None = None     # reference energies: a mapping, "isolated", "fit" or None (see e0s)
 
 
 @dataclass
 class History:
-    """Per-epoch training and validation losses and errors (meV/atom, meV/Å)."""
+    """Per-epoch training and validation losses and errors (meV/atom, meV/Å), and at the end the
+    errors of the returned model on the training, validation and test sets (potentials.metrics)."""
 
     train_loss: list = field(default_factory=list)
     val_loss: list = field(default_factory=list)
     val_energy_mae: list = field(default_factory=list)
     val_force_mae: list = field(default_factory=list)
+    learning_rate: list = field(default_factory=list)
     best_epoch: int = -1
     stopped_early: bool = False
-    seconds: float = 0.0
+    seconds: float = 0.0              # wall time
+    cpu_seconds: float = 0.0          # CPU time of the process (on a busy machine, less than the wall time)
+    errors: dict = field(default_factory=dict)
+
+    def table(self) -> str:
+        """The final errors as a text table (set x config_type)."""
+        return error_table(self.errors)
 
 
-@dataclass
-class Structure:
-    positions: np.ndarray
-    numbers: np.ndarray
-    energy: float
-    forces: np.ndarray
-    top: dict
-    shift_vectors: np.ndarray
-
-
-def prepare(model: Potential, frames) -> list[Structure]:
-    """Neighbour lists and reference labels of ASE Atoms with stored energy and forces."""
-    out = []
-    for k, atoms in enumerate(frames):
-        try:
-            e, f = float(atoms.get_potential_energy()), np.asarray(atoms.get_forces(), dtype=float)
-        except Exception as exc:
-            raise ValueError(f"structure {k} has no stored energy and forces ({exc})") from exc
-        pos, cell = atoms.positions.astype(float), np.array(atoms.cell, dtype=float)
-        top = model.topology(pos, cell, atoms.pbc, atoms.numbers)
-        out.append(Structure(pos, atoms.numbers.copy(), e, f, top, top["shifts"].astype(float) @ cell))
-    return out
-
-
-# topology entries that index atoms, and pairs, and so are offset when structures are concatenated
-_ATOM_INDEX, _PAIR_INDEX = ("centers", "neighbors"), ("triplets",)
-
-
-def _batch(structures: list[Structure]):
-    """Concatenate structures into one graph; returns positions, numbers, topology, shift
-    vectors, atom→structure ids, atoms per structure and the references."""
-    tops = [st.top for st in structures]
-    n_atoms = np.array([len(st.positions) for st in structures])
-    n_pairs = np.array([len(t["centers"]) for t in tops])
-    atom_offset = np.concatenate([[0], np.cumsum(n_atoms)[:-1]])
-    pair_offset = np.concatenate([[0], np.cumsum(n_pairs)[:-1]])
-    top = {"n_atoms": int(n_atoms.sum())}
-    for key in tops[0]:
-        if key in ("n_atoms", "shifts"):
-            continue
-        parts = [t[key] for t in tops]
-        if key in _ATOM_INDEX:
-            parts = [p + o for p, o in zip(parts, atom_offset)]
-        elif key in _PAIR_INDEX:
-            parts = [p + o for p, o in zip(parts, pair_offset)]
-        top[key] = np.concatenate(parts)
-    sid = np.repeat(np.arange(len(structures)), n_atoms)
-    E = np.array([st.energy for st in structures])
-    F = np.concatenate([st.forces for st in structures])
-    return np.concatenate([st.positions for st in structures]), np.concatenate([st.numbers for st in structures]), \
-        top, np.concatenate([st.shift_vectors for st in structures]), sid, n_atoms, E, F
-
-
-def _predict(model: Potential, weights, R, numbers, top, shifts, sid, n_struct):
-    """Energies per structure (differentiable in weights and R)."""
-    eps = model.atom_energies(weights, R, numbers, top, shifts) + model.reference_energies(numbers)
-    return dnp.segment_sum(eps, sid, n_struct)
-
-
-def batch_loss(model: Potential, weights, batch, config: TrainConfig):
-    R, numbers, top, shifts, sid, nat, E_ref, F_ref = batch
-    n = len(nat)
-    energy = lambda w, R: dnp.sum(_predict(model, w, R, numbers, top, shifts, sid, n))
-    E = _predict(model, weights, R, numbers, top, shifts, sid, n)
-    F = -ds.grad(energy, argnums=1)(weights, R)
-    e_term = dnp.mean(((E - E_ref) / nat) ** 2)
-    f_term = dnp.mean((F - F_ref) ** 2)
-    return config.energy_weight * e_term + config.force_weight * f_term
+def _batch(structures):
+    return make_batch(structures)
 
 
 def evaluate(model: Potential, data: list[Structure], batch_size: int = 16) -> dict:
-    """Energy MAE (meV/atom) and force MAE (meV/Å) of ``model`` on ``data``."""
-    e_err, f_err = [], []
-    for k in range(0, len(data), batch_size):
-        R, numbers, top, shifts, sid, nat, E_ref, F_ref = _batch(data[k:k + batch_size])
-        n = len(nat)
-        energy = lambda R: dnp.sum(_predict(model, model.weights, R, numbers, top, shifts, sid, n))
-        E = np.asarray(_predict(model, model.weights, R, numbers, top, shifts, sid, n))
-        F = -np.asarray(ds.grad(energy)(R))
-        e_err.append(np.abs(E - E_ref) / nat)
-        f_err.append(np.abs(F - F_ref).ravel())
-    return {"energy_mae": 1000 * float(np.mean(np.concatenate(e_err))),
-            "force_mae": 1000 * float(np.mean(np.concatenate(f_err)))}
+    """Energy MAE (meV/atom) and force MAE (meV/Å) of ``model`` on ``data`` (and, in the same
+    units, RMSEs and stress errors in meV/Å³: see :func:`potentials.metrics.errors`)."""
+    table = errors(model, data, batch_size)
+    row = table.get(ALL, next(iter(table.values())))
+    return {**row, "energy_mae": row["energy_mae"], "force_mae": row["forces_mae"]}
 
 
-def train(model: Potential, frames, config: TrainConfig | None = None, validation=None) -> History:
-    """Fit ``model`` to ASE Atoms ``frames`` (with stored energy and forces). A random
-    ``validation_fraction`` is held out unless ``validation`` frames are given. With
-    ``config.checkpoint``, state is saved after every epoch and an existing checkpoint resumed."""
-    config = config or TrainConfig()
-    rng = np.random.default_rng(config.seed)
-    data = prepare(model, frames)
+def _prepare_sets(model, frames, config, validation, test, rng):
+    """Training, validation and test structures, isolated-atom frames set aside for the E0s."""
+    frames, isolated = split_isolated(frames, config.keys)
+    data = prepare(model, frames, config.keys, "training data")
     if validation is None:
         order = rng.permutation(len(data))
         n_val = max(1, int(round(config.validation_fraction * len(data)))) if len(data) > 1 else 0
         val = [data[k] for k in order[:n_val]]
         data = [data[k] for k in order[n_val:]]
     else:
-        val = prepare(model, validation)
+        val = prepare(model, split_isolated(validation, config.keys)[0], config.keys, "validation data")
+    tests = prepare(model, split_isolated(test, config.keys)[0], config.keys, "test data") if test is not None \
+        else []
     if not data:
         raise ValueError("no training structures left after the validation split")
+    return data, val, tests, isolated
+
+
+def train(model: Potential, frames, config: TrainConfig | None = None, validation=None, test=None) -> History:
+    """Fit ``model`` to ASE Atoms ``frames`` (labels as in :mod:`potentials.labels`). A random
+    ``validation_fraction`` is held out unless ``validation`` frames are given; ``test`` frames
+    are only scored at the end (``History.errors``). With ``config.checkpoint``, state is saved
+    after every epoch and an existing checkpoint resumed."""
+    config = config or TrainConfig()
+    rng = np.random.default_rng(config.seed)
+    if config.optimizer not in ("adam", "lbfgs"):
+        raise ValueError(f"unknown optimizer {config.optimizer!r}: use 'adam' or 'lbfgs'")
+    data, val, tests, isolated = _prepare_sets(model, frames, config, validation, test, rng)
+    schedule = LearningRate(config.schedule, config.learning_rate, config.epochs, config.decay,
+                            config.plateau_patience, config.plateau_factor)
     history = History()
     state = _init_state(model)
     start_epoch = 0
     if config.checkpoint and pathlib.Path(config.checkpoint).exists():
         start_epoch, history, state, rng = _resume(model, config.checkpoint)
     else:
-        model.fit_normalisation(data)
-    if config.optimizer not in ("adam", "lbfgs"):
-        raise ValueError(f"unknown optimizer {config.optimizer!r}: use 'adam' or 'lbfgs'")
+        model.fit_normalisation(data, reference_energies(model, config.e0s, data, isolated))
     if config.optimizer == "lbfgs":
-        return _train_lbfgs(model, data, val, config, history)
+        history = _train_lbfgs(model, data, val, config, history)
+        history.errors = _final_errors(model, data, val, tests)
+        return history
     bar = progress_bar(config.epochs, "training", "epoch", config.progress, initial=start_epoch)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     best = min(history.val_loss) if history.val_loss else np.inf
     val_batch = _batch(val) if val else None
+    average = WeightAverage(model.weights, config.ema_decay) if config.ema_decay else None
+    for part in (average, schedule):  # resumed exactly: their state travels in the checkpoint
+        if part is not None:
+            part.load_state(state.get("extra", {}))
     for epoch in range(start_epoch, config.epochs):
-        lr = config.learning_rate * config.decay ** epoch
+        if config.schedule == "plateau":
+            lr = schedule.current
+        elif config.max_seconds is not None and config.schedule == "cosine":  # the cosine spans the time budget
+            lr = schedule.rate(epoch, (history.cpu_seconds + time.process_time() - cpu0) / config.max_seconds)
+        else:
+            lr = schedule.rate(epoch)
         order = rng.permutation(len(data))
         losses = []
         for k in range(0, len(order), config.batch_size):
             batch = _batch([data[i] for i in order[k:k + config.batch_size]])
             loss, grads = ds.value_and_grad(lambda w: batch_loss(model, w, batch, config))(model.weights)
+            grads, _ = clip_gradients(grads, config.clip_norm)
             _adam_step(model, grads, state, lr)
+            if average is not None:
+                average.update(model.weights)
             losses.append(float(loss))
         history.train_loss.append(float(np.mean(losses)))
+        history.learning_rate.append(lr)
+        live = model.weights
+        if average is not None:
+            model.weights = average.weights  # validate, and keep, the averaged weights
         if val_batch is not None:
             history.val_loss.append(float(batch_loss(model, model.weights, val_batch, config)))
             metrics = evaluate(model, val)
@@ -192,19 +174,33 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
             if history.val_loss[-1] < best:
                 best, history.best_epoch = history.val_loss[-1], epoch
                 state["best"] = _copy_weights(model.weights)
+        else:
+            state["best"] = _copy_weights(model.weights)
+        model.weights = live
+        schedule.step(history.val_loss[-1] if history.val_loss else None)
         bar.update(1)
         bar.set_postfix(train=f"{history.train_loss[-1]:.3g}",
                         F_mae=f"{history.val_force_mae[-1]:.1f}meV/Å" if history.val_force_mae else "-")
         if config.checkpoint:
+            state["extra"] = {**schedule.state_arrays(), **(average.state_arrays() if average is not None else {})}
             _save_checkpoint(model, config.checkpoint, epoch + 1, history, state, rng)
         if val_batch is not None and epoch - history.best_epoch >= config.patience:
             history.stopped_early = True
+            break
+        if config.max_seconds is not None and history.cpu_seconds + time.process_time() - cpu0 > config.max_seconds:
             break
     bar.close()
     if state.get("best") is not None:
         model.weights = state["best"]
     history.seconds += time.perf_counter() - t0
+    history.cpu_seconds += time.process_time() - cpu0
+    history.errors = _final_errors(model, data, val, tests)
     return history
+
+
+def _final_errors(model, data, val, tests) -> dict:
+    sets = {"train": data, "valid": val, "test": tests}
+    return {name: errors(model, structures) for name, structures in sets.items() if structures}
 
 
 def _train_lbfgs(model, data, val, config, history) -> History:
@@ -289,6 +285,7 @@ def _save_checkpoint(model, path, epoch, history, state, rng):
     if state.get("best") is not None:
         for k, b in enumerate(flatten(state["best"])[0]):
             arrays[f"best{k}"] = np.asarray(b)
+    arrays.update(state.get("extra", {}))
     write_npz_atomically(path, arrays)
 
 
@@ -302,7 +299,7 @@ def _resume(model, path):
         data = {k: f[k] for k in f.files}
     n = len(flatten(model.weights)[0])
     state = {"m": [data[f"m{k}"] for k in range(n)], "v": [data[f"v{k}"] for k in range(n)], "t": int(data["t"]),
-             "best": None}
+             "best": None, "extra": {k: v for k, v in data.items() if k.startswith(("ema/", "schedule/"))}}
     if "best0" in data:
         state["best"] = unflatten(flatten(model.weights)[1], [data[f"best{k}"] for k in range(n)])
     history = History(**ast.literal_eval(str(data["history"])))

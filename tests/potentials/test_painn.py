@@ -64,7 +64,8 @@ def test_training_beats_the_constant_force_baseline(frames):
     model = PaiNNModel(["Cu"], features=16, layers=2, n_rbf=8, cutoff=4.5, seed=0)
     order = np.random.default_rng(7).permutation(len(frames))
     train_set, held_out = [frames[k] for k in order[8:]], [frames[k] for k in order[:8]]
-    history = train(model, train_set, TrainConfig(epochs=15, batch_size=2, learning_rate=3e-3, progress=False))
+    history = train(model, train_set, TrainConfig(epochs=15, batch_size=2, learning_rate=3e-3, stress_weight=0.0,
+                                                  progress=False))  # forces and energies: the stress term costs more
     assert history.train_loss[-1] < 0.2 * history.train_loss[0]
     spread = 1000 * np.mean(np.abs(np.concatenate([a.get_forces() for a in held_out])))
     errors = evaluate(model, prepare(model, held_out))
