@@ -150,6 +150,10 @@ class Potential:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model to ``path`` (.npz) atomically: a temporary file, then a rename."""
+        write_npz_atomically(path, self.arrays())
+
+    def arrays(self) -> dict:
+        """What :meth:`save` writes (name → array); :func:`model_from_arrays` reads it back."""
         leaves, _ = flatten(self.weights)
         arrays = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION),
                   "kind": np.array(self.kind), "config": np.array(json.dumps(self.config())),
@@ -157,7 +161,7 @@ class Potential:
                   "reference": np.array([self.reference[s] for s in self.symbols], dtype=float)}
         arrays.update({f"weight/{k}": np.asarray(w, dtype=float) for k, w in enumerate(leaves)})
         arrays.update({f"buffer/{name}": np.asarray(v) for name, v in self.buffers().items()})
-        write_npz_atomically(path, arrays)
+        return arrays
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Potential":
@@ -195,17 +199,23 @@ def load_model(path: str | os.PathLike) -> Potential:
         raise ModelFileError(f"{path}: no such model file") from None
     except Exception as exc:
         raise ModelFileError(f"{path}: not a readable .npz model file ({exc})") from exc
+    return model_from_arrays(data, path)
+
+
+def model_from_arrays(data: dict, path) -> Potential:
+    """The model described by ``data`` (what :meth:`Potential.arrays` gives); ``path`` names where
+    it came from in error messages. Raises :class:`ModelFileError` for anything missing or wrong."""
     if data.get("format") is None or str(data["format"]) != FORMAT:
         raise ModelFileError(f"{path}: not a diffsim potential (no '{FORMAT}' marker)")
-    version = int(data["format_version"])
-    if version != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: model format version {version}; this diffsim reads version "
-                             f"{FORMAT_VERSION}. Retrain, or use the diffsim version that wrote it")
-    kinds = model_kinds()
-    kind = str(data["kind"])
-    if kind not in kinds:
-        raise ModelFileError(f"{path}: unknown model kind {kind!r} (known: {sorted(kinds)})")
     try:
+        version = int(data["format_version"])
+        if version != FORMAT_VERSION:
+            raise ModelFileError(f"{path}: model format version {version}; this diffsim reads version "
+                                 f"{FORMAT_VERSION}. Retrain, or use the diffsim version that wrote it")
+        kinds = model_kinds()
+        kind = str(data["kind"])
+        if kind not in kinds:
+            raise ModelFileError(f"{path}: unknown model kind {kind!r} (known: {sorted(kinds)})")
         model = kinds[kind](**json.loads(str(data["config"])))
         leaves, tree = flatten(model.weights)
         n_stored = sum(k.startswith("weight/") for k in data)
@@ -215,13 +225,24 @@ def load_model(path: str | os.PathLike) -> Potential:
         for k, (a, b) in enumerate(zip(leaves, stored)):
             if np.shape(a) != b.shape:
                 raise ModelFileError(f"{path}: weight {k} has shape {b.shape}, the model needs {np.shape(a)}")
+            if not np.all(np.isfinite(b)):
+                raise ModelFileError(f"{path}: weight {k} holds NaN or infinite values; the model is unusable "
+                                     "(retrain it, with a smaller learning rate if training diverged)")
+        reference = np.asarray(data["reference"], dtype=float)
+        if reference.shape != (len(model.symbols),) or not np.all(np.isfinite(reference)):
+            raise ModelFileError(f"{path}: the reference energies are damaged (shape {reference.shape}, "
+                                 f"{len(model.symbols)} elements)")
         model.weights = unflatten(tree, stored)
-        model.reference = {s: float(r) for s, r in zip(model.symbols, data["reference"])}
-        model.set_buffers({k[len("buffer/"):]: v for k, v in data.items() if k.startswith("buffer/")})
+        model.reference = {s: float(r) for s, r in zip(model.symbols, reference)}
+        buffers = {k[len("buffer/"):]: v for k, v in data.items() if k.startswith("buffer/")}
+        for name, v in buffers.items():
+            if not np.all(np.isfinite(np.asarray(v, dtype=float))):
+                raise ModelFileError(f"{path}: the fitted constant {name!r} holds NaN or infinite values")
+        model.set_buffers(buffers)
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: damaged or incomplete model file ({exc})") from exc
+    except Exception as exc:  # a damaged file can fail in many ways; none of them is a usable model
+        raise ModelFileError(f"{path}: damaged or incomplete model file ({type(exc).__name__}: {exc})") from exc
     return model
 
 

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import pathlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 import diffsim as ds
 import diffsim.numpy as dnp
-from diffsim.files import write_npz_atomically
 from diffsim.tree import flatten, unflatten
 
-from .model import Potential, load_model
+from .checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
+from .model import Potential
 from .progress import progress_bar
 
 
@@ -56,6 +56,9 @@ class History:
     best_epoch: int = -1
     stopped_early: bool = False
     seconds: float = 0.0
+    resumed_from: int = 0             # the checkpoint's epoch when resumed, else 0
+    training_structures: int = 0      # structures trained on (the held-out ones excluded)
+    validation_structures: int = 0
 
 
 @dataclass
@@ -66,6 +69,25 @@ class Structure:
     forces: np.ndarray
     top: dict
     shift_vectors: np.ndarray
+
+
+def _check_config(config: TrainConfig) -> None:
+    """Refuse options no training can use, before any work."""
+    count = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+    weight = lambda v: bool(np.isfinite(v) and v >= 0)
+    ok = {"epochs": count(config.epochs), "batch_size": count(config.batch_size), "patience": count(config.patience),
+          "learning_rate": bool(np.isfinite(config.learning_rate) and config.learning_rate > 0),
+          "decay": 0 < config.decay <= 1, "energy_weight": weight(config.energy_weight),
+          "force_weight": weight(config.force_weight), "validation_fraction": 0 <= config.validation_fraction < 1}
+    bad = [f"{name} = {getattr(config, name)!r}" for name, good in ok.items() if not good]
+    if bad:
+        raise ValueError(f"training options out of range: {', '.join(bad)} (epochs, batch_size and patience are "
+                         "counts ≥ 1, learning_rate > 0, decay in (0, 1], weights ≥ 0, validation_fraction in [0, 1))")
+    if config.optimizer not in ("adam", "lbfgs"):
+        raise ValueError(f"unknown optimizer {config.optimizer!r}: use 'adam' or 'lbfgs'")
+    if config.optimizer == "lbfgs" and config.checkpoint:
+        raise ValueError("checkpoints are written by the 'adam' optimizer (L-BFGS runs are full-batch and short): "
+                         "drop the checkpoint or use adam")
 
 
 def prepare(model: Potential, frames) -> list[Structure]:
@@ -148,8 +170,11 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
     ``validation_fraction`` is held out unless ``validation`` frames are given. With
     ``config.checkpoint``, state is saved after every epoch and an existing checkpoint resumed."""
     config = config or TrainConfig()
+    _check_config(config)
     rng = np.random.default_rng(config.seed)
     data = prepare(model, frames)
+    if not data:
+        raise ValueError("no structures to train on: give at least one structure with energy and forces")
     if validation is None:
         order = rng.permutation(len(data))
         n_val = max(1, int(round(config.validation_fraction * len(data)))) if len(data) > 1 else 0
@@ -162,19 +187,20 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
     history = History()
     state = _init_state(model)
     start_epoch = 0
+    history.training_structures, history.validation_structures = len(data), len(val)
+    fingerprint = data_fingerprint(data + val), len(data) + len(val)
     if config.checkpoint and pathlib.Path(config.checkpoint).exists():
-        start_epoch, history, state, rng = _resume(model, config.checkpoint)
+        start_epoch, history, state, rng = load_checkpoint(config.checkpoint, model, config, *fingerprint)
+        history.resumed_from = start_epoch
     else:
         model.fit_normalisation(data)
-    if config.optimizer not in ("adam", "lbfgs"):
-        raise ValueError(f"unknown optimizer {config.optimizer!r}: use 'adam' or 'lbfgs'")
     if config.optimizer == "lbfgs":
         return _train_lbfgs(model, data, val, config, history)
     bar = progress_bar(config.epochs, "training", "epoch", config.progress, initial=start_epoch)
     t0 = time.perf_counter()
     best = min(history.val_loss) if history.val_loss else np.inf
     val_batch = _batch(val) if val else None
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, config.epochs if not history.stopped_early else start_epoch):
         lr = config.learning_rate * config.decay ** epoch
         order = rng.permutation(len(data))
         losses = []
@@ -195,10 +221,11 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         bar.update(1)
         bar.set_postfix(train=f"{history.train_loss[-1]:.3g}",
                         F_mae=f"{history.val_force_mae[-1]:.1f}meV/Å" if history.val_force_mae else "-")
-        if config.checkpoint:
-            _save_checkpoint(model, config.checkpoint, epoch + 1, history, state, rng)
         if val_batch is not None and epoch - history.best_epoch >= config.patience:
             history.stopped_early = True
+        if config.checkpoint:  # after the stopping decision, so that a resumed run makes the same one
+            save_checkpoint(config.checkpoint, model, epoch + 1, history, state, rng, config, *fingerprint)
+        if history.stopped_early:
             break
     bar.close()
     if state.get("best") is not None:
@@ -273,39 +300,3 @@ def _adam_step(model, grads, state, lr, b1=0.9, b2=0.999, eps=1e-8):
         mhat, vhat = state["m"][k] / (1 - b1 ** t), state["v"][k] / (1 - b2 ** t)
         new.append(np.asarray(w) - lr * mhat / (np.sqrt(vhat) + eps))
     model.weights = unflatten(tree, new)
-
-
-def _save_checkpoint(model, path, epoch, history, state, rng):
-    """Everything needed to continue: weights (the model file), Adam moments, history, RNG."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model_tmp = path.with_name(path.stem + ".model.npz")
-    model.save(model_tmp)
-    arrays = {"epoch": np.array(epoch), "t": np.array(state["t"]),
-              "rng": np.array(repr(rng.bit_generator.state)),
-              "history": np.array(repr({k: v for k, v in asdict(history).items()}))}
-    for k, (m, v) in enumerate(zip(state["m"], state["v"])):
-        arrays[f"m{k}"], arrays[f"v{k}"] = m, v
-    if state.get("best") is not None:
-        for k, b in enumerate(flatten(state["best"])[0]):
-            arrays[f"best{k}"] = np.asarray(b)
-    write_npz_atomically(path, arrays)
-
-
-def _resume(model, path):
-    import ast
-
-    loaded = load_model(pathlib.Path(path).with_name(pathlib.Path(path).stem + ".model.npz"))
-    model.weights, model.reference = loaded.weights, loaded.reference
-    model.set_buffers(loaded.buffers())
-    with np.load(path, allow_pickle=False) as f:
-        data = {k: f[k] for k in f.files}
-    n = len(flatten(model.weights)[0])
-    state = {"m": [data[f"m{k}"] for k in range(n)], "v": [data[f"v{k}"] for k in range(n)], "t": int(data["t"]),
-             "best": None}
-    if "best0" in data:
-        state["best"] = unflatten(flatten(model.weights)[1], [data[f"best{k}"] for k in range(n)])
-    history = History(**ast.literal_eval(str(data["history"])))
-    rng = np.random.default_rng()
-    rng.bit_generator.state = ast.literal_eval(str(data["rng"]))
-    return int(data["epoch"]), history, state, rng
