@@ -11,6 +11,8 @@ is instant and the engine never depends on the application packages.
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 import sys
 import time
 
@@ -187,7 +189,8 @@ def _demo_potential(report, size: dict, checks: list, folder) -> dict:
     errors = evaluate(model, prepare(model, test))
     f_ref, f_pred = predicted_forces(model, test)
     spread = 1000 * float(np.mean(np.abs(f_ref)))
-    print(f"   {n} EMT structures; trained on {len(training)} in {history.seconds:.1f} s; held-out ({n_test}): "
+    print(f"   {n} EMT structures; trained on {history.training_structures} (validation "
+          f"{history.validation_structures}) in {history.seconds:.1f} s; held-out ({n_test}): "
           f"energy MAE {errors['energy_mae']:.2f} meV/atom, force MAE {errors['force_mae']:.1f} meV/Å "
           f"(force spread {spread:.0f} meV/Å)")
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((size["md_size"],) * 3)
@@ -209,7 +212,9 @@ def _demo_potential(report, size: dict, checks: list, folder) -> dict:
                      f"32-atom fcc Cu cells (Langevin MD at {', '.join(f'{t:g}' for t in size['temperatures'])} K, "
                      "rattled, strained, with a vacancy). A random 10 % is held out; an ACSF model (per-element "
                      f"networks {size['hidden']} on atom-centred symmetry functions, forces −∂E/∂R by reverse mode) "
-                     f"is trained on energies and forces with Adam for {len(history.train_loss)} epochs "
+                     f"is trained on the energies and forces of {history.training_structures} of the rest "
+                     f"({history.validation_structures} more choose the best epoch) with Adam for "
+                     f"{len(history.train_loss)} epochs "
                      f"({history.seconds:.1f} s) and saved as `model_cu.npz`.")
     report.table(["held-out structures", "energy MAE (meV/atom)", "force MAE (meV/Å)",
                   "force spread: mean |F| (meV/Å)"],
@@ -225,7 +230,8 @@ def _demo_potential(report, size: dict, checks: list, folder) -> dict:
     report.figure(radial_distribution_plot(md["r"], md["g_reference"], md["g_learned"],
                                            difference=md["rdf_difference"]), "rdf.png",
                   "Radial distribution function at the same temperature: learned potential against EMT")
-    return {"structures": n, "training_structures": len(training), "held_out_structures": n_test,
+    return {"structures": n, "training_structures": history.training_structures,
+            "validation_structures": history.validation_structures, "held_out_structures": n_test,
             "epochs": len(history.train_loss), "training_seconds": history.seconds,
             "energy_mae_meV_per_atom": errors["energy_mae"], "force_mae_meV_per_A": errors["force_mae"],
             "force_spread_meV_per_A": spread, "md_atoms": len(atoms), "md_steps": size["md_steps"],
@@ -247,44 +253,46 @@ def _demo(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
 
     from . import __version__
-    from .files import write_atomic
+    from .files import atomic_folder, write_atomic
     from .report import Report
 
-    folder = pathlib.Path(args.out).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    final = pathlib.Path(args.out).resolve()
     size = _DEMO_SIZES["quick" if args.quick else "full"]
-    report = Report(folder, "diffsim demo")
-    report.paragraph(f"diffsim {__version__}, `diffsim demo{' --quick' if args.quick else ''}`, "
-                     f"{time.strftime('%Y-%m-%d %H:%M')}. One reverse-mode engine gives the gradients of a "
-                     "trajectory (control) and the forces of a learned energy (chemistry); everything below was "
-                     "computed in this run, from data generated in it.")
-    checks: list = []
-    results: dict = {"quick": bool(args.quick)}
-    seconds: dict = {}
-    t0 = time.perf_counter()
-    steps = [("engine", "gradients against closed forms", _demo_engine),
-             ("control", "cart-pole swing-up, BPTT and adjoint", _demo_control),
-             ("potential", "EMT copper data, a learned potential, MD", _demo_potential)]
-    for k, (key, title, step) in enumerate(steps, 1):
-        print(f"[{k}/{len(steps)}] {title}", flush=True)
-        t = time.perf_counter()
-        extra = (folder,) if key == "potential" else ()
-        results[key] = step(report, size, checks, *extra)
-        seconds[key] = time.perf_counter() - t
-    seconds["total"] = time.perf_counter() - t0
-    failed = [c for c in checks if not c["passed"]]
-    report.heading("Checks")
-    report.table(["check", "value", "expected", ""],
-                 [[c["check"], f"{c['value']:.3g}", c["limit"], "pass" if c["passed"] else "**FAIL**"]
-                  for c in checks])
-    report.paragraph(f"Wall time {seconds['total']:.1f} s: engine {seconds['engine']:.1f} s, control "
-                     f"{seconds['control']:.1f} s, potential {seconds['potential']:.1f} s (the first run on a "
-                     "machine also compiles Numba kernels; later runs load them from the cache).")
-    results.update(checks=checks, seconds=seconds, files=list(DEMO_FILES))
-    write_atomic(folder / "results.json", json.dumps(results, indent=2, default=float) + "\n")
-    md, page = report.write()
+    # everything is written into a temporary folder inside --out and moved in at the end,
+    # results.json last: an interrupted run leaves the previous report as it was
+    with atomic_folder(final, last=("results.json",)) as folder:
+        report = Report(folder, "diffsim demo")
+        report.paragraph(f"diffsim {__version__}, `diffsim demo{' --quick' if args.quick else ''}`, "
+                         f"{time.strftime('%Y-%m-%d %H:%M')}. One reverse-mode engine gives the gradients of a "
+                         "trajectory (control) and the forces of a learned energy (chemistry); everything below was "
+                         "computed in this run, from data generated in it.")
+        checks: list = []
+        results: dict = {"quick": bool(args.quick)}
+        seconds: dict = {}
+        t0 = time.perf_counter()
+        steps = [("engine", "gradients against closed forms", _demo_engine),
+                 ("control", "cart-pole swing-up, BPTT and adjoint", _demo_control),
+                 ("potential", "EMT copper data, a learned potential, MD", _demo_potential)]
+        for k, (key, title, step) in enumerate(steps, 1):
+            print(f"[{k}/{len(steps)}] {title}", flush=True)
+            t = time.perf_counter()
+            extra = (folder,) if key == "potential" else ()
+            results[key] = step(report, size, checks, *extra)
+            seconds[key] = time.perf_counter() - t
+        seconds["total"] = time.perf_counter() - t0
+        failed = [c for c in checks if not c["passed"]]
+        report.heading("Checks")
+        report.table(["check", "value", "expected", ""],
+                     [[c["check"], f"{c['value']:.3g}", c["limit"], "pass" if c["passed"] else "**FAIL**"]
+                      for c in checks])
+        report.paragraph(f"Wall time {seconds['total']:.1f} s: engine {seconds['engine']:.1f} s, control "
+                         f"{seconds['control']:.1f} s, potential {seconds['potential']:.1f} s (the first run on a "
+                         "machine also compiles Numba kernels; later runs load them from the cache).")
+        results.update(checks=checks, seconds=seconds, files=list(DEMO_FILES))
+        write_atomic(folder / "results.json", json.dumps(results, indent=2, default=float) + "\n")
+        report.write()
     print(f"\n{len(checks) - len(failed)} of {len(checks)} checks passed in {seconds['total']:.1f} s")
-    print(f"wrote the report to {md} (and {page.name}, results.json and the figures beside it)")
+    print(f"wrote the report to {final / 'report.md'} (and report.html, results.json and the figures beside it)")
     return 1 if failed else 0
 
 
@@ -301,8 +309,7 @@ def _control(args: argparse.Namespace) -> int:
         sol.plot(args.plot, names=(problem.x_names, problem.u_names))
         print(f"wrote {args.plot}")
     if not sol.status:
-        print(f"error: {sol.message}", file=sys.stderr)
-        return 1
+        raise ComputationFailed(sol.message)
     return 0
 
 
@@ -316,100 +323,328 @@ def _compare(args: argparse.Namespace) -> int:
     if args.plot:
         result.plot(args.plot)
         print(f"wrote {args.plot}")
-    failed = [k for k, s in result.solutions.items() if not s.status]
-    return 1 if failed else 0
+    failed = [k for k, s in (result.solutions or {}).items() if not s.status]
+    if failed:
+        raise ComputationFailed(f"the optimisation with {', '.join(failed)} gradients did not converge")
+    return 0
 
 
-def _potential(args: argparse.Namespace) -> int:
-    """Learned interatomic potentials: generate EMT data, train, evaluate, run MD."""
+def _potential_generate(args: argparse.Namespace) -> int:
+    """EMT-labelled reference data (MD, rattled, strained, vacancies) to an ase.db or extxyz file."""
+    from potentials.reference_data import generate_emt_dataset
 
-    from potentials.model import ACSFModel, ModelFileError, load_model
-    from potentials.reference_data import DatasetError, generate_emt_dataset, load_dataset
+    quick = dict(temperatures=(300.0, 900.0), md_samples=10, rattled=5, strained=5, vacancies=5) \
+        if args.quick else dict(temperatures=tuple(args.temperatures), md_samples=args.md_samples)
+    n = generate_emt_dataset(args.out, args.element, size=(args.size,) * 3, seed=args.seed, **quick)
+    print(f"wrote {n} EMT-labelled {args.element} configurations to {args.out}")
+    return 0
+
+
+def _potential_train(args: argparse.Namespace) -> int:
+    """Train a potential on the energies and forces of a dataset."""
+    from potentials.figures import learning_curve
+    from potentials.model import ACSFModel
+    from potentials.painn import PaiNNModel
+    from potentials.reference_data import load_dataset
+    from potentials.training import TrainConfig, train
+
+    _distinct_paths(args, "data", "out", "checkpoint", "curve")
+    frames = load_dataset(args.data)
+    elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
+    if args.model == "painn":
+        model = PaiNNModel(elements, features=args.features, layers=args.layers, cutoff=args.cutoff, seed=args.seed)
+    else:
+        model = ACSFModel(elements, hidden=tuple(args.hidden), seed=args.seed)
+    rate = args.learning_rate or (2e-3 if args.model == "painn" else 5e-3)
+    config = TrainConfig(epochs=10 if args.quick else args.epochs, batch_size=args.batch_size, learning_rate=rate,
+                         seed=args.seed, checkpoint=args.checkpoint, optimizer=args.optimizer)
+    history = train(model, frames, config)
+    if history.resumed_from:
+        done = history.resumed_from >= config.epochs or (history.stopped_early and not history.seconds)
+        print(f"resumed {args.checkpoint} at epoch {history.resumed_from} of {config.epochs}"
+              + ("; it had finished, so nothing was left to train" if done else ""))
+    model.save(args.out)
+    best = history.best_epoch
+    scores = (f"; best epoch {best}; validation energy MAE {history.val_energy_mae[best]:.2f} meV/atom, force MAE "
+              f"{history.val_force_mae[best]:.1f} meV/Å") if history.val_force_mae and best >= 0 else \
+        " (no validation structures: a dataset of one structure)"
+    print(f"trained on {history.training_structures} structures ({history.validation_structures} more held out "
+          f"for validation) in {history.seconds:.1f} s{scores}")
+    print(f"wrote {args.out}")
+    if args.curve:
+        learning_curve(history, args.curve)
+        print(f"wrote {args.curve}")
+    return 0
+
+
+def _potential_evaluate(args: argparse.Namespace) -> int:
+    """Energy and force errors of a model on a dataset."""
+    from potentials.model import load_model
+    from potentials.reference_data import load_dataset
+    from potentials.training import evaluate, prepare
+
+    model = load_model(args.model_file)
+    frames = load_dataset(args.data)
+    errors = evaluate(model, prepare(model, frames))
+    print(f"{len(frames)} structures: energy MAE {errors['energy_mae']:.2f} meV/atom, "
+          f"force MAE {errors['force_mae']:.1f} meV/Å")
+    if args.plot:
+        from potentials.figures import force_parity, predicted_forces
+
+        force_parity(*predicted_forces(model, frames), args.plot, title="held-out")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _potential_md(args: argparse.Namespace) -> int:
+    """Molecular dynamics with a model (NVE, NVT or NPT), checked against EMT where EMT applies."""
+    from potentials.md import md_report
+    from potentials.model import load_model
+
+    model = load_model(args.model_file)
+    atoms = _md_structure(args, model)
+    report = md_report(atoms, model, ensemble=args.ensemble, temperature_K=args.temperature, steps=args.steps,
+                       timestep_fs=args.timestep, pressure_GPa=args.pressure, plot=args.plot, progress=True)
+    print(report["summary"])
+    if args.plot:
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _md_structure(args: argparse.Namespace, model):
+    """The structure ``potential md`` runs: --structure, or the default crystal of a one-element model."""
+    if args.structure:
+        from ase.io import read
+
+        try:
+            atoms = read(args.structure)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise UsageError(f"{args.structure}: not a structure ASE can read ({type(exc).__name__}: {exc}); give "
+                             "an .xyz, .extxyz, .cif, POSCAR, .traj or another ASE format") from None
+        if isinstance(atoms, list):
+            atoms = atoms[-1]
+        unknown = sorted(set(atoms.get_chemical_symbols()) - set(model.symbols))
+        if unknown:
+            raise UsageError(f"{args.structure} has {', '.join(unknown)}, which the model does not know (it was "
+                             f"trained on {', '.join(model.symbols)})")
+        return atoms
+    if len(model.symbols) > 1:
+        raise UsageError(f"the model covers {len(model.symbols)} elements ({', '.join(model.symbols)}): give the "
+                         "structure to run with --structure FILE (any file ASE reads, e.g. an extxyz from "
+                         "'diffsim potential generate --element " + "".join(model.symbols) + " --out a.xyz')")
+    from ase.build import bulk
 
     try:
-        if args.action == "generate":
-            quick = dict(temperatures=(300.0, 900.0), md_samples=10, rattled=5, strained=5, vacancies=5) \
-                if args.quick else dict(temperatures=tuple(args.temperatures), md_samples=args.md_samples)
-            n = generate_emt_dataset(args.out, args.element, size=(args.size,) * 3, seed=args.seed, **quick)
-            print(f"wrote {n} EMT-labelled {args.element} configurations to {args.out}")
-            return 0
-        if args.action == "train":
-            from potentials.figures import learning_curve
-            from potentials.painn import PaiNNModel
-            from potentials.training import TrainConfig, train
+        atoms = bulk(model.symbols[0], cubic=True)
+    except Exception:
+        try:
+            atoms = bulk(model.symbols[0])
+        except Exception:
+            raise UsageError(f"ASE has no reference crystal for {model.symbols[0]}: give --structure FILE") from None
+    return atoms.repeat((args.size,) * 3)
 
-            frames = load_dataset(args.data)
-            elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
-            if args.model == "painn":
-                model = PaiNNModel(elements, features=args.features, layers=args.layers, cutoff=args.cutoff,
-                                   seed=args.seed)
-            else:
-                model = ACSFModel(elements, hidden=tuple(args.hidden), seed=args.seed)
-            rate = args.learning_rate or (2e-3 if args.model == "painn" else 5e-3)
-            config = TrainConfig(epochs=10 if args.quick else args.epochs, batch_size=args.batch_size,
-                                 learning_rate=rate, seed=args.seed, checkpoint=args.checkpoint,
-                                 optimizer=args.optimizer)
-            history = train(model, frames, config)
-            model.save(args.out)
-            print(f"trained on {len(frames)} structures in {history.seconds:.1f} s; best epoch {history.best_epoch}; "
-                  f"validation energy MAE {history.val_energy_mae[history.best_epoch]:.2f} meV/atom, "
-                  f"force MAE {history.val_force_mae[history.best_epoch]:.1f} meV/Å")
-            print(f"wrote {args.out}")
-            if args.curve:
-                learning_curve(history, args.curve)
-                print(f"wrote {args.curve}")
-            return 0
-        model = load_model(args.model_file)
-        if args.action == "evaluate":
-            from potentials.training import evaluate, prepare
 
-            frames = load_dataset(args.data)
-            errors = evaluate(model, prepare(model, frames))
-            print(f"{len(frames)} structures: energy MAE {errors['energy_mae']:.2f} meV/atom, "
-                  f"force MAE {errors['force_mae']:.1f} meV/Å")
-            if args.plot:
-                from potentials.figures import force_parity, predicted_forces
+def _distinct_paths(args: argparse.Namespace, *names: str) -> None:
+    """Refuse one file given for two roles (the model would overwrite the dataset, say)."""
+    import pathlib
 
-                force_parity(*predicted_forces(model, frames), args.plot, title="held-out")
-                print(f"wrote {args.plot}")
-            return 0
-        if args.action == "md":
-            from ase.build import bulk
-            from ase.calculators.emt import EMT
+    seen: dict = {}
+    for name in names:
+        value = getattr(args, name, None)
+        if value:
+            key = pathlib.Path(value).resolve()
+            if key in seen:
+                raise UsageError(f"--{seen[key]} and --{name} are the same file ({value}): give each its own path")
+            seen[key] = name
 
-            from potentials.calculator import Calculator
-            from potentials.md import compare_with_reference
 
-            atoms = bulk(model.symbols[0], "fcc", cubic=True).repeat((args.size,) * 3)
-            out = compare_with_reference(atoms, Calculator(model), EMT(), temperature_K=args.temperature,
-                                         steps=args.steps, plot=args.plot)
-            print(f"{len(atoms)} atoms, {args.steps} steps of 2 fs at {args.temperature} K: NVE drift "
-                  f"{out['drift']:.3f} meV/atom/ps; g(r) differs from EMT's by {out['rdf_difference']:.3f} (L1)")
-            if args.plot:
-                print(f"wrote {args.plot}")
-            return 0
-    except (DatasetError, ModelFileError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+# ---------------------------------------------------------------- errors, argument types, the wrapper
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its input files: one line on stderr, exit status 2."""
+
+
+class ComputationFailed(Exception):
+    """The computation ran but did not succeed (an optimiser that did not converge): exit status 1."""
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the process is so that temporary files are cleaned up."""
+
+
+_OS_ADVICE = {errno.ENOENT: "no such file or folder: check the path",
+              errno.EACCES: "permission denied: choose a place you can write to, or change its permissions",
+              errno.EPERM: "not permitted: choose another place",
+              errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+              errno.EISDIR: "is a folder: give a file name",
+              errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+              errno.EROFS: "a read-only file system: write elsewhere",
+              errno.EEXIST: "already exists and is in the way: remove it or choose another path",
+              errno.ENAMETOOLONG: "the name is too long: choose a shorter path"}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OS error: the path, what went wrong and what to do.
+
+    >>> os_error_message(FileNotFoundError(2, "No such file or directory", "/no/such/file.npz"))
+    '/no/such/file.npz: no such file or folder: check the path'
+    """
+    where = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    what = _OS_ADVICE.get(exc.errno, f"{exc.strerror or exc}" if exc.errno else str(exc))
+    return f"{where}: {what}" if where else what
+
+
+def _user_error_types() -> tuple:
+    """Exceptions that mean a mistake in the input (exit 2): diffsim's own, and the ValueErrors of
+    the applications' checks of arguments and files (DatasetError, ModelFileError, ...)."""
+    from .errors import DiffsimError
+
+    return (UsageError, DiffsimError, ValueError)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _run(func, args: argparse.Namespace) -> int:
+    """Run one subcommand under the one error policy of the command: a user's mistake or an OS
+    error is one line on stderr and exit status 2, a failed computation one line and 1, an
+    interruption 130 (SIGINT) or 143 (SIGTERM); never a traceback (set DIFFSIM_TRACEBACK=1 to
+    see one for an unexpected error)."""
+    import os
+
+    import warnings
+
+    name = getattr(args, "command_name", "diffsim")
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"{name}: warning: {_one_line(message)}", file=sys.stderr)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("once")  # each distinct warning once, on one line
+            warnings.showwarning = one_line_warning
+            code = func(args)
+        return 0 if code is None else int(code)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; nothing half-written was left behind", file=sys.stderr)
+        return 130
+    except _Terminated as exc:
+        print(f"{name}: terminated by {exc}; nothing half-written was left behind", file=sys.stderr)
+        return 143
+    except ComputationFailed as exc:
+        print(f"{name}: failed: {_one_line(exc)}", file=sys.stderr)
         return 1
-    return 2
+    except OSError as exc:
+        print(f"{name}: error: {_one_line(os_error_message(exc))}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{name}: failed: out of memory; try a smaller problem (fewer atoms, steps or structures)",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if os.environ.get("DIFFSIM_TRACEBACK"):
+            raise
+        if isinstance(exc, _user_error_types()):
+            print(f"{name}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        print(f"{name}: failed: {type(exc).__name__}: {_one_line(exc)} (set DIFFSIM_TRACEBACK=1 to see where)",
+              file=sys.stderr)
+        return 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: what is wrong and where the help is."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
+def _number(kind, least=None, above=None, what="a number"):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        if (least is not None and value < least) or (above is not None and value <= above):
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+count = _number(int, least=1, what="a whole number ≥ 1")
+seed_type = _number(int, least=0, what="a whole number ≥ 0")
+positive = _number(float, above=0.0, what="a positive number")
+
+
+def output_file(text: str) -> str:
+    """An argparse type: a file that can be written (checked now, before any long work)."""
+    from .files import check_writable
+
+    try:
+        check_writable(text)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {os_error_message(exc)}") from None
+    return text
+
+
+def output_folder(text: str) -> str:
+    """An argparse type: a folder that exists or can be made, and can be written."""
+    from .files import check_writable
+
+    try:
+        check_writable(text, folder=True)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write into {text}: {os_error_message(exc)}") from None
+    return text
+
+
+def input_file(text: str) -> str:
+    """An argparse type: an existing, readable file."""
+    import os
+
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: a folder, not a file")
+    if not os.access(text, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text}: not readable (permission denied)")
+    return text
+
+
+def dataset_output(text: str) -> str:
+    """An argparse type: a writable .db, .xyz or .extxyz file."""
+    if not text.endswith((".db", ".xyz", ".extxyz")):
+        raise argparse.ArgumentTypeError(f"{text}: a dataset file must end in .db (ase.db), .xyz or .extxyz")
+    return output_file(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``diffsim`` command."""
+    """The argument parser of the ``diffsim`` command. A subcommand is a subparser whose
+    ``func`` default runs it; :func:`main` runs every one under the same error handling."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="diffsim",
         description="Differentiable physics on a CPU: exact gradients, compiled loops.",
         epilog="Start with 'diffsim demo'. 'diffsim COMMAND --help' describes a command's options.")
     parser.add_argument("--version", action="version", version=f"diffsim {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     demo = sub.add_parser("demo", help="run the main job: control and a learned potential, checked, in a report",
                           description=_demo.__doc__)
     demo.add_argument("--quick", action="store_true",
                       help="a smaller, faster run (about 20 s with warm caches; the full run takes a few minutes; "
                            "the first run on a machine also compiles Numba kernels)")
-    demo.add_argument("--out", metavar="DIR", default="diffsim-demo-report",
+    demo.add_argument("--out", metavar="DIR", default="diffsim-demo-report", type=output_folder,
                       help="folder for the report, its figures, data and model (default ./diffsim-demo-report)")
     demo.set_defaults(func=_demo)
 
@@ -422,76 +657,118 @@ def build_parser() -> argparse.ArgumentParser:
                          help="direct single shooting (default), direct multiple shooting, or Pontryagin's BVP")
     control.add_argument("--gradient", choices=["bptt", "checkpointed", "adjoint"], default="bptt",
                          help="how single shooting differentiates the rollout (default bptt)")
-    control.add_argument("--steps", type=int, help="number of control intervals N (default: the system's)")
-    control.add_argument("--plot", metavar="FILE", help="write states, controls and costates to FILE (png, pdf)")
+    control.add_argument("--steps", type=count, help="number of control intervals N ≥ 1 (default: the system's)")
+    control.add_argument("--plot", metavar="FILE", type=output_file,
+                         help="write states, controls and costates to FILE (png, pdf)")
     control.set_defaults(func=_control)
 
     comp = sub.add_parser("compare", help="BPTT vs continuous adjoint on a ready problem", description=_compare.__doc__)
     comp.add_argument("system", choices=sorted(SYSTEMS), help="which problem")
-    comp.add_argument("--steps", type=int, help="number of control intervals N (default: the system's)")
-    comp.add_argument("--plot", metavar="FILE", help="write the comparison figure to FILE")
+    comp.add_argument("--steps", type=count, help="number of control intervals N ≥ 1 (default: the system's)")
+    comp.add_argument("--plot", metavar="FILE", type=output_file, help="write the comparison figure to FILE")
     comp.add_argument("--no-optimize", action="store_true", help="compare gradients only, do not optimise")
     comp.set_defaults(func=_compare)
 
     pot = sub.add_parser("potential", help="learned interatomic potentials: generate, train, evaluate, md",
-                         description=_potential.__doc__)
-    act = pot.add_subparsers(dest="action", metavar="ACTION", required=True)
-    gen = act.add_parser("generate", help="EMT-labelled reference data (MD, rattled, strained, vacancies) to an ase.db")
+                         description="Learned interatomic potentials: generate EMT data, train, evaluate, run MD.")
+    act = pot.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    gen = act.add_parser("generate", help="EMT-labelled reference data (MD, rattled, strained, vacancies) to an ase.db",
+                         description=_potential_generate.__doc__)
     gen.add_argument("--element", default="Cu", help="an EMT element or alloy, e.g. Cu, CuAu (default Cu)")
-    gen.add_argument("--out", default="emt.db", help="the file to write: .db (ase.db) or .xyz/.extxyz (default emt.db)")
-    gen.add_argument("--size", type=int, default=3, help="fcc cubic cell repeated size³ times (default 3: 108 atoms)")
-    gen.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 600.0, 900.0, 1200.0],
+    gen.add_argument("--out", default="emt.db", type=dataset_output,
+                     help="the file to write: .db (ase.db) or .xyz/.extxyz (default emt.db)")
+    gen.add_argument("--size", type=count, default=3, help="fcc cubic cell repeated size³ times (default 3: 108 atoms)")
+    gen.add_argument("--temperatures", type=positive, nargs="+", default=[300.0, 600.0, 900.0, 1200.0],
                      help="Langevin MD temperatures in K (default 300 600 900 1200)")
-    gen.add_argument("--md-samples", type=int, default=50, help="MD samples per temperature (default 50)")
-    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen.add_argument("--md-samples", type=count, default=50, help="MD samples per temperature (default 50)")
+    gen.add_argument("--seed", type=seed_type, default=0, help="random seed (default 0)")
     gen.add_argument("--quick", action="store_true", help="a small dataset")
-    tr = act.add_parser("train", help="train a potential on energies and forces")
-    tr.add_argument("--data", required=True, help="ase.db or extxyz with energies and forces")
-    tr.add_argument("--out", default="model.npz", help="the model file to write (default model.npz)")
+    gen.set_defaults(func=_potential_generate)
+    tr = act.add_parser("train", help="train a potential on energies and forces", description=_potential_train.__doc__)
+    tr.add_argument("--data", required=True, type=input_file, help="ase.db or extxyz with energies and forces")
+    tr.add_argument("--out", default="model.npz", type=output_file, help="the model file to write (default model.npz)")
     tr.add_argument("--model", choices=["acsf", "painn"], default="acsf",
                     help="acsf: per-element networks on symmetry functions (default); painn: equivariant message "
                          "passing")
-    tr.add_argument("--hidden", type=int, nargs="+", default=[32, 32],
+    tr.add_argument("--hidden", type=count, nargs="+", default=[32, 32],
                     help="acsf: hidden layer widths (default 32 32)")
-    tr.add_argument("--features", type=int, default=32, help="painn: feature width (default 32)")
-    tr.add_argument("--layers", type=int, default=2, help="painn: interaction layers (default 2)")
-    tr.add_argument("--cutoff", type=float, default=4.5, help="painn: pair cutoff in Å (default 4.5)")
-    tr.add_argument("--epochs", type=int, default=200, help="epochs (Adam) or iterations (L-BFGS)")
+    tr.add_argument("--features", type=count, default=32, help="painn: feature width (default 32)")
+    tr.add_argument("--layers", type=count, default=2, help="painn: interaction layers (default 2)")
+    tr.add_argument("--cutoff", type=positive, default=4.5, help="painn: pair cutoff in Å (default 4.5)")
+    tr.add_argument("--epochs", type=count, default=200, help="epochs (Adam) or iterations (L-BFGS)")
     tr.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
                     help="Adam on minibatches (default) or full-batch L-BFGS")
-    tr.add_argument("--batch-size", type=int, default=8, help="structures per Adam step (default 8)")
-    tr.add_argument("--learning-rate", type=float,
+    tr.add_argument("--batch-size", type=count, default=8, help="structures per Adam step (default 8)")
+    tr.add_argument("--learning-rate", type=positive,
                     help="Adam's initial learning rate (default 5e-3 for acsf, 2e-3 for painn)")
-    tr.add_argument("--checkpoint", help="save every epoch here and resume from it")
-    tr.add_argument("--curve", metavar="FILE", help="write the learning curve to FILE")
-    tr.add_argument("--seed", type=int, default=0, help="seed of the weights and the data split (default 0)")
+    tr.add_argument("--checkpoint", type=output_file,
+                    help="save the whole training state here after every epoch (one file, written atomically) and "
+                         "resume from it; a checkpoint of another model, other options or other data is refused")
+    tr.add_argument("--curve", metavar="FILE", type=output_file, help="write the learning curve to FILE")
+    tr.add_argument("--seed", type=seed_type, default=0, help="seed of the weights and the data split (default 0)")
     tr.add_argument("--quick", action="store_true", help="10 epochs")
-    ev = act.add_parser("evaluate", help="energy and force errors of a model on a dataset")
-    ev.add_argument("model_file", help="a model written by 'train'")
-    ev.add_argument("--data", required=True, help="ase.db or extxyz with reference energies and forces")
-    ev.add_argument("--plot", metavar="FILE", help="write a force parity plot")
-    md = act.add_parser("md", help="NVE drift and g(r)/MSD against EMT for an fcc crystal")
-    md.add_argument("model_file", help="a model written by 'train'")
-    md.add_argument("--temperature", type=float, default=600.0, help="initial temperature in K (default 600)")
-    md.add_argument("--steps", type=int, default=2000, help="MD steps of 2 fs per run (default 2000)")
-    md.add_argument("--size", type=int, default=3, help="fcc cubic cell repeated size³ times (default 3: 108 atoms)")
-    md.add_argument("--plot", metavar="FILE", help="write g(r), MSD and the NVE energy to FILE")
-    pot.set_defaults(func=_potential)
+    tr.set_defaults(func=_potential_train)
+    ev = act.add_parser("evaluate", help="energy and force errors of a model on a dataset",
+                        description=_potential_evaluate.__doc__)
+    ev.add_argument("model_file", type=input_file, help="a model written by 'train'")
+    ev.add_argument("--data", required=True, type=input_file,
+                    help="ase.db or extxyz with reference energies and forces")
+    ev.add_argument("--plot", metavar="FILE", type=output_file, help="write a force parity plot")
+    ev.set_defaults(func=_potential_evaluate)
+    md = act.add_parser("md", help="MD with a model (NVE, NVT or NPT), checked against EMT where EMT applies",
+                        description=_potential_md.__doc__ + " Without --structure, a one-element model runs its "
+                        "element's ASE reference crystal; a model of several elements needs --structure.")
+    md.add_argument("model_file", type=input_file, help="a model written by 'train'")
+    md.add_argument("--structure", metavar="FILE", type=input_file,
+                    help="the starting structure: any file ASE reads (xyz, extxyz, cif, POSCAR, traj...; the last "
+                         "frame of a multi-frame file)")
+    md.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nve",
+                    help="nve: velocity Verlet (reports the energy drift, default); nvt: Langevin thermostat; "
+                         "npt: Berendsen thermostat and barostat (needs a fully periodic structure)")
+    md.add_argument("--temperature", type=positive, default=600.0,
+                    help="initial (nve) or thermostat (nvt, npt) temperature in K (default 600)")
+    md.add_argument("--pressure", type=_number(float, least=0.0, what="a pressure ≥ 0"), default=1e-4,
+                    help="npt: pressure in GPa (default 1e-4, one bar)")
+    md.add_argument("--steps", type=count, default=2000, help="MD steps (default 2000)")
+    md.add_argument("--timestep", type=positive, default=2.0, help="time step in fs (default 2)")
+    md.add_argument("--size", type=count, default=3,
+                    help="without --structure: the reference crystal's cubic cell repeated size³ times (default 3)")
+    md.add_argument("--plot", metavar="FILE", type=output_file, help="write g(r), MSD and the energy to FILE")
+    md.set_defaults(func=_potential_md)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``diffsim`` console script."""
+    """Entry point of the ``diffsim`` console script: parse, then run the subcommand under
+    :func:`_run` (every subcommand, present and future, gets the same error handling)."""
+    import signal
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already reported in one line
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    args.command_name = " ".join(["diffsim"] + [getattr(args, k) for k in ("command", "action")
+                                                if getattr(args, k, None)])
+
+    def terminate(signum, frame):
+        raise _Terminated(signal.Signals(signum).name)
+
+    previous = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            try:
+                previous[sig] = signal.signal(sig, terminate)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
     try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _run(args.func, args)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ the next write into the same folder sweeps temporaries whose process is gone
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
 import re
@@ -131,17 +132,19 @@ def atomic_path(path: str | os.PathLike):
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike):
-    """Yield a fresh temporary folder beside ``path`` to fill; on success its files are moved
+def atomic_folder(path: str | os.PathLike, last: tuple[str, ...] = ()):
+    """Yield a fresh temporary folder inside ``path`` to fill; on success its files are moved
     into ``path`` (created if needed; other files there are kept) and it is removed; on an
-    exception it is removed and ``path`` is untouched. Each file arrives whole.
+    exception it is removed and ``path`` is untouched. Each file arrives whole. The files named
+    in ``last`` (say a manifest) are removed from ``path`` before any file moves and moved in
+    after all the others, so their presence means the whole set is from one run.
 
     >>> import tempfile, pathlib
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "report"
-    >>> with atomic_folder(out) as tmp:
-    ...     _ = (tmp / "a.txt").write_text("A")
+    >>> with atomic_folder(out, last=("done.json",)) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("A"); _ = (tmp / "done.json").write_text("{}")
     >>> sorted(p.name for p in out.iterdir())
-    ['a.txt']
+    ['a.txt', 'done.json']
     """
     path = pathlib.Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -150,7 +153,11 @@ def atomic_folder(path: str | os.PathLike):
     tmp.mkdir()
     try:
         yield tmp
-        for item in sorted(tmp.iterdir()):
+        for name in last:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path / name)
+        items = sorted(tmp.iterdir(), key=lambda p: (p.name in last, p.name))
+        for item in items:
             os.replace(item, path / item.name)
     finally:
         _remove(tmp)
@@ -165,23 +172,23 @@ def check_writable(path: str | os.PathLike, folder: bool = False) -> pathlib.Pat
     >>> check_writable(pathlib.Path(tempfile.mkdtemp()) / "new" / "model.npz").name
     'model.npz'
     """
-    path = pathlib.Path(path)
+    path = pathlib.Path(os.path.abspath(path))  # "a/../b" is resolved the way the OS will
     target = path if folder else path.parent
     if not folder and path.is_dir():
-        raise IsADirectoryError(21, "is a folder; give a file name", str(path))
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give a file name", str(path))
     if folder and path.exists() and not path.is_dir():
-        raise NotADirectoryError(20, "exists and is not a folder", str(path))
+        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(path))
     probe_dir = target
-    while not probe_dir.exists():  # the closest existing ancestor must accept new entries
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:  # the closest existing ancestor decides
         probe_dir = probe_dir.parent
     if not probe_dir.is_dir():
-        raise NotADirectoryError(20, "is a file, so nothing can be written under it", str(probe_dir))
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, so nothing can be written under it", str(probe_dir))
     try:
         fd, probe = tempfile.mkstemp(dir=probe_dir, prefix=partial_name("-probe"))
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise PermissionError(exc.errno or 13, "cannot write there", str(probe_dir)) from None
+        raise PermissionError(errno.EACCES, f"cannot create files there ({exc.strerror})", str(probe_dir)) from None
     return path
 
 

@@ -197,8 +197,13 @@ def load_model(path: str | os.PathLike) -> Potential:
             data = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such model file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: a folder, not a model file") from None
     except Exception as exc:
-        raise ModelFileError(f"{path}: not a readable .npz model file ({exc})") from exc
+        why = "it holds pickled objects, which a diffsim model never does" if "pickle" in str(exc) else \
+            f"{type(exc).__name__}: {exc}"
+        raise ModelFileError(f"{path}: not a diffsim model file (an .npz written by 'diffsim potential train'; "
+                             f"{why})") from None
     return model_from_arrays(data, path)
 
 

@@ -25,6 +25,7 @@ from diffsim.tree import flatten, unflatten
 from .checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
 from .model import Potential
 from .progress import progress_bar
+from .reference_data import check_record
 
 
 @dataclass
@@ -94,10 +95,8 @@ def prepare(model: Potential, frames) -> list[Structure]:
     """Neighbour lists and reference labels of ASE Atoms with stored energy and forces."""
     out = []
     for k, atoms in enumerate(frames):
-        try:
-            e, f = float(atoms.get_potential_energy()), np.asarray(atoms.get_forces(), dtype=float)
-        except Exception as exc:
-            raise ValueError(f"structure {k} has no stored energy and forces ({exc})") from exc
+        check_record(atoms, k)
+        e, f = float(atoms.get_potential_energy()), np.asarray(atoms.get_forces(), dtype=float)
         pos, cell = atoms.positions.astype(float), np.array(atoms.cell, dtype=float)
         top = model.topology(pos, cell, atoms.pbc, atoms.numbers)
         out.append(Structure(pos, atoms.numbers.copy(), e, f, top, top["shifts"].astype(float) @ cell))
