@@ -517,7 +517,6 @@ def _run(func, args: argparse.Namespace) -> int:
     interruption 130 (SIGINT) or 143 (SIGTERM); never a traceback (set DIFFSIM_TRACEBACK=1 to
     see one for an unexpected error)."""
     import os
-
     import warnings
 
     name = getattr(args, "command_name", "diffsim")

@@ -31,7 +31,6 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()  # read once: the umask is process-wide, so setting it per write races with threads
-_swept: set[str] = set()
 
 
 def _alive(pid: int) -> bool:
@@ -82,13 +81,6 @@ def sweep_partials(folder: str | os.PathLike) -> list[pathlib.Path]:
     return removed
 
 
-def _sweep_once(folder: pathlib.Path) -> None:
-    key = str(folder.resolve())
-    if key not in _swept:
-        _swept.add(key)
-        sweep_partials(folder)
-
-
 def partial_name(suffix: str = "") -> str:
     """A fresh temporary name (``.partial-<pid>-<random><suffix>``) that :func:`sweep_partials`
     recognises as this process's."""
@@ -120,7 +112,7 @@ def atomic_path(path: str | os.PathLike):
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_once(path.parent)
+    sweep_partials(path.parent)
     tmp = path.parent / partial_name(path.suffix)
     try:
         yield tmp
@@ -148,7 +140,7 @@ def atomic_folder(path: str | os.PathLike, last: tuple[str, ...] = ()):
     """
     path = pathlib.Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    _sweep_once(path)
+    sweep_partials(path)
     tmp = path / partial_name()
     tmp.mkdir()
     try:
