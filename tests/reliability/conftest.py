@@ -1,4 +1,5 @@
-"""Fixtures of the fault-injection suite: a kernel cache per test, small files to break."""
+"""Fixtures of the fault-injection suite: a kernel cache per test, small files to break. (This
+folder is a package so that its conftest does not clash with tests/potentials' one.)"""
 
 import pathlib
 

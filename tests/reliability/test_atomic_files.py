@@ -7,9 +7,10 @@ import signal
 import time
 
 import pytest
-from reliability_helpers import start_python
 
 from diffsim.files import atomic_folder, atomic_path, partial_name, sweep_partials, write_atomic
+
+from .reliability_helpers import start_python
 
 
 def test_an_exception_removes_the_temporary_and_keeps_the_old_file(tmp_path):

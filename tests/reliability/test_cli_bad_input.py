@@ -5,9 +5,10 @@ work started (so nothing is written)."""
 import os
 
 import pytest
-from reliability_helpers import run_cli
 
 from diffsim.cli import main
+
+from .reliability_helpers import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -162,4 +163,3 @@ def test_every_subcommand_runs_under_the_one_wrapper():
     for name in ("_control", "_compare", "_demo", "_potential_train", "_potential_md"):
         body = inspect.getsource(getattr(cli, name))
         assert "except" not in body, name  # no per-command try blocks
-

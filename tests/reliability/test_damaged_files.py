@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
-from reliability_helpers import start_python
 
 from potentials.model import ACSFModel, ModelFileError, load_model
 from potentials.reference_data import DatasetError, check_record, load_dataset
 from potentials.training import prepare
+
+from .reliability_helpers import start_python
 
 
 def _labelled(energy=-3.0, forces=None, n=4):

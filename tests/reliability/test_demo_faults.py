@@ -8,10 +8,11 @@ import signal
 import time
 
 import pytest
-from reliability_helpers import start_python
 
 from diffsim.cli import DEMO_FILES
 from diffsim.files import write_atomic
+
+from .reliability_helpers import start_python
 
 DEMO = "from diffsim.cli import main; import sys; sys.exit(main(['demo', '--quick', '--out', 'out']))"
 

@@ -7,7 +7,8 @@ import pathlib
 import subprocess
 
 import pytest
-from reliability_helpers import run_python, start_python
+
+from .reliability_helpers import run_python, start_python
 
 # f(x) = sin(x0) x1² + exp(x1): value and gradient printed by a child that compiles it
 CHILD = """

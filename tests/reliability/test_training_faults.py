@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-from reliability_helpers import start_python
 
 import diffsim as ds
 from potentials.checkpoint import CheckpointError
@@ -16,6 +15,8 @@ from potentials.model import ACSFModel
 from potentials.painn import PaiNNModel
 from potentials.reference_data import load_dataset
 from potentials.training import TrainConfig, train
+
+from .reliability_helpers import start_python
 
 EPOCHS = 30
 CHILD = """
