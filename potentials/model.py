@@ -62,7 +62,12 @@ class Potential:
     def __init__(self, elements) -> None:
         from ase.data import chemical_symbols
 
+        if isinstance(elements, str):
+            elements = [elements]
         self.numbers = atomic_numbers_of(elements)
+        if len(self.numbers) == 0 or len(set(self.numbers.tolist())) != len(self.numbers) \
+                or not all(0 < z < len(chemical_symbols) for z in self.numbers):
+            raise ValueError(f"a model needs one or more distinct chemical elements, got {list(elements)!r}")
         self.symbols = [chemical_symbols[z] for z in self.numbers]
         self.reference = {s: 0.0 for s in self.symbols}
         self.weights = {}
@@ -116,6 +121,8 @@ class Potential:
         positions = np.asarray(positions, dtype=float)
         cell = np.asarray(cell, dtype=float)
         numbers = np.asarray(numbers)
+        if numbers.shape != positions.shape[:1]:
+            raise ValueError(f"{len(numbers)} atomic numbers for {len(positions)} positions: give one per atom")
         top = topology or self.topology(positions, cell, pbc, numbers)
         if not stress:
             E, dR = ds.value_and_grad(lambda R: self.energy(self.weights, R, cell, pbc, numbers, top))(positions)
@@ -264,6 +271,8 @@ class ACSFModel(Potential):
         self.descriptor = Descriptor(self.symbols, params)
         self.cutoff = self.descriptor.cutoff
         self.hidden = tuple(int(h) for h in hidden)
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden layer widths must be ≥ 1, got {list(hidden)}")
         self.seed = int(seed)
         rng = np.random.default_rng(seed)
         n_in = self.descriptor.n_features

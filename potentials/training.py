@@ -151,6 +151,8 @@ def batch_loss(model: Potential, weights, batch, config: TrainConfig):
 
 def evaluate(model: Potential, data: list[Structure], batch_size: int = 16) -> dict:
     """Energy MAE (meV/atom) and force MAE (meV/Å) of ``model`` on ``data``."""
+    if not data:
+        raise ValueError("no structures to evaluate on")
     e_err, f_err = [], []
     for k in range(0, len(data), batch_size):
         R, numbers, top, shifts, sid, nat, E_ref, F_ref = _batch(data[k:k + batch_size])

@@ -82,8 +82,11 @@ def test_garbage_and_empty_numba_files_are_recompiled(cache):
 
 
 @pytest.mark.slow
-def test_concurrent_healers_all_succeed(cache):
-    _check(run_python(CHILD, cache))
+def test_concurrent_writers_and_healers_all_succeed(cache):
+    writers = [start_python(CHILD, cache) for _ in range(3)]  # an empty cache: all compile and write at once
+    for child in writers:
+        out, err = child.communicate(timeout=600)
+        _check(subprocess.CompletedProcess(child.args, child.returncode, out, err))
     (module,) = _files(cache, "k_*.py")
     module.write_text("")
     for p in _files(cache, "*.nbi"):
