@@ -514,7 +514,7 @@ def _one_line(text: str) -> str:
 def _run(func, args: argparse.Namespace) -> int:
     """Run one subcommand under the one error policy of the command: a user's mistake or an OS
     error is one line on stderr and exit status 2, a failed computation one line and 1, an
-    interruption 130 (SIGINT) or 143 (SIGTERM); never a traceback (set DIFFSIM_TRACEBACK=1 to
+    interruption 130 (SIGINT) or 143 (SIGTERM), a closed output pipe 141; never a traceback (set DIFFSIM_TRACEBACK=1 to
     see one for an unexpected error)."""
     import os
     import warnings
@@ -539,8 +539,15 @@ def _run(func, args: argparse.Namespace) -> int:
     except ComputationFailed as exc:
         print(f"{name}: failed: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into a reader that stopped (| head): not an error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # the shell's status for a process ended by SIGPIPE
     except OSError as exc:
         print(f"{name}: error: {_one_line(os_error_message(exc))}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"{name}: error: {_one_line(exc)}; this needs an optional package: pip install "
+              f"{exc.name or 'it'}", file=sys.stderr)
         return 2
     except MemoryError:
         print(f"{name}: failed: out of memory; try a smaller problem (fewer atoms, steps or structures)",

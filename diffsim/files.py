@@ -118,8 +118,10 @@ def atomic_path(path: str | os.PathLike):
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)  # the mode an ordinary open() would give
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         _remove(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a full disk says which file it was writing
         raise
 
 
