@@ -59,3 +59,16 @@ def test_sigterm_during_generate_leaves_nothing_half_written(tmp_path, cache):
     out, err = child.communicate(timeout=120)
     assert child.returncode == 143 and "Traceback" not in err, err
     assert not list(tmp_path.glob(".partial-*")) and not (tmp_path / "d.db").exists()
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path):
+    import errno
+
+    from diffsim.cli import os_error_message
+
+    with pytest.raises(OSError) as info:
+        with atomic_path(tmp_path / "model.npz"):
+            raise OSError(errno.ENOSPC, "No space left on device")  # as a write into the temporary would
+    message = os_error_message(info.value)
+    assert message == f"{tmp_path / 'model.npz'}: the disk is full: free some space or write elsewhere"
+    assert not list(tmp_path.iterdir())

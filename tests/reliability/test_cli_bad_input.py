@@ -163,3 +163,14 @@ def test_every_subcommand_runs_under_the_one_wrapper():
     for name in ("_control", "_compare", "_demo", "_potential_train", "_potential_md"):
         body = inspect.getsource(getattr(cli, name))
         assert "except" not in body, name  # no per-command try blocks
+
+
+def test_a_missing_optional_package_is_one_line(capsys, tiny_model):
+    import diffsim.cli as cli
+
+    def needs(args):
+        raise ModuleNotFoundError("No module named 'cyipopt'", name="cyipopt")
+
+    assert cli._run(needs, cli.build_parser().parse_args(["potential", "md", str(tiny_model)])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install cyipopt" in err
