@@ -16,6 +16,8 @@ import math
 import sys
 import time
 
+from .errors import ComputationFailed  # a computation that ran and failed: exit status 1
+
 # Sizes of the demo's runs: --quick and the full run (see README "The demo").
 _DEMO_SIZES = {
     "quick": dict(N=100, steps=(25, 50, 100, 200), temperatures=(300.0, 900.0), md_samples=15, rattled=8,
@@ -465,10 +467,6 @@ def _distinct_paths(args: argparse.Namespace, *names: str) -> None:
 
 class UsageError(Exception):
     """A mistake in the command line or its input files: one line on stderr, exit status 2."""
-
-
-class ComputationFailed(Exception):
-    """The computation ran but did not succeed (an optimiser that did not converge): exit status 1."""
 
 
 class _Terminated(BaseException):

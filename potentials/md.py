@@ -182,7 +182,8 @@ def md_report(atoms, model, ensemble: str = "nve", temperature_K: float = 600.0,
     """MD of ``atoms`` with ``model`` in ``ensemble`` and what it shows: the energy drift (NVE),
     the mean temperature, the volume (NPT); and, when ASE's EMT knows every element and the cell
     is periodic, the same run with EMT from the same start and the two g(r) compared. Returns the
-    numbers and a one-line ``summary``; raises ``RuntimeError`` if the run blows up (NaN or inf).
+    numbers and a one-line ``summary``; raises ``ComputationFailed`` (a ``RuntimeError``) if the run
+    blows up (NaN or inf) or leaves the model's range.
 
     >>> from ase.build import bulk
     >>> from potentials.model import ACSFModel
@@ -192,17 +193,26 @@ def md_report(atoms, model, ensemble: str = "nve", temperature_K: float = 600.0,
     """
     from ase.calculators.emt import EMT
 
+    from diffsim.errors import ComputationFailed
+
     from .calculator import Calculator
     from .reference_data import EMT_ELEMENTS
 
     interval = max(1, min(20, steps // 10)) if isinstance(steps, (int, np.integer)) and steps > 0 else 1
     kw = dict(temperature_K=temperature_K, timestep_fs=timestep_fs, steps=steps, interval=interval, seed=seed,
               ensemble=ensemble, pressure_GPa=pressure_GPa, progress=progress)
-    run = run_md(atoms, Calculator(model), **kw)
+    start = atoms.copy()
+    start.calc = Calculator(model)
+    start.get_potential_energy()  # a structure the model cannot evaluate is the input's fault (ValueError)
+    try:
+        run = run_md(atoms, Calculator(model), **kw)
+    except ValueError as exc:  # the start was fine: the dynamics went where the model cannot follow
+        raise ComputationFailed(f"the MD run left the model's range ({exc}); use a smaller --timestep, a lower "
+                           "temperature or a better-trained model") from None
     if not (np.all(np.isfinite(run.total)) and all(np.all(np.isfinite(p)) for p in run.positions)):
         bad = run.times[~np.isfinite(run.total)]
         when = f" at {bad[0]:g} ps" if len(bad) else ""
-        raise RuntimeError(f"the MD run blew up (energies or positions NaN or inf{when}); "
+        raise ComputationFailed(f"the MD run blew up (energies or positions NaN or inf{when}); "
                            "use a smaller --timestep, a lower temperature or a better-trained model")
     half = slice(len(run.times) // 2, None)
     out = {"run": run, "ensemble": ensemble, "atoms": len(atoms), "drift": run.drift if ensemble == "nve" else None,
