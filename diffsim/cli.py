@@ -586,7 +586,7 @@ def _number(kind, least=None, above=None, what="a number"):
 
 
 count = _number(int, least=1, what="a whole number ≥ 1")
-seed_type = _number(int, least=0, what="a whole number ≥ 0")
+nonnegative = seed_type = _number(int, least=0, what="a whole number ≥ 0")
 positive = _number(float, above=0.0, what="a positive number")
 
 
@@ -684,7 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--size", type=count, default=3, help="fcc cubic cell repeated size³ times (default 3: 108 atoms)")
     gen.add_argument("--temperatures", type=positive, nargs="+", default=[300.0, 600.0, 900.0, 1200.0],
                      help="Langevin MD temperatures in K (default 300 600 900 1200)")
-    gen.add_argument("--md-samples", type=count, default=50, help="MD samples per temperature (default 50)")
+    gen.add_argument("--md-samples", type=nonnegative, default=50, help="MD samples per temperature (default 50)")
     gen.add_argument("--seed", type=seed_type, default=0, help="random seed (default 0)")
     gen.add_argument("--quick", action="store_true", help="a small dataset")
     gen.set_defaults(func=_potential_generate)
