@@ -148,7 +148,7 @@ def _check_generate_options(path, size, temperatures, md_samples, md_interval, t
     if len(size) != 3 or not all(count(n, 1) for n in size):
         problems.append(f"size must be three repetitions ≥ 1, got {size}")
     temps = np.asarray(temperatures, dtype=float).ravel()
-    if md_samples and (temps.size == 0 or not np.all(np.isfinite(temps)) or np.any(temps <= 0)):
+    if md_samples and (not np.all(np.isfinite(temps)) or np.any(temps <= 0)):
         problems.append(f"MD temperatures must be positive and finite (K), got {list(temps)}")
     for name, value, least in (("md_samples", md_samples, 0), ("md_interval", md_interval, 1), ("rattled", rattled, 0),
                                ("strained", strained, 0), ("vacancies", vacancies, 0)):
