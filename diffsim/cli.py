@@ -11,8 +11,12 @@ is instant and the engine never depends on the application packages.
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 import sys
 import time
+
+from .errors import ComputationFailed  # a computation that ran and failed: exit status 1
 
 # Sizes of the demo's runs: --quick and the full run (see README "The demo").
 _DEMO_SIZES = {
@@ -103,7 +107,7 @@ def _demo_control(report, size: dict, checks: list) -> dict:
     sols = {}
     for g in ("bptt", "adjoint"):
         # the adjoint's gradient matches the discrete cost only to O(dt^4): ask the optimiser for what it can certify
-        sols[g] = solve(problem, method="single", solver="scipy", gradient=g, tol=1e-8 if g == "adjoint" else 1e-12)
+        sols[g] = solve(problem, method="single", gradient=g, tol=1e-8 if g == "adjoint" else 1e-12)
         print(f"   single shooting with {g} gradients: {sols[g]}")
     # gradients compared at the BPTT optimum, resampled on finer and coarser grids for the dt study
     c = compare(problem, U=sols["bptt"].u, steps=size["steps"], optimize=False)
@@ -135,7 +139,7 @@ def _demo_control(report, size: dict, checks: list) -> dict:
     report.table(["gradient", "status", "cost ∫F² dt", "iterations", "gradients", "wall time (s)",
                   "max |x(T) − goal|"],
                  [[name, "solved" if s.status else "FAILED: " + s.message, f"{s.cost:.8g}", s.iterations,
-                   s.gradient_evaluations, f"{s.seconds:.2f}", f"{np.max(np.abs(s.x[-1] - goal)):.1e}"]
+                   s.gradient_evaluations, f"{s.wall_time:.2f}", f"{np.max(np.abs(s.x[-1] - goal)):.1e}"]
                   for name, s in sols.items()])
     report.paragraph(f"The two optimal controls differ by at most {control_gap:.2e} N; the costs by "
                      f"{cost_gap:.1e} (relative).")
@@ -187,7 +191,8 @@ def _demo_potential(report, size: dict, checks: list, folder) -> dict:
     errors = evaluate(model, prepare(model, test))
     f_ref, f_pred = predicted_forces(model, test)
     spread = 1000 * float(np.mean(np.abs(f_ref)))
-    print(f"   {n} EMT structures; trained on {len(training)} in {history.seconds:.1f} s; held-out ({n_test}): "
+    print(f"   {n} EMT structures; trained on {history.training_structures} (validation "
+          f"{history.validation_structures}) in {history.seconds:.1f} s; held-out ({n_test}): "
           f"energy MAE {errors['energy_mae']:.2f} meV/atom, force MAE {errors['force_mae']:.1f} meV/Å "
           f"(force spread {spread:.0f} meV/Å)")
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((size["md_size"],) * 3)
@@ -209,7 +214,9 @@ def _demo_potential(report, size: dict, checks: list, folder) -> dict:
                      f"32-atom fcc Cu cells (Langevin MD at {', '.join(f'{t:g}' for t in size['temperatures'])} K, "
                      "rattled, strained, with a vacancy). A random 10 % is held out; an ACSF model (per-element "
                      f"networks {size['hidden']} on atom-centred symmetry functions, forces −∂E/∂R by reverse mode) "
-                     f"is trained on energies and forces with Adam for {len(history.train_loss)} epochs "
+                     f"is trained on the energies and forces of {history.training_structures} of the rest "
+                     f"({history.validation_structures} more choose the best epoch) with Adam for "
+                     f"{len(history.train_loss)} epochs "
                      f"({history.seconds:.1f} s) and saved as `model_cu.npz`.")
     report.table(["held-out structures", "energy MAE (meV/atom)", "force MAE (meV/Å)",
                   "force spread: mean |F| (meV/Å)"],
@@ -225,7 +232,8 @@ def _demo_potential(report, size: dict, checks: list, folder) -> dict:
     report.figure(radial_distribution_plot(md["r"], md["g_reference"], md["g_learned"],
                                            difference=md["rdf_difference"]), "rdf.png",
                   "Radial distribution function at the same temperature: learned potential against EMT")
-    return {"structures": n, "training_structures": len(training), "held_out_structures": n_test,
+    return {"structures": n, "training_structures": history.training_structures,
+            "validation_structures": history.validation_structures, "held_out_structures": n_test,
             "epochs": len(history.train_loss), "training_seconds": history.seconds,
             "energy_mae_meV_per_atom": errors["energy_mae"], "force_mae_meV_per_A": errors["force_mae"],
             "force_spread_meV_per_A": spread, "md_atoms": len(atoms), "md_steps": size["md_steps"],
@@ -247,44 +255,46 @@ def _demo(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
 
     from . import __version__
-    from .files import write_atomic
+    from .files import atomic_folder, write_atomic
     from .report import Report
 
-    folder = pathlib.Path(args.out).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    final = pathlib.Path(args.out).resolve()
     size = _DEMO_SIZES["quick" if args.quick else "full"]
-    report = Report(folder, "diffsim demo")
-    report.paragraph(f"diffsim {__version__}, `diffsim demo{' --quick' if args.quick else ''}`, "
-                     f"{time.strftime('%Y-%m-%d %H:%M')}. One reverse-mode engine gives the gradients of a "
-                     "trajectory (control) and the forces of a learned energy (chemistry); everything below was "
-                     "computed in this run, from data generated in it.")
-    checks: list = []
-    results: dict = {"quick": bool(args.quick)}
-    seconds: dict = {}
-    t0 = time.perf_counter()
-    steps = [("engine", "gradients against closed forms", _demo_engine),
-             ("control", "cart-pole swing-up, BPTT and adjoint", _demo_control),
-             ("potential", "EMT copper data, a learned potential, MD", _demo_potential)]
-    for k, (key, title, step) in enumerate(steps, 1):
-        print(f"[{k}/{len(steps)}] {title}", flush=True)
-        t = time.perf_counter()
-        extra = (folder,) if key == "potential" else ()
-        results[key] = step(report, size, checks, *extra)
-        seconds[key] = time.perf_counter() - t
-    seconds["total"] = time.perf_counter() - t0
-    failed = [c for c in checks if not c["passed"]]
-    report.heading("Checks")
-    report.table(["check", "value", "expected", ""],
-                 [[c["check"], f"{c['value']:.3g}", c["limit"], "pass" if c["passed"] else "**FAIL**"]
-                  for c in checks])
-    report.paragraph(f"Wall time {seconds['total']:.1f} s: engine {seconds['engine']:.1f} s, control "
-                     f"{seconds['control']:.1f} s, potential {seconds['potential']:.1f} s (the first run on a "
-                     "machine also compiles Numba kernels; later runs load them from the cache).")
-    results.update(checks=checks, seconds=seconds, files=list(DEMO_FILES))
-    write_atomic(folder / "results.json", json.dumps(results, indent=2, default=float) + "\n")
-    md, page = report.write()
+    # everything is written into a temporary folder inside --out and moved in at the end,
+    # results.json last: an interrupted run leaves the previous report as it was
+    with atomic_folder(final, last=("results.json",)) as folder:
+        report = Report(folder, "diffsim demo")
+        report.paragraph(f"diffsim {__version__}, `diffsim demo{' --quick' if args.quick else ''}`, "
+                         f"{time.strftime('%Y-%m-%d %H:%M')}. One reverse-mode engine gives the gradients of a "
+                         "trajectory (control) and the forces of a learned energy (chemistry); everything below was "
+                         "computed in this run, from data generated in it.")
+        checks: list = []
+        results: dict = {"quick": bool(args.quick)}
+        seconds: dict = {}
+        t0 = time.perf_counter()
+        steps = [("engine", "gradients against closed forms", _demo_engine),
+                 ("control", "cart-pole swing-up, BPTT and adjoint", _demo_control),
+                 ("potential", "EMT copper data, a learned potential, MD", _demo_potential)]
+        for k, (key, title, step) in enumerate(steps, 1):
+            print(f"[{k}/{len(steps)}] {title}", flush=True)
+            t = time.perf_counter()
+            extra = (folder,) if key == "potential" else ()
+            results[key] = step(report, size, checks, *extra)
+            seconds[key] = time.perf_counter() - t
+        seconds["total"] = time.perf_counter() - t0
+        failed = [c for c in checks if not c["passed"]]
+        report.heading("Checks")
+        report.table(["check", "value", "expected", ""],
+                     [[c["check"], f"{c['value']:.3g}", c["limit"], "pass" if c["passed"] else "**FAIL**"]
+                      for c in checks])
+        report.paragraph(f"Wall time {seconds['total']:.1f} s: engine {seconds['engine']:.1f} s, control "
+                         f"{seconds['control']:.1f} s, potential {seconds['potential']:.1f} s (the first run on a "
+                         "machine also compiles Numba kernels; later runs load them from the cache).")
+        results.update(checks=checks, seconds=seconds, files=list(DEMO_FILES))
+        write_atomic(folder / "results.json", json.dumps(results, indent=2, default=float) + "\n")
+        report.write()
     print(f"\n{len(checks) - len(failed)} of {len(checks)} checks passed in {seconds['total']:.1f} s")
-    print(f"wrote the report to {md} (and {page.name}, results.json and the figures beside it)")
+    print(f"wrote the report to {final / 'report.md'} (and report.html, results.json and the figures beside it)")
     return 1 if failed else 0
 
 
@@ -369,60 +379,230 @@ def _compare(args: argparse.Namespace) -> int:
     if args.plot:
         result.plot(args.plot)
         print(f"wrote {args.plot}")
-    failed = [k for k, s in result.solutions.items() if not s.status]
-    return 1 if failed else 0
+    failed = [k for k, s in (result.solutions or {}).items() if not s.status]
+    if failed:
+        raise ComputationFailed(f"the optimisation with {', '.join(failed)} gradients did not converge")
+    return 0
 
 
-def _potential(args: argparse.Namespace) -> int:
-    """Learned interatomic potentials: generate EMT data, train (committees too), evaluate,
-    validate physical properties against a reference, select uncertain frames, run MD."""
+def _potential_generate(args: argparse.Namespace) -> int:
+    """EMT-labelled reference data (MD, rattled, strained, vacancies) to an ase.db or extxyz file."""
+    from potentials.reference_data import generate_emt_dataset
 
-    from potentials.model import ModelFileError, load_model
-    from potentials.reference_data import DatasetError, generate_emt_dataset
+    quick = dict(temperatures=(300.0, 900.0), md_samples=10, rattled=5, strained=5, vacancies=5) \
+        if args.quick else dict(temperatures=tuple(args.temperatures), md_samples=args.md_samples)
+    with _cluster_client(args) as client:
+        n = generate_emt_dataset(args.out, args.element, size=(args.size,) * 3, seed=args.seed, client=client,
+                                 resume=True, **quick)
+    print(f"{args.out} holds {n} EMT-labelled {args.element} configurations")
+    return 0
 
-    from .errors import DiffsimError
+
+def _potential_train(args: argparse.Namespace) -> int:
+    """Train a potential (or a committee with --ensemble K) on energies, forces and stress."""
+    from potentials.committee import train_committee
+    from potentials.e0s import parse_e0s
+    from potentials.figures import learning_curve
+    from potentials.model import ACSFModel
+    from potentials.painn import PaiNNModel
+    from potentials.reference_data import load_dataset
+    from potentials.training import TrainConfig, train
+
+    _distinct_paths(args, "data", "out", "checkpoint", "curve", "valid_file", "test_file")
+    keys = _label_keys(args)
+    frames = load_dataset(args.data, keys)
+    valid = load_dataset(args.valid_file, keys) if args.valid_file else None
+    test = load_dataset(args.test_file, keys) if args.test_file else None
+    elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
+
+    def make(seed):
+        if args.model == "painn":
+            return PaiNNModel(elements, features=args.features, layers=args.layers, cutoff=args.cutoff, seed=seed)
+        return ACSFModel(elements, hidden=tuple(args.hidden), seed=seed)
+
+    rate = args.learning_rate or (2e-3 if args.model == "painn" else 5e-3)
+    config = TrainConfig(epochs=10 if args.quick else args.epochs, batch_size=args.batch_size, learning_rate=rate,
+                         seed=args.seed, checkpoint=args.checkpoint, optimizer=args.optimizer,
+                         energy_weight=args.energy_weight, force_weight=args.forces_weight,
+                         stress_weight=args.stress_weight,
+                         config_type_weights=_json_mapping(args.config_type_weights, "--config-type-weights"),
+                         schedule=args.schedule, ema_decay=args.ema_decay or None, clip_norm=args.clip_norm or None,
+                         validation_fraction=args.valid_fraction, keys=keys, max_seconds=args.max_seconds,
+                         e0s=parse_e0s(args.E0s) if args.E0s else None)
+    if args.ensemble > 1:
+        def report(k, h):
+            print(f"committee member {k + 1}/{args.ensemble}: {len(h.train_loss)} epochs, {h.seconds:.1f} s")
+
+        model, histories = train_committee(make, frames, config, size=args.ensemble, validation=valid, test=test,
+                                           progress=report)
+    else:
+        model = make(args.seed)
+        histories = [train(model, frames, config, validation=valid, test=test)]
+        h0 = histories[0]
+        if h0.resumed_from:
+            done = h0.resumed_from >= config.epochs or (h0.stopped_early and not h0.seconds)
+            print(f"resumed {args.checkpoint} at epoch {h0.resumed_from} of {config.epochs}"
+                  + ("; it had finished, so nothing was left to train" if done else ""))
+    model.save(args.out)
+    history = histories[0]
+    seconds = sum(h.seconds for h in histories)
+    what = f"a committee of {args.ensemble}" if args.ensemble > 1 else "the model"
+    reference = (model.members[0] if args.ensemble > 1 else model).reference
+    counted = (f"{history.training_structures} structures ({history.validation_structures} more held out for "
+               "validation)") if history.training_structures else f"{len(frames)} structures"
+    print(f"trained {what} on {counted} in {seconds:.1f} s; reference energies (E0s): "
+          + ", ".join(f"{s} {e:.4f} eV" for s, e in reference.items()))
+    for k, h in enumerate(histories):
+        if args.ensemble > 1:
+            print(f"member {k + 1}:")
+        print(h.table())
+    print(f"wrote {args.out}")
+    if args.curve:
+        learning_curve(history, args.curve)
+        print(f"wrote {args.curve}")
+    return 0
+
+
+def _potential_evaluate(args: argparse.Namespace) -> int:
+    """Energy, force and stress errors of a model on a dataset, per config_type."""
+    from potentials.model import load_model
+
+    model = load_model(args.model_file)
+    from potentials.metrics import error_table, errors
+    from potentials.reference_data import load_dataset
+    from potentials.structures import prepare
+
+    keys = _label_keys(args)
+    frames = load_dataset(args.data, keys)
+    table = {"data": errors(model, prepare(model, frames, keys, args.data))}
+    row = table["data"].get("all", next(iter(table["data"].values())))
+    print(f"{len(frames)} structures: energy MAE {row['energy_mae']:.2f} meV/atom, force MAE {row['forces_mae']:.1f} "
+          "meV/Å")
+    print(error_table(table))
+    if args.plot:
+        from potentials.figures import force_parity, predicted_forces
+
+        force_parity(*predicted_forces(model, frames), args.plot, title="held-out")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _potential_validate(args: argparse.Namespace) -> int:
+    """The model's physical properties beside a reference calculator."""
+    model = _model_or_calculator(args.model_file)
+    from potentials.validation import validate
+
+    elements = args.elements or getattr(model, "symbols", None)
+    if not elements:
+        raise ValueError(f"{args.model_file} does not say which elements it covers: give --elements")
+    result = validate(model, args.reference, elements=elements, relax=not args.no_relax,
+                      surfaces=not args.no_surfaces)
+    print(f"{args.model_file} beside {args.reference} (fcc; vacancy and surfaces "
+          f"{'unrelaxed' if args.no_relax else 'relaxed'}):")
+    print(result.table())
+    if args.plot:
+        result.plot(args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _potential_select(args: argparse.Namespace) -> int:
+    """The frames of a trajectory where a committee disagrees most."""
+    from potentials.model import load_model
+
+    model = load_model(args.model_file)
+    from ase.io import read
+
+    from diffsim.files import atomic_path
+    from potentials.committee import select_uncertain
+
+    if not hasattr(model, "members"):
+        raise ValueError(f"{args.model_file} is a single model; selecting by uncertainty needs a committee: "
+                         "train one with 'diffsim potential train --ensemble K'")
+    try:
+        frames = read(args.trajectory, index=":")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{args.trajectory}: no such trajectory file") from None
+    except Exception as exc:
+        raise ValueError(f"{args.trajectory}: cannot read it as a trajectory ({type(exc).__name__}: {exc})") from exc
+    picked, scores = select_uncertain(model, frames, args.n, min_separation=args.min_separation,
+                                      threshold=args.threshold)
+    print(f"{len(frames)} frames; force spread (max over atoms) from {scores.min():.3f} to {scores.max():.3f} eV/Å")
+    for k in picked:
+        print(f"  frame {k}: {scores[k]:.3f} eV/Å")
+    chosen = []
+    for k in picked:
+        atoms = frames[k].copy()
+        atoms.calc = None
+        atoms.info["committee_force_std"] = float(scores[k])
+        atoms.info["source_frame"] = int(k)
+        chosen.append(atoms)
+    if args.label:
+        from potentials.reference_data import label_frames
+        from potentials.validation import calculator_factory
+
+        chosen = label_frames(chosen, calculator_factory(args.label))
+    from ase.io import write
+
+    with atomic_path(args.out) as tmp:
+        write(tmp, chosen, format="extxyz")
+    print(f"wrote {len(chosen)} frames to {args.out}" + (f", labelled by {args.label}" if args.label else
+                                                         " (unlabelled: label them, then add them to the data)"))
+    return 0
+
+
+def _potential_md(args: argparse.Namespace) -> int:
+    """Molecular dynamics with a model (NVE, NVT or NPT), checked against EMT where EMT applies."""
+    from potentials.md import md_report
+    from potentials.model import load_model
+
+    model = load_model(args.model_file)
+    atoms = _md_structure(args, model)
+    if args.replicas:
+        return _md_replicas(args, model, atoms)
+    report = md_report(atoms, model, ensemble=args.ensemble, temperature_K=args.temperature, steps=args.steps,
+                       timestep_fs=args.timestep, pressure_GPa=args.pressure, plot=args.plot, progress=True,
+                       uncertainty_threshold=args.uncertainty, stop_on_uncertainty=args.stop_on_uncertainty)
+    print(report["summary"])
+    _report_uncertainty(report["run"], args)
+    if args.plot:
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _md_structure(args: argparse.Namespace, model):
+    """The structure ``potential md`` runs: --structure, or the default crystal of a one-element model."""
+    if args.structure:
+        from ase.io import read
+
+        try:
+            atoms = read(args.structure)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise UsageError(f"{args.structure}: not a structure ASE can read ({type(exc).__name__}: {exc}); give "
+                             "an .xyz, .extxyz, .cif, POSCAR, .traj or another ASE format") from None
+        if isinstance(atoms, list):
+            atoms = atoms[-1]
+        unknown = sorted(set(atoms.get_chemical_symbols()) - set(model.symbols))
+        if unknown:
+            raise UsageError(f"{args.structure} has {', '.join(unknown)}, which the model does not know (it was "
+                             f"trained on {', '.join(model.symbols)})")
+        return atoms
+    if len(model.symbols) > 1:
+        raise UsageError(f"the model covers {len(model.symbols)} elements ({', '.join(model.symbols)}): give the "
+                         "structure to run with --structure FILE (any file ASE reads, e.g. an extxyz from "
+                         "'diffsim potential generate --element " + "".join(model.symbols) + " --out a.xyz')")
+    from ase.build import bulk
 
     try:
-        if args.action == "generate":
-            quick = dict(temperatures=(300.0, 900.0), md_samples=10, rattled=5, strained=5, vacancies=5) \
-                if args.quick else dict(temperatures=tuple(args.temperatures), md_samples=args.md_samples)
-            with _cluster_client(args) as client:
-                n = generate_emt_dataset(args.out, args.element, size=(args.size,) * 3, seed=args.seed,
-                                         client=client, resume=True, **quick)
-            print(f"{args.out} holds {n} EMT-labelled {args.element} configurations")
-            return 0
-        if args.action == "train":
-            return _potential_train(args)
-        model = _model_or_calculator(args.model_file) if args.action == "validate" else load_model(args.model_file)
-        if args.action == "evaluate":
-            return _potential_evaluate(args, model)
-        if args.action == "validate":
-            return _potential_validate(args, model)
-        if args.action == "select":
-            return _potential_select(args, model)
-        if args.action == "md":
-            from ase.build import bulk
-            from ase.calculators.emt import EMT
-
-            from potentials.calculator import Calculator
-            from potentials.md import compare_with_reference
-
-            atoms = bulk(model.symbols[0], "fcc", cubic=True).repeat((args.size,) * 3)
-            if args.replicas:
-                return _md_replicas(args, model, atoms)
-            out = compare_with_reference(atoms, Calculator(model), EMT(), temperature_K=args.temperature,
-                                         steps=args.steps, plot=args.plot, uncertainty_threshold=args.uncertainty,
-                                         stop_on_uncertainty=args.stop_on_uncertainty)
-            print(f"{len(atoms)} atoms, {args.steps} steps of 2 fs at {args.temperature} K: NVE drift "
-                  f"{out['drift']:.3f} meV/atom/ps; g(r) differs from EMT's by {out['rdf_difference']:.3f} (L1)")
-            _report_uncertainty(out["nve"], args)
-            if args.plot:
-                print(f"wrote {args.plot}")
-            return 0
-    except (DatasetError, ModelFileError, ValueError, FileNotFoundError, DiffsimError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 2
+        atoms = bulk(model.symbols[0], cubic=True)
+    except Exception:
+        try:
+            atoms = bulk(model.symbols[0])
+        except Exception:
+            raise UsageError(f"ASE has no reference crystal for {model.symbols[0]}: give --structure FILE") from None
+    return atoms.repeat((args.size,) * 3)
 
 
 def _md_replicas(args: argparse.Namespace, model, atoms) -> int:
@@ -466,83 +646,6 @@ def _json_mapping(text: str | None, option: str) -> dict | None:
                          f"got {text!r}") from None
 
 
-def _potential_train(args) -> int:
-    """``diffsim potential train``: one model, or a committee with --ensemble K."""
-    from potentials.committee import train_committee
-    from potentials.e0s import parse_e0s
-    from potentials.figures import learning_curve
-    from potentials.model import ACSFModel
-    from potentials.painn import PaiNNModel
-    from potentials.reference_data import load_dataset
-    from potentials.training import TrainConfig, train
-
-    keys = _label_keys(args)
-    frames = load_dataset(args.data, keys)
-    valid = load_dataset(args.valid_file, keys) if args.valid_file else None
-    test = load_dataset(args.test_file, keys) if args.test_file else None
-    elements = sorted({s for a in frames for s in a.get_chemical_symbols()})
-
-    def make(seed):
-        if args.model == "painn":
-            return PaiNNModel(elements, features=args.features, layers=args.layers, cutoff=args.cutoff, seed=seed)
-        return ACSFModel(elements, hidden=tuple(args.hidden), seed=seed)
-
-    rate = args.learning_rate or (2e-3 if args.model == "painn" else 5e-3)
-    config = TrainConfig(epochs=10 if args.quick else args.epochs, batch_size=args.batch_size, learning_rate=rate,
-                         seed=args.seed, checkpoint=args.checkpoint, optimizer=args.optimizer,
-                         energy_weight=args.energy_weight, force_weight=args.forces_weight,
-                         stress_weight=args.stress_weight,
-                         config_type_weights=_json_mapping(args.config_type_weights, "--config-type-weights"),
-                         schedule=args.schedule, ema_decay=args.ema_decay or None, clip_norm=args.clip_norm or None,
-                         validation_fraction=args.valid_fraction, keys=keys, max_seconds=args.max_seconds,
-                         e0s=parse_e0s(args.E0s) if args.E0s else None)
-    if args.ensemble > 1:
-        def report(k, h):
-            print(f"committee member {k + 1}/{args.ensemble}: {len(h.train_loss)} epochs, {h.seconds:.1f} s")
-
-        model, histories = train_committee(make, frames, config, size=args.ensemble, validation=valid, test=test,
-                                           progress=report)
-    else:
-        model = make(args.seed)
-        histories = [train(model, frames, config, validation=valid, test=test)]
-    model.save(args.out)
-    history = histories[0]
-    seconds = sum(h.seconds for h in histories)
-    what = f"a committee of {args.ensemble}" if args.ensemble > 1 else "the model"
-    reference = (model.members[0] if args.ensemble > 1 else model).reference
-    print(f"trained {what} on {len(frames)} structures in {seconds:.1f} s; reference energies (E0s): "
-          + ", ".join(f"{s} {e:.4f} eV" for s, e in reference.items()))
-    for k, h in enumerate(histories):
-        if args.ensemble > 1:
-            print(f"member {k + 1}:")
-        print(h.table())
-    print(f"wrote {args.out}")
-    if args.curve:
-        learning_curve(history, args.curve)
-        print(f"wrote {args.curve}")
-    return 0
-
-
-def _potential_evaluate(args, model) -> int:
-    from potentials.metrics import error_table, errors
-    from potentials.reference_data import load_dataset
-    from potentials.structures import prepare
-
-    keys = _label_keys(args)
-    frames = load_dataset(args.data, keys)
-    table = {"data": errors(model, prepare(model, frames, keys, args.data))}
-    row = table["data"].get("all", next(iter(table["data"].values())))
-    print(f"{len(frames)} structures: energy MAE {row['energy_mae']:.2f} meV/atom, force MAE {row['forces_mae']:.1f} "
-          "meV/Å")
-    print(error_table(table))
-    if args.plot:
-        from potentials.figures import force_parity, predicted_forces
-
-        force_parity(*predicted_forces(model, frames), args.plot, title="held-out")
-        print(f"wrote {args.plot}")
-    return 0
-
-
 def _cluster_options(parser: argparse.ArgumentParser) -> None:
     """--workers / --scheduler: where a command's independent tasks run (issue 17)."""
     parser.add_argument("--workers", type=int, metavar="N",
@@ -571,64 +674,6 @@ def _model_or_calculator(spec: str):
     if spec.endswith(".npz") or pathlib.Path(spec).exists():
         return load_model(spec)
     return spec
-
-
-def _potential_validate(args, model) -> int:
-    from potentials.validation import validate
-
-    elements = args.elements or getattr(model, "symbols", None)
-    if not elements:
-        raise ValueError(f"{args.model_file} does not say which elements it covers: give --elements")
-    result = validate(model, args.reference, elements=elements, relax=not args.no_relax,
-                      surfaces=not args.no_surfaces)
-    print(f"{args.model_file} beside {args.reference} (fcc; vacancy and surfaces "
-          f"{'unrelaxed' if args.no_relax else 'relaxed'}):")
-    print(result.table())
-    if args.plot:
-        result.plot(args.plot)
-        print(f"wrote {args.plot}")
-    return 0
-
-
-def _potential_select(args, model) -> int:
-    from ase.io import read
-
-    from diffsim.files import atomic_path
-    from potentials.committee import select_uncertain
-
-    if not hasattr(model, "members"):
-        raise ValueError(f"{args.model_file} is a single model; selecting by uncertainty needs a committee: "
-                         "train one with 'diffsim potential train --ensemble K'")
-    try:
-        frames = read(args.trajectory, index=":")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{args.trajectory}: no such trajectory file") from None
-    except Exception as exc:
-        raise ValueError(f"{args.trajectory}: cannot read it as a trajectory ({type(exc).__name__}: {exc})") from exc
-    picked, scores = select_uncertain(model, frames, args.n, min_separation=args.min_separation,
-                                      threshold=args.threshold)
-    print(f"{len(frames)} frames; force spread (max over atoms) from {scores.min():.3f} to {scores.max():.3f} eV/Å")
-    for k in picked:
-        print(f"  frame {k}: {scores[k]:.3f} eV/Å")
-    chosen = []
-    for k in picked:
-        atoms = frames[k].copy()
-        atoms.calc = None
-        atoms.info["committee_force_std"] = float(scores[k])
-        atoms.info["source_frame"] = int(k)
-        chosen.append(atoms)
-    if args.label:
-        from potentials.reference_data import label_frames
-        from potentials.validation import calculator_factory
-
-        chosen = label_frames(chosen, calculator_factory(args.label))
-    from ase.io import write
-
-    with atomic_path(args.out) as tmp:
-        write(tmp, chosen, format="extxyz")
-    print(f"wrote {len(chosen)} frames to {args.out}" + (f", labelled by {args.label}" if args.label else
-                                                         " (unlabelled: label them, then add them to the data)"))
-    return 0
 
 
 def _report_uncertainty(run, args) -> None:
@@ -670,22 +715,237 @@ def _add_training_options(tr) -> None:
                        help="train a committee of K models (seeds and splits differ), stored in one file")
 
 
+def _distinct_paths(args: argparse.Namespace, *names: str) -> None:
+    """Refuse one file given for two roles (the model would overwrite the dataset, say)."""
+    import pathlib
+
+    seen: dict = {}
+    for name in names:
+        value = getattr(args, name, None)
+        if value:
+            key = pathlib.Path(value).resolve()
+            if key in seen:
+                raise UsageError(f"--{seen[key]} and --{name} are the same file ({value}): give each its own path")
+            seen[key] = name
+
+
+# ---------------------------------------------------------------- errors, argument types, the wrapper
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its input files: one line on stderr, exit status 2."""
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the process is so that temporary files are cleaned up."""
+
+
+_OS_ADVICE = {errno.ENOENT: "no such file or folder: check the path",
+              errno.EACCES: "permission denied: choose a place you can write to, or change its permissions",
+              errno.EPERM: "not permitted: choose another place",
+              errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+              errno.EISDIR: "is a folder: give a file name",
+              errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+              errno.EROFS: "a read-only file system: write elsewhere",
+              errno.EEXIST: "already exists and is in the way: remove it or choose another path",
+              errno.ENAMETOOLONG: "the name is too long: choose a shorter path"}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OS error: the path, what went wrong and what to do.
+
+    >>> os_error_message(FileNotFoundError(2, "No such file or directory", "/no/such/file.npz"))
+    '/no/such/file.npz: no such file or folder: check the path'
+    """
+    where = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    what = _OS_ADVICE.get(exc.errno, f"{exc.strerror or exc}" if exc.errno else str(exc))
+    return f"{where}: {what}" if where else what
+
+
+def _user_error_types() -> tuple:
+    """Exceptions that mean a mistake in the input (exit 2): diffsim's own, and the ValueErrors of
+    the applications' checks of arguments and files (DatasetError, ModelFileError, ...)."""
+    from .errors import DiffsimError
+
+    return (UsageError, DiffsimError, ValueError)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _run(func, args: argparse.Namespace) -> int:
+    """Run one subcommand under the one error policy of the command: a user's mistake or an OS
+    error is one line on stderr and exit status 2, a failed computation one line and 1, an
+    interruption 130 (SIGINT) or 143 (SIGTERM), a closed output pipe 141; never a traceback (set DIFFSIM_TRACEBACK=1 to
+    see one for an unexpected error)."""
+    import os
+    import warnings
+
+    name = getattr(args, "command_name", "diffsim")
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"{name}: warning: {_one_line(message)}", file=sys.stderr)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("once")  # each distinct warning once, on one line
+            warnings.showwarning = one_line_warning
+            code = func(args)
+        return 0 if code is None else int(code)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; nothing half-written was left behind", file=sys.stderr)
+        return 130
+    except _Terminated as exc:
+        print(f"{name}: terminated by {exc}; nothing half-written was left behind", file=sys.stderr)
+        return 143
+    except ComputationFailed as exc:
+        print(f"{name}: failed: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # output piped into a reader that stopped (| head): not an error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # the shell's status for a process ended by SIGPIPE
+    except OSError as exc:
+        print(f"{name}: error: {_one_line(os_error_message(exc))}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(f"{name}: error: {_one_line(exc)}; this needs an optional package: pip install "
+              f"{exc.name or 'it'}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{name}: failed: out of memory; try a smaller problem (fewer atoms, steps or structures)",
+              file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if os.environ.get("DIFFSIM_TRACEBACK"):
+            raise
+        if isinstance(exc, _user_error_types()):
+            print(f"{name}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        print(f"{name}: failed: {type(exc).__name__}: {_one_line(exc)} (set DIFFSIM_TRACEBACK=1 to see where)",
+              file=sys.stderr)
+        return 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: what is wrong and where the help is."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
+def _number(kind, least=None, above=None, what="a number"):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        if (least is not None and value < least) or (above is not None and value <= above):
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+count = _number(int, least=1, what="a whole number ≥ 1")
+nonnegative = seed_type = _number(int, least=0, what="a whole number ≥ 0")
+positive = _number(float, above=0.0, what="a positive number")
+
+
+def output_file(text: str) -> str:
+    """An argparse type: a file that can be written (checked now, before any long work)."""
+    from .files import check_writable
+
+    try:
+        check_writable(text)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {os_error_message(exc)}") from None
+    return text
+
+
+def output_folder(text: str) -> str:
+    """An argparse type: a folder that exists or can be made, and can be written."""
+    from .files import check_writable
+
+    try:
+        check_writable(text, folder=True)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot write into {text}: {os_error_message(exc)}") from None
+    return text
+
+
+def input_file(text: str) -> str:
+    """An argparse type: an existing, readable file."""
+    import os
+
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: a folder, not a file")
+    if not os.access(text, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text}: not readable (permission denied)")
+    return text
+
+
+def dataset_output(text: str) -> str:
+    """An argparse type: a writable .db, .xyz or .extxyz file."""
+    if not text.endswith((".db", ".xyz", ".extxyz")):
+        raise argparse.ArgumentTypeError(f"{text}: a dataset file must end in .db (ase.db), .xyz or .extxyz")
+    return output_file(text)
+
+
+def _add_training_options(tr) -> None:
+    """The loss, data and schedule options of ``potential train``."""
+    loss = tr.add_argument_group("loss")
+    loss.add_argument("--energy-weight", type=float, default=100.0, help="on (eV/atom)² (default 100)")
+    loss.add_argument("--forces-weight", type=float, default=1.0, help="on (eV/Å)² (default 1)")
+    loss.add_argument("--stress-weight", type=float, default=100.0,
+                      help="on (eV/Å³)², where the data has stress (default 100; 0: not trained)")
+    loss.add_argument("--config-type-weights", metavar="JSON",
+                      help="weights by the config_type in each record's info, e.g. '{\"md\": 1, \"strain\": 5}'")
+    data = tr.add_argument_group("data")
+    for kind in ("energy", "forces", "stress", "virials"):
+        data.add_argument(f"--{kind}-key", metavar="KEY",
+                          help=f"where records keep their {kind} (default: the calculator's results, then "
+                               f"REF_{kind} and other common names)")
+    data.add_argument("--valid-file", metavar="FILE", help="validation set (default: a random --valid-fraction)")
+    data.add_argument("--valid-fraction", type=float, default=0.1, help="random validation fraction (default 0.1)")
+    data.add_argument("--test-file", metavar="FILE", help="test set, scored at the end only")
+    data.add_argument("--E0s", metavar="E0S",
+                      help="reference energies: 'isolated' (isolated-atom frames in the data), 'fit' (least squares) "
+                           "or a mapping '{\"Cu\": -0.007}' (default: isolated atoms if present, else fit)")
+    sched = tr.add_argument_group("optimisation")
+    sched.add_argument("--schedule", choices=["exponential", "cosine", "plateau"], default="exponential",
+                       help="learning-rate schedule (default exponential)")
+    sched.add_argument("--ema-decay", type=float, default=0.99, help="EMA of the weights (default 0.99; 0: off)")
+    sched.add_argument("--clip-norm", type=float, default=10.0, help="gradient-norm clipping (default 10; 0: off)")
+    sched.add_argument("--max-seconds", type=float, help="stop after this much training time")
+    sched.add_argument("--ensemble", type=int, default=1, metavar="K",
+                       help="train a committee of K models (seeds and splits differ), stored in one file")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``diffsim`` command."""
+    """The argument parser of the ``diffsim`` command. A subcommand is a subparser whose
+    ``func`` default runs it; :func:`main` runs every one under the same error handling."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="diffsim",
         description="Differentiable physics on a CPU: exact gradients, compiled loops.",
         epilog="Start with 'diffsim demo'. 'diffsim COMMAND --help' describes a command's options.")
     parser.add_argument("--version", action="version", version=f"diffsim {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     demo = sub.add_parser("demo", help="run the main job: control and a learned potential, checked, in a report",
                           description=_demo.__doc__)
     demo.add_argument("--quick", action="store_true",
                       help="a smaller, faster run (about 20 s with warm caches; the full run takes a few minutes; "
                            "the first run on a machine also compiles Numba kernels)")
-    demo.add_argument("--out", metavar="DIR", default="diffsim-demo-report",
+    demo.add_argument("--out", metavar="DIR", default="diffsim-demo-report", type=output_folder,
                       help="folder for the report, its figures, data and model (default ./diffsim-demo-report)")
     demo.set_defaults(func=_demo)
 
@@ -702,113 +962,160 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_argument("--gradient", choices=["bptt", "checkpointed", "adjoint"], default=None,
                          help="with --solver scipy --method single: how the rollout is differentiated (default bptt)")
     control.add_argument("--verbose", action="store_true", help="print the solver's iteration table")
-    control.add_argument("--steps", type=int, help="number of control intervals N (default: the system's)")
-    control.add_argument("--plot", metavar="FILE", help="write states, controls and costates to FILE (png, pdf)")
+    control.add_argument("--steps", type=count, help="number of control intervals N (default: the system's)")
+    control.add_argument("--plot", metavar="FILE", type=output_file,
+                         help="write states, controls and costates to FILE (png, pdf)")
     control.add_argument("--sweep", action="append", metavar="NAME=a:b:n",
                          help="solve over n values of the system's parameter NAME from a to b (repeat for a grid), "
                               "e.g. T=2:6:5; --plot draws cost against it")
-    control.add_argument("--starts", type=int, default=1,
+    control.add_argument("--starts", type=count, default=1,
                          help="with --sweep: starting guesses per point (0: the system's; others random; default 1)")
     _cluster_options(control)
     control.set_defaults(func=_control)
 
     comp = sub.add_parser("compare", help="BPTT vs continuous adjoint on a ready problem", description=_compare.__doc__)
     comp.add_argument("system", choices=sorted(SYSTEMS), help="which problem")
-    comp.add_argument("--steps", type=int, help="number of control intervals N (default: the system's)")
-    comp.add_argument("--plot", metavar="FILE", help="write the comparison figure to FILE")
+    comp.add_argument("--steps", type=count, help="number of control intervals N ≥ 1 (default: the system's)")
+    comp.add_argument("--plot", metavar="FILE", type=output_file, help="write the comparison figure to FILE")
     comp.add_argument("--no-optimize", action="store_true", help="compare gradients only, do not optimise")
     comp.set_defaults(func=_compare)
 
     pot = sub.add_parser("potential", help="learned interatomic potentials: generate, train, evaluate, validate, "
                                            "select, md",
-                         description=_potential.__doc__)
-    act = pot.add_subparsers(dest="action", metavar="ACTION", required=True)
-    gen = act.add_parser("generate", help="EMT-labelled reference data (MD, rattled, strained, vacancies) to an ase.db")
+                         description="Learned interatomic potentials: generate EMT data, train (committees too), "
+                                     "evaluate, validate physical properties, select uncertain frames, run MD.")
+    act = pot.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=_Parser)
+    gen = act.add_parser("generate", help="EMT-labelled reference data (MD, rattled, strained, vacancies) to an ase.db",
+                         description=_potential_generate.__doc__)
     gen.add_argument("--element", default="Cu", help="an EMT element or alloy, e.g. Cu, CuAu (default Cu)")
-    gen.add_argument("--out", default="emt.db", help="the file to write: .db (ase.db) or .xyz/.extxyz (default emt.db)")
-    gen.add_argument("--size", type=int, default=3, help="fcc cubic cell repeated size³ times (default 3: 108 atoms)")
-    gen.add_argument("--temperatures", type=float, nargs="+", default=[300.0, 600.0, 900.0, 1200.0],
+    gen.add_argument("--out", default="emt.db", type=dataset_output,
+                     help="the file to write: .db (ase.db) or .xyz/.extxyz (default emt.db)")
+    gen.add_argument("--size", type=count, default=3, help="fcc cubic cell repeated size³ times (default 3: 108 atoms)")
+    gen.add_argument("--temperatures", type=positive, nargs="+", default=[300.0, 600.0, 900.0, 1200.0],
                      help="Langevin MD temperatures in K (default 300 600 900 1200)")
-    gen.add_argument("--md-samples", type=int, default=50, help="MD samples per temperature (default 50)")
-    gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    gen.add_argument("--md-samples", type=nonnegative, default=50, help="MD samples per temperature (default 50)")
+    gen.add_argument("--seed", type=seed_type, default=0, help="random seed (default 0)")
     gen.add_argument("--quick", action="store_true", help="a small dataset")
     _cluster_options(gen)
-    tr = act.add_parser("train", help="train a potential on energies and forces")
-    tr.add_argument("--data", required=True, help="ase.db or extxyz with energies and forces")
-    tr.add_argument("--out", default="model.npz", help="the model file to write (default model.npz)")
+    gen.set_defaults(func=_potential_generate)
+    tr = act.add_parser("train", help="train a potential on energies and forces", description=_potential_train.__doc__)
+    tr.add_argument("--data", required=True, type=input_file, help="ase.db or extxyz with energies and forces")
+    tr.add_argument("--out", default="model.npz", type=output_file, help="the model file to write (default model.npz)")
     tr.add_argument("--model", choices=["acsf", "painn"], default="acsf",
                     help="acsf: per-element networks on symmetry functions (default); painn: equivariant message "
                          "passing")
-    tr.add_argument("--hidden", type=int, nargs="+", default=[32, 32],
+    tr.add_argument("--hidden", type=count, nargs="+", default=[32, 32],
                     help="acsf: hidden layer widths (default 32 32)")
-    tr.add_argument("--features", type=int, default=32, help="painn: feature width (default 32)")
-    tr.add_argument("--layers", type=int, default=2, help="painn: interaction layers (default 2)")
-    tr.add_argument("--cutoff", type=float, default=4.5, help="painn: pair cutoff in Å (default 4.5)")
-    tr.add_argument("--epochs", type=int, default=200, help="epochs (Adam) or iterations (L-BFGS)")
+    tr.add_argument("--features", type=count, default=32, help="painn: feature width (default 32)")
+    tr.add_argument("--layers", type=count, default=2, help="painn: interaction layers (default 2)")
+    tr.add_argument("--cutoff", type=positive, default=4.5, help="painn: pair cutoff in Å (default 4.5)")
+    tr.add_argument("--epochs", type=count, default=200, help="epochs (Adam) or iterations (L-BFGS)")
     tr.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
                     help="Adam on minibatches (default) or full-batch L-BFGS")
-    tr.add_argument("--batch-size", type=int, default=8, help="structures per Adam step (default 8)")
-    tr.add_argument("--learning-rate", type=float,
+    tr.add_argument("--batch-size", type=count, default=8, help="structures per Adam step (default 8)")
+    tr.add_argument("--learning-rate", type=positive,
                     help="Adam's initial learning rate (default 5e-3 for acsf, 2e-3 for painn)")
-    tr.add_argument("--checkpoint", help="save every epoch here and resume from it")
-    tr.add_argument("--curve", metavar="FILE", help="write the learning curve to FILE")
-    tr.add_argument("--seed", type=int, default=0, help="seed of the weights and the data split (default 0)")
+    tr.add_argument("--checkpoint", type=output_file,
+                    help="save the whole training state here after every epoch (one file, written atomically) and "
+                         "resume from it; a checkpoint of another model, other options or other data is refused")
+    tr.add_argument("--curve", metavar="FILE", type=output_file, help="write the learning curve to FILE")
+    tr.add_argument("--seed", type=seed_type, default=0, help="seed of the weights and the data split (default 0)")
     tr.add_argument("--quick", action="store_true", help="10 epochs")
     _add_training_options(tr)
-    ev = act.add_parser("evaluate", help="energy, force and stress errors of a model on a dataset, per config_type")
-    ev.add_argument("model_file", help="a model written by 'train'")
-    ev.add_argument("--data", required=True, help="ase.db or extxyz with reference energies and forces")
-    ev.add_argument("--plot", metavar="FILE", help="write a force parity plot")
+    tr.set_defaults(func=_potential_train)
+    ev = act.add_parser("evaluate", help="energy and force errors of a model on a dataset",
+                        description=_potential_evaluate.__doc__)
+    ev.add_argument("model_file", type=input_file, help="a model written by 'train'")
+    ev.add_argument("--data", required=True, type=input_file,
+                    help="ase.db or extxyz with reference energies and forces")
+    ev.add_argument("--plot", metavar="FILE", type=output_file, help="write a force parity plot")
     for kind in ("energy", "forces", "stress", "virials"):
         ev.add_argument(f"--{kind}-key", metavar="KEY", help=f"where records keep their {kind}")
+    ev.set_defaults(func=_potential_evaluate)
     va = act.add_parser("validate", help="lattice constant, bulk modulus, elastic constants, vacancy and surface "
                                          "energies: the model beside a reference calculator")
     va.add_argument("model_file", help="a model written by 'train' (or a calculator name, e.g. emt)")
     va.add_argument("--reference", default="emt",
                     help="'emt' or an importable ASE calculator, e.g. ase.calculators.emt.EMT (default emt)")
     va.add_argument("--elements", nargs="+", help="fcc elements to validate (default: the model's)")
-    va.add_argument("--plot", metavar="FILE", help="write E(V) and the relative differences to FILE")
+    va.add_argument("--plot", metavar="FILE", type=output_file, help="write E(V) and the relative differences to FILE")
     va.add_argument("--no-relax", action="store_true", help="vacancy and surfaces unrelaxed (faster)")
     va.add_argument("--no-surfaces", action="store_true", help="skip the surface energies")
+    va.set_defaults(func=_potential_validate)
     se = act.add_parser("select", help="the frames of a trajectory where a committee disagrees most, for labelling")
     se.add_argument("model_file", help="a committee written by 'train --ensemble K'")
-    se.add_argument("--trajectory", required=True, help="any file ase.io reads (.traj, .xyz)")
-    se.add_argument("--n", type=int, default=10, help="how many frames (default 10)")
+    se.add_argument("--trajectory", required=True, type=input_file, help="any file ase.io reads (.traj, .xyz)")
+    se.add_argument("--n", type=count, default=10, help="how many frames (default 10)")
     se.add_argument("--min-separation", type=int, default=1, help="frames between two picks, at least (default 1)")
     se.add_argument("--threshold", type=float, help="only frames whose force spread passes this (eV/Å)")
     se.add_argument("--label", metavar="CALC", help="label the picks with this calculator (e.g. emt)")
-    se.add_argument("--out", default="selected.xyz", help="extxyz file to write (default selected.xyz)")
-    md = act.add_parser("md", help="NVE drift and g(r)/MSD against EMT for an fcc crystal")
-    md.add_argument("model_file", help="a model written by 'train'")
-    md.add_argument("--temperature", type=float, default=600.0, help="initial temperature in K (default 600)")
-    md.add_argument("--steps", type=int, default=2000, help="MD steps of 2 fs per run (default 2000)")
-    md.add_argument("--size", type=int, default=3, help="fcc cubic cell repeated size³ times (default 3: 108 atoms)")
-    md.add_argument("--plot", metavar="FILE", help="write g(r), MSD and the NVE energy to FILE")
-    md.add_argument("--replicas", type=int, metavar="K",
+    se.add_argument("--out", default="selected.xyz", type=output_file,
+                    help="extxyz file to write (default selected.xyz)")
+    se.set_defaults(func=_potential_select)
+
+    md = act.add_parser("md", help="MD with a model (NVE, NVT or NPT), checked against EMT where EMT applies",
+                        description=_potential_md.__doc__ + " Without --structure, a one-element model runs its "
+                        "element's ASE reference crystal; a model of several elements needs --structure.")
+    md.add_argument("model_file", type=input_file, help="a model written by 'train'")
+    md.add_argument("--structure", metavar="FILE", type=input_file,
+                    help="the starting structure: any file ASE reads (xyz, extxyz, cif, POSCAR, traj...; the last "
+                         "frame of a multi-frame file)")
+    md.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nve",
+                    help="nve: velocity Verlet (reports the energy drift, default); nvt: Langevin thermostat; "
+                         "npt: Berendsen thermostat and barostat (needs a fully periodic structure)")
+    md.add_argument("--temperature", type=positive, default=600.0,
+                    help="initial (nve) or thermostat (nvt, npt) temperature in K (default 600)")
+    md.add_argument("--pressure", type=_number(float, least=0.0, what="a pressure ≥ 0"), default=1e-4,
+                    help="npt: pressure in GPa (default 1e-4, one bar)")
+    md.add_argument("--steps", type=count, default=2000, help="MD steps (default 2000)")
+    md.add_argument("--timestep", type=positive, default=2.0, help="time step in fs (default 2)")
+    md.add_argument("--size", type=count, default=3,
+                    help="without --structure: the reference crystal's cubic cell repeated size³ times (default 3)")
+    md.add_argument("--plot", metavar="FILE", type=output_file, help="write g(r), MSD and the energy to FILE")
+    md.add_argument("--replicas", type=count, metavar="K",
                     help="K independent replicas per temperature (with the learned model only): ensemble g(r), "
                          "MSD, diffusion coefficient and drift with error bars")
     md.add_argument("--temperatures", metavar="T1,T2,...", help="with --replicas: temperatures in K (default "
                     "--temperature)")
     _cluster_options(md)
-    md.add_argument("--uncertainty", type=float, metavar="EV_PER_A",
+    md.add_argument("--uncertainty", type=positive, metavar="EV_PER_A",
                     help="committees: flag NVE steps whose force spread passes this (eV/Å)")
     md.add_argument("--stop-on-uncertainty", action="store_true", help="with --uncertainty: stop the run there")
-    pot.set_defaults(func=_potential)
+    md.set_defaults(func=_potential_md)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``diffsim`` console script."""
+    """Entry point of the ``diffsim`` console script: parse, then run the subcommand under
+    :func:`_run` (every subcommand, present and future, gets the same error handling)."""
+    import signal
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already reported in one line
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    args.command_name = " ".join(["diffsim"] + [getattr(args, k) for k in ("command", "action")
+                                                if getattr(args, k, None)])
+
+    def terminate(signum, frame):
+        raise _Terminated(signal.Signals(signum).name)
+
+    previous = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            try:
+                previous[sig] = signal.signal(sig, terminate)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
     try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _run(args.func, args)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ Arguments of shape ``()`` are passed as Python floats; others as float64 arrays.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import importlib.util
 import inspect
@@ -367,26 +368,58 @@ def _module_source(title: str, bodies: list[str], helpers: set[str], extra: str)
     return "\n".join(head) + "\n\n" + "\n\n".join(bodies) + ("\n\n" + extra if extra else "")
 
 
-def _load(source: str):
-    """Write ``source`` (once, atomically) under its hash and import it."""
-    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
-    directory = cache_dir()
+def _kernel_file(digest: str, source: str) -> pathlib.Path:
+    """The cached module ``k_<digest>.py``, written (atomically) unless it is there with the right
+    content: a truncated or edited file does not match its name's hash and is rewritten. Falls
+    back to the temporary folder when the cache folder cannot be written."""
+    name = f"k_{digest}.py"
+    for directory in (cache_dir(), pathlib.Path(tempfile.gettempdir()) / "diffsim-kernels"):
+        path = directory / name
+        try:
+            if _intact(path, digest):
+                return path
+            directory.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, source)
+            return path
+        except OSError:
+            continue
+    raise OSError(f"cannot write the kernel module {name} to {cache_dir()} or the temporary folder; "
+                  "set DIFFSIM_CACHE_DIR to a writable folder")
+
+
+def _intact(path: pathlib.Path, digest: str) -> bool:
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        directory = pathlib.Path(tempfile.gettempdir()) / "diffsim-kernels"
-        directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"k_{digest}.py"
-    if not path.exists():
-        write_atomic(path, source)
+        return _digest(path.read_bytes()) == digest
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:24]
+
+
+def _load(source: str):
+    """Write ``source`` (once, atomically) under its hash and import it; a damaged copy on disk is
+    regenerated, and Numba's cache entries of the module heal themselves (:mod:`diffsim.kernel_cache`)."""
+    from .kernel_cache import heal
+
+    digest = _digest(source.encode())
     name = f"diffsim_kernel_{digest}"
     if name in sys.modules:
-        return sys.modules[name], path
+        return sys.modules[name], pathlib.Path(sys.modules[name].__file__)
+    path = _kernel_file(digest, source)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     # Numba's on-disk cache re-imports a function's module by name when it loads it
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        # executed from the verified text, not through the import system's bytecode (.pyc) cache,
+        # which nothing verifies
+        exec(builtins.compile(source, str(path), "exec"), module.__dict__)
+    except BaseException:
+        del sys.modules[name]  # never leave a half-initialised module for the next caller
+        raise
+    heal(module)
     return module, path
 
 

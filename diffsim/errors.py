@@ -11,3 +11,8 @@ class NonDifferentiableError(DiffsimError, TypeError):
 
 class GradientCheckError(DiffsimError, AssertionError):
     """Analytic and finite-difference derivatives disagree (raised by ``check_grads``)."""
+
+
+class ComputationFailed(DiffsimError, RuntimeError):
+    """The computation ran but did not succeed (an optimiser that did not converge, an MD run that
+    blew up): not the input's fault as such; the message says what to try."""

@@ -1,14 +1,27 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one.
 
-Everything diffsim writes (models, datasets, reports, generated kernels) goes through here.
+Everything diffsim writes (models, datasets, reports, generated kernels) goes through here. A
+write goes to ``.partial-<pid>-<random><suffix>`` beside its target and is renamed into place
+when complete; an exception (and, in the ``diffsim`` command, SIGTERM or SIGHUP, which it turns
+into exceptions) removes it. A process killed outright (SIGKILL, power loss) cannot clean up:
+the next write into the same folder sweeps temporaries whose process is gone
+(:func:`sweep_partials`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pathlib
+import re
+import shutil
 import tempfile
+import time
+
+PARTIAL_PREFIX = ".partial-"
+_PARTIAL = re.compile(re.escape(PARTIAL_PREFIX) + r"(\d+)-")
+_UNOWNED_AGE = 3600.0  # seconds after which a temporary without a readable owner is stale
 
 
 def _read_umask() -> int:
@@ -18,6 +31,70 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()  # read once: the umask is process-wide, so setting it per write races with threads
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return True
+
+
+def sweep_partials(folder: str | os.PathLike) -> list[pathlib.Path]:
+    """Remove the temporaries that interrupted writes left in ``folder``: those whose writing
+    process no longer exists (and, for names without a process id, those untouched for an
+    hour). Returns what was removed. Live writers in other processes are left alone.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / ".partial-999999999-x.npz").write_bytes(b"half")   # no such process
+    >>> [p.name for p in sweep_partials(folder)]
+    ['.partial-999999999-x.npz']
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not entry.name.startswith(PARTIAL_PREFIX):
+            continue
+        match = _PARTIAL.match(entry.name)
+        try:
+            stale = (not _alive(int(match.group(1)))) if match else \
+                now - entry.stat(follow_symlinks=False).st_mtime > _UNOWNED_AGE
+            if not stale:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+            removed.append(pathlib.Path(entry.path))
+        except OSError:
+            continue  # another process swept it first, or it is not ours to remove
+    return removed
+
+
+def partial_name(suffix: str = "") -> str:
+    """A fresh temporary name (``.partial-<pid>-<random><suffix>``) that :func:`sweep_partials`
+    recognises as this process's."""
+    return f"{PARTIAL_PREFIX}{os.getpid()}-{os.urandom(6).hex()}{suffix}"
+
+
+def _remove(path: str | os.PathLike) -> None:
+    path = str(path)
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for p in (path, path + "-journal", path + "-wal", path + "-shm"):  # SQLite's companions (ase.db)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p)
 
 
 @contextlib.contextmanager
@@ -35,17 +112,78 @@ def atomic_path(path: str | os.PathLike):
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=path.suffix)
-    os.close(fd)
-    os.unlink(tmp)  # some writers (ase.db) create the file themselves
+    sweep_partials(path.parent)
+    tmp = path.parent / partial_name(path.suffix)
     try:
-        yield pathlib.Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # the mode an ordinary open() would give, not mkstemp's 0600
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # the mode an ordinary open() would give
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException as exc:
+        _remove(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a full disk says which file it was writing
         raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike, last: tuple[str, ...] = ()):
+    """Yield a fresh temporary folder inside ``path`` to fill; on success its files are moved
+    into ``path`` (created if needed; other files there are kept) and it is removed; on an
+    exception it is removed and ``path`` is untouched. Each file arrives whole. The files named
+    in ``last`` (say a manifest) are removed from ``path`` before any file moves and moved in
+    after all the others, so their presence means the whole set is from one run.
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "report"
+    >>> with atomic_folder(out, last=("done.json",)) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("A"); _ = (tmp / "done.json").write_text("{}")
+    >>> sorted(p.name for p in out.iterdir())
+    ['a.txt', 'done.json']
+    """
+    path = pathlib.Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    sweep_partials(path)
+    tmp = path / partial_name()
+    tmp.mkdir()
+    try:
+        yield tmp
+        for name in last:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path / name)
+        items = sorted(tmp.iterdir(), key=lambda p: (p.name in last, p.name))
+        for item in items:
+            os.replace(item, path / item.name)
+    finally:
+        _remove(tmp)
+
+
+def check_writable(path: str | os.PathLike, folder: bool = False) -> pathlib.Path:
+    """Make sure ``path`` can be written (its folder exists or can be made, and accepts files)
+    before long work starts; raises ``OSError`` naming the path otherwise. With ``folder``,
+    ``path`` itself is the folder.
+
+    >>> import tempfile, pathlib
+    >>> check_writable(pathlib.Path(tempfile.mkdtemp()) / "new" / "model.npz").name
+    'model.npz'
+    """
+    path = pathlib.Path(os.path.abspath(path))  # "a/../b" is resolved the way the OS will
+    target = path if folder else path.parent
+    if not folder and path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give a file name", str(path))
+    if folder and path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "exists and is not a folder", str(path))
+    probe_dir = target
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:  # the closest existing ancestor decides
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, so nothing can be written under it", str(probe_dir))
+    try:
+        fd, probe = tempfile.mkstemp(dir=probe_dir, prefix=partial_name("-probe"))
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PermissionError(errno.EACCES, f"cannot create files there ({exc.strerror})", str(probe_dir)) from None
+    return path
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> pathlib.Path:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .kernel_cache import heal
 from .primitives import defjvp, defvjp, saves
 from .tracer import Primitive, shape
 
@@ -222,3 +223,6 @@ defvjp(gather_contract_x,
 for _p in (gather_mul_scatter, gather_dot, outer_scatter, gather_contract_f, gather_contract_x):
     defjvp(_p, lambda t, ans, a, b, _p=_p, **k: _p(t, b, **k), lambda t, ans, a, b, _p=_p, **k: _p(a, t, **k))
 saves([gather_mul_scatter, gather_dot, outer_scatter, gather_contract_f, gather_contract_x], ans=False)
+
+
+heal(globals())  # damaged Numba cache entries of these kernels are recompiled, not fatal

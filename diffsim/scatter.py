@@ -22,6 +22,8 @@ def _kernel():
     diffsim does not import Numba."""
     from numba import njit
 
+    from .kernel_cache import heal
+
     @njit(cache=True)
     def scatter(out, ids, data):
         for e in range(ids.shape[0]):
@@ -29,6 +31,7 @@ def _kernel():
             for k in range(data.shape[1]):
                 out[r, k] += data[e, k]
 
+    heal({"scatter": scatter})
     return scatter
 
 

@@ -27,6 +27,7 @@ from numba import njit
 import diffsim as ds
 import diffsim.numpy as dnp
 from diffsim.graph import pair_differences
+from diffsim.kernel_cache import heal
 
 from .neighbors import check_inner_range, neighbor_list
 
@@ -426,3 +427,6 @@ ds.defvjp(acsf_vjp, lambda c, ans, g, D, **k: acsf_jvp(D, c, **k), None)
 ds.defjvp(acsf_vjp, lambda tg, ans, g, D, **k: acsf_vjp(tg, D, **k), None)
 ds.defvjp(acsf_jvp, None, lambda c, ans, D, t, **k: acsf_vjp(c, D, **k))
 ds.defjvp(acsf_jvp, None, lambda tt, ans, D, t, **k: acsf_jvp(D, tt, **k))
+
+
+heal(globals())  # damaged Numba cache entries of these kernels are recompiled, not fatal

@@ -32,6 +32,7 @@ class MDRun:
     uncertainty: np.ndarray | None = None   # committees: max per-atom force spread (eV/Å) at each sample
     flagged: list = field(default_factory=list)   # (step, spread) where the spread passed the threshold
     stopped_at: int | None = None            # the step at which the run stopped on the spread
+    volumes: np.ndarray | None = None  # Å³ per atom at each sample (NaN without a full periodic cell)
 
     @property
     def total(self) -> np.ndarray:
@@ -51,22 +52,44 @@ class MDRun:
         return 2.0 * self.kinetic / (3.0 * kB)
 
 
+ENSEMBLES = ("nve", "nvt", "npt")
+
+
+def _check_md_options(atoms, temperature_K, timestep_fs, steps, interval, ensemble) -> None:
+    count = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLES)}, got {ensemble!r}")
+    problems = [f"{name} = {value!r} ({what})" for name, value, what, ok in [
+        ("steps", steps, "a count ≥ 1", count(steps)), ("interval", interval, "a count ≥ 1", count(interval)),
+        ("timestep_fs", timestep_fs, "positive", bool(np.isfinite(timestep_fs) and timestep_fs > 0)),
+        ("temperature_K", temperature_K, "≥ 0, and > 0 with a thermostat",
+         bool(np.isfinite(temperature_K) and (temperature_K > 0 or (ensemble == "nve" and temperature_K == 0))))]
+        if not ok]
+    if problems:
+        raise ValueError("MD options out of range: " + "; ".join(problems))
+    if len(atoms) == 0:
+        raise ValueError("the structure has no atoms")
+    if ensemble == "npt" and not np.all(atoms.pbc):
+        raise ValueError("NPT changes the cell, so it needs a structure periodic in all three directions "
+                         "(use nvt or nve for a cluster or a slab)")
+
+
 def run_md(atoms, calculator, temperature_K: float = 300.0, timestep_fs: float = 2.0, steps: int = 1000,
            interval: int = 10, ensemble: str = "nve", friction: float = 0.01, seed: int = 0,
            trajectory: str | None = None, progress: bool = False, uncertainty_threshold: float | None = None,
-           stop_on_uncertainty: bool = False) -> MDRun:
-    """Velocity Verlet (NVE) or Langevin (NVT) with ``calculator`` from Maxwell-Boltzmann
-    velocities at ``temperature_K``; samples every ``interval`` steps (with a progress bar if
-    ``progress``). With a committee calculator (results hold ``forces_std``) the largest
-    per-atom force spread is recorded at each sample; every step whose spread passes
-    ``uncertainty_threshold`` (eV/Å) is flagged, and with ``stop_on_uncertainty`` the run stops
-    at the first (``MDRun.stopped_at``)."""
+           stop_on_uncertainty: bool = False, pressure_GPa: float = 1e-4, bulk_modulus_GPa: float = 140.0) -> MDRun:
+    """Velocity Verlet (NVE), Langevin (NVT) or Berendsen thermostat and barostat (NPT, at
+    ``pressure_GPa``, with the compressibility 1/``bulk_modulus_GPa`` setting the barostat's
+    response) with ``calculator`` from Maxwell-Boltzmann velocities at ``temperature_K``; samples
+    every ``interval`` steps (with a progress bar if ``progress``). With a committee calculator
+    (results hold ``forces_std``) the largest per-atom force spread is recorded at each sample;
+    every step whose spread passes ``uncertainty_threshold`` (eV/Å) is flagged, and with
+    ``stop_on_uncertainty`` the run stops at the first (``MDRun.stopped_at``)."""
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.verlet import VelocityVerlet
 
-    if ensemble not in ("nve", "nvt"):
-        raise ValueError(f"ensemble must be 'nve' or 'nvt', got {ensemble!r}")
+    _check_md_options(atoms, temperature_K, timestep_fs, steps, interval, ensemble)
     atoms = atoms.copy()
     atoms.calc = calculator
     rng = np.random.default_rng(seed)
@@ -74,16 +97,25 @@ def run_md(atoms, calculator, temperature_K: float = 300.0, timestep_fs: float =
 
     _thermalize(atoms, temperature_K, rng)
     dt = timestep_fs * units.fs
-    dyn = VelocityVerlet(atoms, dt) if ensemble == "nve" else \
-        Langevin(atoms, dt, temperature_K=temperature_K, friction=friction, rng=rng, fixcm=False)
+    if ensemble == "nve":
+        dyn = VelocityVerlet(atoms, dt)
+    elif ensemble == "nvt":
+        dyn = Langevin(atoms, dt, temperature_K=temperature_K, friction=friction, rng=rng, fixcm=False)
+    else:
+        from ase.md.nptberendsen import NPTBerendsen
+
+        dyn = NPTBerendsen(atoms, dt, temperature_K=temperature_K, taut=100 * units.fs,
+                           pressure_au=pressure_GPa * units.GPa, taup=1000 * units.fs,
+                           compressibility_au=1.0 / (bulk_modulus_GPa * units.GPa))
     n = len(atoms)
-    times, pot, kin, pos, spread, flagged = [], [], [], [], [], []
+    times, pot, kin, pos, spread, flagged, vol = [], [], [], [], [], [], []
 
     def sample():
         times.append(dyn.get_number_of_steps() * timestep_fs / 1000.0)
         pot.append(atoms.get_potential_energy() / n)
         kin.append(atoms.get_kinetic_energy() / n)
         pos.append(atoms.positions.copy())  # ASE keeps positions unwrapped during MD
+        vol.append(abs(atoms.get_volume()) / n if np.all(atoms.pbc) else np.nan)
         if "forces_std" in calculator.results:
             spread.append(float(np.max(calculator.results["forces_std"])))
 
@@ -123,7 +155,7 @@ def run_md(atoms, calculator, temperature_K: float = 300.0, timestep_fs: float =
         if traj is not None:
             traj.close()
     return MDRun(np.array(times), np.array(pot), np.array(kin), pos, np.array(atoms.cell), atoms.pbc.copy(),
-                 np.array(spread) if spread else None, flagged, stopped)
+                 np.array(spread) if spread else None, flagged, stopped, np.array(vol))
 
 
 class _Uncertain(Exception):
@@ -171,6 +203,80 @@ def compare_with_reference(atoms, calculator, reference, temperature_K: float = 
            "times": learned.times, "drift": nve.drift, "nve": nve}
     if plot:
         _plot(out, plot)
+    return out
+
+
+def md_report(atoms, model, ensemble: str = "nve", temperature_K: float = 600.0, steps: int = 2000,
+              timestep_fs: float = 2.0, pressure_GPa: float = 1e-4, seed: int = 0, plot: str | None = None,
+              progress: bool = False, uncertainty_threshold: float | None = None,
+              stop_on_uncertainty: bool = False) -> dict:
+    """MD of ``atoms`` with ``model`` in ``ensemble`` and what it shows: the energy drift (NVE),
+    the mean temperature, the volume (NPT); and, when ASE's EMT knows every element and the cell
+    is periodic, the same run with EMT from the same start and the two g(r) compared. Returns the
+    numbers and a one-line ``summary``; raises ``ComputationFailed`` (a ``RuntimeError``) if the run
+    blows up (NaN or inf) or leaves the model's range. A committee's force spread is recorded, and
+    flagged (or the run stopped) past ``uncertainty_threshold``, as in :func:`run_md`.
+
+    >>> from ase.build import bulk
+    >>> from potentials.model import ACSFModel
+    >>> out = md_report(bulk("Cu", cubic=True), ACSFModel(["Cu"], hidden=(4,)), steps=4, temperature_K=100)
+    >>> out["summary"].startswith("4 atoms (Cu4), 4 steps of 2 fs, NVE from 100 K")
+    True
+    """
+    from ase.calculators.emt import EMT
+
+    from diffsim.errors import ComputationFailed
+
+    from .calculator import Calculator
+    from .reference_data import EMT_ELEMENTS
+
+    interval = max(1, min(20, steps // 10)) if isinstance(steps, (int, np.integer)) and steps > 0 else 1
+    kw = dict(temperature_K=temperature_K, timestep_fs=timestep_fs, steps=steps, interval=interval, seed=seed,
+              ensemble=ensemble, pressure_GPa=pressure_GPa, progress=progress)
+    start = atoms.copy()
+    start.calc = Calculator(model)
+    start.get_potential_energy()  # a structure the model cannot evaluate is the input's fault (ValueError)
+    try:
+        run = run_md(atoms, Calculator(model), **kw, uncertainty_threshold=uncertainty_threshold,
+                     stop_on_uncertainty=stop_on_uncertainty)
+    except ValueError as exc:  # the start was fine: the dynamics went where the model cannot follow
+        raise ComputationFailed(f"the MD run left the model's range ({exc}); use a smaller --timestep, a lower "
+                           "temperature or a better-trained model") from None
+    if not (np.all(np.isfinite(run.total)) and all(np.all(np.isfinite(p)) for p in run.positions)):
+        bad = run.times[~np.isfinite(run.total)]
+        when = f" at {bad[0]:g} ps" if len(bad) else ""
+        raise ComputationFailed(f"the MD run blew up (energies or positions NaN or inf{when}); "
+                           "use a smaller --timestep, a lower temperature or a better-trained model")
+    half = slice(len(run.times) // 2, None)
+    out = {"run": run, "ensemble": ensemble, "atoms": len(atoms), "drift": run.drift if ensemble == "nve" else None,
+           "temperature": float(np.mean(run.temperature[half])),
+           "volume_per_atom": float(np.mean(run.volumes[half])) if ensemble == "npt" else None}
+    parts = [f"{len(atoms)} atoms ({atoms.get_chemical_formula()}), {steps} steps of {timestep_fs:g} fs, "
+             f"{ensemble.upper()} from {temperature_K:g} K: mean T {out['temperature']:.0f} K (second half)"]
+    if ensemble == "nve":
+        parts.append(f"NVE drift {out['drift']:.3f} meV/atom/ps")
+    if ensemble == "npt":
+        parts.append(f"volume {out['volume_per_atom']:.3f} Å³/atom at {pressure_GPa:g} GPa")
+    periodic = bool(np.all(atoms.pbc)) and abs(np.linalg.det(np.array(atoms.cell))) > 1e-9
+    if periodic and set(atoms.get_chemical_symbols()) <= set(EMT_ELEMENTS) and len(run.times) >= 2:
+        ref = run_md(atoms, EMT(), **kw)
+        skip = len(run.times) // 4
+        r, g_l = radial_distribution(run, skip=skip)
+        _, g_r = radial_distribution(ref, skip=skip)
+        out.update(r=r, g_learned=g_l, g_reference=g_r,
+                   rdf_difference=float(np.trapezoid(np.abs(g_l - g_r), r) / max(np.trapezoid(g_r, r), 1e-300)),
+                   msd_learned=mean_squared_displacement(run), msd_reference=mean_squared_displacement(ref),
+                   times=run.times, nve=run)
+        parts.append(f"g(r) differs from EMT's by {out['rdf_difference']:.3f} (relative L1, same start)")
+    else:
+        parts.append("no EMT reference for these elements or this cell")
+    out["summary"] = "; ".join(parts)
+    if plot:
+        import matplotlib.pyplot as plt
+
+        from .figures import md_checks, nve_energy
+
+        plt.close(md_checks(out, plot) if "r" in out else nve_energy(run, plot))
     return out
 
 

@@ -63,7 +63,12 @@ class Potential:
     def __init__(self, elements) -> None:
         from ase.data import chemical_symbols
 
+        if isinstance(elements, str):
+            elements = [elements]
         self.numbers = atomic_numbers_of(elements)
+        if len(self.numbers) == 0 or len(set(self.numbers.tolist())) != len(self.numbers) \
+                or not all(0 < z < len(chemical_symbols) for z in self.numbers):
+            raise ValueError(f"a model needs one or more distinct chemical elements, got {list(elements)!r}")
         self.symbols = [chemical_symbols[z] for z in self.numbers]
         self.reference = {s: 0.0 for s in self.symbols}
         self.weights = {}
@@ -117,6 +122,8 @@ class Potential:
         positions = np.asarray(positions, dtype=float)
         cell = np.asarray(cell, dtype=float)
         numbers = np.asarray(numbers)
+        if numbers.shape != positions.shape[:1]:
+            raise ValueError(f"{len(numbers)} atomic numbers for {len(positions)} positions: give one per atom")
         top = topology or self.topology(positions, cell, pbc, numbers)
         if not stress:
             E, dR = ds.value_and_grad(lambda R: self.energy(self.weights, R, cell, pbc, numbers, top))(positions)
@@ -169,8 +176,16 @@ class Potential:
 
     # ------------------------------------------------------------ files
 
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model to ``path`` (.npz) atomically: a temporary file, then a rename."""
+        write_npz_atomically(path, self.arrays())
+
     def to_arrays(self) -> dict:
-        """Everything :meth:`save` writes, as a dict of arrays (no pickle needed to read it)."""
+        """The same as :meth:`arrays` (the name committees use)."""
+        return self.arrays()
+
+    def arrays(self) -> dict:
+        """What :meth:`save` writes (name → array); :func:`model_from_arrays` reads it back."""
         leaves, _ = flatten(self.weights)
         arrays = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION),
                   "kind": np.array(self.kind), "config": np.array(json.dumps(self.config())),
@@ -179,10 +194,6 @@ class Potential:
         arrays.update({f"weight/{k}": np.asarray(w, dtype=float) for k, w in enumerate(leaves)})
         arrays.update({f"buffer/{name}": np.asarray(v) for name, v in self.buffers().items()})
         return arrays
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the model to ``path`` (.npz) atomically: a temporary file, then a rename."""
-        write_npz_atomically(path, self.to_arrays())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Potential":
@@ -218,28 +229,34 @@ def load_model(path: str | os.PathLike) -> Potential:
             data = {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such model file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: a folder, not a model file") from None
     except Exception as exc:
-        raise ModelFileError(f"{path}: not a readable .npz model file ({exc})") from exc
-    if data.get("format") is None or str(data["format"]) != FORMAT:
-        raise ModelFileError(f"{path}: not a diffsim potential (no '{FORMAT}' marker)")
-    version = int(data["format_version"])
-    if version != FORMAT_VERSION:
-        raise ModelFileError(f"{path}: model format version {version}; this diffsim reads version "
-                             f"{FORMAT_VERSION}. Retrain, or use the diffsim version that wrote it")
+        why = "it holds pickled objects, which a diffsim model never does" if "pickle" in str(exc) else \
+            f"{type(exc).__name__}: {exc}"
+        raise ModelFileError(f"{path}: not a diffsim model file (an .npz written by 'diffsim potential train'; "
+                             f"{why})") from None
     return model_from_arrays(data, path)
 
 
-def model_from_arrays(data: dict, path="model") -> Potential:
-    """The model (or committee) that :meth:`Potential.to_arrays` described; ``path`` names it in errors."""
-    kinds = model_kinds()
-    kind = str(data["kind"])
-    if kind == "committee":
+def model_from_arrays(data: dict, path) -> Potential:
+    """The model described by ``data`` (what :meth:`Potential.arrays` gives); ``path`` names where
+    it came from in error messages. Raises :class:`ModelFileError` for anything missing or wrong."""
+    if data.get("format") is None or str(data["format"]) != FORMAT:
+        raise ModelFileError(f"{path}: not a diffsim potential (no '{FORMAT}' marker)")
+    if str(data.get("kind")) == "committee":
         from .committee import Committee
 
         return Committee.from_arrays(data, path)
-    if kind not in kinds:
-        raise ModelFileError(f"{path}: unknown model kind {kind!r} (known: {sorted(kinds) + ['committee']})")
     try:
+        version = int(data["format_version"])
+        if version != FORMAT_VERSION:
+            raise ModelFileError(f"{path}: model format version {version}; this diffsim reads version "
+                                 f"{FORMAT_VERSION}. Retrain, or use the diffsim version that wrote it")
+        kinds = model_kinds()
+        kind = str(data["kind"])
+        if kind not in kinds:
+            raise ModelFileError(f"{path}: unknown model kind {kind!r} (known: {sorted(kinds)})")
         model = kinds[kind](**json.loads(str(data["config"])))
         leaves, tree = flatten(model.weights)
         n_stored = sum(k.startswith("weight/") for k in data)
@@ -249,13 +266,24 @@ def model_from_arrays(data: dict, path="model") -> Potential:
         for k, (a, b) in enumerate(zip(leaves, stored)):
             if np.shape(a) != b.shape:
                 raise ModelFileError(f"{path}: weight {k} has shape {b.shape}, the model needs {np.shape(a)}")
+            if not np.all(np.isfinite(b)):
+                raise ModelFileError(f"{path}: weight {k} holds NaN or infinite values; the model is unusable "
+                                     "(retrain it, with a smaller learning rate if training diverged)")
+        reference = np.asarray(data["reference"], dtype=float)
+        if reference.shape != (len(model.symbols),) or not np.all(np.isfinite(reference)):
+            raise ModelFileError(f"{path}: the reference energies are damaged (shape {reference.shape}, "
+                                 f"{len(model.symbols)} elements)")
         model.weights = unflatten(tree, stored)
-        model.reference = {s: float(r) for s, r in zip(model.symbols, data["reference"])}
-        model.set_buffers({k[len("buffer/"):]: v for k, v in data.items() if k.startswith("buffer/")})
+        model.reference = {s: float(r) for s, r in zip(model.symbols, reference)}
+        buffers = {k[len("buffer/"):]: v for k, v in data.items() if k.startswith("buffer/")}
+        for name, v in buffers.items():
+            if not np.all(np.isfinite(np.asarray(v, dtype=float))):
+                raise ModelFileError(f"{path}: the fitted constant {name!r} holds NaN or infinite values")
+        model.set_buffers(buffers)
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: damaged or incomplete model file ({exc})") from exc
+    except Exception as exc:  # a damaged file can fail in many ways; none of them is a usable model
+        raise ModelFileError(f"{path}: damaged or incomplete model file ({type(exc).__name__}: {exc})") from exc
     return model
 
 
@@ -272,6 +300,8 @@ class ACSFModel(Potential):
         self.descriptor = Descriptor(self.symbols, params)
         self.cutoff = self.descriptor.cutoff
         self.hidden = tuple(int(h) for h in hidden)
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden layer widths must be ≥ 1, got {list(hidden)}")
         self.seed = int(seed)
         rng = np.random.default_rng(seed)
         n_in = self.descriptor.n_features

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from diffsim.kernel_cache import heal
+
 
 class NeighborError(ValueError):
     """Positions or cell that no neighbour list can be built for; the message says why."""
@@ -37,11 +39,13 @@ def _effective_cell(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cu
     """The cell to bin in, and the fractional origin. A non-periodic direction may have a zero or
     useless cell vector (molecules): it is replaced by a vector orthogonal to the others, long
     enough to hold every atom."""
-    cell = np.array(cell, dtype=float).reshape(3, 3)
+    cell = np.array(cell, dtype=float)
+    if cell.shape != (3, 3) or not np.all(np.isfinite(cell)):
+        raise NeighborError(f"the cell must be a finite (3, 3) array of lattice vectors (rows), got shape {cell.shape}")
     for a in range(3):
         if pbc[a] and np.linalg.norm(cell[a]) < 1e-12:
             raise NeighborError(f"cell vector {a} is zero but the direction is periodic: give the cell, "
-                                "or set pbc[{a}] = False")
+                                f"or set pbc[{a}] = False")
     for a in range(3):
         if not pbc[a]:
             b, c = cell[(a + 1) % 3], cell[(a + 2) % 3]
@@ -72,7 +76,10 @@ def neighbor_list(positions, cell, pbc, cutoff: float):
         raise NeighborError("positions contain NaN or inf")
     if not cutoff > 0:
         raise NeighborError(f"cutoff must be positive, got {cutoff}")
-    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
+    try:
+        pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
+    except ValueError:
+        raise NeighborError(f"pbc must be one boolean or three, got {pbc!r}") from None
     cell = _effective_cell(positions, cell, pbc, cutoff)
     inv = np.linalg.inv(cell)
     frac = positions @ inv
@@ -229,3 +236,6 @@ def _within(positions, cell, i, j, S, cutoff):
             SS[m] = S[p]
             m += 1
     return ii[:m], jj[:m], SS[:m], d[:m]
+
+
+heal(globals())  # damaged Numba cache entries of these kernels are recompiled, not fatal

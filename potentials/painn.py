@@ -57,8 +57,8 @@ class PaiNNModel(Potential):
     def __init__(self, elements, features: int = 32, layers: int = 2, n_rbf: int = 16, cutoff: float = 4.5,
                  inner: float = 0.75, seed: int = 0) -> None:
         super().__init__(elements)
-        if features < 1 or layers < 1 or n_rbf < 1 or cutoff <= inner:
-            raise ValueError("PaiNNModel needs features, layers and n_rbf ≥ 1 and cutoff > inner")
+        if features < 1 or layers < 1 or n_rbf < 1 or not (0 <= inner < cutoff < np.inf):
+            raise ValueError("PaiNNModel needs features, layers and n_rbf ≥ 1 and a finite cutoff > inner ≥ 0")
         self.features, self.layers, self.n_rbf = int(features), int(layers), int(n_rbf)
         self.cutoff, self.inner, self.seed = float(cutoff), float(inner), int(seed)
         self.energy_scale = 1.0

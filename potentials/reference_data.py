@@ -20,6 +20,8 @@ import pathlib
 import tempfile
 from typing import Sequence
 
+import numpy as np
+
 from diffsim.errors import DiffsimError
 from diffsim.files import atomic_path
 
@@ -103,6 +105,9 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
     tasks = emt_tasks(elements, size, temperatures, md_samples, md_interval, timestep_fs, rattled, strained,
                       vacancies, seed, chain_samples, eos)
     path = str(path) if is_url(path) else pathlib.Path(path)
+    if isinstance(path, pathlib.Path):
+        _check_generate_options(path, size, temperatures, md_samples, md_interval, timestep_fs, rattled, strained,
+                                vacancies)
     if isinstance(path, pathlib.Path) and path.suffix in (".xyz", ".extxyz"):  # through a temporary ase.db
         with tempfile.TemporaryDirectory() as scratch:
             n = write_dataset(pathlib.Path(scratch) / "data.db", tasks, client, progress).total
@@ -112,6 +117,85 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
         return write_dataset(path, tasks, client, progress).total
     with atomic_path(path) as tmp:
         return write_dataset(tmp, tasks, client, progress).total
+
+
+DATASET_SUFFIXES = (".db", ".xyz", ".extxyz")
+
+
+def _check_generate_options(path, size, temperatures, md_samples, md_interval, timestep_fs, rattled, strained,
+                            vacancies) -> None:
+    """Refuse, before any work, options that cannot give a dataset."""
+    count = lambda v, least: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= least
+    if path.suffix not in DATASET_SUFFIXES:
+        raise DatasetError(f"{path}: the dataset file must end in one of {', '.join(DATASET_SUFFIXES)}")
+    size = tuple(size) if np.ndim(size) else (size,) * 3
+    problems = []
+    if len(size) != 3 or not all(count(n, 1) for n in size):
+        problems.append(f"size must be three repetitions ≥ 1, got {size}")
+    temps = np.asarray(temperatures, dtype=float).ravel()
+    if md_samples and (not np.all(np.isfinite(temps)) or np.any(temps <= 0)):
+        problems.append(f"MD temperatures must be positive and finite (K), got {list(temps)}")
+    for name, value, least in (("md_samples", md_samples, 0), ("md_interval", md_interval, 1), ("rattled", rattled, 0),
+                               ("strained", strained, 0), ("vacancies", vacancies, 0)):
+        if not count(value, least):
+            problems.append(f"{name} must be an integer ≥ {least}, got {value!r}")
+    if not (np.isfinite(timestep_fs) and timestep_fs > 0):
+        problems.append(f"timestep_fs must be positive, got {timestep_fs!r}")
+    if not problems and len(temps) * md_samples + rattled + strained + vacancies == 0:
+        problems.append("nothing to generate: ask for MD samples, rattled, strained or vacancy structures")
+    if problems:
+        raise DatasetError("cannot generate the dataset: " + "; ".join(problems))
+
+
+def check_record(atoms, k: int, where: str = "", labels: bool = True) -> None:
+    """Raise :class:`DatasetError` naming record ``k`` (of ``where``) if it cannot be trained on:
+    no atoms, unknown elements, non-finite positions or cell, a degenerate periodic cell, no stored
+    energy and forces, forces of the wrong shape, NaN or inf, or values far outside eV and eV/Å.
+
+    >>> from ase import Atoms
+    >>> from ase.calculators.singlepoint import SinglePointCalculator
+    >>> a = Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]])
+    >>> a.calc = SinglePointCalculator(a, energy=-7.0, forces=np.zeros((2, 3)))
+    >>> check_record(a, 0)
+    >>> a.calc = SinglePointCalculator(a, energy=-7.0, forces=np.zeros((3, 3)))
+    >>> check_record(a, 4, "data.xyz")
+    Traceback (most recent call last):
+    ...
+    potentials.reference_data.DatasetError: data.xyz: record 4: forces have shape (3, 3), the structure has 2 atoms
+    """
+    at = f"{where}: record {k}" if where else f"record {k}"
+    n = len(atoms)
+    if n == 0:
+        raise DatasetError(f"{at}: the structure has no atoms")
+    if np.any(atoms.numbers <= 0):
+        raise DatasetError(f"{at}: atoms without a chemical element (atomic number 0)")
+    if not np.all(np.isfinite(atoms.positions)):
+        raise DatasetError(f"{at}: positions contain NaN or inf")
+    cell = np.asarray(atoms.cell, dtype=float)
+    if not np.all(np.isfinite(cell)):
+        raise DatasetError(f"{at}: the cell contains NaN or inf")
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any() and np.linalg.matrix_rank(cell[pbc]) < int(pbc.sum()):
+        raise DatasetError(f"{at}: periodic in {int(pbc.sum())} directions but the cell vectors of those directions "
+                           "are zero or parallel: store the cell, or set pbc False")
+    if not labels:  # the labels are read and checked by their keys (potentials.labels)
+        return
+    try:
+        e, f = atoms.get_potential_energy(), np.asarray(atoms.get_forces(), dtype=float)
+    except Exception as exc:
+        raise DatasetError(f"{at}: no stored energy and forces ({type(exc).__name__}: {exc})") from None
+    if np.ndim(e) != 0:
+        raise DatasetError(f"{at}: the energy must be one number, got shape {np.shape(e)}")
+    if f.shape != (n, 3):
+        raise DatasetError(f"{at}: forces have shape {f.shape}, the structure has {n} atoms")
+    if not (np.isfinite(e) and np.all(np.isfinite(f))):
+        raise DatasetError(f"{at}: a NaN or infinite energy or force")
+    if abs(e) / n > 1e4:
+        raise DatasetError(f"{at}: {e / n:.3g} eV per atom is not a plausible energy in eV (meV, kJ/mol, kcal/mol?): "
+                           "store energies in eV")
+    if np.max(np.abs(f)) > 1e4:
+        raise DatasetError(f"{at}: a force of {np.max(np.abs(f)):.3g} eV/Å is not plausible: store forces in eV/Å "
+                           "(not meV/Å or kJ/mol/nm), or drop the exploded structure")
 
 
 def _write_extxyz(frames, path: pathlib.Path) -> None:
@@ -126,14 +210,17 @@ def load_dataset(path: str | os.PathLike, keys=None) -> list:
     """Atoms from an ase.db (``.db``) or any file ase.io reads (extxyz...), each with at least an
     energy or forces (where to find them: ``keys``, a :class:`potentials.labels.LabelKeys`).
     An ase.db row's key-value pairs go into ``atoms.info`` (``source`` becomes the config_type
-    when there is none). Raises :class:`DatasetError` naming the record that has no label (and
-    the keys it has), a key that names nothing, a wrong shape or a NaN."""
+    when there is none). Raises :class:`DatasetError` naming the record that cannot be used
+    (:func:`check_record`), that has no label (and the keys it has), a key that names nothing,
+    a wrong shape or a NaN."""
     from .labels import LabelKeys, check_explicit_keys, keys_found, read_labels
 
     keys = keys or LabelKeys()
     path = pathlib.Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such dataset file")
+    if path.is_dir():
+        raise DatasetError(f"{path}: a folder, not a dataset file")
     try:
         if path.suffix == ".db":
             from ase.db import connect
@@ -154,10 +241,13 @@ def load_dataset(path: str | os.PathLike, keys=None) -> list:
         raise
     except Exception as exc:  # ase raises many kinds for a damaged file
         raise DatasetError(f"{path}: cannot read it as a dataset ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(frames, list):
+        frames = [frames]
     if not frames:
         raise DatasetError(f"{path}: the dataset is empty")
     check_explicit_keys(frames, keys, str(path))
     for k, atoms in enumerate(frames):
+        check_record(atoms, k, str(path), labels=False)
         labels = read_labels(atoms, keys, where=f"{path}: record {k}")
         if labels.energy is None and labels.forces is None:
             raise DatasetError(f"{path}: record {k} has no stored energy or forces; keys found: "

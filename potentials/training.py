@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import pathlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
 import diffsim as ds
-from diffsim.files import write_npz_atomically
 from diffsim.tree import flatten, unflatten
 
+from .checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
 from .e0s import reference_energies, split_isolated
 from .labels import LabelKeys
 from .loss import batch_loss
 from .metrics import ALL, error_table, errors
-from .model import Potential, load_model
+from .model import Potential
 from .progress import progress_bar
 from .schedules import LearningRate, WeightAverage, clip_gradients
 from .structures import Structure, make_batch, prepare
@@ -77,10 +77,32 @@ class History:
     seconds: float = 0.0              # wall time
     cpu_seconds: float = 0.0          # CPU time of the process (on a busy machine, less than the wall time)
     errors: dict = field(default_factory=dict)
+    resumed_from: int = 0             # the checkpoint's epoch when resumed, else 0
+    training_structures: int = 0      # structures trained on (the held-out ones excluded)
+    validation_structures: int = 0
 
     def table(self) -> str:
         """The final errors as a text table (set x config_type)."""
         return error_table(self.errors)
+
+
+def _check_config(config: TrainConfig) -> None:
+    """Refuse options no training can use, before any work."""
+    count = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+    weight = lambda v: bool(np.isfinite(v) and v >= 0)
+    ok = {"epochs": count(config.epochs), "batch_size": count(config.batch_size), "patience": count(config.patience),
+          "learning_rate": bool(np.isfinite(config.learning_rate) and config.learning_rate > 0),
+          "decay": 0 < config.decay <= 1, "energy_weight": weight(config.energy_weight),
+          "force_weight": weight(config.force_weight), "validation_fraction": 0 <= config.validation_fraction < 1}
+    bad = [f"{name} = {getattr(config, name)!r}" for name, good in ok.items() if not good]
+    if bad:
+        raise ValueError(f"training options out of range: {', '.join(bad)} (epochs, batch_size and patience are "
+                         "counts ≥ 1, learning_rate > 0, decay in (0, 1], weights ≥ 0, validation_fraction in [0, 1))")
+    if config.optimizer not in ("adam", "lbfgs"):
+        raise ValueError(f"unknown optimizer {config.optimizer!r}: use 'adam' or 'lbfgs'")
+    if config.optimizer == "lbfgs" and config.checkpoint:
+        raise ValueError("checkpoints are written by the 'adam' optimizer (L-BFGS runs are full-batch and short): "
+                         "drop the checkpoint or use adam")
 
 
 def _batch(structures):
@@ -119,17 +141,19 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
     are only scored at the end (``History.errors``). With ``config.checkpoint``, state is saved
     after every epoch and an existing checkpoint resumed."""
     config = config or TrainConfig()
+    _check_config(config)
     rng = np.random.default_rng(config.seed)
-    if config.optimizer not in ("adam", "lbfgs"):
-        raise ValueError(f"unknown optimizer {config.optimizer!r}: use 'adam' or 'lbfgs'")
     data, val, tests, isolated = _prepare_sets(model, frames, config, validation, test, rng)
     schedule = LearningRate(config.schedule, config.learning_rate, config.epochs, config.decay,
                             config.plateau_patience, config.plateau_factor)
     history = History()
     state = _init_state(model)
     start_epoch = 0
+    history.training_structures, history.validation_structures = len(data), len(val)
+    fingerprint = data_fingerprint(data + val), len(data) + len(val)
     if config.checkpoint and pathlib.Path(config.checkpoint).exists():
-        start_epoch, history, state, rng = _resume(model, config.checkpoint)
+        start_epoch, history, state, rng = load_checkpoint(config.checkpoint, model, config, *fingerprint)
+        history.resumed_from = start_epoch
     else:
         model.fit_normalisation(data, reference_energies(model, config.e0s, data, isolated))
     if config.optimizer == "lbfgs":
@@ -144,7 +168,7 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
     for part in (average, schedule):  # resumed exactly: their state travels in the checkpoint
         if part is not None:
             part.load_state(state.get("extra", {}))
-    for epoch in range(start_epoch, config.epochs):
+    for epoch in range(start_epoch, config.epochs if not history.stopped_early else start_epoch):
         if config.schedule == "plateau":
             lr = schedule.current
         elif config.max_seconds is not None and config.schedule == "cosine":  # the cosine spans the time budget
@@ -181,11 +205,12 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         bar.update(1)
         bar.set_postfix(train=f"{history.train_loss[-1]:.3g}",
                         F_mae=f"{history.val_force_mae[-1]:.1f}meV/Å" if history.val_force_mae else "-")
-        if config.checkpoint:
-            state["extra"] = {**schedule.state_arrays(), **(average.state_arrays() if average is not None else {})}
-            _save_checkpoint(model, config.checkpoint, epoch + 1, history, state, rng)
         if val_batch is not None and epoch - history.best_epoch >= config.patience:
             history.stopped_early = True
+        if config.checkpoint:  # after the stopping decision, so that a resumed run makes the same one
+            state["extra"] = {**schedule.state_arrays(), **(average.state_arrays() if average is not None else {})}
+            save_checkpoint(config.checkpoint, model, epoch + 1, history, state, rng, config, *fingerprint)
+        if history.stopped_early:
             break
         if config.max_seconds is not None and history.cpu_seconds + time.process_time() - cpu0 > config.max_seconds:
             break
@@ -269,40 +294,3 @@ def _adam_step(model, grads, state, lr, b1=0.9, b2=0.999, eps=1e-8):
         mhat, vhat = state["m"][k] / (1 - b1 ** t), state["v"][k] / (1 - b2 ** t)
         new.append(np.asarray(w) - lr * mhat / (np.sqrt(vhat) + eps))
     model.weights = unflatten(tree, new)
-
-
-def _save_checkpoint(model, path, epoch, history, state, rng):
-    """Everything needed to continue: weights (the model file), Adam moments, history, RNG."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model_tmp = path.with_name(path.stem + ".model.npz")
-    model.save(model_tmp)
-    arrays = {"epoch": np.array(epoch), "t": np.array(state["t"]),
-              "rng": np.array(repr(rng.bit_generator.state)),
-              "history": np.array(repr({k: v for k, v in asdict(history).items()}))}
-    for k, (m, v) in enumerate(zip(state["m"], state["v"])):
-        arrays[f"m{k}"], arrays[f"v{k}"] = m, v
-    if state.get("best") is not None:
-        for k, b in enumerate(flatten(state["best"])[0]):
-            arrays[f"best{k}"] = np.asarray(b)
-    arrays.update(state.get("extra", {}))
-    write_npz_atomically(path, arrays)
-
-
-def _resume(model, path):
-    import ast
-
-    loaded = load_model(pathlib.Path(path).with_name(pathlib.Path(path).stem + ".model.npz"))
-    model.weights, model.reference = loaded.weights, loaded.reference
-    model.set_buffers(loaded.buffers())
-    with np.load(path, allow_pickle=False) as f:
-        data = {k: f[k] for k in f.files}
-    n = len(flatten(model.weights)[0])
-    state = {"m": [data[f"m{k}"] for k in range(n)], "v": [data[f"v{k}"] for k in range(n)], "t": int(data["t"]),
-             "best": None, "extra": {k: v for k, v in data.items() if k.startswith(("ema/", "schedule/"))}}
-    if "best0" in data:
-        state["best"] = unflatten(flatten(model.weights)[1], [data[f"best{k}"] for k in range(n)])
-    history = History(**ast.literal_eval(str(data["history"])))
-    rng = np.random.default_rng()
-    rng.bit_generator.state = ast.literal_eval(str(data["rng"]))
-    return int(data["epoch"]), history, state, rng

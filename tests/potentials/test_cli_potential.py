@@ -16,11 +16,12 @@ def test_potential_workflow(tmp_path, capsys, monkeypatch):
 
 
 def test_potential_errors_exit_nonzero(tmp_path, capsys):
-    assert main(["potential", "train", "--data", str(tmp_path / "missing.db")]) == 1
-    assert "no such dataset" in capsys.readouterr().err
-    assert main(["potential", "evaluate", str(tmp_path / "none.npz"), "--data", "x.db"]) == 1
-    assert "no such model" in capsys.readouterr().err
-    assert main(["potential", "generate", "--element", "Fe", "--out", str(tmp_path / "fe.db")]) == 1
+    assert main(["potential", "train", "--data", str(tmp_path / "missing.db")]) == 2
+    assert "missing.db: no such file" in capsys.readouterr().err
+    assert main(["potential", "evaluate", str(tmp_path / "none.npz"), "--data", "x.db"]) == 2
+    assert "none.npz: no such file" in capsys.readouterr().err
+    assert main(["potential", "generate", "--element", "Fe", "--out", str(tmp_path / "fe.db")]) == 2
+    assert "EMT has no parameters for ['Fe']" in capsys.readouterr().err
 
 
 def test_painn_through_the_same_commands(tmp_path, capsys, monkeypatch):

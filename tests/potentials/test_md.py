@@ -35,4 +35,20 @@ def test_nve_with_a_learned_model_conserves_energy(tmp_path):
 
 def test_bad_ensemble():
     with pytest.raises(ValueError, match="ensemble"):
-        run_md(crystal(), EMT(), ensemble="npt")
+        run_md(crystal(), EMT(), ensemble="npe")
+
+
+def test_npt_relaxes_an_expanded_cell_towards_emts_equilibrium_volume():
+    from ase.build import bulk
+    from scipy.optimize import minimize_scalar
+
+    def energy(a):
+        atoms = bulk("Cu", "fcc", a=a, cubic=True)
+        atoms.calc = EMT()
+        return atoms.get_potential_energy()
+
+    v_eq = minimize_scalar(energy, bounds=(3.4, 3.8), method="bounded").x ** 3 / 4  # Å³/atom, EMT at 0 K
+    atoms = bulk("Cu", "fcc", a=1.03 * (4 * v_eq) ** (1 / 3), cubic=True)  # 4 atoms: EMT rebuilds its list each step
+    run = run_md(atoms, EMT(), temperature_K=50, steps=600, interval=60, ensemble="npt", seed=0)
+    start, end = run.volumes[0], run.volumes[-1]
+    assert abs(end - v_eq) < 0.6 * abs(start - v_eq)  # the barostat moved the volume most of the way back

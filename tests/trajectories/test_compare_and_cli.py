@@ -34,8 +34,8 @@ def test_cli_control_solves_plots_and_fails_cleanly(tmp_path, capsys):
     assert main(["control", "double_integrator_lqr", "--steps", "40", "--plot", str(tmp_path / "u.png")]) == 0
     out = capsys.readouterr().out
     assert "solved" in out and (tmp_path / "u.png").exists()
-    assert main(["control", "pendulum", "--steps", "0"]) == 2
-    assert "N must be at least 1" in capsys.readouterr().err
+    assert main(["control", "pendulum", "--steps", "0"]) == 2  # a usage error, refused before any work
+    assert "--steps: 0 is not a whole number ≥ 1" in capsys.readouterr().err
 
 
 def test_cli_compare_prints_the_table(capsys, tmp_path):

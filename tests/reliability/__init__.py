@@ -1,0 +1,1 @@
+"""Fault injection: kills, damaged files, bad arguments (see README, Reliability)."""
