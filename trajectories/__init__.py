@@ -36,7 +36,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'trajectories' has no attribute {name!r}")
 
 
-METHODS = ("single", "multiple", "pontryagin")
+METHODS = ("single", "multiple", "pontryagin", "ddp")
 
 
 def solve(problem: "OptimalControlProblem", method: str = "single", gradient: str = "bptt", **options) -> "Solution":
@@ -54,6 +54,9 @@ def solve(problem: "OptimalControlProblem", method: str = "single", gradient: st
         return multiple_shooting(problem, **options)
     if method == "pontryagin":
         return pontryagin(problem, **options)
+    if method == "ddp":
+        from .ddp import ddp
+        return ddp(problem, **options)
     return Solution(False, f"unknown method {method!r}: choose one of {METHODS}", method)
 
 

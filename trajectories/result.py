@@ -31,6 +31,8 @@ class Solution:
     wall_time: float = 0.0
     constraint_violation: float = 0.0
     extra: dict = field(default_factory=dict)
+    gains: np.ndarray | None = None         # DDP: feedback gains K_k (N, m, n), δu_k = k_k + K_k δx_k
+    feedforward: np.ndarray | None = None   # DDP: feed-forward terms k_k (N, m) of the last backward pass
 
     def __str__(self) -> str:
         head = "solved" if self.status else "FAILED"
