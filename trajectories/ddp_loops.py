@@ -524,3 +524,14 @@ def _derivatives_second_order(x, u, q, t, h, ct, A, B, lx, lu, Hxx, Hux, Huu):
             Hux[c, j] = Jx[n + c, j]
         for d in range(m):
             Huu[c, d] = Ju[n + c, d]
+
+
+@njit(cache=True)
+def first_control(xs, us, K, x, box, lo, hi, out):
+    """out := u_0 + K_0 (x − x_0), clamped into the box: the plan's first control with its feedback."""
+    n, m = xs.shape[1], us.shape[1]
+    for c in range(m):
+        s = us[0, c]
+        for j in range(n):
+            s += K[0, c, j] * (x[j] - xs[0, j])
+        out[c] = min(max(s, lo[c]), hi[c]) if box else s
