@@ -108,12 +108,15 @@ class MPC:
 
     ``step(x, t) -> u`` plans from state x at time t; ``info`` describes the last step (solve
     time, iterations, status, whether it went over ``time_budget`` seconds); ``simulate`` runs
-    the closed loop. Options not named here go to :class:`trajectories.ddp.DDPSolver`.
+    the closed loop. The first step solves cold (to convergence) from a rollout of the problem's
+    control guess, or from ``initial_states`` (one state, e.g. the set point, or a trajectory):
+    FDDP starts from them with gaps, which avoids the poor local optima a falling rollout leads
+    to. Options not named here go to :class:`trajectories.ddp.DDPSolver`.
     """
 
     def __init__(self, ocp: OptimalControlProblem, horizon: int | None = None, method: str = "ddp",
                  real_time_iteration: bool = True, time_budget: float | None = None, variant: str = "auto",
-                 max_iterations: int = 100, **options) -> None:
+                 max_iterations: int = 100, initial_states=None, **options) -> None:
         if method not in METHODS:
             raise MPCError(f"unknown MPC method {method!r}: choose one of {METHODS}")
         if method == "ip":
@@ -138,6 +141,14 @@ class MPC:
         self._x = np.zeros(ocp.n_x)
         self.info: dict = {}
         self._started = False
+        self.initial_states = None
+        if initial_states is not None:
+            X = np.asarray(initial_states, dtype=float)
+            X = np.broadcast_to(X, (self.horizon + 1, ocp.n_x)) if X.ndim == 1 else X
+            if X.shape != (self.horizon + 1, ocp.n_x) or not np.all(np.isfinite(X)):
+                raise MPCError(f"initial_states must be one finite state ({ocp.n_x},) or a trajectory "
+                               f"({self.horizon + 1}, {ocp.n_x}), got shape {np.shape(initial_states)}")
+            self.initial_states = np.array(X)
 
     def reset(self) -> None:
         """Forget the plan: the next step solves cold."""
@@ -161,7 +172,7 @@ class MPC:
         over = False
         if not self._started:
             try:
-                sol = s.solve(x0=self._x, t0=t, time_budget=self.time_budget)
+                sol = s.solve(x0=self._x, X0=self.initial_states, t0=t, time_budget=self.time_budget)
             except (ProblemError, FloatingPointError) as exc:
                 raise MPCError(f"the first MPC solve failed: {exc}") from None
             iterations, ok, message = sol.iterations, sol.status, sol.message
