@@ -59,14 +59,15 @@ class ClosedLoop:
 
     def __str__(self) -> str:
         st = self.solve_times
-        timing = (f", solve median {np.median(st) * 1e6:.0f} µs, max {np.max(st) * 1e6:.0f} µs" if st.size else "")
+        timing = (f", first solve {st[0] * 1e3:.3g} ms, then median {np.median(st[1:]) * 1e6:.0f} µs, max "
+                  f"{np.max(st[1:]) * 1e6:.0f} µs" if st.size > 1 else "")
         return (f"{'ok' if self.status else 'FAILED'} [{self.controller}] {len(self.u)} steps, cost {self.cost:.6g}"
                 f"{timing}, {self.over_budget} over budget: {self.message}")
 
     def plot(self, path: str | None = None, others: dict | None = None, names=None):
         """States and controls against time (with ``others``, a dict name -> ClosedLoop drawn
-        dashed beside this run) and a histogram of the per-step solve times. Saved to ``path``
-        if given; returns the figure."""
+        dashed beside this run) and a histogram of the warm per-step solve times. Saved to
+        ``path`` if given; returns the figure."""
         import matplotlib
 
         if path is not None:
@@ -77,21 +78,23 @@ class ClosedLoop:
         fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
         runs = {self.controller: self, **(others or {})}
         for j, (name, run) in enumerate(runs.items()):
-            style = "-" if j == 0 else "--"
+            style = ("-", "--", ":", "-.")[min(j, 3)]
             for i in range(run.x.shape[1]):
                 ax[0].plot(run.t, run.x[:, i], style, color=f"C{i}", alpha=1.0 if j == 0 else 0.6,
                            label=f"{x_names[i]}" if j == 0 else (name if i == 0 else None))
             for i in range(run.u.shape[1]):
                 ax[1].step(run.t[:len(run.u)], run.u[:, i], style, where="post", color=f"C{i}",
                            alpha=1.0 if j == 0 else 0.6, label=f"{u_names[i]} ({name})")
-        ax[0].set_title("states (dashed: " + (", ".join(list(runs)[1:]) or "none") + ")")
+        ax[0].set_title("states (" + ", ".join(f"{s} {n}" for s, n in zip(("--", ":", "-."), list(runs)[1:]))
+                        + ")" if len(runs) > 1 else "states")
         ax[1].set_title("controls")
-        st = self.solve_times * 1e6
+        st = self.solve_times[1:] * 1e6  # the first step solves cold (and may compile): shown apart
         if st.size:
             ax[2].hist(st, bins=min(40, max(5, st.size // 5)), color="C2")
             ax[2].axvline(np.median(st), color="k", ls=":", label=f"median {np.median(st):.0f} µs")
             ax[2].legend(fontsize=7)
-        ax[2].set_title(f"{self.controller}: solve time per step")
+        cold = f"; first (cold) step {self.solve_times[0] * 1e3:.3g} ms" if self.solve_times.size else ""
+        ax[2].set_title(f"{self.controller}: warm solve time per step{cold}", fontsize=9)
         ax[2].set_xlabel("µs")
         for a in ax[:2]:
             a.set_xlabel("t")
