@@ -43,9 +43,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from benchmarks._table import best_of, fmt_time, print_header, print_table  # noqa: E402
-
 import diffsim.numpy as dnp  # noqa: E402
+from benchmarks._table import best_of, fmt_time, print_header, print_table  # noqa: E402
 from trajectories import OptimalControlProblem, dynamics, systems  # noqa: E402
 from trajectories.ddp import DDPSolver  # noqa: E402
 from trajectories.mpc import MPC  # noqa: E402

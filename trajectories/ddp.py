@@ -40,7 +40,6 @@ from .result import Solution
 
 VARIANTS = {"auto": "auto", "gauss-newton": "gauss_newton", "ilqr": "gauss_newton", "second-order": "second_order",
             "full": "second_order"}
-_DEBUG = False
 _LOOPS = (pathlib.Path(__file__).parent / "ddp_loops.py").read_text()
 CONVERGED, STEPPED, NO_STEP, REG_MAX, NONFINITE = range(5)
 _CODES = {NO_STEP: "no step accepted", REG_MAX: "the regularisation reached its maximum (the stage Hessians stay "
@@ -219,7 +218,7 @@ class DDPSolver:
 
     def constraint_values(self):
         """(h_eq(x_N), h_in(x_N), g(x_k, u_k) (N, n_g)) at the current iterate."""
-        p, kp = self.problem.params, self.problem.n_p
+        p = self.problem.params
         x_N = self.xs[-1]
         he = np.atleast_1d(self.problem.h_eq(x_N, p)).astype(float) if self.problem.n_eq else np.zeros(0)
         hi = np.atleast_1d(self.problem.h_in(x_N, p)).astype(float) if self.problem.n_in else np.zeros(0)
@@ -229,7 +228,6 @@ class DDPSolver:
             G = np.array([pc(self.xs[k], self.us[k], p, float(ts[k])) for k in range(self.N)]).reshape(self.N, -1)
         else:
             G = np.zeros((self.N, 0))
-        del kp
         return he, hi, G
 
     @staticmethod
@@ -313,7 +311,6 @@ class DDPSolver:
         multipliers). ``status`` is True only when stationarity (max |projected Q_u| ≤ tol) and
         feasibility (gaps and constraints within tolerance) hold at the returned iterate."""
         start = time.perf_counter()
-        pr = self.problem
         if warm and self.initialised:
             if x0 is not None:
                 self.x0 = np.asarray(x0, dtype=float)
@@ -334,9 +331,6 @@ class DDPSolver:
             self.state[5] = inner_tol
             code = self._inner(start, time_budget)
             steps = int(self.state[10])
-            if _DEBUG:
-                print("outer", outer, "code", code, "steps", steps, "stat", self.state[7], "reg", self.state[0],
-                      "mu", self.mu, "viol", self.violation(*self.constraint_values()), "tol", inner_tol)
             if code == NONFINITE or code == REG_MAX:
                 break
             he, hi, G = self.constraint_values()

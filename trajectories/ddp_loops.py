@@ -406,7 +406,7 @@ def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_t
     after max_steps steps, NO_STEP (no step accepted, regularisation raised), REG_MAX, NONFINITE."""
     n, N = xs.shape[1], us.shape[0]
     reg_min, reg_max, factor, tol, feas_tol = state[1], state[2], state[3], state[5], state[6]
-    for it in range(max_steps):
+    for _ in range(max_steps):
         feas = 0.0
         for k in range(N + 1):
             for i in range(n):

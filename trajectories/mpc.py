@@ -8,7 +8,8 @@ the work per step is one backward and one forward pass; with ``False`` it iterat
 convergence or to ``time_budget``. Either way the control applied is the plan's first control
 with its feedback, u_0 + K_0 (x − x_0), so a state that moved since the plan still gets the
 best first-order answer. In the steady state a step allocates no arrays: the solver's arrays
-are reused and the returned control is one buffer (copy it to keep it).
+are reused and the returned control is one buffer (copy it to keep it); a problem with terminal
+or path constraints adds one multiplier update per step, which allocates a few small arrays.
 
 >>> from trajectories.regulation import cart_pole_upright
 >>> mpc = MPC(cart_pole_upright(), horizon=40)
@@ -74,7 +75,8 @@ class ClosedLoop:
             matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        x_names, u_names = names or ([f"x{i}" for i in range(self.x.shape[1])], [f"u{i}" for i in range(self.u.shape[1])])
+        x_names, u_names = names or ([f"x{i}" for i in range(self.x.shape[1])],
+                                     [f"u{i}" for i in range(self.u.shape[1])])
         fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
         runs = {self.controller: self, **(others or {})}
         for j, (name, run) in enumerate(runs.items()):
@@ -359,8 +361,8 @@ def closed_loop(ocp: OptimalControlProblem, controller, plant: Callable | None =
             status, message, done = False, (f"the plant returned a non-finite state at step {k} (t = {t:.4g}): "
                                             f"{X[k + 1]}; the run stops there"), k
             break
-    return ClosedLoop(t=dt * np.arange(done + 1), x=X[:done + 1].copy(), u=U[:done].copy(), solve_times=times[:done].copy(),
-                      cost=float(cost), status=status, message=message,
+    return ClosedLoop(t=dt * np.arange(done + 1), x=X[:done + 1].copy(), u=U[:done].copy(),
+                      solve_times=times[:done].copy(), cost=float(cost), status=status, message=message,
                       controller=name or type(controller).__name__, over_budget=over, iterations=iters[:done].copy())
 
 

@@ -32,7 +32,8 @@ def cart_pole_upright(N: int = 100, T: float = 2.0, u_max: float = 20.0, x0=(0.0
         return dnp.sum(weights * e * e) + 0.01 * u[0] ** 2
 
     return OptimalControlProblem(dyn.cart_pole, x0=list(x0), T=T, N=N, n_u=1, params=CART_POLE,
-                                 running_cost=running, terminal_cost=lambda x, p: dnp.sum(5.0 * weights * (x - goal) ** 2),
+                                 running_cost=running,
+                                 terminal_cost=lambda x, p: dnp.sum(5.0 * weights * (x - goal) ** 2),
                                  u_lower=-u_max, u_upper=u_max, x_names=["cart", "angle", "cart speed", "rate"],
                                  u_names=["force"], name="cart_pole_upright")
 

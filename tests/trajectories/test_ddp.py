@@ -136,7 +136,8 @@ def test_unconstrained_costates_equal_bptt(variant):
     g = ocp.ode.gradient(ocp.x0, sol.u, ocp.q(ocp.T), T=1.0, method="bptt")
     assert g.J == pytest.approx(sol.cost, rel=1e-13)
     assert np.max(np.abs(g.dU)) < 1e-9
-    assert np.max(np.abs(sol.costates - g.costate)) <= 1e-9 * np.max(np.abs(g.costate))  # O(|Q_u|): V_x includes the pending Newton step
+    # to O(|Q_u|): V_x includes the pending Newton step
+    assert np.max(np.abs(sol.costates - g.costate)) <= 1e-9 * np.max(np.abs(g.costate))
 
 
 def test_second_order_gains_are_optimal_control_sensitivities():
