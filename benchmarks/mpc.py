@@ -163,6 +163,12 @@ def ddp_rows(croc, rounds):
             cs = croc.SolverFDDP(problem)
             xs0, us0 = [problem.x0.copy() for _ in range(N + 1)], [np.zeros(ocp.n_u) for _ in range(N)]
             runners["crocoddyl"] = lambda: cs.solve(xs0, us0, 200, False)
+            # crocoddyl's default runs its nodes on every core (OpenMP): on a shared machine that can
+            # stall at the barriers, so the single-threaded solver is measured too
+            problem1 = make_croc(croc)
+            problem1.nthreads = 1
+            cs1 = croc.SolverFDDP(problem1)
+            runners["crocoddyl 1 thread"] = lambda: cs1.solve(xs0, us0, 200, False)
         best = best_of(runners, rounds=rounds, budget=2.0)
         it_d = sol.iterations
         per_iter[name] = {"diffsim": best["diffsim"] / max(it_d, 1)}
@@ -173,8 +179,13 @@ def ddp_rows(croc, rounds):
             cs.solve(xs0, us0, 200, False)
             it_c = cs.iter
             per_iter[name]["crocoddyl"] = best["crocoddyl"] / max(it_c, 1)
-            rows.append([name, "crocoddyl SolverFDDP", f"{cs.cost:.10g}", it_c, fmt_time(best["crocoddyl"]),
-                         fmt_time(best["crocoddyl"] / max(it_c, 1)), "-", "ok" if cs.isFeasible else "infeasible"])
+            rows.append([name, f"crocoddyl SolverFDDP ({problem.nthreads} threads)", f"{cs.cost:.10g}", it_c,
+                         fmt_time(best["crocoddyl"]), fmt_time(best["crocoddyl"] / max(it_c, 1)), "-",
+                         "ok" if cs.isFeasible else "infeasible"])
+            per_iter[name]["crocoddyl 1 thread"] = best["crocoddyl 1 thread"] / max(it_c, 1)
+            rows.append([name, "crocoddyl SolverFDDP (1 thread)", f"{cs1.cost:.10g}", it_c,
+                         fmt_time(best["crocoddyl 1 thread"]), fmt_time(best["crocoddyl 1 thread"] / max(it_c, 1)),
+                         "-", "ok" if cs1.isFeasible else "infeasible"])
         print(f"  measured {name}", file=sys.stderr, flush=True)
     return rows, per_iter
 
@@ -238,8 +249,10 @@ def main(argv=None) -> None:
     print_table("FDDP on the same discrete problems (N = 100), warm", ["problem", "solver", "cost", "iterations",
                 "total", "per iteration", "diffsim build / first call", "status"], rows)
     if croc is not None:
-        print_table("per-iteration ratio (crocoddyl / diffsim; > 1: diffsim faster)", ["problem", "ratio"],
-                    [[k, f"{v['crocoddyl'] / v['diffsim']:.2f}"] for k, v in per_iter.items()])
+        print_table("per-iteration ratio (crocoddyl / diffsim; > 1: diffsim faster)",
+                    ["problem", "crocoddyl default threads", "crocoddyl 1 thread"],
+                    [[k, f"{v['crocoddyl'] / v['diffsim']:.2f}", f"{v['crocoddyl 1 thread'] / v['diffsim']:.2f}"]
+                     for k, v in per_iter.items()])
     print_table("constrained cart-pole swing-up from rest (target ≤ 5 ms)", ["problem", "cost", "iterations",
                 "AL outer", "total", "per iteration", "violation", "status"], swingup_row(rounds))
     print_table("MPC: cart-pole upright, one warm real-time iteration per step (target ≤ 500 µs)",
