@@ -113,3 +113,14 @@ def test_bad_input():
     with pytest.raises(MPCError, match="no feedback gains"):
         from trajectories import solve
         FeedbackPolicy(solve(cart_pole_upright(N=10), method="single", maxiter=2), ocp)
+
+
+def test_cli_mpc_runs_and_fails_cleanly(tmp_path, capsys):
+    from diffsim.cli import main
+
+    assert main(["mpc", "cart_pole", "--steps", "30", "--disturbance", "0.01", "--model-error", "0.1",
+                 "--plot", str(tmp_path / "mpc.png")]) == 0
+    out = capsys.readouterr().out
+    assert "[mpc]" in out and "[open loop]" in out and "[DDP gains]" in out and (tmp_path / "mpc.png").exists()
+    assert main(["mpc", "cart_pole", "--horizon", "500"]) == 2
+    assert "longer than the problem" in capsys.readouterr().err
