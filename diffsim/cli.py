@@ -4,6 +4,7 @@ is instant and the engine never depends on the application packages.
     diffsim demo            the main job: control and a learned potential, checked, written as a report
     diffsim control SYSTEM  solve a ready optimal control problem
     diffsim compare SYSTEM  BPTT vs the continuous adjoint on it
+    diffsim mpc SYSTEM      model-predictive control of a ready task in a closed loop
     diffsim potential ...   generate EMT data, train, evaluate, run MD
     diffsim --version
 """
@@ -30,7 +31,7 @@ _DEMO_SIZES = {
 # Every file the demo writes into its folder.
 DEMO_FILES = ("report.md", "report.html", "results.json", "emt_cu.db", "model_cu.npz", "cartpole_trajectory.png",
               "cartpole_controls.png", "cartpole_costates.png", "gradient_vs_dt.png", "learning_curve.png",
-              "force_parity.png", "nve_energy.png", "rdf.png")
+              "force_parity.png", "nve_energy.png", "rdf.png", "cartpole_mpc.png")
 
 
 def _check(checks: list, name: str, value: float, limit: str, passed: bool) -> None:
@@ -110,7 +111,7 @@ def _demo_control(report, size: dict, checks: list) -> dict:
         sols[g] = solve(problem, method="single", gradient=g, tol=1e-8 if g == "adjoint" else 1e-12)
         print(f"   single shooting with {g} gradients: {sols[g]}")
     # gradients compared at the BPTT optimum, resampled on finer and coarser grids for the dt study
-    c = compare(problem, U=sols["bptt"].u, steps=size["steps"], optimize=False)
+    c = compare(problem, solution=sols["bptt"], steps=size["steps"], optimize=False)
     c.solutions, c.controls = sols, "the BPTT optimum"
     b, a = sols["bptt"], sols["adjoint"]
     cost_gap = abs(a.cost - b.cost) / abs(b.cost)
@@ -149,10 +150,11 @@ def _demo_control(report, size: dict, checks: list) -> dict:
     report.figure(c.plot(panels=("controls",)), "cartpole_controls.png",
                   "Optimal force from single shooting with each gradient")
     report.figure(c.plot(panels=("costates", "densities")), "cartpole_costates.png",
-                  "Costates λ(t) at the optimum: BPTT's ∂J/∂x_k and the continuous adjoint's λ(t_k); "
-                  "control-gradient densities")
-    report.paragraph("Gradients of J + Σ h_i(x(T)) at the BPTT optimum from each method, and the gap between the "
-                     "adjoint and BPTT as the grid is refined (time scaled to [0, 1]):")
+                  "Costates at the optimum (the Lagrangian's): BPTT's ∂L/∂x_k, the continuous adjoint's λ(t_k) "
+                  "and DDP's V_x(k); control-gradient densities ∂H/∂u (zero on the free controls)")
+    report.paragraph("Gradients of the Lagrangian J + Σ λ_i h_i(x(T)) (λ: the terminal multipliers at the optimum) "
+                     "at the BPTT optimum from each method, DDP's value gradient V_x beside them, and the gap between "
+                     "the adjoint and BPTT as the grid is refined (time scaled to [0, 1]):")
     report.preformatted(c.table())
     report.figure(c.plot(panels=("gap",)), "gradient_vs_dt.png",
                   f"Relative gap adjoint − BPTT against dt: slope {c.slope:.2f} (RK4: 4)")
@@ -240,6 +242,13 @@ def _demo_potential(report, size: dict, checks: list, folder) -> dict:
             "nve_drift_meV_per_atom_per_ps": md["drift"], "rdf_difference": md["rdf_difference"]}
 
 
+def _demo_mpc(report, size: dict, checks: list) -> dict:
+    """Cart-pole MPC under pushes, beside open-loop replay and DDP gains (trajectories.mpc_cli)."""
+    from trajectories.mpc_cli import demo_mpc
+
+    return demo_mpc(report, size, checks, _check)
+
+
 def _demo(args: argparse.Namespace) -> int:
     """The main job, on embedded defaults (no network, no external data): (1) the engine's gradients
     against closed forms and finite differences; (2) the cart-pole swing-up solved with BPTT and with
@@ -274,6 +283,7 @@ def _demo(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         steps = [("engine", "gradients against closed forms", _demo_engine),
                  ("control", "cart-pole swing-up, BPTT and adjoint", _demo_control),
+                 ("mpc", "cart-pole MPC under pushes", _demo_mpc),
                  ("potential", "EMT copper data, a learned potential, MD", _demo_potential)]
         for k, (key, title, step) in enumerate(steps, 1):
             print(f"[{k}/{len(steps)}] {title}", flush=True)
@@ -979,6 +989,10 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--plot", metavar="FILE", type=output_file, help="write the comparison figure to FILE")
     comp.add_argument("--no-optimize", action="store_true", help="compare gradients only, do not optimise")
     comp.set_defaults(func=_compare)
+
+    from trajectories.mpc_cli import add_mpc_parser
+
+    add_mpc_parser(sub)
 
     pot = sub.add_parser("potential", help="learned interatomic potentials: generate, train, evaluate, validate, "
                                            "select, md",

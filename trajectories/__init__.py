@@ -38,7 +38,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'trajectories' has no attribute {name!r}")
 
 
-METHODS = ("multiple", "single", "collocation", "pontryagin")
+METHODS = ("multiple", "single", "collocation", "pontryagin", "ddp")
 SOLVERS = ("ip", "ipopt", "scipy")
 _IP_OPTIONS = {"tol", "constr_viol_tol", "max_iter", "time_limit", "mu_init", "verbose", "callback"}
 _START = {"warm_start", "U0", "X0", "T0"}
@@ -77,6 +77,10 @@ def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: st
         raise ProblemError("method='collocation' is solved by solver='ip' or solver='ipopt', not 'scipy'")
     if method == "pontryagin":
         return pontryagin(problem, **options)
+    if method == "ddp":
+        from .ddp import ddp
+
+        return ddp(problem, **options)
     if solver == "scipy":
         from .shooting import multiple_shooting, single_shooting
 

@@ -43,9 +43,14 @@ class Comparison:
     order: int = 0
     solutions: dict = field(default_factory=dict)     # method -> Solution of the optimisation
     controls: str = "a smooth test control"           # where the gradients were taken
+    multipliers: np.ndarray | None = None              # weights of the terminal constraints in the Lagrangian
+    multiplier_source: str = "unit weights"
 
     def table(self) -> str:
-        lines = [f"{self.problem}: gradients of J + Σ h_i(x(T)) at {self.controls}, N = {self.N}",
+        what = ("J + Σ h_i(x(T))" if self.multipliers is None else
+                f"the Lagrangian J + Σ λ_i h_i(x(T)), λ = {np.array2string(self.multipliers, precision=6)} "
+                f"({self.multiplier_source})")
+        lines = [f"{self.problem}: gradients of {what} at {self.controls}, N = {self.N}",
                  f"{'method':<14}{'|dJ/dU| rel. gap to bptt':>26}{'costate gap':>14}{'time':>12}{'stored arrays':>16}"
                  f"{'peak RSS Δ':>13}{'extra steps':>13}"]
         for r in self.rows:
@@ -103,14 +108,14 @@ class Comparison:
             write_figure(fig, path, dpi=110)
         return fig
 
-    _STYLES = {"bptt": "-", "checkpointed": ":", "adjoint": "--"}
+    _STYLES = {"bptt": "-", "checkpointed": ":", "adjoint": "--", "ddp": "-."}
 
     def _draw_costates(self, ax):
         for name, lam in self.costates.items():
             for i in range(lam.shape[1]):
                 ax.plot(self.t, lam[:, i], self._STYLES.get(name, "-"),
                         label=f"{name} λ{i}" if name != "checkpointed" else None)
-        ax.set_title("costates λ(t): BPTT (∂J/∂x_k) and adjoint")
+        ax.set_title("costates: BPTT ∂J/∂x_k, adjoint λ(t)" + (", DDP V_x" if "ddp" in self.costates else ""))
         ax.set_xlabel("t")
 
     def _draw_densities(self, ax):
@@ -183,26 +188,71 @@ def _best_time(fn, repeats):
     return best, out
 
 
+def _solver_multipliers(problem: OptimalControlProblem, solution: Solution) -> tuple[np.ndarray, str] | None:
+    """The terminal-constraint multipliers a solver reports (DDP's, or a ``multipliers`` mapping
+    with ``eq``/``in`` entries), as one vector (n_eq + n_in,)."""
+    found = solution.extra.get("multipliers") if isinstance(solution.extra, dict) else None
+    found = found if found else getattr(solution, "multipliers", None)
+    if isinstance(found, dict) and ("eq" in found or "in" in found):
+        w = np.concatenate([np.asarray(found.get("eq", np.zeros(problem.n_eq)), float).reshape(-1),
+                            np.asarray(found.get("in", np.zeros(problem.n_in)), float).reshape(-1)])
+        if w.size == problem.n_eq + problem.n_in:
+            return w, f"the {solution.method} solver's multipliers"
+    return None
+
+
+def lagrange_multipliers(problem: OptimalControlProblem, U: np.ndarray) -> np.ndarray:
+    """Least-squares multipliers of the terminal constraints at controls U: the λ minimising
+    |∂J/∂U + Σ λ_i ∂h_i/∂U| over the controls not at a bound (one BPTT sweep per constraint).
+    At a KKT point that residual is zero and λ is the optimum's multiplier."""
+    ode, T = problem.ode, problem.T
+    n_w = problem.n_eq + problem.n_in
+    free = ((U > problem.u_lower + 1e-9) & (U < problem.u_upper - 1e-9)).ravel()
+    pad = np.zeros(problem.n_q - problem.n_p - 2 - n_w)
+    gJ = ode.gradient(problem.x0, U, problem.q(T, 1.0, np.concatenate([np.zeros(n_w), pad])), T=1.0).dU.ravel()
+    G = np.stack([ode.gradient(problem.x0, U, problem.q(T, 0.0, np.concatenate([np.eye(n_w)[i], pad])),
+                               T=1.0).dU.ravel() for i in range(n_w)], axis=1)
+    lam, *_ = np.linalg.lstsq(G[free], -gJ[free], rcond=None)
+    return lam
+
+
 def compare(problem: OptimalControlProblem, U: np.ndarray | None = None, steps=(25, 50, 100, 200, 400),
             methods=("bptt", "checkpointed", "adjoint"), optimize: bool = True, repeats: int = 3,
-            fd_directions: int = 3, seed: int = 0) -> Comparison:
+            fd_directions: int = 3, seed: int = 0, solution: Solution | None = None,
+            with_ddp: bool = True) -> Comparison:
     """Compare gradient methods on ``problem`` at controls ``U`` (default: a smooth test control).
 
     Measures, at the problem's grid, each method's gradient gap to BPTT, costate gap, wall time,
     the arrays it keeps (by its storage model) and the rise of the process's peak RSS (measured,
     on Linux; page-granular, so meaningful for large N); BPTT against finite differences; the
     adjoint-BPTT gap over ``steps`` (with a smooth control resampled on each grid) and its slope;
-    and, with ``optimize``, the optimum single shooting reaches with each gradient."""
+    and, with ``optimize``, the optimum single shooting reaches with each gradient.
+
+    At a ``solution`` (an optimum) the gradients are those of the Lagrangian J + Σ λ_i h_i(x(T))
+    with the solver's multipliers (or, if it reports none, the least-squares multipliers of
+    :func:`lagrange_multipliers`), so the costates are the optimal ones and the control-gradient
+    density ∂H/∂u vanishes on the free controls; and, ``with_ddp``, DDP's value gradient V_x(k)
+    (:mod:`trajectories.ddp`, on the same discrete problem) is the fourth costate beside BPTT's
+    ∂J/∂x_k, checkpointed BPTT and the continuous adjoint's λ(t_k). Without a solution the
+    terminal constraints get unit weights (at a test control there are no multipliers)."""
     from .shooting import single_shooting
 
     ode, T = problem.ode, problem.T
     N, n, m = problem.N, problem.n_x, problem.n_u
-    # J + Σ h_i(x(T)): the terminal constraints make λ non-zero even when J is ∫u² alone
     n_w = problem.n_q - problem.n_p - 2
-    q = problem.q(T, 1.0, np.ones(n_w) if n_w else None)
+    n_h = problem.n_eq + problem.n_in
     out = Comparison(problem=problem.name, N=N, t=problem.times(), order=ORDER.get(problem.scheme, 0),
                      controls="a smooth test control" if U is None else "the given controls")
+    if solution is not None:
+        U, out.controls = solution.u, f"the {solution.method} optimum"
     U = _test_controls(problem) if U is None else np.asarray(U, dtype=float).reshape(N, m)
+    if solution is not None and n_h:
+        found = _solver_multipliers(problem, solution)
+        out.multipliers, out.multiplier_source = found if found else (lagrange_multipliers(problem, U),
+                                                                       "least-squares multipliers at these controls")
+    # without multipliers, J + Σ h_i(x(T)): the terminal constraints make λ non-zero even when J is ∫u² alone
+    w = out.multipliers if out.multipliers is not None else np.ones(n_h)
+    q = problem.q(T, 1.0, np.concatenate([w, np.ones(n_w - n_h)]) if n_w else None)
     grads = {}
     for name in methods:
         seconds, g = _best_time(lambda: ode.gradient(problem.x0, U, q, T=1.0, method=name), repeats)
@@ -245,12 +295,32 @@ def compare(problem: OptimalControlProblem, U: np.ndarray | None = None, steps=(
         usable = out.gaps[:, 0] > 1e-13  # below that, rounding, not truncation
         if usable.sum() >= 2:
             out.slope = float(np.polyfit(np.log(1.0 / out.steps[usable]), np.log(out.gaps[usable, 0]), 1)[0])
+    if with_ddp and solution is not None:
+        _add_ddp(out, problem, ref)
     if optimize:
         for name in methods:
             # the adjoint's gradient is consistent with the discrete cost only to O(dt^order): ask the
             # optimiser for what that gradient can certify
             out.solutions[name] = single_shooting(problem, gradient=name, tol=1e-8 if name == "adjoint" else 1e-12)
     return out
+
+
+def _add_ddp(out: Comparison, problem: OptimalControlProblem, ref) -> None:
+    """DDP's V_x at its own optimum of the same discrete problem, beside BPTT's costates at U."""
+    from .ddp import ddp
+
+    if problem.free_time or problem.scheme not in ("euler", "rk4"):
+        return
+    start = time.perf_counter()
+    sol = ddp(problem)
+    seconds = time.perf_counter() - start
+    if not sol.status or ref.costate is None:
+        return
+    out.costates["ddp"] = sol.costates
+    gap = float(np.max(np.abs(sol.costates - ref.costate)) / np.max(np.abs(ref.costate)))
+    out.rows.append({"method": "ddp", "seconds": seconds, "bytes": sol.gains.nbytes + sol.costates.nbytes,
+                     "rss": None, "recomputed": "-", "gap": float("nan"), "costate_gap": gap})
+    out.solutions.setdefault("ddp", sol)
 
 
 def solutions_table(solutions: dict[str, Solution]) -> str:

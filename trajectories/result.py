@@ -38,6 +38,8 @@ class Solution:
     solver: str = ""
     kkt: dict = field(default_factory=dict)
     multipliers: dict = field(default_factory=dict)
+    gains: np.ndarray | None = None         # DDP: feedback gains K_k (N, m, n), δu_k = k_k + K_k δx_k
+    feedforward: np.ndarray | None = None   # DDP: feed-forward terms k_k (N, m) of the last backward pass
 
     @property
     def wall_time(self) -> float:

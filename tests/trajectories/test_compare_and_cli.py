@@ -42,3 +42,25 @@ def test_cli_compare_prints_the_table(capsys, tmp_path):
     assert main(["compare", "pendulum", "--steps", "40", "--no-optimize", "--plot", str(tmp_path / "c.png")]) == 0
     out = capsys.readouterr().out
     assert "adjoint - bptt" in out and (tmp_path / "c.png").exists()
+
+
+def test_compare_at_an_optimum_uses_the_lagrangian_and_shows_ddp_costates():
+    """At the constrained optimum the control-gradient density vanishes (it was ±60 with unit
+    weights) and the four costates agree: BPTT, checkpointed BPTT, the adjoint (to O(dt⁴)) and
+    DDP's V_x; the least-squares multipliers equal DDP's own."""
+    from trajectories.compare import lagrange_multipliers
+    from trajectories.ddp import ddp
+
+    problem = pendulum_swingup(N=60)
+    opt = ddp(problem)
+    assert opt.status
+    c = compare(problem, solution=opt, steps=None, optimize=False, repeats=1)
+    assert np.allclose(c.multipliers, opt.extra["multipliers"]["eq"])
+    assert np.allclose(lagrange_multipliers(problem, opt.u), opt.extra["multipliers"]["eq"], rtol=1e-5)
+    free = np.abs(opt.u) < 4.0 - 1e-9
+    assert np.max(np.abs(c.densities["bptt"][free])) < 1e-5
+    assert np.max(np.abs(c.costates["ddp"] - c.costates["bptt"])) < 1e-7 * np.max(np.abs(c.costates["bptt"]))
+    assert np.max(np.abs(c.costates["adjoint"] - c.costates["bptt"])) < 1e-3 * np.max(np.abs(c.costates["bptt"]))
+    assert "Lagrangian" in c.table() and "ddp" in c.table()
+    unit = compare(problem, U=opt.u, steps=None, optimize=False, repeats=1)
+    assert np.max(np.abs(unit.densities["bptt"][free])) > 1.0  # the old view: not the optimal costates

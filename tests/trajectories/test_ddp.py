@@ -1,0 +1,189 @@
+"""DDP against independent references: the discrete Riccati recursion of the RK4-discretised LQR
+(built here from the scheme's formulas, not from diffsim), the optima of the direct methods, the
+KKT conditions of the discrete problem (BPTT gradients of the Lagrangian with DDP's multipliers),
+BPTT costates, and finite-difference sensitivities of the optimal control."""
+
+import numpy as np
+import pytest
+
+import diffsim.numpy as dnp
+from trajectories import OptimalControlProblem, solve, systems
+from trajectories.ddp import DDPSolver, ddp
+
+
+def rk4_lqr(h, N):
+    """The exact discrete problem the RK4 step makes of ẋ = Ax + Bu, L = xᵀx + u², Φ = xᵀx:
+    x⁺ = Ad x + Bd u and stage cost zᵀWz, z = (x, u); then the backward Riccati recursion."""
+    A, B = np.array([[0.0, 1.0], [0.0, 0.0]]), np.array([[0.0], [1.0]])
+    n, m = 2, 1
+    # each RK4 stage point X_i = M_i z (z = [x, u]) and slope k_i = [A B] X-stage
+    E = np.hstack([np.eye(n), np.zeros((n, m))])            # x = E z
+    F = lambda M: A @ M + B @ np.hstack([np.zeros((m, n)), np.eye(m)])  # k(M z) as a matrix of z
+    X1 = E
+    k1 = F(X1)
+    X2 = E + 0.5 * h * k1
+    k2 = F(X2)
+    X3 = E + 0.5 * h * k2
+    k3 = F(X3)
+    X4 = E + h * k3
+    k4 = F(X4)
+    step = E + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    Ad, Bd = step[:, :n], step[:, n:]
+    Su = np.hstack([np.zeros((m, n)), np.eye(m)])
+    W = sum(w * (X.T @ X + Su.T @ Su) for w, X in zip((1, 2, 2, 1), (X1, X2, X3, X4))) * h / 6
+    Wxx, Wux, Wuu = W[:n, :n], W[n:, :n], W[n:, n:]
+    P = [None] * (N + 1)
+    Ks = [None] * N
+    P[N] = np.eye(n)
+    for k in range(N - 1, -1, -1):
+        Qxx = Wxx + Ad.T @ P[k + 1] @ Ad
+        Qux = Wux + Bd.T @ P[k + 1] @ Ad
+        Quu = Wuu + Bd.T @ P[k + 1] @ Bd
+        Ks[k] = -np.linalg.solve(Quu, Qux)
+        P[k] = Qxx + Qux.T @ Ks[k]
+        P[k] = 0.5 * (P[k] + P[k].T)
+    return Ad, Bd, np.array(P), np.array(Ks)
+
+
+@pytest.mark.parametrize("variant", ["gauss-newton", "second-order"])
+def test_lqr_one_iteration_riccati_gains(variant):
+    N, T = 60, 5.0
+    sol = ddp(systems.double_integrator_lqr(N=N, T=T), variant=variant)
+    Ad, Bd, P, K = rk4_lqr(T / N, N)
+    x0 = np.array([1.0, 0.0])
+    assert sol.status and sol.iterations == 1, sol
+    assert sol.cost == pytest.approx(x0 @ P[0] @ x0, rel=1e-11)
+    assert np.allclose(sol.gains, K, rtol=1e-9, atol=1e-12)
+    # the closed loop of the Riccati gains is the optimal trajectory; V_x = 2 P x
+    x = x0.copy()
+    for k in range(N):
+        assert np.allclose(sol.x[k], x, atol=1e-11)
+        assert np.allclose(sol.costates[k], 2 * P[k] @ x, atol=1e-10)
+        x = Ad @ x + Bd @ (K[k] @ x)
+    assert np.allclose(sol.u[:, 0], [(K[k] @ sol.x[k])[0] for k in range(N)], atol=1e-11)
+
+
+def test_solve_method_ddp_and_bad_input():
+    s = solve(systems.double_integrator_lqr(N=30), method="ddp")
+    assert s.status and s.method == "ddp" and s.gains.shape == (30, 1, 2) and s.feedforward.shape == (30, 1)
+    free = ddp(systems.brachistochrone(N=20))
+    assert not free.status and "fixed horizon" in free.message
+    assert "unknown DDP variant" in ddp(systems.double_integrator_lqr(N=10), variant="newton").message
+    adaptive = systems.double_integrator_lqr(N=10)
+    adaptive.scheme = "dopri5"
+    assert "fixed-step scheme" in ddp(adaptive).message
+    assert "NaN" in ddp(systems.double_integrator_lqr(N=10), U0=np.full((10, 1), np.nan)).message
+
+
+def _lagrangian_gradient(problem, sol):
+    """dL/dU and the costates of the discrete Lagrangian J + λ·h(x_N) by BPTT (diffsim.ode)."""
+    mult = sol.extra["multipliers"]
+    w = np.concatenate([mult.get("eq", np.zeros(0)), mult.get("in", np.zeros(0))])
+    q = problem.q(problem.T, 1.0, w if w.size else None)
+    return problem.ode.gradient(problem.x0, sol.u, q, T=1.0, method="bptt")
+
+
+def _check_kkt(problem, sol, tol):
+    """Projected stationarity of the Lagrangian in the controls (bounds as complementarity)."""
+    g = _lagrangian_gradient(problem, sol)
+    lo, hi = problem.u_lower, problem.u_upper
+    at_lo, at_hi = sol.u <= lo + 1e-12, sol.u >= hi - 1e-12
+    assert np.all(sol.u >= lo) and np.all(sol.u <= hi)
+    free = ~(at_lo | at_hi)
+    scale = np.max(np.abs(g.dU)) + 1.0
+    assert np.max(np.abs(g.dU[free])) <= tol * scale
+    assert np.all(g.dU[at_lo] >= -tol * scale) and np.all(g.dU[at_hi] <= tol * scale)
+    return g
+
+
+def test_pendulum_swingup_matches_direct_methods_and_keeps_bounds():
+    ocp = systems.pendulum_swingup(N=60)
+    sol = ddp(ocp)
+    assert sol.status, sol
+    assert np.all(np.abs(sol.u) <= 4.0) and np.sum(np.abs(sol.u) >= 4.0 - 1e-12) >= 3  # bounds active (BoxDDP)
+    ref = solve(ocp, method="multiple")
+    assert ref.status
+    assert sol.cost == pytest.approx(ref.cost, rel=1e-5)
+    assert np.abs(sol.x[-1] - [np.pi, 0.0]).max() < 1e-6
+    g = _check_kkt(ocp, sol, 1e-6)
+    # V_x(k) is the BPTT costate of the Lagrangian, to round-off
+    assert np.max(np.abs(sol.costates - g.costate)) <= 1e-7 * np.max(np.abs(g.costate))
+
+
+@pytest.mark.slow
+def test_cart_pole_swingup_matches_single_shooting():
+    ocp = systems.cart_pole_swingup(N=60)
+    sol = ddp(ocp)
+    assert sol.status, sol
+    ref = solve(ocp, method="single")
+    assert sol.cost == pytest.approx(ref.cost, rel=1e-5)
+    _check_kkt(ocp, sol, 1e-6)
+
+
+def _pendulum_soft(N=50):
+    """Swing-up with a terminal cost instead of constraints (no multipliers: gains are the
+    sensitivities of the optimal control)."""
+    return OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0] - 0.1 * x[1] - 9.81 * dnp.sin(x[0])]),
+                                 x0=[0.0, 0.0], T=3.0, N=N, n_u=1, running_cost=lambda x, u: 0.1 * u[0] ** 2,
+                                 terminal_cost=lambda x: 50.0 * ((x[0] - np.pi) ** 2 + x[1] ** 2), name="soft_pendulum")
+
+
+@pytest.mark.parametrize("variant", ["gauss-newton", "second-order"])
+def test_unconstrained_costates_equal_bptt(variant):
+    ocp = _pendulum_soft()
+    sol = ddp(ocp, variant=variant, tol=1e-12)
+    assert sol.status, sol
+    g = ocp.ode.gradient(ocp.x0, sol.u, ocp.q(ocp.T), T=1.0, method="bptt")
+    assert g.J == pytest.approx(sol.cost, rel=1e-13)
+    assert np.max(np.abs(g.dU)) < 1e-9
+    # to O(|Q_u|): V_x includes the pending Newton step
+    assert np.max(np.abs(sol.costates - g.costate)) <= 1e-9 * np.max(np.abs(g.costate))
+
+
+def test_second_order_gains_are_optimal_control_sensitivities():
+    """K_0 = ∂u*_0/∂x0: re-solve from perturbed initial states (central differences)."""
+    ocp = _pendulum_soft()
+    sol = ddp(ocp, variant="second-order", tol=1e-11)
+    eps = 1e-5
+    fd = np.empty((1, 2))
+    for i in range(2):
+        u = []
+        for s in (1, -1):
+            solver = DDPSolver(ocp, variant="second-order", tol=1e-11)
+            x0 = ocp.x0.copy()
+            x0[i] += s * eps
+            r = solver.solve(x0=x0, U0=sol.u)
+            assert r.status
+            u.append(r.u[0, 0])
+        fd[0, i] = (u[0] - u[1]) / (2 * eps)
+    assert np.allclose(sol.gains[0], fd, rtol=1e-5, atol=1e-6)
+
+
+def test_infeasible_start_closes_gaps():
+    ocp = _pendulum_soft()
+    X0 = np.linspace(ocp.x0, [np.pi, 0.0], ocp.N + 1)  # a straight line: far from dynamically feasible
+    sol = ddp(ocp, X0=X0)
+    ref = ddp(ocp)
+    assert sol.status and sol.extra["gaps"] == 0.0
+    assert sol.cost == pytest.approx(ref.cost, rel=1e-7)
+
+
+def test_path_constraints_hold_pointwise():
+    ocp = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=2.0, N=40, n_u=1,
+                                running_cost=lambda x, u: u[0] ** 2,
+                                terminal_equality=lambda x: dnp.array([x[0] - 1.0, x[1]]),
+                                path_constraints=lambda x, u: dnp.array([x[1] - 0.6]), name="speed_limit")
+    sol = ddp(ocp)
+    assert sol.status, sol
+    assert np.max(sol.x[:-1, 1]) <= 0.6 + 1e-7
+    assert np.max(sol.x[:-1, 1]) >= 0.6 - 1e-6  # the limit is active
+    ref = solve(ocp, method="multiple")
+    assert sol.cost == pytest.approx(ref.cost, rel=1e-4)
+
+
+def test_initial_state_outside_a_state_constraint_is_reported():
+    ocp = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 1.0], T=1.0, N=10, n_u=1,
+                                running_cost=lambda x, u: u[0] ** 2,
+                                path_constraints=lambda x, u: dnp.array([x[1] - 0.5]))
+    sol = ddp(ocp)
+    assert not sol.status and "initial state" in sol.message and "violates path constraint 0" in sol.message

@@ -1,0 +1,126 @@
+"""MPC in the closed loop: survives pushes that the open-loop replay of the same plan does not,
+warm steps allocate nothing, bad input gives clear messages and a run never dies mid-way."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from trajectories.ddp import ddp
+from trajectories.mpc import MPC, FeedbackPolicy, MPCError, OpenLoop, closed_loop
+from trajectories.regulation import cart_pole_upright
+
+X0 = np.array([0.0, np.pi - 0.3, 0.0, 0.0])
+UPRIGHT = np.array([0.0, np.pi, 0.0, 0.0])
+STEPS = 150
+
+
+def _pushes():
+    kicks = np.zeros((STEPS, 4))
+    kicks[[20, 50, 80], 3] = [2.0, -2.0, 2.0]   # sudden changes of the pole's rate (rad/s)
+    kicks[[35, 65], 2] = [1.0, -1.0]             # and of the cart's speed (m/s)
+    return kicks
+
+
+@pytest.fixture(scope="module")
+def runs():
+    plan_ocp = cart_pole_upright(N=STEPS, T=STEPS * 0.02, x0=tuple(X0))
+    plan = ddp(plan_ocp, X0=np.tile(UPRIGHT, (STEPS + 1, 1)))  # FDDP from an infeasible start
+    assert plan.status, plan
+    ocp = cart_pole_upright()
+    mpc = MPC(ocp, horizon=40, initial_states=UPRIGHT)
+    return {"plan": plan, "ocp": plan_ocp, "mpc": mpc.simulate(x0=X0, steps=STEPS, disturbance=_pushes()),
+            "open": closed_loop(plan_ocp, OpenLoop(plan.u), x0=X0, steps=STEPS, disturbance=_pushes()),
+            "gains": closed_loop(plan_ocp, FeedbackPolicy(plan, plan_ocp), x0=X0, steps=STEPS, disturbance=_pushes()),
+            "mpc_object": mpc}
+
+
+def test_mpc_keeps_the_cart_pole_upright_under_pushes(runs):
+    mpc, open_loop = runs["mpc"], runs["open"]
+    assert mpc.status and len(mpc.u) == STEPS
+    assert np.max(np.abs(mpc.x[:, 1] - np.pi)) < 0.6
+    assert abs(mpc.x[-1, 1] - np.pi) < 0.05 and np.abs(mpc.x[-1] - UPRIGHT).max() < 0.5  # recovering
+    assert np.all(np.abs(mpc.u) <= 20.0)
+    assert np.max(np.abs(open_loop.x[:, 1] - np.pi)) > np.pi / 2     # the replay falls over
+    assert runs["plan"].cost < mpc.cost < open_loop.cost
+    assert mpc.solve_times.shape == (STEPS,) and np.all(mpc.solve_times > 0)
+    assert np.all(mpc.iterations[1:] <= 1)                           # one real-time iteration a step
+    fig = mpc.plot(others={"open loop": open_loop, "gains": runs["gains"]})
+    assert len(fig.axes) == 3
+
+
+def test_closed_loop_cost_is_the_running_cost_along_the_run(runs):
+    """Independent quadrature: the model's running cost summed along the states with RK4 from the
+    recorded (x_k, u_k), compared with what the run reports."""
+    run, ocp = runs["open"], runs["ocp"]
+    total = 0.0
+    for k in range(len(run.u)):  # the ODE problem's own one-step rollouts (scaled time), less Φ
+        r = ocp.ode.rollout(run.x[k], run.u[k:k + 1], ocp.q(ocp.T), dt=1.0 / ocp.N)
+        total += r.J - ocp.Phi(r.x[-1], ocp.params)
+    assert run.cost == pytest.approx(total, rel=1e-10)
+
+
+def test_warm_steps_allocate_nothing(runs):
+    mpc = runs["mpc_object"]
+    mpc.reset()
+    x = X0.copy()
+    mpc.step(x, 0.0)
+    for k in range(1, 5):
+        mpc.step(x, 0.02 * k)
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for k in range(5, 45):
+        u = mpc.step(x, 0.02 * k)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename") if s.size_diff > 0)
+    assert grown < 4096, grown
+    assert u is mpc.u
+
+
+def test_model_error_and_noise_and_time_budget():
+    ocp = cart_pole_upright()
+    mpc = MPC(ocp, horizon=30, time_budget=1e-9)
+    run = mpc.simulate(x0=X0, steps=20, disturbance=0.01, model_error=0.2)
+    assert run.status and run.over_budget == 20
+    assert "over the budget" in mpc.info["message"]
+    with pytest.raises(MPCError, match="model_error"):
+        mpc.simulate(x0=X0, steps=5, model_error=-2.0)
+
+
+def test_bad_input():
+    ocp = cart_pole_upright()
+    with pytest.raises(MPCError, match="longer than the problem"):
+        MPC(ocp, horizon=ocp.N + 1)
+    with pytest.raises(MPCError, match="interior-point"):
+        MPC(ocp, method="ip")
+    with pytest.raises(MPCError, match="initial_states"):
+        MPC(ocp, horizon=10, initial_states=np.zeros((3, 4)))
+    with pytest.raises(MPCError, match="unknown MPC method"):
+        MPC(ocp, method="sqp")
+    mpc = MPC(ocp, horizon=20)
+    with pytest.raises(MPCError, match="NaN"):
+        mpc.step(np.array([0.0, np.nan, 0.0, 0.0]))
+    with pytest.raises(MPCError, match="shape"):
+        mpc.step(np.zeros(3))
+    with pytest.raises(MPCError, match="disturbance array"):
+        mpc.simulate(x0=X0, steps=5, disturbance=np.zeros((4, 4)))
+    # a plant that blows up ends the run with a message, not a traceback
+    bad = mpc.simulate(lambda x, u, t, dt: x * np.nan if t > 0.05 else x, x0=X0, steps=10)
+    assert not bad.status and "non-finite state at step 3" in bad.message and len(bad.u) == 3
+    raising = mpc.simulate(lambda x, u, t, dt: 1 / 0, x0=X0, steps=10)
+    assert not raising.status and "ZeroDivisionError" in raising.message
+    with pytest.raises(MPCError, match="no feedback gains"):
+        from trajectories import solve
+        FeedbackPolicy(solve(cart_pole_upright(N=10), method="single", maxiter=2), ocp)
+
+
+def test_cli_mpc_runs_and_fails_cleanly(tmp_path, capsys):
+    from diffsim.cli import main
+
+    assert main(["mpc", "cart_pole", "--steps", "30", "--disturbance", "0.01", "--model-error", "0.1",
+                 "--plot", str(tmp_path / "mpc.png")]) == 0
+    out = capsys.readouterr().out
+    assert "[mpc]" in out and "[open loop]" in out and "[DDP gains]" in out and (tmp_path / "mpc.png").exists()
+    assert main(["mpc", "cart_pole", "--horizon", "500"]) == 2
+    assert "longer than the problem" in capsys.readouterr().err

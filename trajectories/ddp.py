@@ -1,0 +1,441 @@
+"""Differential dynamic programming with feedback gains: FDDP (Mastalli et al. 2020), box-
+constrained controls by projected Newton (BoxDDP, Tassa, Mansard & Todorov 2014), terminal and path
+constraints by an augmented-Lagrangian outer loop (as ALTRO and ProxDDP do).
+
+DDP works on the discrete dynamics of the problem's integration scheme: a stage is one step of
+the scheme on the augmented state ``[x, running cost]``, so its optimum is the optimum of the
+same discrete problem the direct methods solve, and its value gradient V_x(k) is the BPTT costate
+∂J/∂x_k (with the constraint multipliers, the Lagrangian's). Two variants:
+
+- ``"gauss-newton"`` (iLQR): the step Jacobian and the exact Hessian of the stage cost;
+- ``"second-order"``: also the dynamics' curvature, the step's Hessian contracted with V_x';
+- ``"auto"`` (default): second order when the problem has constraints (their multipliers put the
+  dynamics' curvature into the Lagrangian's Hessian, where Gauss-Newton converges slowly), else
+  Gauss-Newton.
+
+The backward (Riccati) sweep and the forward rollout are each one compiled Numba loop
+(:mod:`trajectories.ddp_loops`), generated into one module with the problem's kernels and cached
+on disk. Sign convention: δu_k = α k_k + K_k δx_k.
+
+>>> from trajectories.systems import double_integrator_lqr
+>>> sol = ddp(double_integrator_lqr(N=50))
+>>> sol.status, sol.iterations, sol.gains.shape
+(True, 1, (50, 1, 2))
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import numpy as np
+
+import diffsim.numpy as dnp
+from diffsim.codegen import compile_module
+from diffsim.ode.schemes import FIXED_STEP, augmented_rhs, make_step
+from diffsim.transforms import vjp
+
+from .problem import OptimalControlProblem, ProblemError
+from .result import Solution
+
+VARIANTS = {"auto": "auto", "gauss-newton": "gauss_newton", "ilqr": "gauss_newton", "second-order": "second_order",
+            "full": "second_order"}
+_LOOPS = (pathlib.Path(__file__).parent / "ddp_loops.py").read_text()
+CONVERGED, STEPPED, NO_STEP, REG_MAX, NONFINITE = range(5)
+_CODES = {NO_STEP: "no step accepted", REG_MAX: "the regularisation reached its maximum (the stage Hessians stay "
+          "indefinite: try variant='gauss-newton', a better initial guess or more control bounds)"}
+
+
+# ---------------------------------------------------------------- the stage and terminal functions
+
+
+def _layout(problem: OptimalControlProblem):
+    """Sizes of the stage parameters q = (p, c, λ_g, μ) and terminal parameters r = (p, c, λ_eq, λ_in, μ):
+    c switches the augmented-Lagrangian terms on (1) or off (0, for the plain cost)."""
+    k, ng = problem.n_p, problem.n_g
+    return k + (2 + ng if ng else 0), k + 2 + problem.n_eq + problem.n_in
+
+
+def _stage_functions(problem: OptimalControlProblem):
+    n, k = problem.n_x, problem.n_p
+    ng, ne, ni = problem.n_g, problem.n_eq, problem.n_in
+    step = make_step(augmented_rhs(problem.f, problem.L), n, problem.scheme)
+    g, h_eq, h_in, Phi = problem.g, problem.h_eq, problem.h_in, problem.Phi
+
+    def stage(x, u, q, t, h):
+        out = step(x, u, q[:k], t, h)
+        if ng:  # PHR augmented Lagrangian of g(x_k, u_k) ≤ 0 at the node (Rockafellar 1973)
+            c, lam, mu = q[k], q[k + 1:k + 1 + ng], q[k + 1 + ng]
+            z = dnp.maximum(lam + mu * dnp.atleast_1d(g(x, u, q[:k], t)), 0.0)
+            out = out + dnp.concatenate([dnp.zeros(n), dnp.reshape(c * dnp.sum(z * z - lam * lam) / (2.0 * mu), (1,))])
+        return out
+
+    def terminal(x, r):
+        p, c, mu = r[:k], r[k], r[k + 1 + ne + ni]
+        total = Phi(x, p) if Phi is not None else 0.0 * x[0]
+        if ne:
+            lam, hv = r[k + 1:k + 1 + ne], dnp.atleast_1d(h_eq(x, p))
+            total = total + c * (dnp.sum(lam * hv) + 0.5 * mu * dnp.sum(hv * hv))
+        if ni:
+            lam = r[k + 1 + ne:k + 1 + ne + ni]
+            z = dnp.maximum(lam + mu * dnp.atleast_1d(h_in(x, p)), 0.0)
+            total = total + c * dnp.sum(z * z - lam * lam) / (2.0 * mu)
+        return total
+
+    return stage, terminal
+
+
+def _module(problem: OptimalControlProblem, variant: str):
+    """The generated module of DDP's kernels and loops for ``problem`` (kept on the problem)."""
+    cache = problem.__dict__.setdefault("_ddp_modules", {})
+    if variant in cache:
+        return cache[variant]
+    n, m = problem.n_x, problem.n_u
+    nq, nr = _layout(problem)
+    stage, terminal = _stage_functions(problem)
+
+    def cost_gradient(x, u, q, t, h):  # [stage, ∇(x,u) stage cost]: its Jacobian is all Gauss-Newton needs
+        e = np.zeros(n + 1)
+        e[n] = 1.0
+        out, back = vjp(lambda x, u: stage(x, u, q, t, h), x, u)
+        gx, gu = back(e)
+        return dnp.concatenate([out, gx, gu])
+
+    def contracted_gradient(x, u, q, t, h, ct):  # ∇(x,u) ctᵀ stage
+        gx, gu = vjp(lambda x, u: stage(x, u, q, t, h), x, u)[1](ct)
+        return dnp.concatenate([gx, gu])
+
+    def terminal_gradient(x, r):
+        return vjp(lambda x: terminal(x, r), x)[1](1.0)[0]
+
+    specs = {"st_": (stage, (n, m, nq, (), ())), "tm_": (terminal, (n, nr)), "tg_": (terminal_gradient, (n, nr))}
+    if variant == "gauss_newton":
+        specs["gn_"] = (cost_gradient, (n, m, nq, (), ()))
+    else:
+        specs["sg_"] = (contracted_gradient, (n, m, nq, (), (), n + 1))
+    if problem.n_g:
+        specs["pc_"] = (problem.g, (n, m, problem.n_p, ()))
+    extra = _LOOPS + f"\n\n_derivatives = _derivatives_{variant}\n"
+    module, _ = compile_module(specs, extra=extra, title=f"DDP({problem.name}, {problem.scheme}, {variant})")
+    cache[variant] = module
+    return module
+
+
+def check_problem(problem: OptimalControlProblem) -> None:
+    """Raise :class:`ProblemError` if DDP cannot take ``problem`` as stated."""
+    problem.check()
+    if problem.free_time:
+        raise ProblemError("DDP solves a fixed horizon: fix T (free_final_time=False), or use method='single' "
+                           "or 'multiple' for a free final time")
+    if problem.scheme not in FIXED_STEP:
+        raise ProblemError(f"DDP needs a fixed-step scheme ({', '.join(FIXED_STEP)}), got {problem.scheme!r}")
+
+
+# ---------------------------------------------------------------- the solver
+
+
+class DDPSolver:
+    """FDDP/BoxFDDP with an augmented-Lagrangian outer loop, on a horizon of ``N`` stages of the
+    problem's step ``T/N`` (``N`` defaults to the problem's). Holds every array it works on, so
+    repeated solves (a receding horizon) allocate nothing in Python.
+
+    >>> from trajectories.systems import pendulum_swingup
+    >>> s = DDPSolver(pendulum_swingup(N=60))
+    >>> s.solve().status
+    True
+    """
+
+    def __init__(self, problem: OptimalControlProblem, N: int | None = None, variant: str = "auto",
+                 tol: float = 1e-8, constraint_tol: float = 1e-7, max_iterations: int = 500,
+                 penalty: float = 100.0, penalty_factor: float = 10.0, max_penalty: float = 1e9,
+                 reg_init: float = 0.0, reg_min: float = 1e-9, reg_max: float = 1e9, reg_factor: float = 10.0,
+                 line_search: int = 10) -> None:
+        check_problem(problem)
+        if variant not in VARIANTS:
+            raise ProblemError(f"unknown DDP variant {variant!r}: choose one of {sorted(VARIANTS)}")
+        self.problem, self.variant = problem, VARIANTS[variant]
+        if self.variant == "auto":  # multipliers weigh the dynamics' curvature into the Lagrangian's Hessian
+            constrained = problem.n_eq or problem.n_in or problem.n_g
+            self.variant = "second_order" if constrained else "gauss_newton"
+        self.N = problem.N if N is None else int(N)
+        if self.N < 1:
+            raise ProblemError(f"the DDP horizon needs at least one stage, got N = {self.N}")
+        if not (tol > 0 and constraint_tol > 0 and max_iterations >= 1 and penalty > 0 and penalty_factor > 1):
+            raise ProblemError("need tol > 0, constraint_tol > 0, max_iterations >= 1, penalty > 0 and "
+                               f"penalty_factor > 1; got {tol}, {constraint_tol}, {max_iterations}, {penalty}, "
+                               f"{penalty_factor}")
+        self.h = problem.T / problem.N
+        self.reg_init = float(reg_init)
+        self.tol, self.constraint_tol, self.max_iterations = float(tol), float(constraint_tol), int(max_iterations)
+        self.penalty0, self.penalty_factor, self.max_penalty = float(penalty), float(penalty_factor), float(max_penalty)
+        self.module = _module(problem, self.variant)
+        n, m, N = problem.n_x, problem.n_u, self.N
+        nq, nr = _layout(problem)
+        self.lo, self.hi = problem.u_lower.copy(), problem.u_upper.copy()
+        self.box = bool(np.any(np.isfinite(self.lo)) or np.any(np.isfinite(self.hi)))
+        self.xs, self.us = np.zeros((N + 1, n)), np.zeros((N, m))
+        self.fs = np.zeros((N + 1, n))
+        self.xs_try, self.us_try = np.zeros((N + 1, n)), np.zeros((N, m))
+        self.K, self.k = np.zeros((N, m, n)), np.zeros((N, m))
+        self.Vx, self.Vxx = np.zeros((N + 1, n)), np.zeros((N + 1, n, n))
+        self.Qu, self.Quu = np.zeros((N, m)), np.zeros((N, m, m))
+        self.alphas = 0.5 ** np.arange(max(1, int(line_search)))
+        # state of the compiled iteration: see ddp_loops.iterate
+        self.state = np.array([reg_init, reg_min, reg_max, reg_factor, 0.0, tol, 1e-12, 0, 0, 0, 0, 0], float)
+        kp, ng = problem.n_p, problem.n_g
+        self.Q = np.zeros((N, nq))
+        self.Q[:, :kp] = problem.params
+        self.r = np.zeros(nr)
+        self.r[:kp] = problem.params
+        self._constrained = bool(problem.n_eq or problem.n_in or ng)
+        self.Q_plain, self.r_plain = self.Q.copy(), self.r.copy()
+        if ng:
+            self.Q[:, kp] = 1.0
+            self.Q_plain[:, kp + 1 + ng] = 1.0
+        self.r[kp] = 1.0
+        self.r_plain[-1] = 1.0
+        self.reset_multipliers()
+        self.initialised = False
+        self.t0 = 0.0
+
+    # ------------------------------------------------------------ multipliers
+
+    def reset_multipliers(self) -> None:
+        """λ = 0 and the initial penalty μ for every constraint."""
+        kp, ng = self.problem.n_p, self.problem.n_g
+        self.mu = self.penalty0
+        if ng:
+            self.Q[:, kp + 1:kp + 1 + ng] = 0.0
+            self.Q[:, kp + 1 + ng] = self.mu
+        self.r[kp + 1:-1] = 0.0
+        self.r[-1] = self.mu
+
+    def _set_penalty(self, mu: float) -> None:
+        self.mu = mu
+        if self.problem.n_g:
+            self.Q[:, -1] = mu
+        self.r[-1] = mu
+
+    def constraint_values(self):
+        """(h_eq(x_N), h_in(x_N), g(x_k, u_k) (N, n_g)) at the current iterate."""
+        p = self.problem.params
+        x_N = self.xs[-1]
+        he = np.atleast_1d(self.problem.h_eq(x_N, p)).astype(float) if self.problem.n_eq else np.zeros(0)
+        hi = np.atleast_1d(self.problem.h_in(x_N, p)).astype(float) if self.problem.n_in else np.zeros(0)
+        if self.problem.n_g:
+            pc = self.module.pc_forward
+            ts = self.t0 + self.h * np.arange(self.N)
+            G = np.array([pc(self.xs[k], self.us[k], p, float(ts[k])) for k in range(self.N)]).reshape(self.N, -1)
+        else:
+            G = np.zeros((self.N, 0))
+        return he, hi, G
+
+    @staticmethod
+    def violation(he, hi, G) -> float:
+        parts = [np.abs(he), np.maximum(hi, 0.0), np.maximum(G, 0.0).ravel()]
+        return float(max((np.max(a) for a in parts if a.size), default=0.0))
+
+    def _update_multipliers(self, he, hi, G) -> None:
+        kp, ne, ni, ng, mu = self.problem.n_p, self.problem.n_eq, self.problem.n_in, self.problem.n_g, self.mu
+        r = self.r
+        r[kp + 1:kp + 1 + ne] += mu * he
+        r[kp + 1 + ne:kp + 1 + ne + ni] = np.maximum(r[kp + 1 + ne:kp + 1 + ne + ni] + mu * hi, 0.0)
+        if ng:
+            lam = self.Q[:, kp + 1:kp + 1 + ng]
+            lam[:] = np.maximum(lam + mu * G, 0.0)
+
+    def multipliers(self) -> dict:
+        """First-order multiplier estimates λ + μ·c at the current iterate (the Lagrangian's):
+        ``eq`` (n_eq,), ``in`` (n_in,), ``path`` (N, n_g)."""
+        kp, ne, ni, ng, mu = self.problem.n_p, self.problem.n_eq, self.problem.n_in, self.problem.n_g, self.mu
+        he, hi, G = self.constraint_values()
+        r = self.r
+        out = {"eq": r[kp + 1:kp + 1 + ne] + mu * he,
+               "in": np.maximum(r[kp + 1 + ne:kp + 1 + ne + ni] + mu * hi, 0.0)}
+        out["path"] = np.maximum(self.Q[:, kp + 1:kp + 1 + ng] + mu * G, 0.0) if ng else np.zeros((self.N, 0))
+        return out
+
+    # ------------------------------------------------------------ iterates
+
+    def initialise(self, x0=None, U0=None, X0=None, t0: float = 0.0) -> None:
+        """Start from controls ``U0`` (default the problem's guess) and states ``X0`` (default the
+        rollout of U0 from x0; any other X0 starts FDDP infeasible, with gaps)."""
+        pr = self.problem
+        x0 = pr.x0 if x0 is None else np.asarray(x0, dtype=float)
+        if U0 is None:
+            U0 = pr.with_steps(self.N).u_guess() if self.N != pr.N else pr.u_guess()
+        U0 = np.asarray(U0, dtype=float).reshape(self.N, pr.n_u)
+        if not np.all(np.isfinite(U0)):
+            raise ProblemError("the initial controls U0 contain NaN or inf")
+        self.us[:] = np.clip(U0, self.lo, self.hi)
+        self.t0 = float(t0)
+        self.k[:] = 0.0
+        if X0 is None:
+            _, bad = self.module.rollout(x0, self.us, self.Q, self.r, self.t0, self.h, self.xs)
+            if bad >= 0:
+                raise ProblemError(f"the rollout of the initial controls is not finite from stage {bad} "
+                                   f"(t = {self.t0 + bad * self.h:.4g}): give U0 or X0, or bound the controls")
+        else:
+            X0 = np.asarray(X0, dtype=float).reshape(self.N + 1, pr.n_x)
+            if not np.all(np.isfinite(X0)):
+                raise ProblemError("the initial states X0 contain NaN or inf")
+            self.xs[:] = X0
+        self.x0 = np.array(x0, dtype=float)
+        self.initialised = True
+
+    def evaluate(self) -> float:
+        """Gaps and cost (with the augmented-Lagrangian terms) of the current iterate."""
+        cost, bad = self.module.evaluate(self.x0, self.xs, self.us, self.Q, self.r, self.t0, self.h, self.fs)
+        if bad >= 0:
+            raise FloatingPointError(f"non-finite state or cost at stage {bad}")
+        self.state[4] = cost
+        return cost
+
+    def plain_cost(self) -> float:
+        """The problem's cost J (no multiplier or penalty terms) along the current iterate."""
+        fs = np.empty_like(self.fs)
+        return float(self.module.evaluate(self.x0, self.xs, self.us, self.Q_plain, self.r_plain, self.t0, self.h,
+                                          fs)[0])
+
+    def iterate(self, max_steps: int) -> int:
+        """Up to ``max_steps`` FDDP iterations on the current multipliers (one compiled call)."""
+        return int(self.module.iterate(self.xs, self.us, self.fs, self.Q, self.r, self.t0, self.h, self.box,
+                                       self.lo, self.hi, self.K, self.k, self.Vx, self.Vxx, self.Qu, self.Quu,
+                                       self.xs_try, self.us_try, self.alphas, self.state, max_steps))
+
+    # ------------------------------------------------------------ the solve
+
+    def solve(self, x0=None, U0=None, X0=None, t0: float = 0.0, warm: bool = False,
+              time_budget: float | None = None) -> Solution:
+        """Solve from ``x0`` at time ``t0`` (cold, or ``warm`` from the current iterate and
+        multipliers). ``status`` is True only when stationarity (max |projected Q_u| ≤ tol) and
+        feasibility (gaps and constraints within tolerance) hold at the returned iterate."""
+        start = time.perf_counter()
+        if warm and self.initialised:
+            if x0 is not None:
+                self.x0 = np.asarray(x0, dtype=float)
+            self.t0 = float(t0)
+        else:
+            self.initialise(x0, U0, X0, t0)
+            self.reset_multipliers()
+            self.state[0] = self.reg_init
+        self._check_initial_state()
+        self.state[9:12] = 0.0
+        steps = outer = 0
+        code, message = STEPPED, ""
+        viol = np.inf
+        budget_hit = False
+        self.evaluate()
+        inner_tol = self.tol if not self._constrained else max(self.tol, 1e-3)
+        while True:
+            self.state[5] = inner_tol
+            code = self._inner(start, time_budget)
+            steps = int(self.state[10])
+            if code == NONFINITE or code == REG_MAX:
+                break
+            he, hi, G = self.constraint_values()
+            viol = self.violation(he, hi, G)
+            if time_budget is not None and time.perf_counter() - start > time_budget:
+                budget_hit = True
+                break
+            if code == CONVERGED and viol <= self.constraint_tol and inner_tol <= self.tol:
+                break
+            if steps >= self.max_iterations:
+                break
+            if not self._constrained:
+                if code == CONVERGED:
+                    break
+                continue
+            if code == CONVERGED or viol > self.constraint_tol:
+                outer += 1
+                if viol > self.constraint_tol:
+                    self._update_multipliers(he, hi, G)
+                    if viol > 0.25 * getattr(self, "_last_violation", np.inf) and self.mu < self.max_penalty:
+                        self._set_penalty(min(self.mu * self.penalty_factor, self.max_penalty))
+                    self._last_violation = viol
+                inner_tol = max(self.tol, 0.1 * inner_tol) if code == CONVERGED else inner_tol
+                self.evaluate()
+        self._last_violation = np.inf
+        converged = code == CONVERGED and viol <= self.constraint_tol and self.state[5] <= self.tol
+        if converged:
+            message = f"converged: max |projected Q_u| {self.state[7]:.1e}, constraint violation {viol:.1e}"
+        elif budget_hit:
+            message = f"time budget of {time_budget * 1e3:.3g} ms reached after {steps} iterations: the best " \
+                      "iterate so far, not converged"
+        elif code in _CODES:
+            message = _CODES[code]
+        elif steps >= self.max_iterations:
+            message = f"stopped after max_iterations = {self.max_iterations} iterations, not converged " \
+                      f"(max |Q_u| {self.state[7]:.1e}, constraint violation {viol:.1e})"
+        else:
+            message = "stopped"
+        seconds = time.perf_counter() - start
+        N = self.N
+        t = self.t0 + self.h * np.arange(N + 1)
+        cost = self.plain_cost()
+        mult = self.multipliers() if self._constrained else {}
+        return Solution(bool(converged), message, "ddp", self.variant.replace("_", "-"), cost=cost, t=t,
+                        x=self.xs.copy(), u=self.us.copy(), costates=self.Vx.copy(), T=self.h * N,
+                        iterations=steps, gradient_evaluations=steps, wall_time=seconds,
+                        constraint_violation=float(viol if np.isfinite(viol) else np.nan),
+                        extra={"stationarity": float(self.state[7]), "gaps": float(np.max(np.abs(self.fs))),
+                               "outer_iterations": outer, "penalty": self.mu, "regularisation": float(self.state[0]),
+                               "multipliers": mult, "box": self.box, "time_budget_exceeded": budget_hit,
+                               "augmented_cost": float(self.state[4])},
+                        gains=self.K.copy(), feedforward=self.k.copy())
+
+    def _inner(self, start, time_budget) -> int:
+        """Iterate on fixed multipliers until converged, stuck, out of iterations or time."""
+        while True:
+            left = self.max_iterations - int(self.state[10])
+            if left <= 0:
+                return STEPPED
+            chunk = left if time_budget is None else 1
+            code = self.iterate(chunk)
+            if code != STEPPED:
+                if code == NO_STEP:
+                    if self.state[0] >= self.state[2]:
+                        return REG_MAX
+                    continue
+                return code
+            if time_budget is not None and time.perf_counter() - start > time_budget:
+                return STEPPED
+
+    def _check_initial_state(self) -> None:
+        """A path constraint that the initial state violates whatever the control: no solution."""
+        pr = self.problem
+        if not pr.n_g:
+            return
+        g0 = np.atleast_1d(self.module.pc_forward(self.x0, self.us[0], pr.params, self.t0))
+        du = self.module.pc_jacobian(self.x0, self.us[0], pr.params, self.t0)[1].reshape(pr.n_g, pr.n_u)
+        for i in np.flatnonzero(g0 > self.constraint_tol):
+            if not np.any(du[i]):
+                raise ProblemError(f"the initial state {self.x0} violates path constraint {i} "
+                                   f"(g_{i} = {g0[i]:.3g} > 0) and no control can change that at t = {self.t0:g}: "
+                                   "start from a state inside the constraints or relax them")
+
+
+def ddp(problem: OptimalControlProblem, variant: str = "auto", U0=None, X0=None,
+        time_budget: float | None = None, **options) -> Solution:
+    """Solve ``problem`` by FDDP (see the module docstring); options as :class:`DDPSolver`
+    (``tol``, ``constraint_tol``, ``max_iterations``, ``penalty``, ``reg_*``, ``line_search``).
+    Never raises for a bad problem: read ``status`` and ``message``. The solution carries the
+    feedback gains ``gains`` K_k (N, m, n), the feed-forward terms ``feedforward`` k_k (N, m)
+    and the value gradients V_x(k) as ``costates``.
+
+    >>> from trajectories.systems import double_integrator_lqr
+    >>> s = ddp(double_integrator_lqr(N=40), variant="second-order")
+    >>> s.status, s.method, s.gradient
+    (True, 'ddp', 'second-order')
+    """
+    start = time.perf_counter()
+    try:
+        solver = DDPSolver(problem, variant=variant, **options)
+        sol = solver.solve(U0=U0, X0=X0, time_budget=time_budget)
+    except (ProblemError, FloatingPointError) as exc:
+        return Solution(False, str(exc), "ddp", variant, wall_time=time.perf_counter() - start)
+    sol.wall_time = time.perf_counter() - start
+    return sol
+
+
+__all__ = ["DDPSolver", "VARIANTS", "check_problem", "ddp"]

@@ -1,0 +1,537 @@
+# ruff: noqa: F821
+"""Compiled passes of DDP: a source template, not an importable module.
+
+:mod:`trajectories.ddp` appends this text (and one of the two ``_derivatives`` bodies below it)
+to a generated module holding the problem's kernels, so these ``@njit(cache=True)`` functions
+call them by name and Numba caches everything together. Kernels (see :mod:`diffsim.codegen`):
+
+- ``st_*``: one stage ``(x, u, q, t, h) -> [x_next, stage cost]`` (the integrator step of the
+  augmented state plus the stage's augmented-Lagrangian path term);
+- ``gn_*`` (Gauss-Newton): ``[stage, ∇_(x,u) stage cost]``, whose Jacobian holds the step Jacobian
+  and the exact Hessian of the stage cost;
+- ``sg_*`` (second order): ``∇_(x,u) (ctᵀ stage)``, whose Jacobian holds the Hessian of the stage
+  contracted with ct = [V_x', 1] and, as its Jacobian in ct, the step Jacobian;
+- ``tm_*``, ``tg_*``: the terminal cost (with its augmented-Lagrangian terms) and its gradient.
+
+Sign conventions: the control update is δu_k = α k_k + K_k δx_k (k, K are the feed-forward term
+and the feedback gain), the gaps are f_0 = x0 − x_0, f_{k+1} = F(x_k, u_k) − x_{k+1}, and
+``Vx`` holds the gap-corrected value gradient V_x + V_xx f of Mastalli et al. (2020), eq. 11.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+CONVERGED, STEPPED, NO_STEP, REG_MAX, NONFINITE = 0, 1, 2, 3, 4
+
+
+@njit(cache=True)
+def _cholesky(H, L, idx, nf):
+    """L Lᵀ = H[idx][:, idx] for the first nf indices; False if not positive definite."""
+    for a in range(nf):
+        s = H[idx[a], idx[a]]
+        for c in range(a):
+            s -= L[a, c] * L[a, c]
+        if not s > 0.0:
+            return False
+        L[a, a] = math.sqrt(s)
+        for b in range(a + 1, nf):
+            s = H[idx[b], idx[a]]
+            for c in range(a):
+                s -= L[b, c] * L[a, c]
+            L[b, a] = s / L[a, a]
+    return True
+
+
+@njit(cache=True)
+def _chol_solve(L, b, x, nf):
+    """x = (L Lᵀ)⁻¹ b (x may alias b)."""
+    for a in range(nf):
+        s = b[a]
+        for c in range(a):
+            s -= L[a, c] * x[c]
+        x[a] = s / L[a, a]
+    for a in range(nf - 1, -1, -1):
+        s = x[a]
+        for c in range(a + 1, nf):
+            s -= L[c, a] * x[c]
+        x[a] = s / L[a, a]
+
+
+@njit(cache=True)
+def _free_set(H, g, x, lo, hi, idx, L):
+    """Indices of the controls not held at a bound by the gradient of ½xᵀHx + gᵀx, and the
+    Cholesky factor of H on them. Returns their number, or -1 if that block is not positive definite."""
+    m = x.shape[0]
+    nf = 0
+    for i in range(m):
+        gi = g[i]
+        for j in range(m):
+            gi += H[i, j] * x[j]
+        if not ((x[i] <= lo[i] and gi > 0.0) or (x[i] >= hi[i] and gi < 0.0)):
+            idx[nf] = i
+            nf += 1
+    if not _cholesky(H, L, idx, nf):
+        return -1
+    return nf
+
+
+@njit(cache=True)
+def _qp_value(H, g, x):
+    m = x.shape[0]
+    v = 0.0
+    for i in range(m):
+        s = 0.5 * H[i, i] * x[i]
+        for j in range(i):
+            s += H[i, j] * x[j]
+        v += x[i] * (s + g[i])
+    return v
+
+
+@njit(cache=True)
+def _box_qp(H, g, lo, hi, x, idx, L, w, xn):
+    """Projected Newton (Bertsekas 1982; Tassa, Mansard & Todorov 2014, Alg. 3) for
+    min ½xᵀHx + gᵀx on lo ≤ x ≤ hi, warm-started at x. Returns the size of the free set at the
+    solution (its factor in L, its indices in idx), or -1 if H is not positive definite there."""
+    m = x.shape[0]
+    for i in range(m):
+        x[i] = min(max(x[i], lo[i]), hi[i])
+    for _ in range(100):
+        nf = _free_set(H, g, x, lo, hi, idx, L)
+        if nf < 0:
+            return -1
+        gmax = 0.0
+        for a in range(nf):
+            i = idx[a]
+            gi = g[i]
+            for j in range(m):
+                gi += H[i, j] * x[j]
+            w[a] = gi
+            gmax = max(gmax, abs(gi))
+        if gmax <= 1e-13 * (1.0 + np.max(np.abs(g))):
+            return nf
+        # Newton step on the free controls; the clamped ones stay where they are
+        _chol_solve(L, w, w, nf)
+        f0 = _qp_value(H, g, x)
+        step = 1.0
+        moved = False
+        while step > 1e-12:
+            xn[:] = x
+            for a in range(nf):
+                i = idx[a]
+                xn[i] = min(max(x[i] - step * w[a], lo[i]), hi[i])
+            # Armijo on the projected arc: sufficient decrease against the gradient along it
+            slope = 0.0
+            for i in range(m):
+                gi = g[i]
+                for j in range(m):
+                    gi += H[i, j] * x[j]
+                slope += gi * (xn[i] - x[i])
+            if _qp_value(H, g, xn) <= f0 + 0.1 * slope:
+                moved = True
+                break
+            step *= 0.5
+        if not moved:
+            break
+        change = 0.0
+        for i in range(m):
+            change = max(change, abs(xn[i] - x[i]))
+        x[:] = xn
+        if change <= 1e-15 * (1.0 + np.max(np.abs(x))):
+            break
+    return _free_set(H, g, x, lo, hi, idx, L)
+
+
+@njit(cache=True)
+def evaluate(x0, xs, us, Q, r, t0, h, fs):
+    """The gaps fs and the cost of (xs, us) with stage parameters Q and terminal parameters r.
+    Returns (cost, first non-finite stage or -1)."""
+    n, N = xs.shape[1], us.shape[0]
+    out = np.empty(n + 1)
+    for i in range(n):
+        fs[0, i] = x0[i] - xs[0, i]
+    cost = 0.0
+    for k in range(N):
+        st_forward_into_unchecked(xs[k], us[k], Q[k], t0 + k * h, h, out)
+        for i in range(n + 1):
+            if not math.isfinite(out[i]):
+                return math.inf, k
+        cost += out[n]
+        for i in range(n):
+            fs[k + 1, i] = out[i] - xs[k + 1, i]
+    cost += tm_forward_unchecked(xs[N], r)
+    if not math.isfinite(cost):
+        return math.inf, N
+    return cost, -1
+
+
+@njit(cache=True)
+def rollout(x0, us, Q, r, t0, h, xs):
+    """xs := the states of a rollout of us from x0; returns (cost, first non-finite stage or -1)."""
+    n, N = xs.shape[1], us.shape[0]
+    out = np.empty(n + 1)
+    xs[0] = x0
+    cost = 0.0
+    for k in range(N):
+        st_forward_into_unchecked(xs[k], us[k], Q[k], t0 + k * h, h, out)
+        for i in range(n + 1):
+            if not math.isfinite(out[i]):
+                return math.inf, k
+        cost += out[n]
+        xs[k + 1] = out[:n]
+    cost += tm_forward_unchecked(xs[N], r)
+    return cost, (-1 if math.isfinite(cost) else N)
+
+
+@njit(cache=True)
+def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, gains):
+    """The Riccati sweep of FDDP (Mastalli et al. 2020, eqs. 9-12) in one loop, with the
+    projected-Newton box step (Tassa et al. 2014) when ``box``. Writes the gains K, k, the value
+    derivatives and Q_u, Q_uu (regularised) per stage. With ``gains`` False only the stationarity
+    is computed (no gains, no value Hessian update beyond what Q_u needs).
+
+    Returns (failed stage or -1, stationarity max|proj Q_u|, dg, dq) where dg, dq are the
+    first- and second-order terms of the expected improvement (Mastalli et al. eq. 15)."""
+    n, m, N = xs.shape[1], us.shape[1], us.shape[0]
+    A = np.empty((n, n))
+    B = np.empty((n, m))
+    lx = np.empty(n)
+    lu = np.empty(m)
+    Hxx = np.empty((n, n))
+    Hux = np.empty((m, n))
+    Huu = np.empty((m, m))
+    VA = np.empty((n, n))
+    VB = np.empty((n, m))
+    Qx = np.empty(n)
+    Qxx = np.empty((n, n))
+    Qux = np.empty((m, n))
+    L = np.empty((m, m))
+    idx = np.empty(m, dtype=np.int64)
+    w = np.empty(m)
+    wn = np.empty(m)
+    dlo = np.empty(m)
+    dhi = np.empty(m)
+    col = np.empty(m)
+    ct = np.empty(n + 1)
+    # terminal: V = Φ (with its augmented-Lagrangian terms)
+    tg_forward_into_unchecked(xs[N], r, Vx[N])
+    Jt = tg_jacobian_unchecked(xs[N], r)[0]
+    for i in range(n):
+        for j in range(n):
+            Vxx[N, i, j] = 0.5 * (Jt[i, j] + Jt[j, i])
+        Vxx[N, i, i] += reg
+    dg, dq, stat = 0.0, 0.0, 0.0
+    for i in range(n):
+        s = 0.0
+        for j in range(n):
+            s += Vxx[N, i, j] * fs[N, j]
+        dq += fs[N, i] * s
+        Vx[N, i] += s
+        dg -= Vx[N, i] * fs[N, i]
+    for k in range(N - 1, -1, -1):
+        t = t0 + k * h
+        vn = Vx[k + 1]
+        ct[:n] = vn
+        ct[n] = 1.0
+        _derivatives(xs[k], us[k], Q[k], t, h, ct, A, B, lx, lu, Hxx, Hux, Huu)
+        Vn = Vxx[k + 1]
+        for i in range(n):
+            s = lx[i]
+            for a in range(n):
+                s += A[a, i] * vn[a]
+            Qx[i] = s
+        for c in range(m):
+            s = lu[c]
+            for a in range(n):
+                s += B[a, c] * vn[a]
+            Qu[k, c] = s
+        # projected stationarity at the current controls
+        for c in range(m):
+            qc = Qu[k, c]
+            if box and ((us[k, c] <= lo[c] and qc > 0.0) or (us[k, c] >= hi[c] and qc < 0.0)):
+                qc = 0.0
+            stat = max(stat, abs(qc))
+        for a in range(n):
+            for j in range(n):
+                s = 0.0
+                for b in range(n):
+                    s += Vn[a, b] * A[b, j]
+                VA[a, j] = s
+            for c in range(m):
+                s = 0.0
+                for b in range(n):
+                    s += Vn[a, b] * B[b, c]
+                VB[a, c] = s
+        for i in range(n):
+            for j in range(n):
+                s = Hxx[i, j]
+                for a in range(n):
+                    s += A[a, i] * VA[a, j]
+                Qxx[i, j] = s
+        for c in range(m):
+            for j in range(n):
+                s = Hux[c, j]
+                for a in range(n):
+                    s += B[a, c] * VA[a, j]
+                Qux[c, j] = s
+            for d in range(m):
+                s = Huu[c, d]
+                for a in range(n):
+                    s += B[a, c] * VB[a, d]
+                Quu[k, c, d] = s
+            Quu[k, c, c] += reg
+        if not gains:
+            continue
+        Qk = Quu[k]
+        # feed-forward k = argmin ½kᵀQuu k + Quᵀk (in the box lo - u ≤ k ≤ hi - u)
+        if box:
+            for c in range(m):
+                dlo[c] = lo[c] - us[k, c]
+                dhi[c] = hi[c] - us[k, c]
+                w[c] = kff[k, c]  # warm start from the previous iteration's step
+            nf = _box_qp(Qk, Qu[k], dlo, dhi, w, idx, L, col, wn)
+            if nf < 0:
+                return k, stat, dg, dq
+            kff[k] = w
+        else:
+            for c in range(m):
+                idx[c] = c
+            nf = m
+            if not _cholesky(Qk, L, idx, m):
+                return k, stat, dg, dq
+            _chol_solve(L, Qu[k], w, m)
+            for c in range(m):
+                kff[k, c] = -w[c]
+        # feedback K = −Quu_ff⁻¹ Qux_f on the free controls, zero rows on the clamped ones
+        K[k] = 0.0
+        for j in range(n):
+            for a in range(nf):
+                col[a] = Qux[idx[a], j]
+            _chol_solve(L, col, col, nf)
+            for a in range(nf):
+                K[k, idx[a], j] = -col[a]
+        # V_x = Q_x + Kᵀ Quu k + Kᵀ Q_u + Q_uxᵀ k ; V_xx = Q_xx + Kᵀ Quu K + Kᵀ Q_ux + Q_uxᵀ K
+        kq = 0.0
+        for c in range(m):
+            s = 0.0
+            for d in range(m):
+                s += Qk[c, d] * kff[k, d]
+            w[c] = s + Qu[k, c]   # Quu k + Qu
+            kq += kff[k, c] * s
+            dg -= Qu[k, c] * kff[k, c]
+        dq -= kq
+        for i in range(n):
+            s = Qx[i]
+            for c in range(m):
+                s += K[k, c, i] * w[c] + Qux[c, i] * kff[k, c]
+            Vx[k, i] = s
+        for i in range(n):
+            for c in range(m):
+                s = 0.0
+                for d in range(m):
+                    s += Qk[c, d] * K[k, d, i]
+                VB[i, c] = s + Qux[c, i]    # (Quu K + Qux)ᵀ, row i
+        for i in range(n):
+            for j in range(i, n):
+                s = Qxx[i, j]
+                for c in range(m):
+                    s += K[k, c, i] * VB[j, c] + Qux[c, i] * K[k, c, j]
+                Vxx[k, i, j] = s
+        for i in range(n):
+            for j in range(i):
+                Vxx[k, i, j] = Vxx[k, j, i]
+            Vxx[k, i, i] += reg
+        for i in range(n):
+            s = 0.0
+            for j in range(n):
+                s += Vxx[k, i, j] * fs[k, j]
+            dq += fs[k, i] * s
+            Vx[k, i] += s
+            dg -= Vx[k, i] * fs[k, i]
+    return -1, stat, dg, dq
+
+
+@njit(cache=True)
+def forward(xs, us, fs, Q, r, t0, h, alpha, K, kff, box, lo, hi, Vxx, xs_try, us_try):
+    """The nonlinear rollout of FDDP with gaps (Mastalli et al. 2020, eq. 16) in one loop:
+    x̂_0 = x_0 + α f_0, û_k = u_k + α k_k + K_k (x̂_k − x_k) (clamped into the box),
+    x̂_{k+1} = F(x̂_k, û_k) − (1 − α) f_{k+1}. Returns (cost, dv, first non-finite stage or -1)
+    where dv = Σ f_kᵀ V_xx,k (x̂_k − x_k) enters the expected improvement."""
+    n, m, N = xs.shape[1], us.shape[1], us.shape[0]
+    out = np.empty(n + 1)
+    dx = np.empty(n)
+    cost = 0.0
+    dv = 0.0
+    for i in range(n):
+        xs_try[0, i] = xs[0, i] + alpha * fs[0, i]
+    for k in range(N + 1):
+        for i in range(n):
+            dx[i] = xs_try[k, i] - xs[k, i]
+        for i in range(n):
+            s = 0.0
+            for j in range(n):
+                s += Vxx[k, i, j] * dx[j]
+            dv += fs[k, i] * s
+        if k == N:
+            break
+        for c in range(m):
+            s = us[k, c] + alpha * kff[k, c]
+            for j in range(n):
+                s += K[k, c, j] * dx[j]
+            if box:
+                s = min(max(s, lo[c]), hi[c])
+            us_try[k, c] = s
+        st_forward_into_unchecked(xs_try[k], us_try[k], Q[k], t0 + k * h, h, out)
+        for i in range(n + 1):
+            if not math.isfinite(out[i]):
+                return math.inf, dv, k
+        cost += out[n]
+        for i in range(n):
+            xs_try[k + 1, i] = out[i] - (1.0 - alpha) * fs[k + 1, i]
+    cost += tm_forward_unchecked(xs_try[N], r)
+    if not math.isfinite(cost):
+        return math.inf, dv, N
+    return cost, dv, -1
+
+
+@njit(cache=True)
+def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_try, us_try, alphas, state,
+            max_steps):
+    """Up to ``max_steps`` FDDP iterations (crocoddyl's SolverFDDP::solve logic): backward pass
+    with the regularisation raised until it succeeds, then a backtracking line search on the
+    cost with FDDP's acceptance test, then the regularisation schedule. ``state`` holds
+    [reg, reg_min, reg_max, reg_factor, cost, tol, feas_tol, (out) stationarity, feasibility,
+    alpha, steps taken, backward failures]. Returns a code: CONVERGED when stationarity and
+    feasibility are below their tolerances at the current iterate (nothing changed), STEPPED
+    after max_steps steps, NO_STEP (no step accepted, regularisation raised), REG_MAX, NONFINITE."""
+    n, N = xs.shape[1], us.shape[0]
+    reg_min, reg_max, factor, tol, feas_tol = state[1], state[2], state[3], state[5], state[6]
+    for _ in range(max_steps):
+        feas = 0.0
+        for k in range(N + 1):
+            for i in range(n):
+                feas = max(feas, abs(fs[k, i]))
+        while True:
+            bad, stat, dg, dq = backward(xs, us, fs, Q, r, t0, h, state[0], box, lo, hi, K, kff, Vx, Vxx, Qu,
+                                         Quu, True)
+            if bad < 0:
+                break
+            state[11] += 1
+            if state[0] >= reg_max:
+                state[7], state[8] = stat, feas
+                return REG_MAX
+            state[0] = min(max(state[0] * factor, reg_min), reg_max)
+        state[7], state[8] = stat, feas
+        if stat <= tol and feas <= feas_tol:
+            return CONVERGED
+        cost = state[4]
+        accepted = False
+        alpha = 0.0
+        for a in range(alphas.shape[0]):
+            alpha = alphas[a]
+            cost_try, dv, bad = forward(xs, us, fs, Q, r, t0, h, alpha, K, kff, box, lo, hi, Vxx, xs_try, us_try)
+            if bad >= 0:
+                continue
+            d0 = dg + dv
+            d1 = dq - 2.0 * dv
+            expected = alpha * (d0 + 0.5 * alpha * d1)
+            dV = cost - cost_try
+            if expected >= 0.0:
+                ok = d0 < 1e-12 or dV > 0.1 * expected
+            else:  # a cost increase allowed while the gaps close (Mastalli et al., §IV-C)
+                ok = d0 < 1e-12 or dV < 2.0 * expected
+            if ok:
+                accepted = True
+                break
+        if accepted:
+            xs[:] = xs_try
+            us[:] = us_try
+            fs *= (1.0 - alpha)
+            state[4] = cost_try
+            state[9] = alpha
+            state[10] += 1
+        if not accepted or alpha <= 0.01:
+            if state[0] >= reg_max:
+                return REG_MAX
+            state[0] = min(max(state[0] * factor, reg_min), reg_max)
+            if not accepted:
+                state[9] = 0.0
+                return NO_STEP
+        elif alpha > 0.5:
+            state[0] = state[0] / factor if state[0] / factor >= reg_min else 0.0
+    return STEPPED
+
+
+@njit(cache=True)
+def shift(xs, us, K, kff, steps):
+    """Warm start of a receding horizon: drop the first ``steps`` stages, repeat the last one."""
+    N = us.shape[0]
+    s = min(steps, N)
+    for k in range(N - s):
+        xs[k] = xs[k + s]
+        us[k] = us[k + s]
+        K[k] = K[k + s]
+        kff[k] = kff[k + s]
+    for k in range(N - s, N):
+        xs[k] = xs[N]
+        us[k] = us[N - s - 1] if N - s - 1 >= 0 else us[k]
+        K[k] = K[N - 1]
+    for k in range(N - s, N):
+        kff[k] = 0.0
+
+
+# ---------------------------------------------------------------- stage derivatives, one per variant
+# trajectories.ddp appends `_derivatives = _derivatives_<variant>`: only that one is compiled.
+
+
+@njit(cache=True)
+def _derivatives_gauss_newton(x, u, q, t, h, ct, A, B, lx, lu, Hxx, Hux, Huu):
+    """Step Jacobian and the exact Hessian of the stage cost (the dynamics' curvature left out)."""
+    J = gn_jacobian_unchecked(x, u, q, t, h)
+    Jx, Ju = J[0], J[1]
+    n, m = A.shape[0], B.shape[1]
+    for a in range(n):
+        for j in range(n):
+            A[a, j] = Jx[a, j]
+            Hxx[a, j] = Jx[n + 1 + a, j]
+        for c in range(m):
+            B[a, c] = Ju[a, c]
+        lx[a] = Jx[n, a]
+    for c in range(m):
+        lu[c] = Ju[n, c]
+        for j in range(n):
+            Hux[c, j] = Jx[2 * n + 1 + c, j]
+        for d in range(m):
+            Huu[c, d] = Ju[2 * n + 1 + c, d]
+
+@njit(cache=True)
+def _derivatives_second_order(x, u, q, t, h, ct, A, B, lx, lu, Hxx, Hux, Huu):
+    """Step Jacobian and the Hessian of ctᵀ·stage, ct = [V_x', 1]: the cost's and the
+    dynamics' curvature (the tensor term of DDP, Mayne 1966)."""
+    J = sg_jacobian_unchecked(x, u, q, t, h, ct)
+    Jx, Ju, Jc = J[0], J[1], J[5]
+    n, m = A.shape[0], B.shape[1]
+    for a in range(n):
+        for j in range(n):
+            A[a, j] = Jc[j, a]
+            Hxx[a, j] = Jx[a, j]
+        for c in range(m):
+            B[a, c] = Jc[n + c, a]
+        lx[a] = Jc[a, n]
+    for c in range(m):
+        lu[c] = Jc[n + c, n]
+        for j in range(n):
+            Hux[c, j] = Jx[n + c, j]
+        for d in range(m):
+            Huu[c, d] = Ju[n + c, d]
+
+
+@njit(cache=True)
+def first_control(xs, us, K, x, box, lo, hi, out):
+    """out := u_0 + K_0 (x − x_0), clamped into the box: the plan's first control with its feedback."""
+    n, m = xs.shape[1], us.shape[1]
+    for c in range(m):
+        s = us[0, c]
+        for j in range(n):
+            s += K[0, c, j] * (x[j] - xs[0, j])
+        out[c] = min(max(s, lo[c]), hi[c]) if box else s
