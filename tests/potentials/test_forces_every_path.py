@@ -111,3 +111,29 @@ def test_one_calculator_follows_cell_changes(model, crystal, scale_atoms):
     assert_forces(F, fd_forces(model, atoms))
     np.testing.assert_allclose(stress, fd_stress(model, atoms), rtol=1e-5, atol=1e-9)
     assert atoms.get_potential_energy() == pytest.approx(fresh_energy(model, atoms), rel=1e-12)
+
+
+def test_energy_without_a_given_topology_is_differentiable_in_positions_and_cell(model, crystal):
+    import diffsim as ds
+
+    atoms = crystal(seed=7)
+    R, cell, pbc, Z = atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers
+    energy = lambda R_, cell_: model.energy(model.weights, R_, cell_, pbc, Z)  # builds its own topology
+    E, (dR, dcell) = ds.value_and_grad(energy, argnums=(0, 1))(R, cell)
+    assert float(E) == pytest.approx(fresh_energy(model, atoms), rel=1e-12)
+    assert_forces(-np.asarray(dR), fd_forces(model, atoms))
+    # ∂E/∂cell at fixed Cartesian positions: only the periodic images move
+    fd = np.zeros((3, 3))
+    for a in range(3):
+        for c in range(3):
+            e = np.zeros((3, 3))
+            e[a, c] = H
+            fd[a, c] = (float(energy(R, cell + e)) - float(energy(R, cell - e))) / (2 * H)
+    assert np.abs(fd).max() > 1e-3
+    np.testing.assert_allclose(np.asarray(dcell), fd, rtol=1e-6, atol=1e-8)
+
+
+def test_energy_forces_returns_no_stress_unless_asked(model, crystal):
+    atoms = crystal()
+    E, F, sigma = model.energy_forces(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)
+    assert sigma is None and F.shape == (len(atoms), 3)
