@@ -106,6 +106,6 @@ def test_bfgs_relaxes_a_rattled_crystal_back_to_fcc_with_falling_energy(trained_
     assert np.sqrt(np.mean(np.sum(d * d, axis=1))) < 0.01
 
 
-def test_bad_ensemble():
+def test_unknown_ensemble_is_refused_by_name():
     with pytest.raises(ValueError, match="ensemble"):
         run_md(crystal(), EMT(), ensemble="npt")
