@@ -137,3 +137,9 @@ def test_energy_forces_returns_no_stress_unless_asked(model, crystal):
     atoms = crystal()
     E, F, sigma = model.energy_forces(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)
     assert sigma is None and F.shape == (len(atoms), 3)
+
+
+def test_per_atom_energies_without_a_given_topology_sum_to_the_energy(model, crystal):
+    atoms = crystal(seed=8)
+    eps = model.per_atom_energies(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)
+    assert eps.shape == (len(atoms),) and eps.sum() == pytest.approx(fresh_energy(model, atoms), rel=1e-12)
