@@ -7,22 +7,9 @@ import numpy as np
 import pytest
 
 from potentials.calculator import Calculator
-from potentials.model import ACSFModel
 
 H = 1e-5
 ATOMS_CHECKED = (0, 1, 5)  # a Cu, and the Au atoms 1 and 5 of the crystal fixture
-
-
-@pytest.fixture(scope="module")
-def acsf_model():
-    m = ACSFModel(["Cu", "Au"], hidden=(10, 10), seed=1)
-    m.reference = {"Cu": -3.0, "Au": -3.5}
-    return m
-
-
-@pytest.fixture(params=["acsf_model", "small_painn"])
-def model(request):
-    return request.getfixturevalue(request.param)
 
 
 def fresh_energy(model, atoms):

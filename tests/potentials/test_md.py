@@ -34,13 +34,6 @@ def trained_acsf(frames):
     return model
 
 
-@pytest.fixture(scope="module")
-def acsf_model():
-    m = ACSFModel(["Cu", "Au"], hidden=(10, 10), seed=1)
-    m.reference = {"Cu": -3.0, "Au": -3.5}
-    return m
-
-
 def test_nve_with_a_learned_model_conserves_energy_and_its_rdf_matches_emts(trained_acsf, tmp_path):
     out = compare_with_reference(crystal(), Calculator(trained_acsf), EMT(), temperature_K=600, steps=200,
                                  interval=10, plot=str(tmp_path / "md.png"))
