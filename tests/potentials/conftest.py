@@ -3,6 +3,7 @@
 import pytest
 from ase.build import bulk, molecule
 
+from potentials.model import ACSFModel
 from potentials.painn import PaiNNModel
 from potentials.reference_data import generate_emt_dataset, load_dataset
 
@@ -48,3 +49,17 @@ def small_painn():
     m = PaiNNModel(["Cu", "Au"], features=8, layers=2, n_rbf=6, cutoff=4.5, seed=1)
     m.reference, m.energy_scale = {"Cu": -3.0, "Au": -3.5}, 0.7
     return m
+
+
+@pytest.fixture(scope="session")
+def acsf_model():
+    """A small untrained Cu/Au ACSF model with nonzero references."""
+    m = ACSFModel(["Cu", "Au"], hidden=(10, 10), seed=1)
+    m.reference = {"Cu": -3.0, "Au": -3.5}
+    return m
+
+
+@pytest.fixture(params=["acsf_model", "small_painn"])
+def model(request):
+    """Each kind of model in turn (tests of the shared interface run for both)."""
+    return request.getfixturevalue(request.param)

@@ -42,7 +42,7 @@ def _atoms(pos, cell, pbc):
     return Atoms("H" * len(pos), positions=pos, cell=cell, pbc=pbc)
 
 
-def test_molecule_without_cell():
+def test_molecule_without_cell_equals_ase():
     pos = np.random.default_rng(1).uniform(0, 5, (30, 3))
     i, j, S, d = neighbor_list(pos, np.zeros((3, 3)), [False] * 3, 2.0)
     ai, aj, aS = ase_neighbor_list("ijS", _atoms(pos, np.zeros((3, 3)), False), 2.0)

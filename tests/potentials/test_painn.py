@@ -72,7 +72,7 @@ def test_training_beats_the_constant_force_baseline(frames):
     assert errors["force_mae"] < 0.35 * spread, (errors, spread)  # a constant (zero) force model scores `spread`
 
 
-def test_bad_input(model, crystal):
+def test_close_atoms_and_unknown_elements_are_refused_by_name(model, crystal):
     close = crystal()
     close.positions[1] = close.positions[0] + [0.5, 0, 0]
     close.calc = Calculator(model)

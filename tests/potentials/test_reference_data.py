@@ -29,7 +29,7 @@ def test_every_record_is_labelled_by_emt(small_db):
         np.testing.assert_allclose(f, fresh.get_forces(), atol=1e-10)
 
 
-def test_alloy_and_unknown_elements(tmp_path):
+def test_alloy_data_holds_only_its_elements_and_an_unknown_element_leaves_no_file(tmp_path):
     n = generate_emt_dataset(tmp_path / "cuau.db", "CuAu", size=(2, 2, 2), temperatures=(), rattled=2, strained=0,
                              vacancies=0, progress=False)
     symbols = set().union(*(set(a.get_chemical_symbols()) for a in load_dataset(tmp_path / "cuau.db")))
@@ -73,7 +73,7 @@ def test_interrupted_generation_leaves_no_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_extxyz_out_and_in(tmp_path):
+def test_extxyz_round_trip_keeps_the_emt_labels(tmp_path):
     n = generate_emt_dataset(tmp_path / "cu.extxyz", "Cu", size=(2, 2, 2), temperatures=(), rattled=3, strained=0,
                              vacancies=0, progress=False)
     frames = load_dataset(tmp_path / "cu.extxyz")

@@ -130,7 +130,7 @@ def test_bad_problems_fail_with_a_message_not_a_traceback():
     sol = single_shooting(blowup)
     assert not sol.status and "non-finite" in sol.message
     short = single_shooting(cart_pole_swingup(N=40), maxiter=3)
-    assert not sol.status and "Iteration limit" in short.message
+    assert not short.status and "Iteration limit" in short.message
 
 
 def test_solution_plot_writes_a_figure(tmp_path):

@@ -1,0 +1,132 @@
+"""Forces are −∂E/∂R on every path that produces them, against central finite differences of the
+energy computed by fresh calculators: with stress requested (the branch ASE's cell filters take),
+with per-atom energies requested, through ``energy_forces(stress=True)`` directly, and with one
+calculator kept across cell changes (its Verlet list must follow the cell). Both models."""
+
+import numpy as np
+import pytest
+
+from potentials.calculator import Calculator
+
+H = 1e-5
+ATOMS_CHECKED = (0, 1, 5)  # a Cu, and the Au atoms 1 and 5 of the crystal fixture
+
+
+def fresh_energy(model, atoms):
+    atoms = atoms.copy()
+    atoms.calc = Calculator(model)
+    return atoms.get_potential_energy()
+
+
+def fd_forces(model, atoms, indices=ATOMS_CHECKED):
+    """−∂E/∂R_a by central differences, each energy from a new calculator (plain energy path)."""
+    fd = np.zeros((len(indices), 3))
+    for row, a in enumerate(indices):
+        for c in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[a, c] += H
+            minus.positions[a, c] -= H
+            fd[row, c] = -(fresh_energy(model, plus) - fresh_energy(model, minus)) / (2 * H)
+    return fd
+
+
+def fd_stress(model, atoms):
+    """(1/V) ∂E/∂ε by central differences of homogeneous strains, symmetrised, Voigt order."""
+    cell0, V = np.array(atoms.cell), atoms.get_volume()
+    fd = np.zeros((3, 3))
+    for a in range(3):
+        for c in range(3):
+            e = np.zeros((3, 3))
+            e[a, c] = 1e-6
+            vals = []
+            for sign in (1, -1):
+                s = atoms.copy()
+                s.set_cell(cell0 @ (np.eye(3) + sign * e), scale_atoms=True)
+                vals.append(fresh_energy(model, s))
+            fd[a, c] = (vals[0] - vals[1]) / 2e-6 / V
+    fd = 0.5 * (fd + fd.T)
+    return fd[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+
+
+def assert_forces(F, fd):
+    assert np.abs(fd).max() > 1e-3  # the reference is not trivially zero, so a sign flip shows
+    np.testing.assert_allclose(F[list(ATOMS_CHECKED)], fd, rtol=1e-6, atol=1e-8)
+
+
+def test_forces_after_a_stress_request_are_minus_the_energy_gradient(model, crystal):
+    atoms = crystal()
+    atoms.calc = Calculator(model)
+    atoms.get_stress()  # computes the forces on the stress=True branch; get_forces reads them back
+    assert_forces(atoms.get_forces(), fd_forces(model, atoms))
+
+
+def test_forces_with_stress_and_per_atom_energies_in_one_call(model, crystal):
+    atoms = crystal(seed=3)
+    calc = Calculator(model)
+    atoms.calc = calc
+    calc.calculate(atoms, ["energy", "forces", "stress", "energies"])
+    assert_forces(calc.results["forces"], fd_forces(model, atoms))
+    assert calc.results["energies"].sum() == pytest.approx(fresh_energy(model, atoms), rel=1e-12)
+
+
+def test_forces_after_a_per_atom_energy_request_are_minus_the_energy_gradient(model, crystal):
+    atoms = crystal(seed=4)
+    atoms.calc = Calculator(model)
+    eps = atoms.get_potential_energies()
+    assert_forces(atoms.get_forces(), fd_forces(model, atoms))
+    assert eps.sum() == pytest.approx(fresh_energy(model, atoms), rel=1e-12)
+
+
+def test_energy_forces_stress_branch_returns_minus_the_energy_gradient(model, crystal):
+    atoms = crystal(seed=5)
+    E, F, sigma = model.energy_forces(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers, stress=True)
+    assert E == pytest.approx(fresh_energy(model, atoms), rel=1e-12)
+    assert_forces(F, fd_forces(model, atoms))
+    assert sigma.shape == (3, 3)
+
+
+@pytest.mark.parametrize("scale_atoms", [True, False], ids=["atoms-follow-cell", "atoms-stay"])
+def test_one_calculator_follows_cell_changes(model, crystal, scale_atoms):
+    atoms = crystal(seed=6)
+    atoms.calc = Calculator(model)
+    atoms.get_stress()
+    atoms.get_forces()
+    # a sheared, stretched cell: periodic images and pair shifts change under the same calculator
+    atoms.set_cell(np.array(atoms.cell) @ np.array([[1.03, 0.04, 0.0], [0.0, 0.98, 0.03], [0.02, 0.0, 1.01]]),
+                   scale_atoms=scale_atoms)
+    stress, F = atoms.get_stress(), atoms.get_forces()
+    assert_forces(F, fd_forces(model, atoms))
+    np.testing.assert_allclose(stress, fd_stress(model, atoms), rtol=1e-5, atol=1e-9)
+    assert atoms.get_potential_energy() == pytest.approx(fresh_energy(model, atoms), rel=1e-12)
+
+
+def test_energy_without_a_given_topology_is_differentiable_in_positions_and_cell(model, crystal):
+    import diffsim as ds
+
+    atoms = crystal(seed=7)
+    R, cell, pbc, Z = atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers
+    energy = lambda R_, cell_: model.energy(model.weights, R_, cell_, pbc, Z)  # builds its own topology
+    E, (dR, dcell) = ds.value_and_grad(energy, argnums=(0, 1))(R, cell)
+    assert float(E) == pytest.approx(fresh_energy(model, atoms), rel=1e-12)
+    assert_forces(-np.asarray(dR), fd_forces(model, atoms))
+    # ∂E/∂cell at fixed Cartesian positions: only the periodic images move
+    fd = np.zeros((3, 3))
+    for a in range(3):
+        for c in range(3):
+            e = np.zeros((3, 3))
+            e[a, c] = H
+            fd[a, c] = (float(energy(R, cell + e)) - float(energy(R, cell - e))) / (2 * H)
+    assert np.abs(fd).max() > 1e-3
+    np.testing.assert_allclose(np.asarray(dcell), fd, rtol=1e-6, atol=1e-8)
+
+
+def test_energy_forces_returns_no_stress_unless_asked(model, crystal):
+    atoms = crystal()
+    E, F, sigma = model.energy_forces(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)
+    assert sigma is None and F.shape == (len(atoms), 3)
+
+
+def test_per_atom_energies_without_a_given_topology_sum_to_the_energy(model, crystal):
+    atoms = crystal(seed=8)
+    eps = model.per_atom_energies(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)
+    assert eps.shape == (len(atoms),) and eps.sum() == pytest.approx(fresh_energy(model, atoms), rel=1e-12)
