@@ -108,7 +108,7 @@ def _demo_control(report, size: dict, checks: list) -> dict:
     sols = {}
     for g in ("bptt", "adjoint"):
         # the adjoint's gradient matches the discrete cost only to O(dt^4): ask the optimiser for what it can certify
-        sols[g] = solve(problem, method="single", gradient=g, tol=1e-8 if g == "adjoint" else 1e-12)
+        sols[g] = solve(problem, method="single", solver="scipy", gradient=g, tol=1e-8 if g == "adjoint" else 1e-12)
         print(f"   single shooting with {g} gradients: {sols[g]}")
     # gradients compared at the BPTT optimum, resampled on finer and coarser grids for the dt study
     c = compare(problem, solution=sols["bptt"], steps=size["steps"], optimize=False)
