@@ -189,14 +189,26 @@ def _best_time(fn, repeats):
 
 
 def _solver_multipliers(problem: OptimalControlProblem, solution: Solution) -> tuple[np.ndarray, str] | None:
-    """The terminal-constraint multipliers a solver reports (DDP's, or a ``multipliers`` mapping
-    with ``eq``/``in`` entries), as one vector (n_eq + n_in,)."""
-    found = solution.extra.get("multipliers") if isinstance(solution.extra, dict) else None
-    found = found if found else getattr(solution, "multipliers", None)
-    if isinstance(found, dict) and ("eq" in found or "in" in found):
-        w = np.concatenate([np.asarray(found.get("eq", np.zeros(problem.n_eq)), float).reshape(-1),
-                            np.asarray(found.get("in", np.zeros(problem.n_in)), float).reshape(-1)])
-        if w.size == problem.n_eq + problem.n_in:
+    """The terminal-constraint multipliers a solver reports, as one vector (n_eq + n_in,): the
+    interior-point and IPOPT solvers' ``multipliers`` (terminal_equality, terminal_inequality),
+    DDP's (eq, in), or the scipy path's vector in ``extra["multipliers"]``."""
+    n = problem.n_eq + problem.n_in
+    candidates = [getattr(solution, "multipliers", None)]
+    if isinstance(solution.extra, dict):
+        candidates.append(solution.extra.get("multipliers"))
+    for found in candidates:
+        if isinstance(found, dict):
+            eq = found.get("terminal_equality", found.get("eq"))
+            ineq = found.get("terminal_inequality", found.get("in"))
+            if eq is None and ineq is None:
+                continue
+            w = np.concatenate([np.asarray(eq if eq is not None else np.zeros(problem.n_eq), float).reshape(-1),
+                                np.asarray(ineq if ineq is not None else np.zeros(problem.n_in), float).reshape(-1)])
+        elif found is not None and np.size(found):
+            w = np.asarray(found, float).reshape(-1)
+        else:
+            continue
+        if w.size == n:
             return w, f"the {solution.method} solver's multipliers"
     return None
 

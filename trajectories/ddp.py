@@ -376,7 +376,7 @@ class DDPSolver:
         mult = self.multipliers() if self._constrained else {}
         return Solution(bool(converged), message, "ddp", self.variant.replace("_", "-"), cost=cost, t=t,
                         x=self.xs.copy(), u=self.us.copy(), costates=self.Vx.copy(), T=self.h * N,
-                        iterations=steps, gradient_evaluations=steps, wall_time=seconds,
+                        iterations=steps, gradient_evaluations=steps, seconds=seconds,
                         constraint_violation=float(viol if np.isfinite(viol) else np.nan),
                         extra={"stationarity": float(self.state[7]), "gaps": float(np.max(np.abs(self.fs))),
                                "outer_iterations": outer, "penalty": self.mu, "regularisation": float(self.state[0]),
@@ -433,8 +433,8 @@ def ddp(problem: OptimalControlProblem, variant: str = "auto", U0=None, X0=None,
         solver = DDPSolver(problem, variant=variant, **options)
         sol = solver.solve(U0=U0, X0=X0, time_budget=time_budget)
     except (ProblemError, FloatingPointError) as exc:
-        return Solution(False, str(exc), "ddp", variant, wall_time=time.perf_counter() - start)
-    sol.wall_time = time.perf_counter() - start
+        return Solution(False, str(exc), "ddp", variant, seconds=time.perf_counter() - start)
+    sol.seconds = time.perf_counter() - start
     return sol
 
 

@@ -130,7 +130,7 @@ def solve_point(task: SweepTask, shared) -> dict:
     extra = {} if task.start == 0 else {"U0": random_start(ocp, rng)}
     sol = solve(ocp, **({} if method is None else {"method": method}), **extra, **options)
     return {"status": bool(sol.status), "cost": float(sol.cost), "iterations": int(sol.iterations),
-            "seconds": float(sol.wall_time), "message": sol.message, "result": sol}
+            "seconds": float(sol.seconds), "message": sol.message, "result": sol}
 
 
 def _outcome(result) -> tuple[bool, float]:
