@@ -916,36 +916,6 @@ def dataset_output(text: str) -> str:
     return output_file(text)
 
 
-def _add_training_options(tr) -> None:
-    """The loss, data and schedule options of ``potential train``."""
-    loss = tr.add_argument_group("loss")
-    loss.add_argument("--energy-weight", type=float, default=100.0, help="on (eV/atom)² (default 100)")
-    loss.add_argument("--forces-weight", type=float, default=1.0, help="on (eV/Å)² (default 1)")
-    loss.add_argument("--stress-weight", type=float, default=100.0,
-                      help="on (eV/Å³)², where the data has stress (default 100; 0: not trained)")
-    loss.add_argument("--config-type-weights", metavar="JSON",
-                      help="weights by the config_type in each record's info, e.g. '{\"md\": 1, \"strain\": 5}'")
-    data = tr.add_argument_group("data")
-    for kind in ("energy", "forces", "stress", "virials"):
-        data.add_argument(f"--{kind}-key", metavar="KEY",
-                          help=f"where records keep their {kind} (default: the calculator's results, then "
-                               f"REF_{kind} and other common names)")
-    data.add_argument("--valid-file", metavar="FILE", help="validation set (default: a random --valid-fraction)")
-    data.add_argument("--valid-fraction", type=float, default=0.1, help="random validation fraction (default 0.1)")
-    data.add_argument("--test-file", metavar="FILE", help="test set, scored at the end only")
-    data.add_argument("--E0s", metavar="E0S",
-                      help="reference energies: 'isolated' (isolated-atom frames in the data), 'fit' (least squares) "
-                           "or a mapping '{\"Cu\": -0.007}' (default: isolated atoms if present, else fit)")
-    sched = tr.add_argument_group("optimisation")
-    sched.add_argument("--schedule", choices=["exponential", "cosine", "plateau"], default="exponential",
-                       help="learning-rate schedule (default exponential)")
-    sched.add_argument("--ema-decay", type=float, default=0.99, help="EMA of the weights (default 0.99; 0: off)")
-    sched.add_argument("--clip-norm", type=float, default=10.0, help="gradient-norm clipping (default 10; 0: off)")
-    sched.add_argument("--max-seconds", type=float, help="stop after this much training time")
-    sched.add_argument("--ensemble", type=int, default=1, metavar="K",
-                       help="train a committee of K models (seeds and splits differ), stored in one file")
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``diffsim`` command. A subcommand is a subparser whose
     ``func`` default runs it; :func:`main` runs every one under the same error handling."""
