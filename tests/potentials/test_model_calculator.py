@@ -6,7 +6,6 @@ import pytest
 from ase.build import molecule
 from ase.calculators.calculator import PropertyNotImplementedError
 from ase.md.verlet import VelocityVerlet
-from ase.optimize import BFGS
 
 from potentials.calculator import Calculator
 from potentials.model import ACSFModel, ModelFileError, load_model
@@ -75,7 +74,7 @@ def test_invariance_and_per_atom_energies(model, crystal):
     assert moved.get_potential_energy() == pytest.approx(E, rel=1e-10)
 
 
-def test_ase_contract_md_and_optimizer(model, tmp_path, crystal):
+def test_ase_contract_caches_results_reuses_neighbours_in_md_and_needs_a_cell_for_stress(model, tmp_path, crystal):
     atoms = crystal(0.05)
     calc = Calculator(model)
     atoms.calc = calc
@@ -88,9 +87,8 @@ def test_ase_contract_md_and_optimizer(model, tmp_path, crystal):
         dyn = VelocityVerlet(atoms, timestep=1.0 * 0.09822694788464063)  # 1 fs in ASE units
         dyn.attach(traj.write, interval=5)
         dyn.run(20)
-    assert calc.neighbors.builds < 20
-    opt = BFGS(atoms, logfile=None)
-    opt.run(fmax=0.5, steps=20)
+    assert calc.neighbors.builds < 20  # the Verlet skin: 20 MD steps, fewer neighbour builds
+    # (what MD and BFGS runs are for, energy conservation and convergence, is asserted in test_md.py)
     cluster = molecule("CH4")
     cluster.set_chemical_symbols(["Cu"] * 5)
     cluster.positions *= 2.2
