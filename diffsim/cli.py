@@ -321,18 +321,11 @@ def _control(args: argparse.Namespace) -> int:
 
     if args.sweep:
         return _control_sweep(args)
-    problem = SYSTEMS[args.system](N=args.steps) if args.steps is not None else SYSTEMS[args.system]()
-    from trajectories import ProblemError
-
-    options = {"verbose": True} if args.verbose and args.solver != "scipy" and args.method != "pontryagin" else {}
     if args.method == "collocation" and args.solver == "scipy":
-        print("error: --method collocation is solved by --solver ip or ipopt", file=sys.stderr)
-        return 2
-    try:
-        sol = solve(problem, method=args.method, solver=args.solver, gradient=args.gradient, **options)
-    except ProblemError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError("--method collocation is solved by --solver ip or ipopt, not scipy")
+    problem = SYSTEMS[args.system](N=args.steps) if args.steps is not None else SYSTEMS[args.system]()
+    options = {"verbose": True} if args.verbose and args.solver != "scipy" and args.method != "pontryagin" else {}
+    sol = solve(problem, method=args.method, solver=args.solver, gradient=args.gradient, **options)
     print(f"{problem.name} (N = {problem.N}, {problem.scheme}): {sol}")
     if sol.status:
         print("final state: " + ", ".join(f"{n} = {v:.6g}" for n, v in zip(problem.x_names, sol.x[-1])))
@@ -340,8 +333,7 @@ def _control(args: argparse.Namespace) -> int:
         sol.plot(args.plot, names=(problem.x_names, problem.u_names))
         print(f"wrote {args.plot}")
     if not sol.status:
-        print(f"error: {sol.message}", file=sys.stderr)
-        return 1
+        raise ComputationFailed(sol.message)
     return 0
 
 
@@ -408,9 +400,16 @@ def _potential_generate(args: argparse.Namespace) -> int:
 
     quick = dict(temperatures=(300.0, 900.0), md_samples=10, rattled=5, strained=5, vacancies=5) \
         if args.quick else dict(temperatures=tuple(args.temperatures), md_samples=args.md_samples)
+    # on workers each task's rows are committed as it finishes, and a database left by an
+    # interrupted run is resumed; a fresh run in one process makes the file appear only when complete
+    import os
+    import pathlib
+
+    resume = bool(args.workers or args.scheduler or os.environ.get("DIFFSIM_SCHEDULER")) or \
+        pathlib.Path(args.out).exists()
     with _cluster_client(args) as client:
         n = generate_emt_dataset(args.out, args.element, size=(args.size,) * 3, seed=args.seed, client=client,
-                                 resume=True, **quick)
+                                 resume=resume, **quick)
     print(f"{args.out} holds {n} EMT-labelled {args.element} configurations")
     return 0
 

@@ -154,6 +154,13 @@ def read_labels(atoms, keys: LabelKeys, where: str = "record") -> Labels:
             raise DatasetError(f"{where}: {out['forces'][1]} has shape {forces.shape}, expected ({len(atoms)}, 3)")
         if not np.all(np.isfinite(forces)):
             raise DatasetError(f"{where}: {out['forces'][1]} contains NaN or inf")
+    n = max(len(atoms), 1)
+    if energy is not None and abs(energy) / n > 1e4:
+        raise DatasetError(f"{where}: {energy / n:.3g} eV per atom is not a plausible energy in eV (meV, kJ/mol, "
+                           "kcal/mol?): store energies in eV")
+    if forces is not None and forces.size and np.max(np.abs(forces)) > 1e4:
+        raise DatasetError(f"{where}: a force of {np.max(np.abs(forces)):.3g} eV/Å is not plausible: store forces in "
+                           "eV/Å (not meV/Å or kJ/mol/nm), or drop the exploded structure")
     if out.get("stress", (None,))[0] is not None:
         stress = stress_matrix(out["stress"][0], out["stress"][1], where)
     elif out.get("virials", (None,))[0] is not None:

@@ -52,9 +52,9 @@ def test_nan_weights_and_missing_arrays_are_refused(tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize("frame, says", [
-    (_labelled(forces=np.zeros((3, 3))), "record 1: forces have shape (3, 3), the structure has 4 atoms"),
-    (_labelled(energy=np.nan), "record 1: a NaN or infinite energy or force"),
-    (_labelled(forces=np.full((4, 3), np.inf)), "record 1: a NaN or infinite"),
+    (_labelled(forces=np.zeros((3, 3))), "record 1: calculator's forces has shape (3, 3), expected (4, 3)"),
+    (_labelled(energy=np.nan), "record 1: calculator's energy is nan"),
+    (_labelled(forces=np.full((4, 3), np.inf)), "record 1: calculator's forces contains NaN or inf"),
     (_labelled(energy=-3.0e5), "not a plausible energy in eV"),
     (_labelled(forces=np.full((4, 3), 5e4)), "not plausible: store forces in eV/Å"),
 ])
@@ -77,7 +77,7 @@ def test_a_bad_extxyz_record_is_named_with_the_file(tmp_path):
     from ase.io import write
 
     write(tmp_path / "d.xyz", [_labelled(), _labelled(), _labelled(energy=np.nan)], format="extxyz")
-    with pytest.raises(DatasetError, match=r"d.xyz: record 2: a NaN"):
+    with pytest.raises(DatasetError, match=r"d.xyz: record 2: calculator.s energy is nan"):
         load_dataset(tmp_path / "d.xyz")
 
 
