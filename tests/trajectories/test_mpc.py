@@ -112,7 +112,7 @@ def test_bad_input():
     assert not raising.status and "ZeroDivisionError" in raising.message
     with pytest.raises(MPCError, match="no feedback gains"):
         from trajectories import solve
-        FeedbackPolicy(solve(cart_pole_upright(N=10), method="single", maxiter=2), ocp)
+        FeedbackPolicy(solve(cart_pole_upright(N=10), method="single", max_iter=2), ocp)
 
 
 def test_cli_mpc_runs_and_fails_cleanly(tmp_path, capsys):
