@@ -410,7 +410,7 @@ def _potential_generate(args: argparse.Namespace) -> int:
     with _cluster_client(args) as client:
         n = generate_emt_dataset(args.out, args.element, size=(args.size,) * 3, seed=args.seed, client=client,
                                  resume=resume, **quick)
-    print(f"{args.out} holds {n} EMT-labelled {args.element} configurations")
+    print(f"wrote {n} EMT-labelled {args.element} configurations to {args.out}")
     return 0
 
 
@@ -871,6 +871,7 @@ def _number(kind, least=None, above=None, what="a number"):
 count = _number(int, least=1, what="a whole number ≥ 1")
 nonnegative = seed_type = _number(int, least=0, what="a whole number ≥ 0")
 positive = _number(float, above=0.0, what="a positive number")
+nonnegative_float = _number(float, least=0.0, what="a number ≥ 0")
 
 
 def output_file(text: str) -> str:
@@ -1068,7 +1069,7 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--temperatures", metavar="T1,T2,...", help="with --replicas: temperatures in K (default "
                     "--temperature)")
     _cluster_options(md)
-    md.add_argument("--uncertainty", type=positive, metavar="EV_PER_A",
+    md.add_argument("--uncertainty", type=nonnegative_float, metavar="EV_PER_A",
                     help="committees: flag NVE steps whose force spread passes this (eV/Å)")
     md.add_argument("--stop-on-uncertainty", action="store_true", help="with --uncertainty: stop the run there")
     md.set_defaults(func=_potential_md)

@@ -123,6 +123,7 @@ class Committee:
             part = {name[len(prefix):]: v for name, v in data.items() if name.startswith(prefix)}
             if not part:
                 raise ModelFileError(f"{path}: committee member {k} of {n} is missing")
+            part.update({name: data[name] for name in ("format", "format_version") if name in data})
             members.append(model_from_arrays(part, f"{path} (member {k})"))
         return cls(members)
 

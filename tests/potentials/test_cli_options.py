@@ -53,11 +53,11 @@ def test_bad_input_is_one_line_naming_the_record_and_key(frames, tmp_path, capsy
     ]
     for extra, message in cases:
         assert main(["potential", "train", "--data", str(data), "--epochs", "1", "--hidden", "4",
-                     "--out", str(tmp_path / "m.npz")] + extra) == 1
+                     "--out", str(tmp_path / "m.npz")] + extra) == 2  # an input error: exit 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert main(["potential", "train", "--data", str(data), "--epochs", "1", "--hidden", "4",
                  "--out", str(tmp_path / "m.npz")]) == 0
     capsys.readouterr()
-    assert main(["potential", "select", str(tmp_path / "m.npz"), "--trajectory", str(data)]) == 1
+    assert main(["potential", "select", str(tmp_path / "m.npz"), "--trajectory", str(data)]) == 2
     assert "needs a committee" in capsys.readouterr().err

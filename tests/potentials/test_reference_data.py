@@ -50,7 +50,7 @@ def test_bad_datasets_are_named(tmp_path):
     from ase.io import write
 
     write(tmp_path / "nolabels.extxyz", Atoms("Cu2", positions=[[0, 0, 0], [2, 0, 0]]))
-    with pytest.raises(DatasetError, match="record 0: no stored energy"):
+    with pytest.raises(DatasetError, match="record 0 has no stored energy or forces"):
         load_dataset(tmp_path / "nolabels.extxyz")
 
 
