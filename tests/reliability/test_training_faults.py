@@ -18,19 +18,19 @@ from potentials.training import TrainConfig, train
 
 from .reliability_helpers import start_python
 
-EPOCHS = 30
+EPOCHS = 150  # long enough that a kill up to 1.5 s after the first checkpoint lands mid-run
 CHILD = """
 import sys
 from potentials.model import ACSFModel
 from potentials.reference_data import load_dataset
 from potentials.training import TrainConfig, train
 train(ACSFModel(["Cu"], hidden=(4,), seed=1), load_dataset(sys.argv[1]),
-      TrainConfig(epochs={epochs}, batch_size=4, seed=2, progress=False, checkpoint=sys.argv[2]))
+      TrainConfig(epochs={epochs}, batch_size=4, seed=2, patience=10**6, progress=False, checkpoint=sys.argv[2]))
 """
 
 
 def _config(**kw):
-    return TrainConfig(**{**dict(epochs=EPOCHS, batch_size=4, seed=2, progress=False), **kw})
+    return TrainConfig(**{**dict(epochs=EPOCHS, batch_size=4, seed=2, patience=10**6, progress=False), **kw})
 
 
 @pytest.fixture(scope="module")
