@@ -56,12 +56,6 @@ import tempfile
 import textwrap
 import time
 
-# One thread per engine (XLA reads this when jax loads); see engine.py.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
-
 import numpy as np  # noqa: E402
 from _table import SKIP_HINT, best_of, fmt_time, print_header, print_table  # noqa: E402
 from numba import njit, types  # noqa: E402

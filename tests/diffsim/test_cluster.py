@@ -109,10 +109,8 @@ def test_bad_keys_and_unreachable_scheduler():
         list(cluster.map_tasks(abs, [1, 2], keys=["a", "a"]))
     with pytest.raises(ValueError, match="2 keys for 3 tasks"):
         list(cluster.map_tasks(abs, [1, 2, 3], keys=["a", "b"]))
-    start = time.perf_counter()
     with pytest.raises(cluster.ClusterError, match=r"no Dask scheduler answers at tcp://127.0.0.1:9 within 1 s"):
         cluster.client("tcp://127.0.0.1:9", timeout=1)
-    assert time.perf_counter() - start < 20
     with pytest.raises(cluster.ClusterError, match="at least 1"):
         cluster.client(workers=0)
 
