@@ -12,18 +12,6 @@ from potentials.model import ACSFModel, ModelFileError, load_model
 from potentials.painn import PaiNNModel
 
 
-@pytest.fixture(scope="module")
-def acsf_model():
-    m = ACSFModel(["Cu", "Au"], hidden=(10, 10), seed=1)
-    m.reference = {"Cu": -3.0, "Au": -3.5}
-    return m
-
-
-@pytest.fixture(params=["acsf_model", "small_painn"])
-def model(request):
-    return request.getfixturevalue(request.param)
-
-
 def test_forces_are_minus_the_energy_gradient(model, crystal):
     for atoms in (crystal(), molecule("CH4")):
         if "C" in atoms.get_chemical_symbols():
