@@ -76,6 +76,7 @@ so. Nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -613,7 +614,9 @@ class TimedModule:
         fn = getattr(self._module, name)
         if not callable(fn):
             return fn
+        return self._wrap(name, fn)
 
+    def _wrap(self, name, fn):
         def timed(*args):
             start = time.perf_counter()
             try:
@@ -627,7 +630,31 @@ class TimedModule:
 
 LOOP_GROUPS = (("values", ("nlp_values",)), ("jacobians", ("nlp_jacobians", "costates")),
                ("Hessians", ("nlp_hessians",)), ("Riccati + condensing", ("riccati", "condense", "condense_all",
-                                                                          "rows_times")))
+                                                                          "rows_times", "lagrangian_gradient")),
+               ("IP vector loops", ("bound_barrier", "bound_steps", "kkt_scalars", "merit", "step_limits",
+                                    "reset_duals", "barrier_directional", "curvature")))
+SOLVER_MODULES = ("trajectories.riccati", "trajectories.ip_vectors")  # compiled once for every problem
+
+
+@contextlib.contextmanager
+def timed_solver_loops(timed: TimedModule):
+    """Route the solver's own compiled loops (module attributes the solver looks up at each call)
+    through ``timed`` for the duration of a call."""
+    import importlib
+
+    saved = []
+    for name in SOLVER_MODULES:
+        mod = importlib.import_module(name)
+        for _, names in LOOP_GROUPS:
+            for fn in names:
+                if hasattr(mod, fn):
+                    saved.append((mod, fn, getattr(mod, fn)))
+                    setattr(mod, fn, timed._wrap(fn, getattr(mod, fn)))
+    try:
+        yield
+    finally:
+        for mod, fn, orig in saved:
+            setattr(mod, fn, orig)
 
 
 def profile_row(pr: ProblemResult, method: str) -> list | None:
@@ -642,7 +669,8 @@ def profile_row(pr: ProblemResult, method: str) -> list | None:
         timed = TimedModule(module)
         ocp._stage_module = timed
         try:
-            res = diffsim_call(ocp, method, "ip", pr.case.state_guess(ocp) if pr.case.state_guess else None)
+            with timed_solver_loops(timed):
+                res = diffsim_call(ocp, method, "ip", pr.case.state_guess(ocp) if pr.case.state_guess else None)
         finally:
             ocp._stage_module = module
         if best is None or res["wall"] < best[1]["wall"]:
@@ -667,8 +695,10 @@ def print_profile(results: list[ProblemResult]) -> None:
                 ["problem", "method", "total", "compiled loops"] + [f"of which {g}" for g, _ in LOOP_GROUPS]
                 + ["Riccati solves / iterations", "Python + numpy (the rest)", "rest per iteration"], rows)
     print("compiled loops: the Numba functions of the generated stage module (values and defects, first "
-          "derivatives and costates, Lagrangian Hessians, the Riccati recursion and inequality condensing); "
-          "the rest is the solver's Python and numpy between them (residuals, line search, bookkeeping), "
+          "derivatives, Lagrangian Hessians) and the solver's own, compiled once for every problem (costates, "
+          "the Riccati recursion and inequality condensing, the interior-point vector loops of "
+          "trajectories.ip_vectors); the rest is the solver's Python and numpy between them (residuals, line "
+          "search, bookkeeping), "
           "the timers' own cost included. More Riccati solves than iterations are inertia-correction retries.")
 
 

@@ -29,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import ip_vectors as ipv
 from . import riccati
 from .result import Solution
 from .transcription import Transcription
@@ -53,23 +54,37 @@ class Options:
     callback: Callable | None = None  # callback(iteration_record) -> True to stop
 
 
-@dataclass
 class Iterate:
-    """The primal-dual point: states, controls, every multiplier and slack."""
+    """The primal-dual point: states, controls, every multiplier and slack.
 
-    X: np.ndarray
-    U: np.ndarray
-    lam: np.ndarray          # (N+1, ns) defect multipliers = costates
-    nu: np.ndarray           # (n_eq,) terminal equalities
-    s_path: np.ndarray       # (N, ng) slacks of g + s = 0
-    y_path: np.ndarray       # (N, ng) their multipliers (≥ 0)
-    s_final: np.ndarray      # (ng,)
-    y_final: np.ndarray
-    s_in: np.ndarray         # (n_in,)
-    y_in: np.ndarray
-    z_lo: np.ndarray         # (N+1, nv) bound multipliers
-    z_hi: np.ndarray
-    extra: dict = field(default_factory=dict)
+    The slacks and multipliers of the inequality rows are stored as one vector each (``s``, ``y``:
+    the path rows of every stage, then the final node's, then the terminal inequalities), which
+    the compiled vector loops read; ``s_path``, ``y_final``, ... are views of their blocks."""
+
+    def __init__(self, X, U, lam, nu, s_path, y_path, s_final, y_final, s_in, y_in, z_lo, z_hi, extra=None):
+        self.X, self.U, self.lam, self.nu = X, U, lam, nu
+        self.path_shape = np.shape(s_path)
+        self._n_path, self._n_final = int(np.size(s_path)), int(np.size(s_final))
+        self.s = np.concatenate([np.ravel(s_path), np.ravel(s_final), np.ravel(s_in)]).astype(float)
+        self.y = np.concatenate([np.ravel(y_path), np.ravel(y_final), np.ravel(y_in)]).astype(float)
+        self.z_lo, self.z_hi = z_lo, z_hi
+        self.extra = {} if extra is None else extra
+
+    def _blocks(self, v):
+        a, b = self._n_path, self._n_path + self._n_final
+        return v[:a].reshape(self.path_shape), v[a:b], v[b:]
+
+    def _block(k, flat):  # noqa: N805 (a property factory)
+        def get(self):
+            return self._blocks(getattr(self, flat))[k]
+
+        def put(self, value):
+            self._blocks(getattr(self, flat))[k][...] = value
+        return property(get, put)
+
+    s_path, s_final, s_in = _block(0, "s"), _block(1, "s"), _block(2, "s")
+    y_path, y_final, y_in = _block(0, "y"), _block(1, "y"), _block(2, "y")
+    del _block
 
 
 def interior_point(tr: Transcription, options: Options | None = None, warm: Solution | None = None,
@@ -87,15 +102,18 @@ class _Solver:
     def __init__(self, tr: Transcription, opt: Options, start: float):
         self.tr, self.opt, self.start = tr, opt, start
         self.N, self.ns, self.m, self.nv, self.ng = tr.N, tr.ns, tr.m, tr.nv, tr.ng
-        self.lo, self.hi = tr.lower, tr.upper
+        self.lo = np.ascontiguousarray(tr.lower, dtype=float)
+        self.hi = np.ascontiguousarray(tr.upper, dtype=float)
         free = ~tr.fixed
-        self.has_lo = np.isfinite(self.lo) & free
-        self.has_hi = np.isfinite(self.hi) & free
+        self.has_lo = np.ascontiguousarray(np.isfinite(self.lo) & free)
+        self.has_hi = np.ascontiguousarray(np.isfinite(self.hi) & free)
+        self._bounds = (self.lo, self.hi, self.has_lo, self.has_hi)
         self.decision = free
         self.n_lo, self.n_hi = int(self.has_lo.sum()), int(self.has_hi.sum())
         self.lo_idx, self.hi_idx = np.flatnonzero(self.has_lo), np.flatnonzero(self.has_hi)
         self.lo_val, self.hi_val = self.lo.ravel()[self.lo_idx], self.hi.ravel()[self.hi_idx]
         self.log: list[dict] = []
+        self._stacked: list = []
 
     # ------------------------------------------------------------ setup
 
@@ -112,6 +130,16 @@ class _Solver:
         return V
 
     def _stack(self, X, U):
+        """The stage variables V (N+1, nv) = [x_k, u_k]; the last two stacks are remembered (the
+        current and the trial point: neither X nor U is changed in place once stacked)."""
+        for key, V in self._stacked:
+            if key[0] is X and key[1] is U:
+                return V
+        V = self._stack_fresh(X, U)
+        self._stacked = [((X, U), V)] + self._stacked[:1]
+        return V
+
+    def _stack_fresh(self, X, U):
         V = np.zeros((self.N + 1, self.nv))
         V[:, :self.ns] = X
         V[:self.N, self.ns:] = U
@@ -168,26 +196,14 @@ class _Solver:
                                            it.z_lo, it.z_hi, self.decision, tr.lifted, gl)
         defects = float(np.abs(vals.defects).max()) if tr.lifted and vals.defects.size else 0.0
         eq = float(np.abs(vals.equality).max()) if vals.equality.size else 0.0
-        slack_res, true_in, products = 0.0, 0.0, []
-        for g, s, y in ((vals.path, it.s_path, it.y_path), (vals.path_final, it.s_final, it.y_final),
-                        (vals.inequality, it.s_in, it.y_in)):
-            if g.size:
-                slack_res = max(slack_res, float(np.abs(g + s).max()))
-                true_in = max(true_in, float(g.max()))
-                products.append((s * y).ravel())
         V = self._stack(it.X, it.U)
-        if self.n_lo:
-            products.append((V - self.lo)[self.has_lo] * it.z_lo[self.has_lo])
-        if self.n_hi:
-            products.append((self.hi - V)[self.has_hi] * it.z_hi[self.has_hi])
-        products = np.concatenate(products) if products else np.zeros(0)
+        slack_res, true_in, p_min, p_max, z_total, n_z = ipv.kkt_scalars(V, *self._bounds, it.z_lo, it.z_hi,
+                                                                          _flat_rows(vals), it.s, it.y)
+        products = (p_min, p_max, n_z)
         violation = max(defects, eq, true_in)
         primal = max(defects, eq, slack_res)
         # IPOPT's scaling (eq. 5): large multipliers make the absolute dual residual meaningless
         s_max = 100.0
-        ineq = float(it.y_path.sum() + it.y_final.sum() + it.y_in.sum())
-        z_total = float(it.z_lo.sum() + it.z_hi.sum()) + ineq
-        n_z = self.n_lo + self.n_hi + it.y_path.size + it.y_final.size + it.y_in.size
         n_mult = it.lam.size + it.nu.size + n_z
         total = float(np.abs(it.lam).sum() + np.abs(it.nu).sum()) + z_total
         s_d = max(s_max, total / max(n_mult, 1)) / s_max
@@ -196,7 +212,9 @@ class _Solver:
 
     @staticmethod
     def _complementarity(products, mu) -> float:
-        return float(np.abs(products - mu).max()) if products.size else 0.0
+        """max |p − μ| over the complementarity products p, from their extremes."""
+        p_min, p_max, n = products
+        return float(max(p_max - mu, mu - p_min)) if n else 0.0
 
     # ------------------------------------------------------------ the Newton step
 
@@ -213,12 +231,8 @@ class _Solver:
         G = np.zeros((N + 1, nv, R))
         G[:, :, 0] = d.grad
         # bounds: primal-dual barrier terms Σ = z / distance, gradient -μ/(v - lo) + μ/(hi - v)
-        dlo = np.where(self.has_lo, V - self.lo, 1.0)
-        dhi = np.where(self.has_hi, self.hi - V, 1.0)
-        sig_b = np.where(self.has_lo, it.z_lo / dlo, 0.0) + np.where(self.has_hi, it.z_hi / dhi, 0.0)
-        G[:, :, 0] += np.where(self.has_lo, -mu / dlo, 0.0) + np.where(self.has_hi, mu / dhi, 0.0)
-        idx = np.arange(nv)
-        Hn[:, idx, idx] += sig_b
+        dlo, dhi = np.empty((N + 1, nv)), np.empty((N + 1, nv))
+        ipv.bound_barrier(V, *self._bounds, it.z_lo, it.z_hi, mu, Hn, G, dlo, dhi)
         Hn[N, ns:, ns:] = np.eye(self.m)  # the final stage has no control
         G[N, ns:, :] = 0.0
         # inequality rows g + s = 0 (s ≥ 0): condensed per stage
@@ -278,44 +292,38 @@ class _Solver:
                 return None
         w = np.concatenate([[1.0], nu_p])
         step = _Step(dX @ w, dU @ w, Lam @ w, nu_p - rho * vals.equality if n_eq else nu_p)
-        dV = self._stack(step.dX, step.dU)
+        dV = self._stack_fresh(step.dX, step.dU)
         step.dV = dV
         # slack and multiplier steps of the inequality rows, bound multipliers
+        dsp = dyp = np.zeros((N, 0))
+        dsN = dyN = dsI = dyI = np.zeros(0)
         if ng:
             dgp = np.empty((N, ng))
             mod.rows_times(d.GJ, np.ascontiguousarray(dV[:N]), dgp)
             dgN = d.GNJ @ dV[N - 1]
-            step.ds_path = -(vals.path + it.s_path) - dgp
-            step.dy_path = rp + sp * dgp - it.y_path
-            step.ds_final = -(vals.path_final + it.s_final) - dgN
-            step.dy_final = rN + sN * dgN - it.y_final
+            dsp = -(vals.path + it.s_path) - dgp
+            dyp = rp + sp * dgp - it.y_path
+            dsN = -(vals.path_final + it.s_final) - dgN
+            dyN = rN + sN * dgN - it.y_final
         if tr.n_in:
             dgI = TJx[1 + n_eq:] @ dV[N]
-            step.ds_in = -(vals.inequality + it.s_in) - dgI
-            step.dy_in = rI + sI * dgI - it.y_in
-        step.dz_lo = np.where(self.has_lo, mu / dlo - it.z_lo - it.z_lo / dlo * dV, 0.0)
-        step.dz_hi = np.where(self.has_hi, mu / dhi - it.z_hi + it.z_hi / dhi * dV, 0.0)
+            dsI = -(vals.inequality + it.s_in) - dgI
+            dyI = rI + sI * dgI - it.y_in
+        step.ds = np.concatenate((dsp.ravel(), dsN, dsI))
+        step.dy = np.concatenate((dyp.ravel(), dyN, dyI))
+        step.dz_lo, step.dz_hi = np.empty((N + 1, nv)), np.empty((N + 1, nv))
+        ipv.bound_steps(dV, self.has_lo, self.has_hi, it.z_lo, it.z_hi, dlo, dhi, mu, step.dz_lo, step.dz_hi)
         # the quadratic model's curvature along the step, for the penalty update
-        step.curvature = float(np.einsum("ki,kij,kj->", dV, Hn, dV)) - (rho * float(np.sum((C @ dV[N, :ns]) ** 2))
-                                                                          if n_eq else 0.0)
+        step.curvature = ipv.curvature(dV, Hn) - (rho * float(np.sum((C @ dV[N, :ns]) ** 2)) if n_eq else 0.0)
         return step
 
     # ------------------------------------------------------------ merit function
 
-    def _merit_parts(self, it_X, it_U, vals, s_path, s_final, s_in, mu):
-        """The barrier objective φ and the ℓ1 infeasibility θ of the filter."""
-        V = self._stack(it_X, it_U).ravel()
-        logs = [np.log(V[self.lo_idx] - self.lo_val), np.log(self.hi_val - V[self.hi_idx])]
-        resid = [np.abs(vals.equality)]
-        if self.tr.lifted:
-            resid.append(np.abs(vals.defects).ravel())
-        for g, sl in ((vals.path, s_path), (vals.path_final, s_final), (vals.inequality, s_in)):
-            if g.size:
-                logs.append(np.log(sl).ravel())
-                resid.append(np.abs(g + sl).ravel())
-        barrier = -mu * float(np.concatenate(logs).sum())
-        infeas = float(np.concatenate(resid).sum())
-        return vals.cost + barrier, infeas
+    def _merit_parts(self, X, U, vals, s, mu):
+        """The barrier objective φ and the ℓ1 infeasibility θ of the filter (``s``: every slack)."""
+        logs, theta = ipv.merit(self._stack(X, U), *self._bounds, _flat_rows(vals), s, vals.equality, vals.defects,
+                                self.tr.lifted)
+        return vals.cost - mu * logs, theta
 
     # ------------------------------------------------------------ the main loop
 
@@ -326,6 +334,7 @@ class _Solver:
             return self._finish(it, vals, None, False, f"the dynamics or costs are not finite at the initial guess "
                                                        f"(stage {vals.bad}); give another u_init/U0", 0, None)
         delta_last = 0.0
+        rho_last = 0.0
         restorations = 0
         filt: list = []
         theta_max = theta_min = None
@@ -368,9 +377,12 @@ class _Solver:
             # not change the step), then regularise the Hessian itself
             delta, step = 0.0, None
             system = self._assemble(it, vals, d, H, mu)
-            for rho_used in ((1e2, 1e4, 1e6, 1e8) if tr.n_eq else (1.0,)):
+            # (from the last ρ that gave the right inertia: the exact penalty's curvature need is a
+            # property of the problem, so it rarely falls again)
+            for rho_used in ([r for r in (1e2, 1e4, 1e6, 1e8) if r >= rho_last] or [1e8]) if tr.n_eq else (1.0,):
                 step = self._newton(it, vals, d, system, 0.0, rho_used)
                 if step is not None:
+                    rho_last = rho_used
                     break
             if step is None:
                 delta = 1e-4 if delta_last == 0 else max(1e-20, delta_last / 3)
@@ -389,7 +401,7 @@ class _Solver:
             self._last = step
             # filter line search (IPOPT §2.3): accept a trial point that reduces the infeasibility θ or
             # the barrier objective φ enough and is not dominated by the filter
-            phi0, theta0 = self._merit_parts(it.X, it.U, vals, it.s_path, it.s_final, it.s_in, mu)
+            phi0, theta0 = self._merit_parts(it.X, it.U, vals, it.s, mu)
             if theta_max is None:
                 theta_max = 1e4 * max(1.0, theta0)
                 theta_min = 1e-4 * max(1.0, theta0)
@@ -397,7 +409,7 @@ class _Solver:
             def acceptable(trial, alpha):
                 """IPOPT's filter acceptance of a trial point; (accepted, f-type step)."""
                 tvals, tX, tU, ts = trial
-                phi, theta = self._merit_parts(tX, tU, tvals, *ts, mu)
+                phi, theta = self._merit_parts(tX, tU, tvals, ts, mu)
                 if theta > theta_max or any(theta >= ft and phi >= fp for ft, fp in filt):
                     return False, False, theta
                 switching = dphi < 0 and alpha * (-dphi) ** 2.3 > theta0 ** 1.1
@@ -456,12 +468,10 @@ class _Solver:
                 continue
             tvals, tX, tU, ts = trial
             it.X, it.U, vals = tX, tU, tvals
-            it.s_path, it.s_final, it.s_in = ts
+            it.s = ts
             it.lam = it.lam + alpha * (step.lam - it.lam)
             it.nu = it.nu + alpha * (step.nu - it.nu)
-            it.y_path = it.y_path + a_d * step.dy_path
-            it.y_final = it.y_final + a_d * step.dy_final
-            it.y_in = it.y_in + a_d * step.dy_in
+            it.y = it.y + a_d * step.dy
             it.z_lo = it.z_lo + a_d * step.dz_lo
             it.z_hi = it.z_hi + a_d * step.dz_hi
             self._reset_duals(it, mu)
@@ -485,27 +495,15 @@ class _Solver:
     def _step_limits(self, it, step, tau):
         """The largest primal and dual steps that keep slacks, bound distances and multipliers
         above (1 - τ) of their values (fraction to the boundary)."""
-        V = self._stack(it.X, it.U)
-        a_p = min(1.0, _max_step(V - self.lo, step.dV, self.has_lo, tau),
-                  _max_step(self.hi - V, -step.dV, self.has_hi, tau))
-        for sl, ds in ((it.s_path, step.ds_path), (it.s_final, step.ds_final), (it.s_in, step.ds_in)):
-            if sl.size:
-                a_p = min(a_p, _max_step(sl, ds, None, tau))
-        a_d = 1.0
-        for z, dz, has in ((it.z_lo, step.dz_lo, self.has_lo), (it.z_hi, step.dz_hi, self.has_hi)):
-            a_d = min(a_d, _max_step(z, dz, has, tau))
-        for y, dy in ((it.y_path, step.dy_path), (it.y_final, step.dy_final), (it.y_in, step.dy_in)):
-            if y.size:
-                a_d = min(a_d, _max_step(y, dy, None, tau))
-        return a_p, a_d
+        return ipv.step_limits(self._stack(it.X, it.U), step.dV, *self._bounds, it.s, step.ds, it.z_lo, step.dz_lo,
+                               it.z_hi, step.dz_hi, it.y, step.dy, tau)
 
     def _second_order_correction(self, it, vals, d, system, tvals, alpha, mu, tau, delta, rho_scale):
         """The step from the same matrix with c_soc = α c(x) + c(x + αd) in place of c(x), for
         every equality row (defects, terminal equalities, inequality rows with their slacks)."""
         from dataclasses import replace
 
-        s_new = [sl + alpha * ds for sl, ds in ((it.s_path, self._last.ds_path), (it.s_final, self._last.ds_final),
-                                               (it.s_in, self._last.ds_in))]
+        s_new = it._blocks(it.s + alpha * self._last.ds)
         soc = lambda c0, c1: alpha * c0 + c1
         sv = replace(vals, defects=soc(vals.defects, tvals.defects), equality=soc(vals.equality, tvals.equality),
                      path=soc(vals.path + it.s_path, tvals.path + s_new[0]) - it.s_path,
@@ -519,20 +517,10 @@ class _Solver:
         return step, a_p
 
     def _barrier_directional(self, it, d, step, mu):
-        """Directional derivative of the barrier objective along the step."""
-        V = self._stack(it.X, it.U)
-        dv = step.dV
-        # single shooting: the states' steps are their linearised response to the controls' steps,
-        # so their gradient terms count (dX[0]'s fixed part and the final control are zero)
-        val = float(np.sum(d.grad * dv))
-        if self.has_lo.any():
-            val -= mu * float(np.sum((dv / np.where(self.has_lo, V - self.lo, 1.0))[self.has_lo]))
-        if self.has_hi.any():
-            val += mu * float(np.sum((dv / np.where(self.has_hi, self.hi - V, 1.0))[self.has_hi]))
-        for s, ds in ((it.s_path, step.ds_path), (it.s_final, step.ds_final), (it.s_in, step.ds_in)):
-            if s.size:
-                val -= mu * float(np.sum(ds / s))
-        return val
+        """Directional derivative of the barrier objective along the step. Single shooting: the
+        states' steps are their linearised response to the controls' steps, so their gradient terms
+        count (dX[0]'s fixed part and the final control are zero)."""
+        return ipv.barrier_directional(self._stack(it.X, it.U), step.dV, d.grad, *self._bounds, it.s, step.ds, mu)
 
     def _trial(self, it, step, alpha):
         tr = self.tr
@@ -545,20 +533,11 @@ class _Solver:
         vals = tr.values(X, U)
         if vals.bad >= 0:
             return None
-        ts = tuple(s + alpha * ds for s, ds in ((it.s_path, step.ds_path), (it.s_final, step.ds_final),
-                                               (it.s_in, step.ds_in)))
-        return vals, X, U, ts
+        return vals, X, U, it.s + alpha * step.ds
 
     def _reset_duals(self, it, mu, kappa=1e10):
         """Keep each bound multiplier within a factor κ_Σ of μ/distance (IPOPT eq. 16)."""
-        V = self._stack(it.X, it.U)
-        for z, has, dist in ((it.z_lo, self.has_lo, V - self.lo), (it.z_hi, self.has_hi, self.hi - V)):
-            if has.any():
-                dd = dist[has]
-                z[has] = np.clip(z[has], mu / (kappa * dd), kappa * mu / dd)
-        for y, s in ((it.y_path, it.s_path), (it.y_final, it.s_final), (it.y_in, it.s_in)):
-            if y.size:
-                np.clip(y, mu / (kappa * s), kappa * mu / s, out=y)
+        ipv.reset_duals(self._stack(it.X, it.U), *self._bounds, it.z_lo, it.z_hi, it.s, it.y, mu, kappa)
 
     def _infeasible(self, history, it, vals, d, window=True):
         """Local infeasibility: the constraint violation has stalled far from zero (over a window
@@ -686,23 +665,14 @@ class _Step:
     lam: np.ndarray
     nu: np.ndarray
     dV: np.ndarray | None = None
-    ds_path: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    dy_path: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    ds_final: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    dy_final: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    ds_in: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    dy_in: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    ds: np.ndarray = field(default_factory=lambda: np.zeros(0))   # every slack's step (Iterate.s's layout)
+    dy: np.ndarray = field(default_factory=lambda: np.zeros(0))   # every inequality multiplier's step
     dz_lo: np.ndarray | None = None
     dz_hi: np.ndarray | None = None
     curvature: float = 0.0
     a_d: float = 1.0
 
 
-def _max_step(value, delta, mask, tau) -> float:
-    """The largest α ≤ 1 with value + α delta ≥ (1 - τ) value where ``mask``."""
-    if mask is not None:
-        value, delta = value[mask], delta[mask]
-    neg = delta < 0
-    if not neg.any():
-        return 1.0
-    return float(min(1.0, np.min(-tau * value[neg] / delta[neg])))
+def _flat_rows(vals) -> np.ndarray:
+    """Every inequality row's value in :class:`Iterate`'s layout of the slacks."""
+    return np.concatenate((vals.path.ravel(), vals.path_final, vals.inequality))

@@ -204,17 +204,16 @@ class Transcription:
         """Overwrite X[1:] with the states reached from X[0] under U; the first stage where they
         are not finite, or -1."""
         N, ng = self.N, max(self.ng, 1)
-        with np.errstate(all="ignore"):
-            return int(self.module.nlp_values(X, U, self.q, self.h, self.ng, True, np.zeros((N, self.ns)),
-                                              np.zeros((N, ng)), np.zeros(ng), np.zeros(1 + self.n_eq + self.n_in))[1])
+        return int(self.module.nlp_values(X, U, self.q, self.h, self.ng, True, np.zeros((N, self.ns)),
+                                          np.zeros((N, ng)), np.zeros(ng), np.zeros(1 + self.n_eq + self.n_in))[1])
 
     def values(self, X: np.ndarray, U: np.ndarray) -> Values:
         """Cost and constraints at (X, U); single shooting overwrites X with the rollout of U."""
         N, ng = self.N, max(self.ng, 1)
         R, Gp, GN = np.zeros((N, self.ns)), np.zeros((N, ng)), np.zeros(ng)
         TV = np.zeros(1 + self.n_eq + self.n_in)
-        with np.errstate(all="ignore"):
-            f, bad = self.module.nlp_values(X, U, self.q, self.h, self.ng, not self.lifted, R, Gp, GN, TV)
+        # compiled code keeps no numpy error state: an overflow is reported by ``bad``
+        f, bad = self.module.nlp_values(X, U, self.q, self.h, self.ng, not self.lifted, R, Gp, GN, TV)
         return Values(float(f), R, Gp[:, :self.ng], GN[:self.ng], TV[1:1 + self.n_eq], TV[1 + self.n_eq:], int(bad))
 
     def jacobians(self, X: np.ndarray, U: np.ndarray) -> Derivatives:
