@@ -74,17 +74,27 @@ class Iterate:
         a, b = self._n_path, self._n_path + self._n_final
         return v[:a].reshape(self.path_shape), v[a:b], v[b:]
 
-    def _block(k, flat):  # noqa: N805 (a property factory)
+    def _flat(name):  # noqa: N805 (a property factory): the vector, and the views of its blocks
         def get(self):
-            return self._blocks(getattr(self, flat))[k]
+            return self.__dict__[name]
 
         def put(self, value):
-            self._blocks(getattr(self, flat))[k][...] = value
+            self.__dict__[name] = value
+            self.__dict__[name + "_blocks"] = self._blocks(value)
         return property(get, put)
 
+    def _block(k, flat):  # noqa: N805 (a property factory)
+        def get(self):
+            return self.__dict__[flat + "_blocks"][k]
+
+        def put(self, value):
+            self.__dict__[flat + "_blocks"][k][...] = value
+        return property(get, put)
+
+    s, y = _flat("s"), _flat("y")
     s_path, s_final, s_in = _block(0, "s"), _block(1, "s"), _block(2, "s")
     y_path, y_final, y_in = _block(0, "y"), _block(1, "y"), _block(2, "y")
-    del _block
+    del _block, _flat
 
 
 def interior_point(tr: Transcription, options: Options | None = None, warm: Solution | None = None,
@@ -197,15 +207,15 @@ class _Solver:
         defects = float(np.abs(vals.defects).max()) if tr.lifted and vals.defects.size else 0.0
         eq = float(np.abs(vals.equality).max()) if vals.equality.size else 0.0
         V = self._stack(it.X, it.U)
-        slack_res, true_in, p_min, p_max, z_total, n_z = ipv.kkt_scalars(V, *self._bounds, it.z_lo, it.z_hi,
-                                                                          _flat_rows(vals), it.s, it.y)
+        slack_res, true_in, p_min, p_max, z_total, n_z, lam_total = ipv.kkt_scalars(
+            V, *self._bounds, it.z_lo, it.z_hi, _flat_rows(vals), it.s, it.y, it.lam, it.nu)
         products = (p_min, p_max, n_z)
         violation = max(defects, eq, true_in)
         primal = max(defects, eq, slack_res)
         # IPOPT's scaling (eq. 5): large multipliers make the absolute dual residual meaningless
         s_max = 100.0
         n_mult = it.lam.size + it.nu.size + n_z
-        total = float(np.abs(it.lam).sum() + np.abs(it.nu).sum()) + z_total
+        total = lam_total + z_total
         s_d = max(s_max, total / max(n_mult, 1)) / s_max
         s_c = max(s_max, z_total / max(n_z, 1)) / s_max
         return stat, primal, violation, s_d, s_c, gl, products

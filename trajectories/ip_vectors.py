@@ -58,10 +58,10 @@ def bound_steps(dV, has_lo, has_hi, z_lo, z_hi, dlo, dhi, mu, dz_lo, dz_hi):
 
 
 @_jit
-def kkt_scalars(V, lo, hi, has_lo, has_hi, z_lo, z_hi, g, s, y):
+def kkt_scalars(V, lo, hi, has_lo, has_hi, z_lo, z_hi, g, s, y, lam, nu):
     """(max |g + s|, max(0, max g), the smallest and largest complementarity product of slacks
-    and bound distances with their multipliers, Σz + Σy, their count). The complementarity
-    residual at μ is then max(p_max − μ, μ − p_min), exactly max |p − μ|."""
+    and bound distances with their multipliers, Σz + Σy, their count, Σ|λ| + Σ|ν|). The
+    complementarity residual at μ is then max(p_max − μ, μ − p_min), exactly max |p − μ|."""
     slack_res = 0.0
     true_in = 0.0
     p_min = np.inf
@@ -89,7 +89,13 @@ def kkt_scalars(V, lo, hi, has_lo, has_hi, z_lo, z_hi, g, s, y):
                 p_min = min(p_min, p)
                 p_max = max(p_max, p)
                 count += 1
-    return slack_res, true_in, p_min, p_max, total, count
+    lam_total = 0.0
+    for k in range(lam.shape[0]):
+        for i in range(lam.shape[1]):
+            lam_total += abs(lam[k, i])
+    for j in range(nu.shape[0]):
+        lam_total += abs(nu[j])
+    return slack_res, true_in, p_min, p_max, total, count, lam_total
 
 
 @_jit
