@@ -23,8 +23,19 @@ from trajectories.systems import (
 SOLVERS = ["ip"] + (["ipopt"] if ipopt_available() else [])
 needs_ipopt = pytest.mark.skipif(not ipopt_available(), reason="cyipopt not installed (pip install 'diffsim[ipopt]')")
 
+def two_controls_mixed_path(N: int = 30) -> OptimalControlProblem:
+    """Rest to rest with two controls and a path constraint weighting them differently and the
+    state: a wrong control column in a path Jacobian changes the optimum."""
+    return OptimalControlProblem(
+        lambda x, u: dnp.array([x[1] + 0.5 * u[1], u[0]]), x0=[0.0, 0.0], T=2.0, N=N, n_u=2,
+        running_cost=lambda x, u: u[0] ** 2 + 0.3 * u[1] ** 2,
+        terminal_equality=lambda x: x - np.array([1.0, 0.0]),
+        path_constraints=lambda x, u: dnp.array([u[0] - 0.4 * u[1] + 0.5 * x[1] - 0.05]))
+
+
 CASES = {
     "lqr": lambda: double_integrator_lqr(N=30),
+    "two_controls_mixed_path": two_controls_mixed_path,
     "cart_pole": lambda: cart_pole_swingup(N=40),
     "speed_limit": lambda: speed_limited_transfer(N=40),
     "goddard": lambda: goddard_rocket(N=50),
