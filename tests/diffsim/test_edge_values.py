@@ -102,3 +102,15 @@ def test_broadcast_gradients_sum_over_every_broadcast_axis():
     a, b = np.linspace(0.5, 1.5, 5).reshape(5, 1), np.arange(30.0).reshape(2, 5, 3)
     g = ds.grad(lambda a: dnp.sum((a * b) ** 2))(a)
     np.testing.assert_allclose(g, (2 * a[:, 0] * np.sum(b ** 2, axis=(0, 2)))[:, None], rtol=1e-13)
+
+
+def test_segment_sum_of_rows_equals_numpy_add_at_on_the_general_path():
+    # complex rows take the general path (the fast scatter kernel is float64 only): numpy's add.at is the reference
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((6, 3)) + 1j * rng.standard_normal((6, 3))
+    ids = np.array([2, 0, 2, 1, 0, 2])
+    want = np.zeros((4, 3), complex)
+    np.add.at(want, ids, data)
+    got = dnp.segment_sum(data, ids, num_segments=4)
+    assert got.shape == (4, 3)
+    np.testing.assert_allclose(got, want, rtol=1e-14)

@@ -310,3 +310,20 @@ def test_bptt_matches_jax_when_installed():
     np.testing.assert_allclose(ours.dU, np.asarray(gU), rtol=1e-11, atol=1e-13)
     np.testing.assert_allclose(ours.dx0, np.asarray(gx0), rtol=1e-11)
     np.testing.assert_allclose(ours.dp, np.asarray(gp), rtol=1e-11)
+
+
+def test_a_blow_up_in_the_very_first_step_is_reported_by_every_gradient_method():
+    first = ODEProblem(lambda x, u: x * 1e308, 1, 1, scheme="euler")  # x0 + h·1e309 overflows at step 0
+    x0, U = np.array([10.0]), np.zeros((5, 1))
+    for method in ("bptt", "checkpointed"):
+        with pytest.raises(FloatingPointError, match=r"non-finite state or cost at step 0 "):
+            first.gradient(x0, U, T=1.0, method=method)
+
+
+@pytest.mark.parametrize("N,snapshots", [(12, 0), (1, 2)])
+def test_checkpointing_without_a_split_recomputes_what_revolve_says(N, snapshots):
+    x0, U = inputs(N)
+    g = cartpole("rk4").gradient(x0, U, P_CARTPOLE, dt=0.01, method="checkpointed", snapshots=snapshots)
+    assert g.recomputed_steps == fewest_steps(N, snapshots) - (N - 1)
+    b = cartpole("rk4").gradient(x0, U, P_CARTPOLE, dt=0.01, method="bptt")
+    np.testing.assert_allclose(g.dU, b.dU, rtol=1e-12, atol=1e-14 * np.max(np.abs(b.dU)))

@@ -190,6 +190,7 @@ TABLE = [
     ("dot 2d-1d", lambda m, x, y: m.dot(x, y), [((2, 3), R), ((3,), R)]),
     ("dot 3d-2d", lambda m, x, y: m.dot(x, y), [((2, 2, 3), R), ((3, 2), R)]),
     ("matmul", lambda m, a, b: a @ b, [((2, 3), R), ((3, 4), R)]),
+    ("matmul stack by one matrix", lambda m, a, b: a @ b, [((2, 3, 4), R), ((4, 5), R)]),
     ("matmul complex", lambda m, a, b: a @ b, [((2, 3), C), ((3, 2), R)]),
     ("matmul batched", lambda m, a, b: a @ b, [((2, 3, 4), R), ((4, 2), R)]),
     ("matmul batch broadcast", lambda m, a, b: m.matmul(a, b), [((2, 1, 2, 3), R), ((3, 3, 2), R)]),
@@ -239,6 +240,9 @@ TABLE = [
         *m.linalg.eigh(a + m.conj(a.T))), [((3, 3), C)]),
     ("eigvals", lambda m, a: m.sort(m.abs(m.linalg.eigvals(a))), [((3, 3), "matrix")]),
     ("eig vectors", lambda m, a: m.abs(m.linalg.eig(a)[1]) + m.abs(m.linalg.eig(a)[0]), [((3, 3), R)]),
+    ("eigh upper triangle batched", lambda m, a: m.linalg.eigvalsh(a, UPLO="U") ** 3, [((2, 3, 3), R)]),
+    ("eig vectors batched", lambda m, a: m.abs(m.linalg.eig(a)[1]) + m.abs(m.linalg.eig(a)[0])[..., None, :],
+     [((2, 3, 3), R)]),
     ("eigvalsh batched", lambda m, a: m.linalg.eigvalsh(a + m.swapaxes(a, -1, -2)), [((2, 3, 3), R)]),
     ("svd values", lambda m, a: m.linalg.svd(a, compute_uv=False), [((3, 2), R)]),
     ("svd vectors", lambda m, a: (lambda u, s, vh: (u * m.exp(s)) @ vh)(*m.linalg.svd(a, full_matrices=False)),
@@ -363,7 +367,7 @@ def _args(specs, rng):
 
 
 @pytest.mark.parametrize("row", TABLE, ids=IDS)
-def test_check_grads(row):
+def test_rule_matches_finite_differences_to_second_order_in_both_modes(row):
     name, _, specs = row
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     ds.check_grads(_funs(row)[0], _args(specs, rng), order=2, modes=("rev", "fwd"))

@@ -155,3 +155,30 @@ def test_reference_energies_add_their_element_constants_to_the_energy_on_every_p
     if "energies" in properties:
         np.testing.assert_allclose(after["energies"] - before["energies"], expected, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(after["forces"], before["forces"], rtol=1e-12, atol=1e-12)
+
+
+def test_energy_forces_without_a_given_topology_equals_the_calculators(model, crystal):
+    atoms = crystal()
+    atoms.calc = Calculator(model)
+    E, F = atoms.get_potential_energy(), atoms.get_forces()
+    stress = atoms.get_stress(voigt=False)
+    for want_stress in (False, True):
+        E2, F2, s2 = model.energy_forces(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers,
+                                         stress=want_stress)
+        assert abs(E2 - E) < 1e-10 * max(1.0, abs(E))
+        np.testing.assert_allclose(F2, F, rtol=1e-10, atol=1e-12)
+        if want_stress:
+            np.testing.assert_allclose(s2, stress, rtol=1e-10, atol=1e-12)
+        else:
+            assert s2 is None
+
+
+def test_per_atom_stresses_without_a_given_topology_equal_the_calculators(model, crystal):
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    atoms = crystal()
+    atoms.calc = Calculator(model)
+    want = atoms.get_stresses()
+    got = model.stresses(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)
+    np.testing.assert_allclose(full_3x3_to_voigt_6_stress(got), want, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(want.sum(axis=0), atoms.get_stress(), rtol=1e-9, atol=1e-12)

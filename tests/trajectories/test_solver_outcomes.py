@@ -3,6 +3,8 @@ reference that shares no code with the solver: scipy's L-BFGS-B on the plain-num
 ocp_reference (the optimum with active control bounds), the bound multipliers recomputed from
 the reference cost's own gradient, and the honesty of the reported status and iteration count."""
 
+import functools
+
 import numpy as np
 import pytest
 from ocp_reference import Reference
@@ -20,8 +22,10 @@ def bounded_double_integrator(N=20):
                                  name="bounded_double_integrator")
 
 
-def reference_optimum(problem):
+@functools.lru_cache(maxsize=None)
+def reference_optimum():
     """(U*, J*, ∇J(U*)) of the discrete problem by L-BFGS-B over the reference rollout."""
+    problem = bounded_double_integrator()
     ref = Reference(problem)
     N = problem.N
     J = lambda U: ref.rollout(U.reshape(N, 1))[1]
@@ -37,19 +41,24 @@ def reference_optimum(problem):
 @pytest.mark.parametrize("method", ["multiple", "single"])
 def test_optimum_with_active_control_bounds_equals_lbfgsb_on_an_independent_rollout(method):
     problem = bounded_double_integrator()
-    U_ref, J_ref, g_ref = reference_optimum(problem)
-    lower = U_ref <= -0.4 + 1e-9
-    assert lower.any() and (~lower).any()  # the test is about an optimum with a bound active, and one free
+    U_ref, J_ref, g_ref = reference_optimum()
+    lower, upper = U_ref <= -0.4 + 1e-9, U_ref >= 0.4 - 1e-9
+    free = ~(lower | upper)
+    assert lower.any() and free.any()  # the test is about an optimum with a bound active, and free controls
     sol = solve(problem, method=method)
     assert sol.status, sol.message
     assert abs(sol.cost - J_ref) < 1e-7 * max(1.0, abs(J_ref)), (sol.cost, J_ref)  # barrier: O(μ) above
     np.testing.assert_allclose(sol.u[:, 0], U_ref, atol=1e-5)
     # the cost the solution reports is the cost of its controls, re-integrated here
     assert abs(Reference(problem).rollout(sol.u)[1] - sol.cost) < 1e-10 * max(1.0, abs(sol.cost))
-    # bound multipliers: z_lo = ∂J/∂u where u sits on its lower bound (dual feasibility, > 0), 0 elsewhere
+    # bound multipliers: z_lo = ∂J/∂u on the lower bound, z_hi = −∂J/∂u on the upper, both > 0 there, 0 elsewhere
     z_lo, z_hi = sol.multipliers["u_lower"][:, 0], sol.multipliers["u_upper"][:, 0]
     np.testing.assert_allclose(z_lo[lower], g_ref[lower], rtol=1e-3, atol=1e-6)
-    assert np.all(z_lo[lower] > 1e-4) and np.max(np.abs(z_lo[~lower])) < 1e-6 and np.max(np.abs(z_hi)) < 1e-6
+    np.testing.assert_allclose(z_hi[upper], -g_ref[upper], rtol=1e-3, atol=1e-6)
+    assert np.all(z_lo[lower] > 1e-4) and np.all(z_hi[upper] > 1e-4)
+    assert np.max(np.abs(z_lo[~lower]), initial=0.0) < 1e-6 and np.max(np.abs(z_hi[~upper]), initial=0.0) < 1e-6
+    # and the free controls are stationary: the reference gradient vanishes there
+    assert np.max(np.abs(g_ref[free])) < 1e-5
 
 
 def test_reported_iterations_status_and_violation_are_honest():
