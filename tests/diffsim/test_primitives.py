@@ -255,9 +255,14 @@ TABLE = [
     ("norm nuc complex", lambda m, x: m.linalg.norm(x, "nuc"), [((3, 3), C)]),
     ("eig complex", lambda m, a: (lambda w, v: (w, m.abs(v)))(*m.linalg.eig(a)), [((3, 3), C)]),
     ("pinv", lambda m, a: m.linalg.pinv(a), [((3, 2), R)]),
+    ("pinv wide", lambda m, a: m.linalg.pinv(a), [((2, 3), R)]),  # A A⁺ = I: the rule's other term
     ("qr", lambda m, a: (lambda q, r: m.concatenate([(q * m.sign(m.diagonal(r))).ravel(),
                                                      (r * m.sign(m.diagonal(r))[:, None]).ravel()]))(
         *m.linalg.qr(a)), [((3, 2), R)]),
+    ("qr batched", lambda m, a: (lambda q, r: m.concatenate([
+        (q * m.sign(m.diagonal(r, axis1=-2, axis2=-1))[..., None, :]).reshape(-1),
+        (r * m.sign(m.diagonal(r, axis1=-2, axis2=-1))[..., :, None]).reshape(-1)]))(*m.linalg.qr(a)),
+     [((2, 3, 2), R)]),
     ("matrix_power", lambda m, a: m.linalg.matrix_power(a, 3), [((3, 3), R)]),
     ("matrix_power negative", lambda m, a: m.linalg.matrix_power(a, -2), [((2, 2), "matrix")]),
     ("lstsq", lambda m, a, b: m.linalg.lstsq(a, b, rcond=None)[0], [((4, 2), R), ((4,), R)]),

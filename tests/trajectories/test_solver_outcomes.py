@@ -72,3 +72,20 @@ def test_reported_iterations_status_and_violation_are_honest():
         # stopped early: not optimal, says why, counts the iterations it made, and its point is not optimal
         assert not short.status and "iteration limit" in short.message and short.iterations == k
         assert short.cost > full.cost + 1e-9 or Reference(problem).kkt(short)["stationarity"] > 1e-6
+
+
+@pytest.mark.parametrize("method", ["multiple", "single"])
+def test_an_active_terminal_inequality_meets_the_kkt_conditions_checked_apart_from_the_solver(method):
+    # the cost pulls the end position to 0; the constraint x_N ≥ 0.3 holds it there, with a positive multiplier
+    problem = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[1.0, 0.0], T=2.0, N=20, n_u=1,
+                                    running_cost=lambda x, u: dnp.sum(x * x) + 0.1 * u[0] ** 2,
+                                    terminal_cost=lambda x: 10.0 * dnp.sum(x * x), u_lower=-3.0, u_upper=3.0,
+                                    terminal_inequality=lambda x: dnp.array([0.3 - x[0], x[0] + x[1] - 5.0]))
+    sol = solve(problem, method=method)
+    assert sol.status, sol.message
+    kkt = Reference(problem).kkt(sol)
+    assert kkt["stationarity"] < 1e-5 and kkt["violation"] < 1e-7, kkt
+    assert kkt["complementarity"] < 1e-6 and kkt["min_dual"] > -1e-9, kkt
+    assert abs(sol.x[-1, 0] - 0.3) < 1e-6  # active
+    y = sol.multipliers["terminal_inequality"]
+    assert y[0] > 1e-3 and abs(y[1]) < 1e-6, y
