@@ -312,3 +312,15 @@ def test_negative_and_infinite_constants_are_emitted_as_numbers():
     k = ds.compile(lambda x: (-0.5) ** x[0] + dnp.maximum(x[1], -np.inf) + dnp.minimum(x[2], np.inf), 3)
     for x in ([2.0, 1.5, -3.0], [3.0, -4.0, 7.0]):
         close(k.forward(np.array(x)), (-0.5) ** x[0] + x[1] + x[2])
+
+
+def test_an_input_the_output_ignores_gets_zero_derivatives_of_the_right_shape():
+    k = ds.compile(lambda x, y: 2.0 * x + dnp.sin(x[0]), 3, 2)
+    x, y = np.array([0.5, -1.0, 2.0]), np.array([3.0, 4.0])
+    Jx, Jy = k.jacobian(x, y)
+    close(Jx, 2.0 * np.eye(3) + np.outer(np.ones(3), [np.cos(0.5), 0.0, 0.0]))
+    assert Jy.shape == (3, 2) and not Jy.any()
+    gx, gy = k.vjp(x, y, np.ones(3))
+    close(gx, [2.0 + 3 * np.cos(0.5), 2.0, 2.0])
+    assert gy.shape == (2,) and not gy.any()
+    close(k.jvp(x, y, np.array([1.0, 0.0, 0.0]), np.array([5.0, 6.0])), 2.0 * np.array([1.0, 0, 0]) + np.cos(0.5))

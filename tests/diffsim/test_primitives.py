@@ -274,6 +274,7 @@ TABLE = [
     ("rfft", lambda m, x: m.fft.rfft(x), [((6,), R)]),
     ("rfft odd forward", lambda m, x: m.fft.rfft(x, n=5, norm="forward"), [((2, 6), R)]),
     ("irfft", lambda m, x: m.fft.irfft(x), [((4,), C)]),
+    ("irfft along axis 0", lambda m, x: m.fft.irfft(x, n=6, axis=0), [((4, 3), C)]),
     ("irfft odd n", lambda m, x: m.fft.irfft(x, n=7, norm="ortho"), [((2, 4), C)]),
     ("fft2", lambda m, x: m.fft.fft2(x), [((3, 4), C)]),
     ("ifft2", lambda m, x: m.fft.ifft2(x, s=(2, 5)), [((3, 4), R)]),

@@ -77,6 +77,7 @@ TARGETS = {
     "rules": Target({"diffsim/primitives.py": None},
                     ("tests/diffsim/test_edge_values.py", "tests/diffsim/test_primitives.py",
                      "tests/diffsim/test_transforms.py", "tests/diffsim/test_custom_primitives.py",
+                     "tests/diffsim/test_checkpoint.py",
                      "tests/diffsim/test_properties.py", "tests/diffsim/test_worked_examples.py",
                      "tests/diffsim/test_graph.py")),
     "loops": Target({"diffsim/ode/compiled_loops.py": None, "diffsim/ode/adaptive_loops.py": None},
