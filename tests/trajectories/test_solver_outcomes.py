@@ -89,3 +89,20 @@ def test_an_active_terminal_inequality_meets_the_kkt_conditions_checked_apart_fr
     assert abs(sol.x[-1, 0] - 0.3) < 1e-6  # active
     y = sol.multipliers["terminal_inequality"]
     assert y[0] > 1e-3 and abs(y[1]) < 1e-6, y
+
+
+@pytest.mark.parametrize("method", ["multiple", "single"])
+def test_two_path_constraints_each_keep_their_own_multiplier(method):
+    # -0.3 ≤ v ≤ 0.6 as two rows: the lower speed limit binds on the way back to 0, the upper never does
+    problem = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[1.0, 0.0], T=4.0, N=30, n_u=1,
+                                    running_cost=lambda x, u: dnp.sum(x * x) + 0.1 * u[0] ** 2,
+                                    terminal_cost=lambda x: dnp.sum(x * x),
+                                    path_constraints=lambda x, u: dnp.array([x[1] - 0.6, -x[1] - 0.3]))
+    sol = solve(problem, method=method)
+    assert sol.status, sol.message
+    kkt = Reference(problem).kkt(sol)
+    assert kkt["stationarity"] < 1e-5 and kkt["violation"] < 1e-7, kkt
+    assert kkt["complementarity"] < 1e-6 and kkt["min_dual"] > -1e-9, kkt
+    y = sol.multipliers["path"]
+    assert np.max(y[:, 1]) > 1e-3 and np.max(np.abs(y[:, 0])) < 1e-6, y
+    assert np.min(sol.x[:, 1]) < -0.3 + 1e-6
