@@ -288,3 +288,39 @@ def test_templates_come_from_the_rule_table():
     for name in ("remainder", "hypot", "exp2", "log2", "log10", "fmax", "fmin", "logaddexp", "negative",
                  "absolute"):
         assert name in codegen._TEMPLATES
+
+
+def test_a_module_of_several_kernels_keeps_each_functions_own_derivatives():
+    # two functions of the same shapes in one module: each kernel must be its own (closed forms)
+    from diffsim.codegen import compile_module
+
+    specs = {"sq_": (lambda x: dnp.sum(x * x), (3,)), "sin_": (lambda x: dnp.sum(dnp.sin(x)), (3,))}
+    _, k = compile_module(specs, title="two kernels")
+    x, t = np.array([0.3, -1.2, 2.0]), np.array([1.0, 0.5, -2.0])
+    close(k["sq_"].forward(x), np.sum(x * x))
+    close(k["sin_"].forward(x), np.sum(np.sin(x)))
+    close(k["sq_"].vjp(x, 1.0)[0], 2 * x)
+    close(k["sin_"].vjp(x, 1.0)[0], np.cos(x))
+    close(k["sq_"].jvp(x, t), 2 * x @ t)
+    close(k["sin_"].jvp(x, t), np.cos(x) @ t)
+    close(k["sin_"].hvp(x, 1.0, t)[0], -np.sin(x) * t)
+    assert set(k["sq_"].op_counts) >= {"forward", "vjp", "jvp"}
+
+
+def test_negative_and_infinite_constants_are_emitted_as_numbers():
+    # (-0.5) ** x must not become -(0.5 ** x); -inf and inf constants must be floats in the source
+    k = ds.compile(lambda x: (-0.5) ** x[0] + dnp.maximum(x[1], -np.inf) + dnp.minimum(x[2], np.inf), 3)
+    for x in ([2.0, 1.5, -3.0], [3.0, -4.0, 7.0]):
+        close(k.forward(np.array(x)), (-0.5) ** x[0] + x[1] + x[2])
+
+
+def test_an_input_the_output_ignores_gets_zero_derivatives_of_the_right_shape():
+    k = ds.compile(lambda x, y: 2.0 * x + dnp.sin(x[0]), 3, 2)
+    x, y = np.array([0.5, -1.0, 2.0]), np.array([3.0, 4.0])
+    Jx, Jy = k.jacobian(x, y)
+    close(Jx, 2.0 * np.eye(3) + np.outer(np.ones(3), [np.cos(0.5), 0.0, 0.0]))
+    assert Jy.shape == (3, 2) and not Jy.any()
+    gx, gy = k.vjp(x, y, np.ones(3))
+    close(gx, [2.0 + 3 * np.cos(0.5), 2.0, 2.0])
+    assert gy.shape == (2,) and not gy.any()
+    close(k.jvp(x, y, np.array([1.0, 0.0, 0.0]), np.array([5.0, 6.0])), 2.0 * np.array([1.0, 0, 0]) + np.cos(0.5))

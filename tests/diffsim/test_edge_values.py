@@ -77,3 +77,40 @@ def test_linspace_logspace_meshgrid_on_traced_values():
 def test_abs_gradient_at_zero_is_zero_for_real_and_complex():
     assert ds.grad(dnp.abs)(0.0) == 0.0
     assert ds.grad(dnp.abs)(0.0 + 0.0j) == 0.0
+    # forward mode too: the tangent of |x| at 0 is 0 (JAX's sign(0)·t), real and complex
+    assert ds.jvp(dnp.abs, (0.0,), (1.0,))[1] == 0.0
+    assert ds.jvp(dnp.abs, (0.0 + 0.0j,), (1.0 + 1.0j,))[1] == 0.0
+    assert ds.jvp(dnp.abs, (-2.0,), (3.0,))[1] == -3.0
+
+
+def test_fmax_and_fmin_of_two_nans_pass_no_gradient():
+    # numpy's fmax ignores a NaN; when both are NaN neither argument selects the result
+    for f in (dnp.fmax, dnp.fmin):
+        gx, gy = ds.grad(lambda x, y: f(x, y), argnums=(0, 1))(np.nan, np.nan)
+        assert gx == 0.0 and gy == 0.0, (f, gx, gy)
+        gx, gy = ds.grad(lambda x, y: f(x, y), argnums=(0, 1))(np.nan, 2.0)
+        assert (gx, gy) == (0.0, 1.0), (f, gx, gy)
+
+
+def test_broadcast_gradients_sum_over_every_broadcast_axis():
+    # a (1, 1) against b (1, 5, 3): d/da Σ(a·b)² = Σ 2 a b², a sum over all 15 elements (closed form)
+    a, b = np.array([[0.7]]), np.arange(1.0, 16.0).reshape(1, 5, 3)
+    g = ds.grad(lambda a: dnp.sum((a * b) ** 2))(a)
+    assert g.shape == (1, 1)
+    np.testing.assert_allclose(g, [[2 * 0.7 * np.sum(b ** 2)]], rtol=1e-13)
+    # a (5, 1) against b (2, 5, 3): the leading axis and the last are summed, the middle kept
+    a, b = np.linspace(0.5, 1.5, 5).reshape(5, 1), np.arange(30.0).reshape(2, 5, 3)
+    g = ds.grad(lambda a: dnp.sum((a * b) ** 2))(a)
+    np.testing.assert_allclose(g, (2 * a[:, 0] * np.sum(b ** 2, axis=(0, 2)))[:, None], rtol=1e-13)
+
+
+def test_segment_sum_of_rows_equals_numpy_add_at_on_the_general_path():
+    # complex rows take the general path (the fast scatter kernel is float64 only): numpy's add.at is the reference
+    rng = np.random.default_rng(3)
+    data = rng.standard_normal((6, 3)) + 1j * rng.standard_normal((6, 3))
+    ids = np.array([2, 0, 2, 1, 0, 2])
+    want = np.zeros((4, 3), complex)
+    np.add.at(want, ids, data)
+    got = dnp.segment_sum(data, ids, num_segments=4)
+    assert got.shape == (4, 3)
+    np.testing.assert_allclose(got, want, rtol=1e-14)

@@ -310,3 +310,34 @@ def test_bptt_matches_jax_when_installed():
     np.testing.assert_allclose(ours.dU, np.asarray(gU), rtol=1e-11, atol=1e-13)
     np.testing.assert_allclose(ours.dx0, np.asarray(gx0), rtol=1e-11)
     np.testing.assert_allclose(ours.dp, np.asarray(gp), rtol=1e-11)
+
+
+def test_a_blow_up_in_the_very_first_step_is_reported_by_every_gradient_method():
+    first = ODEProblem(lambda x, u: x * 1e308, 1, 1, scheme="euler")  # x0 + h·1e309 overflows at step 0
+    x0, U = np.array([10.0]), np.zeros((5, 1))
+    for method in ("bptt", "checkpointed"):
+        with pytest.raises(FloatingPointError, match=r"non-finite state or cost at step 0 "):
+            first.gradient(x0, U, T=1.0, method=method)
+
+
+@pytest.mark.parametrize("N,snapshots", [(12, 0), (1, 2)])
+def test_checkpointing_without_a_split_recomputes_what_revolve_says(N, snapshots):
+    x0, U = inputs(N)
+    # t0 ≠ 0: the recomputed steps must run at their own times (the running cost depends on t)
+    g = cartpole("rk4").gradient(x0, U, P_CARTPOLE, dt=0.01, t0=0.7, method="checkpointed", snapshots=snapshots)
+    assert g.recomputed_steps == fewest_steps(N, snapshots) - (N - 1)
+    b = cartpole("rk4").gradient(x0, U, P_CARTPOLE, dt=0.01, t0=0.7, method="bptt")
+    np.testing.assert_allclose(g.dU, b.dU, rtol=1e-12, atol=1e-14 * np.max(np.abs(b.dU)))
+
+
+def test_adjoint_of_time_dependent_dynamics_matches_bptt_at_t0_not_zero():
+    # ẋ = -x + sin(3t)·u + p0·cos(t): every stage of the adjoint must evaluate f at its own time
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([-x[0] + dnp.sin(3 * t) * u[0] + p[0] * dnp.cos(t)]), 1, 1, 1,
+                      running_cost=lambda x, u, p, t: x[0] ** 2 + 0.1 * u[0] ** 2,
+                      terminal_cost=lambda x, p: 2.0 * x[0] ** 2)
+    x0, p = np.array([0.5]), np.array([0.7])
+    U = np.cos(np.linspace(0.0, 2.0, 200))[:, None]
+    a = prob.gradient(x0, U, p, T=2.0, t0=0.4, method="bptt")
+    c = prob.gradient(x0, U, p, T=2.0, t0=0.4, method="adjoint")  # O(h⁴) from BPTT: h = 0.01
+    np.testing.assert_allclose(c.dx0, a.dx0, rtol=1e-6)
+    np.testing.assert_allclose(c.dp, a.dp, rtol=1e-6)

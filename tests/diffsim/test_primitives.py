@@ -190,6 +190,7 @@ TABLE = [
     ("dot 2d-1d", lambda m, x, y: m.dot(x, y), [((2, 3), R), ((3,), R)]),
     ("dot 3d-2d", lambda m, x, y: m.dot(x, y), [((2, 2, 3), R), ((3, 2), R)]),
     ("matmul", lambda m, a, b: a @ b, [((2, 3), R), ((3, 4), R)]),
+    ("matmul stack by one matrix", lambda m, a, b: a @ b, [((2, 3, 4), R), ((4, 5), R)]),
     ("matmul complex", lambda m, a, b: a @ b, [((2, 3), C), ((3, 2), R)]),
     ("matmul batched", lambda m, a, b: a @ b, [((2, 3, 4), R), ((4, 2), R)]),
     ("matmul batch broadcast", lambda m, a, b: m.matmul(a, b), [((2, 1, 2, 3), R), ((3, 3, 2), R)]),
@@ -239,6 +240,9 @@ TABLE = [
         *m.linalg.eigh(a + m.conj(a.T))), [((3, 3), C)]),
     ("eigvals", lambda m, a: m.sort(m.abs(m.linalg.eigvals(a))), [((3, 3), "matrix")]),
     ("eig vectors", lambda m, a: m.abs(m.linalg.eig(a)[1]) + m.abs(m.linalg.eig(a)[0]), [((3, 3), R)]),
+    ("eigh upper triangle batched", lambda m, a: m.linalg.eigvalsh(a, UPLO="U") ** 3, [((2, 3, 3), R)]),
+    ("eig vectors batched", lambda m, a: m.abs(m.linalg.eig(a)[1]) + m.abs(m.linalg.eig(a)[0])[..., None, :],
+     [((2, 3, 3), R)]),
     ("eigvalsh batched", lambda m, a: m.linalg.eigvalsh(a + m.swapaxes(a, -1, -2)), [((2, 3, 3), R)]),
     ("svd values", lambda m, a: m.linalg.svd(a, compute_uv=False), [((3, 2), R)]),
     ("svd vectors", lambda m, a: (lambda u, s, vh: (u * m.exp(s)) @ vh)(*m.linalg.svd(a, full_matrices=False)),
@@ -251,9 +255,14 @@ TABLE = [
     ("norm nuc complex", lambda m, x: m.linalg.norm(x, "nuc"), [((3, 3), C)]),
     ("eig complex", lambda m, a: (lambda w, v: (w, m.abs(v)))(*m.linalg.eig(a)), [((3, 3), C)]),
     ("pinv", lambda m, a: m.linalg.pinv(a), [((3, 2), R)]),
+    ("pinv wide", lambda m, a: m.linalg.pinv(a), [((2, 3), R)]),  # A A⁺ = I: the rule's other term
     ("qr", lambda m, a: (lambda q, r: m.concatenate([(q * m.sign(m.diagonal(r))).ravel(),
                                                      (r * m.sign(m.diagonal(r))[:, None]).ravel()]))(
         *m.linalg.qr(a)), [((3, 2), R)]),
+    ("qr batched", lambda m, a: (lambda q, r: m.concatenate([
+        (q * m.sign(m.diagonal(r, axis1=-2, axis2=-1))[..., None, :]).reshape(-1),
+        (r * m.sign(m.diagonal(r, axis1=-2, axis2=-1))[..., :, None]).reshape(-1)]))(*m.linalg.qr(a)),
+     [((2, 3, 2), R)]),
     ("matrix_power", lambda m, a: m.linalg.matrix_power(a, 3), [((3, 3), R)]),
     ("matrix_power negative", lambda m, a: m.linalg.matrix_power(a, -2), [((2, 2), "matrix")]),
     ("lstsq", lambda m, a, b: m.linalg.lstsq(a, b, rcond=None)[0], [((4, 2), R), ((4,), R)]),
@@ -265,6 +274,7 @@ TABLE = [
     ("rfft", lambda m, x: m.fft.rfft(x), [((6,), R)]),
     ("rfft odd forward", lambda m, x: m.fft.rfft(x, n=5, norm="forward"), [((2, 6), R)]),
     ("irfft", lambda m, x: m.fft.irfft(x), [((4,), C)]),
+    ("irfft along axis 0", lambda m, x: m.fft.irfft(x, n=6, axis=0), [((4, 3), C)]),
     ("irfft odd n", lambda m, x: m.fft.irfft(x, n=7, norm="ortho"), [((2, 4), C)]),
     ("fft2", lambda m, x: m.fft.fft2(x), [((3, 4), C)]),
     ("ifft2", lambda m, x: m.fft.ifft2(x, s=(2, 5)), [((3, 4), R)]),
@@ -363,7 +373,7 @@ def _args(specs, rng):
 
 
 @pytest.mark.parametrize("row", TABLE, ids=IDS)
-def test_check_grads(row):
+def test_rule_matches_finite_differences_to_second_order_in_both_modes(row):
     name, _, specs = row
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     ds.check_grads(_funs(row)[0], _args(specs, rng), order=2, modes=("rev", "fwd"))

@@ -16,17 +16,31 @@ forces and stress of potentials/model.py and the ASE calculator). A mutant is ki
 tests fail or time out (a planted infinite loop); it survives when they pass. Each survivor is
 either an equivalent mutant (no result a user sees changes) or a missing test: add one.
 
-The operators are the classic ones (Offutt's sufficient set): arithmetic (+ ↔ −, × ↔ ÷, ** → ×),
-a dropped unary minus, comparisons (< ↔ ≤, > ↔ ≥, == ↔ !=), ``and`` ↔ ``or``, a dropped ``not``,
-augmented assignments (+= ↔ −=), numbers (an integer + 1, a float × 1.01, 0.0 → 0.01) and
-``True`` ↔ ``False``. Error messages, docstrings and ``raise`` statements are left alone.
+The operators are the classic ones (Offutt's sufficient set) and a reviewer's planted bugs:
+arithmetic (+ ↔ −, × ↔ ÷, ** → ×, @ → ×), a dropped term of a sum, swapped operands of − ÷ @ **,
+a dropped unary minus, a negated return value (a sign flip), comparisons (< ↔ ≤, > ↔ ≥, == ↔ !=),
+``and`` ↔ ``or``, a dropped ``not``, augmented assignments (+= ↔ −=, *= ↔ /=), numbers (an integer
+± 1, a float × 1.01, 0.0 → 0.01), ``True`` ↔ ``False``, off-by-one indices (``x[i]`` → ``x[i - 1]``),
+slice bounds and ``range`` bounds, and the first two arguments of a call swapped.
+Targets whose code is compiled by Numba run with ``NUMBA_DISABLE_JIT=1``: the same loops as
+Python, without a two-minute compile per mutant (numpy's overflow warnings, which Numba's
+float error model never raises, are ignored there; the codegen test of ``math`` division by zero
+is deselected). Error messages, docstrings and ``raise`` statements are left alone.
 mutmut and cosmic-ray were not used: both mutate by importing the module under test, which
 the compiled loops (a source template appended to generated Numba modules) never are.
 
 >>> src = "def f(x):\\n    return -x + 2 * x\\n"
->>> [m.description for m in mutants_of_source(src, "f.py", ["f"])]
-["'+' -> '-'", 'drop unary minus', "'*' -> '/'", '2 -> 3']
->>> print(apply(src, mutants_of_source(src, "f.py", ["f"])[0]).splitlines()[1])
+>>> for m in mutants_of_source(src, "f.py", ["f"]):
+...     print(m.description)
+negate the returned value
+'+' -> '-'
+drop '+ right term'
+drop left term of '+'
+drop unary minus
+'*' -> '/'
+2 -> 1
+2 -> 3
+>>> print(apply(src, mutants_of_source(src, "f.py", ["f"])[1]).splitlines()[1])
     return (-x - 2 * x)
 """
 
@@ -34,8 +48,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import concurrent.futures
 import dataclasses
+import json
 import os
+import queue
 import random
 import shutil
 import subprocess
@@ -52,23 +69,45 @@ class Target:
 
     files: dict  # path -> list of function names, or None for the whole module
     tests: tuple  # pytest arguments, fastest and most sensitive first (the run stops at the first failure)
+    env: dict = dataclasses.field(default_factory=dict)  # extra environment of the test run
 
 
+_INTERPRETED = {"NUMBA_DISABLE_JIT": "1"}  # compiled loops run as Python: no 2-minute Numba compile per mutant
 TARGETS = {
     "rules": Target({"diffsim/primitives.py": None},
-                    ("tests/diffsim/test_primitives.py", "tests/diffsim/test_transforms.py",
+                    ("tests/diffsim/test_edge_values.py", "tests/diffsim/test_primitives.py",
+                     "tests/diffsim/test_transforms.py", "tests/diffsim/test_custom_primitives.py",
+                     "tests/diffsim/test_checkpoint.py",
                      "tests/diffsim/test_properties.py", "tests/diffsim/test_worked_examples.py",
                      "tests/diffsim/test_graph.py")),
-    "loops": Target({"diffsim/ode/compiled_loops.py": ["rollout", "rollout_batch", "_terminal", "bptt", "_beta",
-                                                       "_left_length", "_advance", "checkpointed",
-                                                       "_hamiltonian_grads", "adjoint", "forward_tangent"]},
-                    ("tests/diffsim/test_ode.py", "-k", "not dopri5")),
-    "solvers": Target({"trajectories/shooting.py": None, "trajectories/pontryagin.py": None},
-                      ("tests/trajectories/test_optimal_control.py", "tests/trajectories/test_peer_optima.py",
-                       "-k", "lqr or bad_problems or brachistochrone or ipopt")),
-    "forces": Target({"potentials/model.py": ["energy", "energy_forces", "per_atom_energies", "reference_energies"],
-                      "potentials/calculator.py": ["calculate"]},
-                     ("tests/potentials/test_forces_every_path.py", "tests/potentials/test_model_calculator.py")),
+    "loops": Target({"diffsim/ode/compiled_loops.py": None, "diffsim/ode/adaptive_loops.py": None},
+                    ("tests/diffsim/test_ode.py", "-W", "ignore::RuntimeWarning", "-k", "not jax"), _INTERPRETED),
+    "codegen": Target({"diffsim/codegen.py": ["_jacobian", "_const", "function", "_param_shape", "_module_source",
+                                              "_elements", "_output_shape", "_kernel_set"]},
+                      ("tests/diffsim/test_codegen.py", "-k", "not subprocess and not cache and not division_by_zero"),
+                      _INTERPRETED),
+    "forces": Target({"potentials/model.py": ["energy", "energy_forces", "stresses", "per_atom_energies",
+                                              "reference_energies"],
+                      "potentials/calculator.py": ["calculate"],
+                      "potentials/committee.py": ["predict", "energy_forces", "per_atom_energies", "stresses"]},
+                     ("tests/potentials/test_forces_every_path.py", "tests/potentials/test_model_calculator.py",
+                      "tests/potentials/test_calculator_paths.py", "tests/potentials/test_committee.py")),
+    "shooting": Target({"trajectories/shooting.py": None, "trajectories/pontryagin.py": None},
+                       ("tests/trajectories/test_optimal_control.py", "tests/trajectories/test_peer_optima.py",
+                        "tests/trajectories/test_pontryagin_free_time.py")),
+    "interior_point": Target({"trajectories/interior_point.py": None, "trajectories/riccati.py": None,
+                              "trajectories/transcription.py": None},
+                             ("tests/trajectories/test_solver_outcomes.py",
+                              "tests/trajectories/test_interior_point.py")),
+    "stage_loops": Target({"trajectories/stage_loops.py": None},
+                          ("tests/trajectories/test_solver_outcomes.py",
+                           "tests/trajectories/test_interior_point.py", "-k", "not goddard and not cycloid"),
+                          _INTERPRETED),
+    "collocation": Target({"trajectories/collocation.py": None}, ("tests/trajectories/test_collocation.py",)),
+    "collocation_loops": Target({"trajectories/collocation_loops.py": None},
+                                ("tests/trajectories/test_collocation.py",), _INTERPRETED),
+    "ddp": Target({"trajectories/ddp.py": None}, ("tests/trajectories/test_ddp.py",)),
+    "ddp_loops": Target({"trajectories/ddp_loops.py": None}, ("tests/trajectories/test_ddp.py",), _INTERPRETED),
 }
 
 
@@ -94,26 +133,64 @@ _SYMBOL = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**
            ast.MatMult: "@", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==",
            ast.NotEq: "!=", ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in",
            ast.And: "and", ast.Or: "or"}
+_AUGOPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
 
 
 def _skipped(tree) -> set:
-    """ids of nodes never mutated: docstrings, f-strings, raise statements, warnings' arguments."""
+    """ids of nodes never mutated: docstrings, f-strings, raise statements, warnings' arguments, decorators."""
     skip = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Raise, ast.JoinedStr, ast.Assert)):
             skip.update(id(n) for n in ast.walk(node))
         if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "warn":
             skip.update(id(n) for n in ast.walk(node))
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):  # @njit(cache=True) and the like: no result changes
+            for d in node.decorator_list:
+                skip.update(id(n) for n in ast.walk(d))
+        if isinstance(node, ast.arg) and node.annotation is not None:  # annotations are never evaluated here
+            skip.update(id(n) for n in ast.walk(node.annotation))
+        if isinstance(node, ast.FunctionDef) and node.returns is not None:
+            skip.update(id(n) for n in ast.walk(node.returns))
+        if isinstance(node, ast.AnnAssign):
+            skip.update(id(n) for n in ast.walk(node.annotation))
         if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Module)) and ast.get_docstring(node) is not None:
             skip.update(id(n) for n in ast.walk(node.body[0]))
     return skip
 
 
-def _mutations(node):
-    """(replacement node or source, description) pairs for one node."""
+_NOT_SWAPPED = {"range", "prange", "isinstance", "getattr", "setattr", "hasattr", "print", "zip", "enumerate",
+                "format", "join", "get", "setdefault", "pop", "append", "insert", "replace", "split", "startswith",
+                "endswith", "update", "add", "write", "open", "dict", "tuple", "list", "set", "super",
+                "multiply", "logical_and", "logical_or"}  # the commutative ones: a swap is an equivalent mutant
+
+
+def _one(value):
+    return ast.Constant(1) if value is None else value
+
+
+def _mutations(node, index_parts):
+    """(replacement node or source, description) pairs for one node.
+
+    ``index_parts`` maps the ids of subscript indices and slice bounds (not constants) to 'index',
+    'lower' or 'upper': they get an off-by-one mutant.
+    """
+    if id(node) in index_parts:
+        kind = index_parts[id(node)]
+        if kind == "lower":
+            yield ast.BinOp(node, ast.Add(), ast.Constant(1)), "slice start + 1"
+        elif kind == "upper":
+            yield ast.BinOp(node, ast.Sub(), ast.Constant(1)), "slice stop - 1"
+        else:
+            yield ast.BinOp(node, ast.Sub(), ast.Constant(1)), "index - 1"
     if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
         new = _BINOPS[type(node.op)]
         yield ast.BinOp(node.left, new(), node.right), f"'{_SYMBOL[type(node.op)]}' -> '{_SYMBOL[new]}'"
+        if isinstance(node.op, (ast.Add, ast.Sub)):
+            yield node.left, f"drop '{_SYMBOL[type(node.op)]} right term'"
+        if isinstance(node.op, ast.Add):
+            yield node.right, "drop left term of '+'"
+        if isinstance(node.op, (ast.Sub, ast.Div, ast.MatMult, ast.Pow)):
+            yield ast.BinOp(node.right, node.op, node.left), f"swap operands of '{_SYMBOL[type(node.op)]}'"
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         yield node.operand, "drop unary minus"
     elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
@@ -125,23 +202,65 @@ def _mutations(node):
     elif isinstance(node, ast.BoolOp):
         new = ast.Or if isinstance(node.op, ast.And) else ast.And
         yield ast.BoolOp(new(), node.values), f"'{_SYMBOL[type(node.op)]}' -> '{_SYMBOL[new]}'"
-    elif isinstance(node, ast.AugAssign) and type(node.op) in (ast.Add, ast.Sub):
-        new = ast.Sub if isinstance(node.op, ast.Add) else ast.Add
+    elif isinstance(node, ast.AugAssign) and type(node.op) in _AUGOPS:
+        new = _AUGOPS[type(node.op)]
         yield (ast.AugAssign(node.target, new(), node.value),
                f"'{_SYMBOL[type(node.op)]}=' -> '{_SYMBOL[new]}='")
+    elif isinstance(node, ast.Return) and node.value is not None and not (
+            isinstance(node.value, (ast.Tuple, ast.Dict, ast.List, ast.Compare, ast.BoolOp, ast.JoinedStr)) or
+            (isinstance(node.value, ast.Constant) and type(node.value.value) not in (int, float))):
+        yield ast.Return(ast.UnaryOp(ast.USub(), node.value)), "negate the returned value"
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("range", "prange"):
+        args = node.args
+        if len(args) in (1, 2, 3) and not any(isinstance(a, ast.Starred) for a in args):
+            stop = 0 if len(args) == 1 else 1
+            yield (ast.Call(node.func, [*args[:stop], ast.BinOp(args[stop], ast.Sub(), ast.Constant(1)),
+                                        *args[stop + 1:]], node.keywords), "range stop - 1")
+            if len(args) >= 2:
+                yield (ast.Call(node.func, [ast.BinOp(args[0], ast.Add(), ast.Constant(1)), *args[1:]],
+                                node.keywords), "range start + 1")
+    elif isinstance(node, ast.Call) and len(node.args) >= 2 and not any(
+            isinstance(a, ast.Starred) for a in node.args[:2]):
+        name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+        if name not in _NOT_SWAPPED and ast.unparse(node.args[0]) != ast.unparse(node.args[1]):
+            yield (ast.Call(node.func, [node.args[1], node.args[0], *node.args[2:]], node.keywords),
+                   "swap the first two arguments")
     elif isinstance(node, ast.Constant) and type(node.value) is bool:
         yield ast.Constant(not node.value), f"{node.value} -> {not node.value}"
     elif isinstance(node, ast.Constant) and type(node.value) is int:
         yield ast.Constant(node.value + 1), f"{node.value} -> {node.value + 1}"
+        if node.value != 1:  # 1 -> 0 is mostly a crash or a no-op multiply; keep n -> n-1 for the others
+            yield ast.Constant(node.value - 1), f"{node.value} -> {node.value - 1}"
     elif isinstance(node, ast.Constant) and type(node.value) is float:
         new = 0.01 if node.value == 0.0 else node.value * 1.01
         yield ast.Constant(new), f"{node.value!r} -> {new!r}"
+
+
+def _index_parts(tree) -> dict:
+    """Subscript indices and slice bounds that are expressions (constants get their own mutants)."""
+    out = {}
+
+    def mark(n, kind):
+        if n is not None and not isinstance(n, (ast.Constant, ast.Slice, ast.Tuple, ast.Starred)):
+            out[id(n)] = kind
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Load, ast.Store)):
+            parts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            for part in parts:
+                if isinstance(part, ast.Slice):
+                    mark(part.lower, "lower")
+                    mark(part.upper, "upper")
+                elif isinstance(part, (ast.Name, ast.BinOp)):
+                    mark(part, "index")
+    return out
 
 
 def mutants_of_source(source: str, path: str, functions=None) -> list:
     """Every mutant of ``source`` inside ``functions`` (names of functions or methods; None: all)."""
     tree = ast.parse(source)
     skip = _skipped(tree)
+    index_parts = _index_parts(tree)
     if functions is None:
         roots = [tree]
     else:
@@ -152,9 +271,9 @@ def mutants_of_source(source: str, path: str, functions=None) -> list:
         for node in ast.walk(root):
             if id(node) in skip or not hasattr(node, "lineno") or isinstance(node, ast.FunctionDef):
                 continue
-            for new, description in _mutations(node):
+            for new, description in _mutations(node, index_parts):
                 text = ast.unparse(new)
-                if not isinstance(node, ast.AugAssign):
+                if not isinstance(node, (ast.AugAssign, ast.Return)):
                     text = f"({text})"
                 key = (node.lineno, node.col_offset, node.end_lineno, node.end_col_offset, text)
                 if key not in seen:
@@ -199,27 +318,87 @@ def _copy_repository(dest: str) -> None:
             shutil.copy2(src, os.path.join(dest, name))
 
 
-def _run_tests(scratch: str, tests: tuple, timeout: float) -> tuple[str, float]:
-    """('passed' | 'failed' | 'timeout', seconds) for the tests in the scratch copy."""
-    env = dict(os.environ, PYTHONPATH=scratch, DIFFSIM_CACHE_DIR=os.path.join(scratch, ".kernel-cache"),
-               PYTHONDONTWRITEBYTECODE="1")
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "--no-header", "-p", "no:cacheprovider", "-o", "addopts=",
-           "-m", "not slow", *tests]
+_SERVER = r"""
+import json, os, signal, sys, time
+import numpy, scipy, scipy.optimize, scipy.linalg, numba, pytest, hypothesis  # the slow imports, done once
+try:
+    import ase, ase.build  # noqa: F401
+except ImportError:
+    pass
+for line in sys.stdin:
+    job = json.loads(line)
     start = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh pytest over the scratch copy (diffsim itself is imported here, mutated)
+        os.setsid()
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os._exit(int(pytest.main(job["args"])))
+    rc = None
+    while time.perf_counter() - start < job["timeout"]:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            rc = os.waitstatus_to_exitcode(status)
+            break
+        time.sleep(0.05)
+    if rc is None:
+        os.killpg(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    print(json.dumps({"rc": rc, "seconds": time.perf_counter() - start}), flush=True)
+"""
+
+
+class _Runner:
+    """A process per scratch copy that has imported numpy, scipy, numba and pytest once and forks a
+    pytest run per mutant (a mutant then costs its tests, not the interpreter's start-up)."""
+
+    def __init__(self, scratch: str, target: Target) -> None:
+        env = dict(os.environ, PYTHONPATH=scratch, DIFFSIM_CACHE_DIR=os.path.join(scratch, ".kernel-cache"),
+                   PYTHONDONTWRITEBYTECODE="1", **target.env)
+        self.args = ["-x", "-q", "--no-header", "-p", "no:cacheprovider", "-o", "addopts=", "-m", "not slow",
+                     *target.tests]
+        self.proc = subprocess.Popen(["nice", "-n", "10", sys.executable, "-c", _SERVER], cwd=scratch, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def run(self, timeout: float) -> tuple[str, float]:
+        """('passed' | 'failed' | 'timeout' | 'error N', seconds) of one run of the target's tests."""
+        self.proc.stdin.write(json.dumps({"args": self.args, "timeout": timeout}) + "\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self.proc.stdout.readline())
+        rc, seconds = answer["rc"], answer["seconds"]
+        if rc is None:
+            return "timeout", seconds
+        if rc not in (0, 1):  # 2: interrupted or an import error, 5: no tests: a mutant that broke loading
+            return ("failed" if rc in (2, 3, 4) or rc < 0 else f"error {rc}"), seconds
+        return ("passed" if rc == 0 else "failed"), seconds
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _test_one(scratch: str, runner: _Runner, m: Mutant, timeout: float) -> tuple[str, float, str]:
+    path = os.path.join(scratch, m.path)
+    with open(path, encoding="utf-8") as f:
+        original = f.read()
     try:
-        r = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return "timeout", time.perf_counter() - start
-    if r.returncode not in (0, 1):  # 2: interrupted or an import error, 5: no tests: a mutant that broke loading
-        return ("failed" if r.returncode == 2 else f"error {r.returncode}"), time.perf_counter() - start
-    return ("passed" if r.returncode == 0 else "failed"), time.perf_counter() - start
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(apply(original, m))
+        outcome, seconds = runner.run(timeout)
+    finally:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(original)
+    return outcome, seconds, original.splitlines()[m.line - 1].strip()
 
 
-def run(names, sample: int | None, seed: int, budget: float, keep: bool = False, only=()) -> dict:
+def run(names, sample: int | None, seed: int, budget: float, keep: bool = False, only=(), jobs: int = 1,
+        report_path: str | None = None) -> dict:
     """Mutate, test, and print a report; returns {target: {"killed": [...], "survived": [...], ...}}."""
     rng = random.Random(seed)
-    scratch = tempfile.mkdtemp(prefix="diffsim-mutation-")
-    _copy_repository(scratch)
+    scratches = [tempfile.mkdtemp(prefix="diffsim-mutation-") for _ in range(max(1, jobs))]
+    for scratch in scratches:
+        _copy_repository(scratch)
     report, deadline = {}, time.perf_counter() + budget
     try:
         for name in names:
@@ -229,48 +408,76 @@ def run(names, sample: int | None, seed: int, budget: float, keep: bool = False,
                 mutants = [m for m in mutants if any(o in f"{m.where()} {m.description}" for o in only)]
             chosen = mutants if sample is None or sample >= len(mutants) else sorted(
                 rng.sample(mutants, sample), key=lambda m: (m.path, m.line, m.col))
-            status, base = _run_tests(scratch, target.tests, timeout=max(60.0, deadline - time.perf_counter()))
+            runners = {d: _Runner(d, target) for d in scratches}
+            with concurrent.futures.ThreadPoolExecutor(len(scratches)) as pool:  # warm each copy's kernel cache
+                bases = list(pool.map(lambda d: runners[d].run(max(60.0, deadline - time.perf_counter())),
+                                      scratches))
+            status, base = bases[0][0], max(b[1] for b in bases)
             print(f"\n== {name}: {len(mutants)} mutants, testing {len(chosen)}; unmutated tests {status} "
                   f"in {base:.0f} s", flush=True)
-            entry = report[name] = {"total": len(mutants), "killed": [], "survived": [], "untested": []}
-            if status != "passed":
+            entry = report[name] = {"total": len(mutants), "killed": [], "survived": [], "untested": [],
+                                    "timeouts": 0}
+            if any(b[0] != "passed" for b in bases):
                 print(f"   the tests fail without a mutant ({status}): fix them first")
-                entry["untested"] = chosen
+                entry["untested"] = list(chosen)
+                for r in runners.values():
+                    r.close()
                 continue
-            per_mutant = 3 * base + 60
-            for k, m in enumerate(chosen):
+            per_mutant = 3 * base + 30
+            free = queue.Queue()
+            for scratch in scratches:
+                free.put(scratch)
+
+            def work(m):
                 if time.perf_counter() > deadline:
-                    entry["untested"] = chosen[k:]
-                    print(f"   time budget spent: {len(chosen) - k} mutants not tested")
-                    break
-                path = os.path.join(scratch, m.path)
-                with open(path, encoding="utf-8") as f:
-                    original = f.read()
+                    return m, None
+                scratch = free.get()
                 try:
-                    with open(path, "w", encoding="utf-8") as f:
-                        f.write(apply(original, m))
-                    outcome, seconds = _run_tests(scratch, target.tests, per_mutant)
+                    return m, _test_one(scratch, runners[scratch], m, per_mutant)
                 finally:
-                    with open(path, "w", encoding="utf-8") as f:
-                        f.write(original)
-                killed = outcome != "passed"
-                entry["killed" if killed else "survived"].append(m)
-                line = original.splitlines()[m.line - 1].strip()
-                print(f"   {'killed  ' if killed else 'SURVIVED'} {m.where():45s} {m.description:28s} "
-                      f"[{outcome}, {seconds:.0f} s]  {line[:70]}", flush=True)
+                    free.put(scratch)
+
+            with concurrent.futures.ThreadPoolExecutor(len(scratches)) as pool:
+                for m, result in pool.map(work, chosen):
+                    if result is None:
+                        entry["untested"].append(m)
+                        continue
+                    outcome, seconds, line = result
+                    killed = outcome != "passed"
+                    entry["timeouts"] += outcome == "timeout"
+                    entry["killed" if killed else "survived"].append(m)
+                    print(f"   {'killed  ' if killed else 'SURVIVED'} {m.where():45s} {m.description:30s} "
+                          f"[{outcome}, {seconds:.0f} s]  {line[:70]}", flush=True)
+            for r in runners.values():
+                r.close()
+            if entry["untested"]:
+                print(f"   time budget spent: {len(entry['untested'])} mutants not tested")
     finally:
-        if keep:
-            print(f"scratch copy kept at {scratch}")
-        else:
-            shutil.rmtree(scratch, ignore_errors=True)
-    print("\n== summary")
+        for scratch in scratches:
+            if keep:
+                print(f"scratch copy kept at {scratch}")
+            else:
+                shutil.rmtree(scratch, ignore_errors=True)
+    table = summary_table(report)
+    print("\n== summary\n" + table)
+    if report_path:
+        with open(report_path, "a", encoding="utf-8") as f:
+            f.write(table + "\n")
+    return report
+
+
+def summary_table(report: dict) -> str:
+    """A Markdown table of the run (one row per target) followed by the survivors, one a line."""
+    rows = ["| target | mutants | tested | killed | survived | timeouts (killed) | untested |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    survivors = []
     for name, e in report.items():
         tested = len(e["killed"]) + len(e["survived"])
-        print(f"   {name:8s} mutants {e['total']:4d}  tested {tested:4d}  killed {len(e['killed']):4d}  "
-              f"survived {len(e['survived']):4d}  untested {len(e['untested']):4d}")
-        for m in e["survived"]:
-            print(f"      survivor {m.where()} {m.description}")
-    return report
+        rows.append(f"| {name} | {e['total']} | {tested} | {len(e['killed'])} | {len(e['survived'])} | "
+                    f"{e['timeouts']} | {len(e['untested'])} |")
+        survivors += [f"- survivor `{name}` {m.where()} {m.description}: `{m.replacement[:80]}`"
+                      for m in e["survived"]]
+    return "\n".join(rows + [""] + survivors)
 
 
 def main(argv=None) -> int:
@@ -281,6 +488,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sample", type=int, help="test this many mutants per target, drawn at random")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     parser.add_argument("--budget", type=float, default=3600.0, help="seconds for the whole run (default 3600)")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once, each in its own scratch copy")
+    parser.add_argument("--report", metavar="FILE", help="append the summary table (Markdown) to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy (to inspect a mutant)")
     parser.add_argument("--only", action="append", default=[], metavar="TEXT",
                         help="only the mutants whose 'path:line:col description' contains TEXT (repeatable), "
@@ -297,7 +506,7 @@ def main(argv=None) -> int:
             print(f"{name:8s} {len(ms):4d} mutants in {', '.join(TARGETS[name].files)}; tests: "
                   f"{' '.join(TARGETS[name].tests)}")
         return 0
-    report = run(names, args.sample, args.seed, args.budget, args.keep, args.only)
+    report = run(names, args.sample, args.seed, args.budget, args.keep, args.only, args.jobs, args.report)
     return 1 if any(e["survived"] for e in report.values()) else 0
 
 

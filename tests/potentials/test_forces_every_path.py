@@ -130,3 +130,55 @@ def test_per_atom_energies_without_a_given_topology_sum_to_the_energy(model, cry
     atoms = crystal(seed=8)
     eps = model.per_atom_energies(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)
     assert eps.shape == (len(atoms),) and eps.sum() == pytest.approx(fresh_energy(model, atoms), rel=1e-12)
+
+
+@pytest.mark.parametrize("properties", [("energy",), ("energy", "stress"), ("energies",)])
+def test_reference_energies_add_their_element_constants_to_the_energy_on_every_path(model, crystal, properties):
+    """E_ref(Z) shifts E by Σ_i E_ref(Z_i) and each atom's energy by its own E_ref, forces untouched."""
+    atoms = crystal()
+    saved = dict(model.reference)
+    shift = {sym: 1.25 * (k + 1) * (-1) ** k for k, sym in enumerate(model.symbols)}  # distinct, of both signs
+    try:
+        model.reference = {sym: 0.0 for sym in model.symbols}
+        atoms.calc = Calculator(model)
+        atoms.calc.calculate(atoms, list(properties) + ["forces"])
+        before = dict(atoms.calc.results)
+        model.reference = shift
+        atoms.calc = Calculator(model)
+        atoms.calc.calculate(atoms, list(properties) + ["forces"])
+        after = atoms.calc.results
+    finally:
+        model.reference = saved
+    expected = np.array([shift[s] for s in atoms.get_chemical_symbols()])
+    assert len(set(atoms.get_chemical_symbols())) > 1
+    np.testing.assert_allclose(after["energy"] - before["energy"], expected.sum(), rtol=1e-12, atol=1e-10)
+    if "energies" in properties:
+        np.testing.assert_allclose(after["energies"] - before["energies"], expected, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(after["forces"], before["forces"], rtol=1e-12, atol=1e-12)
+
+
+def test_energy_forces_without_a_given_topology_equals_the_calculators(model, crystal):
+    atoms = crystal()
+    atoms.calc = Calculator(model)
+    E, F = atoms.get_potential_energy(), atoms.get_forces()
+    stress = atoms.get_stress(voigt=False)
+    for want_stress in (False, True):
+        E2, F2, s2 = model.energy_forces(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers,
+                                         stress=want_stress)
+        assert abs(E2 - E) < 1e-10 * max(1.0, abs(E))
+        np.testing.assert_allclose(F2, F, rtol=1e-10, atol=1e-12)
+        if want_stress:
+            np.testing.assert_allclose(s2, stress, rtol=1e-10, atol=1e-12)
+        else:
+            assert s2 is None
+
+
+def test_per_atom_stresses_without_a_given_topology_equal_the_calculators(model, crystal):
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    atoms = crystal()
+    atoms.calc = Calculator(model)
+    want = atoms.get_stresses()
+    got = model.stresses(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)
+    np.testing.assert_allclose(full_3x3_to_voigt_6_stress(got), want, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(want.sum(axis=0), atoms.get_stress(), rtol=1e-9, atol=1e-12)

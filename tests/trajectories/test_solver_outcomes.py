@@ -1,0 +1,108 @@
+"""Outcomes of the interior-point solver that a user reads off a Solution, each judged by a
+reference that shares no code with the solver: scipy's L-BFGS-B on the plain-numpy rollout of
+ocp_reference (the optimum with active control bounds), the bound multipliers recomputed from
+the reference cost's own gradient, and the honesty of the reported status and iteration count."""
+
+import functools
+
+import numpy as np
+import pytest
+from ocp_reference import Reference
+from scipy.optimize import minimize
+
+import diffsim.numpy as dnp
+from trajectories import OptimalControlProblem, solve
+
+
+def bounded_double_integrator(N=20):
+    """ẍ = u from (1, 0) with |u| ≤ 0.4: the bound is active over the first part of the horizon."""
+    return OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[1.0, 0.0], T=3.0, N=N, n_u=1,
+                                 running_cost=lambda x, u: dnp.sum(x * x) + 0.1 * u[0] ** 2,
+                                 terminal_cost=lambda x: 10.0 * dnp.sum(x * x), u_lower=-0.4, u_upper=0.4,
+                                 name="bounded_double_integrator")
+
+
+@functools.lru_cache(maxsize=None)
+def reference_optimum():
+    """(U*, J*, ∇J(U*)) of the discrete problem by L-BFGS-B over the reference rollout."""
+    problem = bounded_double_integrator()
+    ref = Reference(problem)
+    N = problem.N
+    J = lambda U: ref.rollout(U.reshape(N, 1))[1]
+
+    def grad(U, e=1e-6):
+        return np.array([(J(U + e * np.eye(N)[i]) - J(U - e * np.eye(N)[i])) / (2 * e) for i in range(N)])
+
+    res = minimize(J, np.zeros(N), jac=grad, method="L-BFGS-B", bounds=[(-0.4, 0.4)] * N,
+                   options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 500})
+    return res.x, res.fun, grad(res.x)
+
+
+@pytest.mark.parametrize("method", ["multiple", "single"])
+def test_optimum_with_active_control_bounds_equals_lbfgsb_on_an_independent_rollout(method):
+    problem = bounded_double_integrator()
+    U_ref, J_ref, g_ref = reference_optimum()
+    lower, upper = U_ref <= -0.4 + 1e-9, U_ref >= 0.4 - 1e-9
+    free = ~(lower | upper)
+    assert lower.any() and free.any()  # the test is about an optimum with a bound active, and free controls
+    sol = solve(problem, method=method)
+    assert sol.status, sol.message
+    assert abs(sol.cost - J_ref) < 1e-7 * max(1.0, abs(J_ref)), (sol.cost, J_ref)  # barrier: O(μ) above
+    np.testing.assert_allclose(sol.u[:, 0], U_ref, atol=1e-5)
+    # the cost the solution reports is the cost of its controls, re-integrated here
+    assert abs(Reference(problem).rollout(sol.u)[1] - sol.cost) < 1e-10 * max(1.0, abs(sol.cost))
+    # bound multipliers: z_lo = ∂J/∂u on the lower bound, z_hi = −∂J/∂u on the upper, both > 0 there, 0 elsewhere
+    z_lo, z_hi = sol.multipliers["u_lower"][:, 0], sol.multipliers["u_upper"][:, 0]
+    np.testing.assert_allclose(z_lo[lower], g_ref[lower], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(z_hi[upper], -g_ref[upper], rtol=1e-3, atol=1e-6)
+    assert np.all(z_lo[lower] > 1e-4) and np.all(z_hi[upper] > 1e-4)
+    assert np.max(np.abs(z_lo[~lower]), initial=0.0) < 1e-6 and np.max(np.abs(z_hi[~upper]), initial=0.0) < 1e-6
+    # and the free controls are stationary: the reference gradient vanishes there
+    assert np.max(np.abs(g_ref[free])) < 1e-5
+
+
+def test_reported_iterations_status_and_violation_are_honest():
+    problem = bounded_double_integrator()
+    full = solve(problem)
+    assert full.status and 1 <= full.iterations < 100 and "converged" in full.message, full.message
+    ref = Reference(problem).kkt(full)
+    assert ref["violation"] <= max(full.constraint_violation, 1e-9) + 1e-12
+    for k in (1, 2, 4):
+        short = solve(problem, max_iter=k)
+        # stopped early: not optimal, says why, counts the iterations it made, and its point is not optimal
+        assert not short.status and "iteration limit" in short.message and short.iterations == k
+        assert short.cost > full.cost + 1e-9 or Reference(problem).kkt(short)["stationarity"] > 1e-6
+
+
+@pytest.mark.parametrize("method", ["multiple", "single"])
+def test_an_active_terminal_inequality_meets_the_kkt_conditions_checked_apart_from_the_solver(method):
+    # the cost pulls the end position to 0; the constraint x_N ≥ 0.3 holds it there, with a positive multiplier
+    problem = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[1.0, 0.0], T=2.0, N=20, n_u=1,
+                                    running_cost=lambda x, u: dnp.sum(x * x) + 0.1 * u[0] ** 2,
+                                    terminal_cost=lambda x: 10.0 * dnp.sum(x * x), u_lower=-3.0, u_upper=3.0,
+                                    terminal_inequality=lambda x: dnp.array([0.3 - x[0], x[0] + x[1] - 5.0]))
+    sol = solve(problem, method=method)
+    assert sol.status, sol.message
+    kkt = Reference(problem).kkt(sol)
+    assert kkt["stationarity"] < 1e-5 and kkt["violation"] < 1e-7, kkt
+    assert kkt["complementarity"] < 1e-6 and kkt["min_dual"] > -1e-9, kkt
+    assert abs(sol.x[-1, 0] - 0.3) < 1e-6  # active
+    y = sol.multipliers["terminal_inequality"]
+    assert y[0] > 1e-3 and abs(y[1]) < 1e-6, y
+
+
+@pytest.mark.parametrize("method", ["multiple", "single"])
+def test_two_path_constraints_each_keep_their_own_multiplier(method):
+    # -0.3 ≤ v ≤ 0.6 as two rows: the lower speed limit binds on the way back to 0, the upper never does
+    problem = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[1.0, 0.0], T=4.0, N=30, n_u=1,
+                                    running_cost=lambda x, u: dnp.sum(x * x) + 0.1 * u[0] ** 2,
+                                    terminal_cost=lambda x: dnp.sum(x * x),
+                                    path_constraints=lambda x, u: dnp.array([x[1] - 0.6, -x[1] - 0.3]))
+    sol = solve(problem, method=method)
+    assert sol.status, sol.message
+    kkt = Reference(problem).kkt(sol)
+    assert kkt["stationarity"] < 1e-5 and kkt["violation"] < 1e-7, kkt
+    assert kkt["complementarity"] < 1e-6 and kkt["min_dual"] > -1e-9, kkt
+    y = sol.multipliers["path"]
+    assert np.max(y[:, 1]) > 1e-3 and np.max(np.abs(y[:, 0])) < 1e-6, y
+    assert np.min(sol.x[:, 1]) < -0.3 + 1e-6
