@@ -1,0 +1,113 @@
+"""Committee training on a real LocalCluster of two worker processes: each member equals the plain
+single-model training with the member's seed, bit for bit, here and on the workers; a killed
+worker and an interrupted client lose no member and train none twice."""
+
+import dataclasses
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from diffsim import cluster
+from potentials.committee import member_path, train_committee
+from potentials.model import ACSFModel, ModelFileError
+from potentials.training import TrainConfig, train
+
+CONFIG = TrainConfig(epochs=15, batch_size=4, learning_rate=1e-2, patience=1000, progress=False, seed=3)
+SIZE = 3
+
+
+def make(k):
+    return ACSFModel(["Cu"], hidden=(8,), seed=100 + k)
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    with cluster.client(workers=2) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def data(frames):
+    return frames[:12]
+
+
+@pytest.fixture(scope="module")
+def reference(data):
+    """Each member trained on its own, as one model, with the seed the committee gives it."""
+    out = []
+    for k in range(SIZE):
+        model = make(k)
+        history = train(model, data, dataclasses.replace(CONFIG, seed=CONFIG.seed + k))
+        out.append((model.to_arrays(), history.train_loss))
+    return out
+
+
+def _assert_members(committee, histories, reference):
+    assert len(committee) == SIZE
+    for member, history, (arrays, losses) in zip(committee.members, histories, reference):
+        got = member.to_arrays()
+        assert sorted(got) == sorted(arrays)
+        for name in arrays:
+            np.testing.assert_array_equal(got[name], arrays[name], err_msg=name)  # bit for bit
+        assert history.train_loss == losses
+
+
+def test_members_on_workers_equal_serial_members_bit_for_bit(dask_client, data, reference, tmp_path):
+    serial = train_committee(make, data, CONFIG, size=SIZE)
+    _assert_members(*serial, reference)
+    parallel = train_committee(make, data, CONFIG, size=SIZE, client=dask_client, members_dir=tmp_path / "m")
+    _assert_members(*parallel, reference)
+    assert sorted(os.listdir(tmp_path / "m")) == [f"member{k}.npz" for k in range(SIZE)]
+
+
+def test_killing_a_worker_mid_committee_trains_each_member_once(dask_client, data, reference, tmp_path):
+    workers = dask_client.run(os.getpid)
+    killed, finished = [], []
+
+    def kill_one_busy_worker():
+        deadline = time.time() + 60
+        time.sleep(0.5)  # into the members' training, past the imports
+        while time.time() < deadline and not killed:
+            for address, tasks in dask_client.processing().items():
+                if tasks and address in workers:
+                    os.kill(workers[address], signal.SIGKILL)
+                    killed.append((address, tasks))
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_one_busy_worker)
+    killer.start()
+    committee, histories = train_committee(make, data, CONFIG, size=SIZE, client=dask_client,
+                                           members_dir=tmp_path / "m", progress=lambda k, h: finished.append(k))
+    killer.join()
+    assert killed and killed[0][1], "no worker was killed while it trained a member"
+    assert sorted(finished) == list(range(SIZE))  # each member reported (and written) once
+    _assert_members(committee, histories, reference)
+    deadline = time.time() + 30
+    while len(dask_client.scheduler_info()["workers"]) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+
+
+def test_an_interrupted_committee_resumes_without_retraining_kept_members(data, reference, tmp_path):
+    folder = tmp_path / "members"
+
+    def interrupt(k, history):
+        raise KeyboardInterrupt  # the client dies after the first member was written
+
+    with pytest.raises(KeyboardInterrupt):
+        train_committee(make, data, CONFIG, size=SIZE, members_dir=folder, progress=interrupt)
+    assert [member_path(folder, k).exists() for k in range(SIZE)] == [True, False, False]
+    stamp = member_path(folder, 0).stat().st_mtime_ns
+    retrained = []
+    committee, histories = train_committee(make, data, CONFIG, size=SIZE, members_dir=folder,
+                                           progress=lambda k, h: retrained.append(k))
+    assert retrained == [1, 2] and member_path(folder, 0).stat().st_mtime_ns == stamp
+    _assert_members(committee, histories, reference)
+    with pytest.raises(ModelFileError, match="other data, options or initial weights"):
+        train_committee(make, data, dataclasses.replace(CONFIG, epochs=5), size=SIZE, members_dir=folder)
+    with pytest.raises(ModelFileError, match="other data"):
+        train_committee(make, data[:-1], CONFIG, size=SIZE, members_dir=folder)
