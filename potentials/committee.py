@@ -244,6 +244,24 @@ def _hash_atoms(h, atoms) -> None:
     h.update(json.dumps({k: v for k, v in sorted(atoms.info.items()) if isinstance(v, str)}).encode())
 
 
+def members_folder(model_file: str | os.PathLike) -> pathlib.Path:
+    """The side directory where ``train --ensemble K --out model_file`` keeps finished members
+    until the committee file is written.
+
+    >>> members_folder("runs/cu.npz").as_posix()
+    'runs/cu.npz.members'
+    """
+    p = pathlib.Path(model_file)
+    return p.with_name(p.name + ".members")
+
+
+def remove_members(folder: str | os.PathLike) -> None:
+    """Remove a side directory of members (once the committee file holds them)."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def member_path(members_dir: str | os.PathLike, k: int) -> pathlib.Path:
     """Where member k of a committee being trained is kept until the committee file is written."""
     return pathlib.Path(members_dir) / f"member{k}.npz"

@@ -111,3 +111,25 @@ def test_an_interrupted_committee_resumes_without_retraining_kept_members(data, 
         train_committee(make, data, dataclasses.replace(CONFIG, epochs=5), size=SIZE, members_dir=folder)
     with pytest.raises(ModelFileError, match="other data"):
         train_committee(make, data[:-1], CONFIG, size=SIZE, members_dir=folder)
+
+
+@pytest.mark.slow  # ~20 s: the command starts its own LocalCluster
+def test_cli_trains_the_committee_on_workers_as_it_does_in_one_process(frames, tmp_path):
+    from ase.io import write
+
+    from diffsim.cli import main
+    from potentials.committee import members_folder
+    from potentials.model import load_model
+
+    write(tmp_path / "cu.extxyz", frames[:8])
+    common = ["potential", "train", "--data", str(tmp_path / "cu.extxyz"), "--ensemble", "2", "--epochs", "3",
+              "--hidden", "4"]
+    assert main(common + ["--out", str(tmp_path / "serial.npz")]) == 0
+    assert main(common + ["--out", str(tmp_path / "parallel.npz"), "--workers", "2"]) == 0
+    serial, parallel = load_model(tmp_path / "serial.npz"), load_model(tmp_path / "parallel.npz")
+    for a, b in zip(serial.members, parallel.members):
+        for x, y in zip(a.weights, b.weights):
+            np.testing.assert_array_equal(x, y)
+    assert not members_folder(tmp_path / "parallel.npz").exists()  # the committee file holds the members now
+    assert main(["potential", "train", "--data", str(tmp_path / "cu.extxyz"), "--workers", "2",
+                 "--out", str(tmp_path / "one.npz")]) == 2  # --workers without --ensemble: a usage error
