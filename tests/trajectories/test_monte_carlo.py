@@ -65,3 +65,15 @@ def test_bad_input_is_refused():
                           (dict(steps=0), "steps"), (dict(horizon=100), "horizon 100 is longer")]:
         with pytest.raises(MPCError, match=match):
             monte_carlo(ocp, **dict(dict(runs=2, steps=5, progress=False), **kwargs))
+
+
+def test_cli_monte_carlo_prints_the_summary_and_refuses_no_disturbance(tmp_path, capsys):
+    from diffsim.cli import main
+
+    out = tmp_path / "mc.png"
+    assert main(["mpc", "cart_pole", "--runs", "3", "--disturbance", "0.005", "--steps", "15",
+                 "--plot", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "3 runs of 15 steps" in text and "cost mean ± s.e." in text and out.exists()
+    assert main(["mpc", "cart_pole", "--runs", "3", "--steps", "5"]) == 2
+    assert "--disturbance SIGMA > 0" in capsys.readouterr().err
