@@ -321,6 +321,20 @@ class _Quiet:
         pass
 
 
+def warm(client, fn: Callable, *args) -> None:
+    """Run ``fn(*args)`` once in every worker process of ``client`` at the same time (here, if
+    ``client`` is None): imports and Numba kernels loaded from the disk cache before real work, so
+    that no task pays for them and every worker, not just the first to ask, is ready.
+
+    >>> warm(None, print, "ready")
+    ready
+    """
+    if client is None:
+        fn(*args)
+    else:
+        client.run(fn, *args)
+
+
 def overhead(client, tasks: int = 200) -> float:
     """Seconds per task of submitting, running and collecting ``tasks`` empty tasks on ``client``
     (the price of one task, for sizing them: keep each task well above it).
