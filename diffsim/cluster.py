@@ -277,7 +277,15 @@ def _run_on_cluster(fn, tasks, keys, client, shared, in_flight, chunk):
 
 
 def _outcomes(distributed, future, value, members, keys, chunk):
-    if future.status == "cancelled" or isinstance(value, distributed.client.FutureCancelledError):
+    import asyncio
+
+    cancelled = (asyncio.CancelledError, distributed.client.FutureCancelledError)
+    if future.status not in ("finished", "error") or isinstance(value, cancelled):
+        # the result was lost before it was fetched (its worker died): the scheduler recomputes it
+        distributed.wait(future)
+        if future.status == "finished":
+            value = future.result()
+    if future.status == "cancelled":
         raise ClusterError(f"task {keys[members[0]]} was cancelled: the scheduler was lost or restarted; rerun to "
                            "resume where it stopped")
     if future.status == "error":

@@ -4,8 +4,6 @@ worker and an interrupted client lose no member and train none twice."""
 
 import dataclasses
 import os
-import signal
-import threading
 import time
 
 import numpy as np
@@ -15,6 +13,7 @@ from diffsim import cluster
 from potentials.committee import member_path, train_committee
 from potentials.model import ACSFModel, ModelFileError
 from potentials.training import TrainConfig, train
+from tests.reliability.worker_faults import kill_a_busy_worker, wait_for_workers
 
 CONFIG = TrainConfig(epochs=15, batch_size=4, learning_rate=1e-2, patience=1000, progress=False, seed=3)
 SIZE = 3
@@ -65,31 +64,16 @@ def test_members_on_workers_equal_serial_members_bit_for_bit(dask_client, data, 
 
 
 def test_killing_a_worker_mid_committee_trains_each_member_once(dask_client, data, reference, tmp_path):
-    workers = dask_client.run(os.getpid)
-    killed, finished = [], []
-
-    def kill_one_busy_worker():
-        deadline = time.time() + 60
-        time.sleep(0.5)  # into the members' training, past the imports
-        while time.time() < deadline and not killed:
-            for address, tasks in dask_client.processing().items():
-                if tasks and address in workers:
-                    os.kill(workers[address], signal.SIGKILL)
-                    killed.append((address, tasks))
-                    return
-            time.sleep(0.02)
-
-    killer = threading.Thread(target=kill_one_busy_worker)
-    killer.start()
+    finished = []
+    start = time.time()
+    killer, killed = kill_a_busy_worker(dask_client, lambda: time.time() - start > 0.5)  # past the imports
     committee, histories = train_committee(make, data, CONFIG, size=SIZE, client=dask_client,
                                            members_dir=tmp_path / "m", progress=lambda k, h: finished.append(k))
     killer.join()
     assert killed and killed[0][1], "no worker was killed while it trained a member"
     assert sorted(finished) == list(range(SIZE))  # each member reported (and written) once
     _assert_members(committee, histories, reference)
-    deadline = time.time() + 30
-    while len(dask_client.scheduler_info()["workers"]) < 2 and time.time() < deadline:
-        time.sleep(0.2)
+    wait_for_workers(dask_client, 2)
 
 
 def test_an_interrupted_committee_resumes_without_retraining_kept_members(data, reference, tmp_path):
