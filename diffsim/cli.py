@@ -416,7 +416,7 @@ def _potential_generate(args: argparse.Namespace) -> int:
 
 def _potential_train(args: argparse.Namespace) -> int:
     """Train a potential (or a committee with --ensemble K) on energies, forces and stress."""
-    from potentials.committee import train_committee
+    from potentials.committee import members_folder, remove_members, train_committee
     from potentials.e0s import parse_e0s
     from potentials.figures import learning_curve
     from potentials.model import ACSFModel
@@ -425,6 +425,9 @@ def _potential_train(args: argparse.Namespace) -> int:
     from potentials.training import TrainConfig, train
 
     _distinct_paths(args, "data", "out", "checkpoint", "curve", "valid_file", "test_file")
+    if (args.workers or args.scheduler) and args.ensemble < 2:
+        raise UsageError("--workers/--scheduler train the members of a committee in parallel: add --ensemble K "
+                         "(K >= 2); one model trains in one process")
     keys = _label_keys(args)
     frames = load_dataset(args.data, keys)
     valid = load_dataset(args.valid_file, keys) if args.valid_file else None
@@ -449,8 +452,10 @@ def _potential_train(args: argparse.Namespace) -> int:
         def report(k, h):
             print(f"committee member {k + 1}/{args.ensemble}: {len(h.train_loss)} epochs, {h.seconds:.1f} s")
 
-        model, histories = train_committee(make, frames, config, size=args.ensemble, validation=valid, test=test,
-                                           progress=report)
+        with _cluster_client(args) as client:  # members as cluster tasks; finished ones kept beside --out
+            model, histories = train_committee(make, frames, config, size=args.ensemble, validation=valid, test=test,
+                                               progress=report, client=client,
+                                               members_dir=members_folder(args.out))
     else:
         model = make(args.seed)
         histories = [train(model, frames, config, validation=valid, test=test)]
@@ -460,6 +465,8 @@ def _potential_train(args: argparse.Namespace) -> int:
             print(f"resumed {args.checkpoint} at epoch {h0.resumed_from} of {config.epochs}"
                   + ("; it had finished, so nothing was left to train" if done else ""))
     model.save(args.out)
+    if args.ensemble > 1:
+        remove_members(members_folder(args.out))  # the committee file now holds them
     history = histories[0]
     seconds = sum(h.seconds for h in histories)
     what = f"a committee of {args.ensemble}" if args.ensemble > 1 else "the model"
@@ -1013,6 +1020,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=seed_type, default=0, help="seed of the weights and the data split (default 0)")
     tr.add_argument("--quick", action="store_true", help="10 epochs")
     _add_training_options(tr)
+    _cluster_options(tr)
     tr.set_defaults(func=_potential_train)
     ev = act.add_parser("evaluate", help="energy and force errors of a model on a dataset",
                         description=_potential_evaluate.__doc__)

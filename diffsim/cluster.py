@@ -151,7 +151,8 @@ def _last_line(exc: BaseException) -> str:
 
 def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = None, *, client=None,
               shared: Any = None, progress: bool = True, description: str = "tasks",
-              raise_failures: bool = True, in_flight: int | None = None) -> Iterator[tuple[str, Any]]:
+              raise_failures: bool = True, in_flight: int | None = None,
+              chunk: int | None = None) -> Iterator[tuple[str, Any]]:
     """Run ``fn(task)`` (``fn(task, shared)`` if ``shared`` is given) for every task and yield
     ``(key, result)`` as each finishes: on ``client``'s workers, or here one after the other if
     ``client`` is None. ``keys`` name the tasks (default "0", "1", ...; they must be unique).
@@ -162,7 +163,10 @@ def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = N
     ``raise_failures=False``, they are yielded as ``(key, TaskFailure)``). A task whose worker
     died is rerun by the scheduler on another worker; each key is yielded once. ``in_flight``
     bounds the tasks submitted at once (topped up as results arrive): for runs of millions of
-    tasks, so the scheduler holds a window of them rather than all.
+    tasks, so the scheduler holds a window of them rather than all. ``chunk`` tasks travel as one
+    Dask task (their results still come back one key at a time, failures one key at a time): for
+    tasks of a few milliseconds, whose cost the scheduler's round trip per task would dominate. The
+    default, :func:`auto_chunk`, gives each worker about 8 chunks of the run (1 for short runs).
 
     >>> out = list(map_tasks(lambda t, s: t + s, [1, 2], keys=["x", "y"], shared=10, progress=False))
     >>> sorted(out)
@@ -176,11 +180,17 @@ def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = N
         seen: set = set()
         dup = next(k for k in keys if k in seen or seen.add(k))
         raise ValueError(f"map_tasks: task keys must be unique; {dup!r} appears more than once")
+    if chunk is not None and (int(chunk) != chunk or chunk < 1):
+        raise ValueError(f"map_tasks: chunk must be a whole number ≥ 1, got {chunk!r}")
     bar = _bar(len(tasks), description, progress and bool(tasks))
     failures: list[TaskFailure] = []
-    run = _run_serial if client is None else _run_on_cluster
     try:
-        for key, value, failed in run(fn, tasks, keys, client, shared, in_flight):
+        if client is None:
+            results = _run_serial(fn, tasks, keys, shared)
+        else:
+            chunk = auto_chunk(client, len(tasks)) if chunk is None else int(chunk)
+            results = _run_on_cluster(fn, tasks, keys, client, shared, in_flight, chunk)
+        for key, value, failed in results:
             bar.update(1)
             if failed:
                 failures.append(value)
@@ -196,7 +206,18 @@ def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = N
         raise TasksFailed(failures, len(tasks))
 
 
-def _run_serial(fn, tasks, keys, client, shared, in_flight):
+def auto_chunk(client, tasks: int, per_worker: int = 8, most: int = 32) -> int:
+    """Tasks per Dask task so that each of ``client``'s workers gets about ``per_worker`` chunks
+    (enough to balance the load and to lose little to a dead worker), at most ``most``.
+
+    >>> auto_chunk(None, 10), auto_chunk(None, 1000)     # without a client: as for one worker
+    (1, 32)
+    """
+    workers = max(1, len((client.scheduler_info(n_workers=-1) or {}).get("workers", {}))) if client is not None else 1
+    return int(min(most, max(1, tasks // (per_worker * workers))))
+
+
+def _run_serial(fn, tasks, keys, shared):
     args = () if shared is None else (shared,)
     for key, task in zip(keys, tasks):
         try:
@@ -207,46 +228,79 @@ def _run_serial(fn, tasks, keys, client, shared, in_flight):
         yield key, value, False
 
 
-def _run_on_cluster(fn, tasks, keys, client, shared, in_flight):
+def _run_chunk(fn, keys, tasks, *shared):
+    """The Dask task of a chunk: each of its tasks run on its own, a failure kept with its key."""
+    return list(_run_serial(fn, tasks, keys, shared[0] if shared else None))
+
+
+def _run_on_cluster(fn, tasks, keys, client, shared, in_flight, chunk):
     distributed = _distributed()
     token = uuid.uuid4().hex[:8]  # Dask keys are global to the scheduler: never reuse another run's
     args = () if shared is None else (client.scatter(shared, broadcast=True, hash=False),)
+    chunks = [range(i, min(i + chunk, len(tasks))) for i in range(0, len(tasks), chunk)]
     futures: dict = {}
-    queue = iter(range(len(tasks)))
+    queue = iter(chunks)
 
-    def submit(n):  # one message for a batch of tasks, not one per task
-        batch = [i for _, i in zip(range(n), queue)]
+    def submit(n):  # one message for a batch of chunks, not one per chunk
+        batch = [c for _, c in zip(range(n), queue)]
         if not batch:
             return []
-        new = client.map(fn, [tasks[i] for i in batch], *[[a] * len(batch) for a in args],
-                         key=[f"{keys[i]}-{token}" for i in batch], pure=False)
-        futures.update(zip(new, (keys[i] for i in batch)))
+        dask_keys = [f"{keys[c[0]]}-{token}" if len(c) == 1 else f"{keys[c[0]]}+{len(c) - 1}-{token}" for c in batch]
+        if chunk == 1:
+            new = client.map(fn, [tasks[c[0]] for c in batch], *[[a] * len(batch) for a in args], key=dask_keys,
+                             pure=False)
+        else:
+            new = client.map(_run_chunk, [fn] * len(batch), [[keys[i] for i in c] for c in batch],
+                             [[tasks[i] for i in c] for c in batch], *[[a] * len(batch) for a in args],
+                             key=dask_keys, pure=False)
+        futures.update(zip(new, batch))
         return new
 
-    window = len(tasks) if in_flight is None else max(1, int(in_flight))
-    done = distributed.as_completed(submit(window), loop=client.loop)
+    window = len(chunks) if in_flight is None else max(1, -(-int(in_flight) // chunk))
+    with client.as_current():  # results are fetched in the event loop, not by one round trip each
+        done = distributed.as_completed(submit(window), loop=client.loop, with_results=True, raise_errors=False)
+    low, pending = max(1, window // 2), window
     try:
-        for future in done:
-            key = futures.pop(future)
-            for more in submit(1 if in_flight else 0):  # keep the window full
-                done.add(more)
-            if future.status == "error":
-                exc = future.exception()
-                if isinstance(exc, distributed.KilledWorker):
-                    message = "its worker died every time it ran (a crash or out of memory in the task?)"
-                else:
-                    message = _last_line(exc)
-                yield key, TaskFailure(key, message), True
-            elif future.status == "cancelled":
-                raise ClusterError(f"task {key} was cancelled: the scheduler was lost or restarted; rerun to "
-                                   "resume where it stopped")
-            else:
-                value = future.result()
+        for batch in done.batches():
+            pending -= len(batch)
+            if in_flight and pending <= low:  # top the window up in blocks, one message each
+                more = submit(window - pending)
+                pending += len(more)
+                done.update(more)
+            for future, value in batch:
+                members = futures.pop(future)
+                yield from _outcomes(distributed, future, value, members, keys, chunk)
                 future.release()
-                yield key, value, False
     finally:
         if futures:  # interrupted: nothing keeps running for a client that is gone
             client.cancel(list(futures))
+
+
+def _outcomes(distributed, future, value, members, keys, chunk):
+    import asyncio
+
+    cancelled = (asyncio.CancelledError, distributed.client.FutureCancelledError)
+    if future.status not in ("finished", "error") or isinstance(value, cancelled):
+        # the result was lost before it was fetched (its worker died): the scheduler recomputes it
+        distributed.wait(future)
+        if future.status == "finished":
+            value = future.result()
+    if future.status == "cancelled":
+        raise ClusterError(f"task {keys[members[0]]} was cancelled: the scheduler was lost or restarted; rerun to "
+                           "resume where it stopped")
+    if future.status == "error":
+        value = future.exception()  # a round trip, for failures only
+        if isinstance(value, distributed.KilledWorker):
+            message = "its worker died every time it ran (a crash or out of memory in the task?)"
+        else:
+            message = _last_line(value)
+        for i in members:
+            yield keys[i], TaskFailure(keys[i], message), True
+        return
+    if chunk == 1:
+        yield keys[members[0]], value, False
+    else:
+        yield from value
 
 
 def _bar(total, description, enabled):
@@ -273,6 +327,20 @@ class _Quiet:
 
     def close(self):
         pass
+
+
+def warm(client, fn: Callable, *args) -> None:
+    """Run ``fn(*args)`` once in every worker process of ``client`` at the same time (here, if
+    ``client`` is None): imports and Numba kernels loaded from the disk cache before real work, so
+    that no task pays for them and every worker, not just the first to ask, is ready.
+
+    >>> warm(None, print, "ready")
+    ready
+    """
+    if client is None:
+        fn(*args)
+    else:
+        client.run(fn, *args)
 
 
 def overhead(client, tasks: int = 200) -> float:

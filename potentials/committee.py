@@ -20,8 +20,10 @@ labelling: the active-learning loop of ``examples/active_learning.py``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
+import sys
 from typing import Callable
 
 import numpy as np
@@ -129,29 +131,180 @@ class Committee:
 
 
 def train_committee(make_model: Callable[[int], Potential], frames, config=None, size: int = 4,
-                    validation=None, test=None, progress: Callable[[int, object], None] | None = None):
+                    validation=None, test=None, progress: Callable[[int, object], None] | None = None,
+                    client=None, members_dir: str | os.PathLike | None = None):
     """Train ``size`` models ``make_model(k)`` (k = 0..size−1: give each its own seed), member k
     with ``config.seed + k`` (its own validation split and batch order) and its own checkpoint
-    file; returns (Committee, [History]). ``progress(k, history)`` is called after each member."""
-    from .training import TrainConfig, train
+    file; returns (Committee, [History]). ``progress(k, history)`` is called after each member.
+
+    The members are independent tasks keyed ``member-k`` (:func:`diffsim.cluster.map_tasks`): on
+    ``client``'s workers, or here one after the other, with one BLAS thread either way, so the
+    two give the same weights bit for bit. With ``members_dir``, each finished member is written
+    there at once (atomically, with a digest of the data, options and initial weights); a rerun
+    after a crash or a killed client keeps the members already there and trains only the rest,
+    and refuses members trained on other data or options.
+
+    >>> import tempfile
+    >>> from potentials.labelling import emt_tasks, label
+    >>> from potentials.model import ACSFModel
+    >>> from potentials.training import TrainConfig
+    >>> tasks = emt_tasks("Cu", size=(2, 2, 2), temperatures=(300,), md_samples=4, rattled=2, strained=0, vacancies=0)
+    >>> frames = [atoms for t in tasks for atoms, _ in label(t)]
+    >>> folder = tempfile.mkdtemp()
+    >>> c, h = train_committee(lambda k: ACSFModel(["Cu"], hidden=(4,), seed=k), frames,
+    ...                        TrainConfig(epochs=2, progress=False), size=2, members_dir=folder)
+    >>> again, _ = train_committee(lambda k: ACSFModel(["Cu"], hidden=(4,), seed=k), frames,
+    ...                            TrainConfig(epochs=2, progress=False), size=2, members_dir=folder,
+    ...                            progress=lambda k, h: print("retrained", k))
+    >>> all(np.array_equal(a, b) for m, n in zip(c.members, again.members) for a, b in zip(m.weights, n.weights))
+    True
+    """
+    from diffsim.cluster import map_tasks
+
+    from .training import TrainConfig
 
     config = config or TrainConfig()
-    if size < 2:
+    if int(size) != size or size < 2:
         raise ValueError(f"a committee needs at least 2 members (--ensemble K with K >= 2), got {size}")
-    members, histories = [], []
-    for k in range(size):
-        checkpoint = None
-        if config.checkpoint:
-            p = pathlib.Path(config.checkpoint)
-            checkpoint = str(p.with_name(f"{p.stem}.member{k}{p.suffix or '.npz'}"))
-        member_config = dataclasses.replace(config, seed=config.seed + k, checkpoint=checkpoint)
-        model = make_model(k)
-        history = train(model, frames, member_config, validation=validation, test=test)
-        members.append(model)
-        histories.append(history)
+    size = int(size)
+    plans = {k: _member_plan(make_model, k, frames, config, validation, test) for k in range(size)}
+    kept = _kept_members(members_dir, plans)
+    todo = [k for k in range(size) if k not in kept]
+    if kept and config.progress:
+        print(f"resuming the committee in {members_dir}: {len(kept)} of {size} members are already trained",
+              file=sys.stderr)
+    on_workers = client is not None
+    shared = (make_model, frames, config, validation, test, on_workers)
+    for key, (arrays, history) in map_tasks(_train_member, todo, keys=[f"member-{k}" for k in todo], client=client,
+                                            shared=shared, progress=config.progress and on_workers,
+                                            description="committee members"):
+        k = int(key.split("-")[1])
+        if k in kept:  # never twice, whatever the scheduler does
+            continue
+        if members_dir is not None:
+            _save_member(members_dir, k, arrays, history, plans[k])
+        kept[k] = (model_from_arrays(arrays, f"committee member {k}"), history)
         if progress is not None:
             progress(k, history)
-    return Committee(members), histories
+    return Committee([kept[k][0] for k in range(size)]), [kept[k][1] for k in range(size)]
+
+
+def _member_config(config, k: int, on_workers: bool):
+    checkpoint = None
+    if config.checkpoint:
+        p = pathlib.Path(config.checkpoint)
+        checkpoint = str(p.with_name(f"{p.stem}.member{k}{p.suffix or '.npz'}"))
+    # a worker's progress bars would go to its log: the client shows one bar over the members instead
+    return dataclasses.replace(config, seed=config.seed + k, checkpoint=checkpoint,
+                               progress=config.progress and not on_workers)
+
+
+def _train_member(k: int, shared) -> tuple[dict, object]:
+    """The task: train member k; its model travels back as the arrays of its file (no pickle)."""
+    from diffsim.threads import single_threaded_blas
+
+    from .training import train
+
+    make_model, frames, config, validation, test, on_workers = shared
+    model = make_model(k)
+    with single_threaded_blas():  # the same arithmetic here and on a worker (one BLAS thread there)
+        history = train(model, frames, _member_config(config, k, on_workers), validation=validation, test=test)
+    return model.to_arrays(), history
+
+
+def _member_plan(make_model, k, frames, config, validation, test) -> str:
+    """A digest of what member k is trained from: data, options, its initial weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, part in (("train", frames), ("validation", validation or []), ("test", test or [])):
+        h.update(name.encode())
+        for atoms in part:
+            _hash_atoms(h, atoms)
+    options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+               if f.name not in ("progress", "checkpoint")}
+    h.update(json.dumps(options, sort_keys=True, default=repr).encode())
+    h.update(str(k).encode())
+    for name, value in sorted(make_model(k).to_arrays().items()):
+        a = np.ascontiguousarray(value)
+        h.update(f"{name}{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _hash_atoms(h, atoms) -> None:
+    arrays = [atoms.numbers, atoms.positions, np.asarray(atoms.cell), atoms.pbc]
+    results = getattr(atoms.calc, "results", None) or {}
+    arrays += [np.asarray(results[name], dtype=float) for name in sorted(results)]
+    arrays += [np.asarray(v) for _, v in sorted(atoms.info.items()) if isinstance(v, (int, float, np.ndarray))]
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    h.update(json.dumps({k: v for k, v in sorted(atoms.info.items()) if isinstance(v, str)}).encode())
+
+
+def members_folder(model_file: str | os.PathLike) -> pathlib.Path:
+    """The side directory where ``train --ensemble K --out model_file`` keeps finished members
+    until the committee file is written.
+
+    >>> members_folder("runs/cu.npz").as_posix()
+    'runs/cu.npz.members'
+    """
+    p = pathlib.Path(model_file)
+    return p.with_name(p.name + ".members")
+
+
+def remove_members(folder: str | os.PathLike) -> None:
+    """Remove a side directory of members (once the committee file holds them)."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def member_path(members_dir: str | os.PathLike, k: int) -> pathlib.Path:
+    """Where member k of a committee being trained is kept until the committee file is written."""
+    return pathlib.Path(members_dir) / f"member{k}.npz"
+
+
+def _save_member(members_dir, k, arrays, history, plan) -> None:
+    pathlib.Path(members_dir).mkdir(parents=True, exist_ok=True)
+    extra = {"member/plan": np.array(plan), "member/history": np.array(json.dumps(dataclasses.asdict(history),
+                                                                                 default=_plain))}
+    write_npz_atomically(member_path(members_dir, k), dict(arrays, **extra))
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in a member's history")
+
+
+def _kept_members(members_dir, plans: dict) -> dict:
+    """Members already trained in ``members_dir`` for these plans; refuses foreign ones."""
+    from .training import History
+
+    kept: dict = {}
+    if members_dir is None or not pathlib.Path(members_dir).is_dir():
+        return kept
+    for k, plan in plans.items():
+        path = member_path(members_dir, k)
+        if not path.exists():
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {name: f[name] for name in f.files}
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"{path}: a damaged committee member ({exc}); remove it to retrain that member") \
+                from None
+        if str(data.pop("member/plan", "")) != plan:
+            raise ModelFileError(f"{path} was trained from other data, options or initial weights: to resume use "
+                                 f"the same ones, otherwise remove {members_dir}")
+        history = History(**json.loads(str(data.pop("member/history"))))
+        kept[k] = (model_from_arrays(data, str(path)), history)
+    return kept
 
 
 def frame_uncertainty(committee: Committee, frames) -> np.ndarray:

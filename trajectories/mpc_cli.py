@@ -29,6 +29,13 @@ def add_mpc_parser(sub) -> None:
     p.add_argument("--model-error", type=float, default=0.0, metavar="FRACTION",
                    help="the plant's physical parameters are (1 + FRACTION) times the model's (default 0)")
     p.add_argument("--plot", metavar="FILE", help="write states, controls and the solve-time histogram to FILE")
+    p.add_argument("--runs", type=int, default=1, metavar="K",
+                   help="closed-loop Monte-Carlo: K runs, each with its own random kicks of --disturbance SIGMA; "
+                        "prints the cost's mean ± standard error and quantiles (--plot: state envelopes, costs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Monte-Carlo disturbances (default 0)")
+    p.add_argument("--workers", type=int, metavar="N", help="--runs on N local worker processes (Dask)")
+    p.add_argument("--scheduler", metavar="ADDR", help="--runs on the Dask scheduler at ADDR (default "
+                   "$DIFFSIM_SCHEDULER; without either, here in one process)")
     p.set_defaults(func=run_mpc)
 
 
@@ -51,6 +58,8 @@ def run_mpc(args: argparse.Namespace) -> int:
     from .ddp import ddp
     from .mpc import MPC, FeedbackPolicy, MPCError, OpenLoop, closed_loop
 
+    if args.runs != 1:
+        return run_monte_carlo(args)
     try:
         if args.steps < 1:
             raise MPCError(f"--steps must be at least 1, got {args.steps}")
@@ -76,6 +85,38 @@ def run_mpc(args: argparse.Namespace) -> int:
         run.plot(args.plot, others=others, names=(ocp.x_names, ocp.u_names))
         print(f"wrote {args.plot}")
     return 0 if run.status else 1
+
+
+def run_monte_carlo(args: argparse.Namespace) -> int:
+    """diffsim mpc SYSTEM --runs K --disturbance SIGMA [--workers N | --scheduler ADDR]: K closed loops
+    under random kicks; exits 1 if any run failed."""
+    import contextlib
+    import os
+
+    from diffsim.cluster import ClusterError, client
+
+    from .monte_carlo import monte_carlo
+    from .mpc import MPCError
+
+    try:
+        if args.runs < 2:
+            raise MPCError(f"--runs must be at least 2 for a Monte-Carlo, got {args.runs}")
+        if not args.disturbance > 0:
+            raise MPCError("a Monte-Carlo needs random disturbances: give --disturbance SIGMA > 0")
+        ocp, _, guess = _task(args.system, args.steps)
+        where = client(scheduler=args.scheduler, workers=args.workers) \
+            if args.workers or args.scheduler or os.environ.get("DIFFSIM_SCHEDULER") else contextlib.nullcontext()
+        with where as c:
+            mc = monte_carlo(ocp, runs=args.runs, disturbance=args.disturbance, model_error=args.model_error,
+                             horizon=args.horizon, steps=args.steps, seed=args.seed, client=c, initial_states=guess)
+    except (MPCError, ClusterError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{ocp.name}: " + mc.table())
+    if args.plot:
+        mc.plot(args.plot)
+        print(f"wrote {args.plot}")
+    return 0 if mc.success_rate == 1.0 else 1
 
 
 def demo_mpc(report, size: dict, checks: list, check) -> dict:

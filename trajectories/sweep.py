@@ -89,6 +89,21 @@ def _typed(problem, params: dict) -> dict:
             else v for k, v in params.items()}
 
 
+def portable(problem: OptimalControlProblem) -> OptimalControlProblem:
+    """A copy of ``problem`` without its compiled kernels (generated modules that a worker process
+    cannot unpickle), which a worker loads itself from the shared disk cache.
+
+    >>> from trajectories.systems import pendulum_swingup
+    >>> p = portable(pendulum_swingup(N=10))
+    >>> p.N, p._ode is None, p._ddp_modules
+    (10, True, {})
+    """
+    other = problem.with_steps(problem.N)
+    other._ode = None
+    other._ddp_modules = {}
+    return other
+
+
 def random_start(problem: OptimalControlProblem, rng: np.random.Generator) -> np.ndarray:
     """Random controls (N, m): uniform within finite bounds, standard normal where unbounded.
 
@@ -224,8 +239,7 @@ def sweep(problem: OptimalControlProblem | Callable, parameters: dict[str, Seque
     points = _grid(parameters)
     _check_names(problem, list(parameters), fixed)
     if isinstance(problem, OptimalControlProblem) and client is not None:
-        problem = problem.with_steps(problem.N)  # a copy without its compiled code, which workers load themselves
-        problem._ode = None
+        problem = portable(problem)
     tasks = [SweepTask(",".join(f"{n}={v:g}" for n, v in p.items()) + f"/start={k}", tuple(p.items()), k, int(seed))
              for p in points for k in range(int(starts))]
     done = {}

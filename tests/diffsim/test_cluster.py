@@ -120,3 +120,19 @@ def test_without_dask_the_message_names_the_extra(monkeypatch):
     with pytest.raises(cluster.ClusterError, match=r"diffsim\[cluster\]"):
         cluster.client(workers=1)
     assert dict(cluster.map_tasks(abs, [-2], progress=False)) == {"0": 2}  # serial needs no dask
+
+
+def test_chunks_of_tasks_give_each_key_its_own_result_and_failure(dask_client):
+    keys = [f"t{i}" for i in range(11)]
+    tasks = [(k, 50 + i) for i, k in enumerate(keys)]
+    serial = dict(cluster.map_tasks(_noisy_sum, tasks, keys=keys, progress=False))
+    for chunk, in_flight in ((3, None), (4, 5), (20, None)):
+        got = dict(cluster.map_tasks(_noisy_sum, tasks, keys=keys, client=dask_client, progress=False, chunk=chunk,
+                                     in_flight=in_flight))
+        assert got.keys() == serial.keys() and all(got[k] == serial[k] for k in keys)  # bit for bit
+    out = dict(cluster.map_tasks(_fails_on_three, range(6), keys=list("abcdef"), client=dask_client, progress=False,
+                                 chunk=4, raise_failures=False))
+    assert isinstance(out["d"], cluster.TaskFailure) and "no threes" in out["d"].message
+    assert {k: v for k, v in out.items() if k != "d"} == {k: 10 * i for i, k in enumerate("abcdef") if i != 3}
+    with pytest.raises(ValueError, match="chunk"):
+        list(cluster.map_tasks(_noisy_sum, tasks, chunk=0, progress=False))

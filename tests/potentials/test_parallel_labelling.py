@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -16,6 +15,7 @@ from ase.db import connect
 from diffsim import cluster
 from potentials.labelling import emt_tasks, write_dataset
 from potentials.reference_data import DatasetError, generate_emt_dataset
+from tests.reliability.worker_faults import kill_a_busy_worker, wait_for_workers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # MD chains of 3 samples x 15 steps, and single structures: long enough tasks to kill a worker among them
@@ -67,30 +67,13 @@ def test_parallel_equals_serial_bit_for_bit_and_emt_labels_are_right(dask_client
 
 def test_killing_a_worker_mid_generate_loses_nothing_and_duplicates_nothing(dask_client, serial_rows, tmp_path):
     path = tmp_path / "killed.db"
-    workers = dask_client.run(os.getpid)
-    killed = []
-
-    def kill_one_busy_worker():
-        deadline = time.time() + 60
-        while time.time() < deadline and not killed:
-            if path.exists() and connect(str(path)).count() >= 1:
-                for address, tasks in dask_client.processing().items():
-                    if tasks and address in workers:
-                        os.kill(workers[address], signal.SIGKILL)
-                        killed.append((address, tasks))
-                        return
-            time.sleep(0.02)
-
-    killer = threading.Thread(target=kill_one_busy_worker)
-    killer.start()
+    killer, killed = kill_a_busy_worker(dask_client, lambda: path.exists() and connect(str(path)).count() >= 1)
     write_dataset(path, emt_tasks(**SPEC), client=dask_client, progress=False)
     killer.join()
     assert killed and killed[0][1], "no worker was killed while it held tasks"
     rows = _rows(path)  # raises on a duplicate
     _assert_same(rows, serial_rows)
-    deadline = time.time() + 30
-    while len(dask_client.scheduler_info()["workers"]) < 2 and time.time() < deadline:
-        time.sleep(0.2)
+    wait_for_workers(dask_client, 2)
 
 
 @pytest.mark.slow  # ~25 s: a client process with its own cluster, killed, a rerun and an uninterrupted reference

@@ -92,3 +92,17 @@ def test_cli_sweep_table_and_figure(tmp_path, capsys):
     row = next(line.split() for line in text.splitlines() if line.split()[:1] == ["3"])
     J = riccati_lqr(3.0)[0]
     assert abs(float(row[1]) - J) / J < 2e-3  # the Riccati optimum at T = 3, to the N = 30 grid's accuracy
+
+
+def test_closed_loop_monte_carlo_on_the_cluster_equals_serial_bit_for_bit(dask_client):
+    from trajectories.monte_carlo import monte_carlo
+
+    ocp = double_integrator_lqr(N=40, T=1.0)
+    kwargs = dict(runs=6, disturbance=0.02, model_error=0.1, horizon=10, steps=20, progress=False)
+    serial = monte_carlo(ocp, **kwargs)
+    parallel = monte_carlo(ocp, client=dask_client, **kwargs)
+    for a, b in zip([serial.nominal, *serial.runs], [parallel.nominal, *parallel.runs]):
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.u, b.u)
+        assert a.cost == b.cost
+    assert len({r.cost for r in serial.runs}) == 6  # six different disturbances
