@@ -7,7 +7,10 @@ Schlöder 2005, which acados runs) each step makes one FDDP iteration from the s
 the work per step is one backward and one forward pass; with ``False`` it iterates to
 convergence or to ``time_budget``. Either way the control applied is the plan's first control
 with its feedback, u_0 + K_0 (x − x_0), so a state that moved since the plan still gets the
-best first-order answer. In the steady state a step allocates no arrays: the solver's arrays
+best first-order answer. ``method="ip"`` plans with the interior-point solver instead
+(:mod:`trajectories.mpc_ip`: warm-started from the shifted primal-dual iterate, one Newton
+iteration a step in real-time mode; no gains, the plan starts at the measured state). In the
+steady state of DDP a step allocates no arrays: the solver's arrays
 are reused and the returned control is one buffer (copy it to keep it); a problem with terminal
 or path constraints adds one multiplier update per step, which allocates a few small arrays.
 

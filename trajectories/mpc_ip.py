@@ -43,7 +43,7 @@ def horizon_problem(ocp: OptimalControlProblem, horizon: int) -> OptimalControlP
                                  running_cost=shifted(L), terminal_cost=terminal(Phi), u_lower=ocp.u_lower,
                                  u_upper=ocp.u_upper, params=np.append(ocp.params, 0.0), path_constraints=shifted(g),
                                  terminal_equality=terminal(he), terminal_inequality=terminal(hi), scheme=ocp.scheme,
-                                 x_names=ocp.x_names, u_names=ocp.u_names, name=f"{ocp.name}_horizon{horizon}")
+                                 x_names=ocp.x_names, u_names=ocp.u_names, name=f"{ocp.name}_horizon")
 
 
 def _shift_rows(a: np.ndarray, s: int, rows: int | None = None) -> None:

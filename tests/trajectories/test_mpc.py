@@ -165,5 +165,7 @@ def test_cli_mpc_runs_and_fails_cleanly(tmp_path, capsys):
                  "--plot", str(tmp_path / "mpc.png")]) == 0
     out = capsys.readouterr().out
     assert "[mpc]" in out and "[open loop]" in out and "[DDP gains]" in out and (tmp_path / "mpc.png").exists()
+    assert main(["mpc", "cart_pole", "--method", "ip", "--steps", "10", "--horizon", "20"]) == 0
+    assert "[mpc]" in capsys.readouterr().out
     assert main(["mpc", "cart_pole", "--horizon", "500"]) == 2
     assert "longer than the problem" in capsys.readouterr().err
