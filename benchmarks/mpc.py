@@ -23,7 +23,8 @@ Timing: construction (diffsim's tracing and compilation, crocoddyl's models) is 
 first diffsim call loads its compiled loops from the disk cache or compiles them (reported
 apart as "cold"). Then best of several warm solves from the same initial guess, the solvers
 taking turns (benchmarks/_table.best_of). Per iteration = total / iterations. MPC: the cart-pole
-held upright with N = 50, one warm real-time iteration per control step (diffsim ``MPC.step``;
+held upright with N = 50, one warm real-time iteration per control step (diffsim ``MPC.step``, with
+DDP and with the interior-point solver;
 crocoddyl: shift the previous solution, set x0, ``solve(xs, us, maxiter=1)``), the best
 per-step time over a 100-step closed loop, and the control rate it allows.
 
@@ -207,6 +208,10 @@ def mpc_rows(croc, steps=100, H=50):
     st = run.solve_times[1:]
     rows = [["diffsim MPC (RTI, N = 50)", fmt_time(np.min(st)), fmt_time(np.median(st)), f"{1 / np.median(st):,.0f} Hz",
              f"{run.cost:.6g}", "ok" if run.status else run.message[:40]]]
+    ip = MPC(cart_pole_upright(), horizon=H, method="ip", initial_states=GOAL).simulate(x0=x0, steps=steps)
+    st = ip.solve_times[1:]
+    rows.append(["diffsim MPC (ip, one Newton iteration, N = 50)", fmt_time(np.min(st)), fmt_time(np.median(st)),
+                 f"{1 / np.median(st):,.0f} Hz", f"{ip.cost:.6g}", "ok" if ip.status else ip.message[:40]])
     if croc is not None:
         weights = np.array([2.0, 20.0, 0.2, 0.2])
         problem = croc_cart_pole(croc, H, running_weights=weights, terminal_weights=5.0 * weights, x0=x0)

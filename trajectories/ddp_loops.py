@@ -183,7 +183,7 @@ def rollout(x0, us, Q, r, t0, h, xs):
     return cost, (-1 if math.isfinite(cost) else N)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc", "contract"})  # vectorised sums; without nnan the NaN tests stay
 def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, gains):
     """The Riccati sweep of FDDP (Mastalli et al. 2020, eqs. 9-12) in one loop, with the
     projected-Newton box step (Tassa et al. 2014) when ``box``. Writes the gains K, k, the value
@@ -205,6 +205,7 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
     Qx = np.empty(n)
     Qxx = np.empty((n, n))
     Qux = np.empty((m, n))
+    M = np.empty((m, n))
     L = np.empty((m, m))
     idx = np.empty(m, dtype=np.int64)
     w = np.empty(m)
@@ -251,34 +252,32 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
             if box and ((us[k, c] <= lo[c] and qc > 0.0) or (us[k, c] >= hi[c] and qc < 0.0)):
                 qc = 0.0
             stat = max(stat, abs(qc))
+        # the products with the innermost loop along contiguous rows (vectorised)
         for a in range(n):
-            for j in range(n):
-                s = 0.0
-                for b in range(n):
-                    s += Vn[a, b] * A[b, j]
-                VA[a, j] = s
-            for c in range(m):
-                s = 0.0
-                for b in range(n):
-                    s += Vn[a, b] * B[b, c]
-                VB[a, c] = s
-        for i in range(n):
-            for j in range(n):
-                s = Hxx[i, j]
-                for a in range(n):
-                    s += A[a, i] * VA[a, j]
-                Qxx[i, j] = s
+            VA[a, :] = 0.0
+            VB[a, :] = 0.0
+            for b in range(n):
+                v = Vn[a, b]
+                for j in range(n):
+                    VA[a, j] += v * A[b, j]
+                for c in range(m):
+                    VB[a, c] += v * B[b, c]
+        Qxx[:, :] = Hxx
+        Qux[:, :] = Hux
+        for a in range(n):
+            for i in range(n):
+                v = A[a, i]
+                for j in range(n):
+                    Qxx[i, j] += v * VA[a, j]
         for c in range(m):
-            for j in range(n):
-                s = Hux[c, j]
-                for a in range(n):
-                    s += B[a, c] * VA[a, j]
-                Qux[c, j] = s
             for d in range(m):
-                s = Huu[c, d]
-                for a in range(n):
-                    s += B[a, c] * VB[a, d]
-                Quu[k, c, d] = s
+                Quu[k, c, d] = Huu[c, d]
+            for a in range(n):
+                v = B[a, c]
+                for j in range(n):
+                    Qux[c, j] += v * VA[a, j]
+                for d in range(m):
+                    Quu[k, c, d] += v * VB[a, d]
             Quu[k, c, c] += reg
         if not gains:
             continue
@@ -325,22 +324,25 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
             for c in range(m):
                 s += K[k, c, i] * w[c] + Qux[c, i] * kff[k, c]
             Vx[k, i] = s
-        for i in range(n):
-            for c in range(m):
-                s = 0.0
-                for d in range(m):
-                    s += Qk[c, d] * K[k, d, i]
-                VB[i, c] = s + Qux[c, i]    # (Quu K + Qux)ᵀ, row i
-        for i in range(n):
-            for j in range(i, n):
-                s = Qxx[i, j]
-                for c in range(m):
-                    s += K[k, c, i] * VB[j, c] + Qux[c, i] * K[k, c, j]
-                Vxx[k, i, j] = s
-        for i in range(n):
+        for c in range(m):   # M = Quu K + Qux
+            M[c, :] = Qux[c, :]
+            for d in range(m):
+                v = Qk[c, d]
+                for j in range(n):
+                    M[c, j] += v * K[k, d, j]
+        Vk = Vxx[k]
+        Vk[:, :] = Qxx
+        for c in range(m):
+            for i in range(n):
+                v, v2 = K[k, c, i], Qux[c, i]
+                for j in range(n):
+                    Vk[i, j] += v * M[c, j] + v2 * K[k, c, j]
+        for i in range(n):   # symmetric in exact arithmetic: keep it so in floating point
             for j in range(i):
-                Vxx[k, i, j] = Vxx[k, j, i]
-            Vxx[k, i, i] += reg
+                v = 0.5 * (Vk[i, j] + Vk[j, i])
+                Vk[i, j] = v
+                Vk[j, i] = v
+            Vk[i, i] += reg
         for i in range(n):
             s = 0.0
             for j in range(n):

@@ -7,7 +7,10 @@ Schlöder 2005, which acados runs) each step makes one FDDP iteration from the s
 the work per step is one backward and one forward pass; with ``False`` it iterates to
 convergence or to ``time_budget``. Either way the control applied is the plan's first control
 with its feedback, u_0 + K_0 (x − x_0), so a state that moved since the plan still gets the
-best first-order answer. In the steady state a step allocates no arrays: the solver's arrays
+best first-order answer. ``method="ip"`` plans with the interior-point solver instead
+(:mod:`trajectories.mpc_ip`: warm-started from the shifted primal-dual iterate, one Newton
+iteration a step in real-time mode; no gains, the plan starts at the measured state). In the
+steady state of DDP a step allocates no arrays: the solver's arrays
 are reused and the returned control is one buffer (copy it to keep it); a problem with terminal
 or path constraints adds one multiplier update per step, which allocates a few small arrays.
 
@@ -31,6 +34,7 @@ from diffsim.errors import DiffsimError
 from diffsim.files import write_figure
 
 from .ddp import CONVERGED, NO_STEP, STEPPED, DDPSolver, _layout, _module
+from .mpc_ip import IPPlanner
 from .problem import OptimalControlProblem, ProblemError
 from .result import Solution
 
@@ -124,9 +128,6 @@ class MPC:
                  max_iterations: int = 100, initial_states=None, **options) -> None:
         if method not in METHODS:
             raise MPCError(f"unknown MPC method {method!r}: choose one of {METHODS}")
-        if method == "ip":
-            raise MPCError("method='ip' arrives with the interior-point solver (trajectories.interior_point), "
-                           "which this build does not have yet: use method='ddp'")
         horizon = ocp.N if horizon is None else horizon
         if int(horizon) != horizon or horizon < 1:
             raise MPCError(f"horizon must be a positive number of steps, got {horizon!r}")
@@ -135,8 +136,13 @@ class MPC:
                            f"{ocp.T / ocp.N:g}): lower it, or state the problem with more steps (ocp.with_steps)")
         if time_budget is not None and not (time_budget > 0 and math.isfinite(time_budget)):
             raise MPCError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
+        self.solver = self.planner = None
         try:
-            self.solver = DDPSolver(ocp, N=int(horizon), variant=variant, max_iterations=max_iterations, **options)
+            if method == "ip":
+                self.planner = IPPlanner(ocp, int(horizon), max_iterations=max_iterations, **options)
+            else:
+                self.solver = DDPSolver(ocp, N=int(horizon), variant=variant, max_iterations=max_iterations,
+                                        **options)
         except ProblemError as exc:
             raise MPCError(str(exc)) from None
         self.ocp, self.horizon, self.method = ocp, int(horizon), method
@@ -154,14 +160,21 @@ class MPC:
                 raise MPCError(f"initial_states must be one finite state ({ocp.n_x},) or a trajectory "
                                f"({self.horizon + 1}, {ocp.n_x}), got shape {np.shape(initial_states)}")
             self.initial_states = np.array(X)
+        if self.planner is not None:
+            self.planner.initial_states = self.initial_states
 
     def reset(self) -> None:
         """Forget the plan: the next step solves cold."""
         self._started = False
+        if self.planner is not None:
+            self.planner.reset()
 
     @property
     def plan(self) -> tuple[np.ndarray, np.ndarray]:
         """The current plan: states (horizon+1, n) and controls (horizon, m) (views)."""
+        if self.planner is not None:
+            it = self.planner.last.extra["iterate"] if self.planner.last is not None else None
+            return (it.X[:, :self.ocp.n_x], it.U) if it is not None else (None, None)
         return self.solver.xs, self.solver.us
 
     def step(self, x, t: float = 0.0) -> np.ndarray:
@@ -175,6 +188,8 @@ class MPC:
         self._x[:] = x
         start = time.perf_counter()
         over = False
+        if self.planner is not None:
+            return self._step_ip(t, start)
         if not self._started:
             try:
                 sol = s.solve(x0=self._x, X0=self.initial_states, t0=t, time_budget=self.time_budget)
@@ -219,6 +234,21 @@ class MPC:
         info = self.info
         info["seconds"], info["iterations"], info["status"] = elapsed, iterations, bool(ok)
         info["over_budget"], info["message"], info["stationarity"] = over, message, float(s.state[7])
+        return self.u
+
+    def _step_ip(self, t: float, start: float) -> np.ndarray:
+        try:
+            u, info = self.planner.plan(self._x, t, self.real_time_iteration, self.time_budget)
+        except ProblemError as exc:
+            raise MPCError(f"the MPC solve failed: {exc}") from None
+        self.u[:] = u
+        elapsed = time.perf_counter() - start
+        if self.time_budget is not None and elapsed > self.time_budget:
+            info["over_budget"] = True
+            info["message"] = (f"solve took {elapsed * 1e3:.3g} ms, over the budget of {self.time_budget * 1e3:.3g} "
+                               "ms: applied the best iterate so far")
+        info["seconds"] = elapsed
+        self.info.update(info)
         return self.u
 
     def simulate(self, plant: Callable | None = None, x0=None, steps: int = 200, disturbance=None,

@@ -23,6 +23,8 @@ def add_mpc_parser(sub) -> None:
                        description=run_mpc.__doc__)
     p.add_argument("system", choices=sorted(MPC_SYSTEMS), help="which task")
     p.add_argument("--horizon", type=int, default=40, help="planning horizon in steps of the task's dt (default 40)")
+    p.add_argument("--method", choices=("ddp", "ip"), default="ddp",
+                   help="the planner: warm FDDP iterations (ddp, default) or the interior-point solver (ip)")
     p.add_argument("--steps", type=int, default=150, help="closed-loop steps (default 150)")
     p.add_argument("--disturbance", type=float, default=0.0, metavar="SIGMA",
                    help="standard deviation of Gaussian kicks added to the state each step (default 0)")
@@ -52,7 +54,7 @@ def _task(system: str, steps: int):
 
 
 def run_mpc(args: argparse.Namespace) -> int:
-    """Run MPC (one warm DDP real-time iteration per step) on a ready task in a closed loop, with
+    """Run MPC (one warm real-time iteration per step, DDP or interior point) on a ready task in a closed loop, with
     optional state disturbances and model error; compare it with the open-loop replay of a plan
     over the whole run and with that plan's DDP feedback gains alone."""
     from .ddp import ddp
@@ -64,7 +66,7 @@ def run_mpc(args: argparse.Namespace) -> int:
         if args.steps < 1:
             raise MPCError(f"--steps must be at least 1, got {args.steps}")
         ocp, plan_ocp, guess = _task(args.system, args.steps)
-        mpc = MPC(ocp, horizon=args.horizon, initial_states=guess)
+        mpc = MPC(ocp, horizon=args.horizon, method=getattr(args, "method", "ddp"), initial_states=guess)
         common = dict(x0=ocp.x0, steps=args.steps, disturbance=args.disturbance or None, model_error=args.model_error)
         run = mpc.simulate(**common)
         plan = ddp(plan_ocp, X0=None if guess is None else np.tile(guess, (plan_ocp.N + 1, 1)))

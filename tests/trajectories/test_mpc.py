@@ -32,7 +32,9 @@ def runs():
     return {"plan": plan, "ocp": plan_ocp, "mpc": mpc.simulate(x0=X0, steps=STEPS, disturbance=_pushes()),
             "open": closed_loop(plan_ocp, OpenLoop(plan.u), x0=X0, steps=STEPS, disturbance=_pushes()),
             "gains": closed_loop(plan_ocp, FeedbackPolicy(plan, plan_ocp), x0=X0, steps=STEPS, disturbance=_pushes()),
-            "mpc_object": mpc}
+            "mpc_object": mpc,
+            "ip": MPC(ocp, horizon=40, method="ip", initial_states=UPRIGHT).simulate(x0=X0, steps=STEPS,
+                                                                                      disturbance=_pushes())}
 
 
 def test_mpc_keeps_the_cart_pole_upright_under_pushes(runs):
@@ -47,6 +49,49 @@ def test_mpc_keeps_the_cart_pole_upright_under_pushes(runs):
     assert np.all(mpc.iterations[1:] <= 1)                           # one real-time iteration a step
     fig = mpc.plot(others={"open loop": open_loop, "gains": runs["gains"]})
     assert len(fig.axes) == 3
+
+
+def test_interior_point_mpc_keeps_the_cart_pole_upright_under_pushes(runs):
+    """method="ip": one warm Newton iteration of the interior-point solver a step, from the shifted
+    primal-dual iterate, survives the pushes the open-loop replay does not."""
+    ip, open_loop = runs["ip"], runs["open"]
+    assert ip.status and len(ip.u) == STEPS, ip.message
+    assert np.max(np.abs(ip.x[:, 1] - np.pi)) < 0.6
+    assert abs(ip.x[-1, 1] - np.pi) < 0.05 and np.abs(ip.x[-1] - UPRIGHT).max() < 0.5
+    assert np.all(np.abs(ip.u) <= 20.0)
+    assert np.all(ip.iterations[1:] == 1) and ip.iterations[0] > 1   # cold first solve, then RTI
+    assert runs["plan"].cost < ip.cost < open_loop.cost
+    # both controllers track the same optimal policy: their closed-loop costs agree closely
+    assert ip.cost == pytest.approx(runs["mpc"].cost, rel=0.05)
+
+
+def test_interior_point_warm_start_is_the_shifted_iterate():
+    """The shift moves every primal and dual variable of stage k + s to stage k (numpy's own
+    slicing as the reference) and a time-varying problem is planned at the horizon's times."""
+    from types import SimpleNamespace
+
+    from trajectories.mpc_ip import horizon_problem, shift_iterate
+    from trajectories.regulation import two_link_arm_tracking
+
+    rng = np.random.default_rng(0)
+    N, n, m = 6, 4, 2
+    arrays = {"X": (N + 1, n), "U": (N, m), "lam": (N + 1, n), "s_path": (N, 3), "y_path": (N, 3),
+              "z_lo": (N + 1, n + m), "z_hi": (N + 1, n + m)}
+    it = SimpleNamespace(**{k: rng.standard_normal(s) for k, s in arrays.items()})
+    ref = {k: v.copy() for k, v in vars(it).items()}
+    shift_iterate(it, 2, n)
+    for k in ("X", "U", "lam", "s_path", "y_path"):
+        assert np.array_equal(getattr(it, k)[:-2], ref[k][2:]) and np.all(getattr(it, k)[-2:] == ref[k][-1])
+    for k in ("z_lo", "z_hi"):
+        z = getattr(it, k)
+        assert np.array_equal(z[:N - 1, :n], ref[k][2:, :n]) and np.array_equal(z[:N - 2, n:], ref[k][2:N, n:])
+        assert np.all(z[N - 2:N, n:] == ref[k][N - 1, n:])
+    ocp = two_link_arm_tracking()
+    hp = horizon_problem(ocp, 10)
+    assert hp.N == 10 and hp.T == pytest.approx(10 * ocp.T / ocp.N)
+    x, u, t0 = rng.standard_normal(4), rng.standard_normal(2), 0.37
+    q = np.append(ocp.params, t0)
+    assert float(hp.L(x, u, q, 0.05)) == pytest.approx(float(ocp.L(x, u, ocp.params, 0.05 + t0)), rel=1e-14)
 
 
 def test_closed_loop_cost_is_the_running_cost_along_the_run(runs):
@@ -92,8 +137,6 @@ def test_bad_input():
     ocp = cart_pole_upright()
     with pytest.raises(MPCError, match="longer than the problem"):
         MPC(ocp, horizon=ocp.N + 1)
-    with pytest.raises(MPCError, match="interior-point"):
-        MPC(ocp, method="ip")
     with pytest.raises(MPCError, match="initial_states"):
         MPC(ocp, horizon=10, initial_states=np.zeros((3, 4)))
     with pytest.raises(MPCError, match="unknown MPC method"):
@@ -122,5 +165,7 @@ def test_cli_mpc_runs_and_fails_cleanly(tmp_path, capsys):
                  "--plot", str(tmp_path / "mpc.png")]) == 0
     out = capsys.readouterr().out
     assert "[mpc]" in out and "[open loop]" in out and "[DDP gains]" in out and (tmp_path / "mpc.png").exists()
+    assert main(["mpc", "cart_pole", "--method", "ip", "--steps", "10", "--horizon", "20"]) == 0
+    assert "[mpc]" in capsys.readouterr().out
     assert main(["mpc", "cart_pole", "--horizon", "500"]) == 2
     assert "longer than the problem" in capsys.readouterr().err
