@@ -132,6 +132,8 @@ def _prepare_sets(model, frames, config, validation, test, rng):
         else []
     if not data:
         raise ValueError("no training structures left after the validation split")
+    for structures in (data, val, tests):
+        model.cache_inputs(structures)
     return data, val, tests, isolated
 
 
