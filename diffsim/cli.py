@@ -443,7 +443,10 @@ def _potential_train(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=10 if args.quick else args.epochs, batch_size=args.batch_size, learning_rate=rate,
                          seed=args.seed, checkpoint=args.checkpoint, optimizer=args.optimizer,
                          energy_weight=args.energy_weight, force_weight=args.forces_weight,
-                         stress_weight=args.stress_weight,
+                         stress_weight=args.stress_weight, stage_two=args.stage_two if args.stage_two < 1 else None,
+                         stage_two_energy_weight=args.stage_two_energy_weight,
+                         stage_two_force_weight=args.stage_two_forces_weight,
+                         stage_two_stress_weight=args.stage_two_stress_weight,
                          config_type_weights=_json_mapping(args.config_type_weights, "--config-type-weights"),
                          schedule=args.schedule, ema_decay=args.ema_decay or None, clip_norm=args.clip_norm or None,
                          validation_fraction=args.valid_fraction, keys=keys, max_seconds=args.max_seconds,
@@ -712,9 +715,14 @@ def _add_training_options(tr) -> None:
     """The loss, data and schedule options of ``potential train``."""
     loss = tr.add_argument_group("loss")
     loss.add_argument("--energy-weight", type=float, default=100.0, help="on (eV/atom)² (default 100)")
-    loss.add_argument("--forces-weight", type=float, default=1.0, help="on (eV/Å)² (default 1)")
+    loss.add_argument("--forces-weight", type=float, default=10.0, help="on (eV/Å)² (default 10)")
     loss.add_argument("--stress-weight", type=float, default=100.0,
                       help="on (eV/Å³)², where the data has stress (default 100; 0: not trained)")
+    loss.add_argument("--stage-two", type=float, default=0.75, metavar="FRACTION",
+                      help="from this fraction of the epochs (or of --max-seconds) on, the stage-two weights: forces "
+                           "lead, then energies are refined, as MACE's stage two (default 0.75; 1: one stage)")
+    for term, default in (("energy", 1000.0), ("forces", 1.0), ("stress", 100.0)):
+        loss.add_argument(f"--stage-two-{term}-weight", type=float, default=default, help=f"(default {default:g})")
     loss.add_argument("--config-type-weights", metavar="JSON",
                       help="weights by the config_type in each record's info, e.g. '{\"md\": 1, \"strain\": 5}'")
     data = tr.add_argument_group("data")

@@ -419,6 +419,12 @@ acsf = ds.primitive(lambda D, **k: _run(0, D, None, None, **k), name="acsf")
 acsf_vjp = ds.primitive(lambda g, D, **k: _run(1, D, g, None, **k), name="acsf_vjp")
 acsf_jvp = ds.primitive(lambda D, t, **k: _run(2, D, None, t, **k), name="acsf_jvp")
 
+# The features at a structure's own positions, computed once (training revisits the same
+# structures every epoch): the value is the stored G, the derivatives those of acsf at D.
+acsf_at = ds.primitive(lambda D, G, **k: G, name="acsf_at")
+ds.defvjp(acsf_at, lambda g, ans, D, G, **k: acsf_vjp(g, D, **k), None)
+ds.defjvp(acsf_at, lambda t, ans, D, G, **k: acsf_jvp(D, t, **k), None)
+
 ds.defvjp(acsf, lambda g, ans, D, **k: acsf_vjp(g, D, **k))
 ds.defjvp(acsf, lambda t, ans, D, **k: acsf_jvp(D, t, **k))
 # acsf_vjp is linear in g; acsf_jvp is linear in t. Second derivatives in D are not provided:

@@ -46,14 +46,22 @@ def _energies(model, weights, batch: Batch, R, strain):
 
 def predict(model, weights, batch: Batch, stress: bool = False):
     """(energies (S,), forces (N, 3), stresses (S, 3, 3) or None), differentiable in ``weights``.
-    Stress is zero for a structure whose cell has no volume."""
-    E = _energies(model, weights, batch, batch.positions, None)
+    Stress is zero for a structure whose cell has no volume. One forward pass gives the energies
+    and the reverse sweep the forces (and stress) beside them."""
     if not stress:
-        F = -ds.grad(lambda R: dnp.sum(_energies(model, weights, batch, R, None)))(batch.positions)
-        return E, F, None
+        def total(R):
+            E = _energies(model, weights, batch, R, None)
+            return dnp.sum(E), E
+
+        (_, E), dR = ds.value_and_grad(total, has_aux=True)(batch.positions)
+        return E, -dR, None
+
+    def strained(R, e):
+        E = _energies(model, weights, batch, R, e)
+        return dnp.sum(E), E
+
     zero = np.zeros((batch.n_structures, 3, 3))
-    dR, deps = ds.grad(lambda R, e: dnp.sum(_energies(model, weights, batch, R, e)), argnums=(0, 1))(
-        batch.positions, zero)
+    (_, E), (dR, deps) = ds.value_and_grad(strained, argnums=(0, 1), has_aux=True)(batch.positions, zero)
     volumes = np.where(batch.volumes > 1e-12, batch.volumes, np.inf)
     sigma = 0.5 * (deps + dnp.transpose(deps, (0, 2, 1))) / volumes[:, None, None]
     return E, -dR, sigma

@@ -33,7 +33,7 @@ from diffsim.files import write_npz_atomically
 from diffsim.graph import pair_differences
 from diffsim.tree import flatten, unflatten
 
-from .descriptors import ACSFParameters, Descriptor, acsf, atomic_numbers_of, species_index
+from .descriptors import ACSFParameters, Descriptor, acsf, acsf_at, atomic_numbers_of, species_index
 
 FORMAT = "diffsim-potential"
 FORMAT_VERSION = 2
@@ -98,6 +98,10 @@ class Potential:
 
     def fit_inputs(self, structures) -> None:
         """Fit input normalisations on prepared training structures (before training)."""
+
+    def cache_inputs(self, structures) -> None:
+        """Store in each prepared structure's topology what depends on its positions only (the
+        trainer revisits the same structures every epoch); nothing by default."""
 
     # ------------------------------------------------------------ shared
 
@@ -331,9 +335,20 @@ class ACSFModel(Potential):
         return self.descriptor.topology(positions, cell, pbc, numbers, pairs=pairs)
 
     def features(self, positions, numbers, top, shift_vectors):
-        """ACSF features (N, F) of the atoms."""
+        """ACSF features (N, F) of the atoms; the values stored by :meth:`cache_inputs` when the
+        topology carries them (a training structure, at its own positions), with the same derivatives."""
         D = pair_differences(positions, centers=top["centers"], neighbors=top["neighbors"]) + shift_vectors
+        if "features" in top:
+            return acsf_at(D, top["features"], **self.descriptor.static(top))
         return acsf(D, **self.descriptor.static(top))
+
+    def cache_inputs(self, structures) -> None:
+        """The ACSF features of each structure at its positions, into ``st.top["features"]``."""
+        for st in structures:
+            if "features" not in st.top:
+                st.top["features"] = np.asarray(acsf(
+                    pair_differences(st.positions, centers=st.top["centers"], neighbors=st.top["neighbors"])
+                    + st.shift_vectors, **self.descriptor.static(st.top)))
 
     def atom_energies(self, weights, positions, numbers, top, shift_vectors):
         return self.network_energies(weights, self.features(positions, numbers, top, shift_vectors),
@@ -358,8 +373,9 @@ class ACSFModel(Potential):
     def fit_inputs(self, structures) -> None:
         """Per-element feature mean and spread."""
         feats = {s: [] for s in self.symbols}
+        self.cache_inputs(structures)
         for st in structures:
-            G = np.asarray(self.features(st.positions, st.numbers, st.top, st.shift_vectors))
+            G = st.top["features"]
             species = self.species_index(st.numbers)
             for k, s in enumerate(self.symbols):
                 feats[s].append(G[species == k])

@@ -2,8 +2,9 @@
 
 The generator samples what a learned potential must know: Langevin MD at several temperatures,
 rattled and strained cells, and vacancies, for one fcc element or a random alloy of EMT's
-elements (Al, Cu, Ag, Au, Ni, Pd, Pt). Files are written atomically (temporary file, then
-rename). :func:`load_dataset` reads ase.db or extxyz files and checks every record.
+elements (Al, Cu, Ag, Au, Ni, Pd, Pt) of random composition on Vegard's lattice constant. Files
+are written atomically (temporary file, then rename). :func:`load_dataset` reads ase.db or
+extxyz files and checks every record.
 
 >>> import tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "cu.db")
@@ -46,11 +47,21 @@ def _elements(spec: str) -> list[str]:
 
 
 def _structure(elements: list[str], size, rng):
+    """An fcc crystal of ``elements``; for an alloy a random composition (fractions uniform on the
+    simplex, so the pure elements appear too), atoms placed at random, on the lattice constant of
+    Vegard's law (the composition-weighted mean of the elements' own, ASE's reference states)."""
     from ase.build import bulk
+    from ase.data import atomic_numbers, reference_states
 
-    atoms = bulk(elements[0], "fcc", cubic=True).repeat(size)
-    if len(elements) > 1:
-        atoms.set_chemical_symbols(rng.choice(elements, size=len(atoms)).tolist())
+    if len(elements) == 1:
+        return bulk(elements[0], "fcc", cubic=True).repeat(size)
+    atoms = bulk(elements[0], "fcc", a=1.0, cubic=True).repeat(size)
+    counts = rng.multinomial(len(atoms), rng.dirichlet(np.ones(len(elements))))
+    symbols = np.repeat(elements, counts)
+    rng.shuffle(symbols)
+    a = sum(c * reference_states[atomic_numbers[e]]["a"] for e, c in zip(elements, counts)) / len(atoms)
+    atoms.set_cell(atoms.cell * a, scale_atoms=True)
+    atoms.set_chemical_symbols(symbols.tolist())
     return atoms
 
 
@@ -107,7 +118,7 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
     path = str(path) if is_url(path) else pathlib.Path(path)
     if isinstance(path, pathlib.Path):
         _check_generate_options(path, size, temperatures, md_samples, md_interval, timestep_fs, rattled, strained,
-                                vacancies)
+                                vacancies, eos)
     if isinstance(path, pathlib.Path) and path.suffix in (".xyz", ".extxyz"):  # through a temporary ase.db
         with tempfile.TemporaryDirectory() as scratch:
             n = write_dataset(pathlib.Path(scratch) / "data.db", tasks, client, progress).total
@@ -123,7 +134,7 @@ DATASET_SUFFIXES = (".db", ".xyz", ".extxyz")
 
 
 def _check_generate_options(path, size, temperatures, md_samples, md_interval, timestep_fs, rattled, strained,
-                            vacancies) -> None:
+                            vacancies, eos=0) -> None:
     """Refuse, before any work, options that cannot give a dataset."""
     count = lambda v, least: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= least
     if path.suffix not in DATASET_SUFFIXES:
@@ -141,8 +152,8 @@ def _check_generate_options(path, size, temperatures, md_samples, md_interval, t
             problems.append(f"{name} must be an integer ≥ {least}, got {value!r}")
     if not (np.isfinite(timestep_fs) and timestep_fs > 0):
         problems.append(f"timestep_fs must be positive, got {timestep_fs!r}")
-    if not problems and len(temps) * md_samples + rattled + strained + vacancies == 0:
-        problems.append("nothing to generate: ask for MD samples, rattled, strained or vacancy structures")
+    if not problems and len(temps) * md_samples + rattled + strained + vacancies + eos == 0:
+        problems.append("nothing to generate: ask for MD samples, rattled, strained, vacancy or EOS structures")
     if problems:
         raise DatasetError("cannot generate the dataset: " + "; ".join(problems))
 

@@ -127,7 +127,7 @@ def make_batch(structures: list[Structure]) -> Batch:
     pair_offset = np.concatenate([[0], np.cumsum(n_pairs)[:-1]])
     top = {"n_atoms": int(n_atoms.sum())}
     for key in tops[0]:
-        if key in ("n_atoms", "shifts"):
+        if key in ("n_atoms", "shifts") or any(key not in t for t in tops):  # e.g. features cached in some only
             continue
         parts = [t[key] for t in tops]
         if key in _ATOM_INDEX:

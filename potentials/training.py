@@ -46,8 +46,14 @@ class TrainConfig:
     plateau_patience: int = 10        # plateau: epochs without improvement before lr x plateau_factor
     plateau_factor: float = 0.5
     energy_weight: float = 100.0      # on (eV/atom)²
-    force_weight: float = 1.0         # on (eV/Å)²
+    force_weight: float = 10.0        # on (eV/Å)²
     stress_weight: float = 100.0      # on (eV/Å³)²; used where the data has stress
+    # stage two (as MACE's): from this fraction of the epochs (or of max_seconds) on, the loss
+    # weights below; forces lead first, energies are refined at the end. None: one stage.
+    stage_two: float | None = 0.75
+    stage_two_energy_weight: float = 1000.0
+    stage_two_force_weight: float = 1.0
+    stage_two_stress_weight: float = 100.0
     config_type_weights: dict | None = None  # config_type -> weight ("Default" for the rest)
     ema_decay: float | None = 0.99    # exponential moving average of the weights (None: off)
     clip_norm: float | None = 10.0    # global gradient-norm clipping (None: off)
@@ -80,6 +86,7 @@ class History:
     resumed_from: int = 0             # the checkpoint's epoch when resumed, else 0
     training_structures: int = 0      # structures trained on (the held-out ones excluded)
     validation_structures: int = 0
+    stage_two_epoch: int = -1         # the first epoch of stage two (-1: none)
 
     def table(self) -> str:
         """The final errors as a text table (set x config_type)."""
@@ -93,11 +100,16 @@ def _check_config(config: TrainConfig) -> None:
     ok = {"epochs": count(config.epochs), "batch_size": count(config.batch_size), "patience": count(config.patience),
           "learning_rate": bool(np.isfinite(config.learning_rate) and config.learning_rate > 0),
           "decay": 0 < config.decay <= 1, "energy_weight": weight(config.energy_weight),
-          "force_weight": weight(config.force_weight), "validation_fraction": 0 <= config.validation_fraction < 1}
+          "force_weight": weight(config.force_weight), "validation_fraction": 0 <= config.validation_fraction < 1,
+          "stage_two": config.stage_two is None or 0 <= config.stage_two <= 1,
+          "stage_two_energy_weight": weight(config.stage_two_energy_weight),
+          "stage_two_force_weight": weight(config.stage_two_force_weight),
+          "stage_two_stress_weight": weight(config.stage_two_stress_weight)}
     bad = [f"{name} = {getattr(config, name)!r}" for name, good in ok.items() if not good]
     if bad:
         raise ValueError(f"training options out of range: {', '.join(bad)} (epochs, batch_size and patience are "
-                         "counts ≥ 1, learning_rate > 0, decay in (0, 1], weights ≥ 0, validation_fraction in [0, 1))")
+                         "counts ≥ 1, learning_rate > 0, decay in (0, 1], weights ≥ 0, validation_fraction in [0, 1), "
+                         "stage_two in [0, 1] or None)")
     if config.optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"unknown optimizer {config.optimizer!r}: use 'adam' or 'lbfgs'")
     if config.optimizer == "lbfgs" and config.checkpoint:
@@ -132,6 +144,8 @@ def _prepare_sets(model, frames, config, validation, test, rng):
         else []
     if not data:
         raise ValueError("no training structures left after the validation split")
+    for structures in (data, val, tests):
+        model.cache_inputs(structures)
     return data, val, tests, isolated
 
 
@@ -162,13 +176,20 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         return history
     bar = progress_bar(config.epochs, "training", "epoch", config.progress, initial=start_epoch)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    best = min(history.val_loss) if history.val_loss else np.inf
+    since = history.val_loss[max(history.stage_two_epoch, 0):]  # the best of the current stage
+    best = min(since) if since else np.inf
     val_batch = _batch(val) if val else None
     average = WeightAverage(model.weights, config.ema_decay) if config.ema_decay else None
     for part in (average, schedule):  # resumed exactly: their state travels in the checkpoint
         if part is not None:
             part.load_state(state.get("extra", {}))
     for epoch in range(start_epoch, config.epochs if not history.stopped_early else start_epoch):
+        fraction = (history.cpu_seconds + time.process_time() - cpu0) / config.max_seconds \
+            if config.max_seconds is not None else epoch / config.epochs
+        loss_config = _stage_config(config, 1.0 if history.stage_two_epoch >= 0 else fraction)
+        if loss_config is not config and history.stage_two_epoch < 0:
+            history.stage_two_epoch, best = epoch, np.inf  # a new loss: the best epoch is chosen afresh
+            schedule.best = np.inf
         if config.schedule == "plateau":
             lr = schedule.current
         elif config.max_seconds is not None and config.schedule == "cosine":  # the cosine spans the time budget
@@ -179,7 +200,7 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         losses = []
         for k in range(0, len(order), config.batch_size):
             batch = _batch([data[i] for i in order[k:k + config.batch_size]])
-            loss, grads = ds.value_and_grad(lambda w: batch_loss(model, w, batch, config))(model.weights)
+            loss, grads = ds.value_and_grad(lambda w: batch_loss(model, w, batch, loss_config))(model.weights)
             grads, _ = clip_gradients(grads, config.clip_norm)
             _adam_step(model, grads, state, lr)
             if average is not None:
@@ -191,7 +212,7 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         if average is not None:
             model.weights = average.weights  # validate, and keep, the averaged weights
         if val_batch is not None:
-            history.val_loss.append(float(batch_loss(model, model.weights, val_batch, config)))
+            history.val_loss.append(float(batch_loss(model, model.weights, val_batch, loss_config)))
             metrics = evaluate(model, val)
             history.val_energy_mae.append(metrics["energy_mae"])
             history.val_force_mae.append(metrics["force_mae"])
@@ -206,7 +227,11 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         bar.set_postfix(train=f"{history.train_loss[-1]:.3g}",
                         F_mae=f"{history.val_force_mae[-1]:.1f}meV/Å" if history.val_force_mae else "-")
         if val_batch is not None and epoch - history.best_epoch >= config.patience:
-            history.stopped_early = True
+            if config.stage_two is not None and history.stage_two_epoch < 0:
+                history.stage_two_epoch = epoch + 1  # stage one has converged: stage two starts now
+                best, history.best_epoch, schedule.best = np.inf, epoch, np.inf
+            else:
+                history.stopped_early = True
         if config.checkpoint:  # after the stopping decision, so that a resumed run makes the same one
             state["extra"] = {**schedule.state_arrays(), **(average.state_arrays() if average is not None else {})}
             save_checkpoint(config.checkpoint, model, epoch + 1, history, state, rng, config, *fingerprint)
@@ -221,6 +246,21 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
     history.cpu_seconds += time.process_time() - cpu0
     history.errors = _final_errors(model, data, val, tests)
     return history
+
+
+def _stage_config(config: TrainConfig, fraction: float) -> TrainConfig:
+    """``config`` itself in stage one; a copy with the stage-two loss weights from ``stage_two``
+    (a fraction of the run) on.
+
+    >>> _stage_config(TrainConfig(stage_two=0.5), 0.6).energy_weight, _stage_config(TrainConfig(), 0.1).energy_weight
+    (1000.0, 100.0)
+    """
+    if config.stage_two is None or fraction < config.stage_two:
+        return config
+    from dataclasses import replace
+
+    return replace(config, energy_weight=config.stage_two_energy_weight, force_weight=config.stage_two_force_weight,
+                   stress_weight=config.stage_two_stress_weight, stage_two=None)
 
 
 def _final_errors(model, data, val, tests) -> dict:

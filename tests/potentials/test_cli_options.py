@@ -61,3 +61,21 @@ def test_bad_input_is_one_line_naming_the_record_and_key(frames, tmp_path, capsy
     capsys.readouterr()
     assert main(["potential", "select", str(tmp_path / "m.npz"), "--trajectory", str(data)]) == 2
     assert "needs a committee" in capsys.readouterr().err
+
+
+def test_train_command_defaults_are_the_training_defaults(tmp_path):
+    """What `diffsim potential train` uses without options is TrainConfig's own defaults (the API)."""
+    from diffsim.cli import build_parser
+    from potentials.training import TrainConfig
+
+    data = tmp_path / "d.xyz"
+    data.write_text("")
+    args = build_parser().parse_args(["potential", "train", "--data", str(data)])
+    cfg = TrainConfig()
+    pairs = {"energy_weight": "energy_weight", "forces_weight": "force_weight", "stress_weight": "stress_weight",
+             "schedule": "schedule", "ema_decay": "ema_decay", "clip_norm": "clip_norm", "epochs": "epochs",
+             "batch_size": "batch_size", "valid_fraction": "validation_fraction", "stage_two": "stage_two",
+             "stage_two_energy_weight": "stage_two_energy_weight", "stage_two_forces_weight": "stage_two_force_weight",
+             "stage_two_stress_weight": "stage_two_stress_weight"}
+    assert {cli: getattr(args, cli) for cli in pairs} == {cli: getattr(cfg, api) for cli, api in pairs.items()}
+    assert args.learning_rate is None  # then the model's: TrainConfig's for acsf

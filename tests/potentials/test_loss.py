@@ -56,9 +56,32 @@ def test_stress_training_recovers_emt_stress_on_held_out_cells(frames):
     for label, stress_weight in (("with", 100.0), ("without", 0.0)):
         model = ACSFModel(["Cu"], hidden=(16,), seed=0)
         train(model, data, TrainConfig(epochs=150, batch_size=4, learning_rate=1e-2, stress_weight=stress_weight,
-                                       progress=False))
+                                       stage_two_stress_weight=stress_weight, progress=False))
         results[label] = evaluate(model, prepare(model, held_out))["stress_mae"]
     spread = 1000 * np.mean([np.abs(a.get_stress(voigt=False) - np.mean([b.get_stress(voigt=False) for b in held_out],
                                                                          axis=0)).mean() for a in held_out])
     assert results["with"] < 0.7 * spread, (results, spread)  # a constant stress model scores `spread`
     assert results["with"] < 0.8 * results["without"], results  # the stress term, not only the energies, teaches it
+
+
+def test_cached_training_features_give_the_finite_difference_forces_and_loss_gradient(frames):
+    """Training stores each structure's ACSF features once (cache_inputs); the forces and the
+    weight gradient through them must still be the derivatives of the model's energy."""
+    model = ACSFModel(["Cu"], hidden=(4,), seed=2)
+    structures = prepare(model, frames[:2])
+    model.cache_inputs(structures)
+    batch = make_batch(structures)
+    assert "features" in batch.top
+    from potentials.loss import predict
+
+    _, F, _ = predict(model, model.weights, batch)
+    st, h = structures[0], 1e-5
+    n = len(st.positions)
+    for atom, axis in ((0, 0), (3, 2)):
+        step = np.zeros_like(st.positions)
+        step[atom, axis] = h
+        energy = lambda R: float(model.energy(model.weights, R, st.cell, [True] * 3, st.numbers))
+        numeric = -(energy(st.positions + step) - energy(st.positions - step)) / (2 * h)
+        assert abs(F[:n][atom, axis] - numeric) < 1e-6
+    ds.check_grads(lambda w: batch_loss(model, w, batch, TrainConfig(stress_weight=100.0)), (model.weights,),
+                   order=1, modes=("rev",), rtol=1e-5, eps=1e-5)

@@ -81,3 +81,20 @@ def test_extxyz_round_trip_keeps_the_emt_labels(tmp_path):
     fresh = frames[0].copy()
     fresh.calc = EMT()
     np.testing.assert_allclose(frames[0].get_forces(), fresh.get_forces(), atol=1e-6)  # extxyz is text: ~8 digits
+
+
+def test_alloy_compositions_vary_and_follow_vegards_lattice_constant():
+    from ase.data import atomic_numbers, reference_states
+
+    from potentials.reference_data import _structure
+
+    rng = np.random.default_rng(0)
+    a_cu, a_au = (reference_states[atomic_numbers[e]]["a"] for e in ("Cu", "Au"))
+    fractions = []
+    for _ in range(60):
+        atoms = _structure(["Cu", "Au"], (2, 2, 2), rng)
+        x = np.mean(atoms.numbers == atomic_numbers["Au"])
+        fractions.append(x)
+        assert atoms.cell[0, 0] / 2 == pytest.approx((1 - x) * a_cu + x * a_au, rel=1e-12)
+        assert np.all(np.diag(atoms.cell) > 0) and len(atoms) == 32
+    assert min(fractions) < 0.15 and max(fractions) > 0.85  # the composition spans the range

@@ -49,3 +49,22 @@ def test_lbfgs_training_reduces_the_loss(frames):
     assert len(history.train_loss) > 3 and history.train_loss[-1] < 0.3 * history.train_loss[0]
     with pytest.raises(ValueError, match="unknown optimizer"):
         train(model, frames[:4], TrainConfig(optimizer="sgd", progress=False))
+
+
+def test_stage_two_switches_the_loss_weights_and_picks_its_best_epoch_anew(frames):
+    """Stage one on forces alone cannot place energies beyond the E0 fit; stage two, with the
+    energy term in, must lower the held-out energy error below what stage one alone reaches."""
+    held_out, data = frames[:6], frames[6:]
+    maes = {}
+    for label, stage_two in (("one stage", None), ("two stages", 0.5)):
+        model = ACSFModel(["Cu"], hidden=(8,), seed=0)
+        config = TrainConfig(epochs=16, batch_size=4, learning_rate=1e-2, energy_weight=0.0, force_weight=10.0,
+                             stress_weight=0.0, stage_two=stage_two, stage_two_energy_weight=1000.0,
+                             stage_two_force_weight=1.0, stage_two_stress_weight=0.0, progress=False)
+        history = train(model, data, config)
+        if stage_two is not None:
+            assert history.stage_two_epoch == 8 and history.best_epoch >= 8
+        else:
+            assert history.stage_two_epoch == -1
+        maes[label] = evaluate(model, prepare(model, held_out))["energy_mae"]
+    assert maes["two stages"] < 0.8 * maes["one stage"], maes
