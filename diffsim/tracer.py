@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import NonDifferentiableError
+from .errors import MissingRuleError, NonDifferentiableError
 
 _levels = itertools.count(1)
 
@@ -68,6 +68,8 @@ class Box:
     __int__ = __index__ = __complex__ = __float__
 
     def __array__(self, dtype=None, copy=None):
+        if dtype is not None and np.dtype(dtype).kind in "iub":  # np.int64(x): a constant, derivative 0
+            return np.asarray(raw(self)).astype(dtype)
         raise NonDifferentiableError(
             "a traced value was converted to a plain numpy array (np.asarray/np.array or a numpy "
             "function diffsim does not cover); use diffsim.numpy (dnp.array, dnp.stack, ...) "
@@ -142,7 +144,7 @@ class Primitive:
         try:
             return self.vjps[i]
         except KeyError:
-            raise NonDifferentiableError(
+            raise MissingRuleError(
                 f"primitive '{self.name}' has no reverse-mode (VJP) rule for its argument {i}; "
                 f"register one with ds.defvjp, or pass that argument through ds.stop_gradient"
             ) from None
@@ -151,7 +153,7 @@ class Primitive:
         try:
             return self.jvps[i]
         except KeyError:
-            raise NonDifferentiableError(
+            raise MissingRuleError(
                 f"primitive '{self.name}' has no forward-mode (JVP) rule for its argument {i}; "
                 f"register one with ds.defjvp, or pass that argument through ds.stop_gradient"
             ) from None

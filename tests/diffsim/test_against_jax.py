@@ -21,6 +21,8 @@ NOT_IN_JAX = {
     "mean of list": "jnp.mean does not take a list of arrays",
     "lstsq residuals": "jnp.linalg.lstsq returns residuals of another shape",
     "array of traced": "jnp.array of nested Python lists of tracers is spelled differently",
+    "stack of nested": "jnp.stack does not take nested Python sequences of tracers",
+    "mean of nested tuple": "jnp.mean does not take nested Python sequences of tracers",
     "rmatmul numpy left": "numpy's ndarray @ jax.Array is not dispatched to JAX",
     "numpy ufunc dispatch": "numpy functions do not dispatch to JAX",
     "numpy function dispatch": "numpy functions do not dispatch to JAX",
