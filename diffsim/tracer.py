@@ -138,7 +138,14 @@ class Primitive:
         return f"<primitive {self.name}>"
 
     def __call__(self, *args, **params):
-        return bind(self, args, params)
+        # bind(), inlined: this is the eager engine's hottest path (one call per recorded operation)
+        top = None
+        for a in args:
+            if type(a) is Box and (top is None or a.trace.level > top.level):
+                top = a.trace
+        if top is None:
+            return self.impl(*args, **params)
+        return _bind_traced(self, top, args, params)
 
     def vjp_rule(self, i: int) -> RuleFn:
         try:
@@ -177,15 +184,25 @@ def bind(prim: Primitive, args: tuple, params: dict) -> Any:
             top = a.trace
     if top is None:
         return prim.impl(*args, **params)
-    vals = []
+    return _bind_traced(prim, top, args, params)
+
+
+def _bind_traced(prim: Primitive, top: Trace, args: tuple, params: dict) -> Any:
+    """``bind`` once ``top``, the innermost trace among ``args``, is known."""
     nested = False  # do boxes of outer (lower-level) traces remain after unwrapping this one?
-    for a in args:
-        if type(a) is Box:
-            if a.trace is top:
-                a = a.value
-            nested = nested or type(a) is Box
-        vals.append(a)
-    vals = tuple(vals)
+    if len(args) == 1:
+        v = args[0].value
+        vals = (v,)
+        nested = type(v) is Box
+    else:
+        vals = []
+        for a in args:
+            if type(a) is Box:
+                if a.trace is top:
+                    a = a.value
+                nested = nested or type(a) is Box
+            vals.append(a)
+        vals = tuple(vals)
     ans = bind(prim, vals, params) if nested else prim.impl(*vals, **params)
     return top.process(prim, args, vals, ans, params)
 
