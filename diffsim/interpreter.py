@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .primitives import add, broadcast_tangent, is_complex, real, unbroadcast
-from .tracer import Box, Primitive, Trace, shape
+from .tracer import Box, Trace, shape
 
 
 class ShapeOf:
@@ -90,6 +90,13 @@ def _complex_value(v) -> bool:
     return v.complex if type(v) is ShapeOf else is_complex(v)
 
 
+def _fit(ct, v):
+    """Cotangent ``ct`` made to fit the value ``v`` it is for: broadcasting undone, and the real
+    part for a real value (promoted to complex on the way)."""
+    ct = unbroadcast(ct, v)
+    return real(ct) if is_complex(ct) and not _complex_value(v) else ct
+
+
 def backward(trace: ReverseTrace, seeds: list[tuple[tuple, Any]]) -> dict[int, Any]:
     """Propagate cotangents from ``seeds`` (node, cotangent) back along ``trace``'s tape;
     returns the cotangents reaching input nodes (those without parents), keyed by ``id(node)``."""
@@ -97,28 +104,31 @@ def backward(trace: ReverseTrace, seeds: list[tuple[tuple, Any]]) -> dict[int, A
     for node, g in seeds:
         key = id(node)
         grads[key] = g if key not in grads else add(grads[key], g)
-    real_scalars = (np.float64, float)
+    real_scalars = (np.float64, float)  # two of them need no unbroadcasting (the common scalar case)
     pop = grads.pop
     for node in reversed(trace.tape):
         g = pop(id(node), None)
         if g is None:
             continue
         prim, vals, ans, params, parents = node
+        if prim.vjp_all is None and len(parents) == 1:  # one traced argument: the hot path, unrolled
+            ((i, parent),) = parents
+            ct = (prim.vjps.get(i) or prim.vjp_rule(i))(g, ans, *vals, **params)
+            v = vals[i]
+            if type(ct) not in real_scalars or type(v) not in real_scalars:
+                ct = _fit(ct, v)
+            key = id(parent)
+            grads[key] = ct if key not in grads else add(grads[key], ct)
+            continue
         if prim.vjp_all is not None:
             cts = prim.vjp_all(g, ans, vals, params, [i for i, _ in parents])
-        elif len(parents) == 1:
-            i = parents[0][0]
-            cts = ((prim.vjps.get(i) or prim.vjp_rule(i))(g, ans, *vals, **params),)
         else:
             vjps = prim.vjps
             cts = [(vjps.get(i) or prim.vjp_rule(i))(g, ans, *vals, **params) for i, _ in parents]
-        cplx = type(g) not in real_scalars and is_complex(g)
         for (i, parent), ct in zip(parents, cts):
             v = vals[i]
-            if type(ct) not in real_scalars or type(v) not in real_scalars:  # two scalars: no unbroadcasting
-                ct = unbroadcast(ct, v)
-                if cplx and not _complex_value(v):  # a real value promoted to complex on the way
-                    ct = real(ct)
+            if type(ct) not in real_scalars or type(v) not in real_scalars:
+                ct = _fit(ct, v)
             key = id(parent)
             grads[key] = ct if key not in grads else add(grads[key], ct)
     return grads  # what is left: the inputs' cotangents

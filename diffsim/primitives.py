@@ -105,17 +105,19 @@ def _register(prim: Primitive, saves_: str, template: str | None, helper: tuple 
     return prim
 
 
-_NUMPY_OPERANDS = frozenset({np.ndarray, np.float64, np.complex128, np.float32, np.complex64})
+_NUMPY_OPERANDS = frozenset({np.ndarray, np.float64, np.complex128})  # float32 scalars: pow differs by an ulp
+_NUMBERS = _NUMPY_OPERANDS | {float, int, complex}
 
 
 def _through_operator(ufunc, op):
     """``ufunc`` computed through Python's operator when an operand is a numpy array or scalar:
     the same numpy arithmetic (numpy's scalar and array operators are its ufuncs), without the
     ufunc call's fixed cost, which dominates on scalars (the eager engine's hot path). Other
-    operands (Python numbers, lists) go to the ufunc, which gives them numpy's semantics."""
+    operands (two Python numbers, lists, bools) go to the ufunc, which gives them numpy's semantics."""
 
     def impl(x, y):
-        if type(x) in _NUMPY_OPERANDS or type(y) in _NUMPY_OPERANDS:
+        tx, ty = type(x), type(y)
+        if (tx in _NUMPY_OPERANDS and ty in _NUMBERS) or (ty in _NUMPY_OPERANDS and tx in _NUMBERS):
             return op(x, y)
         return ufunc(x, y)
 
@@ -295,9 +297,9 @@ conjugate = declare("conjugate", np.conjugate, [lambda g, ans, x: conjugate(g)],
 
 add = declare("add", _through_operator(np.add, operator.add), [lambda g, ans, x, y: g, lambda g, ans, x, y: g],
               [lambda t, ans, x, y: t, lambda t, ans, x, y: t], saves="none", template="{0} + {1}")
-subtract = declare("subtract", _through_operator(np.subtract, operator.sub), [lambda g, ans, x, y: g, lambda g, ans, x, y: negative(g)],
-                   [lambda t, ans, x, y: t, lambda t, ans, x, y: negative(t)], saves="none",
-                   template="{0} - {1}")
+subtract = declare("subtract", _through_operator(np.subtract, operator.sub),
+                   [lambda g, ans, x, y: g, lambda g, ans, x, y: negative(g)],
+                   [lambda t, ans, x, y: t, lambda t, ans, x, y: negative(t)], saves="none", template="{0} - {1}")
 multiply = elementwise("multiply", lambda ans, x, y: y, lambda ans, x, y: x, template="{0} * {1}",
                        impl=_through_operator(np.multiply, operator.mul))
 divide = elementwise("divide", lambda ans, x, y: divide(1.0, y), lambda ans, x, y: negative(ans) / y,
