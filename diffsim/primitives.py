@@ -141,7 +141,12 @@ def elementwise(name: str, *partials, impl=None, saves: str = "args", template: 
     JVP ``t * d_i`` (unconjugated, which is right for holomorphic functions, see above)."""
     prim = Primitive(name, impl if impl is not None else getattr(np, name))
     for i, d in enumerate(partials):
-        if d is not None:
+        if d is None:
+            continue
+        if len(partials) == 1:  # unary: no argument packing (the backward pass's hot path)
+            prim.vjps[i] = lambda g, ans, x, _d=d: g * _d(ans, x)
+            prim.jvps[i] = lambda t, ans, x, _d=d: t * _d(ans, x)
+        else:
             prim.vjps[i] = lambda g, ans, *args, _d=d: g * _d(ans, *args)
             prim.jvps[i] = lambda t, ans, *args, _d=d: t * _d(ans, *args)
     return _register(prim, saves, template, helper, None)
