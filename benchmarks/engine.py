@@ -39,7 +39,6 @@ while its CPU time is what the engine itself costs.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import time
 
@@ -160,7 +159,7 @@ def bench_primitives(peers: dict, k: int, timing: dict) -> None:
     for name, (run, record) in runners.items():
         flat[name], flat[name + " (record)"] = run, record
     times = best_of(flat, **timing)
-    cpu = cpu_best_of(flat, **timing)
+    cpu = best_of(flat, **timing, clock=time.process_time)
     nprim = STEP_PRIMS * k
     us = {name: t / nprim * 1e6 for name, t in times.items()}
     cpu_us = {name: t / nprim * 1e6 for name, t in cpu.items()}
@@ -181,31 +180,6 @@ def bench_primitives(peers: dict, k: int, timing: dict) -> None:
         verdict = "met" if val <= TARGET_PRIM_US else "NOT met"
         print(f"target: diffsim <= {TARGET_PRIM_US:.0f} µs per recorded primitive (forward + backward), {label} "
               f"time: {val:.2f} µs, {verdict}")
-
-
-def cpu_best_of(runners: dict, rounds: int, min_time: float, budget: float) -> dict[str, float]:
-    """Best CPU seconds (``time.process_time``) per call of each runner: interleaved rounds of
-    measurements lasting at least ``min_time``, a runner dropping out after ``budget`` seconds; gc off."""
-    gc.collect()
-    enabled = gc.isenabled()
-    gc.disable()
-    best = dict.fromkeys(runners, float("inf"))
-    spent = dict.fromkeys(runners, 0.0)
-    try:
-        for _ in range(rounds):
-            for name, fn in runners.items():
-                if spent[name] >= budget:
-                    continue
-                calls, start = 0, time.process_time()
-                while (elapsed := time.process_time() - start) < min_time or calls == 0:
-                    fn()
-                    calls += 1
-                best[name] = min(best[name], elapsed / calls)
-                spent[name] += elapsed
-    finally:
-        if enabled:
-            gc.enable()
-    return best
 
 
 # ---------------------------------------------------------------- 2. MLP value + grad

@@ -177,14 +177,9 @@ class NondiffPrimitive(Primitive):
 
 
 def bind(prim: Primitive, args: tuple, params: dict) -> Any:
-    """Apply ``prim`` to ``args``, letting the innermost active trace among them record it."""
-    top = None
-    for a in args:
-        if type(a) is Box and (top is None or a.trace.level > top.level):
-            top = a.trace
-    if top is None:
-        return prim.impl(*args, **params)
-    return _bind_traced(prim, top, args, params)
+    """Apply ``prim`` to ``args``, letting the innermost active trace among them record it
+    (:meth:`Primitive.__call__` holds the search for that trace, inlined for speed)."""
+    return Primitive.__call__(prim, *args, **params)
 
 
 def _bind_traced(prim: Primitive, top: Trace, args: tuple, params: dict) -> Any:
