@@ -20,27 +20,28 @@ SKIP_HINT = "pip install -e '.[bench]'"
 
 
 def best_of(runners: dict[str, Callable[[], object]], rounds: int = 20, min_time: float = 0.005,
-            budget: float = 5.0) -> dict[str, float]:
+            budget: float = 5.0, clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Best (smallest) seconds per call of each runner, timeit-style but interleaved.
 
     Each runner is called once to warm up, then given a number of calls per measurement that
     makes one measurement last at least ``min_time``. Then up to ``rounds`` rounds measure the
     runners in turn (a runner drops out once it has spent ``budget`` seconds), so that a slow
     spell of a shared machine hits every runner alike. The garbage collector is off while
-    measuring, as in :mod:`timeit`."""
+    measuring, as in :mod:`timeit`. ``clock`` is wall time by default; ``time.process_time``
+    measures CPU time (what the engine costs, apart from the time other processes held the core)."""
     for fn in runners.values():
         fn()
     enabled = gc.isenabled()
     gc.collect()
     gc.disable()
     try:
-        number = {name: _calibrate(fn, min_time) for name, fn in runners.items()}
+        number = {name: _calibrate(fn, min_time, clock) for name, fn in runners.items()}
         best = dict.fromkeys(runners, float("inf"))
         spent = dict.fromkeys(runners, 0.0)
         for _ in range(rounds):
             for name, fn in runners.items():
                 if spent[name] < budget or best[name] == float("inf"):
-                    elapsed = _measure(fn, number[name])
+                    elapsed = _measure(fn, number[name], clock)
                     best[name] = min(best[name], elapsed / number[name])
                     spent[name] += elapsed
     finally:
@@ -49,19 +50,19 @@ def best_of(runners: dict[str, Callable[[], object]], rounds: int = 20, min_time
     return best
 
 
-def _calibrate(fn: Callable[[], object], min_time: float) -> int:
+def _calibrate(fn: Callable[[], object], min_time: float, clock: Callable[[], float] = time.perf_counter) -> int:
     """Calls per measurement so that one measurement lasts at least ``min_time``."""
     number = 1
-    while (elapsed := _measure(fn, number)) < min_time and number < 1 << 20:
+    while (elapsed := _measure(fn, number, clock)) < min_time and number < 1 << 20:
         number *= 10 if elapsed == 0 else max(2, min(10, int(1.2 * min_time / elapsed) + 1))
     return number
 
 
-def _measure(fn: Callable[[], object], number: int) -> float:
-    start = time.perf_counter()
+def _measure(fn: Callable[[], object], number: int, clock: Callable[[], float] = time.perf_counter) -> float:
+    start = clock()
     for _ in range(number):
         fn()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def page_faults_per_call(fn: Callable[[], object], number: int = 10) -> float | None:

@@ -11,7 +11,7 @@ from . import (
 )
 from .checks import check_grads
 from .codegen import Kernel, compile, kernel
-from .errors import DiffsimError, GradientCheckError, NonDifferentiableError
+from .errors import DiffsimError, GradientCheckError, MissingRuleError, NonDifferentiableError
 from .primitives import defjvp, defvjp
 from .tracer import Primitive
 from .transforms import (
@@ -48,4 +48,4 @@ def primitive(fun, name: str | None = None) -> Primitive:
 
 __all__ = ["check_grads", "checkpoint", "compile", "kernel", "Kernel", "defjvp", "defvjp", "grad", "hessian",
            "hvp", "jacfwd", "jacobian", "jacrev", "jvp", "primitive", "stop_gradient", "value_and_grad", "vjp",
-           "DiffsimError", "GradientCheckError", "NonDifferentiableError", "Primitive"]
+           "DiffsimError", "GradientCheckError", "MissingRuleError", "NonDifferentiableError", "Primitive"]

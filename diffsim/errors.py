@@ -9,6 +9,10 @@ class NonDifferentiableError(DiffsimError, TypeError):
     """An operation the engine cannot differentiate was applied to a traced value."""
 
 
+class MissingRuleError(NonDifferentiableError, NotImplementedError):
+    """A primitive has no derivative rule for the mode asked (register one with ds.defvjp / ds.defjvp)."""
+
+
 class GradientCheckError(DiffsimError, AssertionError):
     """Analytic and finite-difference derivatives disagree (raised by ``check_grads``)."""
 

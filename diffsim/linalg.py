@@ -147,6 +147,8 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
         raise NonDifferentiableError("dnp.linalg.svd with full_matrices=True on a non-square matrix: the extra "
                                      "singular vectors are not unique; pass full_matrices=False")
     u, s, vh = _p.unpack(_p.svd(a), _p._svd_shapes(a))
+    if _p.is_complex(s):  # packed with complex U and Vh; numpy's singular values are real
+        s = _p.real(s)
     return SVDResult(u, s, vh)
 
 

@@ -32,6 +32,8 @@ Declaration helpers (one line or two per primitive, as JAX's ``deflinear`` and a
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from . import scatter
@@ -95,12 +97,32 @@ def _register(prim: Primitive, saves_: str, template: str | None, helper: tuple 
         raise ValueError(f"primitive {prim.name!r} wraps numpy.{impl.__name__}: give it numpy's name")
     prim.keep_args, prim.keep_ans = _SAVES[saves_]
     prim.template = template
-    prim.arity = arity if arity is not None else (impl.nin if isinstance(impl, np.ufunc) else None)
+    prim.arity = arity if arity is not None else getattr(impl, "nin", None)
     prim.boolean = boolean
     if helper is not None:
         HELPERS[helper[0]] = helper[1]
     REGISTRY[prim.name] = prim
     return prim
+
+
+_NUMPY_OPERANDS = frozenset({np.ndarray, np.float64, np.complex128})  # float32 scalars: pow differs by an ulp
+_NUMBERS = _NUMPY_OPERANDS | {float, int, complex}
+
+
+def _through_operator(ufunc, op):
+    """``ufunc`` computed through Python's operator when an operand is a numpy array or scalar:
+    the same numpy arithmetic (numpy's scalar and array operators are its ufuncs), without the
+    ufunc call's fixed cost, which dominates on scalars (the eager engine's hot path). Other
+    operands (two Python numbers, lists, bools) go to the ufunc, which gives them numpy's semantics."""
+
+    def impl(x, y):
+        tx, ty = type(x), type(y)
+        if (tx in _NUMPY_OPERANDS and ty in _NUMBERS) or (ty in _NUMPY_OPERANDS and tx in _NUMBERS):
+            return op(x, y)
+        return ufunc(x, y)
+
+    impl.__name__, impl.__doc__, impl.nin = ufunc.__name__, ufunc.__doc__, ufunc.nin
+    return impl
 
 
 def declare(name: str, impl, vjps=(), jvps=(), vjp_all=None, jvp_all=None, saves: str = "both",
@@ -119,7 +141,12 @@ def elementwise(name: str, *partials, impl=None, saves: str = "args", template: 
     JVP ``t * d_i`` (unconjugated, which is right for holomorphic functions, see above)."""
     prim = Primitive(name, impl if impl is not None else getattr(np, name))
     for i, d in enumerate(partials):
-        if d is not None:
+        if d is None:
+            continue
+        if len(partials) == 1:  # unary: no argument packing (the backward pass's hot path)
+            prim.vjps[i] = lambda g, ans, x, _d=d: g * _d(ans, x)
+            prim.jvps[i] = lambda t, ans, x, _d=d: t * _d(ans, x)
+        else:
             prim.vjps[i] = lambda g, ans, *args, _d=d: g * _d(ans, *args)
             prim.jvps[i] = lambda t, ans, *args, _d=d: t * _d(ans, *args)
     return _register(prim, saves, template, helper, None)
@@ -273,14 +300,15 @@ conjugate = declare("conjugate", np.conjugate, [lambda g, ans, x: conjugate(g)],
 
 # ---------------------------------------------------------------- elementwise binary
 
-add = declare("add", np.add, [lambda g, ans, x, y: g, lambda g, ans, x, y: g],
+add = declare("add", _through_operator(np.add, operator.add), [lambda g, ans, x, y: g, lambda g, ans, x, y: g],
               [lambda t, ans, x, y: t, lambda t, ans, x, y: t], saves="none", template="{0} + {1}")
-subtract = declare("subtract", np.subtract, [lambda g, ans, x, y: g, lambda g, ans, x, y: negative(g)],
-                   [lambda t, ans, x, y: t, lambda t, ans, x, y: negative(t)], saves="none",
-                   template="{0} - {1}")
-multiply = elementwise("multiply", lambda ans, x, y: y, lambda ans, x, y: x, template="{0} * {1}")
+subtract = declare("subtract", _through_operator(np.subtract, operator.sub),
+                   [lambda g, ans, x, y: g, lambda g, ans, x, y: negative(g)],
+                   [lambda t, ans, x, y: t, lambda t, ans, x, y: negative(t)], saves="none", template="{0} - {1}")
+multiply = elementwise("multiply", lambda ans, x, y: y, lambda ans, x, y: x, template="{0} * {1}",
+                       impl=_through_operator(np.multiply, operator.mul))
 divide = elementwise("divide", lambda ans, x, y: divide(1.0, y), lambda ans, x, y: negative(ans) / y,
-                     saves="both", template="{0} / {1}")
+                     saves="both", template="{0} / {1}", impl=_through_operator(np.divide, operator.truediv))
 
 
 def _power_dx(ans, x, y):
@@ -298,7 +326,8 @@ def _power_dy(ans, x, y):
     return ans * log(where(raw(x) > 0, x, 1.0))
 
 
-power = elementwise("power", _power_dx, _power_dy, saves="both", template="{0} ** {1}")
+power = elementwise("power", _power_dx, _power_dy, saves="both", template="{0} ** {1}",
+                    impl=_through_operator(np.power, operator.pow))
 
 
 def _tie(a, b):

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import NonDifferentiableError
+from .errors import MissingRuleError, NonDifferentiableError
 
 _levels = itertools.count(1)
 
@@ -68,6 +68,8 @@ class Box:
     __int__ = __index__ = __complex__ = __float__
 
     def __array__(self, dtype=None, copy=None):
+        if dtype is not None and np.dtype(dtype).kind in "iub":  # np.int64(x): a constant, derivative 0
+            return np.asarray(raw(self)).astype(dtype)
         raise NonDifferentiableError(
             "a traced value was converted to a plain numpy array (np.asarray/np.array or a numpy "
             "function diffsim does not cover); use diffsim.numpy (dnp.array, dnp.stack, ...) "
@@ -136,13 +138,20 @@ class Primitive:
         return f"<primitive {self.name}>"
 
     def __call__(self, *args, **params):
-        return bind(self, args, params)
+        # bind(), inlined: this is the eager engine's hottest path (one call per recorded operation)
+        top = None
+        for a in args:
+            if type(a) is Box and (top is None or a.trace.level > top.level):
+                top = a.trace
+        if top is None:
+            return self.impl(*args, **params)
+        return _bind_traced(self, top, args, params)
 
     def vjp_rule(self, i: int) -> RuleFn:
         try:
             return self.vjps[i]
         except KeyError:
-            raise NonDifferentiableError(
+            raise MissingRuleError(
                 f"primitive '{self.name}' has no reverse-mode (VJP) rule for its argument {i}; "
                 f"register one with ds.defvjp, or pass that argument through ds.stop_gradient"
             ) from None
@@ -151,7 +160,7 @@ class Primitive:
         try:
             return self.jvps[i]
         except KeyError:
-            raise NonDifferentiableError(
+            raise MissingRuleError(
                 f"primitive '{self.name}' has no forward-mode (JVP) rule for its argument {i}; "
                 f"register one with ds.defjvp, or pass that argument through ds.stop_gradient"
             ) from None
@@ -168,22 +177,27 @@ class NondiffPrimitive(Primitive):
 
 
 def bind(prim: Primitive, args: tuple, params: dict) -> Any:
-    """Apply ``prim`` to ``args``, letting the innermost active trace among them record it."""
-    top = None
-    for a in args:
-        if type(a) is Box and (top is None or a.trace.level > top.level):
-            top = a.trace
-    if top is None:
-        return prim.impl(*args, **params)
-    vals = []
+    """Apply ``prim`` to ``args``, letting the innermost active trace among them record it
+    (:meth:`Primitive.__call__` holds the search for that trace, inlined for speed)."""
+    return Primitive.__call__(prim, *args, **params)
+
+
+def _bind_traced(prim: Primitive, top: Trace, args: tuple, params: dict) -> Any:
+    """``bind`` once ``top``, the innermost trace among ``args``, is known."""
     nested = False  # do boxes of outer (lower-level) traces remain after unwrapping this one?
-    for a in args:
-        if type(a) is Box:
-            if a.trace is top:
-                a = a.value
-            nested = nested or type(a) is Box
-        vals.append(a)
-    vals = tuple(vals)
+    if len(args) == 1:
+        v = args[0].value
+        vals = (v,)
+        nested = type(v) is Box
+    else:
+        vals = []
+        for a in args:
+            if type(a) is Box:
+                if a.trace is top:
+                    a = a.value
+                nested = nested or type(a) is Box
+            vals.append(a)
+        vals = tuple(vals)
     ans = bind(prim, vals, params) if nested else prim.impl(*vals, **params)
     return top.process(prim, args, vals, ans, params)
 

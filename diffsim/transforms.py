@@ -143,7 +143,7 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: boo
             return out, None
 
         (value, aux), back = vjp(pair_fun, *[args[n] for n in nums])
-        if np.shape(raw(value)) != ():
+        if np.size(raw(value)) != 1:  # a scalar, or an array of one element (as autograd allows)
             raise TypeError(
                 f"grad needs a function with a scalar output, got shape {np.shape(raw(value))}; "
                 "use ds.jacobian for vector outputs, or ds.vjp with a cotangent")
@@ -160,7 +160,7 @@ def value_and_grad(fun: Callable, argnums: int | Sequence[int] = 0, has_aux: boo
             raise NonDifferentiableError(
                 "grad of a complex-valued function: pass holomorphic=True if it is holomorphic (the result is "
                 "then f'(z)), or differentiate a real value such as dnp.real(f), dnp.abs(f) ** 2")
-        g = back((np.ones((), dtype=np.result_type(raw(value))), _tree_zeros(aux)))
+        g = back((np.ones(np.shape(raw(value)), dtype=out_dtype), _tree_zeros(aux)))
         g = g[0] if isinstance(argnums, int) else g
         return ((value, aux) if has_aux else value), g
 
@@ -218,8 +218,11 @@ def jvp(fun: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]
     vals, tans = [], []
     for o in o_flat:
         if type(o) is Box and o.trace is trace:
+            t = o.node if o.node is not None else _zeros_like(o.value)
+            if _p.is_complex(o.value) and not _p.is_complex(t):  # a real tangent of a complex value
+                t = t + 0j
             vals.append(o.value)
-            tans.append(o.node if o.node is not None else _zeros_like(o.value))
+            tans.append(t)
         else:
             vals.append(o)
             tans.append(_zeros_like(o))

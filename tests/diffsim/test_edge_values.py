@@ -114,3 +114,26 @@ def test_segment_sum_of_rows_equals_numpy_add_at_on_the_general_path():
     got = dnp.segment_sum(data, ids, num_segments=4)
     assert got.shape == (4, 3)
     np.testing.assert_allclose(got, want, rtol=1e-14)
+
+
+
+def test_arithmetic_equals_numpy_ufuncs_on_every_operand_kind():
+    # the arithmetic primitives go through Python's operators on numpy operands (faster on scalars):
+    # value and dtype must be the ufunc's for every mix, division by zero and negative bases included
+    operands = [2.0, -1.5, 0.0, 3, np.float64(-2.5), np.float64(0.0), np.float32(1.5), np.complex128(1 - 2j),
+                np.array([1.0, -2.0, 0.0]), np.array([1, 2, 0]), [0.5, -1.0, 2.0], np.array(0.0)]
+    pairs = [(dnp.add, np.add), (dnp.subtract, np.subtract), (dnp.multiply, np.multiply),
+             (dnp.divide, np.divide), (dnp.power, np.power)]
+    with np.errstate(all="ignore"):
+        for ours, theirs in pairs:
+            for x in operands:
+                for y in operands:
+                    try:
+                        want = theirs(x, y)
+                    except (ValueError, ZeroDivisionError) as err:  # integers to negative powers
+                        with pytest.raises(type(err)):
+                            ours(x, y)
+                        continue
+                    got = ours(x, y)
+                    assert np.result_type(got) == np.result_type(want), (ours, x, y)
+                    np.testing.assert_array_equal(got, want)

@@ -94,3 +94,12 @@ def test_complex_output_needs_holomorphic():
 def test_has_aux_requires_pair():
     with pytest.raises(TypeError, match="pair"):
         ds.grad(lambda x: x, has_aux=True)(1.0)
+
+
+def test_missing_rule_is_not_implemented():
+    # a primitive without a rule for the mode asked: NonDifferentiableError, also a NotImplementedError
+    twice = ds.primitive(lambda x: 2.0 * x, name="twice")
+    with pytest.raises(NotImplementedError, match="twice.*ds.defvjp"):
+        ds.grad(twice)(1.0)
+    with pytest.raises(ds.MissingRuleError, match="twice.*ds.defjvp"):
+        ds.jvp(twice, (1.0,), (1.0,))

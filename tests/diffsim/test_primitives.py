@@ -331,6 +331,10 @@ TABLE = [
     ("meshgrid", lambda m, x, y: m.meshgrid(x, y)[0] * m.meshgrid(x, y)[1], [((3,), R), ((2,), R)]),
     ("meshgrid ij", lambda m, x, y: m.meshgrid(x, y, indexing="ij")[1] ** 2, [((3,), R), ((2,), R)]),
     ("array of traced", lambda m, x, y: m.array([[x, y], [y * x, 1.0]]), [((), R), ((), R)]),
+    ("array of nested tuples", lambda m, x: m.array((((x[0], x[1]), [x[1], 2.0]), [(x[0] * x[1], x[1]), (1.0, x[0])])),
+     [((2,), R)]),
+    ("stack of nested", lambda m, x: m.stack([(x[0], x[1] * 2.0), [x[1], x[0] * x[1]]], axis=1), [((2,), R)]),
+    ("mean of nested tuple", lambda m, x: m.mean(((x[0], x[1]), (x[1] ** 2, 3.0)), axis=0), [((2,), R)]),
     # indexing, gather and scatter
     ("slice", lambda m, x: x[1:, ::2], [((3, 4), R)]),
     ("negative step", lambda m, x: x[::-1], [((4,), R)]),

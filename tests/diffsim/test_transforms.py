@@ -145,3 +145,25 @@ def test_integer_powers_differentiate_to_exact_zeros_at_zero():
     H = ds.hessian(lambda u: dnp.sum(u ** 2) + u[0] ** 3)(np.zeros(2))
     np.testing.assert_array_equal(H, 2 * np.eye(2))
     assert np.isfinite(ds.jacfwd(ds.hessian(lambda u: dnp.sum(u ** 2)))(np.zeros(2))).all()
+
+
+def test_grad_of_a_one_element_array_output():
+    # autograd (and numpy users) reduce with keepdims=True: an output of one element is a scalar
+    x = np.array([0.3, -1.2, 2.0])
+    np.testing.assert_allclose(ds.grad(lambda x: dnp.sum(x ** 2, keepdims=True))(x), 2.0 * x, rtol=1e-15)
+    np.testing.assert_allclose(ds.grad(lambda x: dnp.sum(x * x[:, None], axis=(0, 1), keepdims=True))(x),
+                               2.0 * np.sum(x) * np.ones(3), rtol=1e-14)
+
+
+def test_integer_cast_of_a_traced_value_is_a_constant():
+    # np.int64(x) truncates: piecewise constant, derivative 0 (as autograd and JAX's astype(int))
+    x = np.array([1.5, 2.7, -0.4])
+    np.testing.assert_allclose(ds.grad(lambda x: dnp.sum(x * np.int64(x)))(x), [1.0, 2.0, 0.0])
+
+
+def test_forward_tangent_of_a_complex_output_is_complex():
+    # the tangent lives in the output's space: a real tangent pushed into a complex value is promoted
+    y, t = ds.jvp(lambda x: x * (1.0 + 0j), (2.0,), (1.0,))
+    assert np.iscomplexobj(t) and t == 1.0
+    (y, t) = ds.jvp(lambda g: ds.vjp(dnp.real, 0.5 + 0.2j)[1](g)[0], (1.0,), (0.5,))
+    assert np.iscomplexobj(t) and t == 0.5
