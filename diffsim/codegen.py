@@ -36,6 +36,7 @@ import inspect
 import keyword
 import os
 import pathlib
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -135,7 +136,10 @@ def compile_module(specs: dict[str, tuple[Callable, tuple]], extra: str = "", ti
 
     Returns ``(module, {prefix: Kernel})``. Code in ``extra`` must be ``@njit(cache=True)``
     functions: being in the same module as the kernels is what lets Numba cache them on disk.
+    The names are the contract between the specs and the template: every
+    ``{prefix}{kind}_unchecked`` the template calls must be generated, or this raises naming it.
     """
+    _check_template(extra, specs, title)
     helpers: set[str] = set()
     bodies, metas = [], {}
     for prefix, (fun, shapes) in specs.items():
@@ -154,6 +158,16 @@ def compile_module(specs: dict[str, tuple[Callable, tuple]], extra: str = "", ti
 
 
 _KINDS = ("forward", "vjp", "jvp", "jacobian", "hvp", "forward_into", "vjp_into", "jvp_into")
+_CALLED_KERNEL = re.compile(r"\b(\w+?_)(?:forward|vjp|jvp|jacobian|hvp)(?:_into)?_unchecked\b")
+
+
+def _check_template(extra: str, specs: dict, title: str) -> None:
+    """Raise if the template ``extra`` calls a kernel of a prefix that ``specs`` does not define
+    (Numba would otherwise fail at the first call with a bare NameError)."""
+    missing = sorted({m.group(1) for m in _CALLED_KERNEL.finditer(extra)} - set(specs))
+    if missing:
+        raise ValueError(f"{title}: the compiled loops call kernels with prefixes {missing} that no spec defines "
+                         f"(specs give {sorted(specs)}); add those functions to the specs")
 
 
 def _kernel_set(fun, shapes, prefix, helpers):
