@@ -334,7 +334,3 @@ def _add_ddp(out: Comparison, problem: OptimalControlProblem, ref) -> None:
                      "rss": None, "recomputed": "-", "gap": float("nan"), "costate_gap": gap})
     out.solutions.setdefault("ddp", sol)
 
-
-def solutions_table(solutions: dict[str, Solution]) -> str:
-    """One line per solution: method, cost, status."""
-    return "\n".join(f"{k:<14} {s}" for k, s in solutions.items())
