@@ -17,7 +17,7 @@ import math
 import sys
 import time
 
-from .errors import ComputationFailed  # a computation that ran and failed: exit status 1
+from .errors import ComputationFailed, DiffsimError  # ComputationFailed: a computation that ran and failed, exit 1
 
 # Sizes of the demo's runs: --quick and the full run (see README "The demo").
 _DEMO_SIZES = {
@@ -266,13 +266,11 @@ def _demo(args: argparse.Namespace) -> int:
     import json
     import pathlib
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-
     from . import __version__
-    from .files import atomic_folder, write_atomic
+    from .files import atomic_folder, pyplot, write_atomic
     from .report import Report
+
+    pyplot()  # the report's figures are files: no display needed
 
     final = pathlib.Path(args.out).resolve()
     size = _DEMO_SIZES["quick" if args.quick else "full"]
@@ -748,7 +746,7 @@ def _distinct_paths(args: argparse.Namespace, *names: str) -> None:
 # ---------------------------------------------------------------- errors, argument types, the wrapper
 
 
-class UsageError(Exception):
+class UsageError(DiffsimError):
     """A mistake in the command line or its input files: one line on stderr, exit status 2."""
 
 

@@ -44,10 +44,9 @@ def main(argv=None):
               "PaiNN": (PaiNNModel(["Cu"], features=16 if args.quick else 32),
                         TrainConfig(epochs=epochs, batch_size=4, learning_rate=2e-3, decay=0.96))}
 
-    import matplotlib
+    from diffsim.files import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(2, 2, figsize=(9, 8))
     spread = 1000 * np.mean(np.abs(np.concatenate([a.get_forces() for a in held_out])))

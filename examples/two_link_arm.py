@@ -30,10 +30,9 @@ def main(argv=None):
     direct.plot(str(out / "two_link_arm_direct.png"), names=names)
     indirect.plot(str(out / "two_link_arm_pontryagin.png"), names=names)
 
-    import matplotlib
+    from diffsim.files import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     for k in range(0, len(direct.t), max(1, len(direct.t) // 12)):

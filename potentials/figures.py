@@ -15,17 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffsim.files import write_figure
+from diffsim.files import pyplot, write_figure
 
 
 def _plt(path):
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot(saving=path is not None)
 
 
 def learning_curve(history, path: str | None = None):

@@ -13,6 +13,7 @@ Models are saved as ``.npz`` with a format version, written atomically, loaded w
 :func:`load_model` reads either kind.
 
 >>> import numpy as np
+>>> from potentials.acsf import ACSFModel
 >>> m = ACSFModel(["Cu"], hidden=(8,), seed=0)
 >>> E, F, _ = m.energy_forces(np.array([[0.0, 0, 0], [2.5, 0, 0]]), np.zeros((3, 3)), [False] * 3, [29, 29])
 >>> F.shape
@@ -46,6 +47,7 @@ class Potential:
     """What every model shares: elements, reference energies, energy/forces/stress, files.
 
     >>> import numpy as np
+    >>> from potentials.acsf import ACSFModel
     >>> m = ACSFModel(["Cu"], hidden=(4,))
     >>> isinstance(m, Potential), m.species_index([29, 29]).tolist()
     (True, [0, 0])
@@ -209,6 +211,7 @@ def model_kinds() -> dict:
     >>> sorted(model_kinds())
     ['acsf', 'painn']
     """
+    from .acsf import ACSFModel
     from .painn import PaiNNModel
 
     return {"acsf": ACSFModel, "painn": PaiNNModel}
@@ -218,6 +221,7 @@ def load_model(path: str | os.PathLike) -> Potential:
     """Read any model written by ``save``: the file's ``kind`` picks the class.
 
     >>> import tempfile, os
+    >>> from potentials.acsf import ACSFModel
     >>> path = os.path.join(tempfile.mkdtemp(), "m.npz")
     >>> ACSFModel(["Cu"], hidden=(4,)).save(path)
     >>> type(load_model(path)).__name__
@@ -286,6 +290,11 @@ def model_from_arrays(data: dict, path) -> Potential:
     return model
 
 
-# The descriptor model lives beside PaiNN, in its own module; this name keeps
-# ``from potentials.model import ACSFModel`` working.
-from .acsf import ACSFModel  # noqa: E402, F401
+def __getattr__(name: str):
+    """``potentials.model.ACSFModel``, the name it had before it moved to :mod:`potentials.acsf`
+    (resolved on first use: acsf imports this module)."""
+    if name == "ACSFModel":
+        from .acsf import ACSFModel
+
+        return ACSFModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

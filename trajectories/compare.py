@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diffsim.files import write_figure
+from diffsim.files import pyplot, write_figure
 
 from .problem import OptimalControlProblem
 from .result import Solution
@@ -84,11 +84,7 @@ class Comparison:
         >>> len(c.plot(panels=("gap",)).axes)
         1
         """
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        plt = pyplot(saving=path is not None)
 
         unknown = [p for p in panels if p not in self.PANELS]
         if unknown or not panels:

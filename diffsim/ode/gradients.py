@@ -87,34 +87,34 @@ class ForwardDiagnostics:
 class Gradient:
     """The cost and its gradients, with the costates and the diagnostics of the method used."""
 
-    J: float
+    cost: float
     dx0: np.ndarray | None
     dU: np.ndarray | None
     dp: np.ndarray
     method: str
     t: np.ndarray
-    costate: np.ndarray | None = None      # (N+1, n): λ(t_k)
+    costates: np.ndarray | None = None     # (N+1, n): λ(t_k)
     diagnostics: Any = None                # the method's own record (see above)
     seconds: float = 0.0
 
     @property
-    def cost(self) -> float:
-        """The cost J (the name shared with the applications' results)."""
-        return self.J
+    def J(self) -> float:
+        """The cost (the earlier name of ``cost``)."""
+        return self.cost
 
     @property
-    def costates(self) -> np.ndarray | None:
-        """λ(t_k) (N+1, n): the name shared with the applications' results."""
-        return self.costate
+    def costate(self) -> np.ndarray | None:
+        """λ(t_k) (the earlier name of ``costates``)."""
+        return self.costates
 
     @property
     def grad_norm(self) -> np.ndarray | None:
         """|λ(t_k)| along the reverse sweep (N+1,): vanishing or exploding gradients at a glance."""
         if isinstance(self.diagnostics, CheckpointedDiagnostics):
             return self.diagnostics.norms
-        if self.costate is None:
+        if self.costates is None:
             return None
-        return np.sqrt(np.einsum("ij,ij->i", self.costate, self.costate))
+        return np.sqrt(np.einsum("ij,ij->i", self.costates, self.costates))
 
     @property
     def control_density(self) -> np.ndarray | None:
@@ -180,7 +180,7 @@ class Bptt(GradientMethod):
             r = problem.module.bptt(x0, U, p, t0, h)
             problem._raise_failure(r.status, r.where, h, t0)
             diagnostics = BpttDiagnostics()
-        return Gradient(float(r.J), r.costates[0].copy(), r.dU, r.dp, self.name, t, costate=r.costates,
+        return Gradient(float(r.J), r.costates[0].copy(), r.dU, r.dp, self.name, t, costates=r.costates,
                         diagnostics=diagnostics)
 
 
@@ -261,7 +261,7 @@ class Adjoint(GradientMethod):
             problem._raise_failure(r.status, r.where, h, t0)
             diagnostics = AdjointDiagnostics("dense", accepted=int(r.accepted),
                                              backward_accepted=int(r.backward_accepted), rejected=int(r.rejected))
-            return Gradient(float(r.J), r.costates[0].copy(), r.dU, r.dp, self.name, t, costate=r.costates,
+            return Gradient(float(r.J), r.costates[0].copy(), r.dU, r.dp, self.name, t, costates=r.costates,
                             diagnostics=diagnostics)
         back = self.interpolation == "backsolve"
         tab = problem.tableau
@@ -275,7 +275,7 @@ class Adjoint(GradientMethod):
                               f"(> {self.backsolve_tol:g}): the backward integration of the state diverged and "
                               "the gradient is unreliable; use interpolation='hermite'",
                               BacksolveWarning, stacklevel=3)
-        return Gradient(float(r.J), r.costates[0].copy(), r.dU, r.dp, self.name, t, costate=r.costates,
+        return Gradient(float(r.J), r.costates[0].copy(), r.dU, r.dp, self.name, t, costates=r.costates,
                         diagnostics=AdjointDiagnostics(self.interpolation, backsolve_error=err))
 
 

@@ -6,7 +6,7 @@ A problem is dynamics ``f(x, u, p, t)``, a running cost ``L(x, u, p, t)`` and a 
 over each of N steps of size h: ``U`` has shape (N, m). The cost is
 J = Σ_k ∫_{t_k}^{t_k+h} L dt + Φ(x_N), the integral taken by the same scheme as the state.
 
-Costates come in one form from every method: ``costate[k]`` approximates λ(t_k) = ∂J/∂x(t_k).
+Costates come in one form from every method: ``costates[k]`` approximates λ(t_k) = ∂J/∂x(t_k).
 For BPTT it is exactly ∂J/∂x_k (a state sensitivity needs no scaling); for the adjoint it is the
 solution of λ̇ = −∂H/∂x. Control gradients ∂J/∂u_k are per step; divided by h
 (``control_density``) they approximate ∂H/∂u(t_k), the continuous-time gradient.
@@ -58,18 +58,18 @@ __all__ = ["METHODS", "Adjoint", "BacksolveWarning", "Bptt", "Checkpointed", "Fo
 
 @dataclass
 class Rollout:
-    """A forward solution: times (N+1), states (N+1, n) and the cost J."""
+    """A forward solution: times (N+1), states (N+1, n) and the cost."""
 
     t: np.ndarray
     x: np.ndarray
-    J: float
+    cost: float
     stats: dict = field(default_factory=dict)   # dopri5: accepted and rejected steps
     dense: Callable | None = None               # dopri5: x(t) at any t in the horizon
 
     @property
-    def cost(self) -> float:
-        """The cost J (the name shared with the applications' results)."""
-        return self.J
+    def J(self) -> float:
+        """The cost (the earlier name of ``cost``)."""
+        return self.cost
 
 
 class ODEProblem:
@@ -179,11 +179,11 @@ class ODEProblem:
             self._raise_failure(r.status, r.where, h, t0)
             M = int(r.steps.count)
             steps = AcceptedSteps(*(a[:M].copy() for a in r.steps[:-1]), M)
-            return Rollout(t=t, x=r.xs, J=float(r.J), stats={"accepted": M, "rejected": int(r.rejected)},
+            return Rollout(t=t, x=r.xs, cost=float(r.J), stats={"accepted": M, "rejected": int(r.rejected)},
                            dense=self._dense_output(steps, t[0], t[-1]))
         r = self.module.rollout(x0, U, p, t0, h)
         self._raise_failure(r.status, r.where, h, t0)
-        return Rollout(t=t, x=r.xs, J=float(r.J))
+        return Rollout(t=t, x=r.xs, cost=float(r.J))
 
     def _dense_output(self, steps: AcceptedSteps, t_start, t_end):
         module = self.module

@@ -139,3 +139,11 @@ def test_a_tableau_that_is_not_explicit_or_consistent_is_refused():
         ButcherTableau("implicit", c=[1.0], A=[[1.0]], b=[1.0], order=1)
     with pytest.raises(TableauError, match="inconsistent"):
         ButcherTableau("bad", c=[0.0, 0.4], A=[[0, 0], [0.5, 0]], b=[0.5, 0.5], order=2)
+
+
+def test_results_use_the_shared_names():
+    prob = problem("rk4")
+    x0, p, U = np.array([0.6, -0.2]), np.array([2.0]), np.zeros((10, 1))
+    g, r = prob.gradient(x0, U, p, T=1.0), prob.rollout(x0, U, p, T=1.0)
+    assert g.cost == r.cost == g.J == r.J
+    assert g.costates is g.costate and g.costates.shape == (11, 2) and g.seconds >= 0.0
