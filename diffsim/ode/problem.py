@@ -49,7 +49,7 @@ METHODS = tuple(_METHOD_CLASSES)
 
 # The kernel sets the loop templates call by name (``{prefix}forward_into_unchecked`` and so on):
 # the one place that says which prefix is which function. codegen.compile_module checks that
-# every kernel a template calls is among those generated.
+# the template calls no kernel outside these and that each has its spec.
 RHS, TERMINAL, STEP, DP5_STEP = "rhs_", "phi_", "step_", "dp5_"
 
 __all__ = ["METHODS", "Adjoint", "BacksolveWarning", "Bptt", "Checkpointed", "Forward", "Gradient",
@@ -109,7 +109,8 @@ class ODEProblem:
             specs[STEP] = (make_step(rhs, n, scheme), (n, m, k, (), ()))
             extra = _FIXED_LOOPS
         title = name or getattr(dynamics, "__qualname__", "dynamics")
-        self.module, self.kernels = compile_module(specs, extra=extra, title=f"ODEProblem({title}, {scheme})")
+        self.module, self.kernels = compile_module(specs, extra=extra, title=f"ODEProblem({title}, {scheme})",
+                                                   calls=tuple(specs))
 
     @property
     def tableau(self):

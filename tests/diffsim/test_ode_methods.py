@@ -147,3 +147,13 @@ def test_results_use_the_shared_names():
     g, r = prob.gradient(x0, U, p, T=1.0), prob.rollout(x0, U, p, T=1.0)
     assert g.cost == r.cost == g.J == r.J
     assert g.costates is g.costate and g.costates.shape == (11, 2) and g.seconds >= 0.0
+
+
+def test_a_template_calling_an_undeclared_kernel_is_refused():
+    from diffsim.codegen import compile_module
+
+    template = "@njit(cache=True)\ndef loop(x):\n    return step_forward_unchecked(x)\n"
+    with pytest.raises(ValueError, match=r"prefixes \['step_'\] beyond the declared \['rhs_'\]"):
+        compile_module({"rhs_": (lambda x: x * 2.0, (2,))}, extra=template, calls=("rhs_",))
+    with pytest.raises(ValueError, match=r"prefixes \['step_'\] that no spec defines"):
+        compile_module({"rhs_": (lambda x: x * 2.0, (2,))}, extra=template, calls=("rhs_", "step_"))
