@@ -24,17 +24,7 @@ import numpy as np
 
 from ..codegen import compile_module
 from .gradients import METHODS as _METHOD_CLASSES
-from .gradients import (  # noqa: F401  (re-exported: diffsim.ode.problem.Gradient and so on)
-    Adjoint,
-    BacksolveWarning,
-    Bptt,
-    Checkpointed,
-    Forward,
-    Gradient,
-    GradientMethod,
-    GradientOptionError,
-    gradient_method,
-)
+from .gradients import Gradient, GradientMethod, gradient_method
 from .records import STATUS, AcceptedSteps
 from .schemes import SCHEMES, augmented_rhs, canonical, make_dopri5_step, make_step
 
@@ -52,8 +42,7 @@ METHODS = tuple(_METHOD_CLASSES)
 # the template calls no kernel outside these and that each has its spec.
 RHS, TERMINAL, STEP, DP5_STEP = "rhs_", "phi_", "step_", "dp5_"
 
-__all__ = ["METHODS", "Adjoint", "BacksolveWarning", "Bptt", "Checkpointed", "Forward", "Gradient",
-           "GradientMethod", "GradientOptionError", "ODEProblem", "Rollout"]
+__all__ = ["METHODS", "ODEProblem", "Rollout"]
 
 
 @dataclass

@@ -4,6 +4,7 @@ differences of the rollout cost, and the tableaus have the order they claim."""
 
 import numpy as np
 import pytest
+from test_ode import central_fd
 
 import diffsim.numpy as dnp
 from diffsim import DiffsimError
@@ -56,15 +57,6 @@ def test_the_string_shortcut_builds_the_same_object():
     assert gradient_method("adjoint", interpolation="backsolve") == Adjoint("backsolve")
     assert gradient_method("forward", wrt="p") == Forward(wrt=("p",))
     assert Forward(wrt=("p", "x0")).wrt == ("x0", "p")
-
-
-def central_fd(fun, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(*x.shape):
-        e = np.zeros_like(x)
-        e[i] = eps
-        g[i] = (fun(x + e) - fun(x - e)) / (2 * eps)
-    return g
 
 
 # (scheme, method, rtol against finite differences of the discrete cost): the continuous adjoint
