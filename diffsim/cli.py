@@ -183,7 +183,7 @@ def _demo_potential(report, size: dict, checks: list, folder) -> dict:
     from potentials.figures import force_parity, learning_curve, nve_energy, predicted_forces, radial_distribution_plot
     from potentials.md import compare_with_reference
     from potentials.model import ACSFModel
-    from potentials.reference_data import generate_emt_dataset, load_dataset
+    from potentials.reference_data import generate_emt_dataset, held_out_split, load_dataset
     from potentials.training import TrainConfig, evaluate, prepare, train
 
     db = folder / "emt_cu.db"
@@ -191,9 +191,8 @@ def _demo_potential(report, size: dict, checks: list, folder) -> dict:
                              md_samples=size["md_samples"], rattled=size["rattled"], strained=size["strained"],
                              vacancies=size["vacancies"], seed=0)
     frames = load_dataset(db)
-    order = np.random.default_rng(0).permutation(len(frames))
-    n_test = max(2, len(frames) // 10)
-    test, training = [frames[k] for k in order[:n_test]], [frames[k] for k in order[n_test:]]
+    test, training = held_out_split(frames, 0.1, minimum=2, seed=0)
+    n_test = len(test)
     model = ACSFModel(["Cu"], hidden=size["hidden"], seed=0)
     history = train(model, training, TrainConfig(epochs=size["epochs"], batch_size=4, seed=0))
     model.save(folder / "model_cu.npz")

@@ -250,11 +250,14 @@ def adjoint(x0, U, p, t0, h, A, b, c, backsolve):
             ly[:] = lam[k + 1]
             if backsolve:
                 xq[:] = xb
-            for j in range(i):
-                if A[i, j] != 0.0:
-                    ly += (h * A[i, j]) * gx[j]
+            for j in range(i):  # scalar loops: no temporary arrays inside the sweep
+                a = h * A[i, j]
+                if a != 0.0:
+                    for q in range(n):
+                        ly[q] += a * gx[j, q]
                     if backsolve:
-                        xq -= (h * A[i, j]) * kx[j]
+                        for q in range(n):
+                            xq[q] -= a * kx[j, q]
             if backsolve:
                 rhs_forward_into_unchecked(xq, u, p, tq, fa)
                 kx[i] = fa[:n]
@@ -268,13 +271,17 @@ def adjoint(x0, U, p, t0, h, A, b, c, backsolve):
         lam[k] = lam[k + 1]
         dU[k] = 0.0
         for i in range(S):
-            if b[i] != 0.0:
-                w = h * b[i]
-                lam[k] += w * gx[i]
-                dU[k] += w * gu[i]
-                dp += w * gp[i]
+            w = h * b[i]
+            if w != 0.0:
+                for q in range(n):
+                    lam[k, q] += w * gx[i, q]
+                for q in range(m):
+                    dU[k, q] += w * gu[i, q]
+                for q in range(kp):
+                    dp[q] += w * gp[i, q]
                 if backsolve:
-                    xb -= w * kx[i]
+                    for q in range(n):
+                        xb[q] -= w * kx[i, q]
     return Sweep(J, dU, dp, lam, xb, OK, -1)
 
 
