@@ -58,9 +58,20 @@ def _stages(rhs: Callable, n: int, tableau: ButcherTableau, x, u, p, t, h) -> li
     return ks
 
 
+def _denominator(weights) -> int:
+    """The smallest d ≤ 1000 making every d·w_i an integer (1 if none does): RK4's 6."""
+    for d in range(1, 1001):
+        if all(abs(d * w - round(d * w)) < 1e-12 for w in weights):
+            return d
+    return 1
+
+
 def _combine(weights, ks, h):
-    """h Σ_i w_i k_i over the non-zero weights."""
-    return h * sum(float(w) * k for w, k in zip(weights, ks) if w != 0.0)
+    """h Σ_i w_i k_i over the non-zero weights, as (h/d) Σ (d w_i) k_i with integer d w_i when
+    there is such a d, the textbook form (RK4: h/6 (k1 + 2 k2 + 2 k3 + k4)) and its rounding."""
+    d = _denominator(weights)
+    return (h / d) * sum(float(round(d * w)) * k for w, k in zip(weights, ks) if w != 0.0) if d > 1 else \
+        h * sum(float(w) * k for w, k in zip(weights, ks) if w != 0.0)
 
 
 def make_step(rhs: Callable, n: int, scheme: str) -> Callable:
