@@ -56,13 +56,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from _table import load_average, print_header, print_table  # noqa: E402
+from harness import load_average, print_header, print_table  # noqa: E402
 
 import diffsim  # noqa: E402
 from diffsim import cluster  # noqa: E402

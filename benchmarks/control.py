@@ -77,13 +77,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import pathlib
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -91,7 +88,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from _table import fmt_time, load_average, print_header, print_table
+from harness import fmt_time, load_average, print_header, print_table, run_fresh
 
 import diffsim as ds
 from diffsim.codegen import cache_dir
@@ -773,16 +770,9 @@ print(json.dumps({"imports": t1 - t0, "build": t2 - t1, "solve": t3 - t2, "total
 
 
 def fresh_process(cache: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "DIFFSIM_CACHE_DIR"}
-    env["DIFFSIM_CACHE_DIR"] = cache
+    env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", FRESH_CHILD], env=env, capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"fresh-process run failed:\n{proc.stderr[-2000:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["process"] = wall
+    out, out["process"] = run_fresh(FRESH_CHILD, cache, env)
     files = list(pathlib.Path(cache).rglob("*"))
     out["cache"] = (f"{sum(f.suffix == '.py' for f in files)} generated module(s), "
                     f"{sum(f.suffix == '.nbi' for f in files)} Numba index files")

@@ -51,8 +51,9 @@ if THREADS is not None:
     if THREADS == 1:
         os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
+import harness  # noqa: E402
 import numpy as np  # noqa: E402
-from _table import SKIP_HINT, best_of, fmt_time, page_faults_per_call, print_header, print_table  # noqa: E402
+from harness import SKIP_HINT, best_of, fmt_time, page_faults_per_call, print_header, print_table  # noqa: E402
 
 import diffsim as ds  # noqa: E402
 import diffsim.numpy as dnp  # noqa: E402
@@ -69,13 +70,8 @@ X0 = 0.3  # starting point of the scalar chain
 
 def load_peers(threads: int) -> dict:
     """Import each peer that is installed; a missing one maps to None."""
-    peers = {}
-    for name, loader in (("autograd", _load_autograd), ("jax", _load_jax), ("torch", _load_torch)):
-        try:
-            peers[name] = loader(threads)
-        except ImportError:
-            peers[name] = None
-    return peers
+    return harness.load_peers({name: (lambda loader=loader: loader(threads)) for name, loader in
+                               (("autograd", _load_autograd), ("jax", _load_jax), ("torch", _load_torch))})
 
 
 def _load_autograd(threads):

@@ -32,7 +32,7 @@ What is measured (float64 everywhere):
    numba and diffsim alone. Targets: cold <= 2 s per kernel set, warm start <= 0.3 s.
 
 Timing: each runner is one call of a compiled loop (or one batched call) measured best of
-several interleaved rounds, garbage collector off (``_table.best_of``); per-call time is that
+several interleaved rounds, garbage collector off (``harness.best_of``); per-call time is that
 divided by the number of evaluations. Compare ratios rather than absolute times across runs.
 
 Run ``python benchmarks/kernels.py`` (a few minutes on 2 cores, about half of it compiling) or
@@ -46,18 +46,14 @@ one thread, as in ``engine.py``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import re
-import subprocess
-import sys
 import tempfile
 import textwrap
 import time
 
 import numpy as np  # noqa: E402
-from _table import SKIP_HINT, best_of, fmt_time, print_header, print_table  # noqa: E402
+from harness import SKIP_HINT, best_of, fmt_time, print_header, print_table, run_fresh  # noqa: E402
 from numba import njit, types  # noqa: E402
 from numba.extending import overload  # noqa: E402
 
@@ -69,7 +65,6 @@ TARGET_COLD_S = 2.0
 TARGET_WARM_S = 0.3
 NUDGE = 1e-9
 CASADI_MAP = 10**4  # CasADi's map gets slower per evaluation once a batch (and its result) leaves the cache
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ---------------------------------------------------------------- the kernels under test
@@ -824,16 +819,7 @@ _IMPORT_SCRIPT = textwrap.dedent("""
 
 def run_script(script: str, cache: str | None = None) -> tuple[dict, float]:
     """Run ``script`` in a fresh interpreter; its printed JSON and the wall time of the process."""
-    env = dict(os.environ)
-    if cache is not None:
-        env["DIFFSIM_CACHE_DIR"] = cache
-    env.pop("NUMBA_CACHE_DIR", None)
-    start = time.perf_counter()
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT)
-    wall = time.perf_counter() - start
-    if r.returncode != 0:
-        raise RuntimeError(f"subprocess failed:\n{r.stderr}")
-    return json.loads(r.stdout.strip().splitlines()[-1]), wall
+    return run_fresh(script, cache)
 
 
 def bench_compile(models: list[str], cold_runs: int, warm_runs: int) -> None:

@@ -22,7 +22,7 @@ costs, same initial guess; the printed costs confirm the same optimum):
 Timing: construction (diffsim's tracing and compilation, crocoddyl's models) is excluded; the
 first diffsim call loads its compiled loops from the disk cache or compiles them (reported
 apart as "cold"). Then best of several warm solves from the same initial guess, the solvers
-taking turns (benchmarks/_table.best_of). Per iteration = total / iterations. MPC: the cart-pole
+taking turns (benchmarks/harness.best_of). Per iteration = total / iterations. MPC: the cart-pole
 held upright with N = 50, one warm real-time iteration per control step (diffsim ``MPC.step``, with
 DDP and with the interior-point solver;
 crocoddyl: shift the previous solution, set x0, ``solve(xs, us, maxiter=1)``), the best
@@ -36,16 +36,13 @@ N = 100 (the constrained one of trajectories.systems, from rest) ≤ 5 ms; one w
 from __future__ import annotations
 
 import argparse
-import pathlib
 import sys
 import time
 
 import numpy as np
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from harness import best_of, fmt_time, print_header, print_table  # noqa: E402
 
 import diffsim.numpy as dnp  # noqa: E402
-from benchmarks._table import best_of, fmt_time, print_header, print_table  # noqa: E402
 from trajectories import OptimalControlProblem, dynamics, systems  # noqa: E402
 from trajectories.ddp import DDPSolver  # noqa: E402
 from trajectories.mpc import MPC  # noqa: E402

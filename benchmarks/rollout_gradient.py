@@ -51,7 +51,7 @@ running cost L = 0.1 |x|² + u² integrated by the same RK4 step (as an extra st
    Targets: checkpointed at N = 10^6 under 50 MB and at most 3x the BPTT time.
 
 Timing: runners faster than 0.5 s a call are measured best of interleaved rounds, garbage
-collector off (``_table.best_of``); slower ones best of a few calls. All times in tables 1, 1b
+collector off (``harness.best_of``); slower ones best of a few calls. All times in tables 1, 1b
 and 2 are WARM (compiled code loaded, first call excluded); cold compile times are in table 0
 only. Compare ratios rather than absolute times across runs on a shared machine.
 
@@ -66,10 +66,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
-import math
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -83,7 +80,19 @@ if THREADS == 1:
     os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 import numpy as np  # noqa: E402
-from _table import SKIP_HINT, best_of, fmt_time, print_header, print_table  # noqa: E402
+from harness import (  # noqa: E402
+    SKIP_HINT,
+    best_of,
+    best_of_few,
+    cold_and_warm,
+    fmt_time,
+    peak_memory,
+    print_header,
+    print_table,
+    run_fresh,
+    timed,
+)
+from harness import load_peers as load_peers_of  # noqa: E402
 
 import diffsim as ds  # noqa: E402
 import diffsim.numpy as dnp  # noqa: E402
@@ -98,7 +107,6 @@ SLOW = 0.5  # seconds: runners slower than this are timed best of a few calls, n
 TARGET_BPTT_VS_ROLLOUT = 3.0
 TARGET_VS_CASADI, TARGET_VS_JAX, TARGET_AT = 20.0, 50.0, 10**4
 TARGET_CKPT_MB, TARGET_CKPT_VS_BPTT = 50.0, 3.0
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ---------------------------------------------------------------- the problem
@@ -276,8 +284,6 @@ def autograd_entry(mods, N: int, U: np.ndarray) -> Entry:
 
 def load_peers() -> dict:
     """name -> (entry factory, modules) for each installed peer; None when missing."""
-    peers = {}
-
     def jax_mods():
         import jax
 
@@ -308,34 +314,13 @@ def load_peers() -> dict:
 
         return casadi
 
-    for name, loader, factory in (("jax", jax_mods, jax_entry), ("casadi", casadi_mod, casadi_entry),
-                                  ("torchdiffeq", torchdiffeq_mods, torchdiffeq_entry),
-                                  ("torch", torch_mod, torch_entry), ("autograd", autograd_mods, autograd_entry)):
-        try:
-            peers[name] = (factory, loader())
-        except ImportError:
-            peers[name] = None
-    return peers
+    loaders = {"jax": (jax_mods, jax_entry), "casadi": (casadi_mod, casadi_entry),
+               "torchdiffeq": (torchdiffeq_mods, torchdiffeq_entry), "torch": (torch_mod, torch_entry),
+               "autograd": (autograd_mods, autograd_entry)}
+    return load_peers_of({name: (lambda lf=lf: (lf[1], lf[0]())) for name, lf in loaders.items()})
 
 
 # ---------------------------------------------------------------- timing and comparison
-
-
-def timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
-
-
-def best_of_few(fn, first: float, first_counts: bool, repeats: int, budget: float) -> tuple[float, int]:
-    """Best seconds per call of a slow ``fn`` over at most ``repeats`` more calls within ``budget``
-    seconds (the first call, already made and taking ``first`` s, counts when ``first_counts``)."""
-    best, count = (first, 1) if first_counts else (math.inf, 0)
-    spent = first
-    while count < repeats and (count == 0 or spent + best <= budget):
-        t, _ = timed(fn)
-        best, count, spent = min(best, t), count + 1, spent + t
-    return best, count
 
 
 def rel_diff(a, b) -> float:
@@ -543,21 +528,9 @@ def bench_profile(prob, N: int, timing: dict) -> None:
 # ---------------------------------------------------------------- 2. memory (subprocesses)
 
 
-def _status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def memory_child(method: str, N: int, snapshots: int, repeats: int, budget: float, save: str) -> None:
     """Runs in a fresh process: peak RSS over baseline and best time of one method at N."""
     import gc
-    import resource
 
     prob = make_problem()
     kw = {} if method in ("rollout", "bptt") else {"snapshots": snapshots}
@@ -566,30 +539,21 @@ def memory_child(method: str, N: int, snapshots: int, repeats: int, budget: floa
     call(controls(1000))  # load (or compile) every Numba function this method uses
     U = controls(N)
     gc.collect()
-    rss0 = _status_kb("VmRSS")
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        how = "VmHWM after clear_refs"
-    except OSError:
-        how = "ru_maxrss (lower bound)"
-    t, res = timed(lambda: call(U))
-    peak = _status_kb("VmHWM") if how.startswith("VmHWM") else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    returned = sum(v.nbytes for v in vars(res).values() if isinstance(v, np.ndarray))
+    peak, how, (t, res) = peak_memory(lambda: timed(lambda: call(U)))
+    arrays = list(vars(res).values()) + (list(vars(res.diagnostics).values()) if getattr(res, "diagnostics", None)
+                                         else [])
+    returned = sum(v.nbytes for v in arrays if isinstance(v, np.ndarray))
     J = res.J
     info = {"recomputed": getattr(res, "recomputed_steps", None), "snapshots": getattr(res, "snapshots", None)}
     if method != "rollout":
         np.save(save, res.dU)
     del res
     best, count = best_of_few(lambda: call(U), t, False, repeats, budget)  # the first call is not counted
-    print(json.dumps(dict(peak=(peak - rss0) * 1024, returned=returned, time=best, count=count, J=J, how=how, **info)))
+    print(json.dumps(dict(peak=peak, returned=returned, time=best, count=count, J=J, how=how, **info)))
 
 
 def run_child(args: list[str]) -> dict:
-    r = subprocess.run([sys.executable, os.path.abspath(__file__)] + args, capture_output=True, text=True, cwd=ROOT)
-    if r.returncode != 0:
-        raise RuntimeError(f"subprocess {args} failed:\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return run_fresh([os.path.abspath(__file__)] + args)[0]
 
 
 def bench_memory(N: int, quick: bool) -> None:
@@ -658,20 +622,12 @@ def compile_child() -> None:
 
 def bench_compile() -> None:
     rows = []
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, DIFFSIM_CACHE_DIR=cache)
-        for label in ("COLD (empty cache)", "WARM (same cache, new process)"):
-            start = time.perf_counter()
-            r = subprocess.run([sys.executable, os.path.abspath(__file__), "--compile-child"], capture_output=True,
-                               text=True, env=env, cwd=ROOT)
-            wall = time.perf_counter() - start
-            if r.returncode != 0:
-                raise RuntimeError(f"compile subprocess failed:\n{r.stderr[-3000:]}")
-            d = json.loads(r.stdout.strip().splitlines()[-1])
-            first = sum(d[k] for k in ("rollout", "bptt", "checkpointed", "adjoint", "forward"))
-            rows.append([label, fmt_time(d["build"]), fmt_time(d["rollout"]), fmt_time(d["bptt"]),
-                         fmt_time(d["checkpointed"]), fmt_time(d["adjoint"]), fmt_time(d["forward"]),
-                         fmt_time(d["build"] + first), d["compiles"], fmt_time(wall)])
+    cold, (warm,) = cold_and_warm([os.path.abspath(__file__), "--compile-child"])
+    for label, (d, wall) in (("COLD (empty cache)", cold), ("WARM (same cache, new process)", warm)):
+        first = sum(d[k] for k in ("rollout", "bptt", "checkpointed", "adjoint", "forward"))
+        rows.append([label, fmt_time(d["build"]), fmt_time(d["rollout"]), fmt_time(d["bptt"]),
+                     fmt_time(d["checkpointed"]), fmt_time(d["adjoint"]), fmt_time(d["forward"]),
+                     fmt_time(d["build"] + first), d["compiles"], fmt_time(wall)])
     print_table("0. Compile time, fresh subprocesses (first call of each method at N = 10^3)",
                 ["cache", "build (trace + codegen)", "rollout", "bptt", "checkpointed", "adjoint", "forward",
                  "total", "Numba compiles", "process wall"], rows)

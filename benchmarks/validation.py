@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
@@ -37,10 +36,7 @@ THREADS = int(os.environ.setdefault("OMP_NUM_THREADS", "1").split(",")[0])
 os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
 
 import numpy as np  # noqa: E402
-from _table import load_average, print_header, print_table  # noqa: E402
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+from harness import load_average, print_header, print_table  # noqa: E402
 
 import potentials  # noqa: E402
 from potentials.metrics import error_table  # noqa: E402

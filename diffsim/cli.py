@@ -17,7 +17,7 @@ import math
 import sys
 import time
 
-from .errors import ComputationFailed  # a computation that ran and failed: exit status 1
+from .errors import ComputationFailed, DiffsimError  # ComputationFailed: a computation that ran and failed, exit 1
 
 # Sizes of the demo's runs: --quick and the full run (see README "The demo").
 _DEMO_SIZES = {
@@ -183,7 +183,7 @@ def _demo_potential(report, size: dict, checks: list, folder) -> dict:
     from potentials.figures import force_parity, learning_curve, nve_energy, predicted_forces, radial_distribution_plot
     from potentials.md import compare_with_reference
     from potentials.model import ACSFModel
-    from potentials.reference_data import generate_emt_dataset, load_dataset
+    from potentials.reference_data import generate_emt_dataset, held_out_split, load_dataset
     from potentials.training import TrainConfig, evaluate, prepare, train
 
     db = folder / "emt_cu.db"
@@ -191,9 +191,8 @@ def _demo_potential(report, size: dict, checks: list, folder) -> dict:
                              md_samples=size["md_samples"], rattled=size["rattled"], strained=size["strained"],
                              vacancies=size["vacancies"], seed=0)
     frames = load_dataset(db)
-    order = np.random.default_rng(0).permutation(len(frames))
-    n_test = max(2, len(frames) // 10)
-    test, training = [frames[k] for k in order[:n_test]], [frames[k] for k in order[n_test:]]
+    test, training = held_out_split(frames, 0.1, minimum=2, seed=0)
+    n_test = len(test)
     model = ACSFModel(["Cu"], hidden=size["hidden"], seed=0)
     history = train(model, training, TrainConfig(epochs=size["epochs"], batch_size=4, seed=0))
     model.save(folder / "model_cu.npz")
@@ -266,13 +265,11 @@ def _demo(args: argparse.Namespace) -> int:
     import json
     import pathlib
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-
     from . import __version__
-    from .files import atomic_folder, write_atomic
+    from .files import atomic_folder, pyplot, write_atomic
     from .report import Report
+
+    pyplot()  # the report's figures are files: no display needed
 
     final = pathlib.Path(args.out).resolve()
     size = _DEMO_SIZES["quick" if args.quick else "full"]
@@ -763,7 +760,7 @@ def _distinct_paths(args: argparse.Namespace, *names: str) -> None:
 # ---------------------------------------------------------------- errors, argument types, the wrapper
 
 
-class UsageError(Exception):
+class UsageError(DiffsimError):
     """A mistake in the command line or its input files: one line on stderr, exit status 2."""
 
 

@@ -36,6 +36,7 @@ import inspect
 import keyword
 import os
 import pathlib
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -128,14 +129,22 @@ def compile(fun: Callable, *arg_shapes: int | Sequence[int], name: str | None = 
     return compile_module({"": (fun, shapes)}, title=title)[1][""]
 
 
-def compile_module(specs: dict[str, tuple[Callable, tuple]], extra: str = "", title: str = "functions"):
+def compile_module(specs: dict[str, tuple[Callable, tuple]], extra: str = "", title: str = "functions",
+                   calls: Sequence[str] | None = None):
     """Trace several functions into one generated, cached module, plus ``extra`` source (compiled
     loops that call the kernels by name, such as the ODE solvers). Kernels of the function under
     key ``prefix`` are named ``{prefix}forward``, ``{prefix}vjp_into`` and so on.
 
     Returns ``(module, {prefix: Kernel})``. Code in ``extra`` must be ``@njit(cache=True)``
     functions: being in the same module as the kernels is what lets Numba cache them on disk.
+    The names are the contract between the specs and the template: with ``calls``, the kernel
+    prefixes the template may call, every ``{prefix}{kind}_unchecked`` in the template must be one
+    of them and each of them must have a spec, or this raises naming the kernel (without it, a
+    template can call kernels that only some spec sets define, and a missing one fails at its
+    first call).
     """
+    if calls is not None:
+        _check_template(extra, specs, calls, title)
     helpers: set[str] = set()
     bodies, metas = [], {}
     for prefix, (fun, shapes) in specs.items():
@@ -154,6 +163,20 @@ def compile_module(specs: dict[str, tuple[Callable, tuple]], extra: str = "", ti
 
 
 _KINDS = ("forward", "vjp", "jvp", "jacobian", "hvp", "forward_into", "vjp_into", "jvp_into")
+_CALLED_KERNEL = re.compile(r"\b(\w+?_)(?:forward|vjp|jvp|jacobian|hvp)(?:_into)?_unchecked\b")
+
+
+def _check_template(extra: str, specs: dict, calls: Sequence[str], title: str) -> None:
+    """Raise if the template ``extra`` calls a kernel outside ``calls``, or a prefix in ``calls``
+    has no spec (Numba would otherwise fail at the first call with a bare NameError)."""
+    undeclared = sorted({m.group(1) for m in _CALLED_KERNEL.finditer(extra)} - set(calls))
+    if undeclared:
+        raise ValueError(f"{title}: the compiled loops call kernels with prefixes {undeclared} beyond the declared "
+                         f"{sorted(calls)}; declare them and give their specs")
+    missing = sorted(set(calls) - set(specs))
+    if missing:
+        raise ValueError(f"{title}: the compiled loops call kernels with prefixes {missing} that no spec defines "
+                         f"(specs give {sorted(specs)}); add those functions to the specs")
 
 
 def _kernel_set(fun, shapes, prefix, helpers):

@@ -198,13 +198,29 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> pathlib.Path:
     return pathlib.Path(path)
 
 
+def pyplot(saving: bool = True):
+    """``matplotlib.pyplot``, with the non-interactive Agg backend chosen first when the figure is
+    to be saved (the one place that picks a backend: no display is needed to write files, and an
+    interactive session that already chose a backend keeps it).
+
+    >>> plt = pyplot()
+    >>> plt.get_backend().lower()
+    'agg'
+    """
+    import matplotlib
+
+    if saving:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def write_figure(fig, path: str | os.PathLike, dpi: int = 110) -> pathlib.Path:
     """Save a matplotlib figure to ``path`` atomically (the format from the suffix; png without one).
 
-    >>> import tempfile, pathlib, matplotlib
-    >>> matplotlib.use("Agg")
-    >>> import matplotlib.pyplot as plt
-    >>> fig = plt.figure()
+    >>> import tempfile, pathlib
+    >>> fig = pyplot().figure()
     >>> write_figure(fig, pathlib.Path(tempfile.mkdtemp()) / "f.png").stat().st_size > 0
     True
     """

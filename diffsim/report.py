@@ -72,9 +72,6 @@ class Report:
     def paragraph(self, text: str) -> None:
         self.blocks.append(("paragraph", text))
 
-    def bullets(self, items) -> None:
-        self.blocks.append(("bullets", [str(i) for i in items]))
-
     def preformatted(self, text: str) -> None:
         self.blocks.append(("pre", text))
 
@@ -95,8 +92,6 @@ class Report:
                 out += ["#" * rest[0] + " " + rest[1], ""]
             elif kind == "paragraph":
                 out += [rest[0], ""]
-            elif kind == "bullets":
-                out += [f"- {item}" for item in rest[0]] + [""]
             elif kind == "pre":
                 out += ["```", rest[0].rstrip("\n"), "```", ""]
             elif kind == "table":
@@ -119,8 +114,6 @@ class Report:
                 body.append(f"<h{rest[0]}>{html.escape(rest[1])}</h{rest[0]}>")
             elif kind == "paragraph":
                 body.append(f"<p>{_inline_html(rest[0])}</p>")
-            elif kind == "bullets":
-                body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in rest[0]) + "</ul>")
             elif kind == "pre":
                 body.append(f"<pre>{html.escape(rest[0])}</pre>")
             elif kind == "table":

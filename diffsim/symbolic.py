@@ -20,7 +20,6 @@ hash-consing. Dead code is dropped when code is emitted (:func:`live_instruction
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
@@ -529,6 +528,3 @@ def _all_syms(outputs, seen):
             if s.index in seen:
                 yield s
 
-
-def is_finite_constant(v) -> bool:
-    return is_const(v) and math.isfinite(float(v))

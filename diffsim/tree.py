@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 _LEAF = None
 
@@ -46,18 +46,6 @@ def _unflatten(td, it):
         return td[0]({k: _unflatten(s, it) for k, s in zip(td[1], td[2])})
     items = [_unflatten(s, it) for s in td[1]]
     return td[0](items) if td[0] in (list, tuple) else td[0](*items)
-
-
-def tree_map(f: Callable, tree: Any, *rest: Any) -> Any:
-    """Apply ``f`` leaf by leaf to one or more trees of the same structure."""
-    leaves, td = flatten(tree)
-    others = [flatten(r)[0] for r in rest]
-    return unflatten(td, [f(*xs) for xs in zip(leaves, *others)])
-
-
-def same_structure(a: Any, b: Any) -> bool:
-    """True if two trees have the same containers and keys."""
-    return flatten(a)[1] == flatten(b)[1]
 
 
 def leaf_paths(tree: Any, prefix: str = "") -> list[str]:

@@ -98,10 +98,9 @@ def main(argv=None):
     for r, n, f, e, s, _ in rows:
         print(f"{r:5d}  {n:8d}  {f:22.1f}  {e:16.2f}  {s:10.3f}")
 
-    import matplotlib
+    from diffsim.files import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from diffsim.files import write_figure
 

@@ -15,10 +15,9 @@ from trajectories.systems import cart_pole_swingup
 
 
 def animate(sol, path, pole_length=0.5):
-    import matplotlib
+    from diffsim.files import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     fig, ax = plt.subplots(figsize=(6, 3))

@@ -13,12 +13,12 @@ import tempfile
 import numpy as np
 from ase.build import bulk
 
+from potentials.acsf import ACSFModel
 from potentials.calculator import Calculator
-from potentials.figures import predicted_forces
+from potentials.figures import force_parity, nve_energy, predicted_forces
 from potentials.md import run_md
-from potentials.model import ACSFModel
 from potentials.painn import PaiNNModel
-from potentials.reference_data import generate_emt_dataset, load_dataset
+from potentials.reference_data import generate_emt_dataset, held_out_split, load_dataset
 from potentials.training import TrainConfig, evaluate, prepare, train
 
 
@@ -36,18 +36,15 @@ def main(argv=None):
                              md_samples=10 if args.quick else 60, rattled=5 if args.quick else 30,
                              strained=5 if args.quick else 30, vacancies=5 if args.quick else 30)
         frames = load_dataset(db)
-    order = np.random.default_rng(0).permutation(len(frames))
-    held_out = [frames[k] for k in order[:len(frames) // 10]]
-    training = [frames[k] for k in order[len(frames) // 10:]]
+    held_out, training = held_out_split(frames, 0.1, seed=0)
     epochs = 4 if args.quick else 30
     models = {"ACSF": (ACSFModel(["Cu"], hidden=(32, 32)), TrainConfig(epochs=epochs, batch_size=4)),
               "PaiNN": (PaiNNModel(["Cu"], features=16 if args.quick else 32),
                         TrainConfig(epochs=epochs, batch_size=4, learning_rate=2e-3, decay=0.96))}
 
-    import matplotlib
+    from diffsim.files import pyplot, write_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(2, 2, figsize=(9, 8))
     spread = 1000 * np.mean(np.abs(np.concatenate([a.get_forces() for a in held_out])))
@@ -59,19 +56,11 @@ def main(argv=None):
         print(f"{name:5s}: trained in {history.seconds:.0f} s; held-out energy MAE {errors['energy_mae']:.1f} "
               f"meV/atom, force MAE {errors['force_mae']:.1f} meV/Å (zero-force baseline {spread:.0f}); "
               f"NVE drift {md.drift:+.3f} meV/atom/ps")
-        ref, pred = predicted_forces(model, held_out)
-        axes[row, 0].plot(ref.ravel(), pred.ravel(), ".", ms=2)
-        lim = np.abs(ref).max()
-        axes[row, 0].plot([-lim, lim], [-lim, lim], "k-", lw=0.5)
-        axes[row, 0].set(xlabel="EMT force (eV/Å)", ylabel=f"{name} force (eV/Å)",
-                         title=f"{name}: force MAE {errors['force_mae']:.0f} meV/Å")
-        axes[row, 1].plot(md.times, 1000 * (md.total - md.total[0]), label="total")
-        axes[row, 1].plot(md.times, 1000 * (md.potential - md.potential[0]), label="potential", alpha=0.6)
-        axes[row, 1].set(xlabel="t (ps)", ylabel="E − E(0) (meV/atom)", title=f"{name}: NVE, 108 atoms, 2 fs")
-        axes[row, 1].legend()
+        force_parity(*predicted_forces(model, held_out), title=f"{name}:", ax=axes[row, 0])
+        nve_energy(md, ax=axes[row, 1])
+        axes[row, 1].set_title(f"{name}: NVE, 108 atoms, 2 fs, drift {md.drift:.2g} meV/atom/ps")
     fig.tight_layout()
-    path = out / "copper_potentials.png"
-    fig.savefig(path, dpi=110)
+    path = write_figure(fig, out / "copper_potentials.png")
     print(f"wrote {path}")
     return 0
 

@@ -34,10 +34,9 @@ def main(argv=None):
     print(f"Pontryagin: J = {ind.cost:.12f}   relative error {abs(ind.cost - J_star) / J_star:.2e}, "
           f"max |u - (-R⁻¹BᵀPx)| = {np.max(np.abs(ind.u[:, 0] - u_fb)):.1e}")
 
-    import matplotlib
+    from diffsim.files import pyplot, write_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
     ax[0].loglog(grids, errors, "o-", label="direct (single shooting)")
@@ -50,7 +49,7 @@ def main(argv=None):
     ax[1].set_xlabel("t")
     ax[1].legend()
     fig.tight_layout()
-    fig.savefig(out / "lqr_check.png", dpi=110)
+    write_figure(fig, out / "lqr_check.png")
     return 0
 
 

@@ -30,10 +30,9 @@ def main(argv=None):
     direct.plot(str(out / "two_link_arm_direct.png"), names=names)
     indirect.plot(str(out / "two_link_arm_pontryagin.png"), names=names)
 
-    import matplotlib
+    from diffsim.files import pyplot, write_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     for k in range(0, len(direct.t), max(1, len(direct.t) // 12)):
@@ -43,7 +42,7 @@ def main(argv=None):
         ax.plot([0, elbow[0], hand[0]], [0, elbow[1], hand[1]], "-o", color=plt.cm.viridis(k / len(direct.t)), ms=3)
     ax.set_aspect("equal")
     ax.set_title("two-link arm: reaching motion")
-    fig.savefig(out / "two_link_arm_path.png", dpi=110)
+    write_figure(fig, out / "two_link_arm_path.png")
     return 0 if direct.status and indirect.status else 1
 
 

@@ -15,17 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from diffsim.files import write_figure
+from diffsim.files import pyplot, write_figure
 
 
 def _plt(path):
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot(saving=path is not None)
 
 
 def learning_curve(history, path: str | None = None):
@@ -53,10 +47,10 @@ def learning_curve(history, path: str | None = None):
     return fig
 
 
-def force_parity(reference: np.ndarray, predicted: np.ndarray, path: str | None = None, title: str = ""):
-    """Predicted against reference force components (eV/Å), with the MAE."""
-    plt = _plt(path)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+def force_parity(reference: np.ndarray, predicted: np.ndarray, path: str | None = None, title: str = "",
+                 ax=None):
+    """Predicted against reference force components (eV/Å), with the MAE; into ``ax`` if given."""
+    fig, ax = _axes(path, ax, (4.5, 4.5))
     ref, pred = np.ravel(reference), np.ravel(predicted)
     lim = float(np.max(np.abs(ref))) * 1.05
     ax.plot([-lim, lim], [-lim, lim], "k:", lw=1)
@@ -65,10 +59,7 @@ def force_parity(reference: np.ndarray, predicted: np.ndarray, path: str | None 
     ax.set_ylabel("predicted force (eV/Å)")
     ax.set_title(f"{title} MAE {1000 * np.mean(np.abs(ref - pred)):.1f} meV/Å")
     ax.set_aspect("equal")
-    fig.tight_layout()
-    if path:
-        write_figure(fig, path)
-    return fig
+    return _finish(fig, path)
 
 
 def _axes(path, ax, figsize):

@@ -11,9 +11,12 @@ radial distribution function and mean-squared displacement against the reference
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from diffsim.results import ReadsLikeADict
 
 from .neighbors import neighbor_list
 from .progress import progress_bar
@@ -183,12 +186,70 @@ def mean_squared_displacement(run: MDRun) -> np.ndarray:
     return np.array([np.mean(np.sum((p - ref) ** 2, axis=1)) for p in run.positions])
 
 
+@dataclass
+class MDComparison(ReadsLikeADict):
+    """The learned potential's MD against a reference's from the same start: g(r) of both (NVT)
+    and their relative L1 difference, MSD(t) of both, and the NVE run with the learned potential
+    with its energy drift (meV/atom/ps). Reads like the dict it used to be (``out["drift"]``)."""
+
+    r: np.ndarray
+    g_learned: np.ndarray
+    g_reference: np.ndarray
+    rdf_difference: float
+    msd_learned: np.ndarray
+    msd_reference: np.ndarray
+    times: np.ndarray
+    drift: float
+    nve: MDRun
+    seconds: float = 0.0
+
+    def plot(self, path: str | None = None):
+        """g(r), MSD and the NVE energy side by side (:func:`potentials.figures.md_checks`);
+        saved to ``path`` if given. Returns the figure."""
+        from .figures import md_checks
+
+        return md_checks(self, path)
+
+
+@dataclass
+class MDReport(ReadsLikeADict):
+    """What :func:`md_report` found: the run, its mean temperature over the second half, the NVE
+    drift or NPT volume where they apply, a one-line ``summary``, and when EMT could serve as a
+    reference the same g(r)/MSD comparison as :class:`MDComparison`."""
+
+    run: MDRun
+    ensemble: str
+    atoms: int
+    temperature: float
+    summary: str = ""
+    drift: float | None = None
+    volume_per_atom: float | None = None
+    r: np.ndarray | None = None
+    g_learned: np.ndarray | None = None
+    g_reference: np.ndarray | None = None
+    rdf_difference: float | None = None
+    msd_learned: np.ndarray | None = None
+    msd_reference: np.ndarray | None = None
+    times: np.ndarray | None = None
+    nve: MDRun | None = None
+    seconds: float = 0.0
+
+    def plot(self, path: str | None = None):
+        """The MD checks against EMT when there is a reference, else the run's energies; saved to
+        ``path`` if given. Returns the figure."""
+        from .figures import md_checks, nve_energy
+
+        return md_checks(self, path) if self.r is not None else nve_energy(self.run, path)
+
+
 def compare_with_reference(atoms, calculator, reference, temperature_K: float = 600.0, steps: int = 2000,
                            interval: int = 20, seed: int = 0, plot: str | None = None, progress: bool = False,
-                           uncertainty_threshold: float | None = None, stop_on_uncertainty: bool = False) -> dict:
+                           uncertainty_threshold: float | None = None,
+                           stop_on_uncertainty: bool = False) -> MDComparison:
     """NVT runs with ``calculator`` and ``reference`` from the same start: g(r) difference,
     MSD, and an NVE drift with ``calculator``; optionally a figure (see also
     :mod:`potentials.figures` for each panel on its own)."""
+    start = time.perf_counter()
     kw = dict(steps=steps, interval=interval, seed=seed, progress=progress)
     learned = run_md(atoms, calculator, temperature_K, ensemble="nvt", **kw)
     ref = run_md(atoms, reference, temperature_K, ensemble="nvt", **kw)
@@ -197,19 +258,20 @@ def compare_with_reference(atoms, calculator, reference, temperature_K: float = 
     skip = len(learned.times) // 4
     r, g_l = radial_distribution(learned, skip=skip)
     _, g_r = radial_distribution(ref, skip=skip)
-    out = {"r": r, "g_learned": g_l, "g_reference": g_r,
-           "rdf_difference": float(np.trapezoid(np.abs(g_l - g_r), r) / np.trapezoid(g_r, r)),
-           "msd_learned": mean_squared_displacement(learned), "msd_reference": mean_squared_displacement(ref),
-           "times": learned.times, "drift": nve.drift, "nve": nve}
+    out = MDComparison(r=r, g_learned=g_l, g_reference=g_r,
+                       rdf_difference=float(np.trapezoid(np.abs(g_l - g_r), r) / np.trapezoid(g_r, r)),
+                       msd_learned=mean_squared_displacement(learned),
+                       msd_reference=mean_squared_displacement(ref), times=learned.times, drift=nve.drift, nve=nve,
+                       seconds=time.perf_counter() - start)
     if plot:
-        _plot(out, plot)
+        _close(out.plot(plot))
     return out
 
 
 def md_report(atoms, model, ensemble: str = "nve", temperature_K: float = 600.0, steps: int = 2000,
               timestep_fs: float = 2.0, pressure_GPa: float = 1e-4, seed: int = 0, plot: str | None = None,
               progress: bool = False, uncertainty_threshold: float | None = None,
-              stop_on_uncertainty: bool = False) -> dict:
+              stop_on_uncertainty: bool = False) -> MDReport:
     """MD of ``atoms`` with ``model`` in ``ensemble`` and what it shows: the energy drift (NVE),
     the mean temperature, the volume (NPT); and, when ASE's EMT knows every element and the cell
     is periodic, the same run with EMT from the same start and the two g(r) compared. Returns the
@@ -220,9 +282,10 @@ def md_report(atoms, model, ensemble: str = "nve", temperature_K: float = 600.0,
     >>> from ase.build import bulk
     >>> from potentials.model import ACSFModel
     >>> out = md_report(bulk("Cu", cubic=True), ACSFModel(["Cu"], hidden=(4,)), steps=4, temperature_K=100)
-    >>> out["summary"].startswith("4 atoms (Cu4), 4 steps of 2 fs, NVE from 100 K")
+    >>> out.summary.startswith("4 atoms (Cu4), 4 steps of 2 fs, NVE from 100 K")
     True
     """
+    clock = time.perf_counter()
     from ase.calculators.emt import EMT
 
     from diffsim.errors import ComputationFailed
@@ -248,41 +311,36 @@ def md_report(atoms, model, ensemble: str = "nve", temperature_K: float = 600.0,
         raise ComputationFailed(f"the MD run blew up (energies or positions NaN or inf{when}); "
                            "use a smaller --timestep, a lower temperature or a better-trained model")
     half = slice(len(run.times) // 2, None)
-    out = {"run": run, "ensemble": ensemble, "atoms": len(atoms), "drift": run.drift if ensemble == "nve" else None,
-           "temperature": float(np.mean(run.temperature[half])),
-           "volume_per_atom": float(np.mean(run.volumes[half])) if ensemble == "npt" else None}
+    out = MDReport(run=run, ensemble=ensemble, atoms=len(atoms), drift=run.drift if ensemble == "nve" else None,
+                   temperature=float(np.mean(run.temperature[half])),
+                   volume_per_atom=float(np.mean(run.volumes[half])) if ensemble == "npt" else None)
     parts = [f"{len(atoms)} atoms ({atoms.get_chemical_formula()}), {steps} steps of {timestep_fs:g} fs, "
-             f"{ensemble.upper()} from {temperature_K:g} K: mean T {out['temperature']:.0f} K (second half)"]
+             f"{ensemble.upper()} from {temperature_K:g} K: mean T {out.temperature:.0f} K (second half)"]
     if ensemble == "nve":
-        parts.append(f"NVE drift {out['drift']:.3f} meV/atom/ps")
+        parts.append(f"NVE drift {out.drift:.3f} meV/atom/ps")
     if ensemble == "npt":
-        parts.append(f"volume {out['volume_per_atom']:.3f} Å³/atom at {pressure_GPa:g} GPa")
+        parts.append(f"volume {out.volume_per_atom:.3f} Å³/atom at {pressure_GPa:g} GPa")
     periodic = bool(np.all(atoms.pbc)) and abs(np.linalg.det(np.array(atoms.cell))) > 1e-9
     if periodic and set(atoms.get_chemical_symbols()) <= set(EMT_ELEMENTS) and len(run.times) >= 2:
         ref = run_md(atoms, EMT(), **kw)
         skip = len(run.times) // 4
         r, g_l = radial_distribution(run, skip=skip)
         _, g_r = radial_distribution(ref, skip=skip)
-        out.update(r=r, g_learned=g_l, g_reference=g_r,
-                   rdf_difference=float(np.trapezoid(np.abs(g_l - g_r), r) / max(np.trapezoid(g_r, r), 1e-300)),
-                   msd_learned=mean_squared_displacement(run), msd_reference=mean_squared_displacement(ref),
-                   times=run.times, nve=run)
-        parts.append(f"g(r) differs from EMT's by {out['rdf_difference']:.3f} (relative L1, same start)")
+        out.r, out.g_learned, out.g_reference = r, g_l, g_r
+        out.rdf_difference = float(np.trapezoid(np.abs(g_l - g_r), r) / max(np.trapezoid(g_r, r), 1e-300))
+        out.msd_learned, out.msd_reference = mean_squared_displacement(run), mean_squared_displacement(ref)
+        out.times, out.nve = run.times, run
+        parts.append(f"g(r) differs from EMT's by {out.rdf_difference:.3f} (relative L1, same start)")
     else:
         parts.append("no EMT reference for these elements or this cell")
-    out["summary"] = "; ".join(parts)
+    out.summary = "; ".join(parts)
+    out.seconds = time.perf_counter() - clock
     if plot:
-        import matplotlib.pyplot as plt
-
-        from .figures import md_checks, nve_energy
-
-        plt.close(md_checks(out, plot) if "r" in out else nve_energy(run, plot))
+        _close(out.plot(plot))
     return out
 
 
-def _plot(out, path):
+def _close(fig) -> None:
     import matplotlib.pyplot as plt
 
-    from .figures import md_checks
-
-    plt.close(md_checks(out, path))
+    plt.close(fig)

@@ -15,10 +15,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from diffsim.errors import DiffsimError
 from diffsim.kernel_cache import heal
 
 
-class NeighborError(ValueError):
+class NeighborError(DiffsimError, ValueError):
     """Positions or cell that no neighbour list can be built for; the message says why."""
 
 

@@ -274,3 +274,18 @@ def _thermalize(atoms, temperature_K, rng):
         vd.thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
     else:
         vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+
+
+def held_out_split(frames: Sequence, fraction: float = 0.1, minimum: int = 0, seed: int = 0) -> tuple[list, list]:
+    """(held out, training): a random ``fraction`` of ``frames`` (at least ``minimum``) set aside
+    for scoring, the rest for training; the same ``seed`` gives the same split.
+
+    >>> held, train = held_out_split(list(range(30)))
+    >>> len(held), len(train), sorted(held + train) == list(range(30))
+    (3, 27, True)
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise DatasetError(f"the held-out fraction must be in [0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(len(frames))
+    n = min(len(frames), max(int(minimum), int(len(frames) * fraction)))
+    return [frames[k] for k in order[:n]], [frames[k] for k in order[n:]]

@@ -109,13 +109,9 @@ class ReplicaEnsemble:
 
     def plot(self, path: str | None = None):
         """g(r) and MSD(t) with ±1 standard-error bands, D(T) and drift(T) with error bars."""
-        import matplotlib
+        from diffsim.files import pyplot, write_figure
 
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        from diffsim.files import write_figure
+        plt = pyplot(saving=path is not None)
 
         fig, ax = plt.subplots(2, 2, figsize=(10, 7))
         for k, T in enumerate(self.temperatures):

@@ -13,12 +13,12 @@ gap shrinks at the integrator's order as the grid is refined.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from diffsim.files import write_figure
+from diffsim.files import pyplot, write_figure
+from diffsim.measure import best_time, peak_rss_delta, timed
 
 from .problem import OptimalControlProblem
 from .result import Solution
@@ -84,11 +84,7 @@ class Comparison:
         >>> len(c.plot(panels=("gap",)).axes)
         1
         """
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        plt = pyplot(saving=path is not None)
 
         unknown = [p for p in panels if p not in self.PANELS]
         if unknown or not panels:
@@ -158,34 +154,6 @@ def _test_controls(problem: OptimalControlProblem) -> np.ndarray:
     s = (np.arange(problem.N) + 0.5) / problem.N
     wave = np.sin(2 * np.pi * s[:, None] + np.arange(problem.n_u)[None, :])
     return np.clip(problem.u_guess() + amp * wave, lo, hi)
-
-
-def _peak_rss_delta(fn) -> float | None:
-    """Bytes by which ``fn()`` raised the process's peak resident memory (Linux: the peak is
-    reset through /proc/self/clear_refs and read back as VmHWM); None where that is unavailable."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-
-        def status(key):
-            with open("/proc/self/status") as fh:
-                return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(key))
-
-        before = status("VmRSS:")
-        fn()
-        return max(0.0, float(status("VmHWM:") - before))
-    except (OSError, StopIteration, ValueError):
-        return None
-
-
-def _best_time(fn, repeats):
-    fn()  # the first call may compile or load compiled code
-    best, out = np.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def _solver_multipliers(problem: OptimalControlProblem, solution: Solution) -> tuple[np.ndarray, str] | None:
@@ -267,12 +235,12 @@ def compare(problem: OptimalControlProblem, U: np.ndarray | None = None, steps=(
     q = problem.q(T, 1.0, np.concatenate([w, np.ones(n_w - n_h)]) if n_w else None)
     grads = {}
     for name in methods:
-        seconds, g = _best_time(lambda: ode.gradient(problem.x0, U, q, T=1.0, method=name), repeats)
+        seconds, g = best_time(lambda: ode.gradient(problem.x0, U, q, T=1.0, method=name), repeats)
         grads[name] = g
         snapshots = g.snapshots or 0
         stored = {"bptt": 2 * (N + 1) * n, "checkpointed": (snapshots + 1) * n + (N + 1),
                   "adjoint": 2 * (N + 1) * n}.get(name, 0) * 8 + N * m * 8
-        rss = _peak_rss_delta(lambda: ode.gradient(problem.x0, U, q, T=1.0, method=name))
+        rss = peak_rss_delta(lambda: ode.gradient(problem.x0, U, q, T=1.0, method=name))
         out.rows.append({"method": name, "seconds": seconds, "bytes": stored, "rss": rss, "g": g,
                          "recomputed": "-" if g.recomputed_steps is None else g.recomputed_steps})
         if g.costate is not None:
@@ -323,9 +291,7 @@ def _add_ddp(out: Comparison, problem: OptimalControlProblem, ref) -> None:
 
     if problem.free_time or problem.scheme not in ("euler", "rk4"):
         return
-    start = time.perf_counter()
-    sol = ddp(problem)
-    seconds = time.perf_counter() - start
+    seconds, sol = timed(lambda: ddp(problem))
     if not sol.status or ref.costate is None:
         return
     out.costates["ddp"] = sol.costates
@@ -334,7 +300,3 @@ def _add_ddp(out: Comparison, problem: OptimalControlProblem, ref) -> None:
                      "rss": None, "recomputed": "-", "gap": float("nan"), "costate_gap": gap})
     out.solutions.setdefault("ddp", sol)
 
-
-def solutions_table(solutions: dict[str, Solution]) -> str:
-    """One line per solution: method, cost, status."""
-    return "\n".join(f"{k:<14} {s}" for k, s in solutions.items())

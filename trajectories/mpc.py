@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from diffsim.errors import DiffsimError
-from diffsim.files import write_figure
+from diffsim.files import pyplot, write_figure
 
 from .ddp import CONVERGED, NO_STEP, STEPPED, DDPSolver, _layout, _module
 from .mpc_ip import IPPlanner
@@ -73,11 +73,7 @@ class ClosedLoop:
         """States and controls against time (with ``others``, a dict name -> ClosedLoop drawn
         dashed beside this run) and a histogram of the warm per-step solve times. Saved to
         ``path`` if given; returns the figure."""
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        plt = pyplot(saving=path is not None)
 
         x_names, u_names = names or ([f"x{i}" for i in range(self.x.shape[1])],
                                      [f"u{i}" for i in range(self.u.shape[1])])

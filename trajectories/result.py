@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from diffsim.files import write_figure
+from diffsim.files import pyplot, write_figure
 
 
 @dataclass
@@ -56,11 +56,7 @@ class Solution:
     def plot(self, path: str | None = None, names: tuple[list[str], list[str]] | None = None):
         """States, controls and costates against time; saved to ``path`` if given.
         Returns the matplotlib figure."""
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        plt = pyplot(saving=path is not None)
 
         x_names, u_names = names or ([f"x{i}" for i in range(self.x.shape[1])],
                                      [f"u{i}" for i in range(self.u.shape[1])])

@@ -72,10 +72,10 @@ def single_shooting(problem: OptimalControlProblem, gradient: str = "bptt", opti
         key = ("values", z.tobytes())
         if key not in cache:
             U, T = unpack(z)
-            xs, J, bad = mod.rollout(problem.x0, np.ascontiguousarray(U), problem.q(T), 0.0, 1.0 / N)
-            if bad >= 0:
+            xs, J, status, where = mod.rollout(problem.x0, np.ascontiguousarray(U), problem.q(T), 0.0, 1.0 / N)
+            if status != 0:
                 raise _Aborted(f"the dynamics produced non-finite values during the optimisation "
-                               f"(non-finite state or cost at step {bad})")
+                               f"(non-finite state or cost at step {where})")
             h = [mod.phi_forward(xs[N], problem.q(T, 0.0, unit[i])) for i in range(problem.n_eq + problem.n_in)]
             if problem.n_g:
                 h.append(mod.rollout(problem.x0, np.ascontiguousarray(U), problem.q(T, 0.0, unit[-1]), 0.0,

@@ -192,13 +192,9 @@ class Sweep:
     def plot(self, path: str | None = None):
         """Cost against the first parameter (every start; the best as a line; one line per value of
         the other parameters) and which start won."""
-        import matplotlib
+        from diffsim.files import pyplot, write_figure
 
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        from diffsim.files import write_figure
+        plt = pyplot(saving=path is not None)
 
         x_name, others = self.names[0], self.names[1:]
         fig, (ax, ax_w) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})

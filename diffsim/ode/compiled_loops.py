@@ -10,28 +10,24 @@ caches them with the kernels. Kernel sets (see :mod:`diffsim.codegen`):
   ``[λ, 1]`` is (∂H/∂x, ∂H/∂u, ∂H/∂p) for the Hamiltonian H = L + λᵀf;
 - ``phi_*``: the terminal cost ``(x, p) -> Φ``.
 
-Every loop returns a ``bad`` step index (-1 when all states and costs stayed finite); the
-Python side turns it into an exception naming the step and time.
+Every loop returns a named record of :mod:`diffsim.ode.records` ending in ``status`` (``OK`` or
+``NONFINITE``) and ``where`` (the first step whose state or cost is not finite, -1 if none); the
+Python side turns a failure into an exception naming the step and time.
+
+The helpers ``_finite``, ``_terminal``, ``_hamiltonian_grads`` and ``_hermite`` come from
+``common_loops.py``, which precedes this text in the generated module.
 """
 import math
 
 import numpy as np
 from numba import njit, prange
 
-EULER, RK4 = 0, 1
-
-
-@njit(cache=True, inline="always")
-def _finite(v):
-    for i in range(v.shape[0]):
-        if not math.isfinite(v[i]):
-            return False
-    return True
+from diffsim.ode.records import NONFINITE, OK, BatchRollout, CheckpointedSweep, FixedRollout, Sweep
 
 
 @njit(cache=True)
 def rollout(x0, U, p, t0, h):
-    """States (N+1, n), cost J, first non-finite step (or -1)."""
+    """States (N+1, n) and the cost J, as a FixedRollout."""
     n, N = x0.shape[0], U.shape[0]
     xs = np.empty((N + 1, n))
     xs[0] = x0
@@ -40,22 +36,23 @@ def rollout(x0, U, p, t0, h):
     for k in range(N):
         step_forward_into_unchecked(xs[k], U[k], p, t0 + k * h, h, out)
         if not _finite(out):
-            return xs, J, k
+            return FixedRollout(xs, J, NONFINITE, k)
         xs[k + 1] = out[:n]
         J += out[n]
     J += phi_forward_unchecked(xs[N], p)
     if not math.isfinite(J):
-        return xs, J, N
-    return xs, J, -1
+        return FixedRollout(xs, J, NONFINITE, N)
+    return FixedRollout(xs, J, OK, -1)
 
 
 @njit(cache=True, parallel=True)
 def rollout_batch(X0, U, p, t0, h):
-    """Independent rollouts in parallel: X0 (B, n), U (B, N, m) -> states, costs, bad steps."""
+    """Independent rollouts in parallel: X0 (B, n), U (B, N, m) -> a BatchRollout."""
     B, n, N = X0.shape[0], X0.shape[1], U.shape[1]
     XS = np.empty((B, N + 1, n))
     J = np.zeros(B)
-    bad = np.full(B, -1)
+    status = np.full(B, OK)
+    where = np.full(B, -1)
     for b in prange(B):
         out = np.empty(n + 1)
         XS[b, 0] = X0[b]
@@ -63,31 +60,23 @@ def rollout_batch(X0, U, p, t0, h):
             step_forward_into_unchecked(XS[b, k], U[b, k], p, t0 + k * h, h, out)
             XS[b, k + 1] = out[:n]
             J[b] += out[n]
-            if bad[b] < 0 and not _finite(out):
-                bad[b] = k
+            if status[b] == OK and not _finite(out):
+                status[b], where[b] = NONFINITE, k
         J[b] += phi_forward_unchecked(XS[b, N], p)
-    return XS, J, bad
-
-
-@njit(cache=True)
-def _terminal(xN, p, lam, dp):
-    """λ_N = ∂Φ/∂x(x_N); dp += ∂Φ/∂p."""
-    gp = np.empty(p.shape[0])
-    phi_vjp_into_unchecked(xN, p, 1.0, lam, gp)
-    dp += gp
+    return BatchRollout(XS, J, status, where)
 
 
 @njit(cache=True)
 def bptt(x0, U, p, t0, h):
     """Discrete adjoint of the integrator: store the states, and in the reverse sweep let each
-    step's VJP recompute its stages. Returns J, dU, dp, costates λ_k = ∂J/∂x_k (N+1, n), bad."""
+    step's VJP recompute its stages. Returns a Sweep with the costates λ_k = ∂J/∂x_k (N+1, n)."""
     n, m, N = x0.shape[0], U.shape[1], U.shape[0]
-    xs, J, bad = rollout(x0, U, p, t0, h)
+    xs, J, status, where = rollout(x0, U, p, t0, h)
     lam = np.empty((N + 1, n))
     dU = np.empty((N, m))
     dp = np.zeros(p.shape[0])
-    if bad >= 0:
-        return J, dU, dp, lam, bad
+    if status != OK:
+        return Sweep(J, dU, dp, lam, x0, status, where)
     _terminal(xs[N], p, lam[N], dp)
     ct = np.empty(n + 1)
     ct[n] = 1.0
@@ -96,7 +85,7 @@ def bptt(x0, U, p, t0, h):
         ct[:n] = lam[k + 1]
         step_vjp_into_unchecked(xs[k], U[k], p, t0 + k * h, h, ct, lam[k], dU[k], gp)
         dp += gp
-    return J, dU, dp, lam, -1
+    return Sweep(J, dU, dp, lam, x0, OK, -1)
 
 
 @njit(cache=True)
@@ -138,7 +127,7 @@ def _advance(x, U, p, t0, h, a, b, out):
 @njit(cache=True)
 def checkpointed(x0, U, p, t0, h, snapshots):
     """The BPTT gradient with binomial checkpointing: at most ``snapshots`` stored states besides
-    x0. Returns J, λ_0, dU, dp, extra forward steps (beyond the N - 1 of BPTT), |λ_k|, bad."""
+    x0. Returns a CheckpointedSweep (λ_0, |λ_k| and the forward steps beyond the N - 1 of BPTT)."""
     n, m, N = x0.shape[0], U.shape[1], U.shape[0]
     snaps = np.empty((snapshots + 1, n))
     snaps[0] = x0
@@ -162,7 +151,8 @@ def checkpointed(x0, U, p, t0, h, snapshots):
         while k < mid:
             step_forward_into_unchecked(x, U[k], p, t0 + k * h, h, out)
             if not _finite(out):
-                return J, x, np.empty((N, m)), np.zeros(p.shape[0]), 0, np.empty(N + 1), k
+                return CheckpointedSweep(J, x, np.empty((N, m)), np.zeros(p.shape[0]), 0, np.empty(N + 1),
+                                         NONFINITE, k)
             x[:] = out[:n]
             J += out[n]
             k += 1
@@ -216,89 +206,83 @@ def checkpointed(x0, U, p, t0, h, snapshots):
         tasks[top + 1, 0], tasks[top + 1, 1], tasks[top + 1, 2], tasks[top + 1, 3] = mid, b, s - 1, slot + 1
         top += 2
     # Griewank's count: the schedule's forward steps beyond the N - 1 a stored-state BPTT takes
-    return J, lam, dU, dp, spine + recomputed - (N - 1), norms, -1
+    return CheckpointedSweep(J, lam, dU, dp, spine + recomputed - (N - 1), norms, OK, -1)
 
 
 @njit(cache=True)
-def _hamiltonian_grads(x, u, p, t, lam, ct, gx, gu, gp):
-    """(∂H/∂x, ∂H/∂u, ∂H/∂p) at (x, u, p, t) for costate λ, H = L + λᵀf."""
-    n = x.shape[0]
-    ct[:n] = lam
-    ct[n] = 1.0
-    rhs_vjp_into_unchecked(x, u, p, t, ct, gx, gu, gp)
-
-
-@njit(cache=True)
-def adjoint(x0, U, p, t0, h, scheme, backsolve):
-    """Continuous adjoint: λ̇ = −∂H/∂x integrated backward with the forward scheme, ∂J/∂u_k and
-    ∂J/∂p by quadrature of ∂H/∂u, ∂H/∂p. The forward state comes from the stored grid states with
-    cubic Hermite interpolation at stage times (default), or is integrated backward alongside λ
-    (``backsolve``, which only keeps x_N). Returns J, dU, dp, λ (N+1, n), x(0) reconstructed, bad."""
-    n, m, N, kp = x0.shape[0], U.shape[1], U.shape[0], p.shape[0]
-    xs, J, bad = rollout(x0, U, p, t0, h)
+def adjoint(x0, U, p, t0, h, A, b, c, backsolve):
+    """Continuous adjoint: λ̇ = −∂H/∂x integrated backward by the explicit scheme of tableau
+    (A, b, c) in reversed time τ = t_{k+1} − t, on y = (x, λ, μ_u, μ_p) with dx/dτ = −f
+    (backsolve only), dλ/dτ = ∂H/∂x and dμ/dτ = ∂H/∂(u, p): ∂J/∂u_k and ∂J/∂p by quadrature. The
+    forward state at a stage time comes from the stored grid states by cubic Hermite
+    interpolation (default), or is integrated backward alongside λ (``backsolve``, which only
+    keeps x_N). Returns a Sweep whose ``x_start`` is the x(0) the backward integration reached."""
+    n, m, N, kp, S = x0.shape[0], U.shape[1], U.shape[0], p.shape[0], b.shape[0]
+    xs, J, status, where = rollout(x0, U, p, t0, h)
     lam = np.empty((N + 1, n))
     dU = np.zeros((N, m))
     dp = np.zeros(kp)
-    if bad >= 0:
-        return J, dU, dp, lam, xs[0].copy(), bad
+    if status != OK:
+        return Sweep(J, dU, dp, lam, xs[0].copy(), status, where)
     _terminal(xs[N], p, lam[N], dp)
+    interior = False  # a stage strictly inside the step needs the interpolant (not so for Euler)
+    for i in range(S):
+        if 0.0 < c[i] < 1.0:
+            interior = True
     ct = np.empty(n + 1)
     fa = np.empty(n + 1)
     fb = np.empty(n + 1)
-    xm = np.empty(n)
     xb = xs[N].copy()  # backsolve: the state carried backward
     xq = np.empty(n)
-    gx = np.empty((4, n))
-    gu = np.empty((4, m))
-    gp = np.empty((4, kp))
-    kx = np.empty((4, n))
+    gx = np.empty((S, n))
+    gu = np.empty((S, m))
+    gp = np.empty((S, kp))
+    kx = np.empty((S, n))
     ly = np.empty(n)
     for k in range(N - 1, -1, -1):
         tb, ta = t0 + (k + 1) * h, t0 + k * h
         u = U[k]
-        if scheme == EULER:
-            xe = xb if backsolve else xs[k + 1]
-            _hamiltonian_grads(xe, u, p, tb, lam[k + 1], ct, gx[0], gu[0], gp[0])
-            lam[k] = lam[k + 1] + h * gx[0]
-            dU[k] = h * gu[0]
-            dp += h * gp[0]
-            if backsolve:
-                rhs_forward_into_unchecked(xb, u, p, tb, fa)
-                xb -= h * fa[:n]
-            continue
-        # RK4 in reversed time τ = t_{k+1} - t on y = (x, λ, μ_u, μ_p):
-        # dx/dτ = -f (backsolve only), dλ/dτ = ∂H/∂x, dμ/dτ = ∂H/∂(u, p)
-        if backsolve:
-            xq[:] = xb
-        else:
-            # Hermite cubic on [t_k, t_{k+1}] with slopes f(x_k, u_k), f(x_{k+1}, u_k): O(h^4)
+        if interior and not backsolve:
             rhs_forward_into_unchecked(xs[k], u, p, ta, fa)
             rhs_forward_into_unchecked(xs[k + 1], u, p, tb, fb)
-            for i in range(n):
-                xm[i] = 0.5 * (xs[k, i] + xs[k + 1, i]) + 0.125 * h * (fa[i] - fb[i])
-        for stage in range(4):
-            c = 0.0 if stage == 0 else (0.5 if stage < 3 else 1.0)
-            tq = tb - c * h
-            if stage == 0:
-                ly[:] = lam[k + 1]
-            else:
-                ly[:] = lam[k + 1] + c * h * gx[stage - 1]
+        for i in range(S):
+            tq = tb - c[i] * h
+            ly[:] = lam[k + 1]
             if backsolve:
-                if stage > 0:
-                    xq[:] = xb - c * h * kx[stage - 1]
+                xq[:] = xb
+            for j in range(i):  # scalar loops: no temporary arrays inside the sweep
+                a = h * A[i, j]
+                if a != 0.0:
+                    for q in range(n):
+                        ly[q] += a * gx[j, q]
+                    if backsolve:
+                        for q in range(n):
+                            xq[q] -= a * kx[j, q]
+            if backsolve:
                 rhs_forward_into_unchecked(xq, u, p, tq, fa)
-                kx[stage] = fa[:n]
-                _hamiltonian_grads(xq, u, p, tq, ly, ct, gx[stage], gu[stage], gp[stage])
+                kx[i] = fa[:n]
+            elif c[i] == 0.0:
+                xq[:] = xs[k + 1]
+            elif c[i] == 1.0:
+                xq[:] = xs[k]
             else:
-                xe = xs[k + 1] if stage == 0 else (xm if stage < 3 else xs[k])
-                _hamiltonian_grads(xe, u, p, tq, ly, ct, gx[stage], gu[stage], gp[stage])
-        w = h / 6.0
-        lam[k] = lam[k + 1] + w * (gx[0] + 2.0 * gx[1] + 2.0 * gx[2] + gx[3])
-        dU[k] = w * (gu[0] + 2.0 * gu[1] + 2.0 * gu[2] + gu[3])
-        dp += w * (gp[0] + 2.0 * gp[1] + 2.0 * gp[2] + gp[3])
-        if backsolve:
-            xb -= w * (kx[0] + 2.0 * kx[1] + 2.0 * kx[2] + kx[3])
-    return J, dU, dp, lam, xb, -1
+                _hermite(xs[k], xs[k + 1], fa, fb, h, 1.0 - c[i], xq)
+            _hamiltonian_grads(xq, u, p, tq, ly, ct, gx[i], gu[i], gp[i])
+        lam[k] = lam[k + 1]
+        dU[k] = 0.0
+        for i in range(S):
+            w = h * b[i]
+            if w != 0.0:
+                for q in range(n):
+                    lam[k, q] += w * gx[i, q]
+                for q in range(m):
+                    dU[k, q] += w * gu[i, q]
+                for q in range(kp):
+                    dp[q] += w * gp[i, q]
+                if backsolve:
+                    for q in range(n):
+                        xb[q] -= w * kx[i, q]
+    return Sweep(J, dU, dp, lam, xb, OK, -1)
 
 
 @njit(cache=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
-import numpy as np
-
 import diffsim.numpy as dnp
 
-SCHEMES = {"euler": 0, "rk4": 1, "dopri5": 2}
-FIXED_STEP = ("euler", "rk4")
+from .tableaus import DOPRI5, TABLEAUS, ButcherTableau
+
+SCHEMES: dict[str, ButcherTableau] = TABLEAUS
+FIXED_STEP = tuple(name for name, tableau in TABLEAUS.items() if not tableau.adaptive)
 
 
 def canonical(fun: Callable | None, full: int, what: str) -> Callable | None:
@@ -46,57 +46,54 @@ def augmented_rhs(f: Callable, running_cost: Callable | None) -> Callable:
     return rhs
 
 
+def _stages(rhs: Callable, n: int, tableau: ButcherTableau, x, u, p, t, h) -> list:
+    """The stage slopes k_i = [f, L](x + h Σ_j a_ij k_j[:n], t + c_i h) of an explicit scheme."""
+    ks = []
+    for i in range(tableau.stages):
+        xi = x
+        for j in range(i):
+            if tableau.A[i, j] != 0.0:
+                xi = xi + (h * float(tableau.A[i, j])) * ks[j][:n]
+        ks.append(rhs(xi, u, p, t + float(tableau.c[i]) * h))
+    return ks
+
+
+def _denominator(weights) -> int:
+    """The smallest d ≤ 1000 making every d·w_i an integer (1 if none does): RK4's 6."""
+    for d in range(1, 1001):
+        if all(abs(d * w - round(d * w)) < 1e-12 for w in weights):
+            return d
+    return 1
+
+
+def _combine(weights, ks, h):
+    """h Σ_i w_i k_i over the non-zero weights, as (h/d) Σ (d w_i) k_i with integer d w_i when
+    there is such a d, the textbook form (RK4: h/6 (k1 + 2 k2 + 2 k3 + k4)) and its rounding."""
+    d = _denominator(weights)
+    return (h / d) * sum(float(round(d * w)) * k for w, k in zip(weights, ks) if w != 0.0) if d > 1 else \
+        h * sum(float(w) * k for w, k in zip(weights, ks) if w != 0.0)
+
+
 def make_step(rhs: Callable, n: int, scheme: str) -> Callable:
-    """One step of ``scheme`` on the augmented system: (x, u, p, t, h) -> [x_next, cost increment]."""
+    """One step of the fixed-step ``scheme`` (a name in :data:`FIXED_STEP`, read from its Butcher
+    tableau) on the augmented system: (x, u, p, t, h) -> [x_next, cost increment]."""
     if scheme not in FIXED_STEP:
         raise ValueError(f"unknown fixed-step scheme {scheme!r}; choose one of {FIXED_STEP}")
+    tableau = TABLEAUS[scheme]
 
-    def lift(x):
-        return dnp.concatenate([x, dnp.zeros(1)])
+    def step(x, u, p, t, h):
+        ks = _stages(rhs, n, tableau, x, u, p, t, h)
+        return dnp.concatenate([x, dnp.zeros(1)]) + _combine(tableau.b, ks, h)
 
-    if scheme == "euler":
-        return lambda x, u, p, t, h: lift(x) + h * rhs(x, u, p, t)
-
-    def rk4(x, u, p, t, h):
-        k1 = rhs(x, u, p, t)
-        k2 = rhs(x + 0.5 * h * k1[:n], u, p, t + 0.5 * h)
-        k3 = rhs(x + 0.5 * h * k2[:n], u, p, t + 0.5 * h)
-        k4 = rhs(x + h * k3[:n], u, p, t + h)
-        return lift(x) + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
-
-    return rk4
-
-
-# Dormand & Prince (1980) 5(4) tableau: stages c, coefficients A, 5th-order weights B5 and the
-# embedded 4th-order B4 (the 7th stage is first-same-as-last: it is f at the new point).
-DOPRI5_C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0])
-DOPRI5_A = np.array([
-    [0, 0, 0, 0, 0, 0, 0],
-    [1 / 5, 0, 0, 0, 0, 0, 0],
-    [3 / 40, 9 / 40, 0, 0, 0, 0, 0],
-    [44 / 45, -56 / 15, 32 / 9, 0, 0, 0, 0],
-    [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729, 0, 0, 0],
-    [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656, 0, 0],
-    [35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0],
-])
-DOPRI5_B5 = np.array([35 / 384, 0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0])
-DOPRI5_B4 = np.array([5179 / 57600, 0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40])
+    return step
 
 
 def make_dopri5_step(rhs: Callable, n: int) -> Callable:
     """(x, u, p, t, h) -> [y5 (n+1), error estimate y5 - y4 (n+1)] on the augmented system."""
 
     def step(x, u, p, t, h):
-        y = dnp.concatenate([x, dnp.zeros(1)])
-        ks = []
-        for i in range(7):
-            yi = y
-            for j in range(i):
-                if DOPRI5_A[i, j] != 0.0:
-                    yi = yi + (h * DOPRI5_A[i, j]) * ks[j]
-            ks.append(rhs(yi[:n], u, p, t + DOPRI5_C[i] * h))
-        y5 = y + h * sum(float(b) * k for b, k in zip(DOPRI5_B5, ks) if b != 0.0)
-        err = h * sum(float(b5 - b4) * k for b5, b4, k in zip(DOPRI5_B5, DOPRI5_B4, ks) if b5 != b4)
-        return dnp.concatenate([y5, err])
+        ks = _stages(rhs, n, DOPRI5, x, u, p, t, h)
+        y5 = dnp.concatenate([x, dnp.zeros(1)]) + _combine(DOPRI5.b, ks, h)
+        return dnp.concatenate([y5, _combine(DOPRI5.b - DOPRI5.b_low, ks, h)])
 
     return step

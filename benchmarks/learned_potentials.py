@@ -49,8 +49,8 @@ Timing: one warm-up call per engine (Numba compiles or loads its cache there), t
 interleaved rounds of one call each (5 rounds up to N = 2048, 2 above), garbage collector off.
 Compare ratios rather than absolute times across runs: on a shared machine timings vary.
 
-Run ``python benchmarks/potentials.py`` (about 15 minutes on 2 cores, most of it training PaiNN) or
-``python benchmarks/potentials.py --quick`` (about 4 minutes; a few hundred configurations and a
+Run ``python benchmarks/learned_potentials.py`` (about 15 minutes on 2 cores, most of it training PaiNN) or
+``python benchmarks/learned_potentials.py --quick`` (about 4 minutes; a few hundred configurations and a
 short training, so its force MAE is not the full run's). Peers are optional:
 ``pip install asap3`` (compiles C++); ``pip install torchani --no-deps`` (with torch already
 installed; then its non-torch dependencies if the import asks for them). A missing peer is
@@ -63,7 +63,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -74,15 +73,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
 os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
 os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")  # CUDA extensions: irrelevant on a CPU
 
+import harness  # noqa: E402
 import numpy as np  # noqa: E402
-from _table import fmt_time, git_revision, load_average, print_header, print_table  # noqa: E402
 from ase.build import bulk  # noqa: E402
 from ase.calculators.emt import EMT  # noqa: E402
-
-# This script is named after the package it measures: take its own folder off the path (after
-# importing _table from it) so that `import potentials` finds the package, not this file.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+from harness import fmt_time, git_revision, load_average, print_header, print_table  # noqa: E402
 
 import diffsim as ds  # noqa: E402
 import diffsim.numpy as dnp  # noqa: E402
@@ -143,7 +138,7 @@ TARGET_PAINN_FORCE_MAE = 15.0    # meV/Å
 def best_seconds(runners: dict, rounds: int, budget: float = 30.0) -> dict:
     """Best seconds per call of each runner: one warm-up call each, then up to ``rounds``
     interleaved rounds of one call (a runner stops once it has spent ``budget`` s); gc off.
-    best_of in _table calibrates several calls per measurement, too many for calls of seconds."""
+    best_of in harness calibrates several calls per measurement, too many for calls of seconds."""
     for fn in runners.values():
         fn()
     enabled = gc.isenabled()
@@ -199,24 +194,23 @@ def diffsim_runner(atoms, model, rebuild: bool = False):
 
 def load_peers() -> dict:
     """asap3's EMT class and (torch, torchani) when importable; else the reason as a string."""
-    peers = {}
-    try:
+    def asap3():
         from asap3 import EMT as AsapEMT
 
-        peers["asap3"] = AsapEMT
-    except ImportError as exc:
-        peers["asap3"] = f"not installed ({exc}; pip install asap3)"
-    try:
+        return AsapEMT
+
+    def torchani():
         import torch
         import torchani  # noqa: F401
         from torchani.aev import AEVComputer  # noqa: F401
 
         torch.set_num_threads(THREADS)
-        peers["torchani"] = torch
-    except ImportError as exc:
-        peers["torchani"] = (f"not installed ({exc}; pip install torchani --no-deps, then its non-torch "
-                             "dependencies; never another torch)")
-    return peers
+        return torch
+
+    hints = {"asap3": "pip install asap3",
+             "torchani": "pip install torchani --no-deps, then its non-torch dependencies; never another torch"}
+    return harness.load_peers({"asap3": asap3, "torchani": torchani},
+                              missing=lambda name, exc: f"not installed ({exc}; {hints[name]})")
 
 
 # ---------------------------------------------------------------- TorchANI built from scratch

@@ -1,20 +1,35 @@
-"""Shared helpers for the scripts in ``benchmarks/``: best-of-N timing, aligned tables, and a
-header describing the machine. Plain standard library + numpy; nothing here is measured.
+"""The one harness of the scripts in ``benchmarks/``: timing with calibration (:func:`best_of`,
+interleaved, timeit-style; :func:`best_of_few` for slow calls; :func:`timed`), peak memory
+(:func:`peak_memory`, VmHWM after clear_refs: see :mod:`diffsim.measure`), cold and warm compile
+in fresh processes (:func:`run_fresh`, :func:`cold_and_warm`), optional peers
+(:func:`load_peers`), aligned tables and a header describing the machine. Plain standard
+library + numpy + diffsim.measure; nothing here is measured.
+
+Run the scripts from the repository root as ``python benchmarks/NAME.py``: this folder is then
+first on the path, so ``import harness`` finds this module, and no script is named after a
+package it imports (hence ``learned_potentials.py``), so no script edits ``sys.path``.
 """
 
 from __future__ import annotations
 
 import datetime
 import gc
+import json
+import math
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from importlib import metadata
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from diffsim.measure import peak_memory, timed  # noqa: F401  (part of the harness)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SKIP_HINT = "pip install -e '.[bench]'"
 
@@ -59,10 +74,75 @@ def _calibrate(fn: Callable[[], object], min_time: float, clock: Callable[[], fl
 
 
 def _measure(fn: Callable[[], object], number: int, clock: Callable[[], float] = time.perf_counter) -> float:
-    start = clock()
-    for _ in range(number):
-        fn()
+    def calls():
+        for _ in range(number):
+            fn()
+
+    if clock is time.perf_counter:
+        return timed(calls)[0]
+    start = clock()  # another clock (CPU time): the same loop, read with it
+    calls()
     return clock() - start
+
+
+def best_of_few(fn: Callable[[], object], first: float, first_counts: bool, repeats: int,
+                budget: float) -> tuple[float, int]:
+    """Best seconds per call of a slow ``fn`` over at most ``repeats`` more calls within ``budget``
+    seconds (the first call, already made and taking ``first`` s, counts when ``first_counts``);
+    returns (best, calls counted)."""
+    best, count = (first, 1) if first_counts else (math.inf, 0)
+    spent = first
+    while count < repeats and (count == 0 or spent + best <= budget):
+        t, _ = timed(fn)
+        best, count, spent = min(best, t), count + 1, spent + t
+    return best, count
+
+
+def run_fresh(command: Sequence[str] | str, cache: str | None = None, env: dict | None = None) -> tuple[dict, float]:
+    """Run a fresh interpreter (a ``python -c`` script given as a string, or the arguments after
+    ``python``) in the repository root, with ``DIFFSIM_CACHE_DIR=cache`` when given (and without
+    ``NUMBA_CACHE_DIR``); returns the
+    JSON object its last line of output prints and the process's wall time (interpreter start
+    and imports included). Raises with the child's stderr when it fails."""
+    env = dict(os.environ if env is None else env)
+    env.pop("NUMBA_CACHE_DIR", None)  # diffsim's kernels cache beside their generated modules
+    if cache is not None:
+        env["DIFFSIM_CACHE_DIR"] = cache
+    args = ["-c", command] if isinstance(command, str) else list(command)
+    start = time.perf_counter()
+    r = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if r.returncode != 0:
+        raise RuntimeError(f"subprocess {args[:3]} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1]), wall
+
+
+def cold_and_warm(command: Sequence[str] | str, warm_runs: int = 1) -> tuple[tuple[dict, float], list]:
+    """Compile time: ``command`` (as for :func:`run_fresh`) once with an empty kernel cache (cold:
+    everything traced and compiled), then ``warm_runs`` times with the cache it left (warm: a new
+    process that loads the compiled code). Returns ((json, wall) cold, [(json, wall)] warm)."""
+    with tempfile.TemporaryDirectory(prefix="diffsim-bench-") as cache:
+        cold = run_fresh(command, cache)
+        warm = [run_fresh(command, cache) for _ in range(warm_runs)]
+    return cold, warm
+
+
+def load_peers(loaders: dict[str, Callable[[], Any]], missing: Callable[[str, ImportError], Any] | None = None
+               ) -> dict[str, Any]:
+    """name -> what ``loaders[name]()`` returns, for each peer that imports; a peer whose import
+    fails maps to ``missing(name, error)`` (None without ``missing``), so a script reports it as
+    skipped instead of failing.
+
+    >>> load_peers({"json": lambda: "ok", "nothing": lambda: __import__("no_such_module_here")})
+    {'json': 'ok', 'nothing': None}
+    """
+    peers = {}
+    for name, loader in loaders.items():
+        try:
+            peers[name] = loader()
+        except ImportError as exc:
+            peers[name] = missing(name, exc) if missing is not None else None
+    return peers
 
 
 def page_faults_per_call(fn: Callable[[], object], number: int = 10) -> float | None:
