@@ -39,17 +39,11 @@ while its CPU time is what the engine itself costs.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
-# Thread pools are sized when numpy, torch and jax load, so this comes before their imports:
-# the default environment unless the caller set OMP_NUM_THREADS (see the docstring).
-THREADS = int(os.environ["OMP_NUM_THREADS"].split(",")[0]) if os.environ.get("OMP_NUM_THREADS") else None
-if THREADS is not None:
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
-    os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
-    if THREADS == 1:
-        os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+import thread_setting  # first: thread pools are sized when numpy loads
+
+THREADS = thread_setting.THREADS
 
 import harness  # noqa: E402
 import numpy as np  # noqa: E402

@@ -54,8 +54,9 @@ Run ``python benchmarks/learned_potentials.py`` (about 15 minutes on 2 cores, mo
 short training, so its force MAE is not the full run's). Peers are optional:
 ``pip install asap3`` (compiles C++); ``pip install torchani --no-deps`` (with torch already
 installed; then its non-torch dependencies if the import asks for them). A missing peer is
-reported as skipped. Nothing is asserted. Every engine runs on one thread (numpy's BLAS, torch;
-diffsim's Numba kernels are serial); ``OMP_NUM_THREADS=N`` changes that as in ``engine.py``.
+reported as skipped. Nothing is asserted. The default environment: no thread variable set, each
+engine's own pool (diffsim's Numba kernels are serial); ``OMP_NUM_THREADS=N`` pins them
+(benchmarks/thread_setting.py).
 """
 
 from __future__ import annotations
@@ -67,10 +68,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-# Thread pools are sized when numpy and torch load, so this comes before their imports.
-THREADS = int(os.environ.setdefault("OMP_NUM_THREADS", "1").split(",")[0])
-os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
-os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
+import thread_setting  # first: thread pools are sized when numpy loads
+
+THREADS = thread_setting.THREADS
 os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")  # CUDA extensions: irrelevant on a CPU
 
 import harness  # noqa: E402
@@ -204,7 +204,8 @@ def load_peers() -> dict:
         import torchani  # noqa: F401
         from torchani.aev import AEVComputer  # noqa: F401
 
-        torch.set_num_threads(THREADS)
+        if THREADS is not None:
+            torch.set_num_threads(THREADS)
         return torch
 
     hints = {"asap3": "pip install asap3",
@@ -680,7 +681,7 @@ def main(argv=None) -> None:
     for name in ("asap3", "torchani"):
         if isinstance(peers[name], str):
             print(f"skipped: {name} {peers[name]}")
-    print(f"threads per engine: {THREADS} (numpy's BLAS; torch: "
+    print(f"threads per engine: {THREADS or 'default environment'} (numpy's BLAS; torch: "
           f"{peers['torchani'].get_num_threads() if not isinstance(peers['torchani'], str) else '-'}; diffsim's Numba "
           "kernels are serial); set OMP_NUM_THREADS=N to change")
     print(f"at start: {load_average()}")

@@ -72,12 +72,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-# One thread per engine (XLA reads this when jax loads); see engine.py.
-THREADS = int(os.environ.setdefault("OMP_NUM_THREADS", "1").split(",")[0])
-os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
-os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
-if THREADS == 1:
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+import thread_setting  # first: thread pools are sized when numpy loads
+
+THREADS = thread_setting.THREADS
 
 import numpy as np  # noqa: E402
 from harness import (  # noqa: E402
@@ -295,7 +292,8 @@ def load_peers() -> dict:
     def torch_mod():
         import torch
 
-        torch.set_num_threads(THREADS)
+        if THREADS is not None:
+            torch.set_num_threads(THREADS)
         return torch
 
     def torchdiffeq_mods():
@@ -662,7 +660,7 @@ def main(argv=None) -> None:
         if peer is None:
             hint = "pip install torchdiffeq --no-deps" if name == "torchdiffeq" else SKIP_HINT
             print(f"skipped: {name} not installed ({hint})")
-    print(f"threads per engine: {THREADS}; jax: CPU, x64; problem: cart-pole, RK4, dt = {DT}, "
+    print(f"threads per engine: {THREADS or 'default environment'}; jax: CPU, x64; problem: cart-pole, RK4, dt = {DT}, "
           f"L = {Q}|x|² + {R}u², Φ = {QF}|x|², U = 0.5 N(0, 1) seeded")
     print("peers: JAX jit(value_and_grad(loss)) with lax.scan over one RK4 step; CasADi: one RK4 step as an SX "
           "Function, mapaccum(N), casadi.gradient of the MX cost (reverse mode), called with numpy arrays, i.e. "
