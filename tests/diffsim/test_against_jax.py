@@ -34,6 +34,7 @@ NOT_IN_JAX = {
     "take": "JAX refuses a list of indices",
     "eigh upper triangle": "JAX symmetrises a non-symmetric input; numpy (and diffsim) read one triangle",
     "eigh lower triangle": "JAX symmetrises a non-symmetric input; numpy (and diffsim) read one triangle",
+    "eigh upper triangle batched": "JAX symmetrises a non-symmetric input; numpy (and diffsim) read one triangle",
 }
 ROWS = [r for r in TABLE if callable(r[1]) and r[0] not in NOT_IN_JAX]
 
@@ -52,7 +53,7 @@ class _EigvecDerivs:
         return getattr(jnp, name)
 
 
-JAX_MODULE = {"eig vectors": _EigvecDerivs(), "eig complex": _EigvecDerivs()}
+JAX_MODULE = {"eig vectors": _EigvecDerivs(), "eig complex": _EigvecDerivs(), "eig vectors batched": _EigvecDerivs()}
 
 
 def _leaves(out):
