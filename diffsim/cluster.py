@@ -340,7 +340,18 @@ def warm(client, fn: Callable, *args) -> None:
     if client is None:
         fn(*args)
     else:
-        client.run(fn, *args)
+        client.run(_warmed, fn, *args)
+
+
+def _warmed(fn: Callable, *args) -> None:
+    """``fn(*args)``, then the worker's long-lived objects (Dask's own, the imports, the warm-up's)
+    leave the garbage collector's generations (``gc.freeze``): a task that builds many objects,
+    such as tracing a problem, then pays for collections of its own objects only."""
+    import gc
+
+    fn(*args)
+    gc.collect()
+    gc.freeze()
 
 
 def overhead(client, tasks: int = 200) -> float:
