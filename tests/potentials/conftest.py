@@ -63,3 +63,12 @@ def acsf_model():
 def model(request):
     """Each kind of model in turn (tests of the shared interface run for both)."""
     return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A real Dask LocalCluster of two worker processes (diffsim.cluster's default kind)."""
+    from diffsim import cluster as dask_cluster
+
+    with dask_cluster.client(workers=2) as c:
+        yield c

@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pytest
 
-from diffsim import cluster
 from potentials.committee import member_path, train_committee
 from potentials.model import ACSFModel, ModelFileError
 from potentials.training import TrainConfig, train
@@ -21,12 +20,6 @@ SIZE = 3
 
 def make(k):
     return ACSFModel(["Cu"], hidden=(8,), seed=100 + k)
-
-
-@pytest.fixture(scope="module")
-def dask_client():
-    with cluster.client(workers=2) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import pytest
 from ase.calculators.emt import EMT
 from ase.db import connect
 
-from diffsim import cluster
 from potentials.labelling import emt_tasks, write_dataset
 from potentials.reference_data import DatasetError, generate_emt_dataset
 from tests.reliability.worker_faults import kill_a_busy_worker, wait_for_workers
@@ -21,12 +20,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # MD chains of 3 samples x 15 steps, and single structures: long enough tasks to kill a worker among them
 SPEC = dict(elements="Cu", size=(2, 2, 2), temperatures=(300.0, 900.0), md_samples=9, md_interval=15,
             rattled=4, strained=3, vacancies=3, seed=5, chain_samples=3)
-
-
-@pytest.fixture(scope="module")
-def dask_client():
-    with cluster.client(workers=2) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
