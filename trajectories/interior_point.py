@@ -343,8 +343,7 @@ class _Solver:
         if vals.bad >= 0:
             return self._finish(it, vals, None, False, f"the dynamics or costs are not finite at the initial guess "
                                                        f"(stage {vals.bad}); give another u_init/U0", 0, None)
-        delta_last = 0.0
-        rho_last = 0.0
+        self._delta_last = self._rho_last = 0.0
         restorations = 0
         filt: list = []
         theta_max = theta_min = None
@@ -381,30 +380,11 @@ class _Solver:
                 mu = max(opt.tol / 10, min(opt.kappa_mu * mu, mu ** opt.theta_mu))
                 filt = []
             H = tr.hessians(it.X, it.U, it.lam, it.y_path, it.y_final, it.nu, it.y_in)
-            # inertia correction (IPOPT §3.1). The Riccati recursion needs the Hessian positive
-            # definite on the null space of the dynamics, IPOPT's test only on that of every
-            # equality: first raise ρ of the exact penalty ρCᵀC on the terminal equalities (it does
-            # not change the step), then regularise the Hessian itself
-            delta, step = 0.0, None
             system = self._assemble(it, vals, d, H, mu)
-            # (from the last ρ that gave the right inertia: the exact penalty's curvature need is a
-            # property of the problem, so it rarely falls again)
-            for rho_used in ([r for r in (1e2, 1e4, 1e6, 1e8) if r >= rho_last] or [1e8]) if tr.n_eq else (1.0,):
-                step = self._newton(it, vals, d, system, 0.0, rho_used)
-                if step is not None:
-                    rho_last = rho_used
-                    break
+            step, delta, rho_used = self._inertia_corrected_step(it, vals, d, system)
             if step is None:
-                delta = 1e-4 if delta_last == 0 else max(1e-20, delta_last / 3)
-                while True:
-                    step = self._newton(it, vals, d, system, delta, rho_used)
-                    if step is not None or delta > 1e40:
-                        break
-                    delta *= 100 if delta_last == 0 else 8
-                if step is None:
-                    message = "the Newton system could not be regularised (inertia correction failed)"
-                    break
-                delta_last = delta
+                message = "the Newton system could not be regularised (inertia correction failed)"
+                break
             # fraction to the boundary (IPOPT eq. 15)
             tau = max(opt.tau_min, 1 - mu)
             a_p, a_d = self._step_limits(it, step, tau)
@@ -415,45 +395,8 @@ class _Solver:
             if theta_max is None:
                 theta_max = 1e4 * max(1.0, theta0)
                 theta_min = 1e-4 * max(1.0, theta0)
-            dphi = self._barrier_directional(it, d, step, mu)
-            def acceptable(trial, alpha):
-                """IPOPT's filter acceptance of a trial point; (accepted, f-type step)."""
-                tvals, tX, tU, ts = trial
-                phi, theta = self._merit_parts(tX, tU, tvals, ts, mu)
-                if theta > theta_max or any(theta >= ft and phi >= fp for ft, fp in filt):
-                    return False, False, theta
-                switching = dphi < 0 and alpha * (-dphi) ** 2.3 > theta0 ** 1.1
-                if theta0 <= theta_min and switching:
-                    # Armijo on φ; the step keeps the linearised constraints, so a violation far
-                    # above θ_min means the model is wrong there: shorten the step
-                    ok = phi <= phi0 + 1e-4 * alpha * dphi + 1e-14 * abs(phi0) and theta <= max(theta_min, 10 * theta0)
-                    return ok, True, theta
-                return theta <= (1 - 1e-5) * theta0 or phi <= phi0 - 1e-8 * theta0, False, theta
-
-            alpha, accepted, trial, f_step = a_p, False, None, False
-            for attempt in range(40):
-                trial = self._trial(it, step, alpha)
-                if trial is not None:
-                    accepted, f_step, theta = acceptable(trial, alpha)
-                    if accepted:
-                        break
-                    if attempt == 0 and theta >= theta0 and tr.lifted:
-                        # second-order correction (IPOPT §2.4): the same system with the constraint
-                        # residuals c_soc = α c(x) + c(x + αd), against the Maratos effect
-                        soc = self._second_order_correction(it, vals, d, system, trial[0], alpha, mu, tau, delta,
-                                                            rho_used)
-                        if soc is not None:
-                            soc_step, a_soc = soc
-                            soc_trial = self._trial(it, soc_step, a_soc)
-                            if soc_trial is not None:
-                                accepted, f_step, _ = acceptable(soc_trial, a_soc)
-                                if accepted:
-                                    step, alpha, trial = soc_step, a_soc, soc_trial
-                                    a_d = min(a_d, soc_step.a_d)
-                                    break
-                alpha *= 0.5
-                if alpha < 1e-14:
-                    break
+            accepted, f_step, trial, step, alpha, a_d = self._filter_line_search(
+                it, vals, d, system, step, a_p, a_d, mu, tau, delta, rho_used, filt, phi0, theta0, theta_min, theta_max)
             if accepted and not f_step:
                 filt.append(((1 - 1e-5) * theta0, phi0 - 1e-8 * theta0))
             if not accepted:
@@ -501,6 +444,78 @@ class _Solver:
                 message = infeasible
                 break
         return self._finish(it, vals, d, status, message, it_count, res, history)
+
+    def _inertia_corrected_step(self, it, vals, d, system):
+        """The Newton step with the right inertia (IPOPT §3.1): (step or None, δ, ρ). The Riccati
+        recursion needs the Hessian positive definite on the null space of the dynamics, IPOPT's
+        test only on that of every equality: first raise ρ of the exact penalty ρCᵀC on the
+        terminal equalities (it does not change the step), from the last ρ that worked (the
+        penalty's curvature need is a property of the problem, so it rarely falls again), then
+        regularise the Hessian itself by δ."""
+        step = None
+        rhos = ([r for r in (1e2, 1e4, 1e6, 1e8) if r >= self._rho_last] or [1e8]) if self.tr.n_eq else (1.0,)
+        for rho_used in rhos:
+            step = self._newton(it, vals, d, system, 0.0, rho_used)
+            if step is not None:
+                self._rho_last = rho_used
+                return step, 0.0, rho_used
+        delta_last = self._delta_last
+        delta = 1e-4 if delta_last == 0 else max(1e-20, delta_last / 3)
+        while True:
+            step = self._newton(it, vals, d, system, delta, rho_used)
+            if step is not None or delta > 1e40:
+                break
+            delta *= 100 if delta_last == 0 else 8
+        if step is not None:
+            self._delta_last = delta
+        return step, delta, rho_used
+
+    def _filter_line_search(self, it, vals, d, system, step, a_p, a_d, mu, tau, delta, rho_used, filt, phi0, theta0,
+                            theta_min, theta_max):
+        """Backtracking from the largest step ``a_p`` with IPOPT's filter acceptance (§2.3) and a
+        second-order correction after a first rejected trial (§2.4): (accepted, f-type step, trial
+        point, step taken, α, dual step)."""
+        tr = self.tr
+        dphi = self._barrier_directional(it, d, step, mu)
+
+        def acceptable(trial, alpha):
+            """IPOPT's filter acceptance of a trial point; (accepted, f-type step, θ)."""
+            tvals, tX, tU, ts = trial
+            phi, theta = self._merit_parts(tX, tU, tvals, ts, mu)
+            if theta > theta_max or any(theta >= ft and phi >= fp for ft, fp in filt):
+                return False, False, theta
+            switching = dphi < 0 and alpha * (-dphi) ** 2.3 > theta0 ** 1.1
+            if theta0 <= theta_min and switching:
+                # Armijo on φ; the step keeps the linearised constraints, so a violation far
+                # above θ_min means the model is wrong there: shorten the step
+                ok = phi <= phi0 + 1e-4 * alpha * dphi + 1e-14 * abs(phi0) and theta <= max(theta_min, 10 * theta0)
+                return ok, True, theta
+            return theta <= (1 - 1e-5) * theta0 or phi <= phi0 - 1e-8 * theta0, False, theta
+
+        alpha, accepted, trial, f_step = a_p, False, None, False
+        for attempt in range(40):
+            trial = self._trial(it, step, alpha)
+            if trial is not None:
+                accepted, f_step, theta = acceptable(trial, alpha)
+                if accepted:
+                    break
+                if attempt == 0 and theta >= theta0 and tr.lifted:
+                    # second-order correction: the same system with the constraint residuals
+                    # c_soc = α c(x) + c(x + αd), against the Maratos effect
+                    soc = self._second_order_correction(it, vals, d, system, trial[0], alpha, mu, tau, delta, rho_used)
+                    if soc is not None:
+                        soc_step, a_soc = soc
+                        soc_trial = self._trial(it, soc_step, a_soc)
+                        if soc_trial is not None:
+                            accepted, f_step, _ = acceptable(soc_trial, a_soc)
+                            if accepted:
+                                step, alpha, trial = soc_step, a_soc, soc_trial
+                                a_d = min(a_d, soc_step.a_d)
+                                break
+            alpha *= 0.5
+            if alpha < 1e-14:
+                break
+        return accepted, f_step, trial, step, alpha, a_d
 
     def _step_limits(self, it, step, tau):
         """The largest primal and dual steps that keep slacks, bound distances and multipliers
