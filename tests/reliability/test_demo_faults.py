@@ -24,7 +24,10 @@ def _staging(out):
 def _start_and_wait(tmp_path, cache):
     child = start_python(DEMO, cache, cwd=tmp_path)
     deadline = time.time() + 300
-    while not _staging(tmp_path / "out") and child.poll() is None and time.time() < deadline:
+    # wait until the staging folder holds a first file (the run is past its imports and first
+    # compilations, in the demo's own code): a signal then lands mid-run
+    while not any(any(d.iterdir()) for d in _staging(tmp_path / "out")) and child.poll() is None \
+            and time.time() < deadline:
         time.sleep(0.02)
     return child
 
