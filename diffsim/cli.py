@@ -18,6 +18,7 @@ import sys
 import time
 
 from .errors import ComputationFailed, DiffsimError  # ComputationFailed: a computation that ran and failed, exit 1
+from .termination import Terminated, signals_raise
 
 # Sizes of the demo's runs: --quick and the full run (see README "The demo").
 _DEMO_SIZES = {
@@ -764,10 +765,6 @@ class UsageError(DiffsimError):
     """A mistake in the command line or its input files: one line on stderr, exit status 2."""
 
 
-class _Terminated(BaseException):
-    """SIGTERM or SIGHUP, raised where the process is so that temporary files are cleaned up."""
-
-
 _OS_ADVICE = {errno.ENOENT: "no such file or folder: check the path",
               errno.EACCES: "permission denied: choose a place you can write to, or change its permissions",
               errno.EPERM: "not permitted: choose another place",
@@ -826,7 +823,7 @@ def _run(func, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted; nothing half-written was left behind", file=sys.stderr)
         return 130
-    except _Terminated as exc:
+    except Terminated as exc:
         print(f"{name}: terminated by {exc}; nothing half-written was left behind", file=sys.stderr)
         return 143
     except ComputationFailed as exc:
@@ -1091,9 +1088,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``diffsim`` console script: parse, then run the subcommand under
-    :func:`_run` (every subcommand, present and future, gets the same error handling)."""
-    import signal
+    :func:`_run` (every subcommand, present and future, gets the same error handling). SIGTERM
+    and SIGHUP raise :class:`~diffsim.termination.Terminated` from the first statement on, so a
+    run signalled at any point after its imports cleans up and exits 143."""
+    try:
+        with signals_raise():
+            return _main(argv)
+    except Terminated as exc:  # before a subcommand started (its own are reported by _run)
+        print(f"diffsim: terminated by {exc}", file=sys.stderr)
+        return 143
 
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -1104,22 +1110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.command_name = " ".join(["diffsim"] + [getattr(args, k) for k in ("command", "action")
                                                 if getattr(args, k, None)])
-
-    def terminate(signum, frame):
-        raise _Terminated(signal.Signals(signum).name)
-
-    previous = {}
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            try:
-                previous[sig] = signal.signal(sig, terminate)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-    try:
-        return _run(args.func, args)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return _run(args.func, args)
 
 
 if __name__ == "__main__":

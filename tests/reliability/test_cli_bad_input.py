@@ -158,7 +158,7 @@ def test_every_subcommand_runs_under_the_one_wrapper():
 
     import diffsim.cli as cli
 
-    source = inspect.getsource(cli.main)
+    source = inspect.getsource(cli._main)
     assert "_run(args.func, args)" in source
     for name in ("_control", "_compare", "_demo", "_potential_train", "_potential_md"):
         body = inspect.getsource(getattr(cli, name))
