@@ -50,6 +50,8 @@ class Options:
     tau_min: float = 0.99
     bound_push: float = 1e-2
     bound_frac: float = 1e-2
+    watchdog_shortened_iter_trigger: int = 10  # shortened steps in a row that start the watchdog (0: never)
+    watchdog_trial_iter_max: int = 3            # watchdog steps taken before going back
     verbose: bool = False
     callback: Callable | None = None  # callback(iteration_record) -> True to stop
 
@@ -92,6 +94,16 @@ class Iterate:
         return property(get, put)
 
     s, y = _flat("s"), _flat("y")
+
+    def copy(self) -> Iterate:
+        """An independent copy (the block views of the copy view the copy's vectors)."""
+        c = Iterate.__new__(Iterate)
+        c.X, c.U, c.lam, c.nu = self.X.copy(), self.U.copy(), self.lam.copy(), self.nu.copy()
+        c.path_shape, c._n_path, c._n_final = self.path_shape, self._n_path, self._n_final
+        c.s, c.y = self.s.copy(), self.y.copy()
+        c.z_lo, c.z_hi, c.extra = self.z_lo.copy(), self.z_hi.copy(), dict(self.extra)
+        return c
+
     s_path, s_final, s_in = _block(0, "s"), _block(1, "s"), _block(2, "s")
     y_path, y_final, y_in = _block(0, "y"), _block(1, "y"), _block(2, "y")
     del _block, _flat
@@ -347,6 +359,7 @@ class _Solver:
         restorations = 0
         filt: list = []
         theta_max = theta_min = None
+        self._watchdog, self._shortened = None, 0
         mu = self.mu
         history = []
         it_count = 0
@@ -388,17 +401,19 @@ class _Solver:
             # fraction to the boundary (IPOPT eq. 15)
             tau = max(opt.tau_min, 1 - mu)
             a_p, a_d = self._step_limits(it, step, tau)
-            self._last = step
             # filter line search (IPOPT §2.3): accept a trial point that reduces the infeasibility θ or
             # the barrier objective φ enough and is not dominated by the filter
-            phi0, theta0 = self._merit_parts(it.X, it.U, vals, it.s, mu)
+            ref = self._merit_parts(it.X, it.U, vals, it.s, mu) + (self._barrier_directional(it, d, step, mu), a_p)
             if theta_max is None:
-                theta_max = 1e4 * max(1.0, theta0)
-                theta_min = 1e-4 * max(1.0, theta0)
-            accepted, f_step, trial, step, alpha, a_d = self._filter_line_search(
-                it, vals, d, system, step, a_p, a_d, mu, tau, delta, rho_used, filt, phi0, theta0, theta_min, theta_max)
+                theta_max = 1e4 * max(1.0, ref[1])
+                theta_min = 1e-4 * max(1.0, ref[1])
+            bounds = (filt, theta_min, theta_max, mu)
+            found = self._search(it, vals, d, system, step, a_p, a_d, tau, delta, rho_used, ref, bounds)
+            it, vals, d, ref = found.it, found.vals, found.d, found.ref
+            accepted, f_step, trial, step, alpha, a_d = (found.accepted, found.f_step, found.trial, found.step,
+                                                         found.alpha, found.a_d)
             if accepted and not f_step:
-                filt.append(((1 - 1e-5) * theta0, phi0 - 1e-8 * theta0))
+                filt.append(((1 - 1e-5) * ref[1], ref[0] - 1e-8 * ref[1]))
             if not accepted:
                 restored = self._restore(it) if restorations < 3 else None
                 restorations += 1
@@ -432,7 +447,7 @@ class _Solver:
             d = tr.jacobians(it.X, it.U)
             if not tr.lifted:
                 it.lam = tr.costates(d, it.y_path, it.y_final, it.nu, it.y_in)
-            record.update(alpha_pr=alpha, alpha_du=a_d, reg=delta)
+            record.update(alpha_pr=alpha, alpha_du=a_d, reg=delta, watchdog=found.by_watchdog)
             history.append(record)
             if opt.verbose:
                 self._print(record, it_count)
@@ -467,55 +482,95 @@ class _Solver:
                 break
             delta *= 100 if delta_last == 0 else 8
         if step is not None:
-            self._delta_last = delta
+            # the curvature the penalty could not supply is the Hessian's own: later iterations
+            # start from this ρ instead of climbing the ladder again
+            self._delta_last, self._rho_last = delta, rho_used
         return step, delta, rho_used
 
-    def _filter_line_search(self, it, vals, d, system, step, a_p, a_d, mu, tau, delta, rho_used, filt, phi0, theta0,
-                            theta_min, theta_max):
-        """Backtracking from the largest step ``a_p`` with IPOPT's filter acceptance (§2.3) and a
-        second-order correction after a first rejected trial (§2.4): (accepted, f-type step, trial
-        point, step taken, α, dual step)."""
-        tr = self.tr
-        dphi = self._barrier_directional(it, d, step, mu)
+    def _search(self, it, vals, d, system, step, a_p, a_d, tau, delta, rho_used, ref, bounds) -> _Search:
+        """The globalisation of one iteration: the filter line search, or a watchdog step (after
+        ``watchdog_shortened_iter_trigger`` shortened steps in a row), or, when the watchdog fails,
+        the line search from the point where it started."""
+        mu = bounds[-1]
+        wd = self._watchdog
+        if wd is not None and wd.mu != mu:
+            wd = None  # a new barrier problem: the watchdog's reference belongs to the old one
+        if wd is None and 0 < self.opt.watchdog_shortened_iter_trigger <= self._shortened:
+            wd, self._shortened = _Watchdog(mu, (it.copy(), vals, d, system, step, a_p, a_d, delta, rho_used, ref)), 0
+        self._watchdog = wd
+        outcome = self._watchdog_trial(wd, it, step, a_p, bounds) if wd is not None else None
+        if outcome is not None and outcome[0] != "back":
+            if outcome[0] == "success":
+                ref, self._watchdog = wd.saved[-1], None
+            return _Search(it, vals, d, True, outcome[1], outcome[2], step, a_p, a_d, ref, outcome[0] == "watchdog")
+        if outcome is not None:  # the watchdog failed: back to its point and its step
+            it, vals, d, system, step, a_p, a_d, delta, rho_used, ref = wd.saved
+            self._watchdog = None
+        accepted, f_step, trial, step, alpha, a_d = self._filter_line_search(
+            it, vals, d, system, step, a_p, a_d, tau, delta, rho_used, ref, bounds, skip_first=outcome is not None)
+        self._shortened = self._shortened + 1 if accepted and alpha < a_p else 0
+        return _Search(it, vals, d, accepted, f_step, trial, step, alpha, a_d, ref, False)
 
-        def acceptable(trial, alpha):
-            """IPOPT's filter acceptance of a trial point; (accepted, f-type step, θ)."""
-            tvals, tX, tU, ts = trial
-            phi, theta = self._merit_parts(tX, tU, tvals, ts, mu)
-            if theta > theta_max or any(theta >= ft and phi >= fp for ft, fp in filt):
-                return False, False, theta
-            switching = dphi < 0 and alpha * (-dphi) ** 2.3 > theta0 ** 1.1
-            if theta0 <= theta_min and switching:
-                # Armijo on φ; the step keeps the linearised constraints, so a violation far
-                # above θ_min means the model is wrong there: shorten the step
-                ok = phi <= phi0 + 1e-4 * alpha * dphi + 1e-14 * abs(phi0) and theta <= max(theta_min, 10 * theta0)
-                return ok, True, theta
-            return theta <= (1 - 1e-5) * theta0 or phi <= phi0 - 1e-8 * theta0, False, theta
+    def _acceptable(self, trial, alpha, ref, bounds):
+        """IPOPT's filter acceptance (§2.3) of a trial point against the reference point ``ref`` =
+        (φ, θ, φ's directional derivative, the step's largest α): (accepted, f-type step, θ)."""
+        phi0, theta0, dphi, _ = ref
+        filt, theta_min, theta_max, mu = bounds
+        tvals, tX, tU, ts = trial
+        phi, theta = self._merit_parts(tX, tU, tvals, ts, mu)
+        if theta > theta_max or any(theta >= ft and phi >= fp for ft, fp in filt):
+            return False, False, theta
+        switching = dphi < 0 and alpha * (-dphi) ** 2.3 > theta0 ** 1.1
+        if theta0 <= theta_min and switching:
+            # Armijo on φ; the step keeps the linearised constraints, so a violation far
+            # above θ_min means the model is wrong there: shorten the step
+            ok = phi <= phi0 + 1e-4 * alpha * dphi + 1e-14 * abs(phi0) and theta <= max(theta_min, 10 * theta0)
+            return ok, True, theta
+        return theta <= (1 - 1e-5) * theta0 or phi <= phi0 - 1e-8 * theta0, False, theta
 
-        alpha, accepted, trial, f_step = a_p, False, None, False
-        for attempt in range(40):
+    def _filter_line_search(self, it, vals, d, system, step, a_p, a_d, tau, delta, rho_used, ref, bounds,
+                            skip_first=False):
+        """Backtracking from the largest step ``a_p`` (from a_p / 2 with ``skip_first``) with
+        IPOPT's filter acceptance (§2.3) and second-order corrections after a first rejected trial
+        (§2.4): (accepted, f-type step, trial point, step taken, α, dual step)."""
+        tr, mu = self.tr, bounds[-1]
+        acceptable = lambda trial, alpha: self._acceptable(trial, alpha, ref, bounds)  # noqa: E731
+        alpha, accepted, trial, f_step = a_p * (0.5 if skip_first else 1.0), False, None, False
+        for attempt in range(int(skip_first), 40):
             trial = self._trial(it, step, alpha)
             if trial is not None:
                 accepted, f_step, theta = acceptable(trial, alpha)
                 if accepted:
                     break
-                if attempt == 0 and theta >= theta0 and tr.lifted:
-                    # second-order correction: the same system with the constraint residuals
-                    # c_soc = α c(x) + c(x + αd), against the Maratos effect
-                    soc = self._second_order_correction(it, vals, d, system, trial[0], alpha, mu, tau, delta, rho_used)
+                if attempt == 0 and theta >= ref[1] and tr.lifted:
+                    soc = self._second_order_corrections(it, vals, d, system, trial, alpha, theta, mu, tau, delta,
+                                                         rho_used, acceptable)
                     if soc is not None:
-                        soc_step, a_soc = soc
-                        soc_trial = self._trial(it, soc_step, a_soc)
-                        if soc_trial is not None:
-                            accepted, f_step, _ = acceptable(soc_trial, a_soc)
-                            if accepted:
-                                step, alpha, trial = soc_step, a_soc, soc_trial
-                                a_d = min(a_d, soc_step.a_d)
-                                break
+                        step, alpha, trial, f_step = soc
+                        accepted, a_d = True, min(a_d, step.a_d)
+                        break
             alpha *= 0.5
             if alpha < 1e-14:
                 break
         return accepted, f_step, trial, step, alpha, a_d
+
+    def _watchdog_trial(self, watchdog, it, step, a_p, bounds):
+        """IPOPT's watchdog (Wächter & Biegler 2006, §3.2; Chamberlain et al. 1982): after a run of
+        shortened steps, full steps are taken without the acceptance test, a few at most, until
+        one passes the test against the point where the watchdog started. ("success", f-type,
+        trial) when the full step from here passes it, ("watchdog", True, trial) for a full step
+        taken untested, ("back", False, None) when the watchdog failed."""
+        trial = self._trial(it, step, a_p)
+        if trial is None:
+            return "back", False, None
+        ref = watchdog.saved[-1]
+        accepted, f_step, _ = self._acceptable(trial, ref[3], ref, bounds)
+        if accepted:
+            return "success", f_step, trial
+        if watchdog.trials < self.opt.watchdog_trial_iter_max:
+            watchdog.trials += 1
+            return "watchdog", True, trial
+        return "back", False, None
 
     def _step_limits(self, it, step, tau):
         """The largest primal and dual steps that keep slacks, bound distances and multipliers
@@ -523,23 +578,43 @@ class _Solver:
         return ipv.step_limits(self._stack(it.X, it.U), step.dV, *self._bounds, it.s, step.ds, it.z_lo, step.dz_lo,
                                it.z_hi, step.dz_hi, it.y, step.dy, tau)
 
-    def _second_order_correction(self, it, vals, d, system, tvals, alpha, mu, tau, delta, rho_scale):
-        """The step from the same matrix with c_soc = α c(x) + c(x + αd) in place of c(x), for
-        every equality row (defects, terminal equalities, inequality rows with their slacks)."""
+    def _second_order_corrections(self, it, vals, d, system, trial, alpha, theta, mu, tau, delta, rho_scale,
+                                  acceptable, max_soc=4, kappa_soc=0.99):
+        """IPOPT's second-order corrections (§2.4, Algorithm A-5.7-A-5.10), against the Maratos
+        effect: the step from the same matrix with c_soc = α c(x) + c(x + αd) in place of c(x),
+        for every equality row (defects, terminal equalities, inequality rows with their slacks);
+        repeated with c_soc ← α_soc c_soc + c(x + α_soc d_soc) while the infeasibility falls by
+        κ_soc, at most ``max_soc`` times. (step, α, trial point, f-type) of the first accepted
+        correction, or None."""
         from dataclasses import replace
 
-        s_new = it._blocks(it.s + alpha * self._last.ds)
-        soc = lambda c0, c1: alpha * c0 + c1
-        sv = replace(vals, defects=soc(vals.defects, tvals.defects), equality=soc(vals.equality, tvals.equality),
-                     path=soc(vals.path + it.s_path, tvals.path + s_new[0]) - it.s_path,
-                     path_final=soc(vals.path_final + it.s_final, tvals.path_final + s_new[1]) - it.s_final,
-                     inequality=soc(vals.inequality + it.s_in, tvals.inequality + s_new[2]) - it.s_in)
-        system = self._assemble(it, sv, d, system["H"], mu)
-        step = self._newton(it, sv, d, system, delta, rho_scale)
-        if step is None:
-            return None
-        a_p, step.a_d = self._step_limits(it, step, tau)
-        return step, a_p
+        c_soc = self._equality_rows(vals, it._blocks(it.s))
+        for _ in range(max_soc):
+            tvals, _, _, ts = trial
+            c_soc = [alpha * a + b for a, b in zip(c_soc, self._equality_rows(tvals, it._blocks(ts)))]
+            sv = replace(vals, defects=c_soc[0], equality=c_soc[1], path=c_soc[2] - it.s_path,
+                         path_final=c_soc[3] - it.s_final, inequality=c_soc[4] - it.s_in)
+            step = self._newton(it, sv, d, self._assemble(it, sv, d, system["H"], mu), delta, rho_scale)
+            if step is None:
+                return None
+            alpha, step.a_d = self._step_limits(it, step, tau)
+            trial = self._trial(it, step, alpha)
+            if trial is None:
+                return None
+            accepted, f_step, theta_soc = acceptable(trial, alpha)
+            if accepted:
+                return step, alpha, trial, f_step
+            if theta_soc > kappa_soc * theta:
+                return None
+            theta = theta_soc
+        return None
+
+    @staticmethod
+    def _equality_rows(vals, s_blocks):
+        """The equality rows' residuals: defects, terminal equalities, and g + s of the path, final
+        and terminal inequality rows with their slacks."""
+        return [vals.defects, vals.equality, vals.path + s_blocks[0], vals.path_final + s_blocks[1],
+                vals.inequality + s_blocks[2]]
 
     def _barrier_directional(self, it, d, step, mu):
         """Directional derivative of the barrier objective along the step. Single shooting: the
@@ -651,10 +726,10 @@ class _Solver:
 
     def _print(self, r, k):
         if k == 1:
-            print(" iter    objective    inf_pr   inf_du   lg(mu)  lg(rg)  alpha_du  alpha_pr")
+            print(" iter    objective    inf_pr   inf_du   lg(mu)  lg(rg)  alpha_du  alpha_pr  (w: watchdog step)")
         rg = "-" if not r.get("reg") else f"{math.log10(r['reg']):.1f}"
         print(f"{r['iter']:5d}  {r['cost']: .7e}  {r['inf_pr']:.2e} {r['inf_du']:.2e}  {math.log10(r['mu']):5.1f}  "
-              f"{rg:>6}  {r['alpha_du']:.2e}  {r['alpha_pr']:.2e}")
+              f"{rg:>6}  {r['alpha_du']:.2e}  {r['alpha_pr']:.2e}{'w' if r.get('watchdog') else ''}")
 
     def _finish(self, it, vals, d, status, message, iterations, res, history=()):
         tr = self.tr
@@ -681,6 +756,35 @@ class _Solver:
                         constraint_violation=float(kkt.get("violation", np.nan)),
                         extra={"iterate": it, "history": list(history)}, solver="ip", kkt=kkt,
                         multipliers=multipliers)
+
+
+@dataclass
+class _Search:
+    """What the globalisation of an iteration found: the point it searched from (the watchdog's,
+    when it went back there), whether and where a trial point was accepted, and the filter's
+    reference values for that point."""
+
+    it: Iterate
+    vals: object
+    d: object
+    accepted: bool
+    f_step: bool
+    trial: tuple | None
+    step: _Step
+    alpha: float
+    a_d: float
+    ref: tuple
+    by_watchdog: bool
+
+
+@dataclass
+class _Watchdog:
+    """The watchdog's start: its barrier parameter, the point with its system and step, and
+    the reference (φ, θ, dφ, α_max) its trial points are tested against."""
+
+    mu: float
+    saved: tuple
+    trials: int = 0
 
 
 @dataclass

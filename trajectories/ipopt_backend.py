@@ -43,7 +43,8 @@ def available() -> bool:
 
 def ipopt(tr: Transcription, warm: Solution | None = None, U0=None, X0=None, T0=None, tol: float = 1e-8,
           constr_viol_tol: float = 1e-8, max_iter: int = 3000, time_limit: float = 1e20, verbose: bool = False,
-          callback=None) -> Solution:
+          callback=None, mu_init: float = 0.1, watchdog_shortened_iter_trigger: int = 10,
+          watchdog_trial_iter_max: int = 3) -> Solution:
     """Solve the transcription with IPOPT (exact Hessians); never raises for a numerical failure.
     ``extra["ipopt_seconds"]`` is IPOPT's own time (the solve less the time in our callbacks)."""
     try:
@@ -61,7 +62,9 @@ def ipopt(tr: Transcription, warm: Solution | None = None, U0=None, X0=None, T0=
     problem = cyipopt.Problem(n=z0.size, m=nlp.n_con, problem_obj=nlp, lb=nlp.lb, ub=nlp.ub, cl=nlp.cl, cu=nlp.cu)
     for key, value in (("tol", tol), ("constr_viol_tol", constr_viol_tol), ("max_iter", int(max_iter)),
                        ("max_wall_time", float(time_limit)), ("print_level", 5 if verbose else 0), ("sb", "yes"),
-                       ("hessian_approximation", "exact"), ("mu_strategy", "monotone")):
+                       ("hessian_approximation", "exact"), ("mu_strategy", "monotone"), ("mu_init", float(mu_init)),
+                       ("watchdog_shortened_iter_trigger", int(watchdog_shortened_iter_trigger)),
+                       ("watchdog_trial_iter_max", int(watchdog_trial_iter_max))):
         problem.add_option(key, value)
     nlp.user_callback = callback
     t0 = time.perf_counter()
