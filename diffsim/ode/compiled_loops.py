@@ -164,6 +164,8 @@ def checkpointed(x0, U, p, t0, h, snapshots):
         snaps[slot] = x
         start, s = mid, s - 1
     J += phi_forward_unchecked(x, p)
+    if not math.isfinite(J):  # the terminal cost overflowed: reported at step N, as rollout does
+        return CheckpointedSweep(J, x, np.empty((N, m)), np.zeros(p.shape[0]), 0, np.empty(N + 1), NONFINITE, N)
     tasks[top, 0], tasks[top, 1], tasks[top, 2], tasks[top, 3] = start, N, s, slot
     top += 1
 
