@@ -63,6 +63,8 @@ def rollout_batch(X0, U, p, t0, h):
             if status[b] == OK and not _finite(out):
                 status[b], where[b] = NONFINITE, k
         J[b] += phi_forward_unchecked(XS[b, N], p)
+        if status[b] == OK and not math.isfinite(J[b]):
+            status[b], where[b] = NONFINITE, N
     return BatchRollout(XS, J, status, where)
 
 
