@@ -338,14 +338,14 @@ def bench_quality(mode: Mode, workdir: str):
         forces = np.concatenate([test_frames[k].get_forces() for k in np.flatnonzero(keep)])
         e_atom = np.array([test_frames[k].get_potential_energy() / len(test_frames[k]) for k in np.flatnonzero(keep)])
         spread = 1000 * float(np.mean(np.abs(forces)))
-        rows.append([label, len(subset), f"{errors['energy_mae']:.2f}", f"{1000 * np.std(e_atom):.1f}",
-                     f"{errors['force_mae']:.1f}", f"{spread:.0f}", f"{errors['force_mae'] / spread:.3f}"])
+        rows.append([label, len(subset), f"{errors.energy_mae:.2f}", f"{1000 * np.std(e_atom):.1f}",
+                     f"{errors.force_mae:.1f}", f"{spread:.0f}", f"{errors.force_mae / spread:.3f}"])
     print_table("1b. Held-out errors (configurations never seen in training)",
                 ["configurations", "count", "energy MAE meV/atom", "energy spread (std) meV/atom",
                  "force MAE meV/Å", "force spread mean |F| meV/Å", "MAE / spread"], rows)
     print("spread: mean |F| per component is the force MAE of a model that predicts zero force; the energy "
           "spread is the std of E/N across the configurations")
-    mae = evaluate(model, test_data)["force_mae"]
+    mae = evaluate(model, test_data).force_mae
     print(f"target: held-out force MAE <= {TARGET_FORCE_MAE:.0f} meV/Å: {mae:.1f} meV/Å after {epochs} epochs "
           f"({t_train:.0f} s of training), {'met' if mae <= TARGET_FORCE_MAE else 'NOT met'}")
     path = os.path.join(workdir, "cu_model.npz")
@@ -386,7 +386,7 @@ def bench_painn(mode: Mode, acsf: ACSFModel, train_frames, test_frames, t_acsf: 
         errors = evaluate(m, prepare(m, test_frames))
         n_weights = sum(np.size(w) for w in ds.tree.flatten(m.weights)[0])
         step, peak = force_training_step(m, train_frames[:TRAIN["batch_size"]], cfg)
-        rows.append([label, n_weights, f"{errors['energy_mae']:.2f}", f"{errors['force_mae']:.1f}",
+        rows.append([label, n_weights, f"{errors.energy_mae:.2f}", f"{errors.force_mae:.1f}",
                      f"{seconds:.0f} s", fmt_time(seconds / mode.epochs), fmt_time(step), f"{peak:.0f}"])
     spread = 1000 * float(np.mean(np.abs(np.concatenate([a.get_forces() for a in test_frames]))))
     print_table(f"1c. Descriptor model vs equivariant model: same data, split and epochs ({mode.epochs})",

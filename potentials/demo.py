@@ -45,7 +45,7 @@ def demo_section(report, size: str) -> tuple[dict, list]:
     spread = 1000 * float(np.mean(np.abs(f_ref)))
     print(f"   {n} EMT structures; trained on {history.training_structures} (validation "
           f"{history.validation_structures}) in {history.seconds:.1f} s; held-out ({n_test}): "
-          f"energy MAE {errors['energy_mae']:.2f} meV/atom, force MAE {errors['force_mae']:.1f} meV/Å "
+          f"energy MAE {errors.energy_mae:.2f} meV/atom, force MAE {errors.force_mae:.1f} meV/Å "
           f"(force spread {spread:.0f} meV/Å)")
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((size["md_size"],) * 3)
     temperature = 600.0
@@ -54,8 +54,8 @@ def demo_section(report, size: str) -> tuple[dict, list]:
     ps = size["md_steps"] * 2.0 / 1000
     print(f"   MD, {len(atoms)} atoms, {ps:g} ps: NVE drift {md['drift']:.2g} meV/atom/ps; g(r) against EMT's "
           f"{md['rdf_difference']:.3f} (relative L1)")
-    check(checks, "held-out force MAE below the data's force spread (meV/Å)", errors["force_mae"],
-          f"< {spread:.0f}", errors["force_mae"] < spread)
+    check(checks, "held-out force MAE below the data's force spread (meV/Å)", errors.force_mae,
+          f"< {spread:.0f}", errors.force_mae < spread)
     check(checks, "NVE energy drift with the learned potential (meV/atom/ps)", md["drift"], "|drift| < 1",
           bool(np.isfinite(md["drift"])) and abs(md["drift"]) < 1.0)
     check(checks, "g(r) learned vs EMT, relative L1 difference", md["rdf_difference"], "< 0.25",
@@ -72,7 +72,7 @@ def demo_section(report, size: str) -> tuple[dict, list]:
                      f"({history.seconds:.1f} s) and saved as `model_cu.npz`.")
     report.table(["held-out structures", "energy MAE (meV/atom)", "force MAE (meV/Å)",
                   "force spread: mean |F| (meV/Å)"],
-                 [[n_test, f"{errors['energy_mae']:.2f}", f"{errors['force_mae']:.1f}", f"{spread:.0f}"]])
+                 [[n_test, f"{errors.energy_mae:.2f}", f"{errors.force_mae:.1f}", f"{spread:.0f}"]])
     report.figure(learning_curve(history), "learning_curve.png", "Learning curve: loss and validation errors")
     report.figure(force_parity(f_ref, f_pred, title="held-out"), "force_parity.png",
                   "Force components on the held-out structures: learned against EMT")
@@ -87,7 +87,7 @@ def demo_section(report, size: str) -> tuple[dict, list]:
     results = {"structures": n, "training_structures": history.training_structures,
                "validation_structures": history.validation_structures, "held_out_structures": n_test,
                "epochs": len(history.train_loss), "training_seconds": history.seconds,
-               "energy_mae_meV_per_atom": errors["energy_mae"], "force_mae_meV_per_A": errors["force_mae"],
+               "energy_mae_meV_per_atom": errors.energy_mae, "force_mae_meV_per_A": errors.force_mae,
                "force_spread_meV_per_A": spread, "md_atoms": len(atoms), "md_steps": size["md_steps"],
                "nve_drift_meV_per_atom_per_ps": md["drift"], "rdf_difference": md["rdf_difference"]}
     return results, checks
