@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import diffsim as ds
+from diffsim.progress import progress_bar
 from diffsim.tree import flatten, unflatten
 
 from .checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
@@ -26,7 +27,6 @@ from .labels import LabelKeys
 from .loss import batch_loss
 from .metrics import ModelErrors, error_table, errors
 from .model import Potential
-from .progress import progress_bar
 from .schedules import LearningRate, WeightAverage, clip_gradients
 from .structures import Structure, make_batch, prepare
 
