@@ -89,7 +89,7 @@ from potentials.md import run_md  # noqa: E402
 from potentials.model import ACSFModel  # noqa: E402
 from potentials.neighbors import VerletList, neighbor_list  # noqa: E402
 from potentials.painn import PaiNNModel  # noqa: E402
-from potentials.reference_data import generate_emt_dataset, load_dataset  # noqa: E402
+from potentials.reference_data import generate_emt_dataset, held_out_split, load_dataset  # noqa: E402
 from potentials.training import TrainConfig, _batch, batch_loss, evaluate, prepare, train  # noqa: E402
 
 A_CU = 3.61                      # Å, the lattice constant the dataset generator uses (ase.build.bulk)
@@ -293,9 +293,7 @@ def bench_quality(mode: Mode, workdir: str):
     frames = load_dataset(path)
     sources = np.array([row.get("source", "?") for row in connect(path).select()])
     assert len(sources) == len(frames)
-    order = np.random.default_rng(1).permutation(len(frames))
-    n_test = max(1, int(round(HELD_OUT * len(frames))))
-    test_idx, train_idx = order[:n_test], order[n_test:]
+    test_idx, train_idx = map(np.array, held_out_split(range(len(frames)), HELD_OUT, minimum=1, seed=1))
     train_frames = [frames[k] for k in train_idx]
     test_frames = [frames[k] for k in test_idx]
     atoms_per_frame = np.mean([len(a) for a in frames])

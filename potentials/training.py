@@ -27,6 +27,7 @@ from .labels import LabelKeys
 from .loss import batch_loss
 from .metrics import ModelErrors, error_table, errors
 from .model import Potential
+from .reference_data import held_out_split
 from .schedules import LearningRate, WeightAverage, clip_gradients
 from .structures import Structure, make_batch, prepare
 
@@ -145,10 +146,10 @@ def _prepare_sets(model, frames, config, validation, test, rng):
     frames, isolated = split_isolated(frames, config.keys)
     data = prepare(model, frames, config.keys, "training data")
     if validation is None:
-        order = rng.permutation(len(data))
-        n_val = max(1, int(round(config.validation_fraction * len(data)))) if len(data) > 1 else 0
-        val = [data[k] for k in order[:n_val]]
-        data = [data[k] for k in order[n_val:]]
+        if len(data) > 1:
+            val, data = held_out_split(data, config.validation_fraction, minimum=1, rng=rng)
+        else:  # one structure trains; nothing is left to validate
+            val = []
     else:
         val = prepare(model, split_isolated(validation, config.keys)[0], config.keys, "validation data")
     tests = prepare(model, split_isolated(test, config.keys)[0], config.keys, "test data") if test is not None \
