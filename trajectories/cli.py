@@ -185,8 +185,8 @@ def _mpc(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .ddp import ddp
-    from .mpc import MPC, FeedbackPolicy, MPCError, OpenLoop, closed_loop
-    from .regulation import mpc_task
+    from .mpc import MPC, MPCError
+    from .regulation import mpc_task, plan_baselines
 
     if args.runs != 1:
         return _monte_carlo(args)
@@ -198,11 +198,8 @@ def _mpc(args: argparse.Namespace) -> int:
         common = dict(x0=ocp.x0, steps=args.steps, disturbance=args.disturbance or None, model_error=args.model_error)
         run = mpc.simulate(**common)
         plan = ddp(plan_ocp, X0=None if guess is None else np.tile(guess, (plan_ocp.N + 1, 1)))
-        others = {}
-        if plan.status:
-            others["open loop"] = closed_loop(plan_ocp, OpenLoop(plan.u), name="open loop", **common)
-            others["DDP gains"] = closed_loop(plan_ocp, FeedbackPolicy(plan, plan_ocp), name="DDP gains", **common)
-        else:
+        others = plan_baselines(plan_ocp, plan, **common) if plan.status else {}
+        if not plan.status:
             print(f"the plan over the whole run failed ({plan.message}): no open-loop baselines")
     except MPCError as exc:
         print(f"error: {exc}", file=sys.stderr)

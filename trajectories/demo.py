@@ -95,8 +95,8 @@ def mpc_section(report, size: str) -> tuple[dict, list]:
     """The demo's MPC section: the cart-pole held upright under pushes by MPC, beside the open-loop
     replay of a plan and beside the plan's DDP gains; the figure with the solve-time histogram."""
     from .ddp import ddp
-    from .mpc import MPC, FeedbackPolicy, OpenLoop, closed_loop
-    from .regulation import mpc_task
+    from .mpc import MPC
+    from .regulation import mpc_task, plan_baselines
 
     steps, checks = 150, []
     ocp, plan_ocp, guess = mpc_task("cart_pole", steps)
@@ -107,8 +107,7 @@ def mpc_section(report, size: str) -> tuple[dict, list]:
     run = mpc.simulate(x0=ocp.x0, steps=steps, disturbance=kicks)
     plan = ddp(plan_ocp, X0=np.tile(guess, (steps + 1, 1)))
     common = dict(x0=ocp.x0, steps=steps, disturbance=kicks)
-    others = {"open loop": closed_loop(plan_ocp, OpenLoop(plan.u), name="open loop", **common),
-              "DDP gains": closed_loop(plan_ocp, FeedbackPolicy(plan, plan_ocp), name="DDP gains", **common)}
+    others = plan_baselines(plan_ocp, plan, **common)
     tilt = {name: float(np.max(np.abs(r.x[:, 1] - np.pi))) for name, r in {"mpc": run, **others}.items()}
     median = float(np.median(run.solve_times[1:]))
     print(f"   MPC: {run}")

@@ -82,3 +82,15 @@ def mpc_task(system: str, steps: int):
         x0 = (0.0, np.pi - 0.3, 0.0, 0.0)
         return cart_pole_upright(x0=x0), cart_pole_upright(N=steps, T=steps * dt, x0=x0), UPRIGHT
     return ocp, MPC_SYSTEMS[system](N=steps, T=steps * dt), None
+
+
+def plan_baselines(plan_ocp: OptimalControlProblem, plan, **closed_loop_options) -> dict:
+    """The two baselines an MPC run is shown beside: the DDP ``plan`` of ``plan_ocp`` replayed open
+    loop, and the same plan with its DDP feedback gains alone, each run in a closed loop with
+    ``closed_loop_options`` (x0, steps, disturbance, model_error: see
+    :func:`trajectories.mpc.closed_loop`). Returns {"open loop": ClosedLoop, "DDP gains": ClosedLoop}."""
+    from .mpc import FeedbackPolicy, OpenLoop, closed_loop
+
+    return {"open loop": closed_loop(plan_ocp, OpenLoop(plan.u), name="open loop", **closed_loop_options),
+            "DDP gains": closed_loop(plan_ocp, FeedbackPolicy(plan, plan_ocp), name="DDP gains",
+                                     **closed_loop_options)}
