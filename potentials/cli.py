@@ -201,12 +201,11 @@ def _potential_generate(args: argparse.Namespace) -> int:
 def _potential_train(args: argparse.Namespace) -> int:
     """Train a potential (or a committee with --ensemble K) on energies, forces and stress."""
     from .committee import members_folder, remove_members, train_committee
-    from .e0s import parse_e0s
     from .figures import learning_curve
     from .model import ACSFModel
     from .painn import PaiNNModel
     from .reference_data import load_dataset
-    from .training import TrainConfig, train
+    from .training import train
 
     _distinct_paths(args, "data", "out", "checkpoint", "curve", "valid_file", "test_file")
     if (args.workers or args.scheduler) and args.ensemble < 2:
@@ -223,18 +222,7 @@ def _potential_train(args: argparse.Namespace) -> int:
             return PaiNNModel(elements, features=args.features, layers=args.layers, cutoff=args.cutoff, seed=seed)
         return ACSFModel(elements, hidden=tuple(args.hidden), seed=seed)
 
-    rate = args.learning_rate or (2e-3 if args.model == "painn" else 5e-3)
-    config = TrainConfig(epochs=10 if args.quick else args.epochs, batch_size=args.batch_size, learning_rate=rate,
-                         seed=args.seed, checkpoint=args.checkpoint, optimizer=args.optimizer,
-                         energy_weight=args.energy_weight, force_weight=args.forces_weight,
-                         stress_weight=args.stress_weight, stage_two=args.stage_two if args.stage_two < 1 else None,
-                         stage_two_energy_weight=args.stage_two_energy_weight,
-                         stage_two_force_weight=args.stage_two_forces_weight,
-                         stage_two_stress_weight=args.stage_two_stress_weight,
-                         config_type_weights=_json_mapping(args.config_type_weights, "--config-type-weights"),
-                         schedule=args.schedule, ema_decay=args.ema_decay or None, clip_norm=args.clip_norm or None,
-                         validation_fraction=args.valid_fraction, keys=keys, max_seconds=args.max_seconds,
-                         e0s=parse_e0s(args.E0s) if args.E0s else None)
+    config = _train_config(args, keys)
     if args.ensemble > 1:
         def report(k, h):
             print(f"committee member {k + 1}/{args.ensemble}: {len(h.train_loss)} epochs, {h.seconds:.1f} s")
@@ -254,12 +242,40 @@ def _potential_train(args: argparse.Namespace) -> int:
     model.save(args.out)
     if args.ensemble > 1:
         remove_members(members_folder(args.out))  # the committee file now holds them
+    _print_training(args, model, histories, len(frames))
+    if args.curve:
+        learning_curve(histories[0], args.curve)
+        print(f"wrote {args.curve}")
+    return 0
+
+
+def _train_config(args: argparse.Namespace, keys):
+    """The TrainConfig of ``potential train``'s options."""
+    from .e0s import parse_e0s
+    from .training import TrainConfig
+
+    rate = args.learning_rate or (2e-3 if args.model == "painn" else 5e-3)
+    return TrainConfig(epochs=10 if args.quick else args.epochs, batch_size=args.batch_size, learning_rate=rate,
+                       seed=args.seed, checkpoint=args.checkpoint, optimizer=args.optimizer,
+                       energy_weight=args.energy_weight, force_weight=args.forces_weight,
+                       stress_weight=args.stress_weight, stage_two=args.stage_two if args.stage_two < 1 else None,
+                       stage_two_energy_weight=args.stage_two_energy_weight,
+                       stage_two_force_weight=args.stage_two_forces_weight,
+                       stage_two_stress_weight=args.stage_two_stress_weight,
+                       config_type_weights=_json_mapping(args.config_type_weights, "--config-type-weights"),
+                       schedule=args.schedule, ema_decay=args.ema_decay or None, clip_norm=args.clip_norm or None,
+                       validation_fraction=args.valid_fraction, keys=keys, max_seconds=args.max_seconds,
+                       e0s=parse_e0s(args.E0s) if args.E0s else None)
+
+
+def _print_training(args: argparse.Namespace, model, histories: list, structures: int) -> None:
+    """What ``potential train`` did: the data, the time, the E0s, each member's error table."""
     history = histories[0]
     seconds = sum(h.seconds for h in histories)
     what = f"a committee of {args.ensemble}" if args.ensemble > 1 else "the model"
     reference = (model.members[0] if args.ensemble > 1 else model).reference
     counted = (f"{history.training_structures} structures ({history.validation_structures} more held out for "
-               "validation)") if history.training_structures else f"{len(frames)} structures"
+               "validation)") if history.training_structures else f"{structures} structures"
     print(f"trained {what} on {counted} in {seconds:.1f} s; reference energies (E0s): "
           + ", ".join(f"{s} {e:.4f} eV" for s, e in reference.items()))
     for k, h in enumerate(histories):
@@ -267,10 +283,6 @@ def _potential_train(args: argparse.Namespace) -> int:
             print(f"member {k + 1}:")
         print(h.table())
     print(f"wrote {args.out}")
-    if args.curve:
-        learning_curve(history, args.curve)
-        print(f"wrote {args.curve}")
-    return 0
 
 
 def _potential_evaluate(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from diffsim.demo import check
 
 # the grids of the dt study: N for each refinement (--quick, full run)
 CONTROL_STEPS = {"quick": (25, 50, 100, 200), "full": (25, 50, 100, 200, 400, 800)}
+SWINGUP_GOAL = np.array([1.0, np.pi, 0.0, 0.0])  # the swing-up's final state: the cart 1 m on, the pole up
 
 
 def control_section(report, size: str) -> tuple[dict, list]:
@@ -19,9 +20,7 @@ def control_section(report, size: str) -> tuple[dict, list]:
     from .systems import cart_pole_swingup
 
     steps = CONTROL_STEPS[size]
-    checks: list = []
     problem = cart_pole_swingup(N=100)
-    goal = np.array([1.0, np.pi, 0.0, 0.0])
     sols = {}
     for g in ("bptt", "adjoint"):
         # the adjoint's gradient matches the discrete cost only to O(dt^4): ask the optimiser for what it can certify
@@ -33,14 +32,34 @@ def control_section(report, size: str) -> tuple[dict, list]:
     checked = compare(problem, U=sols["bptt"].u, steps=steps, optimize=False)
     c = compare(problem, solution=sols["bptt"], steps=steps, optimize=False)
     c.solutions, c.controls = sols, "the BPTT optimum"
+    results = _control_results(problem, sols, checked)
+    print(f"   costs agree to {results['cost_gap']:.1e} (relative); adjoint vs BPTT gradient gap "
+          f"{results['gradient_gaps']['adjoint']:.1e} at N = {problem.N}; order of the gap as dt shrinks "
+          f"{checked.slope:.2f} (RK4: 4)")
+    checks = _control_checks(problem, sols, checked, results)
+    _control_report(report, problem, sols, checked, c, results)
+    return results, checks
+
+
+def _control_results(problem, sols: dict, checked) -> dict:
+    """The numbers of the control section for results.json."""
     b, a = sols["bptt"], sols["adjoint"]
-    cost_gap = abs(a.cost - b.cost) / abs(b.cost)
-    control_gap = float(np.max(np.abs(a.u - b.u)))
     gaps = {r["method"]: r["gap"] for r in checked.rows}
-    print(f"   costs agree to {cost_gap:.1e} (relative); adjoint vs BPTT gradient gap {gaps['adjoint']:.1e} at "
-          f"N = {problem.N}; order of the gap as dt shrinks {checked.slope:.2f} (RK4: 4)")
+    return {"N": problem.N, "costs": {k: s.cost for k, s in sols.items()},
+            "iterations": {k: s.iterations for k, s in sols.items()},
+            "status": {k: bool(s.status) for k, s in sols.items()}, "cost_gap": abs(a.cost - b.cost) / abs(b.cost),
+            "control_gap": float(np.max(np.abs(a.u - b.u))), "gradient_gaps": gaps, "fd_error": checked.fd_error,
+            "steps": [int(k) for k in checked.steps], "gaps_vs_dt": checked.gaps[:, 0].tolist(),
+            "slope": checked.slope}
+
+
+def _control_checks(problem, sols: dict, checked, results: dict) -> list:
+    """The truths of the control section: both solves reach the goal, the optima and gradients
+    agree, BPTT matches finite differences, the gap falls at RK4's order."""
+    checks: list = []
+    cost_gap, gaps = results["cost_gap"], results["gradient_gaps"]
     for name, s in sols.items():
-        err = float(np.max(np.abs(s.x[-1] - goal))) if s.status else np.inf
+        err = float(np.max(np.abs(s.x[-1] - SWINGUP_GOAL))) if s.status else np.inf
         check(checks, f"cart-pole solved with {name} gradients (final-state error)", err, "< 1e-6",
               bool(s.status) and err < 1e-6)
     check(checks, "BPTT and adjoint optima: relative cost difference", cost_gap, "< 1e-4", cost_gap < 1e-4)
@@ -51,7 +70,11 @@ def control_section(report, size: str) -> tuple[dict, list]:
     check(checks, "BPTT against central finite differences", checked.fd_error, "< 1e-6", checked.fd_error < 1e-6)
     check(checks, "order of the adjoint-BPTT gap in dt (RK4)", checked.slope, "4 ± 0.5",
           abs(checked.slope - 4) < 0.5)
+    return checks
 
+
+def _control_report(report, problem, sols: dict, checked, c, results: dict) -> None:
+    """The control section of the report: prose, the solves' table, figures, the gradient tables."""
     report.heading("2. Optimal control: cart-pole swing-up, BPTT and the continuous adjoint")
     report.paragraph(f"Kelly's cart-pole swing-up (move the cart 1 m and invert the pole in T = {problem.T:g} s, "
                      f"|F| ≤ 20 N, minimise ∫F² dt), N = {problem.N} RK4 intervals, solved by direct single shooting "
@@ -61,12 +84,12 @@ def control_section(report, size: str) -> tuple[dict, list]:
     report.table(["gradient", "status", "cost ∫F² dt", "iterations", "gradients", "wall time (s)",
                   "max |x(T) − goal|"],
                  [[name, "solved" if s.status else "FAILED: " + s.message, f"{s.cost:.8g}", s.iterations,
-                   s.gradient_evaluations, f"{s.seconds:.2f}", f"{np.max(np.abs(s.x[-1] - goal)):.1e}"]
+                   s.gradient_evaluations, f"{s.seconds:.2f}", f"{np.max(np.abs(s.x[-1] - SWINGUP_GOAL)):.1e}"]
                   for name, s in sols.items()])
-    report.paragraph(f"The two optimal controls differ by at most {control_gap:.2e} N; the costs by "
-                     f"{cost_gap:.1e} (relative).")
+    report.paragraph(f"The two optimal controls differ by at most {results['control_gap']:.2e} N; the costs by "
+                     f"{results['cost_gap']:.1e} (relative).")
     names = (problem.x_names, problem.u_names)
-    report.figure(b.plot(names=names), "cartpole_trajectory.png",
+    report.figure(sols["bptt"].plot(names=names), "cartpole_trajectory.png",
                   "Cart-pole swing-up (BPTT gradients): states, control and costates")
     report.figure(c.plot(panels=("controls",)), "cartpole_controls.png",
                   "Optimal force from single shooting with each gradient")
@@ -82,13 +105,6 @@ def control_section(report, size: str) -> tuple[dict, list]:
     report.preformatted(checked.table())
     report.figure(checked.plot(panels=("gap",)), "gradient_vs_dt.png",
                   f"Relative gap adjoint − BPTT against dt: slope {checked.slope:.2f} (RK4: 4)")
-    results = {"N": problem.N, "costs": {k: s.cost for k, s in sols.items()},
-               "iterations": {k: s.iterations for k, s in sols.items()},
-               "status": {k: bool(s.status) for k, s in sols.items()}, "cost_gap": cost_gap,
-               "control_gap": control_gap, "gradient_gaps": gaps, "fd_error": checked.fd_error,
-               "steps": [int(k) for k in checked.steps], "gaps_vs_dt": checked.gaps[:, 0].tolist(),
-               "slope": checked.slope}
-    return results, checks
 
 
 def mpc_section(report, size: str) -> tuple[dict, list]:
