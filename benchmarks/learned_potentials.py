@@ -89,7 +89,7 @@ from potentials.md import run_md  # noqa: E402
 from potentials.model import ACSFModel  # noqa: E402
 from potentials.neighbors import VerletList, neighbor_list  # noqa: E402
 from potentials.painn import PaiNNModel  # noqa: E402
-from potentials.reference_data import generate_emt_dataset, load_dataset  # noqa: E402
+from potentials.reference_data import generate_emt_dataset, held_out_split, load_dataset  # noqa: E402
 from potentials.training import TrainConfig, _batch, batch_loss, evaluate, prepare, train  # noqa: E402
 
 A_CU = 3.61                      # Å, the lattice constant the dataset generator uses (ase.build.bulk)
@@ -293,9 +293,7 @@ def bench_quality(mode: Mode, workdir: str):
     frames = load_dataset(path)
     sources = np.array([row.get("source", "?") for row in connect(path).select()])
     assert len(sources) == len(frames)
-    order = np.random.default_rng(1).permutation(len(frames))
-    n_test = max(1, int(round(HELD_OUT * len(frames))))
-    test_idx, train_idx = order[:n_test], order[n_test:]
+    test_idx, train_idx = map(np.array, held_out_split(range(len(frames)), HELD_OUT, minimum=1, seed=1))
     train_frames = [frames[k] for k in train_idx]
     test_frames = [frames[k] for k in test_idx]
     atoms_per_frame = np.mean([len(a) for a in frames])
@@ -338,14 +336,14 @@ def bench_quality(mode: Mode, workdir: str):
         forces = np.concatenate([test_frames[k].get_forces() for k in np.flatnonzero(keep)])
         e_atom = np.array([test_frames[k].get_potential_energy() / len(test_frames[k]) for k in np.flatnonzero(keep)])
         spread = 1000 * float(np.mean(np.abs(forces)))
-        rows.append([label, len(subset), f"{errors['energy_mae']:.2f}", f"{1000 * np.std(e_atom):.1f}",
-                     f"{errors['force_mae']:.1f}", f"{spread:.0f}", f"{errors['force_mae'] / spread:.3f}"])
+        rows.append([label, len(subset), f"{errors.energy_mae:.2f}", f"{1000 * np.std(e_atom):.1f}",
+                     f"{errors.force_mae:.1f}", f"{spread:.0f}", f"{errors.force_mae / spread:.3f}"])
     print_table("1b. Held-out errors (configurations never seen in training)",
                 ["configurations", "count", "energy MAE meV/atom", "energy spread (std) meV/atom",
                  "force MAE meV/Å", "force spread mean |F| meV/Å", "MAE / spread"], rows)
     print("spread: mean |F| per component is the force MAE of a model that predicts zero force; the energy "
           "spread is the std of E/N across the configurations")
-    mae = evaluate(model, test_data)["force_mae"]
+    mae = evaluate(model, test_data).force_mae
     print(f"target: held-out force MAE <= {TARGET_FORCE_MAE:.0f} meV/Å: {mae:.1f} meV/Å after {epochs} epochs "
           f"({t_train:.0f} s of training), {'met' if mae <= TARGET_FORCE_MAE else 'NOT met'}")
     path = os.path.join(workdir, "cu_model.npz")
@@ -386,7 +384,7 @@ def bench_painn(mode: Mode, acsf: ACSFModel, train_frames, test_frames, t_acsf: 
         errors = evaluate(m, prepare(m, test_frames))
         n_weights = sum(np.size(w) for w in ds.tree.flatten(m.weights)[0])
         step, peak = force_training_step(m, train_frames[:TRAIN["batch_size"]], cfg)
-        rows.append([label, n_weights, f"{errors['energy_mae']:.2f}", f"{errors['force_mae']:.1f}",
+        rows.append([label, n_weights, f"{errors.energy_mae:.2f}", f"{errors.force_mae:.1f}",
                      f"{seconds:.0f} s", fmt_time(seconds / mode.epochs), fmt_time(step), f"{peak:.0f}"])
     spread = 1000 * float(np.mean(np.abs(np.concatenate([a.get_forces() for a in test_frames]))))
     print_table(f"1c. Descriptor model vs equivariant model: same data, split and epochs ({mode.epochs})",

@@ -35,14 +35,13 @@ import time
 THREADS = int(os.environ.setdefault("OMP_NUM_THREADS", "1").split(",")[0])
 os.environ.setdefault("OPENBLAS_NUM_THREADS", str(THREADS))
 
-import numpy as np  # noqa: E402
 from harness import load_average, print_header, print_table  # noqa: E402
 
 import potentials  # noqa: E402
 from potentials.metrics import error_table  # noqa: E402
 from potentials.model import ACSFModel  # noqa: E402
 from potentials.painn import PaiNNModel  # noqa: E402
-from potentials.reference_data import _elements, generate_emt_dataset, load_dataset  # noqa: E402
+from potentials.reference_data import _elements, generate_emt_dataset, held_out_split, load_dataset  # noqa: E402
 from potentials.training import TrainConfig, train  # noqa: E402
 from potentials.validation import ValidationError, validate  # noqa: E402
 
@@ -61,12 +60,11 @@ def dataset(element: str, quick: bool, workdir: str):
                          md_samples=n_md, md_interval=5, rattled=n_other, strained=n_other, vacancies=n_other,
                          eos=EOS_FRAMES, seed=0, progress=False)
     frames = load_dataset(path)
-    order = np.random.default_rng(1).permutation(len(frames))
-    n_test = len(frames) // 10
+    test, training = held_out_split(frames, 0.1, seed=1)
     seconds = time.perf_counter() - t
     print(f"\n{element}: {len(frames)} EMT configurations (32-atom cells) generated in {seconds:.0f} s; "
-          f"held out at random: {n_test}")
-    return [frames[k] for k in order[n_test:]], [frames[k] for k in order[:n_test]]
+          f"held out at random: {len(test)}")
+    return training, test
 
 
 def runs(seconds: float):

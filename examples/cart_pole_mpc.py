@@ -12,10 +12,8 @@ import sys
 import numpy as np
 
 from trajectories.ddp import ddp
-from trajectories.mpc import MPC, FeedbackPolicy, OpenLoop, closed_loop
-from trajectories.regulation import cart_pole_upright
-
-UPRIGHT = np.array([0.0, np.pi, 0.0, 0.0])
+from trajectories.mpc import MPC
+from trajectories.regulation import UPRIGHT, cart_pole_upright, plan_baselines
 
 
 def main() -> int:
@@ -35,9 +33,7 @@ def main() -> int:
     plan_task = cart_pole_upright(N=steps, T=steps * 0.02, x0=(0.0, 0.0, 0.0, 0.0))
     plan = ddp(plan_task, X0=np.tile(UPRIGHT, (steps + 1, 1)))
     print(f"plan over the whole run: {plan}")
-    others = {"open loop": closed_loop(plan_task, OpenLoop(plan.u), steps=steps, disturbance=kicks, name="open loop"),
-              "DDP gains": closed_loop(plan_task, FeedbackPolicy(plan, plan_task), steps=steps, disturbance=kicks,
-                                       name="DDP gains")}
+    others = plan_baselines(plan_task, plan, steps=steps, disturbance=kicks)
     for r in (run, *others.values()):
         up = np.abs(r.x[100:, 1] - np.pi).max()
         print(f"{r.controller:>10}: max |θ − π| after t = 2 s {up:.3f} rad, cost {r.cost:.4g}  ({r})")

@@ -15,7 +15,7 @@ from trajectories.systems import cart_pole_swingup
 
 
 def animate(sol, path, pole_length=0.5):
-    from diffsim.files import pyplot
+    from diffsim.files import atomic_path, pyplot
 
     plt = pyplot()
     from matplotlib.animation import FuncAnimation, PillowWriter
@@ -35,7 +35,8 @@ def animate(sol, path, pole_length=0.5):
         pole.set_data([x, tip[0]], [0.0, tip[1]])
         return cart, pole
 
-    FuncAnimation(fig, draw, frames=range(0, len(sol.t), 2), blit=True).save(path, writer=PillowWriter(fps=25))
+    with atomic_path(path) as tmp:  # a reader never sees half a GIF
+        FuncAnimation(fig, draw, frames=range(0, len(sol.t), 2), blit=True).save(tmp, writer=PillowWriter(fps=25))
     plt.close(fig)
 
 

@@ -53,8 +53,8 @@ def main(argv=None):
         errors = evaluate(model, prepare(model, held_out))
         crystal = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((3, 3, 3))
         md = run_md(crystal, Calculator(model), temperature_K=600, steps=50 if args.quick else 1000, interval=5)
-        print(f"{name:5s}: trained in {history.seconds:.0f} s; held-out energy MAE {errors['energy_mae']:.1f} "
-              f"meV/atom, force MAE {errors['force_mae']:.1f} meV/Å (zero-force baseline {spread:.0f}); "
+        print(f"{name:5s}: trained in {history.seconds:.0f} s; held-out energy MAE {errors.energy_mae:.1f} "
+              f"meV/atom, force MAE {errors.force_mae:.1f} meV/Å (zero-force baseline {spread:.0f}); "
               f"NVE drift {md.drift:+.3f} meV/atom/ps")
         force_parity(*predicted_forces(model, held_out), title=f"{name}:", ax=axes[row, 0])
         nve_energy(md, ax=axes[row, 1])

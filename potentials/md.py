@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from diffsim.progress import progress_bar
 from diffsim.results import ReadsLikeADict
 
 from .neighbors import neighbor_list
-from .progress import progress_bar
 
 
 @dataclass

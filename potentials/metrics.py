@@ -15,6 +15,8 @@ Units: meV/atom, meV/Å and meV/Å³ (1 meV/Å³ = 0.1602 GPa).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .loss import predict
@@ -68,6 +70,32 @@ def errors(model, structures, batch_size: int = 16) -> dict:
             row[f"{term}_mae"], row[f"{term}_rmse"] = _stats([res[term][k] for k in idx])
         out[name] = row
     return out
+
+
+@dataclass(frozen=True)
+class ModelErrors:
+    """A model's errors on one set of structures (all config_types together): MAE and RMSE of the
+    energy per atom (meV/atom), the force components (meV/Å) and the stress (meV/Å³, NaN where no
+    structure has a stress label); ``by_config_type`` holds :func:`errors`' rows per config_type;
+    ``seconds`` the time the evaluation took."""
+
+    structures: int
+    energy_mae: float
+    energy_rmse: float
+    force_mae: float
+    force_rmse: float
+    stress_mae: float
+    stress_rmse: float
+    by_config_type: dict
+    seconds: float = 0.0
+
+    @classmethod
+    def from_table(cls, table: dict, seconds: float = 0.0) -> ModelErrors:
+        """From the output of :func:`errors`: its "all" row, or its one config_type's row."""
+        row = table.get(ALL, next(iter(table.values())))
+        return cls(structures=row["count"], energy_mae=row["energy_mae"], energy_rmse=row["energy_rmse"],
+                   force_mae=row["forces_mae"], force_rmse=row["forces_rmse"], stress_mae=row["stress_mae"],
+                   stress_rmse=row["stress_rmse"], by_config_type=table, seconds=seconds)
 
 
 def error_table(sets: dict) -> str:

@@ -276,9 +276,11 @@ def _thermalize(atoms, temperature_K, rng):
         vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
 
 
-def held_out_split(frames: Sequence, fraction: float = 0.1, minimum: int = 0, seed: int = 0) -> tuple[list, list]:
-    """(held out, training): a random ``fraction`` of ``frames`` (at least ``minimum``) set aside
-    for scoring, the rest for training; the same ``seed`` gives the same split.
+def held_out_split(frames: Sequence, fraction: float = 0.1, minimum: int = 0, seed: int = 0,
+                   rng: np.random.Generator | None = None) -> tuple[list, list]:
+    """(held out, training): a random ``fraction`` of ``frames`` (rounded, at least ``minimum``)
+    set aside for scoring or validation, the rest for training; the same ``seed`` gives the same
+    split (``rng``: draw the permutation from this generator instead, as the trainer does).
 
     >>> held, train = held_out_split(list(range(30)))
     >>> len(held), len(train), sorted(held + train) == list(range(30))
@@ -286,6 +288,6 @@ def held_out_split(frames: Sequence, fraction: float = 0.1, minimum: int = 0, se
     """
     if not 0.0 <= fraction < 1.0:
         raise DatasetError(f"the held-out fraction must be in [0, 1), got {fraction}")
-    order = np.random.default_rng(seed).permutation(len(frames))
-    n = min(len(frames), max(int(minimum), int(len(frames) * fraction)))
+    order = (rng if rng is not None else np.random.default_rng(seed)).permutation(len(frames))
+    n = min(len(frames), max(int(minimum), int(round(len(frames) * fraction))))
     return [frames[k] for k in order[:n]], [frames[k] for k in order[n:]]

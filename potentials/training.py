@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import diffsim as ds
+from diffsim.progress import progress_bar
 from diffsim.tree import flatten, unflatten
 
 from .checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
 from .e0s import reference_energies, split_isolated
 from .labels import LabelKeys
 from .loss import batch_loss
-from .metrics import ALL, error_table, errors
+from .metrics import ModelErrors, error_table, errors
 from .model import Potential
-from .progress import progress_bar
+from .reference_data import held_out_split
 from .schedules import LearningRate, WeightAverage, clip_gradients
 from .structures import Structure, make_batch, prepare
 
@@ -121,12 +122,23 @@ def _batch(structures):
     return make_batch(structures)
 
 
-def evaluate(model: Potential, data: list[Structure], batch_size: int = 16) -> dict:
-    """Energy MAE (meV/atom) and force MAE (meV/Å) of ``model`` on ``data`` (and, in the same
-    units, RMSEs and stress errors in meV/Å³: see :func:`potentials.metrics.errors`)."""
+def evaluate(model: Potential, data: list[Structure], batch_size: int = 16) -> ModelErrors:
+    """The errors of ``model`` on prepared structures ``data``: energy MAE (meV/atom), force MAE
+    (meV/Å), their RMSEs and the stress errors (meV/Å³), per config_type too (see
+    :class:`potentials.metrics.ModelErrors`).
+
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> from potentials.model import ACSFModel
+    >>> atoms = bulk("Cu", cubic=True); atoms.rattle(0.05, seed=1); atoms.calc = EMT(); _ = atoms.get_forces()
+    >>> model = ACSFModel(["Cu"], hidden=(4,))
+    >>> e = evaluate(model, prepare(model, [atoms]))
+    >>> e.structures, e.force_mae > 0, sorted(e.by_config_type)
+    (1, True, ['Default'])
+    """
+    t0 = time.perf_counter()
     table = errors(model, data, batch_size)
-    row = table.get(ALL, next(iter(table.values())))
-    return {**row, "energy_mae": row["energy_mae"], "force_mae": row["forces_mae"]}
+    return ModelErrors.from_table(table, seconds=time.perf_counter() - t0)
 
 
 def _prepare_sets(model, frames, config, validation, test, rng):
@@ -134,10 +146,10 @@ def _prepare_sets(model, frames, config, validation, test, rng):
     frames, isolated = split_isolated(frames, config.keys)
     data = prepare(model, frames, config.keys, "training data")
     if validation is None:
-        order = rng.permutation(len(data))
-        n_val = max(1, int(round(config.validation_fraction * len(data)))) if len(data) > 1 else 0
-        val = [data[k] for k in order[:n_val]]
-        data = [data[k] for k in order[n_val:]]
+        if len(data) > 1:
+            val, data = held_out_split(data, config.validation_fraction, minimum=1, rng=rng)
+        else:  # one structure trains; nothing is left to validate
+            val = []
     else:
         val = prepare(model, split_isolated(validation, config.keys)[0], config.keys, "validation data")
     tests = prepare(model, split_isolated(test, config.keys)[0], config.keys, "test data") if test is not None \
@@ -214,8 +226,8 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         if val_batch is not None:
             history.val_loss.append(float(batch_loss(model, model.weights, val_batch, loss_config)))
             metrics = evaluate(model, val)
-            history.val_energy_mae.append(metrics["energy_mae"])
-            history.val_force_mae.append(metrics["force_mae"])
+            history.val_energy_mae.append(metrics.energy_mae)
+            history.val_force_mae.append(metrics.force_mae)
             if history.val_loss[-1] < best:
                 best, history.best_epoch = history.val_loss[-1], epoch
                 state["best"] = _copy_weights(model.weights)
@@ -294,8 +306,8 @@ def _train_lbfgs(model, data, val, config, history) -> History:
         if val_batch is not None:
             history.val_loss.append(float(batch_loss(model, model.weights, val_batch, config)))
             metrics = evaluate(model, val)
-            history.val_energy_mae.append(metrics["energy_mae"])
-            history.val_force_mae.append(metrics["force_mae"])
+            history.val_energy_mae.append(metrics.energy_mae)
+            history.val_force_mae.append(metrics.force_mae)
         bar.update(1)
 
     z0 = np.concatenate([np.ravel(x) for x in leaves])

@@ -19,6 +19,7 @@ import numpy as np
 
 from diffsim.files import pyplot, write_figure
 from diffsim.measure import best_time, peak_rss_delta, timed
+from diffsim.progress import progress_bar
 
 from .problem import OptimalControlProblem
 from .result import Solution
@@ -199,7 +200,7 @@ def lagrange_multipliers(problem: OptimalControlProblem, U: np.ndarray) -> np.nd
 def compare(problem: OptimalControlProblem, U: np.ndarray | None = None, steps=(25, 50, 100, 200, 400),
             methods=("bptt", "checkpointed", "adjoint"), optimize: bool = True, repeats: int = 3,
             fd_directions: int = 3, seed: int = 0, solution: Solution | None = None,
-            with_ddp: bool = True) -> Comparison:
+            with_ddp: bool = True, progress: bool = True) -> Comparison:
     """Compare gradient methods on ``problem`` at controls ``U`` (default: a smooth test control).
 
     Measures, at the problem's grid, each method's gradient gap to BPTT, costate gap, wall time,
@@ -214,25 +215,50 @@ def compare(problem: OptimalControlProblem, U: np.ndarray | None = None, steps=(
     density ∂H/∂u vanishes on the free controls; and, ``with_ddp``, DDP's value gradient V_x(k)
     (:mod:`trajectories.ddp`, on the same discrete problem) is the fourth costate beside BPTT's
     ∂J/∂x_k, checkpointed BPTT and the continuous adjoint's λ(t_k). Without a solution the
-    terminal constraints get unit weights (at a test control there are no multipliers)."""
-    from .shooting import single_shooting
-
-    ode, T = problem.ode, problem.T
-    N, n, m = problem.N, problem.n_x, problem.n_u
-    n_w = problem.n_q - problem.n_p - 2
-    n_h = problem.n_eq + problem.n_in
+    terminal constraints get unit weights (at a test control there are no multipliers). ``progress``:
+    a bar over the gradient methods, the grids and the optimisations (on a terminal)."""
+    N, m = problem.N, problem.n_u
     out = Comparison(problem=problem.name, N=N, t=problem.times(), order=ORDER.get(problem.scheme, 0),
                      controls="a smooth test control" if U is None else "the given controls")
     if solution is not None:
         U, out.controls = solution.u, f"the {solution.method} optimum"
     U = _test_controls(problem) if U is None else np.asarray(U, dtype=float).reshape(N, m)
+    q = _weighted_parameters(out, problem, U, solution)
+    study = bool(steps) and "adjoint" in methods
+    bar = progress_bar(len(methods) * (1 + bool(optimize)) + (len(steps) if study else 0), "compare", "step",
+                       progress)
+    ref = _measure_methods(out, problem, U, q, methods, repeats, bar)
+    out.fd_error = _finite_difference_error(problem, U, q, ref, fd_directions, seed)
+    if study:
+        _dt_study(out, problem, U, q, steps, bar)
+    if with_ddp and solution is not None:
+        _add_ddp(out, problem, ref)
+    if optimize:
+        _optimise(out, problem, methods, bar)
+    bar.close()
+    return out
+
+
+def _weighted_parameters(out: Comparison, problem: OptimalControlProblem, U: np.ndarray,
+                         solution: Solution | None) -> np.ndarray:
+    """The rollout parameters q of the Lagrangian J + Σ w_i h_i(x(T)) whose gradients are compared:
+    w the multipliers at an optimum (recorded in ``out``), unit weights otherwise."""
+    n_w = problem.n_q - problem.n_p - 2
+    n_h = problem.n_eq + problem.n_in
     if solution is not None and n_h:
         found = _solver_multipliers(problem, solution)
         out.multipliers, out.multiplier_source = found if found else (lagrange_multipliers(problem, U),
                                                                        "least-squares multipliers at these controls")
     # without multipliers, J + Σ h_i(x(T)): the terminal constraints make λ non-zero even when J is ∫u² alone
     w = out.multipliers if out.multipliers is not None else np.ones(n_h)
-    q = problem.q(T, 1.0, np.concatenate([w, np.ones(n_w - n_h)]) if n_w else None)
+    return problem.q(problem.T, 1.0, np.concatenate([w, np.ones(n_w - n_h)]) if n_w else None)
+
+
+def _measure_methods(out: Comparison, problem: OptimalControlProblem, U, q, methods, repeats: int, bar):
+    """Each method's gradient at the problem's grid: time, storage, peak RSS, costates, densities
+    and gaps to BPTT, as ``out.rows``; returns the reference (BPTT's) gradient."""
+    ode, T = problem.ode, problem.T
+    N, n, m = problem.N, problem.n_x, problem.n_u
     grads = {}
     for name in methods:
         seconds, g = best_time(lambda: ode.gradient(problem.x0, U, q, T=1.0, method=name), repeats)
@@ -246,43 +272,60 @@ def compare(problem: OptimalControlProblem, U: np.ndarray | None = None, steps=(
         if g.costate is not None:
             out.costates[name] = g.costate
         out.densities[name] = g.dU * N / T  # ∂J/∂u_k per unit of real time
+        bar.update()
     ref = grads.get("bptt") or next(iter(grads.values()))
     for r in out.rows:
         g = r.pop("g")
         r["gap"] = float(np.linalg.norm(g.dU - ref.dU) / np.linalg.norm(ref.dU))
         r["costate_gap"] = (float(np.max(np.abs(g.costate - ref.costate)) / np.max(np.abs(ref.costate)))
                             if g.costate is not None and ref.costate is not None else float("nan"))
+    return ref
+
+
+def _finite_difference_error(problem: OptimalControlProblem, U, q, ref, directions: int, seed: int) -> float:
+    """The largest relative gap between the reference gradient and central differences of J along
+    ``directions`` random directions."""
+    ode = problem.ode
     rng = np.random.default_rng(seed)
     errs = []
-    for _ in range(fd_directions):
+    for _ in range(directions):
         d = rng.standard_normal(U.shape)
         eps = 1e-6 * max(1.0, np.max(np.abs(U)))
         J = lambda V: ode.rollout(problem.x0, V, q, T=1.0).J
         fd = (J(U + eps * d) - J(U - eps * d)) / (2 * eps)
         errs.append(abs(fd - np.vdot(ref.dU, d)) / max(abs(fd), 1e-300))
-    out.fd_error = float(max(errs))
-    if steps and "adjoint" in methods:
-        s_mid = (np.arange(N) + 0.5) / N
-        gaps = []
-        for k in steps:
-            s = (np.arange(k) + 0.5) / k
-            Uk = np.stack([np.interp(s, s_mid, U[:, j]) for j in range(m)], axis=1)
-            b = ode.gradient(problem.x0, Uk, q, T=1.0, method="bptt")
-            a = ode.gradient(problem.x0, Uk, q, T=1.0, method="adjoint")
-            gaps.append([np.linalg.norm((a.dU - b.dU) * k) / np.linalg.norm(b.dU * k),
-                         np.max(np.abs(a.costate - b.costate)) / np.max(np.abs(b.costate))])
-        out.steps, out.gaps = np.asarray(steps), np.asarray(gaps)
-        usable = out.gaps[:, 0] > 1e-13  # below that, rounding, not truncation
-        if usable.sum() >= 2:
-            out.slope = float(np.polyfit(np.log(1.0 / out.steps[usable]), np.log(out.gaps[usable, 0]), 1)[0])
-    if with_ddp and solution is not None:
-        _add_ddp(out, problem, ref)
-    if optimize:
-        for name in methods:
-            # the adjoint's gradient is consistent with the discrete cost only to O(dt^order): ask the
-            # optimiser for what that gradient can certify
-            out.solutions[name] = single_shooting(problem, gradient=name, tol=1e-8 if name == "adjoint" else 1e-12)
-    return out
+    return float(max(errs))
+
+
+def _dt_study(out: Comparison, problem: OptimalControlProblem, U, q, steps, bar) -> None:
+    """The adjoint-BPTT gradient and costate gaps with U resampled on each grid of ``steps``, and
+    the slope of the gradient gap against dt (the integrator's order)."""
+    ode, N, m = problem.ode, problem.N, problem.n_u
+    s_mid = (np.arange(N) + 0.5) / N
+    gaps = []
+    for k in steps:
+        s = (np.arange(k) + 0.5) / k
+        Uk = np.stack([np.interp(s, s_mid, U[:, j]) for j in range(m)], axis=1)
+        b = ode.gradient(problem.x0, Uk, q, T=1.0, method="bptt")
+        a = ode.gradient(problem.x0, Uk, q, T=1.0, method="adjoint")
+        gaps.append([np.linalg.norm((a.dU - b.dU) * k) / np.linalg.norm(b.dU * k),
+                     np.max(np.abs(a.costate - b.costate)) / np.max(np.abs(b.costate))])
+        bar.update()
+    out.steps, out.gaps = np.asarray(steps), np.asarray(gaps)
+    usable = out.gaps[:, 0] > 1e-13  # below that, rounding, not truncation
+    if usable.sum() >= 2:
+        out.slope = float(np.polyfit(np.log(1.0 / out.steps[usable]), np.log(out.gaps[usable, 0]), 1)[0])
+
+
+def _optimise(out: Comparison, problem: OptimalControlProblem, methods, bar) -> None:
+    """The optimum single shooting reaches with each gradient method, into ``out.solutions``."""
+    from .shooting import single_shooting
+
+    for name in methods:
+        # the adjoint's gradient is consistent with the discrete cost only to O(dt^order): ask the
+        # optimiser for what that gradient can certify
+        out.solutions[name] = single_shooting(problem, gradient=name, tol=1e-8 if name == "adjoint" else 1e-12)
+        bar.update()
 
 
 def _add_ddp(out: Comparison, problem: OptimalControlProblem, ref) -> None:

@@ -17,6 +17,7 @@ solution: its states and BPTT costates.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -79,8 +80,6 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
     constraints and a free final time (the transversality condition H(T) = 0, T an unknown of
     the boundary-value problem on scaled time) are supported; inequalities and path constraints
     are not (ProblemError), nor Hamiltonians linear in a control (a failed Solution that says so)."""
-    from scipy.integrate import simpson, solve_bvp
-
     start = time.perf_counter()
     method = "pontryagin"
     problem.check()
@@ -88,9 +87,6 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
         raise ProblemError("the Pontryagin method here handles terminal equalities (and a free final time); "
                            "solve problems with inequality or path constraints with a direct method: "
                            "solve(problem, method='multiple')")
-    n, ne, T = problem.n_x, problem.n_eq, problem.T
-    free = problem.free_time
-    p = problem.params
     singular = _singular_controls(problem)
     if singular:
         return Solution(False, f"∂²H/∂u² vanishes for {singular}: the Hamiltonian is linear in those controls "
@@ -99,16 +95,54 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
                         seconds=time.perf_counter() - start)
     quadratic = is_quadratic_in_u(problem)
     steps = newton_steps or (1 if quadratic else 12)
+    try:
+        system = _compile_system(problem, steps, quadratic)
+    except Exception as exc:  # a construct the tracer cannot compile: say which
+        return Solution(False, f"could not derive the Pontryagin system: {exc}", method,
+                        seconds=time.perf_counter() - start)
+    if warm_start is None:
+        from . import solve
+
+        warm_start = solve(problem.with_steps(min(problem.N, 100)), method="multiple")
+    if warm_start.costates is None or warm_start.x.size == 0:
+        return Solution(False, "the warm start has no costates: " + warm_start.message, method,
+                        seconds=time.perf_counter() - start)
+    t0, y0 = _initial_guess(warm_start, mesh)
+    if problem.free_time:
+        return _free_time(problem, system, t0, y0, tol, max_nodes, start)
+    return _fixed_time(problem, system, t0, y0, tol, max_nodes, start)
+
+
+@dataclass
+class _System:
+    """The compiled Pontryagin system: the reduced right-hand side in (x, λ) with u = u*(x, λ)
+    (``rhs``; ``rhs_s`` on scaled time s = t/T with T the last parameter, for a free final time),
+    the terminal boundary residual ``bc_k``, H at the end (``h_end``, free time) and the control
+    law u*(x, λ, p, t) (``steps`` Newton steps, exact if H is ``quadratic`` in u)."""
+
+    rhs: object
+    rhs_s: object
+    h_end: object
+    bc_k: object
+    law: object
+    quadratic: bool = True
+    steps: int = 1
+
+
+def _compile_system(problem: OptimalControlProblem, steps: int, quadratic: bool) -> _System:
+    """Trace and compile the reduced dynamics, the boundary residual λ(T) − ∂Φ/∂x − (∂h/∂x)ᵀν, h(x(T))
+    and the control law (``steps`` projected Newton steps)."""
+    n, ne, kp = problem.n_x, problem.n_eq, problem.n_p
+    free = problem.free_time
     ustar = _control_law(problem, steps)
     H = hamiltonian(problem)
     f = problem.f
+    Phi, h_eq = problem.Phi, problem.h_eq
 
     def reduced(y, p, t):
         x, lam = y[:n], y[n:]
         u = ustar(x, lam, p, t)
         return dnp.concatenate([f(x, u, p, t), -ds.grad(H)(x, u, lam, p, t)])
-
-    Phi, h_eq = problem.Phi, problem.h_eq
 
     def boundary(xT, lamT, nu, p):
         dphi = ds.grad(Phi)(xT, p) if Phi is not None else 0.0 * xT
@@ -116,8 +150,6 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
             jh = ds.jacobian(lambda x: dnp.atleast_1d(h_eq(x, p)))(xT)
             return dnp.concatenate([lamT - dphi - nu @ jh, dnp.atleast_1d(h_eq(xT, p))])
         return lamT - dphi
-
-    kp = problem.n_p
 
     def scaled(y, q, s):  # d/ds on s = t/T ∈ [0, 1]: T is the last entry of q
         T_ = q[kp]
@@ -127,32 +159,32 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
         x, lam = y[:n], y[n:]
         return dnp.reshape(H(x, ustar(x, lam, q[:kp], q[kp]), lam, q[:kp], q[kp]), (1,))
 
-    try:
-        rhs = ds.compile(reduced, 2 * n, max(problem.n_p, 0), ())
-        rhs_s = ds.compile(scaled, 2 * n, kp + 1, ()) if free else None
-        h_end = ds.compile(end_hamiltonian, 2 * n, kp + 1) if free else None
-        bc_k = ds.compile(boundary, n, n, ne, max(problem.n_p, 0))
-        law = ds.compile(ustar, n, n, max(problem.n_p, 0), ())
-    except Exception as exc:  # a construct the tracer cannot compile: say which
-        return Solution(False, f"could not derive the Pontryagin system: {exc}", method,
-                        seconds=time.perf_counter() - start)
+    return _System(rhs=ds.compile(reduced, 2 * n, max(problem.n_p, 0), ()),
+                   rhs_s=ds.compile(scaled, 2 * n, kp + 1, ()) if free else None,
+                   h_end=ds.compile(end_hamiltonian, 2 * n, kp + 1) if free else None,
+                   bc_k=ds.compile(boundary, n, n, ne, max(problem.n_p, 0)),
+                   law=ds.compile(ustar, n, n, max(problem.n_p, 0), ()), quadratic=quadratic, steps=steps)
 
-    if warm_start is None:
-        from . import solve
 
-        warm_start = solve(problem.with_steps(min(problem.N, 100)), method="multiple")
-    if warm_start.costates is None or warm_start.x.size == 0:
-        return Solution(False, "the warm start has no costates: " + warm_start.message, method,
-                        seconds=time.perf_counter() - start)
+def _initial_guess(warm_start: Solution, mesh: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The BVP's starting mesh and (x, λ) on it: a direct solution's states and costates,
+    resampled on ``mesh`` uniform nodes if given."""
     t0 = warm_start.t
     y0 = np.vstack([warm_start.x.T, warm_start.costates.T])
     if mesh:
         ts = np.linspace(0.0, t0[-1], mesh)
         y0 = np.array([np.interp(ts, t0, row) for row in y0])
         t0 = ts
-    if free:
-        return _free_time(problem, warm_start, t0, y0, rhs_s, h_end, bc_k, law, quadratic, steps, tol, max_nodes,
-                          start)
+    return t0, y0
+
+
+def _fixed_time(problem: OptimalControlProblem, system: _System, t0, y0, tol: float, max_nodes: int,
+                start: float) -> Solution:
+    """The boundary-value problem on [0, T] with the terminal multipliers ν as unknown parameters."""
+    from scipy.integrate import solve_bvp
+
+    n, ne, p = problem.n_x, problem.n_eq, problem.params
+    rhs, bc_k = system.rhs, system.bc_k
 
     def fun(t, y, nu=None):
         return np.stack([rhs.forward(y[:, j], p, float(t[j])) for j in range(y.shape[1])], axis=1)
@@ -182,22 +214,12 @@ def pontryagin(problem: OptimalControlProblem, warm_start: Solution | None = Non
     try:
         sol = solve_bvp(fun, bc, t0, y0, **args)
     except (FloatingPointError, ValueError, np.linalg.LinAlgError) as exc:
-        return Solution(False, f"solve_bvp failed: {exc}", method, seconds=time.perf_counter() - start)
-    grid = problem.times()
-    yg = sol.sol(grid)
-    x, lam = yg[:n].T, yg[n:].T
-    u = np.array([law.forward(x[k], lam[k], p, float(grid[k])) for k in range(problem.N)])
+        return Solution(False, f"solve_bvp failed: {exc}", "pontryagin", seconds=time.perf_counter() - start)
+    T = problem.T
     fine = np.linspace(0.0, T, 4001)
-    yf = sol.sol(fine)
-    running = np.array([float(problem.L(yf[:n, j], law.forward(yf[:n, j], yf[n:, j], p, float(t)), p, float(t)))
-                        for j, t in enumerate(fine)]) if problem.L is not None else np.zeros(fine.size)
-    cost = simpson(running, x=fine) + (float(problem.Phi(yf[:n, -1], p)) if problem.Phi is not None else 0.0)
     viol = float(np.max(np.abs(bc(sol.y[:, 0], sol.y[:, -1], sol.p if ne else None)))) if sol.success else np.inf
-    return Solution(bool(sol.success), str(sol.message), method, None, cost=float(cost), t=grid, x=x, u=u,
-                    costates=lam, T=T, iterations=int(sol.niter), gradient_evaluations=0,
-                    seconds=time.perf_counter() - start, constraint_violation=viol,
-                    extra={"bvp": sol, "quadratic_in_u": quadratic, "newton_steps": steps,
-                           "multipliers": None if not ne else sol.p, "control_law": law})
+    return _solution(problem, system, sol, problem.times(), 1.0, fine, fine, 1.0, T, viol,
+                     None if not ne else sol.p, start)
 
 
 def _singular_controls(problem: OptimalControlProblem, samples: int = 4, seed: int = 1) -> list[str]:
@@ -215,12 +237,14 @@ def _singular_controls(problem: OptimalControlProblem, samples: int = 4, seed: i
     return [problem.u_names[i] for i in np.flatnonzero(flat)]
 
 
-def _free_time(problem, warm_start, t0, y0, rhs_s, h_end, bc_k, law, quadratic, steps, tol, max_nodes, start):
+def _free_time(problem: OptimalControlProblem, system: _System, t0, y0, tol: float, max_nodes: int,
+               start: float) -> Solution:
     """The boundary-value problem on scaled time with T as an unknown parameter and the
     transversality condition H(T) = 0 (autonomous dynamics and costs, Φ independent of T)."""
-    from scipy.integrate import simpson, solve_bvp
+    from scipy.integrate import solve_bvp
 
     n, ne, p = problem.n_x, problem.n_eq, problem.params
+    rhs_s, h_end, bc_k = system.rhs_s, system.h_end, system.bc_k
     T0 = float(t0[-1])
     s0 = t0 / T0
 
@@ -250,21 +274,32 @@ def _free_time(problem, warm_start, t0, y0, rhs_s, h_end, bc_k, law, quadratic, 
     except (FloatingPointError, ValueError, np.linalg.LinAlgError) as exc:
         return Solution(False, f"solve_bvp failed: {exc}", "pontryagin", seconds=time.perf_counter() - start)
     nu, T = split(sol.p)
-    grid = np.linspace(0.0, 1.0, problem.N + 1)
+    fine = np.linspace(0.0, 1.0, 4001)
+    viol = float(np.max(np.abs(bc(sol.y[:, 0], sol.y[:, -1], sol.p)))) if sol.success else np.inf
+    return _solution(problem, system, sol, np.linspace(0.0, 1.0, problem.N + 1), T, fine, fine * T, T, T, viol,
+                     nu if ne else None, start)
+
+
+def _solution(problem: OptimalControlProblem, system: _System, sol, grid, time_scale, fine, fine_times, cost_scale,
+              T, violation: float, multipliers, start: float) -> Solution:
+    """The Solution of a solved BVP: x, λ and u* on the problem's ``grid`` (times ``grid * time_scale``)
+    and the cost, ``cost_scale`` × Simpson's rule of L over ``fine`` (at ``fine_times``) plus Φ."""
+    from scipy.integrate import simpson
+
+    n, p, law = problem.n_x, problem.params, system.law
     yg = sol.sol(grid)
     x, lam = yg[:n].T, yg[n:].T
-    u = np.array([law.forward(x[k], lam[k], p, float(grid[k] * T)) for k in range(problem.N)])
-    fine = np.linspace(0.0, 1.0, 4001)
+    u = np.array([law.forward(x[k], lam[k], p, float(grid[k] * time_scale)) for k in range(problem.N)])
     yf = sol.sol(fine)
-    running = np.array([float(problem.L(yf[:n, j], law.forward(yf[:n, j], yf[n:, j], p, float(s * T)), p, float(s * T)))
-                        for j, s in enumerate(fine)]) if problem.L is not None else np.zeros(fine.size)
-    cost = T * simpson(running, x=fine) + (float(problem.Phi(yf[:n, -1], p)) if problem.Phi is not None else 0.0)
-    viol = float(np.max(np.abs(bc(sol.y[:, 0], sol.y[:, -1], sol.p)))) if sol.success else np.inf
-    return Solution(bool(sol.success), str(sol.message), "pontryagin", None, cost=float(cost), t=grid * T, x=x, u=u,
-                    costates=lam, T=T, iterations=int(sol.niter), seconds=time.perf_counter() - start,
-                    constraint_violation=viol,
-                    extra={"bvp": sol, "quadratic_in_u": quadratic, "newton_steps": steps,
-                           "multipliers": nu if ne else None, "control_law": law})
+    running = np.array([float(problem.L(yf[:n, j], law.forward(yf[:n, j], yf[n:, j], p, float(t)), p, float(t)))
+                        for j, t in enumerate(fine_times)]) if problem.L is not None else np.zeros(fine.size)
+    cost = cost_scale * simpson(running, x=fine) + (float(problem.Phi(yf[:n, -1], p)) if problem.Phi is not None
+                                                    else 0.0)
+    return Solution(bool(sol.success), str(sol.message), "pontryagin", None, cost=float(cost), t=grid * time_scale,
+                    x=x, u=u, costates=lam, T=T, iterations=int(sol.niter), gradient_evaluations=0,
+                    seconds=time.perf_counter() - start, constraint_violation=violation,
+                    extra={"bvp": sol, "quadratic_in_u": system.quadratic, "newton_steps": system.steps,
+                           "multipliers": multipliers, "control_law": law})
 
 
 def _nu(nu, ne) -> np.ndarray:

@@ -18,6 +18,7 @@ from . import dynamics as dyn
 from .problem import OptimalControlProblem
 
 CART_POLE = np.array([1.0, 0.3, 0.5, 9.81])   # Kelly (2017): cart 1 kg, pole 0.3 kg and 0.5 m
+UPRIGHT = np.array([0.0, np.pi, 0.0, 0.0])     # the cart-pole's state held by cart_pole_upright
 
 
 def cart_pole_upright(N: int = 100, T: float = 2.0, u_max: float = 20.0, x0=(0.0, np.pi, 0.0, 0.0)
@@ -25,7 +26,7 @@ def cart_pole_upright(N: int = 100, T: float = 2.0, u_max: float = 20.0, x0=(0.0
     """Hold the cart-pole of :func:`trajectories.systems.cart_pole_swingup` upright (θ = π) over the
     origin, |F| ≤ u_max; from hanging (x0 = 0) the same cost swings it up first."""
     weights = np.array([2.0, 20.0, 0.2, 0.2])
-    goal = np.array([0.0, np.pi, 0.0, 0.0])
+    goal = UPRIGHT
 
     def running(x, u, p):
         e = x - goal
@@ -64,3 +65,32 @@ def two_link_arm_tracking(N: int = 100, T: float = 1.0, tau_max: float = 15.0, s
 
 
 MPC_SYSTEMS = {"cart_pole": cart_pole_upright, "two_link_arm": two_link_arm_tracking}
+
+
+def mpc_task(system: str, steps: int):
+    """A ready closed-loop task of :data:`MPC_SYSTEMS` run for ``steps`` steps: (the problem the
+    controller plans on, a plan problem over the whole run at the same dt, the states guess that
+    starts either solve, or None). The cart-pole starts tilted 0.3 rad from upright.
+
+    >>> ocp, plan, guess = mpc_task("cart_pole", 150)
+    >>> plan.N, round(plan.T / plan.N, 6) == round(ocp.T / ocp.N, 6), guess.tolist() == UPRIGHT.tolist()
+    (150, True, True)
+    """
+    ocp = MPC_SYSTEMS[system]()
+    dt = ocp.T / ocp.N
+    if system == "cart_pole":
+        x0 = (0.0, np.pi - 0.3, 0.0, 0.0)
+        return cart_pole_upright(x0=x0), cart_pole_upright(N=steps, T=steps * dt, x0=x0), UPRIGHT
+    return ocp, MPC_SYSTEMS[system](N=steps, T=steps * dt), None
+
+
+def plan_baselines(plan_ocp: OptimalControlProblem, plan, **closed_loop_options) -> dict:
+    """The two baselines an MPC run is shown beside: the DDP ``plan`` of ``plan_ocp`` replayed open
+    loop, and the same plan with its DDP feedback gains alone, each run in a closed loop with
+    ``closed_loop_options`` (x0, steps, disturbance, model_error: see
+    :func:`trajectories.mpc.closed_loop`). Returns {"open loop": ClosedLoop, "DDP gains": ClosedLoop}."""
+    from .mpc import FeedbackPolicy, OpenLoop, closed_loop
+
+    return {"open loop": closed_loop(plan_ocp, OpenLoop(plan.u), name="open loop", **closed_loop_options),
+            "DDP gains": closed_loop(plan_ocp, FeedbackPolicy(plan, plan_ocp), name="DDP gains",
+                                     **closed_loop_options)}

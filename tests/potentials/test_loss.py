@@ -57,7 +57,7 @@ def test_stress_training_recovers_emt_stress_on_held_out_cells(frames):
         model = ACSFModel(["Cu"], hidden=(16,), seed=0)
         train(model, data, TrainConfig(epochs=150, batch_size=4, learning_rate=1e-2, stress_weight=stress_weight,
                                        stage_two_stress_weight=stress_weight, progress=False))
-        results[label] = evaluate(model, prepare(model, held_out))["stress_mae"]
+        results[label] = evaluate(model, prepare(model, held_out)).stress_mae
     spread = 1000 * np.mean([np.abs(a.get_stress(voigt=False) - np.mean([b.get_stress(voigt=False) for b in held_out],
                                                                          axis=0)).mean() for a in held_out])
     assert results["with"] < 0.7 * spread, (results, spread)  # a constant stress model scores `spread`

@@ -69,7 +69,7 @@ def test_training_beats_the_constant_force_baseline(frames):
     assert history.train_loss[-1] < 0.2 * history.train_loss[0]
     spread = 1000 * np.mean(np.abs(np.concatenate([a.get_forces() for a in held_out])))
     errors = evaluate(model, prepare(model, held_out))
-    assert errors["force_mae"] < 0.35 * spread, (errors, spread)  # a constant (zero) force model scores `spread`
+    assert errors.force_mae < 0.35 * spread, (errors, spread)  # a constant (zero) force model scores `spread`
 
 
 def test_close_atoms_and_unknown_elements_are_refused_by_name(model, crystal):

@@ -17,7 +17,7 @@ def test_training_learns_forces_well_below_their_spread(frames):
     assert history.train_loss[-1] < 0.2 * history.train_loss[0]
     spread = 1000 * np.mean(np.abs(np.concatenate([a.get_forces() for a in held_out])))
     errors = evaluate(model, prepare(model, held_out))
-    assert errors["force_mae"] < 0.5 * spread, (errors, spread)  # a constant (zero) force model scores `spread`
+    assert errors.force_mae < 0.5 * spread, (errors, spread)  # a constant (zero) force model scores `spread`
 
 
 def test_interrupted_training_resumes_to_the_same_weights(frames, tmp_path):
@@ -66,5 +66,28 @@ def test_stage_two_switches_the_loss_weights_and_picks_its_best_epoch_anew(frame
             assert history.stage_two_epoch == 8 and history.best_epoch >= 8
         else:
             assert history.stage_two_epoch == -1
-        maes[label] = evaluate(model, prepare(model, held_out))["energy_mae"]
+        maes[label] = evaluate(model, prepare(model, held_out)).energy_mae
     assert maes["two stages"] < 0.8 * maes["one stage"], maes
+
+
+def test_evaluate_matches_errors_computed_through_the_ase_calculator(frames):
+    """The MAEs and RMSEs of evaluate() against the same errors computed apart: the model's energy
+    and forces through its ASE calculator, the labels from the frames, numpy for the statistics."""
+    from potentials.calculator import Calculator
+
+    model = ACSFModel(["Cu"], hidden=(8,), seed=4)
+    data = frames[:6]
+    de, df = [], []
+    for atoms in data:
+        probe = atoms.copy()
+        probe.calc = Calculator(model)
+        de.append((probe.get_potential_energy() - atoms.get_potential_energy()) / len(atoms))
+        df.append(probe.get_forces() - atoms.get_forces())
+    de, df = 1000 * np.array(de), 1000 * np.concatenate(df).ravel()
+    e = evaluate(model, prepare(model, data))
+    assert e.structures == len(data)
+    np.testing.assert_allclose([e.energy_mae, e.energy_rmse], [np.abs(de).mean(), np.sqrt((de ** 2).mean())],
+                               rtol=1e-9)
+    np.testing.assert_allclose([e.force_mae, e.force_rmse], [np.abs(df).mean(), np.sqrt((df ** 2).mean())],
+                               rtol=1e-9)
+    assert e.seconds > 0

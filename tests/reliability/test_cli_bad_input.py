@@ -157,11 +157,14 @@ def test_every_subcommand_runs_under_the_one_wrapper():
     import inspect
 
     import diffsim.cli as cli
+    import potentials.cli
+    import trajectories.cli
 
     source = inspect.getsource(cli._main)
     assert "_run(args.func, args)" in source
-    for name in ("_control", "_compare", "_demo", "_potential_train", "_potential_md"):
-        body = inspect.getsource(getattr(cli, name))
+    for module, name in ((trajectories.cli, "_control"), (trajectories.cli, "_compare"), (cli, "_demo"),
+                         (potentials.cli, "_potential_train"), (potentials.cli, "_potential_md")):
+        body = inspect.getsource(getattr(module, name))
         assert "except" not in body, name  # no per-command try blocks
 
 
