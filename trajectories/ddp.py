@@ -154,7 +154,7 @@ class DDPSolver:
                  penalty: float = 100.0, penalty_factor: float = 10.0, max_penalty: float = 1e9,
                  reg_init: float = 0.0, reg_min: float = 1e-9, reg_max: float = 1e9, reg_factor: float = 10.0,
                  line_search: int = 10, exact_terminal: bool = True, newton_switch: float = 0.15,
-                 dual_reg: float = 1e-13) -> None:
+                 dual_reg: float = 1e-13, al_tol: float = 1e-3) -> None:
         check_problem(problem)
         if variant not in VARIANTS:
             raise ProblemError(f"unknown DDP variant {variant!r}: choose one of {sorted(VARIANTS)}")
@@ -199,7 +199,7 @@ class DDPSolver:
         self._without = (np.zeros((N + 1, n, 0)), np.zeros((N, m, 0)), np.zeros((N, m, 0)), np.zeros(0),
                          np.zeros((0, 0)), np.zeros(0), np.zeros((0, n)))
         self._newton = False  # on once an augmented-Lagrangian round ends within newton_switch (see solve)
-        self.newton_switch = float(newton_switch)
+        self.newton_switch, self.al_tol = float(newton_switch), float(al_tol)
         kp, ng = problem.n_p, problem.n_g
         self.Q = np.zeros((N, nq))
         self.Q[:, :kp] = problem.params
@@ -349,7 +349,7 @@ class DDPSolver:
         viol = np.inf
         budget_hit = False
         self.evaluate()
-        inner_tol = self.tol if not self._outer else max(self.tol, 1e-3)
+        inner_tol = self.tol if not self._outer else max(self.tol, self.al_tol)
         while True:
             self.state[5] = inner_tol
             code = self._inner(start, time_budget)

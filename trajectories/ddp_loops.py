@@ -59,6 +59,35 @@ def _chol_solve(L, b, x, nf):
 
 
 @njit(cache=True)
+def _chol_solve_rows(L, R, idx, nf, X, Y):
+    """X := −(L Lᵀ)⁻¹ R[idx] on the rows idx[:nf] of X, zero on the others: all columns at once,
+    the inner loops along contiguous rows (Y is work space)."""
+    n = R.shape[1]
+    X[:, :] = 0.0
+    for a in range(nf):
+        inv = 1.0 / L[a, a]
+        for j in range(n):
+            Y[a, j] = R[idx[a], j]
+        for c in range(a):
+            v = L[a, c]
+            for j in range(n):
+                Y[a, j] -= v * Y[c, j]
+        for j in range(n):
+            Y[a, j] *= inv
+    for a in range(nf - 1, -1, -1):
+        inv = 1.0 / L[a, a]
+        for c in range(a + 1, nf):
+            v = L[c, a]
+            for j in range(n):
+                Y[a, j] -= v * Y[c, j]
+        for j in range(n):
+            Y[a, j] *= inv
+    for a in range(nf):
+        for j in range(n):
+            X[idx[a], j] = -Y[a, j]
+
+
+@njit(cache=True)
 def _free_set(H, g, x, lo, hi, idx, L):
     """Indices of the controls not held at a bound by the gradient of ½xᵀHx + gᵀx, and the
     Cholesky factor of H on them. Returns their number, or -1 if that block is not positive definite."""
@@ -214,7 +243,6 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
     Qx = np.empty(n)
     Qxx = np.empty((n, n))
     Qux = np.empty((m, n))
-    M = np.empty((m, n))
     L = np.empty((m, m))
     idx = np.empty(m, dtype=np.int64)
     w = np.empty(m)
@@ -223,6 +251,7 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
     dhi = np.empty(m)
     col = np.empty(m)
     ct = np.empty(n + 1)
+    Y = np.empty((m, n))
     # terminal: V = Φ (with its augmented-Lagrangian terms)
     tg_forward_into_unchecked(xs[N], r, Vx[N])
     Jt = tg_jacobian_unchecked(xs[N], r)[0]
@@ -279,13 +308,14 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
                     VA[a, j] += v * A[b, j]
                 for c in range(m):
                     VB[a, c] += v * B[b, c]
-        Qxx[:, :] = Hxx
         Qux[:, :] = Hux
-        for a in range(n):
-            for i in range(n):
-                v = A[a, i]
-                for j in range(n):
-                    Qxx[i, j] += v * VA[a, j]
+        if gains:  # the upper triangle of the symmetric Q_xx (only V_xx needs it)
+            Qxx[:, :] = Hxx
+            for a in range(n):
+                for i in range(n):
+                    v = A[a, i]
+                    for j in range(i, n):
+                        Qxx[i, j] += v * VA[a, j]
         for c in range(m):
             for d in range(m):
                 Quu[k, c, d] = Huu[c, d]
@@ -319,13 +349,7 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
             for c in range(m):
                 kff[k, c] = -w[c]
         # feedback K = −Quu_ff⁻¹ Qux_f on the free controls, zero rows on the clamped ones
-        K[k] = 0.0
-        for j in range(n):
-            for a in range(nf):
-                col[a] = Qux[idx[a], j]
-            _chol_solve(L, col, col, nf)
-            for a in range(nf):
-                K[k, idx[a], j] = -col[a]
+        _chol_solve_rows(L, Qux, idx, nf, K[k], Y)
         if ne:
             _multiplier_sensitivity(k, A, B, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, Sm)
         # V_x = Q_x + Kᵀ Quu k + Kᵀ Q_u + Q_uxᵀ k ; V_xx = Q_xx + Kᵀ Quu K + Kᵀ Q_ux + Q_uxᵀ K
@@ -343,24 +367,20 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
             for c in range(m):
                 s += K[k, c, i] * w[c] + Qux[c, i] * kff[k, c]
             Vx[k, i] = s
-        for c in range(m):   # M = Quu K + Qux
-            M[c, :] = Qux[c, :]
-            for d in range(m):
-                v = Qk[c, d]
-                for j in range(n):
-                    M[c, j] += v * K[k, d, j]
+        # V_xx = Q_xx + Kᵀ Quu K + Kᵀ Q_ux + Q_uxᵀ K = Q_xx + Q_uxᵀ K, as Quu_ff K_f = −Q_ux,f on the
+        # free controls and K is zero on the clamped ones: symmetric, so its upper triangle, mirrored
         Vk = Vxx[k]
-        Vk[:, :] = Qxx
+        for i in range(n):
+            for j in range(i, n):
+                Vk[i, j] = Qxx[i, j]
         for c in range(m):
             for i in range(n):
-                v, v2 = K[k, c, i], Qux[c, i]
-                for j in range(n):
-                    Vk[i, j] += v * M[c, j] + v2 * K[k, c, j]
-        for i in range(n):   # symmetric in exact arithmetic: keep it so in floating point
+                v = Qux[c, i]
+                for j in range(i, n):
+                    Vk[i, j] += v * K[k, c, j]
+        for i in range(n):
             for j in range(i):
-                v = 0.5 * (Vk[i, j] + Vk[j, i])
-                Vk[i, j] = v
-                Vk[j, i] = v
+                Vk[i, j] = Vk[j, i]
             Vk[i, i] += reg
         for i in range(n):
             s = 0.0
