@@ -1,6 +1,9 @@
 """Differential dynamic programming with feedback gains: FDDP (Mastalli et al. 2020), box-
 constrained controls by projected Newton (BoxDDP, Tassa, Mansard & Todorov 2014), terminal and path
-constraints by an augmented-Lagrangian outer loop (as ALTRO and ProxDDP do).
+constraints by an augmented-Lagrangian outer loop (as ALTRO and ProxDDP do). Terminal equalities are
+then held exactly (ALTRO's two phases): once a round ends within ``newton_switch`` of them, each
+iteration solves the equality-constrained LQ subproblem, the backward pass carrying the value's
+dependence on their multipliers (Bryson & Ho's sweep) and the multipliers taking its Newton step.
 
 DDP works on the discrete dynamics of the problem's integration scheme: a stage is one step of
 the scheme on the augmented state ``[x, running cost]``, so its optimum is the optimum of the
@@ -464,7 +467,8 @@ class DDPSolver:
 def ddp(problem: OptimalControlProblem, variant: str = "auto", U0=None, X0=None,
         time_budget: float | None = None, **options) -> Solution:
     """Solve ``problem`` by FDDP (see the module docstring); options as :class:`DDPSolver`
-    (``tol``, ``constraint_tol``, ``max_iterations``, ``penalty``, ``reg_*``, ``line_search``).
+    (``tol``, ``constraint_tol``, ``max_iterations``, ``penalty``, ``reg_*``, ``line_search``,
+    ``exact_terminal``, ``newton_switch``, ``al_tol``, ``dual_reg``).
     Never raises for a bad problem: read ``status`` and ``message``. The solution carries the
     feedback gains ``gains`` K_k (N, m, n), the feed-forward terms ``feedforward`` k_k (N, m)
     and the value gradients V_x(k) as ``costates``.
