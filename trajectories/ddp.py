@@ -1,6 +1,9 @@
 """Differential dynamic programming with feedback gains: FDDP (Mastalli et al. 2020), box-
 constrained controls by projected Newton (BoxDDP, Tassa, Mansard & Todorov 2014), terminal and path
-constraints by an augmented-Lagrangian outer loop (as ALTRO and ProxDDP do).
+constraints by an augmented-Lagrangian outer loop (as ALTRO and ProxDDP do). Terminal equalities are
+then held exactly (ALTRO's two phases): once a round ends within ``newton_switch`` of them, each
+iteration solves the equality-constrained LQ subproblem, the backward pass carrying the value's
+dependence on their multipliers (Bryson & Ho's sweep) and the multipliers taking its Newton step.
 
 DDP works on the discrete dynamics of the problem's integration scheme: a stage is one step of
 the scheme on the augmented state ``[x, running cost]``, so its optimum is the optimum of the
@@ -41,7 +44,7 @@ from .result import Solution
 VARIANTS = {"auto": "auto", "gauss-newton": "gauss_newton", "ilqr": "gauss_newton", "second-order": "second_order",
             "full": "second_order"}
 _LOOPS = (pathlib.Path(__file__).parent / "ddp_loops.py").read_text()
-CONVERGED, STEPPED, NO_STEP, REG_MAX, NONFINITE = range(5)
+CONVERGED, STEPPED, NO_STEP, REG_MAX, NONFINITE, DIVERGED = range(6)
 _CODES = {NO_STEP: "no step accepted", REG_MAX: "the regularisation reached its maximum (the stage Hessians stay "
           "indefinite: try variant='gauss-newton', a better initial guess or more control bounds)"}
 
@@ -115,7 +118,11 @@ def _module(problem: OptimalControlProblem, variant: str):
         specs["sg_"] = (contracted_gradient, (n, m, nq, (), (), n + 1))
     if problem.n_g:
         specs["pc_"] = (problem.g, (n, m, problem.n_p, ()))
-    extra = _LOOPS + f"\n\n_derivatives = _derivatives_{variant}\n"
+    if problem.n_eq:
+        h_eq, kp = problem.h_eq, problem.n_p
+        specs["he_"] = (lambda x, r: dnp.atleast_1d(h_eq(x, r[:kp])), (n, nr))
+    extra = _LOOPS + f"\n\n_derivatives = _derivatives_{variant}\n" \
+        f"_terminal_constraint = _terminal_constraint_{'eq' if problem.n_eq else 'none'}\n"
     module, _ = compile_module(specs, extra=extra, title=f"DDP({problem.name}, {problem.scheme}, {variant})")
     cache[variant] = module
     return module
@@ -149,7 +156,8 @@ class DDPSolver:
                  tol: float = 1e-8, constraint_tol: float = 1e-7, max_iterations: int = 500,
                  penalty: float = 100.0, penalty_factor: float = 10.0, max_penalty: float = 1e9,
                  reg_init: float = 0.0, reg_min: float = 1e-9, reg_max: float = 1e9, reg_factor: float = 10.0,
-                 line_search: int = 10) -> None:
+                 line_search: int = 10, exact_terminal: bool = True, newton_switch: float = 0.15,
+                 dual_reg: float = 1e-13, al_tol: float = 1e-3) -> None:
         check_problem(problem)
         if variant not in VARIANTS:
             raise ProblemError(f"unknown DDP variant {variant!r}: choose one of {sorted(VARIANTS)}")
@@ -181,13 +189,27 @@ class DDPSolver:
         self.Qu, self.Quu = np.zeros((N, m)), np.zeros((N, m, m))
         self.alphas = 0.5 ** np.arange(max(1, int(line_search)))
         # state of the compiled iteration: see ddp_loops.iterate
-        self.state = np.array([reg_init, reg_min, reg_max, reg_factor, 0.0, tol, 1e-12, 0, 0, 0, 0, 0], float)
+        self.state = np.array([reg_init, reg_min, reg_max, reg_factor, 0.0, tol, 1e-12, 0, 0, 0, 0, 0,
+                               constraint_tol, 0, dual_reg, 1e-13], float)
+        # terminal equalities held exactly: each iteration solves the equality-constrained LQ
+        # subproblem (the multipliers' Newton step); the augmented Lagrangian is then only the
+        # line search's merit, and outer rounds remain for inequalities and path constraints
+        self.exact_terminal = bool(exact_terminal and problem.n_eq)
+        ne = problem.n_eq if self.exact_terminal else 0
+        self.W, self.Gu, self.Kn = np.zeros((N + 1, n, ne)), np.zeros((N, m, ne)), np.zeros((N, m, ne))
+        self.ev, self.Sm, self.hv, self.Ht = np.zeros(ne), np.zeros((ne, ne)), np.zeros(ne), np.zeros((ne, n))
+        self._with_newton = (self.W, self.Gu, self.Kn, self.ev, self.Sm, self.hv, self.Ht)
+        self._without = (np.zeros((N + 1, n, 0)), np.zeros((N, m, 0)), np.zeros((N, m, 0)), np.zeros(0),
+                         np.zeros((0, 0)), np.zeros(0), np.zeros((0, n)))
+        self._newton = False  # on once an augmented-Lagrangian round ends within newton_switch (see solve)
+        self.newton_switch, self.al_tol = float(newton_switch), float(al_tol)
         kp, ng = problem.n_p, problem.n_g
         self.Q = np.zeros((N, nq))
         self.Q[:, :kp] = problem.params
         self.r = np.zeros(nr)
         self.r[:kp] = problem.params
         self._constrained = bool(problem.n_eq or problem.n_in or ng)
+        self._outer = bool(problem.n_eq or problem.n_in or ng)
         self.Q_plain, self.r_plain = self.Q.copy(), self.r.copy()
         if ng:
             self.Q[:, kp] = 1.0
@@ -238,7 +260,8 @@ class DDPSolver:
     def _update_multipliers(self, he, hi, G) -> None:
         kp, ne, ni, ng, mu = self.problem.n_p, self.problem.n_eq, self.problem.n_in, self.problem.n_g, self.mu
         r = self.r
-        r[kp + 1:kp + 1 + ne] += mu * he
+        if not self._newton:  # else the iterations' Newton steps update them
+            r[kp + 1:kp + 1 + ne] += mu * he
         r[kp + 1 + ne:kp + 1 + ne + ni] = np.maximum(r[kp + 1 + ne:kp + 1 + ne + ni] + mu * hi, 0.0)
         if ng:
             lam = self.Q[:, kp + 1:kp + 1 + ng]
@@ -301,7 +324,8 @@ class DDPSolver:
         """Up to ``max_steps`` FDDP iterations on the current multipliers (one compiled call)."""
         return int(self.module.iterate(self.xs, self.us, self.fs, self.Q, self.r, self.t0, self.h, self.box,
                                        self.lo, self.hi, self.K, self.k, self.Vx, self.Vxx, self.Qu, self.Quu,
-                                       self.xs_try, self.us_try, self.alphas, self.state, max_steps))
+                                       self.xs_try, self.us_try, self.alphas, self.state, max_steps,
+                                       *(self._with_newton if self._newton else self._without), self.problem.n_p + 1))
 
     # ------------------------------------------------------------ the solve
 
@@ -319,6 +343,8 @@ class DDPSolver:
             self.initialise(x0, U0, X0, t0)
             self.reset_multipliers()
             self.state[0] = self.reg_init
+            self._newton = False
+        self._fallback = None
         self._check_initial_state()
         self.state[9:12] = 0.0
         steps = outer = 0
@@ -326,11 +352,20 @@ class DDPSolver:
         viol = np.inf
         budget_hit = False
         self.evaluate()
-        inner_tol = self.tol if not self._constrained else max(self.tol, 1e-3)
+        inner_tol = self.tol if not self._outer else max(self.tol, self.al_tol)
         while True:
             self.state[5] = inner_tol
             code = self._inner(start, time_budget)
             steps = int(self.state[10])
+            if code == DIVERGED:  # the Newton phase left the neighbourhood: back to the AL rounds
+                self._newton = False
+                kp, ne = self.problem.n_p, self.problem.n_eq
+                self.xs[:], self.us[:], self.r[kp + 1:kp + 1 + ne] = self._fallback
+                self._fallback = ()
+                inner_tol = self._switch_tol
+                self.state[0] = max(self.state[0], 1e-6)
+                self.evaluate()
+                continue
             if code == NONFINITE or code == REG_MAX:
                 break
             he, hi, G = self.constraint_values()
@@ -342,7 +377,7 @@ class DDPSolver:
                 break
             if steps >= self.max_iterations:
                 break
-            if not self._constrained:
+            if not self._outer or (self._newton and not (self.problem.n_in or self.problem.n_g)):
                 if code == CONVERGED:
                     break
                 continue
@@ -354,6 +389,17 @@ class DDPSolver:
                         self._set_penalty(min(self.mu * self.penalty_factor, self.max_penalty))
                     self._last_violation = viol
                 inner_tol = max(self.tol, 0.1 * inner_tol) if code == CONVERGED else inner_tol
+                if self.exact_terminal and not self._newton and self._fallback is None \
+                        and np.max(np.abs(he)) <= self.newton_switch:
+                    # ALTRO's two phases: the augmented Lagrangian finds the neighbourhood of the
+                    # optimum, then Newton steps on the terminal multipliers converge from there;
+                    # should they diverge, the rounds go on from here without them
+                    kp, ne = self.problem.n_p, self.problem.n_eq
+                    self._fallback = (self.xs.copy(), self.us.copy(), self.r[kp + 1:kp + 1 + ne].copy())
+                    self._switch_violation = max(float(np.max(np.abs(he))), self.constraint_tol)
+                    self._newton, self._switch_tol = True, inner_tol
+                    if not (self.problem.n_in or self.problem.n_g):
+                        inner_tol = self.tol
                 self.evaluate()
         self._last_violation = np.inf
         converged = code == CONVERGED and viol <= self.constraint_tol and self.state[5] <= self.tol
@@ -390,8 +436,11 @@ class DDPSolver:
             left = self.max_iterations - int(self.state[10])
             if left <= 0:
                 return STEPPED
-            chunk = left if time_budget is None else 1
+            watch = self._newton and self._fallback
+            chunk = left if time_budget is None and not watch else 1
             code = self.iterate(chunk)
+            if watch and (self.state[13] > 10.0 * self._switch_violation or self.state[0] >= 1e3):
+                return DIVERGED
             if code != STEPPED:
                 if code == NO_STEP:
                     if self.state[0] >= self.state[2]:
@@ -418,7 +467,8 @@ class DDPSolver:
 def ddp(problem: OptimalControlProblem, variant: str = "auto", U0=None, X0=None,
         time_budget: float | None = None, **options) -> Solution:
     """Solve ``problem`` by FDDP (see the module docstring); options as :class:`DDPSolver`
-    (``tol``, ``constraint_tol``, ``max_iterations``, ``penalty``, ``reg_*``, ``line_search``).
+    (``tol``, ``constraint_tol``, ``max_iterations``, ``penalty``, ``reg_*``, ``line_search``,
+    ``exact_terminal``, ``newton_switch``, ``al_tol``, ``dual_reg``).
     Never raises for a bad problem: read ``status`` and ``message``. The solution carries the
     feedback gains ``gains`` K_k (N, m, n), the feed-forward terms ``feedforward`` k_k (N, m)
     and the value gradients V_x(k) as ``costates``.

@@ -59,6 +59,35 @@ def _chol_solve(L, b, x, nf):
 
 
 @njit(cache=True)
+def _chol_solve_rows(L, R, idx, nf, X, Y):
+    """X := −(L Lᵀ)⁻¹ R[idx] on the rows idx[:nf] of X, zero on the others: all columns at once,
+    the inner loops along contiguous rows (Y is work space)."""
+    n = R.shape[1]
+    X[:, :] = 0.0
+    for a in range(nf):
+        inv = 1.0 / L[a, a]
+        for j in range(n):
+            Y[a, j] = R[idx[a], j]
+        for c in range(a):
+            v = L[a, c]
+            for j in range(n):
+                Y[a, j] -= v * Y[c, j]
+        for j in range(n):
+            Y[a, j] *= inv
+    for a in range(nf - 1, -1, -1):
+        inv = 1.0 / L[a, a]
+        for c in range(a + 1, nf):
+            v = L[c, a]
+            for j in range(n):
+                Y[a, j] -= v * Y[c, j]
+        for j in range(n):
+            Y[a, j] *= inv
+    for a in range(nf):
+        for j in range(n):
+            X[idx[a], j] = -Y[a, j]
+
+
+@njit(cache=True)
 def _free_set(H, g, x, lo, hi, idx, L):
     """Indices of the controls not held at a bound by the gradient of ½xᵀHx + gᵀx, and the
     Cholesky factor of H on them. Returns their number, or -1 if that block is not positive definite."""
@@ -184,11 +213,20 @@ def rollout(x0, us, Q, r, t0, h, xs):
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})  # vectorised sums; without nnan the NaN tests stay
-def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, gains):
+def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, gains, W, Gu, Kn, ev, Sm, hv,
+             Ht):
     """The Riccati sweep of FDDP (Mastalli et al. 2020, eqs. 9-12) in one loop, with the
     projected-Newton box step (Tassa et al. 2014) when ``box``. Writes the gains K, k, the value
     derivatives and Q_u, Q_uu (regularised) per stage. With ``gains`` False only the stationarity
     is computed (no gains, no value Hessian update beyond what Q_u needs).
+
+    With terminal equalities h(x_N) = 0 held exactly (``W`` has n_e > 0 columns) the sweep also
+    carries the value's dependence on a change δν of their multiplier (the sweep method of
+    Bryson & Ho 1975, §2.8, for terminal constraints): V_x(ν) = V_x + W δν with W_N = ∂h/∂xᵀ and
+    W_k = (A + BK)ᵀ W_{k+1}, the feed-forward k(ν) = k + Kn δν on the free controls
+    (Kn = −Q_uu⁻¹ Bᵀ W_{k+1}, Gu = Bᵀ W_{k+1}), and the linear prediction of h after the full step,
+    h + ∂h/∂x δx_N = ev + Sm δν with ev = h + W_0ᵀ f_0 + Σ (Guᵀ k + W_{k+1}ᵀ f_{k+1}) and
+    Sm = Σ Guᵀ Kn (negative semidefinite). hv := h(x_N), Ht := ∂h/∂x.
 
     Returns (failed stage or -1, stationarity max|proj Q_u|, dg, dq) where dg, dq are the
     first- and second-order terms of the expected improvement (Mastalli et al. eq. 15)."""
@@ -205,7 +243,6 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
     Qx = np.empty(n)
     Qxx = np.empty((n, n))
     Qux = np.empty((m, n))
-    M = np.empty((m, n))
     L = np.empty((m, m))
     idx = np.empty(m, dtype=np.int64)
     w = np.empty(m)
@@ -214,6 +251,7 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
     dhi = np.empty(m)
     col = np.empty(m)
     ct = np.empty(n + 1)
+    Y = np.empty((m, n))
     # terminal: V = Φ (with its augmented-Lagrangian terms)
     tg_forward_into_unchecked(xs[N], r, Vx[N])
     Jt = tg_jacobian_unchecked(xs[N], r)[0]
@@ -229,6 +267,14 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
         dq += fs[N, i] * s
         Vx[N, i] += s
         dg -= Vx[N, i] * fs[N, i]
+    ne = W.shape[2]
+    if ne:
+        _terminal_constraint(xs[N], r, hv, Ht)
+        Sm[:, :] = 0.0
+        for a in range(ne):
+            ev[a] = hv[a]
+            for i in range(n):
+                W[N, i, a] = Ht[a, i]
     for k in range(N - 1, -1, -1):
         t = t0 + k * h
         vn = Vx[k + 1]
@@ -262,13 +308,14 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
                     VA[a, j] += v * A[b, j]
                 for c in range(m):
                     VB[a, c] += v * B[b, c]
-        Qxx[:, :] = Hxx
         Qux[:, :] = Hux
-        for a in range(n):
-            for i in range(n):
-                v = A[a, i]
-                for j in range(n):
-                    Qxx[i, j] += v * VA[a, j]
+        if gains:  # the upper triangle of the symmetric Q_xx (only V_xx needs it)
+            Qxx[:, :] = Hxx
+            for a in range(n):
+                for i in range(n):
+                    v = A[a, i]
+                    for j in range(i, n):
+                        Qxx[i, j] += v * VA[a, j]
         for c in range(m):
             for d in range(m):
                 Quu[k, c, d] = Huu[c, d]
@@ -302,13 +349,9 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
             for c in range(m):
                 kff[k, c] = -w[c]
         # feedback K = −Quu_ff⁻¹ Qux_f on the free controls, zero rows on the clamped ones
-        K[k] = 0.0
-        for j in range(n):
-            for a in range(nf):
-                col[a] = Qux[idx[a], j]
-            _chol_solve(L, col, col, nf)
-            for a in range(nf):
-                K[k, idx[a], j] = -col[a]
+        _chol_solve_rows(L, Qux, idx, nf, K[k], Y)
+        if ne:
+            _multiplier_sensitivity(k, A, B, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, Sm)
         # V_x = Q_x + Kᵀ Quu k + Kᵀ Q_u + Q_uxᵀ k ; V_xx = Q_xx + Kᵀ Quu K + Kᵀ Q_ux + Q_uxᵀ K
         kq = 0.0
         for c in range(m):
@@ -324,24 +367,20 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
             for c in range(m):
                 s += K[k, c, i] * w[c] + Qux[c, i] * kff[k, c]
             Vx[k, i] = s
-        for c in range(m):   # M = Quu K + Qux
-            M[c, :] = Qux[c, :]
-            for d in range(m):
-                v = Qk[c, d]
-                for j in range(n):
-                    M[c, j] += v * K[k, d, j]
+        # V_xx = Q_xx + Kᵀ Quu K + Kᵀ Q_ux + Q_uxᵀ K = Q_xx + Q_uxᵀ K, as Quu_ff K_f = −Q_ux,f on the
+        # free controls and K is zero on the clamped ones: symmetric, so its upper triangle, mirrored
         Vk = Vxx[k]
-        Vk[:, :] = Qxx
+        for i in range(n):
+            for j in range(i, n):
+                Vk[i, j] = Qxx[i, j]
         for c in range(m):
             for i in range(n):
-                v, v2 = K[k, c, i], Qux[c, i]
-                for j in range(n):
-                    Vk[i, j] += v * M[c, j] + v2 * K[k, c, j]
-        for i in range(n):   # symmetric in exact arithmetic: keep it so in floating point
+                v = Qux[c, i]
+                for j in range(i, n):
+                    Vk[i, j] += v * K[k, c, j]
+        for i in range(n):
             for j in range(i):
-                v = 0.5 * (Vk[i, j] + Vk[j, i])
-                Vk[i, j] = v
-                Vk[j, i] = v
+                Vk[i, j] = Vk[j, i]
             Vk[i, i] += reg
         for i in range(n):
             s = 0.0
@@ -350,7 +389,128 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
             dq += fs[k, i] * s
             Vx[k, i] += s
             dg -= Vx[k, i] * fs[k, i]
+    for a in range(ne):
+        for i in range(n):
+            ev[a] += W[0, i, a] * fs[0, i]
     return -1, stat, dg, dq
+
+
+@njit(cache=True)
+def _multiplier_sensitivity(k, A, B, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, Sm):
+    """Stage k of the terminal-multiplier sweep (see :func:`backward`): Gu, Kn at k, W_k from
+    W_{k+1}, and the stage's terms of ev and Sm."""
+    n, m, ne = A.shape[0], B.shape[1], W.shape[2]
+    for c in range(m):
+        for a in range(ne):
+            s = 0.0
+            for i in range(n):
+                s += B[i, c] * W[k + 1, i, a]
+            Gu[k, c, a] = s
+    for a in range(ne):
+        for c in range(m):
+            Kn[k, c, a] = 0.0
+        for f in range(nf):
+            col[f] = Gu[k, idx[f], a]
+        _chol_solve(L, col, col, nf)
+        for f in range(nf):
+            Kn[k, idx[f], a] = -col[f]
+    for a in range(ne):
+        s = 0.0
+        for c in range(m):
+            s += Gu[k, c, a] * kff[k, c]
+        for i in range(n):
+            s += W[k + 1, i, a] * fs[k + 1, i]
+        ev[a] += s
+        for b in range(ne):
+            s = 0.0
+            for c in range(m):
+                s += Gu[k, c, a] * Kn[k, c, b]
+            Sm[a, b] += s
+        for i in range(n):   # W_k = Aᵀ W_{k+1} + Kᵀ Gu = (A + BK)ᵀ W_{k+1}
+            s = 0.0
+            for j in range(n):
+                s += A[j, i] * W[k + 1, j, a]
+            for c in range(m):
+                s += K[k, c, i] * Gu[k, c, a]
+            W[k, i, a] = s
+
+
+@njit(cache=True)
+def multiplier_step(ev, Sm, hv, W, Gu, Kn, kff, Qu, Vx, r, eq0, tau, dn):
+    """The terminal multipliers' Newton step: δν solving ev + Sm δν = 0 (the linearised terminal
+    equalities hold after the full step), applied to the feed-forward terms, Q_u, the value
+    gradients and the multipliers in r[eq0:eq0 + n_e], δν in dn. Returns the change δνᵀh of the
+    augmented-Lagrangian cost at the current iterate, or NaN if −Sm is singular (the terminal
+    equalities are not reachable by the free controls): nothing is changed then."""
+    ne = ev.shape[0]
+    M = np.empty((ne, ne))
+    L = np.empty((ne, ne))
+    idx = np.arange(ne)
+    dn[:] = 0.0
+    scale = 0.0
+    for a in range(ne):
+        scale = max(scale, -Sm[a, a])
+    if not scale > 0.0:
+        return math.nan
+    for a in range(ne):
+        for b in range(ne):
+            M[a, b] = -0.5 * (Sm[a, b] + Sm[b, a])
+        M[a, a] += tau * scale
+    if not _cholesky(M, L, idx, ne):
+        return math.nan
+    _chol_solve(L, ev, dn, ne)
+    for a in range(ne):
+        if not math.isfinite(dn[a]):
+            return math.nan
+    N, m, n = kff.shape[0], kff.shape[1], Vx.shape[1]
+    for k in range(N + 1):
+        for i in range(n):
+            s = 0.0
+            for a in range(ne):
+                s += W[k, i, a] * dn[a]
+            Vx[k, i] += s
+        if k == N:
+            break
+        for c in range(m):
+            s, s2 = 0.0, 0.0
+            for a in range(ne):
+                s += Kn[k, c, a] * dn[a]
+                s2 += Gu[k, c, a] * dn[a]
+            kff[k, c] += s
+            Qu[k, c] += s2
+    change = 0.0
+    for a in range(ne):
+        r[eq0 + a] += dn[a]
+        change += dn[a] * hv[a]
+    return change
+
+
+@njit(cache=True)
+def model_terms(us, fs, box, lo, hi, kff, Vx, Vxx, Qu, Quu):
+    """(stationarity, dg, dq) of :func:`backward` recomputed from its stored results (after
+    :func:`multiplier_step` changed k, Q_u and V_x)."""
+    n, m, N = Vx.shape[1], us.shape[1], us.shape[0]
+    stat, dg, dq = 0.0, 0.0, 0.0
+    for k in range(N + 1):
+        for i in range(n):
+            s = 0.0
+            for j in range(n):
+                s += Vxx[k, i, j] * fs[k, j]
+            dq += fs[k, i] * s
+            dg -= Vx[k, i] * fs[k, i]
+        if k == N:
+            break
+        for c in range(m):
+            qc = Qu[k, c]
+            if box and ((us[k, c] <= lo[c] and qc > 0.0) or (us[k, c] >= hi[c] and qc < 0.0)):
+                qc = 0.0
+            stat = max(stat, abs(qc))
+            dg -= Qu[k, c] * kff[k, c]
+            s = 0.0
+            for d in range(m):
+                s += Quu[k, c, d] * kff[k, d]
+            dq -= kff[k, c] * s
+    return stat, dg, dq
 
 
 @njit(cache=True)
@@ -398,16 +558,21 @@ def forward(xs, us, fs, Q, r, t0, h, alpha, K, kff, box, lo, hi, Vxx, xs_try, us
 
 @njit(cache=True)
 def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_try, us_try, alphas, state,
-            max_steps):
+            max_steps, W, Gu, Kn, ev, Sm, hv, Ht, eq0):
     """Up to ``max_steps`` FDDP iterations (crocoddyl's SolverFDDP::solve logic): backward pass
     with the regularisation raised until it succeeds, then a backtracking line search on the
     cost with FDDP's acceptance test, then the regularisation schedule. ``state`` holds
     [reg, reg_min, reg_max, reg_factor, cost, tol, feas_tol, (out) stationarity, feasibility,
-    alpha, steps taken, backward failures]. Returns a code: CONVERGED when stationarity and
+    alpha, steps taken, backward failures, terminal-equality tol, (out) max |h(x_N)|]. With
+    terminal equalities held exactly (W with n_e > 0 columns) each backward pass is followed by
+    the multipliers' Newton step (:func:`multiplier_step`): the step is then the one of the
+    equality-constrained LQ subproblem, and the line search runs on the augmented Lagrangian with
+    the new multipliers, along which that step descends. Returns a code: CONVERGED when stationarity and
     feasibility are below their tolerances at the current iterate (nothing changed), STEPPED
     after max_steps steps, NO_STEP (no step accepted, regularisation raised), REG_MAX, NONFINITE."""
     n, N = xs.shape[1], us.shape[0]
     reg_min, reg_max, factor, tol, feas_tol = state[1], state[2], state[3], state[5], state[6]
+    dn = np.zeros(W.shape[2])
     for _ in range(max_steps):
         feas = 0.0
         for k in range(N + 1):
@@ -415,7 +580,7 @@ def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_t
                 feas = max(feas, abs(fs[k, i]))
         while True:
             bad, stat, dg, dq = backward(xs, us, fs, Q, r, t0, h, state[0], box, lo, hi, K, kff, Vx, Vxx, Qu,
-                                         Quu, True)
+                                         Quu, True, W, Gu, Kn, ev, Sm, hv, Ht)
             if bad < 0:
                 break
             state[11] += 1
@@ -423,8 +588,19 @@ def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_t
                 state[7], state[8] = stat, feas
                 return REG_MAX
             state[0] = min(max(state[0] * factor, reg_min), reg_max)
-        state[7], state[8] = stat, feas
-        if stat <= tol and feas <= feas_tol:
+        hmax = 0.0
+        ne = W.shape[2]
+        if ne:
+            change = multiplier_step(ev, Sm, hv, W, Gu, Kn, kff, Qu, Vx, r, eq0, state[14], dn)
+            if math.isfinite(change):
+                state[4] += change
+                stat, dg, dq = model_terms(us, fs, box, lo, hi, kff, Vx, Vxx, Qu, Quu)
+            else:
+                change = 0.0
+            for a in range(hv.shape[0]):
+                hmax = max(hmax, abs(hv[a]))
+        state[7], state[8], state[13] = stat, feas, hmax
+        if stat <= tol and feas <= feas_tol and hmax <= state[12]:
             return CONVERGED
         cost = state[4]
         accepted = False
@@ -452,6 +628,15 @@ def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_t
             state[4] = cost_try
             state[9] = alpha
             state[10] += 1
+            if ne and alpha < 1.0:  # the multipliers move by the step's fraction too: ν̄ + α δν
+                _terminal_constraint(xs[N], r, hv, Ht)
+                for a in range(ne):
+                    r[eq0 + a] -= (1.0 - alpha) * dn[a]
+                    state[4] -= (1.0 - alpha) * dn[a] * hv[a]
+        elif ne:  # no step: back to the multipliers of the iterate
+            for a in range(ne):
+                r[eq0 + a] -= dn[a]
+            state[4] -= change
         if not accepted or alpha <= 0.01:
             if state[0] >= reg_max:
                 return REG_MAX
@@ -461,6 +646,10 @@ def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_t
                 return NO_STEP
         elif alpha > 0.5:
             state[0] = state[0] / factor if state[0] / factor >= reg_min else 0.0
+        if accepted and alpha > 0.5:
+            state[14] = max(state[14] / factor, state[15])
+        elif state[14] < 1.0:
+            state[14] = min(state[14] * factor, 1.0)
     return STEPPED
 
 
@@ -526,6 +715,18 @@ def _derivatives_second_order(x, u, q, t, h, ct, A, B, lx, lu, Hxx, Hux, Huu):
             Hux[c, j] = Jx[n + c, j]
         for d in range(m):
             Huu[c, d] = Ju[n + c, d]
+
+
+@njit(cache=True)
+def _terminal_constraint_eq(x, r, hv, Ht):
+    """hv := h(x), Ht := ∂h/∂x of the terminal equalities."""
+    he_forward_into_unchecked(x, r, hv)
+    Ht[:, :] = he_jacobian_unchecked(x, r)[0]
+
+
+@njit(cache=True)
+def _terminal_constraint_none(x, r, hv, Ht):
+    pass
 
 
 @njit(cache=True)

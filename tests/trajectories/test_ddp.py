@@ -187,3 +187,47 @@ def test_initial_state_outside_a_state_constraint_is_reported():
                                 path_constraints=lambda x, u: dnp.array([x[1] - 0.5]))
     sol = ddp(ocp)
     assert not sol.status and "initial state" in sol.message and "violates path constraint 0" in sol.message
+
+
+def test_terminal_equality_newton_step_solves_the_constrained_lq_exactly():
+    """Euler double integrator, cost Σ h u_k², x_N = (1, 0): an equality-constrained QP in U whose
+    minimiser and multiplier numpy gives in closed form (least norm, λ = −2h (ΓΓᵀ)⁻¹ ... via lstsq).
+    Once the augmented Lagrangian hands over, one Newton step of the terminal multipliers lands on
+    it (the sweep of W, Gu, Kn is exact on a linear-quadratic problem)."""
+    N, T = 40, 2.0
+    h = T / N
+    goal = np.array([1.0, 0.0])
+    ocp = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=T, N=N, n_u=1,
+                                running_cost=lambda x, u: u[0] ** 2, scheme="euler",
+                                terminal_equality=lambda x: x - goal, name="euler_rest_to_rest")
+    Ad, Bd = np.array([[1.0, h], [0.0, 1.0]]), np.array([[0.0], [h]])
+    Gamma = np.hstack([np.linalg.matrix_power(Ad, N - 1 - k) @ Bd for k in range(N)])  # x_N = Γ U
+    # KKT of min h|U|² s.t. ΓU = goal: [2hI Γᵀ; Γ 0] [U; λ] = [0; goal]
+    kkt = np.block([[2 * h * np.eye(N), Gamma.T], [Gamma, np.zeros((2, 2))]])
+    ref = np.linalg.solve(kkt, np.concatenate([np.zeros(N), goal]))
+    solver = DDPSolver(ocp, tol=1e-10)
+    sol = solver.solve()
+    assert sol.status, sol
+    assert sol.extra["outer_iterations"] == 1  # one AL round, then the exact terminal step
+    assert np.max(np.abs(sol.u[:, 0] - ref[:N])) <= 1e-9 * np.max(np.abs(ref[:N]))
+    assert np.max(np.abs(sol.extra["multipliers"]["eq"] - ref[N:])) <= 1e-8 * np.max(np.abs(ref[N:]))
+    assert sol.constraint_violation <= 1e-12
+    al = DDPSolver(ocp, tol=1e-10, exact_terminal=False).solve()   # the augmented Lagrangian alone
+    assert al.status and al.extra["outer_iterations"] > sol.extra["outer_iterations"]
+    assert np.max(np.abs(al.u[:, 0] - ref[:N])) <= 1e-5 * np.max(np.abs(ref[:N]))
+
+
+def test_cart_pole_swingup_n100_exact_terminal_is_a_kkt_point():
+    """The benchmark's swing-up (N = 100, from rest, |F| ≤ 20): the exact terminal steps end with
+    x(T) on the target to 1e-9, the Lagrangian stationary by BPTT, V_x equal to BPTT's costates,
+    and the optimum of the augmented Lagrangian alone, in fewer rounds."""
+    ocp = systems.cart_pole_swingup(N=100)
+    sol = ddp(ocp)
+    assert sol.status, sol
+    assert np.max(np.abs(sol.x[-1] - [1.0, np.pi, 0.0, 0.0])) <= 1e-9
+    g = _check_kkt(ocp, sol, 1e-7)
+    assert np.max(np.abs(sol.costates - g.costate)) <= 1e-6 * np.max(np.abs(g.costate))
+    al = ddp(ocp, exact_terminal=False)
+    assert al.status
+    assert sol.cost == pytest.approx(al.cost, rel=1e-6)
+    assert sol.extra["outer_iterations"] < al.extra["outer_iterations"]
