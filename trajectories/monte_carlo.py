@@ -158,7 +158,8 @@ def _run(key: str, shared) -> ClosedLoop:
     if key != NOMINAL and sigma > 0:
         kicks = sigma * task_rng(key, seed).standard_normal((steps, ocp.n_x))
     controller.reset()
-    return controller.simulate(x0=x0, steps=steps, disturbance=kicks, model_error=model_error)
+    return controller.simulate(x0=x0, steps=steps, disturbance=kicks, model_error=model_error,
+                               progress=False)  # the runs have their own bar
 
 
 def monte_carlo(ocp: OptimalControlProblem, runs: int = 100, disturbance: float = 0.05, model_error: float = 0.0,

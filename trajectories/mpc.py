@@ -32,6 +32,7 @@ import numpy as np
 
 from diffsim.errors import DiffsimError
 from diffsim.files import pyplot, write_figure
+from diffsim.progress import progress_bar
 
 from .ddp import CONVERGED, NO_STEP, STEPPED, DDPSolver, _layout, _module
 from .mpc_ip import IPPlanner
@@ -248,11 +249,12 @@ class MPC:
         return self.u
 
     def simulate(self, plant: Callable | None = None, x0=None, steps: int = 200, disturbance=None,
-                 model_error: float = 0.0, seed: int = 0) -> ClosedLoop:
+                 model_error: float = 0.0, seed: int = 0, progress: bool = True) -> ClosedLoop:
         """Run the closed loop for ``steps`` steps of dt (see :func:`closed_loop` for ``plant``,
-        ``disturbance`` and ``model_error``). Starts from a cold solve."""
+        ``disturbance``, ``model_error`` and ``progress``). Starts from a cold solve."""
         self.reset()
-        return closed_loop(self.ocp, self, plant, x0, steps, disturbance, model_error, seed, name="mpc")
+        return closed_loop(self.ocp, self, plant, x0, steps, disturbance, model_error, seed, name="mpc",
+                           progress=progress)
 
 
 class OpenLoop:
@@ -328,13 +330,15 @@ def _model_plant(ocp: OptimalControlProblem, model_error: float, module):
 
 
 def closed_loop(ocp: OptimalControlProblem, controller, plant: Callable | None = None, x0=None, steps: int = 200,
-                disturbance=None, model_error: float = 0.0, seed: int = 0, name: str | None = None) -> ClosedLoop:
+                disturbance=None, model_error: float = 0.0, seed: int = 0, name: str | None = None,
+                progress: bool = False) -> ClosedLoop:
     """Run ``controller.step(x, t) -> u`` against ``plant(x, u, t, dt) -> x_next`` for ``steps``
     steps of the problem's dt. ``plant=None`` is the problem's own model with its parameters
     scaled by ``1 + model_error``. ``disturbance``: None, a number σ (Gaussian kicks of standard
     deviation σ added to every state component after each step), an array (steps, n) of kicks, or
     ``f(k, t, x) -> kick``. Never dies mid-run: a non-finite state or an exception in the plant or
-    the controller ends the run with ``status`` False and a message saying where."""
+    the controller ends the run with ``status`` False and a message saying where. ``progress``:
+    a bar over the steps (on a terminal; see :mod:`diffsim.progress`), outside the timed solves."""
     n, m, dt = ocp.n_x, ocp.n_u, ocp.T / ocp.N
     if int(steps) != steps or steps < 1:
         raise MPCError(f"steps must be a positive integer, got {steps!r}")
@@ -356,7 +360,9 @@ def closed_loop(ocp: OptimalControlProblem, controller, plant: Callable | None =
     times, iters = np.empty(steps), np.zeros(steps, dtype=int)
     X[0] = x
     cost, over, status, message, done = 0.0, 0, True, f"{steps} steps", steps
+    bar = progress_bar(steps, f"closed loop ({name or type(controller).__name__})", "step", enabled=progress)
     for k in range(steps):
+        bar.update()
         t = k * dt
         start = time.perf_counter()
         try:
@@ -387,6 +393,7 @@ def closed_loop(ocp: OptimalControlProblem, controller, plant: Callable | None =
             status, message, done = False, (f"the plant returned a non-finite state at step {k} (t = {t:.4g}): "
                                             f"{X[k + 1]}; the run stops there"), k
             break
+    bar.close()
     return ClosedLoop(t=dt * np.arange(done + 1), x=X[:done + 1].copy(), u=U[:done].copy(),
                       solve_times=times[:done].copy(), cost=float(cost), status=status, message=message,
                       controller=name or type(controller).__name__, over_budget=over, iterations=iters[:done].copy())
