@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import itertools
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -95,6 +96,7 @@ def _typed(problem, params: dict) -> dict:
 _COMPILED = ("_stage_module", "_collocation_module", "_ode", "_ddp_modules")
 _KNOWN: OrderedDict = OrderedDict()  # structure key -> compiled attributes, in this process (a worker's own)
 _KNOWN_MOST = 16
+_KNOWN_LOCK = threading.Lock()  # a worker may run several tasks at once (dask worker --nthreads k)
 
 
 def structure_key(problem: OptimalControlProblem) -> str | None:
@@ -102,7 +104,10 @@ def structure_key(problem: OptimalControlProblem) -> str | None:
     code and every value they capture: closure cells, defaults, globals they read, by cloudpickle),
     the sizes, scheme and name. Parameters, T, N, x0, bounds and guesses are not in it: they are the
     kernels' arguments. Two problems with one key compile to the same module; None if the functions
-    cannot be pickled (then nothing is reused).
+    cannot be pickled (then nothing is reused). A function importable by name (a module's top-level
+    ``def``) is pickled as its name: one that reads a module-level variable the builder changes
+    between grid points would not be seen to change; pass such values as builder arguments, which
+    closures capture.
 
     >>> from trajectories.systems import cart_pole_swingup, pendulum_swingup
     >>> structure_key(pendulum_swingup(T=3.0)) == structure_key(pendulum_swingup(T=5.0, N=20, u_max=2.0))
@@ -126,11 +131,15 @@ def _reuse_compiled(problem: OptimalControlProblem) -> str | None:
     sweep's builder makes a new problem at every point: without this, each task traces and
     differentiates its functions anew, ~0.1 s, for the module it loads from the disk cache)."""
     key = structure_key(problem)
-    known = _KNOWN.get(key) if key is not None else None
-    if known:
-        for name, value in known.items():
-            problem.__dict__.setdefault(name, value)
-        _KNOWN.move_to_end(key)
+    if key is None:
+        return None
+    with _KNOWN_LOCK:
+        known = dict(_KNOWN.get(key) or {})
+        if known:
+            _KNOWN.move_to_end(key)
+    for name, value in known.items():
+        if not problem.__dict__.get(name):  # a new problem holds None (_ode) or nothing yet
+            problem.__dict__[name] = value
     return key
 
 
@@ -139,10 +148,11 @@ def _remember_compiled(problem: OptimalControlProblem, key: str | None) -> None:
         return
     compiled = {name: problem.__dict__[name] for name in _COMPILED if problem.__dict__.get(name)}
     if compiled:
-        _KNOWN.setdefault(key, {}).update(compiled)
-        _KNOWN.move_to_end(key)
-        while len(_KNOWN) > _KNOWN_MOST:
-            _KNOWN.popitem(last=False)
+        with _KNOWN_LOCK:
+            _KNOWN.setdefault(key, {}).update(compiled)
+            _KNOWN.move_to_end(key)
+            while len(_KNOWN) > _KNOWN_MOST:
+                _KNOWN.popitem(last=False)
 
 
 def portable(problem: OptimalControlProblem) -> OptimalControlProblem:
