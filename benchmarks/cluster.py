@@ -18,9 +18,14 @@ Reported, serial and on 2 workers side by side: wall time, tasks per second, the
 ratio (target ≥ 1.8 on 2 cores), the cold start (imports and Numba kernels loaded from the disk
 cache, here and in every worker at once via ``cluster.warm``) apart from the warm runs, the load
 average at the start and end of each workload, and the CPU seconds per task serially, on the
-workers and in the client (the writer and the scheduler share its process): CPU time is what the
-other jobs on a shared machine do not change, so ``2 × serial CPU / (worker + client CPU)`` bounds
-the ratio a free machine would give. The serial baseline runs with one BLAS thread, as every worker does,
+workers and in the client (the writer and the scheduler share its process): CPU time depends far
+less than wall time on the other jobs of a shared machine, so ``2 × serial CPU / (worker + client
+CPU)`` bounds the ratio a free machine would give. The last column measures what no distribution code can
+change: the serial run's CPU per task inside one worker process alone, and inside both at the
+same time (each the whole serial run, started by ``client.run``, no tasks): on this 2-vCPU VM,
+two busy processes make each other's CPU seconds dearer (shared caches, memory bandwidth or
+hyperthreads of the host), which bounds the ratio at 2 / (1 + that fraction). The serial
+baseline runs with one BLAS thread, as every worker does,
 so both do identical work; serial and parallel runs alternate (best of ``--repeats``). The
 per-task overhead comes from 500 empty tasks, one Dask task each and in the default chunks
 (``map_tasks`` sends guided chunks, ``cluster.auto_chunks``: at least 8 per worker, shrinking to
@@ -156,6 +161,23 @@ def _idle(client, seconds=3.0):
     return 1e3 * here / seconds, 1e3 * (sum(client.run(_cpu).values()) - workers) / seconds
 
 
+def _alone_and_together(name, size, client):
+    """The machine's own price of running two processes at once, without Dask in the way: the whole
+    serial run inside one worker alone, then inside both workers at the same time (client.run);
+    CPU seconds of one run in each case."""
+    first = next(iter(client.scheduler_info(n_workers=-1)["workers"]))
+    alone = client.run(_serial_cpu, name, size, workers=[first])[first]
+    together = list(client.run(_serial_cpu, name, size).values())
+    return alone, sum(together) / len(together)
+
+
+def _serial_cpu(name, size):
+    run = {"labelling": _labelling, "replicas": _replicas, "sweep": _sweep, "small sweep": _small_sweep}[name](size)[0]
+    start = time.process_time()
+    run(None)
+    return time.process_time() - start
+
+
 def _load():
     return f"{os.getloadavg()[0]:.1f}"
 
@@ -194,18 +216,21 @@ def main() -> None:
                 serial.append(_timed(run, None))
                 parallel.append(_timed(run, client))
             s, p = min(serial), min(parallel)
+            alone, together = _alone_and_together(name, size, client)
             rows.append([title, n, f"{s[0]:.2f} s", f"{p[0]:.2f} s", f"{n / s[0]:.2f}", f"{n / p[0]:.2f}",
                          f"{s[0] / p[0]:.2f}x", f"{cold_here:.2f} s / {cold_workers:.2f} s",
                          f"{load_start} → {_load()}"])
             cpu_rows.append([title, f"{1e3 * s[1] / n:.0f} ms", f"{1e3 * p[2] / n:.0f} ms", f"{1e3 * p[1] / n:.1f} ms",
-                             f"{(s[1] / ((p[2] + p[1]) / 2)) if p[2] else float('nan'):.2f}x"])
+                             f"{(s[1] / ((p[2] + p[1]) / 2)) if p[2] else float('nan'):.2f}x",
+                             f"{1e3 * alone / n:.0f} → {1e3 * together / n:.0f} ms ({together / alone - 1:+.0%})"])
             print(f"  {title}: {s[0] / p[0]:.2f}x (load {load_start} → {_load()})", flush=True)
         print_table("throughput (warm: every worker prepared with cluster.warm; best of the alternated runs)",
                     ["workload", "tasks", "serial", "2 workers", "tasks/s serial", "tasks/s 2 workers", "ratio",
                      "cold start here / workers", "load avg start → end"], rows)
-        print_table("CPU per task (seconds of CPU, not wall: what the load of other jobs does not change)",
+        print_table("CPU per task (seconds of CPU, not wall: far less sensitive to the other jobs' load)",
                     ["workload", "serial", "on the workers", "client (writer, scheduler)",
-                     "ratio bound by CPU (2 × serial / (workers + client))"], cpu_rows)
+                     "ratio bound by CPU (2 × serial / (workers + client))",
+                     "no Dask: serial run in 1 process alone → in 2 at once"], cpu_rows)
         load_start = _load()
         one = time.perf_counter()
         for _ in cluster.map_tasks(cluster._nothing, range(500), client=client, progress=False, chunk=1):
