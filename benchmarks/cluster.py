@@ -50,10 +50,13 @@ What limits a 100-node run, and how the design answers it (on paper; not measure
 2. The single writer. The client commits one SQLite transaction per task (all its rows or none);
    SQLite manages a few hundred to a few thousand commits per second on a local disk. At
    3200 workers × one 10-s task each, 320 commits/s: within reach; faster tasks would batch
-   several into one task. The writer never blocks the workers (results queue on the scheduler),
-   and for a shared database the URL is a PostgreSQL server (ase.db's backend), which takes
-   the same writes from a client on another machine. Results travel once, worker → client:
-   5 kB per 108-atom labelled structure.
+   several into one task. The writer never blocks the workers: a finished result waits in its
+   worker's memory (the scheduler only records where) until the client's event loop fetches it,
+   while the worker goes on with its next task; for a shared database the URL is a PostgreSQL
+   server (ase.db's backend), which takes the same writes from a client on another machine.
+   Results travel once, worker → client: 5 kB per 108-atom labelled structure. The one client
+   also fetches and unpickles every result (a chunk as one pickle): about a millisecond of its
+   CPU per Dask task here, so chunks, not single tasks, are what it must see at 3200 workers.
 3. Shared inputs. ``map_tasks(shared=...)`` scatters a model once to every worker rather than
    with every task; for thousands of workers, a file on a shared disk read by each worker scales
    better than a broadcast from one client.
