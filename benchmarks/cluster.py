@@ -55,8 +55,9 @@ What limits a 100-node run, and how the design answers it (on paper; not measure
    while the worker goes on with its next task; for a shared database the URL is a PostgreSQL
    server (ase.db's backend), which takes the same writes from a client on another machine.
    Results travel once, worker → client: 5 kB per 108-atom labelled structure. The one client
-   also fetches and unpickles every result (a chunk as one pickle): about a millisecond of its
-   CPU per Dask task here, so chunks, not single tasks, are what it must see at 3200 workers.
+   also fetches and unpickles every result (a chunk as one pickle): 2–6 ms of its
+   CPU per Dask task here with the scheduler beside it, so chunks, not single tasks, are what it
+   must see at 3200 workers.
 3. Shared inputs. ``map_tasks(shared=...)`` scatters a model once to every worker rather than
    with every task; for thousands of workers, a file on a shared disk read by each worker scales
    better than a broadcast from one client.
