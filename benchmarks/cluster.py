@@ -6,44 +6,65 @@
   arrives by the one writer, the client;
 - MD replicas: NVT + NVE runs of a 32-atom Cu crystal with EMT at two temperatures
   (``potentials.replicas``), reduced to g(r), MSD, D and drift on the workers;
-- an OCP sweep: the pendulum swing-up (N = 40) over a grid of final times, two starts per point
-  (``trajectories.sweep``).
+- an OCP sweep: the pendulum swing-up (N = 40) over a grid of 48 final times, three starts per
+  point (``trajectories.sweep``), and the same sweep on the 12-point, two-start grid of earlier
+  runs. Each worker (and the serial process) compiles a problem's kernels once and gives them to
+  every later problem of the same structure (``trajectories.sweep.structure_key``): a task is a
+  solve, ~15 ms, where it was a trace of the problem and a solve, ~130 ms. On 24 such tasks one
+  slow solve (164 iterations, 0.5 s) is a third of a worker's share, so that grid measures the
+  balance of a small sweep more than scale-out.
 
 Reported, serial and on 2 workers side by side: wall time, tasks per second, the throughput
 ratio (target ≥ 1.8 on 2 cores), the cold start (imports and Numba kernels loaded from the disk
 cache, here and in every worker at once via ``cluster.warm``) apart from the warm runs, the load
 average at the start and end of each workload, and the CPU seconds per task serially, on the
-workers and in the client (the writer and the scheduler share its process): CPU time is what the
-other jobs on a shared machine do not change, so ``2 × serial CPU / worker CPU`` bounds the ratio
-a free machine would give. The serial baseline runs with one BLAS thread, as every worker does,
+workers and in the client (the writer and the scheduler share its process): CPU time depends far
+less than wall time on the other jobs of a shared machine, so ``2 × serial CPU / (worker + client
+CPU)`` bounds the ratio a free machine would give. The last column measures what no distribution code can
+change: the serial run's CPU per task inside one worker process alone, and inside both at the
+same time (each the whole serial run, started by ``client.run``, no tasks): on this 2-vCPU VM,
+two busy processes make each other's CPU seconds dearer (shared caches, memory bandwidth or
+hyperthreads of the host), which bounds the ratio at 2 / (1 + that fraction). The serial
+baseline runs with one BLAS thread, as every worker does,
 so both do identical work; serial and parallel runs alternate (best of ``--repeats``). The
 per-task overhead comes from 500 empty tasks, one Dask task each and in the default chunks
-(``map_tasks`` sends ~8 chunks per worker: the scheduler's round trip is paid per chunk, not per
-task; results are fetched in the event loop in batches). Nothing is asserted.
+(``map_tasks`` sends guided chunks, ``cluster.auto_chunks``: at least 8 per worker, shrinking to
+single tasks at the end; the scheduler's round trip is paid per chunk, not per task; results are
+fetched in the event loop in batches). The LocalCluster runs with ``cluster.QUIET_LOCAL`` (no
+profiler sampling the task thread, slower housekeeping timers): an idle cluster's own CPU is then
+~20 ms/s instead of ~100 ms/s, as the "idle cluster" line shows. Nothing is asserted.
 
 What limits a 100-node run, and how the design answers it (on paper; not measured here):
 
-1. The scheduler's task rate. One Dask scheduler handles a few thousand tasks per second (its
-   documentation puts the overhead per task at 200 µs – 1 ms). 100 nodes of 32 cores keep 3200
-   workers busy only if a task lasts well over 3200 × 0.5 ms ≈ 2 s. Tasks are therefore sized by
-   the user, not one per structure: an MD chain carries ``chain_samples`` samples, a replica a whole
-   run, a sweep task a whole solve; DFT labels take minutes each; and ``map_tasks`` groups small
-   tasks into chunks (``chunk=``, by default ~8 per worker), so the scheduler sees a few chunks
-   per worker, whatever the number of tasks. ``map_tasks(..., in_flight=n)``
-   keeps a window of n tasks on the scheduler instead of millions (its memory is ~1 kB per task).
+1. The scheduler's task rate. One Dask scheduler costs about 1 ms per task (distributed's
+   documentation; here, the client process, which holds the LocalCluster's scheduler, spends a
+   few ms of CPU per Dask task on a loaded 2-core machine, see the CPU table), so it handles a
+   few hundred to a thousand tasks per second. 100 nodes of 32 cores keep 3200 workers busy only
+   if a Dask task lasts well over 3200 × 1 ms ≈ 3 s. Tasks are therefore sized by the user, not
+   one per structure: an MD chain carries ``chain_samples`` samples, a replica a whole run, a
+   sweep task a whole solve; DFT labels take minutes each; and ``map_tasks`` groups small tasks
+   into guided chunks (``chunk=`` to fix the size), so the scheduler sees a few dozen chunks per
+   worker, whatever the number of tasks, and the last, single-task chunks keep every worker busy
+   to the end. ``map_tasks(..., in_flight=n)`` keeps a window of n tasks on the scheduler instead
+   of millions (its memory is ~1 kB per task).
 2. The single writer. The client commits one SQLite transaction per task (all its rows or none);
    SQLite manages a few hundred to a few thousand commits per second on a local disk. At
    3200 workers × one 10-s task each, 320 commits/s: within reach; faster tasks would batch
-   several into one task. The writer never blocks the workers (results queue on the scheduler),
-   and for a shared database the URL is a PostgreSQL server (ase.db's backend), which takes
-   the same writes from a client on another machine. Results travel once, worker → client:
-   5 kB per 108-atom labelled structure.
+   several into one task. The writer never blocks the workers: a finished result waits in its
+   worker's memory (the scheduler only records where) until the client's event loop fetches it,
+   while the worker goes on with its next task; for a shared database the URL is a PostgreSQL
+   server (ase.db's backend), which takes the same writes from a client on another machine.
+   Results travel once, worker → client: 5 kB per 108-atom labelled structure. The one client
+   also fetches and unpickles every result (a chunk as one pickle): 2–6 ms of its
+   CPU per Dask task here with the scheduler beside it, so chunks, not single tasks, are what it
+   must see at 3200 workers.
 3. Shared inputs. ``map_tasks(shared=...)`` scatters a model once to every worker rather than
    with every task; for thousands of workers, a file on a shared disk read by each worker scales
    better than a broadcast from one client.
 4. Compilation. Every worker compiling the same Numba kernels costs each node seconds; the kernel
    cache (``$DIFFSIM_CACHE_DIR``, passed from the client to every worker) on a shared disk, warmed
-   by one small run, means nobody compiles.
+   by one small run, means nobody compiles. Tracing a problem to find its kernels (~0.1 s for the
+   pendulum) is paid once per worker process and structure, not once per task.
 5. Faults. A dead worker's tasks are rerun by the scheduler; a dead client or scheduler loses
    only unfinished tasks, because the database is the record of what is done: rerun and the
    done keys are skipped, with every task's seed a function of its key, so the rerun's rows
@@ -91,7 +112,7 @@ def _replicas(size):
     return run, 2 * size
 
 
-def _sweep(size):
+def _sweep(size, starts=3):
     import numpy as np
 
     from trajectories.sweep import sweep
@@ -100,8 +121,12 @@ def _sweep(size):
     grid = {"T": np.linspace(3.5, 6.0, size)}
 
     def run(client):
-        sweep(pendulum_swingup, grid, starts=2, fixed={"N": 40}, client=client, progress=False)
-    return run, 2 * size
+        sweep(pendulum_swingup, grid, starts=starts, fixed={"N": 40}, client=client, progress=False)
+    return run, starts * size
+
+
+def _small_sweep(size):
+    return _sweep(size, starts=2)
 
 
 def _prepare(name):
@@ -114,7 +139,7 @@ def _prepare(name):
         _labelling(1)[0](None)
     elif name == "replicas":
         _replicas(1)[0](None)
-    else:
+    else:  # the sweep's kernels: loaded from the disk cache and kept for every later problem like it
         _sweep(1)[0](None)
 
 
@@ -132,6 +157,31 @@ def _timed(run, client):
     return wall, here, workers
 
 
+def _idle(client, seconds=3.0):
+    """CPU (ms per second) of the client process and of the workers while no task runs."""
+    workers, here = sum(client.run(_cpu).values()), time.process_time()
+    time.sleep(seconds)
+    here = time.process_time() - here
+    return 1e3 * here / seconds, 1e3 * (sum(client.run(_cpu).values()) - workers) / seconds
+
+
+def _alone_and_together(name, size, client):
+    """The machine's own price of running two processes at once, without Dask in the way: the whole
+    serial run inside one worker alone, then inside both workers at the same time (client.run);
+    CPU seconds of one run in each case."""
+    first = next(iter(client.scheduler_info(n_workers=-1)["workers"]))
+    alone = client.run(_serial_cpu, name, size, workers=[first])[first]
+    together = list(client.run(_serial_cpu, name, size).values())
+    return alone, sum(together) / len(together)
+
+
+def _serial_cpu(name, size):
+    run = {"labelling": _labelling, "replicas": _replicas, "sweep": _sweep, "small sweep": _small_sweep}[name](size)[0]
+    start = time.process_time()
+    run(None)
+    return time.process_time() - start
+
+
 def _load():
     return f"{os.getloadavg()[0]:.1f}"
 
@@ -144,15 +194,19 @@ def main() -> None:
     scale = 4 if args.quick else 12
     print_header("diffsim.cluster: serial against 2 Dask workers", ["dask", "distributed", "ase", "numba"], diffsim)
     print(load_average())
-    workloads = {"labelling": ("labelling (EMT, 108 atoms)", _labelling),
-                 "replicas": ("MD replicas (EMT, 32 atoms)", _replicas),
-                 "sweep": ("OCP sweep (pendulum, N = 40)", _sweep)}
+    workloads = {"labelling": ("labelling (EMT, 108 atoms)", _labelling, scale),
+                 "replicas": ("MD replicas (EMT, 32 atoms)", _replicas, scale),
+                 "sweep": ("OCP sweep (pendulum, N = 40, 3 starts)", _sweep, 4 * scale),
+                 "small sweep": ("OCP sweep, the earlier grid (2 starts)", _small_sweep, scale)}
     t0 = time.perf_counter()
     with cluster.client(workers=2) as client:
         start = time.perf_counter() - t0
         print(f"LocalCluster of 2 worker processes started in {start:.2f} s")
+        here, workers = _idle(client)
+        print(f"idle cluster, its own CPU: {here:.0f} ms/s in the client (scheduler, nannies), {workers:.0f} ms/s "
+              "in the workers together")
         rows, cpu_rows = [], []
-        for name, (title, make) in workloads.items():
+        for name, (title, make, size) in workloads.items():
             load_start = _load()
             t = time.perf_counter()
             cluster.warm(client, _prepare, name)  # cold workers: imports, kernels from the disk cache
@@ -160,24 +214,27 @@ def main() -> None:
             t = time.perf_counter()
             _prepare(name)
             cold_here = time.perf_counter() - t
-            run, n = make(scale)
+            run, n = make(size)
             serial, parallel = [], []
             for _ in range(max(1, args.repeats)):  # alternated, so a change in the machine's load hits both
                 serial.append(_timed(run, None))
                 parallel.append(_timed(run, client))
             s, p = min(serial), min(parallel)
+            alone, together = _alone_and_together(name, size, client)
             rows.append([title, n, f"{s[0]:.2f} s", f"{p[0]:.2f} s", f"{n / s[0]:.2f}", f"{n / p[0]:.2f}",
                          f"{s[0] / p[0]:.2f}x", f"{cold_here:.2f} s / {cold_workers:.2f} s",
                          f"{load_start} → {_load()}"])
             cpu_rows.append([title, f"{1e3 * s[1] / n:.0f} ms", f"{1e3 * p[2] / n:.0f} ms", f"{1e3 * p[1] / n:.1f} ms",
-                             f"{(s[1] / (p[2] / 2)) if p[2] else float('nan'):.2f}x"])
+                             f"{(s[1] / ((p[2] + p[1]) / 2)) if p[2] else float('nan'):.2f}x",
+                             f"{1e3 * alone / n:.0f} → {1e3 * together / n:.0f} ms ({together / alone - 1:+.0%})"])
             print(f"  {title}: {s[0] / p[0]:.2f}x (load {load_start} → {_load()})", flush=True)
         print_table("throughput (warm: every worker prepared with cluster.warm; best of the alternated runs)",
                     ["workload", "tasks", "serial", "2 workers", "tasks/s serial", "tasks/s 2 workers", "ratio",
                      "cold start here / workers", "load avg start → end"], rows)
-        print_table("CPU per task (seconds of CPU, not wall: what the load of other jobs does not change)",
+        print_table("CPU per task (seconds of CPU, not wall: far less sensitive to the other jobs' load)",
                     ["workload", "serial", "on the workers", "client (writer, scheduler)",
-                     "ratio bound by CPU (2 × serial / workers)"], cpu_rows)
+                     "ratio bound by CPU (2 × serial / (workers + client))",
+                     "no Dask: serial run in 1 process alone → in 2 at once"], cpu_rows)
         load_start = _load()
         one = time.perf_counter()
         for _ in cluster.map_tasks(cluster._nothing, range(500), client=client, progress=False, chunk=1):
@@ -191,7 +248,8 @@ def main() -> None:
         here = cluster.overhead(None, tasks=500)
         print_table(f"per-task overhead (500 empty tasks; load {load_start} → {_load()})", ["path", "per task"],
                     [["2 workers, one Dask task per task (chunk=1)", f"{one * 1e3:.2f} ms"],
-                     [f"2 workers, chunks of {cluster.auto_chunk(client, 500)} (the default)", f"{auto * 1e3:.2f} ms"],
+                     [f"2 workers, {len(cluster.auto_chunks(client, 500))} guided chunks (the default)",
+                      f"{auto * 1e3:.2f} ms"],
                      ["2 workers, in_flight=50, chunks", f"{windowed * 1e3:.2f} ms"],
                      ["serial (no cluster)", f"{here * 1e6:.1f} µs"]])
     print(f"\n{load_average()}")

@@ -40,6 +40,17 @@ from .errors import DiffsimError
 SCHEDULER_ENV = "DIFFSIM_SCHEDULER"
 EXTRA = "pip install 'diffsim[cluster]'  (Dask distributed)"
 
+# The LocalCluster's housekeeping, for a cluster without a dashboard: with Dask's defaults, the
+# scheduler and the two nannies (in the client's process) and each idle worker burn 100 ms of CPU
+# per second between them (measured: 40 ms/s in the client, 30 ms/s per worker), i.e. 5 % of a
+# 2-core machine taken from the tasks. These settings bring it to ~20 ms/s: no statistical profiler
+# sampling the task thread every 10 ms (it feeds only the dashboard), the system monitor (CPU,
+# memory, network for the dashboard and heartbeats) every 5 s, the event-loop tick check every
+# second (it still catches a blocked loop: its limit is 3 s), the memory monitor twice a second.
+# The worker plugin applies them again to a worker that a nanny restarts (with Dask's defaults).
+QUIET_LOCAL = {"distributed.worker.profile.enabled": False, "distributed.admin.system-monitor.interval": "5s",
+               "distributed.admin.tick.interval": "1s", "distributed.worker.memory.monitor-interval": "500ms"}
+
 
 class ClusterError(DiffsimError):
     """Dask is missing, or the scheduler cannot be reached or was lost; the message says what to do."""
@@ -89,12 +100,14 @@ class _WorkerSetup:
 
     name = "diffsim-worker-setup"
 
-    def __init__(self, cache_dir: str | None):
-        self.cache_dir = cache_dir
+    def __init__(self, cache_dir: str | None, quiet: bool = False):
+        self.cache_dir, self.quiet = cache_dir, quiet
 
     def setup(self, worker=None):
         if self.cache_dir:
             os.environ["DIFFSIM_CACHE_DIR"] = self.cache_dir
+        if self.quiet and worker is not None:
+            _quieten(worker)
         try:
             from threadpoolctl import threadpool_limits
 
@@ -104,6 +117,21 @@ class _WorkerSetup:
 
     def teardown(self, worker=None):
         pass
+
+
+def _quieten(worker) -> None:
+    """Apply :data:`QUIET_LOCAL` to a running worker: its first start read it from the
+    configuration, but a nanny restarts a crashed worker with Dask's defaults."""
+    import dask
+
+    dask.config.set(QUIET_LOCAL)
+    timers = worker.periodic_callbacks
+    for name in ("profile", "profile-cycle"):
+        if name in timers:
+            timers.pop(name).stop()
+    for name, ms in (("monitor", 5000), ("tick", 1000), ("memory_monitor", 500)):
+        if name in timers:
+            timers[name].callback_time = ms
 
 
 def client(scheduler: str | None = None, workers: int | None = None, timeout: float = 10.0):
@@ -132,17 +160,20 @@ def client(scheduler: str | None = None, workers: int | None = None, timeout: fl
             raise ClusterError(f"workers must be at least 1, got {workers}")
         import logging
 
-        c = distributed.Client(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.CRITICAL, set_as_default=False)
-    c.register_plugin(_plugin(distributed, os.environ.get("DIFFSIM_CACHE_DIR")))
+        import dask
+
+        with dask.config.set(QUIET_LOCAL):  # the scheduler, nannies and first workers read it as they start
+            c = distributed.Client(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.CRITICAL, set_as_default=False)
+    c.register_plugin(_plugin(distributed, os.environ.get("DIFFSIM_CACHE_DIR"), quiet=not address))
     return c
 
 
-def _plugin(distributed, cache_dir):
+def _plugin(distributed, cache_dir, quiet=False):
     class WorkerSetup(_WorkerSetup, distributed.WorkerPlugin):
         pass
 
-    return WorkerSetup(cache_dir)
+    return WorkerSetup(cache_dir, quiet)
 
 
 def _last_line(exc: BaseException) -> str:
@@ -166,7 +197,8 @@ def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = N
     tasks, so the scheduler holds a window of them rather than all. ``chunk`` tasks travel as one
     Dask task (their results still come back one key at a time, failures one key at a time): for
     tasks of a few milliseconds, whose cost the scheduler's round trip per task would dominate. The
-    default, :func:`auto_chunk`, gives each worker about 8 chunks of the run (1 for short runs).
+    default, :func:`auto_chunks`, sends big chunks first and ever smaller ones (down to single
+    tasks) towards the end, so that few messages carry the run and no worker idles at its end.
 
     >>> out = list(map_tasks(lambda t, s: t + s, [1, 2], keys=["x", "y"], shared=10, progress=False))
     >>> sorted(out)
@@ -188,8 +220,8 @@ def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = N
         if client is None:
             results = _run_serial(fn, tasks, keys, shared)
         else:
-            chunk = auto_chunk(client, len(tasks)) if chunk is None else int(chunk)
-            results = _run_on_cluster(fn, tasks, keys, client, shared, in_flight, chunk)
+            sizes = auto_chunks(client, len(tasks)) if chunk is None else [int(chunk)] * -(-len(tasks) // int(chunk))
+            results = _run_on_cluster(fn, tasks, keys, client, shared, in_flight, sizes)
         for key, value, failed in results:
             bar.update(1)
             if failed:
@@ -206,15 +238,27 @@ def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = N
         raise TasksFailed(failures, len(tasks))
 
 
-def auto_chunk(client, tasks: int, per_worker: int = 8, most: int = 32) -> int:
-    """Tasks per Dask task so that each of ``client``'s workers gets about ``per_worker`` chunks
-    (enough to balance the load and to lose little to a dead worker), at most ``most``.
+def auto_chunks(client, tasks: int, per_worker: int = 8, most: int = 32) -> list[int]:
+    """Chunk sizes for ``tasks`` tasks on ``client``'s W workers, in the order they are sent: each
+    worker gets at least ``per_worker`` chunks (so a run of few, long tasks, such as MD replicas,
+    travels one task per Dask task, and a dead worker costs little), each chunk at most ``most``
+    tasks and at most 1/(2W) of the tasks not yet sent (guided self-scheduling with a factor 2,
+    Polychronopoulos & Kuck 1987): the chunks shrink to single tasks towards the end, which even out
+    the workers' finishing times whatever the tasks' durations.
 
-    >>> auto_chunk(None, 10), auto_chunk(None, 1000)     # without a client: as for one worker
-    (1, 32)
+    >>> auto_chunks(None, 10)                 # without a client: as for one worker; few tasks: one each
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    >>> sizes = auto_chunks(None, 200)
+    >>> sizes[:3], sizes[-6:], len(sizes), sum(sizes)
+    ([25, 25, 25], [12, 6, 3, 2, 1, 1], 13, 200)
     """
     workers = max(1, len((client.scheduler_info(n_workers=-1) or {}).get("workers", {}))) if client is not None else 1
-    return int(min(most, max(1, tasks // (per_worker * workers))))
+    tasks, cap = int(tasks), max(1, min(int(most), int(tasks) // (per_worker * workers)))
+    sizes, left = [], tasks
+    while left > 0:
+        sizes.append(max(1, min(cap, left // (2 * workers))))
+        left -= sizes[-1]
+    return sizes
 
 
 def _run_serial(fn, tasks, keys, shared):
@@ -229,15 +273,28 @@ def _run_serial(fn, tasks, keys, shared):
 
 
 def _run_chunk(fn, keys, tasks, *shared):
-    """The Dask task of a chunk: each of its tasks run on its own, a failure kept with its key."""
-    return list(_run_serial(fn, tasks, keys, shared[0] if shared else None))
+    """The Dask task of a chunk: each of its tasks run on its own, a failure kept with its key.
+    The outcomes travel as one pickle: one frame on the wire, and Dask sizes a bytes object at
+    once, where it walks every dict and array of the outcomes (a chunk of sweep solutions: 5000
+    calls of its sizeof per chunk, a fifth of the worker's event-loop time)."""
+    import pickle
+
+    outcomes = list(_run_serial(fn, tasks, keys, shared[0] if shared else None))
+    try:
+        return pickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # lambdas and the like, as Dask itself would send them
+        import cloudpickle
+
+        return cloudpickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _run_on_cluster(fn, tasks, keys, client, shared, in_flight, chunk):
+def _run_on_cluster(fn, tasks, keys, client, shared, in_flight, sizes):
     distributed = _distributed()
     token = uuid.uuid4().hex[:8]  # Dask keys are global to the scheduler: never reuse another run's
     args = () if shared is None else (client.scatter(shared, broadcast=True, hash=False),)
-    chunks = [range(i, min(i + chunk, len(tasks))) for i in range(0, len(tasks), chunk)]
+    ends = np.cumsum(sizes)
+    chunks = [range(int(end) - size, min(int(end), len(tasks))) for size, end in zip(sizes, ends)]
+    single = max(sizes, default=1) == 1
     futures: dict = {}
     queue = iter(chunks)
 
@@ -246,7 +303,7 @@ def _run_on_cluster(fn, tasks, keys, client, shared, in_flight, chunk):
         if not batch:
             return []
         dask_keys = [f"{keys[c[0]]}-{token}" if len(c) == 1 else f"{keys[c[0]]}+{len(c) - 1}-{token}" for c in batch]
-        if chunk == 1:
+        if single:
             new = client.map(fn, [tasks[c[0]] for c in batch], *[[a] * len(batch) for a in args], key=dask_keys,
                              pure=False)
         else:
@@ -256,7 +313,7 @@ def _run_on_cluster(fn, tasks, keys, client, shared, in_flight, chunk):
         futures.update(zip(new, batch))
         return new
 
-    window = len(chunks) if in_flight is None else max(1, -(-int(in_flight) // chunk))
+    window = len(chunks) if in_flight is None else max(1, -(-int(in_flight) // max(1, int(np.mean(sizes)))))
     with client.as_current():  # results are fetched in the event loop, not by one round trip each
         done = distributed.as_completed(submit(window), loop=client.loop, with_results=True, raise_errors=False)
     low, pending = max(1, window // 2), window
@@ -269,14 +326,14 @@ def _run_on_cluster(fn, tasks, keys, client, shared, in_flight, chunk):
                 done.update(more)
             for future, value in batch:
                 members = futures.pop(future)
-                yield from _outcomes(distributed, future, value, members, keys, chunk)
+                yield from _outcomes(distributed, future, value, members, keys, single)
                 future.release()
     finally:
         if futures:  # interrupted: nothing keeps running for a client that is gone
             client.cancel(list(futures))
 
 
-def _outcomes(distributed, future, value, members, keys, chunk):
+def _outcomes(distributed, future, value, members, keys, single):
     import asyncio
 
     cancelled = (asyncio.CancelledError, distributed.client.FutureCancelledError)
@@ -297,10 +354,12 @@ def _outcomes(distributed, future, value, members, keys, chunk):
         for i in members:
             yield keys[i], TaskFailure(keys[i], message), True
         return
-    if chunk == 1:
+    if single:
         yield keys[members[0]], value, False
     else:
-        yield from value
+        import pickle
+
+        yield from pickle.loads(value)
 
 
 def _bar(total, description, enabled):

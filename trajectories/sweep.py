@@ -20,8 +20,11 @@ of a closed-loop controller over random disturbances is ``sweep(run_closed_loop,
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import itertools
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -89,6 +92,69 @@ def _typed(problem, params: dict) -> dict:
             else v for k, v in params.items()}
 
 
+# what a problem compiles, once, on first use; every one a function of the problem's structure alone
+_COMPILED = ("_stage_module", "_collocation_module", "_ode", "_ddp_modules")
+_KNOWN: OrderedDict = OrderedDict()  # structure key -> compiled attributes, in this process (a worker's own)
+_KNOWN_MOST = 16
+_KNOWN_LOCK = threading.Lock()  # a worker may run several tasks at once (dask worker --nthreads k)
+
+
+def structure_key(problem: OptimalControlProblem) -> str | None:
+    """A fingerprint of everything a problem's generated kernels depend on: its functions (their
+    code and every value they capture: closure cells, defaults, globals they read, by cloudpickle),
+    the sizes, scheme and name. Parameters, T, N, x0, bounds and guesses are not in it: they are the
+    kernels' arguments. Two problems with one key compile to the same module; None if the functions
+    cannot be pickled (then nothing is reused). A function importable by name (a module's top-level
+    ``def``) is pickled as its name: one that reads a module-level variable the builder changes
+    between grid points would not be seen to change; pass such values as builder arguments, which
+    closures capture.
+
+    >>> from trajectories.systems import cart_pole_swingup, pendulum_swingup
+    >>> structure_key(pendulum_swingup(T=3.0)) == structure_key(pendulum_swingup(T=5.0, N=20, u_max=2.0))
+    True
+    >>> structure_key(cart_pole_swingup(distance=1.0)) == structure_key(cart_pole_swingup(distance=2.0))
+    False
+    """
+    try:
+        import cloudpickle
+
+        blob = cloudpickle.dumps((problem.f, problem.L, problem.Phi, problem.g, problem.h_eq, problem.h_in))
+    except Exception:  # no cloudpickle, or a function that captures something unpicklable: compile as usual
+        return None
+    sizes = (problem.n_x, problem.n_u, problem.n_p, problem.n_g, problem.n_eq, problem.n_in, problem.free_time,
+             problem.scheme, problem.name)
+    return hashlib.sha256(blob + repr(sizes).encode()).hexdigest()
+
+
+def _reuse_compiled(problem: OptimalControlProblem) -> str | None:
+    """Give ``problem`` the kernels this process compiled for a problem of the same structure (a
+    sweep's builder makes a new problem at every point: without this, each task traces and
+    differentiates its functions anew, ~0.1 s, for the module it loads from the disk cache)."""
+    key = structure_key(problem)
+    if key is None:
+        return None
+    with _KNOWN_LOCK:
+        known = dict(_KNOWN.get(key) or {})
+        if known:
+            _KNOWN.move_to_end(key)
+    for name, value in known.items():
+        if not problem.__dict__.get(name):  # a new problem holds None (_ode) or nothing yet
+            problem.__dict__[name] = value
+    return key
+
+
+def _remember_compiled(problem: OptimalControlProblem, key: str | None) -> None:
+    if key is None:
+        return
+    compiled = {name: problem.__dict__[name] for name in _COMPILED if problem.__dict__.get(name)}
+    if compiled:
+        with _KNOWN_LOCK:
+            _KNOWN.setdefault(key, {}).update(compiled)
+            _KNOWN.move_to_end(key)
+            while len(_KNOWN) > _KNOWN_MOST:
+                _KNOWN.popitem(last=False)
+
+
 def portable(problem: OptimalControlProblem) -> OptimalControlProblem:
     """A copy of ``problem`` without its compiled kernels (generated modules that a worker process
     cannot unpickle), which a worker loads itself from the shared disk cache.
@@ -99,6 +165,8 @@ def portable(problem: OptimalControlProblem) -> OptimalControlProblem:
     (10, True, {})
     """
     other = problem.with_steps(problem.N)
+    for name in _COMPILED:
+        other.__dict__.pop(name, None)
     other._ode = None
     other._ddp_modules = {}
     return other
@@ -143,7 +211,9 @@ def solve_point(task: SweepTask, shared) -> dict:
         status, cost = _outcome(ocp)
         return {"status": status, "cost": cost, "iterations": 0, "seconds": 0.0, "message": "", "result": ocp}
     extra = {} if task.start == 0 else {"U0": random_start(ocp, rng)}
+    key = _reuse_compiled(ocp)
     sol = solve(ocp, **({} if method is None else {"method": method}), **extra, **options)
+    _remember_compiled(ocp, key)
     return {"status": bool(sol.status), "cost": float(sol.cost), "iterations": int(sol.iterations),
             "seconds": float(sol.seconds), "message": sol.message, "result": sol}
 

@@ -136,3 +136,24 @@ def test_chunks_of_tasks_give_each_key_its_own_result_and_failure(dask_client):
     assert {k: v for k, v in out.items() if k != "d"} == {k: 10 * i for i, k in enumerate("abcdef") if i != 3}
     with pytest.raises(ValueError, match="chunk"):
         list(cluster.map_tasks(_noisy_sum, tasks, chunk=0, progress=False))
+
+
+def test_default_guided_chunks_cover_every_key_once_in_shrinking_chunks(dask_client):
+    keys = [f"g{i}" for i in range(70)]
+    tasks = [(k, 20 + i) for i, k in enumerate(keys)]
+    sizes = cluster.auto_chunks(dask_client, len(tasks))
+    assert sum(sizes) == 70 and sizes == sorted(sizes, reverse=True) and sizes[0] > 1 and sizes[-1] == 1
+    reference = {k: float(np.sum(cluster.task_rng(k, seed=7).standard_normal(n))) for k, n in tasks}
+    got = list(cluster.map_tasks(_noisy_sum, tasks, keys=keys, client=dask_client, progress=False))
+    assert sorted(k for k, _ in got) == sorted(keys) and dict(got) == reference  # once each, bit for bit
+
+
+def _housekeeping(dask_worker=None):
+    timers = dask_worker.periodic_callbacks
+    return "profile" in timers, timers["tick"].callback_time, timers["monitor"].callback_time
+
+
+def test_local_workers_run_without_the_dashboard_profiler(dask_client):
+    # every worker, also one the nanny restarted after the kill test: no profiler, slow timers
+    states = dask_client.run(_housekeeping)
+    assert list(states.values()) == [(False, 1000, 5000)] * 2

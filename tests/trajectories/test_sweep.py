@@ -106,3 +106,37 @@ def test_closed_loop_monte_carlo_on_the_cluster_equals_serial_bit_for_bit(dask_c
         np.testing.assert_array_equal(a.u, b.u)
         assert a.cost == b.cost
     assert len({r.cost for r in serial.runs}) == 6  # six different disturbances
+
+
+def _weighted_lqr(T, w=1.0, N=30):
+    """The double integrator with state weight ``w``: w is captured by the cost's closure, so it is
+    in the generated code (a problem of its own), where T is an argument of the kernels."""
+    import diffsim.numpy as dnp
+    from trajectories import OptimalControlProblem
+
+    return OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[1.0, 0.0], T=T, N=N, n_u=1,
+                                 running_cost=lambda x, u: w * dnp.sum(x * x) + u[0] ** 2,
+                                 terminal_cost=lambda x: dnp.sum(x * x), name="weighted_lqr")
+
+
+def test_a_sweep_compiles_each_structure_once_and_equals_fresh_solves(monkeypatch):
+    from collections import OrderedDict
+
+    import trajectories.sweep as sweep_module
+    import trajectories.transcription as transcription
+    from trajectories import solve
+
+    monkeypatch.setattr(sweep_module, "_KNOWN", OrderedDict())
+    traced = []
+    compile_module = transcription.compile_module
+    monkeypatch.setattr(transcription, "compile_module", lambda *a, **k: traced.append(1) or compile_module(*a, **k))
+    grid = {"w": [1.0, 4.0], "T": [1.0, 2.0, 3.0]}
+    s = sweep(_weighted_lqr, grid, starts=2, progress=False)
+    assert len(traced) == 2  # one per weight (a closure value: new code), not one per task (12)
+    for p, row in zip(s.points, s.rows):  # each point as a fresh problem solved on its own
+        fresh = solve(_weighted_lqr(**p))
+        assert row[0]["cost"] == fresh.cost
+        np.testing.assert_array_equal(row[0]["result"].u, fresh.u)
+    J = riccati_lqr(3.0)[0]  # w = 1 is the textbook problem: the Riccati optimum (scipy)
+    assert abs(s.rows[2][0]["cost"] - J) / J < 2e-3
+    assert s.rows[5][0]["cost"] > 1.5 * s.rows[2][0]["cost"]  # a heavier state weight costs more
