@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .errors import DiffsimError
+from .progress import progress_bar
 
 SCHEDULER_ENV = "DIFFSIM_SCHEDULER"
 EXTRA = "pip install 'diffsim[cluster]'  (Dask distributed)"
@@ -214,7 +215,7 @@ def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = N
         raise ValueError(f"map_tasks: task keys must be unique; {dup!r} appears more than once")
     if chunk is not None and (int(chunk) != chunk or chunk < 1):
         raise ValueError(f"map_tasks: chunk must be a whole number ≥ 1, got {chunk!r}")
-    bar = _bar(len(tasks), description, progress and bool(tasks))
+    bar = progress_bar(len(tasks), description, "task", enabled=progress and bool(tasks))
     failures: list[TaskFailure] = []
     try:
         if client is None:
@@ -226,7 +227,7 @@ def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = N
             bar.update(1)
             if failed:
                 failures.append(value)
-                _say(bar, f"task {key} failed: {value.message}")
+                bar.write(f"task {key} failed: {value.message}", file=sys.stderr)
                 bar.set_postfix(failed=len(failures))
                 if not raise_failures:
                     yield key, value
@@ -360,32 +361,6 @@ def _outcomes(distributed, future, value, members, keys, single):
         import pickle
 
         yield from pickle.loads(value)
-
-
-def _bar(total, description, enabled):
-    if not enabled:
-        return _Quiet()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="task", file=sys.stderr)
-
-
-def _say(bar, text):
-    if isinstance(bar, _Quiet):
-        print(text, file=sys.stderr)
-    else:
-        bar.write(text, file=sys.stderr)
-
-
-class _Quiet:
-    def update(self, n=1):
-        pass
-
-    def set_postfix(self, **kw):
-        pass
-
-    def close(self):
-        pass
 
 
 def warm(client, fn: Callable, *args) -> None:
