@@ -2,6 +2,7 @@
 sensitivities, checked against finite differences, an analytic LQR gradient and each other."""
 
 import functools
+import re
 
 import numpy as np
 import pytest
@@ -366,3 +367,26 @@ def test_checkpointed_reports_a_terminal_cost_that_overflows():
     with pytest.raises(FloatingPointError, match=r"non-finite state or cost at step 5 \(t = 1\.5\)"):
         overflowing_terminal_cost("rk4").gradient(np.array([3.0]), np.zeros((5, 1)), T=1.0, t0=0.5,
                                                   method="checkpointed")
+
+
+def test_batched_rollouts_run_at_their_own_times_from_t0():
+    # ẋ = cos t, ℓ = cos t: x(T) = x0 + sin(t0 + T) − sin(t0), J = sin(t0 + T) − sin(t0) (RK4, h = 0.02)
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([dnp.cos(t) + u[0]]), 1, 1,
+                      running_cost=lambda x, u, p, t: dnp.cos(t) + 0.0 * x[0])
+    X0 = np.array([[0.0], [1.0], [-2.0]])
+    XS, J = prob.rollout_batch(X0, np.zeros((50, 1)), T=1.0, t0=0.7)
+    exact = np.sin(1.7) - np.sin(0.7)
+    np.testing.assert_allclose(XS[:, -1, 0], X0[:, 0] + exact, atol=1e-9)
+    np.testing.assert_allclose(J, exact, atol=1e-9)
+
+
+def test_a_blow_up_in_one_batched_rollout_names_that_rollout_and_its_first_bad_step():
+    blowup = ODEProblem(lambda x, u: x * x, 1, 1)   # x(t) = x0 / (1 − x0 t): only x0 = 1 blows up within T = 2
+    U = np.zeros((200, 1))
+    with pytest.raises(FloatingPointError) as single:
+        blowup.rollout(np.array([1.0]), U, T=2.0, t0=0.3)
+    step = re.search(r"at step (\d+) \(t = ([0-9.]+)\)", str(single.value)).groups()
+    with pytest.raises(FloatingPointError, match=rf"in rollout 1 at step {step[0]} \(t = {re.escape(step[1])}\)"):
+        blowup.rollout_batch(np.array([[0.1], [1.0], [0.2]]), U, T=2.0, t0=0.3)
+    XS, _ = blowup.rollout_batch(np.array([[0.1], [0.2]]), U, T=2.0, t0=0.3)
+    np.testing.assert_allclose(XS[:, -1, 0], [0.1 / 0.8, 0.2 / 0.6], rtol=1e-8)
