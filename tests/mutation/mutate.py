@@ -82,7 +82,12 @@ def primitive_name(source: str, m: "Mutant") -> str | None:
     ``linear``/… call at module level names, or the enclosing ``_name_vjp``-style function's
     stem (None when neither applies). The quick run selects the table rows of that name; a
     mutant it does not kill is run against the whole target, so the quick run can only save
-    time, never hide a kill."""
+    time, never hide a kill.
+
+    >>> src = 'def _eigh_jvp(t):\\n    return -t\\n\\nsin = declare("sin", lambda x: 2 * x)\\n'
+    >>> [primitive_name(src, m) for m in mutants_of_source(src, "p.py")]
+    ['eigh', 'eigh', 'sin', 'sin', 'sin', 'sin']
+    """
     tree = ast.parse(source)
     best = None
     for node in ast.walk(tree):
