@@ -13,21 +13,25 @@ from trajectories import SYSTEMS, OptimalControlProblem, solve
 from trajectories.collocation import Collocation
 
 
-def braking_double_integrator(N=12):
-    """ẍ = u from (1, 0) with |u| ≤ 0.4: the lower bound binds over the first intervals."""
-    return OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[1.0, 0.0], T=3.0, N=N, n_u=1,
+def braking_double_integrator(start=1.0, N=12):
+    """ẍ = u from (start, 0) with |u| ≤ 0.4: from start = 1 the lower bound binds over the first
+    intervals, from start = −1 the upper one (and the speed then exceeds 0.4, so no bound of
+    the controls may leak onto a state)."""
+    return OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[start, 0.0], T=3.0, N=N, n_u=1,
                                  running_cost=lambda x, u: dnp.sum(x * x) + 0.1 * u[0] ** 2,
                                  terminal_cost=lambda x: 10.0 * dnp.sum(x * x), u_lower=-0.4, u_upper=0.4,
                                  name="braking_double_integrator")
 
 
+@pytest.mark.parametrize("start", [1.0, -1.0])
 @pytest.mark.parametrize("solver", SOLVERS)
-def test_every_midpoint_control_keeps_its_bounds_from_the_first_interval_on(solver):
-    problem = braking_double_integrator()
+def test_every_midpoint_control_keeps_its_bounds_from_the_first_interval_on(solver, start):
+    problem = braking_double_integrator(start)
     sol = solve(problem, method="collocation", scheme="hermite-simpson", solver=solver)
     assert sol.status, sol.message
     u, um = sol.u[:, 0], sol.extra["u_mid"][:, 0]
-    assert um[0] == pytest.approx(-0.4, abs=1e-7) and u[0] == pytest.approx(-0.4, abs=1e-7)   # the bound binds
+    bound = -0.4 * start   # the bound that binds first
+    assert um[0] == pytest.approx(bound, abs=1e-7) and u[0] == pytest.approx(bound, abs=1e-7)
     assert np.all(um >= -0.4 - 1e-6) and np.all(um <= 0.4 + 1e-6), um   # IPOPT relaxes bounds by ~1e-8
     assert np.all(u >= -0.4 - 1e-6) and np.all(u <= 0.4 + 1e-6), u
     _check_kkt(problem, sol, "hermite-simpson")
