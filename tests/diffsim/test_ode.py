@@ -390,3 +390,19 @@ def test_a_blow_up_in_one_batched_rollout_names_that_rollout_and_its_first_bad_s
         blowup.rollout_batch(np.array([[0.1], [1.0], [0.2]]), U, T=2.0, t0=0.3)
     XS, _ = blowup.rollout_batch(np.array([[0.1], [0.2]]), U, T=2.0, t0=0.3)
     np.testing.assert_allclose(XS[:, -1, 0], [0.1 / 0.8, 0.2 / 0.6], rtol=1e-8)
+
+
+@pytest.mark.parametrize("snapshots", [0, 2])
+def test_checkpointing_recomputes_time_dependent_dynamics_at_their_own_times(snapshots):
+    # ẋ = −x + sin(3t)·u + p0·cos(t) from t0 = 0.4: each recomputed step must run at t0 + k·h
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([-x[0] + dnp.sin(3 * t) * u[0] + p[0] * dnp.cos(t)]), 1, 1, 1,
+                      running_cost=lambda x, u, p, t: x[0] ** 2 + 0.1 * u[0] ** 2,
+                      terminal_cost=lambda x, p: 2.0 * x[0] ** 2)
+    x0, p = np.array([0.5]), np.array([0.7])
+    U = np.cos(np.linspace(0.0, 2.0, 16))[:, None]
+    g = prob.gradient(x0, U, p, T=2.0, t0=0.4, method="checkpointed", snapshots=snapshots)
+    assert g.recomputed_steps > 0
+    cost = lambda x0_, U_, p_: prob.rollout(x0_, U_, p_, T=2.0, t0=0.4).cost
+    np.testing.assert_allclose(g.dU, central_fd(lambda V: cost(x0, V, p), U), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(g.dx0, central_fd(lambda v: cost(v, U, p), x0), rtol=1e-6)
+    np.testing.assert_allclose(g.dp, central_fd(lambda q: cost(x0, U, q), p), rtol=1e-6)
