@@ -137,3 +137,20 @@ def test_arithmetic_equals_numpy_ufuncs_on_every_operand_kind():
                     got = ours(x, y)
                     assert np.result_type(got) == np.result_type(want), (ours, x, y)
                     np.testing.assert_array_equal(got, want)
+
+
+def test_forward_tangents_of_broadcast_inputs_have_the_output_shape():
+    # a scalar input broadcast against constant arrays: the tangent is the output's shape (closed forms)
+    y = np.arange(3.0)
+    for f, want in [(lambda x: x + np.ones(3), [2.0, 2.0, 2.0]), (lambda x: x * y, 2.0 * y),
+                    (lambda x: dnp.maximum(x, np.zeros(3)), [2.0, 2.0, 2.0]),
+                    (lambda x: dnp.sin(x) * np.ones((2, 3)), 2.0 * np.cos(0.5) * np.ones((2, 3)))]:
+        value, tangent = ds.jvp(f, (0.5,), (2.0,))
+        assert np.shape(tangent) == np.shape(value)
+        np.testing.assert_allclose(tangent, want, rtol=1e-15)
+
+
+def test_the_numpy_namespaces_stop_gradient_passes_no_derivative():
+    # dnp.stop_gradient is the primitive (ds.stop_gradient the transform): d/dx [x · sg(x)] = sg(x)
+    assert ds.grad(lambda x: x * dnp.stop_gradient(x))(3.0) == 3.0
+    assert ds.grad(lambda x: dnp.sum(dnp.stop_gradient(x) * x ** 2))(np.array([1.0, 2.0])).tolist() == [2.0, 8.0]
