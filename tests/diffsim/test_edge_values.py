@@ -170,3 +170,4 @@ def test_conventions_at_ties_complex_bases_and_real_parts_of_real_inputs():
     gi, gr = ds.grad(lambda x: dnp.imag(x))(2.0), ds.grad(lambda x: dnp.real(x))(2.0)
     assert gi == 0.0 and gr == 1.0 and not np.iscomplexobj(gr) and not np.iscomplexobj(gi)
     assert ds.grad(lambda x: dnp.sum(dnp.imag(x) + 2.0 * x))(np.array([0.0, 1.0])).tolist() == [2.0, 2.0]
+    assert ds.grad(lambda x: 0.0 * dnp.imag(x))(2.0) == 0.0   # a zero cotangent: 0, not 0/0
