@@ -35,6 +35,8 @@ NOT_IN_JAX = {
     "eigh upper triangle": "JAX symmetrises a non-symmetric input; numpy (and diffsim) read one triangle",
     "eigh lower triangle": "JAX symmetrises a non-symmetric input; numpy (and diffsim) read one triangle",
     "eigh upper triangle batched": "JAX symmetrises a non-symmetric input; numpy (and diffsim) read one triangle",
+    "eigh upper triangle two batch axes": "JAX symmetrises a non-symmetric input; numpy (and diffsim) read one "
+                                          "triangle",
 }
 ROWS = [r for r in TABLE if callable(r[1]) and r[0] not in NOT_IN_JAX]
 

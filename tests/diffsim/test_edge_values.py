@@ -137,3 +137,37 @@ def test_arithmetic_equals_numpy_ufuncs_on_every_operand_kind():
                     got = ours(x, y)
                     assert np.result_type(got) == np.result_type(want), (ours, x, y)
                     np.testing.assert_array_equal(got, want)
+
+
+def test_forward_tangents_of_broadcast_inputs_have_the_output_shape():
+    # a scalar input broadcast against constant arrays: the tangent is the output's shape (closed forms)
+    y = np.arange(3.0)
+    for f, want in [(lambda x: x + np.ones(3), [2.0, 2.0, 2.0]), (lambda x: x * y, 2.0 * y),
+                    (lambda x: dnp.maximum(x, np.zeros(3)), [2.0, 2.0, 2.0]),
+                    (lambda x: dnp.sin(x) * np.ones((2, 3)), 2.0 * np.cos(0.5) * np.ones((2, 3)))]:
+        value, tangent = ds.jvp(f, (0.5,), (2.0,))
+        assert np.shape(tangent) == np.shape(value)
+        np.testing.assert_allclose(tangent, want, rtol=1e-15)
+
+
+def test_the_numpy_namespaces_stop_gradient_passes_no_derivative():
+    # dnp.stop_gradient is the primitive (ds.stop_gradient the transform): d/dx [x · sg(x)] = sg(x)
+    assert ds.grad(lambda x: x * dnp.stop_gradient(x))(3.0) == 3.0
+    assert ds.grad(lambda x: dnp.sum(dnp.stop_gradient(x) * x ** 2))(np.array([1.0, 2.0])).tolist() == [2.0, 8.0]
+
+
+def test_conventions_at_ties_complex_bases_and_real_parts_of_real_inputs():
+    # maximum/minimum split a tie evenly (JAX's convention): ∂/∂x max(x, 1) at x = 1 is 1/2
+    assert ds.grad(lambda x: dnp.maximum(x, 1.0))(1.0) == 0.5
+    assert ds.grad(lambda x: dnp.minimum(x, 1.0))(1.0) == 0.5
+    assert ds.grad(lambda x: dnp.maximum(x, 1.0))(1.5) == 1.0 and ds.grad(lambda x: dnp.maximum(x, 1.0))(0.5) == 0.0
+    # d(x^y)/dy = x^y log x for a complex base (closed form)
+    z = 1.0 + 2.0j
+    assert abs(ds.jvp(lambda y: z ** y, (0.7,), (1.0,))[1] - z ** 0.7 * np.log(z)) < 1e-14
+    # d(x^y)/dy where x ≤ 0: 0 by the engine's convention (log x is not needed there)
+    assert ds.grad(lambda y: (-2.0) ** y)(2.0) == 0.0 and ds.grad(lambda y: 0.0 ** y)(2.0) == 0.0
+    # a real input: Im x ≡ 0 has gradient 0, Re x ≡ x has the real gradient 1
+    gi, gr = ds.grad(lambda x: dnp.imag(x))(2.0), ds.grad(lambda x: dnp.real(x))(2.0)
+    assert gi == 0.0 and gr == 1.0 and not np.iscomplexobj(gr) and not np.iscomplexobj(gi)
+    assert ds.grad(lambda x: dnp.sum(dnp.imag(x) + 2.0 * x))(np.array([0.0, 1.0])).tolist() == [2.0, 2.0]
+    assert ds.grad(lambda x: 0.0 * dnp.imag(x))(2.0) == 0.0   # a zero cotangent: 0, not 0/0

@@ -2,6 +2,7 @@
 sensitivities, checked against finite differences, an analytic LQR gradient and each other."""
 
 import functools
+import re
 
 import numpy as np
 import pytest
@@ -341,3 +342,69 @@ def test_adjoint_of_time_dependent_dynamics_matches_bptt_at_t0_not_zero():
     c = prob.gradient(x0, U, p, T=2.0, t0=0.4, method="adjoint")  # O(h⁴) from BPTT: h = 0.01
     np.testing.assert_allclose(c.dx0, a.dx0, rtol=1e-6)
     np.testing.assert_allclose(c.dp, a.dp, rtol=1e-6)
+
+
+def overflowing_terminal_cost(scheme):
+    """States stay finite (x = x0 e^{-t}); only Φ = (10²⁰⁰ x(T))² overflows, for |x(T)| > 1e-46
+    (a product, not exp: interpreted, math.exp raises where compiled code returns inf)."""
+    return ODEProblem(lambda x, u: -x, 1, 1, terminal_cost=lambda x, p: (1e200 * x[0]) * (1e200 * x[0]),
+                      scheme=scheme)
+
+
+@pytest.mark.parametrize("scheme", ["euler", "rk4"])
+def test_a_terminal_cost_that_overflows_is_reported_at_the_final_step_and_time(scheme):
+    prob = overflowing_terminal_cost(scheme)
+    x0, U = np.array([3.0]), np.zeros((5, 1))
+    with pytest.raises(FloatingPointError, match=r"non-finite state or cost at step 5 \(t = 1\.5\)"):
+        prob.rollout(x0, U, T=1.0, t0=0.5)
+    for method in ("bptt", "adjoint", "forward"):
+        with pytest.raises(FloatingPointError, match=r"non-finite state or cost at step 5 \(t = 1\.5\)"):
+            prob.gradient(x0, U, T=1.0, t0=0.5, method=method)
+    assert np.isfinite(prob.rollout(np.array([1e-160]), U, T=1.0, t0=0.5).cost)   # (1e200 x(T))² ≈ 1e79 is finite
+
+
+@pytest.mark.xfail(strict=True, reason="open bug (reported to the lead): the checkpointed sweep does not check the "
+                                       "terminal cost and returns cost inf, dx0 NaN without an error")
+def test_checkpointed_reports_a_terminal_cost_that_overflows():
+    with pytest.raises(FloatingPointError, match=r"non-finite state or cost at step 5 \(t = 1\.5\)"):
+        overflowing_terminal_cost("rk4").gradient(np.array([3.0]), np.zeros((5, 1)), T=1.0, t0=0.5,
+                                                  method="checkpointed")
+
+
+def test_batched_rollouts_run_at_their_own_times_from_t0():
+    # ẋ = cos t, ℓ = cos t: x(T) = x0 + sin(t0 + T) − sin(t0), J = sin(t0 + T) − sin(t0) (RK4, h = 0.02)
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([dnp.cos(t) + u[0]]), 1, 1,
+                      running_cost=lambda x, u, p, t: dnp.cos(t) + 0.0 * x[0])
+    X0 = np.array([[0.0], [1.0], [-2.0]])
+    XS, J = prob.rollout_batch(X0, np.zeros((50, 1)), T=1.0, t0=0.7)
+    exact = np.sin(1.7) - np.sin(0.7)
+    np.testing.assert_allclose(XS[:, -1, 0], X0[:, 0] + exact, atol=1e-9)
+    np.testing.assert_allclose(J, exact, atol=1e-9)
+
+
+def test_a_blow_up_in_one_batched_rollout_names_that_rollout_and_its_first_bad_step():
+    blowup = ODEProblem(lambda x, u: x * x, 1, 1)   # x(t) = x0 / (1 − x0 t): only x0 = 1 blows up within T = 2
+    U = np.zeros((200, 1))
+    with pytest.raises(FloatingPointError) as single:
+        blowup.rollout(np.array([1.0]), U, T=2.0, t0=0.3)
+    step = re.search(r"at step (\d+) \(t = ([0-9.]+)\)", str(single.value)).groups()
+    with pytest.raises(FloatingPointError, match=rf"in rollout 1 at step {step[0]} \(t = {re.escape(step[1])}\)"):
+        blowup.rollout_batch(np.array([[0.1], [1.0], [0.2]]), U, T=2.0, t0=0.3)
+    XS, _ = blowup.rollout_batch(np.array([[0.1], [0.2]]), U, T=2.0, t0=0.3)
+    np.testing.assert_allclose(XS[:, -1, 0], [0.1 / 0.8, 0.2 / 0.6], rtol=1e-8)
+
+
+@pytest.mark.parametrize("snapshots", [0, 2])
+def test_checkpointing_recomputes_time_dependent_dynamics_at_their_own_times(snapshots):
+    # ẋ = −x + sin(3t)·u + p0·cos(t) from t0 = 0.4: each recomputed step must run at t0 + k·h
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([-x[0] + dnp.sin(3 * t) * u[0] + p[0] * dnp.cos(t)]), 1, 1, 1,
+                      running_cost=lambda x, u, p, t: x[0] ** 2 + 0.1 * u[0] ** 2,
+                      terminal_cost=lambda x, p: 2.0 * x[0] ** 2)
+    x0, p = np.array([0.5]), np.array([0.7])
+    U = np.cos(np.linspace(0.0, 2.0, 16))[:, None]
+    g = prob.gradient(x0, U, p, T=2.0, t0=0.4, method="checkpointed", snapshots=snapshots)
+    assert g.recomputed_steps > 0
+    cost = lambda x0_, U_, p_: prob.rollout(x0_, U_, p_, T=2.0, t0=0.4).cost
+    np.testing.assert_allclose(g.dU, central_fd(lambda V: cost(x0, V, p), U), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(g.dx0, central_fd(lambda v: cost(v, U, p), x0), rtol=1e-6)
+    np.testing.assert_allclose(g.dp, central_fd(lambda q: cost(x0, U, q), p), rtol=1e-6)

@@ -241,6 +241,8 @@ TABLE = [
     ("eigvals", lambda m, a: m.sort(m.abs(m.linalg.eigvals(a))), [((3, 3), "matrix")]),
     ("eig vectors", lambda m, a: m.abs(m.linalg.eig(a)[1]) + m.abs(m.linalg.eig(a)[0]), [((3, 3), R)]),
     ("eigh upper triangle batched", lambda m, a: m.linalg.eigvalsh(a, UPLO="U") ** 3, [((2, 3, 3), R)]),
+    # two batch axes of different lengths: the triangle read must take n from the last axis, not the second
+    ("eigh upper triangle two batch axes", lambda m, a: m.linalg.eigvalsh(a, UPLO="U") ** 3, [((2, 3, 2, 2), R)]),
     ("eig vectors batched", lambda m, a: m.abs(m.linalg.eig(a)[1]) + m.abs(m.linalg.eig(a)[0])[..., None, :],
      [((2, 3, 3), R)]),
     ("eigvalsh batched", lambda m, a: m.linalg.eigvalsh(a + m.swapaxes(a, -1, -2)), [((2, 3, 3), R)]),

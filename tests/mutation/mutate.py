@@ -51,6 +51,7 @@ import ast
 import concurrent.futures
 import dataclasses
 import json
+import keyword
 import os
 import queue
 import random
@@ -70,6 +71,39 @@ class Target:
     files: dict  # path -> list of function names, or None for the whole module
     tests: tuple  # pytest arguments, fastest and most sensitive first (the run stops at the first failure)
     env: dict = dataclasses.field(default_factory=dict)  # extra environment of the test run
+    quick: tuple = ()  # a narrower first run, "{}" replaced by the primitive's name (``primitive_name``)
+
+
+_RULE_SUFFIXES = ("impl", "vjp", "jvp", "deriv", "a", "b", "all", "parts")
+
+
+def primitive_name(source: str, m: "Mutant") -> str | None:
+    """The name of the primitive a mutant of the rule table lies in: the string a ``declare``/
+    ``linear``/… call at module level names, or the enclosing ``_name_vjp``-style function's
+    stem (None when neither applies). The quick run selects the table rows of that name; a
+    mutant it does not kill is run against the whole target, so the quick run can only save
+    time, never hide a kill.
+
+    >>> src = 'def _eigh_jvp(t):\\n    return -t\\n\\nsin = declare("sin", lambda x: 2 * x)\\n'
+    >>> [primitive_name(src, m) for m in mutants_of_source(src, "p.py")]
+    ['eigh', 'eigh', 'sin', 'sin', 'sin', 'sin']
+    """
+    tree = ast.parse(source)
+    best = None
+    for node in ast.walk(tree):
+        if not hasattr(node, "lineno") or not (node.lineno <= m.line <= node.end_lineno):
+            continue
+        if isinstance(node, ast.FunctionDef):
+            parts = [p for p in node.name.strip("_").split("_") if p]
+            while len(parts) > 1 and parts[-1] in _RULE_SUFFIXES:
+                parts.pop()
+            if parts and (best is None or best[0] < node.lineno):
+                best = (node.lineno, "_".join(parts))
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str) and node.args[0].value.isidentifier()):
+            if best is None or best[0] < node.lineno:
+                best = (node.lineno, node.args[0].value)
+    return None if best is None else best[1]
 
 
 _INTERPRETED = {"NUMBA_DISABLE_JIT": "1"}  # compiled loops run as Python: no 2-minute Numba compile per mutant
@@ -79,10 +113,12 @@ TARGETS = {
                      "tests/diffsim/test_transforms.py", "tests/diffsim/test_custom_primitives.py",
                      "tests/diffsim/test_checkpoint.py",
                      "tests/diffsim/test_properties.py", "tests/diffsim/test_worked_examples.py",
-                     "tests/diffsim/test_graph.py")),
+                     "tests/diffsim/test_graph.py"),
+                    quick=("tests/diffsim/test_primitives.py", "-k", "{}")),
     "loops": Target({"diffsim/ode/compiled_loops.py": None, "diffsim/ode/adaptive_loops.py": None,
                      "diffsim/ode/common_loops.py": None},
-                    ("tests/diffsim/test_ode.py", "-W", "ignore::RuntimeWarning", "-k", "not jax"), _INTERPRETED),
+                    ("tests/diffsim/test_ode.py", "tests/diffsim/test_ode_methods.py", "-W", "ignore::RuntimeWarning",
+                     "-k", "not jax"), _INTERPRETED),
     "codegen": Target({"diffsim/codegen.py": ["_jacobian", "_const", "function", "_param_shape", "_module_source",
                                               "_elements", "_output_shape", "_kernel_set"]},
                       ("tests/diffsim/test_codegen.py", "-k", "not subprocess and not cache and not division_by_zero"),
@@ -99,12 +135,16 @@ TARGETS = {
     "interior_point": Target({"trajectories/interior_point.py": None, "trajectories/riccati.py": None,
                               "trajectories/transcription.py": None},
                              ("tests/trajectories/test_solver_outcomes.py",
+                              "tests/trajectories/test_control_dependent_constraints.py",
                               "tests/trajectories/test_interior_point.py")),
     "stage_loops": Target({"trajectories/stage_loops.py": None},
                           ("tests/trajectories/test_solver_outcomes.py",
+                           "tests/trajectories/test_control_dependent_constraints.py",
                            "tests/trajectories/test_interior_point.py", "-k", "not goddard and not cycloid"),
                           _INTERPRETED),
-    "collocation": Target({"trajectories/collocation.py": None}, ("tests/trajectories/test_collocation.py",)),
+    "collocation": Target({"trajectories/collocation.py": None},
+                          ("tests/trajectories/test_collocation_bounds_and_starts.py",
+                           "tests/trajectories/test_collocation.py")),
     "collocation_loops": Target({"trajectories/collocation_loops.py": None},
                                 ("tests/trajectories/test_collocation.py",), _INTERPRETED),
     "ddp": Target({"trajectories/ddp.py": None}, ("tests/trajectories/test_ddp.py",)),
@@ -357,14 +397,16 @@ class _Runner:
     def __init__(self, scratch: str, target: Target) -> None:
         env = dict(os.environ, PYTHONPATH=scratch, DIFFSIM_CACHE_DIR=os.path.join(scratch, ".kernel-cache"),
                    PYTHONDONTWRITEBYTECODE="1", **target.env)
-        self.args = ["-x", "-q", "--no-header", "-p", "no:cacheprovider", "-o", "addopts=", "-m", "not slow",
-                     *target.tests]
+        self.base = ["-x", "-q", "--no-header", "-p", "no:cacheprovider", "-o", "addopts=", "-m", "not slow"]
+        self.args = [*self.base, *target.tests]
         self.proc = subprocess.Popen(["nice", "-n", "10", sys.executable, "-c", _SERVER], cwd=scratch, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    def run(self, timeout: float) -> tuple[str, float]:
-        """('passed' | 'failed' | 'timeout' | 'error N', seconds) of one run of the target's tests."""
-        self.proc.stdin.write(json.dumps({"args": self.args, "timeout": timeout}) + "\n")
+    def run(self, timeout: float, args=None) -> tuple[str, float]:
+        """('passed' | 'failed' | 'timeout' | 'error N', seconds) of one run of the target's tests
+        (or of the pytest arguments ``args``)."""
+        args = self.args if args is None else [*self.base, *args]
+        self.proc.stdin.write(json.dumps({"args": args, "timeout": timeout}) + "\n")
         self.proc.stdin.flush()
         answer = json.loads(self.proc.stdout.readline())
         rc, seconds = answer["rc"], answer["seconds"]
@@ -379,14 +421,22 @@ class _Runner:
         self.proc.wait()
 
 
-def _test_one(scratch: str, runner: _Runner, m: Mutant, timeout: float) -> tuple[str, float, str]:
+def _test_one(scratch: str, runner: _Runner, m: Mutant, timeout: float, quick=()) -> tuple[str, float, str]:
     path = os.path.join(scratch, m.path)
     with open(path, encoding="utf-8") as f:
         original = f.read()
+    word = primitive_name(original, m) if quick else None
+    word = None if word is None or keyword.iskeyword(word) else word  # -k "and" would be a usage error
     try:
         with open(path, "w", encoding="utf-8") as f:
             f.write(apply(original, m))
-        outcome, seconds = runner.run(timeout)
+        outcome, seconds = "passed", 0.0
+        if word:  # the tests of the mutated primitive first: a kill there is a kill
+            outcome, seconds = runner.run(timeout, [a.replace("{}", word) for a in quick])
+            outcome = "failed" if outcome in ("failed", "timeout") else "passed"
+        if outcome == "passed":
+            outcome, more = runner.run(timeout)
+            seconds += more
     finally:
         with open(path, "w", encoding="utf-8") as f:
             f.write(original)
@@ -434,7 +484,7 @@ def run(names, sample: int | None, seed: int, budget: float, keep: bool = False,
                     return m, None
                 scratch = free.get()
                 try:
-                    return m, _test_one(scratch, runners[scratch], m, per_mutant)
+                    return m, _test_one(scratch, runners[scratch], m, per_mutant, target.quick)
                 finally:
                     free.put(scratch)
 

@@ -182,3 +182,42 @@ def test_per_atom_stresses_without_a_given_topology_equal_the_calculators(model,
     got = model.stresses(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)
     np.testing.assert_allclose(full_3x3_to_voigt_6_stress(got), want, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(want.sum(axis=0), atoms.get_stress(), rtol=1e-9, atol=1e-12)
+
+
+def test_a_committee_predicts_on_a_molecule_without_stress_or_per_atom_energies_unless_asked(cluster):
+    # no cell: a stress would be undefined, so the defaults must not ask for one
+    from potentials.committee import Committee
+    from potentials.model import ACSFModel
+
+    members = [ACSFModel(["Cu", "Au"], hidden=(4,), seed=k) for k in range(2)]
+    atoms = cluster()
+    args = (atoms.positions, np.zeros((3, 3)), np.zeros(3, bool), atoms.numbers)
+    out = Committee(members).predict(*args)
+    assert set(out) == {"energy", "energy_std", "forces", "forces_std", "energy_members", "forces_members"}
+    singles = [m.energy_forces(*args) for m in members]
+    assert out["energy"] == pytest.approx(np.mean([s[0] for s in singles]), rel=1e-12)
+    np.testing.assert_allclose(out["forces"], np.mean([s[1] for s in singles], axis=0), atol=1e-12)
+    np.testing.assert_allclose(out["forces"][:1], fd_forces(Committee(members), atoms, indices=(0,)), atol=1e-6)
+    E, F, S = Committee(members).energy_forces(*args)
+    assert S is None and E == out["energy"] and np.array_equal(F, out["forces"])
+
+
+def test_a_committees_stress_spread_and_per_atom_energies_are_numpys_over_its_members(crystal):
+    from potentials.committee import Committee
+    from potentials.model import ACSFModel
+
+    members = [ACSFModel(["Cu", "Au"], hidden=(4,), seed=k) for k in range(3)]
+    atoms = crystal()
+    args = (atoms.positions, np.asarray(atoms.cell), atoms.pbc, atoms.numbers)
+    out = Committee(members).predict(*args, stress=True, energies=True)
+    S = np.array([m.energy_forces(*args, stress=True)[2] for m in members])   # (K, 3, 3)
+    e = np.array([m.per_atom_energies(*args) for m in members])               # (K, N)
+    np.testing.assert_allclose(out["stress"], S.mean(axis=0), atol=1e-14)
+    np.testing.assert_allclose(out["stress_std"], np.std(S, axis=0), atol=1e-14)
+    np.testing.assert_allclose(out["energies"], e.mean(axis=0), atol=1e-12)
+    assert out["energies"].shape == (len(atoms),) and out["stress_std"].shape == (3, 3)
+    assert np.sum(out["energies"]) == pytest.approx(out["energy"], rel=1e-12)
+    committee = Committee(members)
+    np.testing.assert_allclose(committee.per_atom_energies(*args), e.mean(axis=0), atol=1e-12)
+    per_atom = np.array([m.stresses(*args) for m in members])                  # (K, N, 3, 3)
+    np.testing.assert_allclose(committee.stresses(*args), per_atom.mean(axis=0), atol=1e-14)
