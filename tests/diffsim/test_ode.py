@@ -363,12 +363,18 @@ def test_a_terminal_cost_that_overflows_is_reported_at_the_final_step_and_time(s
     assert np.isfinite(prob.rollout(np.array([1e-160]), U, T=1.0, t0=0.5).cost)   # (1e200 x(T))² ≈ 1e79 is finite
 
 
-@pytest.mark.xfail(strict=True, reason="open bug (reported to the lead): the checkpointed sweep does not check the "
-                                       "terminal cost and returns cost inf, dx0 NaN without an error")
 def test_checkpointed_reports_a_terminal_cost_that_overflows():
+    """It returned cost inf and dx0 NaN without an error before the forward sweep checked Φ."""
     with pytest.raises(FloatingPointError, match=r"non-finite state or cost at step 5 \(t = 1\.5\)"):
         overflowing_terminal_cost("rk4").gradient(np.array([3.0]), np.zeros((5, 1)), T=1.0, t0=0.5,
                                                   method="checkpointed")
+
+
+def test_a_batched_rollout_whose_terminal_cost_overflows_is_named():
+    """Only rollout 1's Φ overflows (x0 = 3; rollout 0 starts at 1e-160): it is reported, at step N."""
+    prob = overflowing_terminal_cost("rk4")
+    with pytest.raises(FloatingPointError, match=r"rollout 1 at step 5 \(t = 1\.5\)"):
+        prob.rollout_batch(np.array([[1e-160], [3.0]]), np.zeros((2, 5, 1)), T=1.0, t0=0.5)
 
 
 def test_batched_rollouts_run_at_their_own_times_from_t0():
