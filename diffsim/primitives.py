@@ -167,12 +167,6 @@ def nondiff(name: str, impl=None, template: str | None = None, boolean: bool = F
     return _register(prim, "none", template, helper, None, boolean)
 
 
-def deflinear(prim: Primitive, vjp) -> None:
-    """Give an existing primitive, linear in its first argument, its rules."""
-    prim.vjps[0] = vjp
-    prim.jvps[0] = lambda t, ans, x, *rest, **params: prim(t, *rest, **params)
-
-
 def is_complex(x) -> bool:
     """True if ``x`` (possibly traced) holds complex numbers. Fast for the common real cases."""
     t = type(x)
