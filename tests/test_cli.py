@@ -84,3 +84,22 @@ def test_every_option_of_every_command_has_help():
 
     missing = [f"{name}: {a.dest}" for name, a in walk(build_parser(), "diffsim") if not a.help]
     assert not missing, missing
+
+
+@pytest.mark.slow
+def test_each_application_provides_its_demo_section_as_one_call(tmp_path):
+    """trajectories.cli.demo_section and potentials.cli.demo_section(report, size) -> (results,
+    checks): every check passes on the quick size and each section writes its own figures."""
+    import potentials.cli
+    import trajectories.cli
+    from diffsim.report import Report
+
+    for app in (trajectories.cli, potentials.cli):
+        folder = tmp_path / app.__name__
+        folder.mkdir()
+        results, checks = app.demo_section(Report(folder, "one section"), "quick")
+        assert isinstance(results, dict) and results and checks
+        assert all(c["passed"] for c in checks), [c for c in checks if not c["passed"]]
+        for section in app.DEMO_SECTIONS:
+            for name in section.files:
+                assert (folder / name).stat().st_size > 0, name

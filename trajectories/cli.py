@@ -30,6 +30,17 @@ DEMO_SECTIONS = (
     DemoSection("mpc", "cart-pole MPC under pushes", mpc_section, ("cartpole_mpc.png",)))
 
 
+def demo_section(report, size: str) -> tuple[dict, list]:
+    """The optimal control part of ``diffsim demo`` (``size`` "quick" or "full") as one section:
+    each of :data:`DEMO_SECTIONS` in turn, their results keyed by section, their checks in one list.
+    (The demo itself runs them as separate sections, each with its own heading.)"""
+    results, checks = {}, []
+    for section in DEMO_SECTIONS:
+        results[section.key], more = section.run(report, size)
+        checks += more
+    return results, checks
+
+
 def register(sub) -> None:
     """Add ``control``, ``compare`` and ``mpc`` to the subparsers ``sub`` of the ``diffsim`` command."""
     for add in (_add_control, _add_compare, _add_mpc):
