@@ -99,13 +99,9 @@ class MonteCarlo:
     def plot(self, path: str | None = None):
         """Each state's median and 5–95 % band over the runs against time, the nominal run dashed;
         and a histogram of the costs with the nominal cost marked. Saved to ``path`` if given."""
-        import matplotlib
+        from diffsim.files import pyplot, write_figure
 
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        from diffsim.files import write_figure
+        plt = pyplot(saving=path is not None)
 
         ok = [r for r in self.runs if r.status and len(r.x) == self.steps + 1]
         n = self.nominal.x.shape[1]
