@@ -133,34 +133,34 @@ def _pairs(frac, wrap, cell, pbc, nbins, reach, cutoff):
 
 
 @njit(cache=True)
+def _image_bin(c, n, periodic):
+    """Bin index ``c`` along one axis of ``n`` bins -> (the bin in the cell, its image shift); a
+    bin outside a non-periodic axis is (-1, 0)."""
+    if periodic:
+        shift = c // n
+        return c - shift * n, shift
+    if c < 0 or c >= n:
+        return -1, 0
+    return c, 0
+
+
+@njit(cache=True)
 def _scan(b, order, start, cart, wrap, cell, pbc, nbins, reach, cutoff, fill, ii, jj, SS):
     """Visit every candidate pair through the bins within ``reach``; count them, or record them."""
     cut2 = cutoff * cutoff
     m = 0
     for a in range(cart.shape[0]):
         for da in range(-reach[0], reach[0] + 1):
-            ca = b[a, 0] + da
-            sa = 0
-            if pbc[0]:
-                sa = ca // nbins[0]
-                ca -= sa * nbins[0]
-            elif ca < 0 or ca >= nbins[0]:
+            ca, sa = _image_bin(b[a, 0] + da, nbins[0], pbc[0])
+            if ca < 0:
                 continue
             for db in range(-reach[1], reach[1] + 1):
-                cb = b[a, 1] + db
-                sb = 0
-                if pbc[1]:
-                    sb = cb // nbins[1]
-                    cb -= sb * nbins[1]
-                elif cb < 0 or cb >= nbins[1]:
+                cb, sb = _image_bin(b[a, 1] + db, nbins[1], pbc[1])
+                if cb < 0:
                     continue
                 for dc in range(-reach[2], reach[2] + 1):
-                    cc = b[a, 2] + dc
-                    sc = 0
-                    if pbc[2]:
-                        sc = cc // nbins[2]
-                        cc -= sc * nbins[2]
-                    elif cc < 0 or cc >= nbins[2]:
+                    cc, sc = _image_bin(b[a, 2] + dc, nbins[2], pbc[2])
+                    if cc < 0:
                         continue
                     c = (ca * nbins[1] + cb) * nbins[2] + cc
                     x0 = sa * cell[0, 0] + sb * cell[1, 0] + sc * cell[2, 0] - cart[a, 0]
