@@ -364,9 +364,7 @@ class _Solver:
         history = []
         it_count = 0
         message, status = "", False
-        d = tr.jacobians(it.X, it.U)
-        if not tr.lifted:
-            it.lam = tr.costates(d, it.y_path, it.y_final, it.nu, it.y_in)
+        d = self._derivatives(it)
         res = None
         while True:
             stat, primal, violation, s_d, s_c, gl, res_products = self._kkt_parts(it, vals, d)
@@ -417,36 +415,17 @@ class _Solver:
             if not accepted:
                 restored = self._restore(it) if restorations < 3 else None
                 restorations += 1
-                if restored is not None and 1e-6 < restored[1] < np.inf:
-                    message = (f"locally infeasible: the terminal and path constraints stay violated (sum of "
-                               f"squares {restored[1]:.2e}) at a stationary point of that violation over the "
-                               "controls (restoration phase); no nearby point satisfies them: check the "
-                               "constraints, bounds and horizon")
-                    break
-                if restored is None or not np.isfinite(restored[1]):
-                    message = (f"line search failed at KKT error {err:.1e}; the restoration phase failed: the "
-                               "trajectory of the controls is not finite (the dynamics blow up under them)")
+                message = self._restoration_failure(restored, err)
+                if message:
                     break
                 it, vals = self._restart(it, restored, mu)
                 filt = []
-                d = tr.jacobians(it.X, it.U)
-                if not tr.lifted:
-                    it.lam = tr.costates(d, it.y_path, it.y_final, it.nu, it.y_in)
+                d = self._derivatives(it)
                 it_count += 1
                 continue
-            tvals, tX, tU, ts = trial
-            it.X, it.U, vals = tX, tU, tvals
-            it.s = ts
-            it.lam = it.lam + alpha * (step.lam - it.lam)
-            it.nu = it.nu + alpha * (step.nu - it.nu)
-            it.y = it.y + a_d * step.dy
-            it.z_lo = it.z_lo + a_d * step.dz_lo
-            it.z_hi = it.z_hi + a_d * step.dz_hi
-            self._reset_duals(it, mu)
+            vals = self._take_step(it, trial, step, alpha, a_d, mu)
             it_count += 1
-            d = tr.jacobians(it.X, it.U)
-            if not tr.lifted:
-                it.lam = tr.costates(d, it.y_path, it.y_final, it.nu, it.y_in)
+            d = self._derivatives(it)
             record.update(alpha_pr=alpha, alpha_du=a_d, reg=delta, watchdog=found.by_watchdog)
             history.append(record)
             if opt.verbose:
@@ -486,6 +465,40 @@ class _Solver:
             # start from this ρ instead of climbing the ladder again
             self._delta_last, self._rho_last = delta, rho_used
         return step, delta, rho_used
+
+    def _derivatives(self, it: Iterate):
+        """The first derivatives at the iterate; single shooting's costates follow from them (the
+        adjoint recursion), the lifted transcriptions carry theirs as variables."""
+        d = self.tr.jacobians(it.X, it.U)
+        if not self.tr.lifted:
+            it.lam = self.tr.costates(d, it.y_path, it.y_final, it.nu, it.y_in)
+        return d
+
+    def _take_step(self, it: Iterate, trial, step, alpha, a_d, mu):
+        """Move to the accepted trial point: primal step α, multipliers of the equalities by α,
+        of the inequalities and bounds by the dual step, then the dual reset (IPOPT eq. 16).
+        Returns the trial point's values."""
+        tvals, it.X, it.U, it.s = trial
+        it.lam = it.lam + alpha * (step.lam - it.lam)
+        it.nu = it.nu + alpha * (step.nu - it.nu)
+        it.y = it.y + a_d * step.dy
+        it.z_lo = it.z_lo + a_d * step.dz_lo
+        it.z_hi = it.z_hi + a_d * step.dz_hi
+        self._reset_duals(it, mu)
+        return tvals
+
+    @staticmethod
+    def _restoration_failure(restored, err) -> str:
+        """Why the solve stops after a failed line search and restoration, or "" to go on from
+        the restored point."""
+        if restored is not None and 1e-6 < restored[1] < np.inf:
+            return (f"locally infeasible: the terminal and path constraints stay violated (sum of squares "
+                    f"{restored[1]:.2e}) at a stationary point of that violation over the controls "
+                    "(restoration phase); no nearby point satisfies them: check the constraints, bounds and horizon")
+        if restored is None or not np.isfinite(restored[1]):
+            return (f"line search failed at KKT error {err:.1e}; the restoration phase failed: the trajectory of "
+                    "the controls is not finite (the dynamics blow up under them)")
+        return ""
 
     def _search(self, it, vals, d, system, step, a_p, a_d, tau, delta, rho_used, ref, bounds) -> _Search:
         """The globalisation of one iteration: the filter line search, or a watchdog step (after
