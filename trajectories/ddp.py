@@ -348,7 +348,7 @@ class DDPSolver:
         self._check_initial_state()
         self.state[9:12] = 0.0
         steps = outer = 0
-        code, message = STEPPED, ""
+        code = STEPPED
         viol = np.inf
         budget_hit = False
         self.evaluate()
@@ -358,13 +358,7 @@ class DDPSolver:
             code = self._inner(start, time_budget)
             steps = int(self.state[10])
             if code == DIVERGED:  # the Newton phase left the neighbourhood: back to the AL rounds
-                self._newton = False
-                kp, ne = self.problem.n_p, self.problem.n_eq
-                self.xs[:], self.us[:], self.r[kp + 1:kp + 1 + ne] = self._fallback
-                self._fallback = ()
-                inner_tol = self._switch_tol
-                self.state[0] = max(self.state[0], 1e-6)
-                self.evaluate()
+                inner_tol = self._leave_newton()
                 continue
             if code == NONFINITE or code == REG_MAX:
                 break
@@ -391,30 +385,11 @@ class DDPSolver:
                 inner_tol = max(self.tol, 0.1 * inner_tol) if code == CONVERGED else inner_tol
                 if self.exact_terminal and not self._newton and self._fallback is None \
                         and np.max(np.abs(he)) <= self.newton_switch:
-                    # ALTRO's two phases: the augmented Lagrangian finds the neighbourhood of the
-                    # optimum, then Newton steps on the terminal multipliers converge from there;
-                    # should they diverge, the rounds go on from here without them
-                    kp, ne = self.problem.n_p, self.problem.n_eq
-                    self._fallback = (self.xs.copy(), self.us.copy(), self.r[kp + 1:kp + 1 + ne].copy())
-                    self._switch_violation = max(float(np.max(np.abs(he))), self.constraint_tol)
-                    self._newton, self._switch_tol = True, inner_tol
-                    if not (self.problem.n_in or self.problem.n_g):
-                        inner_tol = self.tol
+                    inner_tol = self._enter_newton(he, inner_tol)
                 self.evaluate()
         self._last_violation = np.inf
         converged = code == CONVERGED and viol <= self.constraint_tol and self.state[5] <= self.tol
-        if converged:
-            message = f"converged: max |projected Q_u| {self.state[7]:.1e}, constraint violation {viol:.1e}"
-        elif budget_hit:
-            message = f"time budget of {time_budget * 1e3:.3g} ms reached after {steps} iterations: the best " \
-                      "iterate so far, not converged"
-        elif code in _CODES:
-            message = _CODES[code]
-        elif steps >= self.max_iterations:
-            message = f"stopped after max_iterations = {self.max_iterations} iterations, not converged " \
-                      f"(max |Q_u| {self.state[7]:.1e}, constraint violation {viol:.1e})"
-        else:
-            message = "stopped"
+        message = self._stop_message(converged, budget_hit, time_budget, code, steps, viol)
         seconds = time.perf_counter() - start
         N = self.N
         t = self.t0 + self.h * np.arange(N + 1)
@@ -429,6 +404,41 @@ class DDPSolver:
                                "multipliers": mult, "box": self.box, "time_budget_exceeded": budget_hit,
                                "augmented_cost": float(self.state[4])},
                         gains=self.K.copy(), feedforward=self.k.copy())
+
+    def _enter_newton(self, he, inner_tol: float) -> float:
+        """ALTRO's two phases: the augmented Lagrangian has found the neighbourhood of the optimum,
+        and Newton steps on the terminal multipliers converge from there; should they diverge,
+        the rounds go on from this saved point without them. Returns the next inner tolerance."""
+        kp, ne = self.problem.n_p, self.problem.n_eq
+        self._fallback = (self.xs.copy(), self.us.copy(), self.r[kp + 1:kp + 1 + ne].copy())
+        self._switch_violation = max(float(np.max(np.abs(he))), self.constraint_tol)
+        self._newton, self._switch_tol = True, inner_tol
+        return self.tol if not (self.problem.n_in or self.problem.n_g) else inner_tol
+
+    def _leave_newton(self) -> float:
+        """Back to the saved point and multipliers of :meth:`_enter_newton`, for good; returns the
+        inner tolerance the rounds had there."""
+        self._newton = False
+        kp, ne = self.problem.n_p, self.problem.n_eq
+        self.xs[:], self.us[:], self.r[kp + 1:kp + 1 + ne] = self._fallback
+        self._fallback = ()
+        self.state[0] = max(self.state[0], 1e-6)
+        self.evaluate()
+        return self._switch_tol
+
+    def _stop_message(self, converged: bool, budget_hit: bool, time_budget, code: int, steps: int,
+                      viol: float) -> str:
+        if converged:
+            return f"converged: max |projected Q_u| {self.state[7]:.1e}, constraint violation {viol:.1e}"
+        if budget_hit:
+            return f"time budget of {time_budget * 1e3:.3g} ms reached after {steps} iterations: the best " \
+                   "iterate so far, not converged"
+        if code in _CODES:
+            return _CODES[code]
+        if steps >= self.max_iterations:
+            return f"stopped after max_iterations = {self.max_iterations} iterations, not converged " \
+                   f"(max |Q_u| {self.state[7]:.1e}, constraint violation {viol:.1e})"
+        return "stopped"
 
     def _inner(self, start, time_budget) -> int:
         """Iterate on fixed multipliers until converged, stuck, out of iterations or time."""
