@@ -161,6 +161,32 @@ def _prepare_sets(model, frames, config, validation, test, rng):
     return data, val, tests, isolated
 
 
+def _learning_rate(config: TrainConfig, schedule: LearningRate, epoch: int, fraction: float) -> float:
+    """This epoch's rate: the plateau schedule's current one, a cosine over the time budget when
+    there is one (``fraction``: the share of it used), else the schedule at ``epoch``."""
+    if config.schedule == "plateau":
+        return schedule.current
+    if config.max_seconds is not None and config.schedule == "cosine":
+        return schedule.rate(epoch, fraction)
+    return schedule.rate(epoch)
+
+
+def _train_epoch(model: Potential, data, order, config: TrainConfig, loss_config: TrainConfig, state, lr: float,
+                 average) -> float:
+    """One pass of Adam over the mini-batches in ``order`` (gradients clipped, the weight average
+    updated after each step); returns the mean batch loss."""
+    losses = []
+    for k in range(0, len(order), config.batch_size):
+        batch = _batch([data[i] for i in order[k:k + config.batch_size]])
+        loss, grads = ds.value_and_grad(lambda w: batch_loss(model, w, batch, loss_config))(model.weights)
+        grads, _ = clip_gradients(grads, config.clip_norm)
+        _adam_step(model, grads, state, lr)
+        if average is not None:
+            average.update(model.weights)
+        losses.append(float(loss))
+    return float(np.mean(losses))
+
+
 def train(model: Potential, frames, config: TrainConfig | None = None, validation=None, test=None) -> History:
     """Fit ``model`` to ASE Atoms ``frames`` (labels as in :mod:`potentials.labels`). A random
     ``validation_fraction`` is held out unless ``validation`` frames are given; ``test`` frames
@@ -202,23 +228,9 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         if loss_config is not config and history.stage_two_epoch < 0:
             history.stage_two_epoch, best = epoch, np.inf  # a new loss: the best epoch is chosen afresh
             schedule.best = np.inf
-        if config.schedule == "plateau":
-            lr = schedule.current
-        elif config.max_seconds is not None and config.schedule == "cosine":  # the cosine spans the time budget
-            lr = schedule.rate(epoch, (history.cpu_seconds + time.process_time() - cpu0) / config.max_seconds)
-        else:
-            lr = schedule.rate(epoch)
-        order = rng.permutation(len(data))
-        losses = []
-        for k in range(0, len(order), config.batch_size):
-            batch = _batch([data[i] for i in order[k:k + config.batch_size]])
-            loss, grads = ds.value_and_grad(lambda w: batch_loss(model, w, batch, loss_config))(model.weights)
-            grads, _ = clip_gradients(grads, config.clip_norm)
-            _adam_step(model, grads, state, lr)
-            if average is not None:
-                average.update(model.weights)
-            losses.append(float(loss))
-        history.train_loss.append(float(np.mean(losses)))
+        lr = _learning_rate(config, schedule, epoch, fraction)
+        history.train_loss.append(_train_epoch(model, data, rng.permutation(len(data)), config, loss_config, state,
+                                               lr, average))
         history.learning_rate.append(lr)
         live = model.weights
         if average is not None:
