@@ -641,8 +641,9 @@ class TimedModule:
 
 
 LOOP_GROUPS = (("values", ("nlp_values",)), ("jacobians", ("nlp_jacobians", "costates")),
-               ("Hessians", ("nlp_hessians",)), ("Riccati + condensing", ("riccati", "condense", "condense_all",
-                                                                          "rows_times", "lagrangian_gradient")),
+               ("Hessians", ("nlp_hessians",)),
+               ("Newton step (condensing, Riccati, recovery)", ("assemble", "newton_step", "riccati", "condense",
+                                                                "condense_all", "rows_times", "lagrangian_gradient")),
                ("IP vector loops", ("bound_barrier", "bound_steps", "kkt_scalars", "merit", "step_limits",
                                     "reset_duals", "barrier_directional", "curvature")))
 SOLVER_MODULES = ("trajectories.riccati", "trajectories.ip_vectors")  # compiled once for every problem
@@ -695,7 +696,7 @@ def profile_row(pr: ProblemResult, method: str) -> list | None:
     share = lambda t: f"{fmt_time(t)} ({100 * t / total:.0f}%)"
     its = max(res["iterations"], 1)
     return ([f"{pr.case.name} (N={ocp.N})", method, fmt_time(total), share(compiled)] + [share(g) for g in groups]
-            + [f"{timed.calls.get('riccati', 0)} / {res['iterations']}", share(rest), fmt_time(rest / its)])
+            + [f"{timed.calls.get('newton_step', 0)} / {res['iterations']}", share(rest), fmt_time(rest / its)])
 
 
 def print_profile(results: list[ProblemResult]) -> None:

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from . import ip_vectors as ipv
-from . import riccati
+from . import newton_system, riccati
 from .result import Solution
 from .transcription import Transcription
 
@@ -136,6 +136,7 @@ class _Solver:
         self.lo_val, self.hi_val = self.lo.ravel()[self.lo_idx], self.hi.ravel()[self.hi_idx]
         self.log: list[dict] = []
         self._stacked: list = []
+        self._no_defects = np.zeros((self.N, self.ns))
 
     # ------------------------------------------------------------ setup
 
@@ -241,103 +242,33 @@ class _Solver:
     # ------------------------------------------------------------ the Newton step
 
     def _assemble(self, it: Iterate, vals, d, H, mu):
-        """The condensed Newton system before regularisation: the Hessian with the bound and
-        inequality terms eliminated per stage, the right-hand sides, and what the step recovery
-        needs. Built once per iteration; :meth:`_newton` adds δ and ρ and factors."""
-        tr, N, ns, nv, ng = self.tr, self.N, self.ns, self.nv, self.ng
-        mod = riccati
-        n_eq = tr.n_eq
-        R = 1 + n_eq
-        V = self._stack(it.X, it.U)
-        Hn = H.copy()
-        G = np.zeros((N + 1, nv, R))
-        G[:, :, 0] = d.grad
-        # bounds: primal-dual barrier terms Σ = z / distance, gradient -μ/(v - lo) + μ/(hi - v)
-        dlo, dhi = np.empty((N + 1, nv)), np.empty((N + 1, nv))
-        ipv.bound_barrier(V, *self._bounds, it.z_lo, it.z_hi, mu, Hn, G, dlo, dhi)
-        Hn[N, ns:, ns:] = np.eye(self.m)  # the final stage has no control
-        G[N, ns:, :] = 0.0
-        # inequality rows g + s = 0 (s ≥ 0): condensed per stage
-        rp = rN = sp = sN = sI = rI = None
-        if ng:
-            sp = it.y_path / it.s_path
-            sN = it.y_final / it.s_final
-            rp = mu / it.s_path + sp * (vals.path + it.s_path)
-            rN = mu / it.s_final + sN * (vals.path_final + it.s_final)
-            mod.condense_all(Hn, G, d.GJ, sp, sN, rp, rN, d.GNJ, N, ns, nv, ng)
-        TJx = np.zeros((d.TJ.shape[0], nv))
-        TJx[:, :ns] = d.TJ
-        if tr.n_in:
-            sI = it.y_in / it.s_in
-            rI = mu / it.s_in + sI * (vals.inequality + it.s_in)
-            mod.condense(Hn, G, np.ascontiguousarray(TJx[1 + n_eq:]), sI, rI, N, nv)
-        C = d.TJ[1:1 + n_eq]
-        if n_eq:
-            G[N, :ns, 1:] = C.T
-        return dict(H=H, Hn=Hn, G=G, dlo=dlo, dhi=dhi, rp=rp, rN=rN, sp=sp, sN=sN, sI=sI, rI=rI, TJx=TJx, C=C, mu=mu,
-                    diag_scale=max(1.0, float(np.max(np.abs(np.diagonal(Hn[N, :ns, :ns]))))))
+        """The condensed Newton system before regularisation (:func:`newton_system.assemble`):
+        the Hessian with the bound and inequality terms eliminated per stage, the right-hand
+        sides, and what the step recovery needs. Built once per iteration; :meth:`_newton` adds δ
+        and ρ, factors and recovers the step."""
+        g = _flat_rows(vals)
+        sigma = it.y / it.s
+        rhs = mu / it.s + sigma * (g + it.s)
+        Hn, G, dlo, dhi, scale = newton_system.assemble(
+            H, d.grad, self._stack(it.X, it.U), *self._bounds, it.z_lo, it.z_hi, mu, d.GJ, d.GNJ, self.ng, sigma, rhs,
+            d.TJ, self.tr.n_eq)
+        return dict(H=H, Hn=Hn, G=G, dlo=dlo, dhi=dhi, g=g, sigma=sigma, rhs=rhs, mu=mu, diag_scale=scale)
 
     def _newton(self, it: Iterate, vals, d, system, delta, rho_scale=1.0):
-        """Regularise (δ on the decisions' diagonal, ρCᵀC on the terminal block), factor by the
-        Riccati recursion and recover every step; None when the inertia is wrong."""
-        tr, N, ns, nv, ng = self.tr, self.N, self.ns, self.nv, self.ng
-        mod = riccati
+        """The regularised Newton step (δ on the decisions' diagonal, ρCᵀC on the terminal block)
+        by the Riccati recursion, every step recovered (:func:`newton_system.newton_step`); None
+        when the inertia is wrong."""
+        tr = self.tr
         n_eq = tr.n_eq
-        R = 1 + n_eq
-        mu, C, TJx = system["mu"], system["C"], system["TJx"]
-        dlo, dhi, rp, rN, sp, sN, sI, rI = (system[k] for k in ("dlo", "dhi", "rp", "rN", "sp", "sN", "sI", "rI"))
-        G = system["G"]
-        Hn = system["Hn"].copy() if (delta or n_eq) else system["Hn"]
-        if delta:
-            idx = np.arange(nv)
-            Hn[:, idx, idx] += np.where(self.decision, delta, 0.0)
-        rho = 0.0
-        if n_eq:
-            # adding ρCᵀC leaves the step unchanged (C dx_N = -h holds) and convexifies the
-            # directions the terminal constraints control; ν is recovered below
-            rho = rho_scale * system["diag_scale"]
-            Hn[N, :ns, :ns] += rho * C.T @ C
-        r = np.ascontiguousarray(vals.defects) if tr.lifted else np.zeros((N, ns))
-        dX, dU, Lam = np.empty((N + 1, ns, R)), np.empty((N, self.m, R)), np.empty((N + 1, ns, R))
-        fail = mod.riccati(Hn, G, d.A, d.B, r, tr.free0, dX, dU, Lam)
-        if fail >= 0:
+        rho = rho_scale * system["diag_scale"] if n_eq else 0.0
+        r = np.ascontiguousarray(vals.defects) if tr.lifted else self._no_defects
+        ok, dX, dU, lam, nu, dV, ds, dy, dz_lo, dz_hi, curv = newton_system.newton_step(
+            system["Hn"], system["G"], d.A, d.B, r, tr.free0, self.decision, float(delta), d.TJ[1:1 + n_eq], rho,
+            vals.equality, self.has_lo, self.has_hi, it.z_lo, it.z_hi, system["dlo"], system["dhi"], system["mu"],
+            d.GJ, d.GNJ, self.ng, d.TJ, system["g"], it.s, it.y, system["sigma"], system["rhs"])
+        if not ok:
             return None
-        nu_p = np.zeros(0)
-        if n_eq:
-            S = C @ dX[N, :, 1:]
-            rhs = -(vals.equality + C @ dX[N, :, 0])
-            try:
-                nu_p = np.linalg.solve(S, rhs)
-            except np.linalg.LinAlgError:
-                return None
-            if not np.all(np.isfinite(nu_p)):
-                return None
-        w = np.concatenate([[1.0], nu_p])
-        step = _Step(dX @ w, dU @ w, Lam @ w, nu_p - rho * vals.equality if n_eq else nu_p)
-        dV = self._stack_fresh(step.dX, step.dU)
-        step.dV = dV
-        # slack and multiplier steps of the inequality rows, bound multipliers
-        dsp = dyp = np.zeros((N, 0))
-        dsN = dyN = dsI = dyI = np.zeros(0)
-        if ng:
-            dgp = np.empty((N, ng))
-            mod.rows_times(d.GJ, np.ascontiguousarray(dV[:N]), dgp)
-            dgN = d.GNJ @ dV[N - 1]
-            dsp = -(vals.path + it.s_path) - dgp
-            dyp = rp + sp * dgp - it.y_path
-            dsN = -(vals.path_final + it.s_final) - dgN
-            dyN = rN + sN * dgN - it.y_final
-        if tr.n_in:
-            dgI = TJx[1 + n_eq:] @ dV[N]
-            dsI = -(vals.inequality + it.s_in) - dgI
-            dyI = rI + sI * dgI - it.y_in
-        step.ds = np.concatenate((dsp.ravel(), dsN, dsI))
-        step.dy = np.concatenate((dyp.ravel(), dyN, dyI))
-        step.dz_lo, step.dz_hi = np.empty((N + 1, nv)), np.empty((N + 1, nv))
-        ipv.bound_steps(dV, self.has_lo, self.has_hi, it.z_lo, it.z_hi, dlo, dhi, mu, step.dz_lo, step.dz_hi)
-        # the quadratic model's curvature along the step, for the penalty update
-        step.curvature = ipv.curvature(dV, Hn) - (rho * float(np.sum((C @ dV[N, :ns]) ** 2)) if n_eq else 0.0)
-        return step
+        return _Step(dX, dU, lam, nu, dV, ds, dy, dz_lo, dz_hi, curv)
 
     # ------------------------------------------------------------ merit function
 
