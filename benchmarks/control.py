@@ -646,7 +646,7 @@ LOOP_GROUPS = (("values", ("nlp_values",)), ("jacobians", ("nlp_jacobians", "cos
                                                                 "condense_all", "rows_times", "lagrangian_gradient")),
                ("IP vector loops", ("bound_barrier", "bound_steps", "kkt_scalars", "merit", "step_limits",
                                     "reset_duals", "barrier_directional", "curvature")))
-SOLVER_MODULES = ("trajectories.riccati", "trajectories.ip_vectors")  # compiled once for every problem
+SOLVER_MODULES = ("trajectories.riccati", "trajectories.ip_vectors", "trajectories.newton_system")  # compiled once for every problem
 
 
 @contextlib.contextmanager
@@ -706,13 +706,13 @@ def print_profile(results: list[ProblemResult]) -> None:
         return
     print_table("Where diffsim ip's time goes: quickest of three more calls, timers around the compiled stage loops",
                 ["problem", "method", "total", "compiled loops"] + [f"of which {g}" for g, _ in LOOP_GROUPS]
-                + ["Riccati solves / iterations", "Python + numpy (the rest)", "rest per iteration"], rows)
+                + ["Newton solves / iterations", "Python + numpy (the rest)", "rest per iteration"], rows)
     print("compiled loops: the Numba functions of the generated stage module (values and defects, first "
           "derivatives, Lagrangian Hessians) and the solver's own, compiled once for every problem (costates, "
           "the Riccati recursion and inequality condensing, the interior-point vector loops of "
           "trajectories.ip_vectors); the rest is the solver's Python and numpy between them (residuals, line "
           "search, bookkeeping), "
-          "the timers' own cost included. More Riccati solves than iterations are inertia-correction retries.")
+          "the timers' own cost included. More Newton solves than iterations are inertia-correction retries and second-order corrections.")
 
 
 # ---------------------------------------------------------------- time per iteration against N
