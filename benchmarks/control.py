@@ -646,7 +646,8 @@ LOOP_GROUPS = (("values", ("nlp_values",)), ("jacobians", ("nlp_jacobians", "cos
                                                                 "condense_all", "rows_times", "lagrangian_gradient")),
                ("IP vector loops", ("bound_barrier", "bound_steps", "kkt_scalars", "merit", "step_limits",
                                     "reset_duals", "barrier_directional", "curvature")))
-SOLVER_MODULES = ("trajectories.riccati", "trajectories.ip_vectors", "trajectories.newton_system")  # compiled once for every problem
+# compiled once for every problem
+SOLVER_MODULES = ("trajectories.riccati", "trajectories.ip_vectors", "trajectories.newton_system")
 
 
 @contextlib.contextmanager
@@ -709,10 +710,10 @@ def print_profile(results: list[ProblemResult]) -> None:
                 + ["Newton solves / iterations", "Python + numpy (the rest)", "rest per iteration"], rows)
     print("compiled loops: the Numba functions of the generated stage module (values and defects, first "
           "derivatives, Lagrangian Hessians) and the solver's own, compiled once for every problem (costates, "
-          "the Riccati recursion and inequality condensing, the interior-point vector loops of "
+          "the Newton step's assembly, Riccati recursion and step recovery, the interior-point vector loops of "
           "trajectories.ip_vectors); the rest is the solver's Python and numpy between them (residuals, line "
-          "search, bookkeeping), "
-          "the timers' own cost included. More Newton solves than iterations are inertia-correction retries and second-order corrections.")
+          "search, bookkeeping), the timers' own cost included. More Newton solves than iterations are "
+          "inertia-correction retries and second-order corrections.")
 
 
 # ---------------------------------------------------------------- time per iteration against N

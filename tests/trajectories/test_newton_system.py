@@ -39,7 +39,7 @@ def _problem(seed, N=4, ns=2, m=2, ng=1, n_eq=1, n_in=1):
 
 
 def _step(p, delta=0.0, rho=3.0):
-    N, ns, ng, n_eq, mu = p["N"], p["ns"], p["ng"], p["n_eq"], p["mu"]
+    ns, ng, n_eq, mu = p["ns"], p["ng"], p["n_eq"], p["mu"]
     sigma = p["y"] / p["s"]
     rhs = mu / p["s"] + sigma * (p["g"] + p["s"])
     Hn, G, dlo, dhi, _ = newton_system.assemble(p["H"], p["grad"], p["V"], p["lo"], p["hi"], p["has_lo"], p["has_hi"],
