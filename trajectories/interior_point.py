@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from . import ip_vectors as ipv
-from . import newton_system, riccati
+from . import newton_system
 from .result import Solution
 from .transcription import Transcription
 
@@ -137,6 +137,7 @@ class _Solver:
         self.log: list[dict] = []
         self._stacked: list = []
         self._no_defects = np.zeros((self.N, self.ns))
+        self._no_path_rows = (np.zeros((self.N, 1)), np.zeros(1))  # placeholders the compiled loops index
 
     # ------------------------------------------------------------ setup
 
@@ -209,29 +210,13 @@ class _Solver:
         return parts[:2] + (self._complementarity(parts[-1], mu),) + parts[2:-1]
 
     def _kkt_parts(self, it: Iterate, vals, d):
-        tr, N = self.tr, self.N
-        gl = np.empty((N + 1, self.nv))
-        tw = np.concatenate([[0.0], it.nu, it.y_in])
-        ng1 = max(self.ng, 1)
-        yp = it.y_path if self.ng else np.zeros((N, ng1))
-        yN = it.y_final if self.ng else np.zeros(ng1)
-        stat = riccati.lagrangian_gradient(d.A, d.B, d.grad, it.lam, d.TJ, tw, d.GJ, d.GNJ, yp, yN, self.ng,
-                                           it.z_lo, it.z_hi, self.decision, tr.lifted, gl)
-        defects = float(np.abs(vals.defects).max()) if tr.lifted and vals.defects.size else 0.0
-        eq = float(np.abs(vals.equality).max()) if vals.equality.size else 0.0
-        V = self._stack(it.X, it.U)
-        slack_res, true_in, p_min, p_max, z_total, n_z, lam_total = ipv.kkt_scalars(
-            V, *self._bounds, it.z_lo, it.z_hi, _flat_rows(vals), it.s, it.y, it.lam, it.nu)
-        products = (p_min, p_max, n_z)
-        violation = max(defects, eq, true_in)
-        primal = max(defects, eq, slack_res)
-        # IPOPT's scaling (eq. 5): large multipliers make the absolute dual residual meaningless
-        s_max = 100.0
-        n_mult = it.lam.size + it.nu.size + n_z
-        total = lam_total + z_total
-        s_d = max(s_max, total / max(n_mult, 1)) / s_max
-        s_c = max(s_max, z_total / max(n_z, 1)) / s_max
-        return stat, primal, violation, s_d, s_c, gl, products
+        gl = np.empty((self.N + 1, self.nv))
+        yp, yN = (it.y_path, it.y_final) if self.ng else self._no_path_rows
+        stat, primal, violation, s_d, s_c, p_min, p_max, n_z = ipv.kkt_parts(
+            d.A, d.B, d.grad, it.lam, d.TJ, it.nu, it.y_in, d.GJ, d.GNJ, yp, yN, self.ng, it.z_lo, it.z_hi,
+            self.decision, self.tr.lifted, self._stack(it.X, it.U), *self._bounds, vals.rows, it.s, it.y, vals.defects,
+            vals.equality, gl)
+        return stat, primal, violation, s_d, s_c, gl, (p_min, p_max, n_z)
 
     @staticmethod
     def _complementarity(products, mu) -> float:
@@ -246,7 +231,7 @@ class _Solver:
         the Hessian with the bound and inequality terms eliminated per stage, the right-hand
         sides, and what the step recovery needs. Built once per iteration; :meth:`_newton` adds δ
         and ρ, factors and recovers the step."""
-        g = _flat_rows(vals)
+        g = vals.rows
         sigma = it.y / it.s
         rhs = mu / it.s + sigma * (g + it.s)
         Hn, G, dlo, dhi, scale = newton_system.assemble(
@@ -274,7 +259,7 @@ class _Solver:
 
     def _merit_parts(self, X, U, vals, s, mu):
         """The barrier objective φ and the ℓ1 infeasibility θ of the filter (``s``: every slack)."""
-        logs, theta = ipv.merit(self._stack(X, U), *self._bounds, _flat_rows(vals), s, vals.equality, vals.defects,
+        logs, theta = ipv.merit(self._stack(X, U), *self._bounds, vals.rows, s, vals.equality, vals.defects,
                                 self.tr.lifted)
         return vals.cost - mu * logs, theta
 
@@ -744,8 +729,3 @@ class _Step:
     dz_hi: np.ndarray | None = None
     curvature: float = 0.0
     a_d: float = 1.0
-
-
-def _flat_rows(vals) -> np.ndarray:
-    """Every inequality row's value in :class:`Iterate`'s layout of the slacks."""
-    return np.concatenate((vals.path.ravel(), vals.path_final, vals.inequality))

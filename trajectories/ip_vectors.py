@@ -20,6 +20,8 @@ and multipliers ``y``. The equations are IPOPT's (Wächter & Biegler 2006): the 
 import numpy as np
 from numba import njit
 
+from .riccati import lagrangian_gradient
+
 _jit = njit(cache=True, error_model="numpy")
 
 
@@ -96,6 +98,32 @@ def kkt_scalars(V, lo, hi, has_lo, has_hi, z_lo, z_hi, g, s, y, lam, nu):
     for j in range(nu.shape[0]):
         lam_total += abs(nu[j])
     return slack_res, true_in, p_min, p_max, total, count, lam_total
+
+
+@_jit
+def kkt_parts(A, B, grad, lam, TJ, nu, y_in, GJ, GNJ, yp, yN, ng, z_lo, z_hi, decision, lifted, V, lo, hi, has_lo,
+              has_hi, g, s, y, defects, equality, gl):
+    """The KKT residual's parts in one pass: (max |∇L|, primal infeasibility, worst true violation,
+    IPOPT's scalings s_d and s_c of the dual residual and of complementarity (their eq. 5, with
+    s_max = 100), the smallest and largest complementarity product, their count); ∇L into ``gl``."""
+    tw = np.zeros(1 + nu.shape[0] + y_in.shape[0])
+    tw[1:1 + nu.shape[0]] = nu
+    tw[1 + nu.shape[0]:] = y_in
+    stat = lagrangian_gradient(A, B, grad, lam, TJ, tw, GJ, GNJ, yp, yN, ng, z_lo, z_hi, decision, lifted, gl)
+    worst = 0.0
+    if lifted:
+        for k in range(defects.shape[0]):
+            for i in range(defects.shape[1]):
+                worst = max(worst, abs(defects[k, i]))
+    for j in range(equality.shape[0]):
+        worst = max(worst, abs(equality[j]))
+    slack_res, true_in, p_min, p_max, z_total, n_z, lam_total = kkt_scalars(V, lo, hi, has_lo, has_hi, z_lo, z_hi,
+                                                                            g, s, y, lam, nu)
+    s_max = 100.0
+    n_mult = lam.size + nu.size + n_z
+    s_d = max(s_max, (lam_total + z_total) / max(n_mult, 1)) / s_max
+    s_c = max(s_max, z_total / max(n_z, 1)) / s_max
+    return stat, max(worst, slack_res), max(worst, true_in), s_d, s_c, p_min, p_max, n_z
 
 
 @_jit

@@ -24,6 +24,7 @@ Riccati recursion) compiled by Numba and cached on disk; the solvers in
 
 from __future__ import annotations
 
+import functools
 import pathlib
 from dataclasses import dataclass
 
@@ -114,6 +115,12 @@ class Values:
     equality: np.ndarray     # (n_eq,) h_eq(x_N)
     inequality: np.ndarray   # (n_in,) h_in(x_N)
     bad: int                 # first stage with a non-finite value, or -1
+
+    @functools.cached_property
+    def rows(self) -> np.ndarray:
+        """Every inequality row's value in one vector: the path rows of every stage, the final
+        node's, the terminal inequalities (the layout of the interior-point solver's slacks)."""
+        return np.concatenate((self.path.ravel(), self.path_final, self.inequality))
 
 
 @dataclass
