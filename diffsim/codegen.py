@@ -92,7 +92,8 @@ class Kernel:
         return self.forward(*args)
 
     def compile_all(self) -> None:
-        """Compile every kernel now (for float64 inputs) instead of at first call."""
+        """Compile every kernel now (for float64 inputs) instead of at first call (all kinds: a
+        Kernel made with only some of them has nothing to call for the others)."""
         args = [0.5 if s == () else np.full(s, 0.5) for s in self.arg_shapes]
         ct = 1.0 if self.out_shape == () else np.ones(self.out_shape)
         self.forward(*args)
@@ -129,11 +130,17 @@ def compile(fun: Callable, *arg_shapes: int | Sequence[int], name: str | None = 
     return compile_module({"": (fun, shapes)}, title=title)[1][""]
 
 
-def compile_module(specs: dict[str, tuple[Callable, tuple]], extra: str = "", title: str = "functions",
+def compile_module(specs: dict[str, tuple], extra: str = "", title: str = "functions",
                    calls: Sequence[str] | None = None):
     """Trace several functions into one generated, cached module, plus ``extra`` source (compiled
     loops that call the kernels by name, such as the ODE solvers). Kernels of the function under
     key ``prefix`` are named ``{prefix}forward``, ``{prefix}vjp_into`` and so on.
+
+    A spec may name the kernels it needs as a third element, ``(fun, shapes, kinds)`` with kinds a
+    subset of ``("forward", "vjp", "jvp", "jacobian", "hvp", "forward_into", "vjp_into",
+    "jvp_into")``: only those are traced and emitted (the others are None on its Kernel). A
+    function whose value is itself a block of derivatives (traced with ``vjp`` inside) then costs
+    no derivatives of its own. Without it, all of them (the source is the same as before).
 
     Returns ``(module, {prefix: Kernel})``. Code in ``extra`` must be ``@njit(cache=True)``
     functions: being in the same module as the kernels is what lets Numba cache them on disk.
@@ -147,17 +154,24 @@ def compile_module(specs: dict[str, tuple[Callable, tuple]], extra: str = "", ti
         _check_template(extra, specs, calls, title)
     helpers: set[str] = set()
     bodies, metas = [], {}
-    for prefix, (fun, shapes) in specs.items():
+    kinds_of = {}
+    for prefix, spec in specs.items():
+        fun, shapes, kinds = (*spec, _KINDS) if len(spec) == 2 else spec
+        unknown = sorted(set(kinds) - set(_KINDS))
+        if unknown:
+            raise ValueError(f"{title}: unknown kernel kinds {unknown} for {prefix!r}; choose from {list(_KINDS)}")
         shapes = tuple(_shape(s, i) for i, s in enumerate(shapes))
-        body, meta = _kernel_set(fun, shapes, prefix, helpers)
+        body, meta = _kernel_set(fun, shapes, prefix, helpers, tuple(kinds))
         bodies += body
-        metas[prefix] = meta
+        metas[prefix], kinds_of[prefix] = meta, kinds
     source = _module_source(title, bodies, helpers, extra)
     module, path = _load(source)
     kernels = {}
     for prefix, meta in metas.items():
-        fns = {kind: getattr(module, prefix + kind) for kind in _KINDS}
-        unchecked = SimpleNamespace(**{kind: getattr(module, f"{prefix}{kind}_unchecked") for kind in _KINDS})
+        made = kinds_of[prefix]
+        fns = {kind: getattr(module, prefix + kind) if kind in made else None for kind in _KINDS}
+        unchecked = SimpleNamespace(**{kind: getattr(module, f"{prefix}{kind}_unchecked") if kind in made else None
+                                       for kind in _KINDS})
         kernels[prefix] = Kernel(source=source, path=path, unchecked=unchecked, **meta, **fns)
     return module, kernels
 
@@ -179,8 +193,8 @@ def _check_template(extra: str, specs: dict, calls: Sequence[str], title: str) -
                          f"(specs give {sorted(specs)}); add those functions to the specs")
 
 
-def _kernel_set(fun, shapes, prefix, helpers):
-    """Trace ``fun`` and emit the bodies of its kernels (named with ``prefix``)."""
+def _kernel_set(fun, shapes, prefix, helpers, kinds=_KINDS):
+    """Trace ``fun`` and emit the bodies of its kernels ``kinds`` (named with ``prefix``)."""
     names = _arg_names(fun, len(shapes))
     graph = Graph()
     primals = [graph.input_array(n, s) for n, s in zip(names, shapes)]
@@ -189,26 +203,30 @@ def _kernel_set(fun, shapes, prefix, helpers):
     value, back = _vjp(fun, *primals)
     out_shape = _output_shape(value)
     ct = graph.input_array("ct", out_shape)
-    grads = back(ct)
-    _, tangent_out = _jvp(fun, primals, tangents)
-    jac = _jacobian(back, out_shape, shapes)
-    hvp_out = _jvp(lambda *a: _vjp(fun, *a)[1](ct), primals, tangents)[1]
+    wanted = set(kinds)
+    grads = back(ct) if wanted & {"vjp", "vjp_into"} else ()
+    tangent_out = _jvp(fun, primals, tangents)[1] if wanted & {"jvp", "jvp_into"} else None
+    jac = _jacobian(back, out_shape, shapes) if "jacobian" in wanted else ()
+    hvp_out = _jvp(lambda *a: _vjp(fun, *a)[1](ct), primals, tangents)[1] if "hvp" in wanted else ()
 
     gen = _Emitter(names, shapes, out_shape, helpers)
     d_names = [f"d_{n}" for n in names]
     g_outs = [(g, s, f"g_{n}") for g, s, n in zip(grads, shapes, names)]
-    bodies = [
-        gen.function(prefix + "forward", names, [(value, out_shape, "out")]),
-        gen.function(prefix + "vjp", names + ["ct"], g_outs, as_tuple=True),
-        gen.function(prefix + "jvp", names + d_names, [(tangent_out, out_shape, "out")]),
-        gen.function(prefix + "jacobian", names,
-                     [(j, out_shape + s, f"J_{n}") for j, s, n in zip(jac, shapes, names)], as_tuple=True),
-        gen.function(prefix + "hvp", names + ["ct"] + d_names,
-                     [(h, s, f"h_{n}") for h, s, n in zip(hvp_out, shapes, names)], as_tuple=True),
-        gen.function(prefix + "forward_into", names, [(value, out_shape, "out")], into=True),
-        gen.function(prefix + "vjp_into", names + ["ct"], g_outs, into=True),
-        gen.function(prefix + "jvp_into", names + d_names, [(tangent_out, out_shape, "out")], into=True),
-    ]
+    emit = {
+        "forward": lambda: gen.function(prefix + "forward", names, [(value, out_shape, "out")]),
+        "vjp": lambda: gen.function(prefix + "vjp", names + ["ct"], g_outs, as_tuple=True),
+        "jvp": lambda: gen.function(prefix + "jvp", names + d_names, [(tangent_out, out_shape, "out")]),
+        "jacobian": lambda: gen.function(prefix + "jacobian", names,
+                                         [(j, out_shape + s, f"J_{n}") for j, s, n in zip(jac, shapes, names)],
+                                         as_tuple=True),
+        "hvp": lambda: gen.function(prefix + "hvp", names + ["ct"] + d_names,
+                                    [(h, s, f"h_{n}") for h, s, n in zip(hvp_out, shapes, names)], as_tuple=True),
+        "forward_into": lambda: gen.function(prefix + "forward_into", names, [(value, out_shape, "out")], into=True),
+        "vjp_into": lambda: gen.function(prefix + "vjp_into", names + ["ct"], g_outs, into=True),
+        "jvp_into": lambda: gen.function(prefix + "jvp_into", names + d_names, [(tangent_out, out_shape, "out")],
+                                         into=True),
+    }
+    bodies = [emit[kind]() for kind in _KINDS if kind in wanted]
     meta = dict(fun=fun, arg_shapes=shapes, out_shape=out_shape, arg_names=tuple(names),
                 op_counts={k[len(prefix):]: v for k, v in gen.op_counts.items()})
     return bodies, meta

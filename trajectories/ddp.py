@@ -88,6 +88,53 @@ def _stage_functions(problem: OptimalControlProblem):
     return stage, terminal
 
 
+def _derivative_function(stage, n: int, m: int, second_order: bool):
+    """The stage's derivatives DDP's backward sweep reads, as one flat vector [Fᵀ, l, H] over
+    z = (x, u) (layout in :mod:`trajectories.ddp_loops`), traced with the engine's ``vjp``: row i
+    of Fᵀ and of H come from one reverse sweep each, so no derivative in q, t or h is formed.
+
+    Gauss-Newton: the step Jacobian (n sweeps of the step), the cost gradient and its Jacobian,
+    the exact Hessian of the stage cost (n+m sweeps of the gradient). Second order: the gradient
+    g = ∇_z ctᵀ·stage; one sweep of g_i in (z, ct) gives row i of the Hessian of ctᵀ·stage and,
+    in ct, ∂stage/∂z_i, i.e. row i of [Fᵀ, l]."""
+    nz = n + m
+
+    def unit(size, i):
+        e = np.zeros(size)
+        e[i] = 1.0
+        return e
+
+    if second_order:
+        def derivatives(x, u, q, t, h, ct):
+            def gradient(x, u, c):
+                gx, gu = vjp(lambda x, u: stage(x, u, q, t, h), x, u)[1](c)
+                return dnp.concatenate([gx, gu])
+
+            back = vjp(gradient, x, u, ct)[1]
+            rows = [back(unit(nz, i)) for i in range(nz)]   # (∂g_i/∂x, ∂g_i/∂u, ∂g_i/∂ct)
+            FT = [r[2][:n] for r in rows]
+            lz = [r[2][n] for r in rows]
+            H = [dnp.concatenate([r[0], r[1]]) for r in rows]
+            return dnp.concatenate([dnp.reshape(dnp.stack(FT), (-1,)), dnp.stack(lz), dnp.reshape(dnp.stack(H), (-1,))])
+        return derivatives
+
+    def derivatives(x, u, q, t, h):
+        back = vjp(lambda x, u: stage(x, u, q, t, h), x, u)[1]
+        rows = [back(unit(n + 1, a)) for a in range(n + 1)]    # (∂F_a/∂x, ∂F_a/∂u); a = n: the cost
+
+        def gradient(x, u):
+            gx, gu = vjp(lambda x, u: stage(x, u, q, t, h), x, u)[1](unit(n + 1, n))
+            return dnp.concatenate([gx, gu])
+
+        hback = vjp(gradient, x, u)[1]
+        H = [dnp.concatenate(hback(unit(nz, i))) for i in range(nz)]
+        F = [dnp.concatenate([r[0], r[1]]) for r in rows[:n]]  # rows of [A B]
+        FT = [dnp.stack([F[a][i] for a in range(n)]) for i in range(nz)]
+        lz = dnp.concatenate(rows[n])
+        return dnp.concatenate([dnp.reshape(dnp.stack(FT), (-1,)), lz, dnp.reshape(dnp.stack(H), (-1,))])
+    return derivatives
+
+
 def _module(problem: OptimalControlProblem, variant: str):
     """The generated module of DDP's kernels and loops for ``problem`` (kept on the problem)."""
     cache = problem.__dict__.setdefault("_ddp_modules", {})
@@ -97,32 +144,21 @@ def _module(problem: OptimalControlProblem, variant: str):
     nq, nr = _layout(problem)
     stage, terminal = _stage_functions(problem)
 
-    def cost_gradient(x, u, q, t, h):  # [stage, ∇(x,u) stage cost]: its Jacobian is all Gauss-Newton needs
-        e = np.zeros(n + 1)
-        e[n] = 1.0
-        out, back = vjp(lambda x, u: stage(x, u, q, t, h), x, u)
-        gx, gu = back(e)
-        return dnp.concatenate([out, gx, gu])
-
-    def contracted_gradient(x, u, q, t, h, ct):  # ∇(x,u) ctᵀ stage
-        gx, gu = vjp(lambda x, u: stage(x, u, q, t, h), x, u)[1](ct)
-        return dnp.concatenate([gx, gu])
-
     def terminal_gradient(x, r):
         return vjp(lambda x: terminal(x, r), x)[1](1.0)[0]
 
     specs = {"st_": (stage, (n, m, nq, (), ())), "tm_": (terminal, (n, nr)), "tg_": (terminal_gradient, (n, nr))}
-    if variant == "gauss_newton":
-        specs["gn_"] = (cost_gradient, (n, m, nq, (), ()))
-    else:
-        specs["sg_"] = (contracted_gradient, (n, m, nq, (), (), n + 1))
+    second = variant == "second_order"
+    dd_shapes = (n, m, nq, (), ()) + ((n + 1,) if second else ())
+    specs["dd_"] = (_derivative_function(stage, n, m, second), dd_shapes, ("forward", "forward_into"))
     if problem.n_g:
         specs["pc_"] = (problem.g, (n, m, problem.n_p, ()))
     if problem.n_eq:
         h_eq, kp = problem.h_eq, problem.n_p
         specs["he_"] = (lambda x, r: dnp.atleast_1d(h_eq(x, r[:kp])), (n, nr))
     extra = _LOOPS + f"\n\n_derivatives = _derivatives_{variant}\n" \
-        f"_terminal_constraint = _terminal_constraint_{'eq' if problem.n_eq else 'none'}\n"
+        f"_terminal_constraint = _terminal_constraint_{'eq' if problem.n_eq else 'none'}\n" \
+        f"_NX, _NU = {n}, {m}\n"
     module, _ = compile_module(specs, extra=extra, title=f"DDP({problem.name}, {problem.scheme}, {variant})")
     cache[variant] = module
     return module

@@ -7,10 +7,10 @@ call them by name and Numba caches everything together. Kernels (see :mod:`diffs
 
 - ``st_*``: one stage ``(x, u, q, t, h) -> [x_next, stage cost]`` (the integrator step of the
   augmented state plus the stage's augmented-Lagrangian path term);
-- ``gn_*`` (Gauss-Newton): ``[stage, ∇_(x,u) stage cost]``, whose Jacobian holds the step Jacobian
-  and the exact Hessian of the stage cost;
-- ``sg_*`` (second order): ``∇_(x,u) (ctᵀ stage)``, whose Jacobian holds the Hessian of the stage
-  contracted with ct = [V_x', 1] and, as its Jacobian in ct, the step Jacobian;
+- ``dd_*``: the stage's derivatives as one flat vector [Fᵀ, l, H] over z = (x, u): Fᵀ
+  (n+m, n) the step Jacobian [A B] transposed, l the stage cost's gradient, H (n+m, n+m) the
+  stage cost's Hessian (Gauss-Newton) or the Hessian of ctᵀ·stage with ct = [V_x', 1] (second
+  order), generated with only its ``forward_into`` kernel, written into a buffer of the sweep;
 - ``tm_*``, ``tg_*``: the terminal cost (with its augmented-Lagrangian terms) and its gradient.
 
 Sign conventions: the control update is δu_k = α k_k + K_k δx_k (k, K are the feed-forward term
@@ -213,12 +213,10 @@ def rollout(x0, us, Q, r, t0, h, xs):
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})  # vectorised sums; without nnan the NaN tests stay
-def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, gains, W, Gu, Kn, ev, Sm, hv,
-             Ht):
+def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, W, Gu, Kn, ev, Sm, hv, Ht):
     """The Riccati sweep of FDDP (Mastalli et al. 2020, eqs. 9-12) in one loop, with the
     projected-Newton box step (Tassa et al. 2014) when ``box``. Writes the gains K, k, the value
-    derivatives and Q_u, Q_uu (regularised) per stage. With ``gains`` False only the stationarity
-    is computed (no gains, no value Hessian update beyond what Q_u needs).
+    derivatives and Q_u, Q_uu (regularised) per stage.
 
     With terminal equalities h(x_N) = 0 held exactly (``W`` has n_e > 0 columns) the sweep also
     carries the value's dependence on a change δν of their multiplier (the sweep method of
@@ -228,18 +226,21 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
     h + ∂h/∂x δx_N = ev + Sm δν with ev = h + W_0ᵀ f_0 + Σ (Guᵀ k + W_{k+1}ᵀ f_{k+1}) and
     Sm = Σ Guᵀ Kn (negative semidefinite). hv := h(x_N), Ht := ∂h/∂x.
 
+    The stage's derivatives come from :func:`_derivatives` as Fᵀ = [A B]ᵀ (rows: the step's
+    derivative along one of x, u), the cost gradient l and the Hessian H over z = (x, u); with V'
+    symmetric every product below is a dot product of two contiguous rows, P = Fᵀ V' and
+    Q_zz = H + P F, and the sizes n = _NX, m = _NU are constants of the generated module, so the
+    compiler unrolls and vectorises them.
+
     Returns (failed stage or -1, stationarity max|proj Q_u|, dg, dq) where dg, dq are the
     first- and second-order terms of the expected improvement (Mastalli et al. eq. 15)."""
-    n, m, N = xs.shape[1], us.shape[1], us.shape[0]
-    A = np.empty((n, n))
-    B = np.empty((n, m))
-    lx = np.empty(n)
-    lu = np.empty(m)
-    Hxx = np.empty((n, n))
-    Hux = np.empty((m, n))
-    Huu = np.empty((m, m))
-    VA = np.empty((n, n))
-    VB = np.empty((n, m))
+    n, m, N = _NX, _NU, us.shape[0]
+    nz = n + m
+    d = np.empty(nz * n + nz + nz * nz)
+    FT = d[:nz * n].reshape((nz, n))
+    lz = d[nz * n:nz * n + nz]
+    H = d[nz * n + nz:].reshape((nz, nz))
+    P = np.empty((nz, n))
     Qx = np.empty(n)
     Qxx = np.empty((n, n))
     Qux = np.empty((m, n))
@@ -276,58 +277,49 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
             for i in range(n):
                 W[N, i, a] = Ht[a, i]
     for k in range(N - 1, -1, -1):
-        t = t0 + k * h
-        vn = Vx[k + 1]
-        ct[:n] = vn
-        ct[n] = 1.0
-        _derivatives(xs[k], us[k], Q[k], t, h, ct, A, B, lx, lu, Hxx, Hux, Huu)
-        Vn = Vxx[k + 1]
         for i in range(n):
-            s = lx[i]
+            ct[i] = Vx[k + 1, i]
+        ct[n] = 1.0
+        _derivatives(xs[k], us[k], Q[k], t0 + k * h, h, ct, d)
+        # Q_z = l + Fᵀ V_x'; P = Fᵀ V_xx' (V_xx' symmetric: P[r, j] = F[:, r]·V_xx'[j, :])
+        for r_ in range(nz):
+            s = lz[r_]
             for a in range(n):
-                s += A[a, i] * vn[a]
-            Qx[i] = s
-        for c in range(m):
-            s = lu[c]
-            for a in range(n):
-                s += B[a, c] * vn[a]
-            Qu[k, c] = s
+                s += FT[r_, a] * Vx[k + 1, a]
+            if r_ < n:
+                Qx[r_] = s
+            else:
+                Qu[k, r_ - n] = s
+            for j in range(n):
+                s = 0.0
+                for a in range(n):
+                    s += FT[r_, a] * Vxx[k + 1, j, a]
+                P[r_, j] = s
         # projected stationarity at the current controls
         for c in range(m):
             qc = Qu[k, c]
             if box and ((us[k, c] <= lo[c] and qc > 0.0) or (us[k, c] >= hi[c] and qc < 0.0)):
                 qc = 0.0
             stat = max(stat, abs(qc))
-        # the products with the innermost loop along contiguous rows (vectorised)
-        for a in range(n):
-            VA[a, :] = 0.0
-            VB[a, :] = 0.0
-            for b in range(n):
-                v = Vn[a, b]
-                for j in range(n):
-                    VA[a, j] += v * A[b, j]
-                for c in range(m):
-                    VB[a, c] += v * B[b, c]
-        Qux[:, :] = Hux
-        if gains:  # the upper triangle of the symmetric Q_xx (only V_xx needs it)
-            Qxx[:, :] = Hxx
-            for a in range(n):
-                for i in range(n):
-                    v = A[a, i]
-                    for j in range(i, n):
-                        Qxx[i, j] += v * VA[a, j]
+        # Q_zz = H + P F: the upper triangle of Q_xx (only V_xx needs it), Q_ux and Q_uu
+        for i in range(n):
+            for j in range(i, n):
+                s = H[i, j]
+                for a in range(n):
+                    s += P[i, a] * FT[j, a]
+                Qxx[i, j] = s
         for c in range(m):
-            for d in range(m):
-                Quu[k, c, d] = Huu[c, d]
-            for a in range(n):
-                v = B[a, c]
-                for j in range(n):
-                    Qux[c, j] += v * VA[a, j]
-                for d in range(m):
-                    Quu[k, c, d] += v * VB[a, d]
+            for j in range(n):
+                s = H[n + c, j]
+                for a in range(n):
+                    s += P[n + c, a] * FT[j, a]
+                Qux[c, j] = s
+            for e in range(m):
+                s = H[n + c, n + e]
+                for a in range(n):
+                    s += P[n + c, a] * FT[n + e, a]
+                Quu[k, c, e] = s
             Quu[k, c, c] += reg
-        if not gains:
-            continue
         Qk = Quu[k]
         # feed-forward k = argmin ½kᵀQuu k + Quᵀk (in the box lo - u ≤ k ≤ hi - u)
         if box:
@@ -338,7 +330,8 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
             nf = _box_qp(Qk, Qu[k], dlo, dhi, w, idx, L, col, wn)
             if nf < 0:
                 return k, stat, dg, dq
-            kff[k] = w
+            for c in range(m):
+                kff[k, c] = w[c]
         else:
             for c in range(m):
                 idx[c] = c
@@ -351,13 +344,13 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
         # feedback K = −Quu_ff⁻¹ Qux_f on the free controls, zero rows on the clamped ones
         _chol_solve_rows(L, Qux, idx, nf, K[k], Y)
         if ne:
-            _multiplier_sensitivity(k, A, B, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, Sm)
+            _multiplier_sensitivity(k, FT, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, Sm)
         # V_x = Q_x + Kᵀ Quu k + Kᵀ Q_u + Q_uxᵀ k ; V_xx = Q_xx + Kᵀ Quu K + Kᵀ Q_ux + Q_uxᵀ K
         kq = 0.0
         for c in range(m):
             s = 0.0
-            for d in range(m):
-                s += Qk[c, d] * kff[k, d]
+            for e in range(m):
+                s += Quu[k, c, e] * kff[k, e]
             w[c] = s + Qu[k, c]   # Quu k + Qu
             kq += kff[k, c] * s
             dg -= Qu[k, c] * kff[k, c]
@@ -369,19 +362,16 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
             Vx[k, i] = s
         # V_xx = Q_xx + Kᵀ Quu K + Kᵀ Q_ux + Q_uxᵀ K = Q_xx + Q_uxᵀ K, as Quu_ff K_f = −Q_ux,f on the
         # free controls and K is zero on the clamped ones: symmetric, so its upper triangle, mirrored
-        Vk = Vxx[k]
         for i in range(n):
             for j in range(i, n):
-                Vk[i, j] = Qxx[i, j]
-        for c in range(m):
-            for i in range(n):
-                v = Qux[c, i]
-                for j in range(i, n):
-                    Vk[i, j] += v * K[k, c, j]
+                s = Qxx[i, j]
+                for c in range(m):
+                    s += Qux[c, i] * K[k, c, j]
+                Vxx[k, i, j] = s
         for i in range(n):
             for j in range(i):
-                Vk[i, j] = Vk[j, i]
-            Vk[i, i] += reg
+                Vxx[k, i, j] = Vxx[k, j, i]
+            Vxx[k, i, i] += reg
         for i in range(n):
             s = 0.0
             for j in range(n):
@@ -396,15 +386,15 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
 
 
 @njit(cache=True)
-def _multiplier_sensitivity(k, A, B, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, Sm):
+def _multiplier_sensitivity(k, FT, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, Sm):
     """Stage k of the terminal-multiplier sweep (see :func:`backward`): Gu, Kn at k, W_k from
-    W_{k+1}, and the stage's terms of ev and Sm."""
-    n, m, ne = A.shape[0], B.shape[1], W.shape[2]
+    W_{k+1}, and the stage's terms of ev and Sm (FT = [A B]ᵀ)."""
+    n, m, ne = FT.shape[1], K.shape[1], W.shape[2]
     for c in range(m):
         for a in range(ne):
             s = 0.0
             for i in range(n):
-                s += B[i, c] * W[k + 1, i, a]
+                s += FT[n + c, i] * W[k + 1, i, a]
             Gu[k, c, a] = s
     for a in range(ne):
         for c in range(m):
@@ -429,7 +419,7 @@ def _multiplier_sensitivity(k, A, B, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev,
         for i in range(n):   # W_k = Aᵀ W_{k+1} + Kᵀ Gu = (A + BK)ᵀ W_{k+1}
             s = 0.0
             for j in range(n):
-                s += A[j, i] * W[k + 1, j, a]
+                s += FT[i, j] * W[k + 1, j, a]
             for c in range(m):
                 s += K[k, c, i] * Gu[k, c, a]
             W[k, i, a] = s
@@ -580,7 +570,7 @@ def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_t
                 feas = max(feas, abs(fs[k, i]))
         while True:
             bad, stat, dg, dq = backward(xs, us, fs, Q, r, t0, h, state[0], box, lo, hi, K, kff, Vx, Vxx, Qu,
-                                         Quu, True, W, Gu, Kn, ev, Sm, hv, Ht)
+                                         Quu, W, Gu, Kn, ev, Sm, hv, Ht)
             if bad < 0:
                 break
             state[11] += 1
@@ -676,45 +666,17 @@ def shift(xs, us, K, kff, steps):
 
 
 @njit(cache=True)
-def _derivatives_gauss_newton(x, u, q, t, h, ct, A, B, lx, lu, Hxx, Hux, Huu):
-    """Step Jacobian and the exact Hessian of the stage cost (the dynamics' curvature left out)."""
-    J = gn_jacobian_unchecked(x, u, q, t, h)
-    Jx, Ju = J[0], J[1]
-    n, m = A.shape[0], B.shape[1]
-    for a in range(n):
-        for j in range(n):
-            A[a, j] = Jx[a, j]
-            Hxx[a, j] = Jx[n + 1 + a, j]
-        for c in range(m):
-            B[a, c] = Ju[a, c]
-        lx[a] = Jx[n, a]
-    for c in range(m):
-        lu[c] = Ju[n, c]
-        for j in range(n):
-            Hux[c, j] = Jx[2 * n + 1 + c, j]
-        for d in range(m):
-            Huu[c, d] = Ju[2 * n + 1 + c, d]
+def _derivatives_gauss_newton(x, u, q, t, h, ct, d):
+    """d := [Fᵀ, l, H] of the stage: the step Jacobian and the exact Hessian of the stage cost
+    (the dynamics' curvature left out; see ``trajectories.ddp._derivative_functions``)."""
+    dd_forward_into_unchecked(x, u, q, t, h, d)
+
 
 @njit(cache=True)
-def _derivatives_second_order(x, u, q, t, h, ct, A, B, lx, lu, Hxx, Hux, Huu):
-    """Step Jacobian and the Hessian of ctᵀ·stage, ct = [V_x', 1]: the cost's and the
+def _derivatives_second_order(x, u, q, t, h, ct, d):
+    """d := [Fᵀ, l, H] with H the Hessian of ctᵀ·stage, ct = [V_x', 1]: the cost's and the
     dynamics' curvature (the tensor term of DDP, Mayne 1966)."""
-    J = sg_jacobian_unchecked(x, u, q, t, h, ct)
-    Jx, Ju, Jc = J[0], J[1], J[5]
-    n, m = A.shape[0], B.shape[1]
-    for a in range(n):
-        for j in range(n):
-            A[a, j] = Jc[j, a]
-            Hxx[a, j] = Jx[a, j]
-        for c in range(m):
-            B[a, c] = Jc[n + c, a]
-        lx[a] = Jc[a, n]
-    for c in range(m):
-        lu[c] = Jc[n + c, n]
-        for j in range(n):
-            Hux[c, j] = Jx[n + c, j]
-        for d in range(m):
-            Huu[c, d] = Ju[n + c, d]
+    dd_forward_into_unchecked(x, u, q, t, h, ct, d)
 
 
 @njit(cache=True)

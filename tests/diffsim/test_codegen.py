@@ -324,3 +324,26 @@ def test_an_input_the_output_ignores_gets_zero_derivatives_of_the_right_shape():
     close(gx, [2.0 + 3 * np.cos(0.5), 2.0, 2.0])
     assert gy.shape == (2,) and not gy.any()
     close(k.jvp(x, y, np.array([1.0, 0.0, 0.0]), np.array([5.0, 6.0])), 2.0 * np.array([1.0, 0, 0]) + np.cos(0.5))
+
+
+def test_a_spec_with_kinds_emits_only_those_kernels():
+    # a function whose value is a block of derivatives (a gradient traced inside) needs no
+    # derivatives of its own: only the kinds asked for are emitted, and they compute the same values
+    from diffsim.codegen import compile_module
+    from diffsim.transforms import vjp
+
+    def gradient(x):
+        return vjp(lambda x: dnp.sum(dnp.sin(x) * x[0]), x)[1](1.0)[0]
+
+    module, k = compile_module({"g_": (gradient, (3,), ("forward", "forward_into"))}, title="gradient only")
+    x = np.array([0.4, -1.1, 2.5])
+    want = np.sin(x) * 0.0 + np.cos(x) * x[0]
+    want[0] += np.sum(np.sin(x))
+    close(k["g_"].forward(x), want)
+    out = np.empty(3)
+    k["g_"].forward_into(x, out)
+    close(out, want)
+    assert k["g_"].jacobian is None and k["g_"].hvp is None and k["g_"].unchecked.vjp is None
+    assert not hasattr(module, "g_jacobian") and "def g_vjp" not in k["g_"].source
+    with pytest.raises(ValueError, match="unknown kernel kinds"):
+        compile_module({"g_": (gradient, (3,), ("forward", "hessian"))}, title="bad kinds")
