@@ -103,45 +103,28 @@ def nlp_jacobians(X, U, q, h, ng, A, B, grad, GJ, GNJ, TJ):
 @njit(cache=True)
 def nlp_hessians(X, U, q, h, lam, yp, yN, tw, sigma, ng, H):
     """The Hessian of the Lagrangian, stage by stage: ∇²[σℓ_k + λ_{k+1}ᵀF + y_kᵀg] over
-    (x_k, u_k) (forward-over-reverse kernels, one per direction), and ∇²[tw · term] at N with
-    tw = (σ, ν, y_in)."""
+    (x_k, u_k) (one traced Hessian kernel per stage, the final node's rows added at N - 1), and
+    ∇²[tw · term] at N with tw = (σ, ν, y_in) (forward-over-reverse, one per direction)."""
     N, ns, m = U.shape[0], X.shape[1], U.shape[1]
     nv = ns + m
     ct = np.empty(ns + 1)
     dx = np.zeros(ns)
-    du = np.zeros(m)
     dq = np.zeros(q.shape[0])
+    flat = np.empty(nv * nv)
     for k in range(N):
         s = k * h
         for i in range(ns):
             ct[i] = lam[k + 1, i]
         ct[ns] = sigma
-        for j in range(nv):
-            if j < ns:
-                dx[j] = 1.0
-            else:
-                du[j - ns] = 1.0
-            hx, hu, hq, hs, hh = stage_hvp_unchecked(X[k], U[k], q, s, h, ct, dx, du, dq, 0.0, 0.0)
-            for i in range(ns):
-                H[k, i, j] = hx[i]
-            for i in range(m):
-                H[k, ns + i, j] = hu[i]
-            if ng > 0:
-                px, pu, pq, ps = path_hvp_unchecked(X[k], U[k], q, s, yp[k], dx, du, dq, 0.0)
-                for i in range(ns):
-                    H[k, i, j] += px[i]
-                for i in range(m):
-                    H[k, ns + i, j] += pu[i]
-                if k == N - 1:
-                    px, pu, pq, ps, ph = pathN_hvp_unchecked(X[k], U[k], q, s, h, yN, dx, du, dq, 0.0, 0.0)
-                    for i in range(ns):
-                        H[k, i, j] += px[i]
-                    for i in range(m):
-                        H[k, ns + i, j] += pu[i]
-            if j < ns:
-                dx[j] = 0.0
-            else:
-                du[j - ns] = 0.0
+        lagh_forward_into_unchecked(X[k], U[k], q, s, h, ct, yp[k], flat)
+        for i in range(nv):
+            for j in range(nv):
+                H[k, i, j] = flat[i * nv + j]
+        if ng > 0 and k == N - 1:
+            finalh_forward_into_unchecked(X[k], U[k], q, s, h, yN, flat)
+            for i in range(nv):
+                for j in range(nv):
+                    H[k, i, j] += flat[i * nv + j]
     for j in range(ns):
         dx[j] = 1.0
         hx, hq = term_hvp_unchecked(X[N], q, tw, dx, dq)
