@@ -218,11 +218,9 @@ class Collocation(Transcription):
         f, C, Gp, TV, bad = self.raw_values(X, U)
         R = np.zeros((N, self.ns))
         if bad < 0:
-            Cx, Cw, Ey = self.raw_jacobians(X, U)
-            A, B = np.empty((N, self.ns, self.ns)), np.empty((N, self.ns, self.m))
+            _, _, Ey = self.raw_jacobians(X, U)
             with np.errstate(all="ignore"):
-                singular = self.module.colloc_stage_form(Cx, Cw, Ey, C, self.n, self.m_node, self.hs,
-                                                         int(self.free), A, B, R)
+                singular = self.module.colloc_stage_residuals(Ey, C, self.n, self.m_node, self.hs, R)
             if singular >= 0 or not np.all(np.isfinite(R)):
                 bad = max(singular, 0)
         self.module.colloc_identity_residuals(X, U, self.n, self.m_node, self.hs, int(self.free), R)

@@ -280,6 +280,17 @@ def colloc_node_jacobians(X, q, h, n, m, hs, free, ng, grad, GP, TJ):
 
 
 @njit(cache=True)
+def _y_rows(n, m, hs, nc):
+    """The stage-form rows of the E⁻¹-solved unknowns y: the next state (and the midpoint's)."""
+    rows = np.empty(nc, dtype=np.int64)
+    for i in range(n):
+        rows[i] = i
+        if hs:
+            rows[n + i] = n + m + i
+    return rows
+
+
+@njit(cache=True)
 def colloc_stage_form(Cx, Cw, Ey, C, n, m, hs, free, A, B, R):
     """The explicit stage form of the linearised defects: with y = E⁻¹-solved unknowns,
     dy = -E⁻¹(Cx dξ_k + Cw dw_k + c_k), the copies (u_{k+1}[, u_c], T) are identity rows.
@@ -288,12 +299,8 @@ def colloc_stage_form(Cx, Cw, Ey, C, n, m, hs, free, A, B, R):
     N, nc, ns = Cx.shape[0], Cx.shape[1], Cx.shape[2]
     mw = Cw.shape[2]
     iT = ns - 1
-    ixc, iuc = n + m, 2 * n + m
-    rows = np.empty(nc, dtype=np.int64)
-    for i in range(n):
-        rows[i] = i
-        if hs:
-            rows[n + i] = ixc + i
+    iuc = 2 * n + m
+    rows = _y_rows(n, m, hs, nc)
     M = np.empty((nc, nc))
     piv = np.empty(nc, dtype=np.int64)
     rhs = np.empty((nc, ns + mw + 1))
@@ -326,6 +333,29 @@ def colloc_stage_form(Cx, Cw, Ey, C, n, m, hs, free, A, B, R):
                 B[k, iuc + i, m + i] = 1.0
         if free:
             A[k, iT, iT] = 1.0
+    return -1
+
+
+@njit(cache=True)
+def colloc_stage_residuals(Ey, C, n, m, hs, R):
+    """Only the residuals r_k = -E_k⁻¹c_k of :func:`colloc_stage_form` on the y rows (a trial
+    point's values need no A_k, B_k): one right-hand side per stage instead of ns + mw + 1.
+    Returns -1 or the first stage with a singular E_k."""
+    N, nc = Ey.shape[0], Ey.shape[1]
+    rows = _y_rows(n, m, hs, nc)
+    M = np.empty((nc, nc))
+    piv = np.empty(nc, dtype=np.int64)
+    rhs = np.empty((nc, 1))
+    for k in range(N):
+        for i in range(nc):
+            for j in range(nc):
+                M[i, j] = Ey[k, i, j]
+            rhs[i, 0] = C[k, i]
+        if not _lu(M, piv, nc):
+            return k
+        _lu_solve(M, piv, rhs, nc, 1)
+        for a in range(nc):
+            R[k, rows[a]] = -rhs[a, 0]
     return -1
 
 

@@ -272,6 +272,7 @@ class _Solver:
             return self._finish(it, vals, None, False, f"the dynamics or costs are not finite at the initial guess "
                                                        f"(stage {vals.bad}); give another u_init/U0", 0, None)
         self._delta_last = self._rho_last = 0.0
+        self._next_window_test = 0
         restorations = 0
         filt: list = []
         theta_max = theta_min = None
@@ -571,13 +572,17 @@ class _Solver:
     def _infeasible(self, history, it, vals, d, window=True):
         """Local infeasibility: the constraint violation has stalled far from zero (over a window
         of iterations, or where the line search failed) at a stationary point of the violation
-        itself (the test of Byrd, Nocedal & Waltz 2006)."""
+        itself (the test of Byrd, Nocedal & Waltz 2006). The window's test asks for no iterate of
+        the last 25 to have improved on the first by 1 %, and after a restoration finds the
+        constraints satisfiable it waits another 25 iterations: on a feasible problem whose
+        infeasibility rises and falls (a watchdog's full steps) it costs no restoration phase."""
         if window:
-            if len(history) < 30:
+            if len(history) < max(30, self._next_window_test):
                 return ""
             recent = [h["inf_pr"] for h in history[-25:]]
-            if min(recent) < 1e-4 or recent[-1] < 0.99 * recent[0]:
+            if min(recent) < 1e-4 or min(recent[1:]) < 0.99 * recent[0]:
                 return ""
+            self._next_window_test = len(history) + 25
         restored = self._restore(it)
         if restored is None or restored[1] <= 1e-6 or not np.isfinite(restored[1]):
             return ""
