@@ -61,10 +61,10 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         generate_emt_dataset(tmp / "start.db", "Cu", size=(2, 2, 2), temperatures=(300,), md_samples=8,
-                             rattled=0, strained=0, vacancies=0, seed=1, progress=False)
+                             rattled=0, strained=0, vacancies=0, eos=0, seed=1, progress=False)
         generate_emt_dataset(tmp / "test.db", "Cu", size=(2, 2, 2), temperatures=(1200,),
                              md_samples=6 if args.quick else 20, rattled=0, strained=4 if args.quick else 15,
-                             vacancies=4 if args.quick else 15, seed=99, progress=False)
+                             vacancies=4 if args.quick else 15, eos=0, seed=99, progress=False)
         data, test = load_dataset(tmp / "start.db"), load_dataset(tmp / "test.db")
         config = TrainConfig(epochs=epochs, batch_size=4, learning_rate=1e-2, schedule="cosine", progress=False)
         rows = []

@@ -68,6 +68,8 @@ def _add_generate(act) -> None:
     gen.add_argument("--temperatures", type=positive, nargs="+", default=[300.0, 600.0, 900.0, 1200.0],
                      help="Langevin MD temperatures in K (default 300 600 900 1200)")
     gen.add_argument("--md-samples", type=nonnegative, default=50, help="MD samples per temperature (default 50)")
+    gen.add_argument("--eos", type=nonnegative, default=40,
+                     help="isotropically scaled crystals (volume ±10 %%) for the equation of state (default 40)")
     gen.add_argument("--seed", type=seed_type, default=0, help="random seed (default 0)")
     gen.add_argument("--quick", action="store_true", help="a small dataset")
     cluster_options(gen)
@@ -182,8 +184,8 @@ def _potential_generate(args: argparse.Namespace) -> int:
     """EMT-labelled reference data (MD, rattled, strained, vacancies) to an ase.db or extxyz file."""
     from .reference_data import generate_emt_dataset
 
-    quick = dict(temperatures=(300.0, 900.0), md_samples=10, rattled=5, strained=5, vacancies=5) \
-        if args.quick else dict(temperatures=tuple(args.temperatures), md_samples=args.md_samples)
+    quick = dict(temperatures=(300.0, 900.0), md_samples=10, rattled=5, strained=5, vacancies=5, eos=5) \
+        if args.quick else dict(temperatures=tuple(args.temperatures), md_samples=args.md_samples, eos=args.eos)
     # on workers each task's rows are committed as it finishes, and a database left by an
     # interrupted run is resumed; a fresh run in one process makes the file appear only when complete
     import os

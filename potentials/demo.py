@@ -57,7 +57,7 @@ def _train_on_emt(folder, size: dict) -> _Run:
     db = folder / "emt_cu.db"
     n = generate_emt_dataset(db, "Cu", size=(2, 2, 2), temperatures=size["temperatures"],
                              md_samples=size["md_samples"], rattled=size["rattled"], strained=size["strained"],
-                             vacancies=size["vacancies"], seed=0)
+                             vacancies=size["vacancies"], eos=0, seed=0)
     frames = load_dataset(db)
     test, training = held_out_split(frames, 0.1, minimum=2, seed=0)
     model = ACSFModel(["Cu"], hidden=size["hidden"], seed=0)

@@ -32,7 +32,7 @@ from diffsim.cluster import map_tasks, task_rng
 
 from . import reference_data
 
-GENERATOR = "diffsim EMT reference data, v2 (a task per MD chain or structure; seeds per task key)"
+GENERATOR = "diffsim EMT reference data, v3 (a task per MD chain or structure; seeds per task key; alloys a third pure)"
 
 
 @dataclass(frozen=True)

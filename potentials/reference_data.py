@@ -9,7 +9,7 @@ extxyz files and checks every record.
 >>> import tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "cu.db")
 >>> n = generate_emt_dataset(path, "Cu", size=(2, 2, 2), temperatures=(300,), md_samples=2, rattled=1,
-...                          strained=1, vacancies=1, progress=False)
+...                          strained=1, vacancies=1, eos=1, progress=False)
 >>> len(load_dataset(path)) == n
 True
 """
@@ -46,9 +46,14 @@ def _elements(spec: str) -> list[str]:
     return names
 
 
+PURE_SHARE = 1 / 3  # of an alloy's structures, the share that is one of its pure elements
+
+
 def _structure(elements: list[str], size, rng):
-    """An fcc crystal of ``elements``; for an alloy a random composition (fractions uniform on the
-    simplex, so the pure elements appear too), atoms placed at random, on the lattice constant of
+    """An fcc crystal of ``elements``; for an alloy, a third of the time one of its pure elements
+    (each equally likely: the end members, whose crystals, vacancies and equations of state a
+    validation asks for, are otherwise a few per cent of the data), else a random composition
+    (fractions uniform on the simplex), atoms placed at random, on the lattice constant of
     Vegard's law (the composition-weighted mean of the elements' own, ASE's reference states)."""
     from ase.build import bulk
     from ase.data import atomic_numbers, reference_states
@@ -56,7 +61,10 @@ def _structure(elements: list[str], size, rng):
     if len(elements) == 1:
         return bulk(elements[0], "fcc", cubic=True).repeat(size)
     atoms = bulk(elements[0], "fcc", a=1.0, cubic=True).repeat(size)
-    counts = rng.multinomial(len(atoms), rng.dirichlet(np.ones(len(elements))))
+    if rng.random() < PURE_SHARE:
+        counts = np.eye(len(elements), dtype=int)[rng.integers(len(elements))] * len(atoms)
+    else:
+        counts = rng.multinomial(len(atoms), rng.dirichlet(np.ones(len(elements))))
     symbols = np.repeat(elements, counts)
     rng.shuffle(symbols)
     a = sum(c * reference_states[atomic_numbers[e]]["a"] for e, c in zip(elements, counts)) / len(atoms)
@@ -100,13 +108,15 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
                          temperatures: Sequence[float] = (300.0, 600.0, 900.0, 1200.0), md_samples: int = 50,
                          md_interval: int = 10, timestep_fs: float = 2.0, rattled: int = 20, strained: int = 20,
                          vacancies: int = 20, seed: int = 0, progress: bool = True, client=None,
-                         resume: bool = False, chain_samples: int = 10, eos: int = 0) -> int:
+                         resume: bool = False, chain_samples: int = 10, eos: int = 40) -> int:
     """Write EMT-labelled configurations of ``elements`` to ``path``, an ase.db (``.db`` or a
     database URL) or an extxyz file (``.xyz``, ``.extxyz``); returns how many it holds.
 
     Each record carries ``source`` (md, rattle, strain, vacancy), ``temperature`` and ``task``
     (the key of the task that made it; see :mod:`potentials.labelling`); ``eos`` adds that many
-    isotropically scaled crystals (volume within ±10 %), the E(V) curve bulk moduli depend on.
+    isotropically scaled crystals (volume within ±10 %), the E(V) curve bulk moduli depend on
+    (the default 40 is an eighth of the default data: with none, a model's bulk modulus rests on
+    the strained cells alone).
     ``client``: label on a
     Dask cluster (:func:`diffsim.cluster.client`); the same seed gives the same data either way.
     By default the file appears only when complete; with ``resume`` (always for a URL) each

@@ -37,8 +37,8 @@ def assert_printed_errors_are_true(out, model_path, data_path):
 def test_potential_workflow_prints_true_errors_and_writes_its_files(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["potential", "generate", "--quick", "--size", "2", "--out", "d.db"]) == 0
-    assert "wrote 35 EMT-labelled Cu configurations" in capsys.readouterr().out
-    assert len(load_dataset("d.db")) == 35  # 2 temperatures × 10 MD samples + 5 rattled, strained, vacancies
+    assert "wrote 40 EMT-labelled Cu configurations" in capsys.readouterr().out
+    assert len(load_dataset("d.db")) == 40  # 2 temperatures × 10 MD samples + 5 rattled, strained, vacancies, EOS
     assert main(["potential", "train", "--data", "d.db", "--quick", "--hidden", "8", "--curve", "c.png"]) == 0
     assert main(["potential", "evaluate", "model.npz", "--data", "d.db", "--plot", "p.png"]) == 0
     assert_printed_errors_are_true(capsys.readouterr().out, "model.npz", "d.db")

@@ -73,7 +73,7 @@ def test_killing_a_worker_mid_generate_loses_nothing_and_duplicates_nothing(dask
 def test_killing_the_client_then_rerunning_redoes_nothing(serial_rows, tmp_path):
     path = tmp_path / "resumed.db"
     args = ["potential", "generate", "--element", "Cu", "--size", "3", "--temperatures", "300", "900",
-            "--md-samples", "9", "--seed", "5", "--out", str(path)]
+            "--md-samples", "9", "--eos", "0", "--seed", "5", "--out", str(path)]
     code = "import sys; from diffsim.cli import main; sys.exit(main(sys.argv[1:]))"
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.Popen([sys.executable, "-c", code, *args, "--workers", "2"], cwd=tmp_path, env=env,
@@ -99,7 +99,7 @@ def test_killing_the_client_then_rerunning_redoes_nothing(serial_rows, tmp_path)
     assert all(after[k] == v for k, v in before.items())  # rows written before the crash were not rewritten
     reference = tmp_path / "reference.db"
     generate_emt_dataset(reference, "Cu", size=(3, 3, 3), temperatures=(300, 900), md_samples=9, seed=5,
-                         progress=False)
+                         eos=0, progress=False)
     _assert_same(_rows(path), _rows(reference))  # every row once, and the data an uninterrupted run gives
 
 

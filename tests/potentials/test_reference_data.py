@@ -11,7 +11,7 @@ from potentials.reference_data import DatasetError, generate_emt_dataset, load_d
 def small_db(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "cu.db"
     n = generate_emt_dataset(path, "Cu", size=(2, 2, 2), temperatures=(300, 900), md_samples=3, md_interval=5,
-                             rattled=2, strained=2, vacancies=2, progress=False)
+                             rattled=2, strained=2, vacancies=2, eos=0, progress=False)
     return path, n
 
 
@@ -31,7 +31,7 @@ def test_every_record_is_labelled_by_emt(small_db):
 
 def test_alloy_data_holds_only_its_elements_and_an_unknown_element_leaves_no_file(tmp_path):
     n = generate_emt_dataset(tmp_path / "cuau.db", "CuAu", size=(2, 2, 2), temperatures=(), rattled=2, strained=0,
-                             vacancies=0, progress=False)
+                             vacancies=0, eos=0, progress=False)
     symbols = set().union(*(set(a.get_chemical_symbols()) for a in load_dataset(tmp_path / "cuau.db")))
     assert n == 2 and symbols <= {"Cu", "Au"}
     with pytest.raises(DatasetError, match="no parameters for \\['Fe'\\]"):
@@ -69,13 +69,13 @@ def test_interrupted_generation_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(rd, "_labelled", flaky)
     with pytest.raises(KeyboardInterrupt):
         generate_emt_dataset(tmp_path / "x.db", "Cu", size=(2, 2, 2), temperatures=(), rattled=5, strained=0,
-                             vacancies=0, progress=False)
+                             vacancies=0, eos=0, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_extxyz_round_trip_keeps_the_emt_labels(tmp_path):
     n = generate_emt_dataset(tmp_path / "cu.extxyz", "Cu", size=(2, 2, 2), temperatures=(), rattled=3, strained=0,
-                             vacancies=0, progress=False)
+                             vacancies=0, eos=0, progress=False)
     frames = load_dataset(tmp_path / "cu.extxyz")
     assert len(frames) == n == 3
     fresh = frames[0].copy()
@@ -98,3 +98,19 @@ def test_alloy_compositions_vary_and_follow_vegards_lattice_constant():
         assert atoms.cell[0, 0] / 2 == pytest.approx((1 - x) * a_cu + x * a_au, rel=1e-12)
         assert np.all(np.diag(atoms.cell) > 0) and len(atoms) == 32
     assert min(fractions) < 0.15 and max(fractions) > 0.85  # the composition spans the range
+
+
+def test_a_third_of_alloy_structures_are_pure_elements():
+    """The end members (pure Cu, pure Au) a validation asks about are a third of the alloy data, not
+    the ~3 % each a composition uniform on the simplex gives a 32-atom cell (1/33)."""
+    from ase.data import atomic_numbers
+
+    from potentials.reference_data import _structure
+
+    rng = np.random.default_rng(3)
+    fractions = np.array([np.mean(_structure(["Cu", "Au"], (2, 2, 2), rng).numbers == atomic_numbers["Au"])
+                          for _ in range(300)])
+    pure_cu, pure_au = np.mean(fractions == 0.0), np.mean(fractions == 1.0)
+    # each 1/6 + (2/3)(1/33) = 0.19; binomial sd over 300 draws 0.023
+    assert 0.12 < pure_cu < 0.27 and 0.12 < pure_au < 0.27
+    assert np.mean((fractions > 0.25) & (fractions < 0.75)) > 0.3  # the mixed compositions remain

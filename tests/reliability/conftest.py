@@ -21,7 +21,7 @@ def tiny_dataset(tmp_path_factory) -> pathlib.Path:
 
     path = tmp_path_factory.mktemp("data") / "cu.db"
     generate_emt_dataset(path, "Cu", size=(1, 1, 1), temperatures=(500.0,), md_samples=8, md_interval=3, rattled=4,
-                         strained=4, vacancies=4, progress=False)
+                         strained=4, vacancies=4, eos=0, progress=False)
     return path
 
 
