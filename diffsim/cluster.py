@@ -297,13 +297,18 @@ def _run_on_cluster(fn, tasks, keys, client, shared, in_flight, sizes):
     chunks = [range(int(end) - size, min(int(end), len(tasks))) for size, end in zip(sizes, ends)]
     single = max(sizes, default=1) == 1
     futures: dict = {}
-    queue = iter(chunks)
+    queue = iter(enumerate(chunks))
+    group = f"{getattr(fn, '__name__', 'task')}-{token}"
 
     def submit(n):  # one message for a batch of chunks, not one per chunk
-        batch = [c for _, c in zip(range(n), queue)]
-        if not batch:
+        numbered = [c for _, c in zip(range(n), queue)]
+        if not numbered:
             return []
-        dask_keys = [f"{keys[c[0]]}-{token}" if len(c) == 1 else f"{keys[c[0]]}+{len(c) - 1}-{token}" for c in batch]
+        batch = [c for _, c in numbered]
+        # one task group for the run, numbered in sending order: the scheduler sees a large group
+        # of root tasks and queues them, handing a worker its next chunk when it frees up (late
+        # binding: the small chunks at the end go to whoever is idle), in this order
+        dask_keys = [(group, i) for i, _ in numbered]
         if single:
             new = client.map(fn, [tasks[c[0]] for c in batch], *[[a] * len(batch) for a in args], key=dask_keys,
                              pure=False)

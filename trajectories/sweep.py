@@ -94,6 +94,10 @@ def _typed(problem, params: dict) -> dict:
 
 # what a problem compiles, once, on first use; every one a function of the problem's structure alone
 _COMPILED = ("_stage_module", "_collocation_module", "_ode", "_ddp_modules")
+# and what it checks once: that every control enters the functions (derivatives traced at three
+# points near x0, 2 of the 15 ms of a pendulum solve), a property of the functions, so a problem of
+# the same structure passes it too
+_REUSED = (*_COMPILED, "_controls_checked")
 _KNOWN: OrderedDict = OrderedDict()  # structure key -> compiled attributes, in this process (a worker's own)
 _KNOWN_MOST = 16
 _KNOWN_LOCK = threading.Lock()  # a worker may run several tasks at once (dask worker --nthreads k)
@@ -146,7 +150,7 @@ def _reuse_compiled(problem: OptimalControlProblem) -> str | None:
 def _remember_compiled(problem: OptimalControlProblem, key: str | None) -> None:
     if key is None:
         return
-    compiled = {name: problem.__dict__[name] for name in _COMPILED if problem.__dict__.get(name)}
+    compiled = {name: problem.__dict__[name] for name in _REUSED if problem.__dict__.get(name)}
     if compiled:
         with _KNOWN_LOCK:
             _KNOWN.setdefault(key, {}).update(compiled)

@@ -148,6 +148,34 @@ def test_default_guided_chunks_cover_every_key_once_in_shrinking_chunks(dask_cli
     assert sorted(k for k, _ in got) == sorted(keys) and dict(got) == reference  # once each, bit for bit
 
 
+def _wait_for(task, shared):
+    """Return at once for the first chunk's tasks; the others wait until the file ``shared`` exists."""
+    i, = task
+    deadline = time.time() + 30
+    while i >= 2 and not os.path.exists(shared) and time.time() < deadline:
+        time.sleep(0.01)
+    return i, os.path.exists(shared) or i < 2
+
+
+def _queued(dask_scheduler=None):
+    return len(dask_scheduler.queued)
+
+
+def test_chunks_wait_on_the_scheduler_until_a_worker_is_free(dask_client, tmp_path):
+    # late binding: a worker holds the chunk it runs and one more; the rest stay queued on the
+    # scheduler (Dask's root-task queuing), so whichever worker frees up first takes the next, and
+    # the small chunks at the end go to idle workers instead of waiting behind a long one
+    release = str(tmp_path / "release")
+    results = cluster.map_tasks(_wait_for, [(i,) for i in range(24)], client=dask_client, shared=release, chunk=2,
+                                progress=False)
+    first = next(results)  # the first chunk (tasks 0 and 1) returns; every other chunk blocks
+    queued = dask_client.run_on_scheduler(_queued)
+    open(release, "w").close()
+    rest = [first, *results]
+    assert queued >= 12 - 1 - 2 * 2  # 12 chunks, one done, at most two on each of the two workers
+    assert sorted(int(k) for k, _ in rest) == list(range(24)) and all(ok for _, (_, ok) in rest)
+
+
 def _housekeeping(dask_worker=None):
     timers = dask_worker.periodic_callbacks
     return "profile" in timers, timers["tick"].callback_time, timers["monitor"].callback_time
