@@ -112,7 +112,7 @@ def _replicas(size):
     return run, 2 * size
 
 
-def _sweep(size, starts=3):
+def _sweep(size, starts=3, solutions=True):
     import numpy as np
 
     from trajectories.sweep import sweep
@@ -121,8 +121,13 @@ def _sweep(size, starts=3):
     grid = {"T": np.linspace(3.5, 6.0, size)}
 
     def run(client):
-        sweep(pendulum_swingup, grid, starts=starts, fixed={"N": 40}, client=client, progress=False)
+        sweep(pendulum_swingup, grid, starts=starts, fixed={"N": 40}, client=client, progress=False,
+              solutions=solutions)
     return run, starts * size
+
+
+def _table_sweep(size):
+    return _sweep(size, solutions=False)
 
 
 def _small_sweep(size):
@@ -176,7 +181,8 @@ def _alone_and_together(name, size, client):
 
 
 def _serial_cpu(name, size):
-    run = {"labelling": _labelling, "replicas": _replicas, "sweep": _sweep, "small sweep": _small_sweep}[name](size)[0]
+    run = {"labelling": _labelling, "replicas": _replicas, "sweep": _sweep, "table sweep": _table_sweep,
+           "small sweep": _small_sweep}[name](size)[0]
     start = time.process_time()
     run(None)
     return time.process_time() - start
@@ -190,6 +196,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer tasks")
     parser.add_argument("--repeats", type=int, default=2, help="alternate serial and parallel runs; best of each")
+    parser.add_argument("--only", action="append", choices=("labelling", "replicas", "sweep", "table sweep",
+                                                             "small sweep"),
+                        help="run this workload only (repeatable)")
     args = parser.parse_args()
     scale = 4 if args.quick else 12
     print_header("diffsim.cluster: serial against 2 Dask workers", ["dask", "distributed", "ase", "numba"], diffsim)
@@ -197,7 +206,9 @@ def main() -> None:
     workloads = {"labelling": ("labelling (EMT, 108 atoms)", _labelling, scale),
                  "replicas": ("MD replicas (EMT, 32 atoms)", _replicas, scale),
                  "sweep": ("OCP sweep (pendulum, N = 40, 3 starts)", _sweep, 4 * scale),
+                 "table sweep": ("the same, table and figure only (solutions=False)", _table_sweep, 4 * scale),
                  "small sweep": ("OCP sweep, the earlier grid (2 starts)", _small_sweep, scale)}
+    workloads = {name: w for name, w in workloads.items() if not args.only or name in args.only}
     t0 = time.perf_counter()
     with cluster.client(workers=2) as client:
         start = time.perf_counter() - t0

@@ -1,5 +1,6 @@
 """diffsim.cluster on a real LocalCluster of two worker processes: results, failures, dead workers."""
 
+import math
 import os
 import signal
 import sys
@@ -98,10 +99,14 @@ def test_a_killed_worker_s_tasks_rerun_elsewhere_exactly_once(dask_client):
 
 
 def test_shared_object_is_sent_once_and_used_by_every_task(dask_client):
-    weights = np.arange(5.0)
+    weights = np.arange(5.0)  # small: it travels with each chunk
     out = dict(cluster.map_tasks(np.dot, [np.ones(5), np.arange(5.0)], keys=["ones", "same"], shared=weights,
                                  client=dask_client, progress=False))
     assert out == {"ones": 10.0, "same": 30.0}
+    big = np.random.default_rng(3).standard_normal(20_000)  # 160 kB: scattered to every worker first
+    tasks = [np.ones(20_000), big]
+    out = dict(cluster.map_tasks(np.dot, tasks, shared=big, client=dask_client, progress=False, chunk=1))
+    assert out == pytest.approx({"0": math.fsum(big), "1": math.fsum(big * big)}, rel=1e-12)  # BLAS's own order
 
 
 def test_bad_keys_and_unreachable_scheduler():

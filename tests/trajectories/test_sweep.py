@@ -35,6 +35,11 @@ def test_lqr_sweep_meets_riccati_and_cluster_equals_serial(dask_client):
     for row in serial.rows:  # LQR is convex: the random start 1 reaches start 0's optimum
         assert row[1]["cost"] == pytest.approx(row[0]["cost"], rel=1e-7)
     assert len(serial.table().splitlines()) == 3
+    compact = sweep(double_integrator_lqr, grid, starts=2, fixed={"N": 40}, client=dask_client, progress=False,
+                    solutions=False)  # what the table and the figure need, without the trajectories
+    assert compact.table() == serial.table()
+    assert all(r["result"] is None for row in compact.rows for r in row)
+    assert [[r["cost"] for r in row] for row in compact.rows] == [[r["cost"] for r in row] for row in serial.rows]
 
 
 def test_random_starts_are_the_same_at_every_point_and_within_bounds():
