@@ -255,7 +255,8 @@ def auto_chunks(client, tasks: int, per_worker: int = 4, most: int = 32) -> list
     scheduler hands each chunk to the first worker free). Each chunk is at most ``most`` tasks and
     at most 1/(``per_worker`` W) of all of them, so a run of few tasks (long ones, most likely: MD
     replicas) travels in small chunks and a dead worker costs little. Every chunk costs the client
-    and the workers a few ms of CPU (measured: ~3 ms each, here), so big ones carry the run.
+    and the workers a few ms of CPU (5.5 ms measured on a loaded 2-core VM), so big ones carry
+    the run.
 
     >>> auto_chunks(None, 10)                 # without a client: as for one worker; few tasks: small chunks
     [2, 2, 2, 2, 1, 1]
