@@ -8,11 +8,15 @@
   (``potentials.replicas``), reduced to g(r), MSD, D and drift on the workers;
 - an OCP sweep: the pendulum swing-up (N = 40) over a grid of 48 final times, three starts per
   point (``trajectories.sweep``), and the same sweep on the 12-point, two-start grid of earlier
-  runs. Each worker (and the serial process) compiles a problem's kernels once and gives them to
-  every later problem of the same structure (``trajectories.sweep.structure_key``): a task is a
-  solve, ~15 ms, where it was a trace of the problem and a solve, ~130 ms. On 24 such tasks one
-  slow solve (164 iterations, 0.5 s) is a third of a worker's share, so that grid measures the
-  balance of a small sweep more than scale-out.
+  runs. Each worker (and the serial process) compiles a problem's kernels once and gives them,
+  with the verdict of its check that every control is used, to every later problem of the same
+  structure (``trajectories.sweep.structure_key``): a task is a solve, ~11-13 ms of CPU on a quiet
+  machine, where it was a trace of the problem and a solve, ~130 ms. The sweep runs twice: keeping
+  every Solution (10 kB each, sent back by the workers), and with ``solutions=False``, what the
+  table and figure of ``diffsim control --sweep`` use (the same solves; only status, cost,
+  iterations, time and message travel). On 24 such tasks one slow solve (164 iterations, 0.5 s)
+  is a third of a worker's share, so that grid measures the balance of a small sweep more than
+  scale-out.
 
 Reported, serial and on 2 workers side by side: wall time, tasks per second, the throughput
 ratio (target ≥ 1.8 on 2 cores), the cold start (imports and Numba kernels loaded from the disk
@@ -26,12 +30,18 @@ same time (each the whole serial run, started by ``client.run``, no tasks): on t
 two busy processes make each other's CPU seconds dearer (shared caches, memory bandwidth or
 hyperthreads of the host), which bounds the ratio at 2 / (1 + that fraction). The serial
 baseline runs with one BLAS thread, as every worker does,
-so both do identical work; serial and parallel runs alternate (best of ``--repeats``). The
-per-task overhead comes from 500 empty tasks, one Dask task each and in the default chunks
-(``map_tasks`` sends guided chunks, ``cluster.auto_chunks``: at least 8 per worker, shrinking to
-single tasks at the end; the scheduler's round trip is paid per chunk, not per task; results are
-fetched in the event loop in batches). The LocalCluster runs with ``cluster.QUIET_LOCAL`` (no
-profiler sampling the task thread, slower housekeeping timers): an idle cluster's own CPU is then
+so both do identical work, and both are warmed alike (the serial process and every worker load
+the kernels and compile the sweep's problem structure once before timing; the garbage collector
+costs the serial run < 0.1 ms per task, so freezing it in the workers changes nothing); serial
+and parallel runs alternate (best of ``--repeats``). The per-task overhead comes from 500 empty
+tasks, one Dask task each and in the default chunks (``map_tasks`` sends chunks by factoring,
+``cluster.auto_chunks``: halving batches of W chunks ending in single tasks, one Dask task group
+that the scheduler queues and hands out to whichever worker is free; each Dask task costs the
+client and the workers a few ms of CPU, 5.5 ms at load 4.5, so the chunks, not the tasks, are
+what it pays for; results are fetched in the event loop in batches). A small ``shared`` object (the sweep's builder and
+options) travels inside each chunk rather than being scattered first. The LocalCluster runs
+with ``cluster.QUIET_LOCAL`` (no profiler sampling the task thread, slower housekeeping timers):
+an idle cluster's own CPU is then
 ~20 ms/s instead of ~100 ms/s, as the "idle cluster" line shows. Nothing is asserted.
 
 What limits a 100-node run, and how the design answers it (on paper; not measured here):
@@ -43,9 +53,10 @@ What limits a 100-node run, and how the design answers it (on paper; not measure
    if a Dask task lasts well over 3200 × 1 ms ≈ 3 s. Tasks are therefore sized by the user, not
    one per structure: an MD chain carries ``chain_samples`` samples, a replica a whole run, a
    sweep task a whole solve; DFT labels take minutes each; and ``map_tasks`` groups small tasks
-   into guided chunks (``chunk=`` to fix the size), so the scheduler sees a few dozen chunks per
-   worker, whatever the number of tasks, and the last, single-task chunks keep every worker busy
-   to the end. ``map_tasks(..., in_flight=n)`` keeps a window of n tasks on the scheduler instead
+   into factoring chunks (``chunk=`` to fix the size), so the scheduler sees a few dozen chunks
+   per worker, whatever the number of tasks; they form one task group that the scheduler queues
+   and hands out as workers free up, so the last, single-task chunks keep every worker busy to
+   the end. ``map_tasks(..., in_flight=n)`` keeps a window of n tasks on the scheduler instead
    of millions (its memory is ~1 kB per task).
 2. The single writer. The client commits one SQLite transaction per task (all its rows or none);
    SQLite manages a few hundred to a few thousand commits per second on a local disk. At
@@ -112,7 +123,7 @@ def _replicas(size):
     return run, 2 * size
 
 
-def _sweep(size, starts=3):
+def _sweep(size, starts=3, solutions=True):
     import numpy as np
 
     from trajectories.sweep import sweep
@@ -121,8 +132,13 @@ def _sweep(size, starts=3):
     grid = {"T": np.linspace(3.5, 6.0, size)}
 
     def run(client):
-        sweep(pendulum_swingup, grid, starts=starts, fixed={"N": 40}, client=client, progress=False)
+        sweep(pendulum_swingup, grid, starts=starts, fixed={"N": 40}, client=client, progress=False,
+              solutions=solutions)
     return run, starts * size
+
+
+def _table_sweep(size):
+    return _sweep(size, solutions=False)
 
 
 def _small_sweep(size):
@@ -176,7 +192,8 @@ def _alone_and_together(name, size, client):
 
 
 def _serial_cpu(name, size):
-    run = {"labelling": _labelling, "replicas": _replicas, "sweep": _sweep, "small sweep": _small_sweep}[name](size)[0]
+    run = {"labelling": _labelling, "replicas": _replicas, "sweep": _sweep, "table sweep": _table_sweep,
+           "small sweep": _small_sweep}[name](size)[0]
     start = time.process_time()
     run(None)
     return time.process_time() - start
@@ -190,6 +207,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer tasks")
     parser.add_argument("--repeats", type=int, default=2, help="alternate serial and parallel runs; best of each")
+    parser.add_argument("--only", action="append", choices=("labelling", "replicas", "sweep", "table sweep",
+                                                             "small sweep"),
+                        help="run this workload only (repeatable)")
     args = parser.parse_args()
     scale = 4 if args.quick else 12
     print_header("diffsim.cluster: serial against 2 Dask workers", ["dask", "distributed", "ase", "numba"], diffsim)
@@ -197,7 +217,9 @@ def main() -> None:
     workloads = {"labelling": ("labelling (EMT, 108 atoms)", _labelling, scale),
                  "replicas": ("MD replicas (EMT, 32 atoms)", _replicas, scale),
                  "sweep": ("OCP sweep (pendulum, N = 40, 3 starts)", _sweep, 4 * scale),
+                 "table sweep": ("the same, table and figure only (solutions=False)", _table_sweep, 4 * scale),
                  "small sweep": ("OCP sweep, the earlier grid (2 starts)", _small_sweep, scale)}
+    workloads = {name: w for name, w in workloads.items() if not args.only or name in args.only}
     t0 = time.perf_counter()
     with cluster.client(workers=2) as client:
         start = time.perf_counter() - t0

@@ -158,7 +158,7 @@ def _control_sweep(args: argparse.Namespace) -> int:
     try:
         with cluster_client(args) as client:
             result = sweep(SYSTEMS[args.system], grid, starts=args.starts, method=args.method, fixed=fixed,
-                           client=client, **options)
+                           client=client, solutions=False, **options)  # a table and a figure: no trajectories
     except (ProblemError, DiffsimError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

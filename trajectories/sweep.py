@@ -94,6 +94,10 @@ def _typed(problem, params: dict) -> dict:
 
 # what a problem compiles, once, on first use; every one a function of the problem's structure alone
 _COMPILED = ("_stage_module", "_collocation_module", "_ode", "_ddp_modules")
+# and what it checks once: that every control enters the functions (derivatives traced at three
+# points near x0, 2 of the 15 ms of a pendulum solve), a property of the functions, so a problem of
+# the same structure passes it too
+_REUSED = (*_COMPILED, "_controls_checked")
 _KNOWN: OrderedDict = OrderedDict()  # structure key -> compiled attributes, in this process (a worker's own)
 _KNOWN_MOST = 16
 _KNOWN_LOCK = threading.Lock()  # a worker may run several tasks at once (dask worker --nthreads k)
@@ -146,7 +150,7 @@ def _reuse_compiled(problem: OptimalControlProblem) -> str | None:
 def _remember_compiled(problem: OptimalControlProblem, key: str | None) -> None:
     if key is None:
         return
-    compiled = {name: problem.__dict__[name] for name in _COMPILED if problem.__dict__.get(name)}
+    compiled = {name: problem.__dict__[name] for name in _REUSED if problem.__dict__.get(name)}
     if compiled:
         with _KNOWN_LOCK:
             _KNOWN.setdefault(key, {}).update(compiled)
@@ -192,7 +196,7 @@ def solve_point(task: SweepTask, shared) -> dict:
     """The task function: build (or adapt) the problem at ``task.params`` and solve it from the start."""
     from . import solve
 
-    problem, fixed, method, options = shared
+    problem, fixed, method, options, solutions = shared
     params = dict(task.params)
     rng = task_rng(f"start-{task.start}", task.seed)
     if isinstance(problem, OptimalControlProblem):
@@ -209,13 +213,14 @@ def solve_point(task: SweepTask, shared) -> dict:
         ocp = problem(**kwargs)
     if not isinstance(ocp, OptimalControlProblem):  # any task: its result is the outcome
         status, cost = _outcome(ocp)
-        return {"status": status, "cost": cost, "iterations": 0, "seconds": 0.0, "message": "", "result": ocp}
+        return {"status": status, "cost": cost, "iterations": 0, "seconds": 0.0, "message": "",
+                "result": ocp if solutions else None}
     extra = {} if task.start == 0 else {"U0": random_start(ocp, rng)}
     key = _reuse_compiled(ocp)
     sol = solve(ocp, **({} if method is None else {"method": method}), **extra, **options)
     _remember_compiled(ocp, key)
     return {"status": bool(sol.status), "cost": float(sol.cost), "iterations": int(sol.iterations),
-            "seconds": float(sol.seconds), "message": sol.message, "result": sol}
+            "seconds": float(sol.seconds), "message": sol.message, "result": sol if solutions else None}
 
 
 def _outcome(result) -> tuple[bool, float]:
@@ -229,7 +234,8 @@ def _outcome(result) -> tuple[bool, float]:
 @dataclass
 class Sweep:
     """Every solve of a sweep: ``points`` (the grid, in order), ``rows[i][k]`` the outcome at point
-    i from start k (status, cost, iterations, seconds, message, result: the Solution)."""
+    i from start k (status, cost, iterations, seconds, message, result: the Solution, or None for a
+    sweep run with ``solutions=False``)."""
 
     names: list
     points: list
@@ -295,10 +301,14 @@ class Sweep:
 
 def sweep(problem: OptimalControlProblem | Callable, parameters: dict[str, Sequence[float]], starts: int = 1,
           method: str | None = None, fixed: dict | None = None, seed: int = 0, client=None, progress: bool = True,
-          **options: Any) -> Sweep:
+          solutions: bool = True, **options: Any) -> Sweep:
     """Solve ``problem`` at every point of the ``parameters`` grid from ``starts`` starting guesses
     with :func:`trajectories.solve` (``method``, default solve's own, and ``options`` passed on; ``fixed``: more builder
-    arguments), on ``client``'s workers or here. See the module docstring."""
+    arguments), on ``client``'s workers or here. See the module docstring. ``solutions=False`` keeps
+    of each solve only what the table and the figure use (status, cost, iterations, seconds,
+    message), not its :class:`~trajectories.result.Solution` (trajectories, multipliers, the
+    solver's last iterate: 10 kB for the pendulum at N = 40) that a worker would send back and the
+    client hold for every task."""
     if int(starts) != starts or starts < 1:
         raise ProblemError(f"sweep: starts must be a whole number ≥ 1, got {starts}")
     fixed = dict(fixed or {})
@@ -310,7 +320,8 @@ def sweep(problem: OptimalControlProblem | Callable, parameters: dict[str, Seque
              for p in points for k in range(int(starts))]
     done = {}
     for key, out in map_tasks(solve_point, tasks, keys=[t.key for t in tasks], client=client,
-                              shared=(problem, fixed, method, options), progress=progress, description="sweep",
+                              shared=(problem, fixed, method, options, bool(solutions)), progress=progress,
+                              description="sweep",
                               raise_failures=False):  # a point whose builder raises is a failed row, not a lost sweep
         done[key] = out if isinstance(out, dict) else {"status": False, "cost": float("nan"), "iterations": 0,
                                                          "seconds": 0.0, "message": out.message, "result": None}

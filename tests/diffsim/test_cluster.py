@@ -1,5 +1,6 @@
 """diffsim.cluster on a real LocalCluster of two worker processes: results, failures, dead workers."""
 
+import math
 import os
 import signal
 import sys
@@ -98,10 +99,14 @@ def test_a_killed_worker_s_tasks_rerun_elsewhere_exactly_once(dask_client):
 
 
 def test_shared_object_is_sent_once_and_used_by_every_task(dask_client):
-    weights = np.arange(5.0)
+    weights = np.arange(5.0)  # small: it travels with each chunk
     out = dict(cluster.map_tasks(np.dot, [np.ones(5), np.arange(5.0)], keys=["ones", "same"], shared=weights,
                                  client=dask_client, progress=False))
     assert out == {"ones": 10.0, "same": 30.0}
+    big = np.random.default_rng(3).standard_normal(20_000)  # 160 kB: scattered to every worker first
+    tasks = [np.ones(20_000), big]
+    out = dict(cluster.map_tasks(np.dot, tasks, shared=big, client=dask_client, progress=False, chunk=1))
+    assert out == pytest.approx({"0": math.fsum(big), "1": math.fsum(big * big)}, rel=1e-12)  # BLAS's own order
 
 
 def test_bad_keys_and_unreachable_scheduler():
@@ -146,6 +151,34 @@ def test_default_guided_chunks_cover_every_key_once_in_shrinking_chunks(dask_cli
     reference = {k: float(np.sum(cluster.task_rng(k, seed=7).standard_normal(n))) for k, n in tasks}
     got = list(cluster.map_tasks(_noisy_sum, tasks, keys=keys, client=dask_client, progress=False))
     assert sorted(k for k, _ in got) == sorted(keys) and dict(got) == reference  # once each, bit for bit
+
+
+def _wait_for(task, shared):
+    """Return at once for the first chunk's tasks; the others wait until the file ``shared`` exists."""
+    i, = task
+    deadline = time.time() + 30
+    while i >= 2 and not os.path.exists(shared) and time.time() < deadline:
+        time.sleep(0.01)
+    return i, os.path.exists(shared) or i < 2
+
+
+def _queued(dask_scheduler=None):
+    return len(dask_scheduler.queued)
+
+
+def test_chunks_wait_on_the_scheduler_until_a_worker_is_free(dask_client, tmp_path):
+    # late binding: a worker holds the chunk it runs and one more; the rest stay queued on the
+    # scheduler (Dask's root-task queuing), so whichever worker frees up first takes the next, and
+    # the small chunks at the end go to idle workers instead of waiting behind a long one
+    release = str(tmp_path / "release")
+    results = cluster.map_tasks(_wait_for, [(i,) for i in range(24)], client=dask_client, shared=release, chunk=2,
+                                progress=False)
+    first = next(results)  # the first chunk (tasks 0 and 1) returns; every other chunk blocks
+    queued = dask_client.run_on_scheduler(_queued)
+    open(release, "w").close()
+    rest = [first, *results]
+    assert queued >= 12 - 1 - 2 * 2  # 12 chunks, one done, at most two on each of the two workers
+    assert sorted(int(k) for k, _ in rest) == list(range(24)) and all(ok for _, (_, ok) in rest)
 
 
 def _housekeeping(dask_worker=None):

@@ -35,6 +35,11 @@ def test_lqr_sweep_meets_riccati_and_cluster_equals_serial(dask_client):
     for row in serial.rows:  # LQR is convex: the random start 1 reaches start 0's optimum
         assert row[1]["cost"] == pytest.approx(row[0]["cost"], rel=1e-7)
     assert len(serial.table().splitlines()) == 3
+    compact = sweep(double_integrator_lqr, grid, starts=2, fixed={"N": 40}, client=dask_client, progress=False,
+                    solutions=False)  # what the table and the figure need, without the trajectories
+    assert compact.table() == serial.table()
+    assert all(r["result"] is None for row in compact.rows for r in row)
+    assert [[r["cost"] for r in row] for row in compact.rows] == [[r["cost"] for r in row] for row in serial.rows]
 
 
 def test_random_starts_are_the_same_at_every_point_and_within_bounds():
@@ -124,15 +129,20 @@ def test_a_sweep_compiles_each_structure_once_and_equals_fresh_solves(monkeypatc
 
     import trajectories.sweep as sweep_module
     import trajectories.transcription as transcription
-    from trajectories import solve
+    from trajectories import OptimalControlProblem, solve
 
     monkeypatch.setattr(sweep_module, "_KNOWN", OrderedDict())
     traced = []
     compile_module = transcription.compile_module
     monkeypatch.setattr(transcription, "compile_module", lambda *a, **k: traced.append(1) or compile_module(*a, **k))
+    checks = []  # the check that every control enters the functions (a trace of their derivatives)
+    check = OptimalControlProblem._check_controls_used
+    monkeypatch.setattr(OptimalControlProblem, "_check_controls_used",
+                        lambda self: checks.append(getattr(self, "_controls_checked", False)) or check(self))
     grid = {"w": [1.0, 4.0], "T": [1.0, 2.0, 3.0]}
     s = sweep(_weighted_lqr, grid, starts=2, progress=False)
     assert len(traced) == 2  # one per weight (a closure value: new code), not one per task (12)
+    assert checks.count(False) == 2  # likewise the controls check: the other ten reuse its verdict
     for p, row in zip(s.points, s.rows):  # each point as a fresh problem solved on its own
         fresh = solve(_weighted_lqr(**p))
         assert row[0]["cost"] == fresh.cost
@@ -140,3 +150,21 @@ def test_a_sweep_compiles_each_structure_once_and_equals_fresh_solves(monkeypatc
     J = riccati_lqr(3.0)[0]  # w = 1 is the textbook problem: the Riccati optimum (scipy)
     assert abs(s.rows[2][0]["cost"] - J) / J < 2e-3
     assert s.rows[5][0]["cost"] > 1.5 * s.rows[2][0]["cost"]  # a heavier state weight costs more
+
+
+
+def _two_controls(T, N=20):
+    """A double integrator given two controls, of which it uses one: a mistake in n_u."""
+    import diffsim.numpy as dnp
+    from trajectories import OptimalControlProblem
+
+    return OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[1.0, 0.0], T=T, N=N, n_u=2,
+                                 running_cost=lambda x, u: u[0] ** 2, terminal_cost=lambda x: dnp.sum(x * x),
+                                 name="two_controls")
+
+
+def test_an_unused_control_is_still_reported_at_every_point():
+    # the verdict of the controls check is reused by problems of the same structure only once it passed
+    bad = sweep(_two_controls, {"T": [1.0, 2.0]}, starts=2, progress=False)
+    assert [r["status"] for row in bad.rows for r in row] == [False] * 4
+    assert all("control u1 (index 1) enters neither" in r["message"] for row in bad.rows for r in row)
