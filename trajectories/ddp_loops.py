@@ -25,7 +25,7 @@ from numba import njit
 CONVERGED, STEPPED, NO_STEP, REG_MAX, NONFINITE = 0, 1, 2, 3, 4
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _cholesky(H, L, idx, nf):
     """L Lᵀ = H[idx][:, idx] for the first nf indices; False if not positive definite."""
     for a in range(nf):
@@ -43,7 +43,7 @@ def _cholesky(H, L, idx, nf):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _chol_solve(L, b, x, nf):
     """x = (L Lᵀ)⁻¹ b (x may alias b)."""
     for a in range(nf):
@@ -58,36 +58,7 @@ def _chol_solve(L, b, x, nf):
         x[a] = s / L[a, a]
 
 
-@njit(cache=True)
-def _chol_solve_rows(L, R, idx, nf, X, Y):
-    """X := −(L Lᵀ)⁻¹ R[idx] on the rows idx[:nf] of X, zero on the others: all columns at once,
-    the inner loops along contiguous rows (Y is work space)."""
-    n = R.shape[1]
-    X[:, :] = 0.0
-    for a in range(nf):
-        inv = 1.0 / L[a, a]
-        for j in range(n):
-            Y[a, j] = R[idx[a], j]
-        for c in range(a):
-            v = L[a, c]
-            for j in range(n):
-                Y[a, j] -= v * Y[c, j]
-        for j in range(n):
-            Y[a, j] *= inv
-    for a in range(nf - 1, -1, -1):
-        inv = 1.0 / L[a, a]
-        for c in range(a + 1, nf):
-            v = L[c, a]
-            for j in range(n):
-                Y[a, j] -= v * Y[c, j]
-        for j in range(n):
-            Y[a, j] *= inv
-    for a in range(nf):
-        for j in range(n):
-            X[idx[a], j] = -Y[a, j]
-
-
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _free_set(H, g, x, lo, hi, idx, L):
     """Indices of the controls not held at a bound by the gradient of ½xᵀHx + gᵀx, and the
     Cholesky factor of H on them. Returns their number, or -1 if that block is not positive definite."""
@@ -105,7 +76,16 @@ def _free_set(H, g, x, lo, hi, idx, L):
     return nf
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _max_abs(v):
+    """max |v_i| without the temporary array of np.max(np.abs(v))"""
+    s = 0.0
+    for i in range(v.shape[0]):
+        s = max(s, abs(v[i]))
+    return s
+
+
+@njit(cache=True, inline="always")
 def _qp_value(H, g, x):
     m = x.shape[0]
     v = 0.0
@@ -117,7 +97,7 @@ def _qp_value(H, g, x):
     return v
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _box_qp(H, g, lo, hi, x, idx, L, w, xn):
     """Projected Newton (Bertsekas 1982; Tassa, Mansard & Todorov 2014, Alg. 3) for
     min ½xᵀHx + gᵀx on lo ≤ x ≤ hi, warm-started at x. Returns the size of the free set at the
@@ -137,7 +117,7 @@ def _box_qp(H, g, lo, hi, x, idx, L, w, xn):
                 gi += H[i, j] * x[j]
             w[a] = gi
             gmax = max(gmax, abs(gi))
-        if gmax <= 1e-13 * (1.0 + np.max(np.abs(g))):
+        if gmax <= 1e-13 * (1.0 + _max_abs(g)):
             return nf
         # Newton step on the free controls; the clamped ones stay where they are
         _chol_solve(L, w, w, nf)
@@ -145,7 +125,8 @@ def _box_qp(H, g, lo, hi, x, idx, L, w, xn):
         step = 1.0
         moved = False
         while step > 1e-12:
-            xn[:] = x
+            for i in range(m):
+                xn[i] = x[i]
             for a in range(nf):
                 i = idx[a]
                 xn[i] = min(max(x[i] - step * w[a], lo[i]), hi[i])
@@ -165,8 +146,9 @@ def _box_qp(H, g, lo, hi, x, idx, L, w, xn):
         change = 0.0
         for i in range(m):
             change = max(change, abs(xn[i] - x[i]))
-        x[:] = xn
-        if change <= 1e-15 * (1.0 + np.max(np.abs(x))):
+        for i in range(m):
+            x[i] = xn[i]
+        if change <= 1e-15 * (1.0 + _max_abs(x)):
             break
     return _free_set(H, g, x, lo, hi, idx, L)
 
@@ -341,8 +323,29 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
             _chol_solve(L, Qu[k], w, m)
             for c in range(m):
                 kff[k, c] = -w[c]
-        # feedback K = −Quu_ff⁻¹ Qux_f on the free controls, zero rows on the clamped ones
-        _chol_solve_rows(L, Qux, idx, nf, K[k], Y)
+        # feedback K = −Quu_ff⁻¹ Qux_f on the free controls (all columns at once), zero rows on
+        # the clamped ones; written out here, not in a helper, as are the other helpers inlined:
+        # a call that passes arrays costs the stage loop their reference counts
+        for c in range(m):
+            for j in range(n):
+                K[k, c, j] = 0.0
+        for a in range(nf):
+            inv = 1.0 / L[a, a]
+            for j in range(n):
+                s = Qux[idx[a], j]
+                for c in range(a):
+                    s -= L[a, c] * Y[c, j]
+                Y[a, j] = s * inv
+        for a in range(nf - 1, -1, -1):
+            inv = 1.0 / L[a, a]
+            for j in range(n):
+                s = Y[a, j]
+                for c in range(a + 1, nf):
+                    s -= L[c, a] * Y[c, j]
+                Y[a, j] = s * inv
+        for a in range(nf):
+            for j in range(n):
+                K[k, idx[a], j] = -Y[a, j]
         if ne:
             _multiplier_sensitivity(k, FT, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, Sm)
         # V_x = Q_x + Kᵀ Quu k + Kᵀ Q_u + Q_uxᵀ k ; V_xx = Q_xx + Kᵀ Quu K + Kᵀ Q_ux + Q_uxᵀ K
