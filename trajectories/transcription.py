@@ -92,12 +92,15 @@ def stage_module(problem: OptimalControlProblem):
         return _flat_hessian(lambda x, u: dnp.sum(y * path_final(x, u, q, s, h)), x, u)
 
     nq, ng = k + 1, max(problem.n_g, 1)
-    hessian_only = ("forward_into",)
-    specs = {"stage_": (step, (ns, m, nq, (), ())), "term_": (terminal, (ns, nq)),
-             "path_": (path, (ns, m, nq, ())), "pathN_": (path_final, (ns, m, nq, (), ())),
-             "lagh_": (lagrangian_hessian, (ns, m, nq, (), (), ns + 1, ng), hessian_only),
-             "finalh_": (final_rows_hessian, (ns, m, nq, (), (), ng), hessian_only)}
-    module, _ = compile_module(specs, extra=_LOOPS, title=f"stages({problem.name}, {problem.scheme}, free={free})")
+    # only the kernels the loops of stage_loops.py call are traced and emitted
+    values, rows, into = ("forward", "jacobian"), ("forward", "jacobian"), ("forward_into",)
+    specs = {"stage_": (step, (ns, m, nq, (), ()), ("forward_into", "jacobian")),
+             "term_": (terminal, (ns, nq), values + ("hvp",)),
+             "path_": (path, (ns, m, nq, ()), rows), "pathN_": (path_final, (ns, m, nq, (), ()), rows),
+             "lagh_": (lagrangian_hessian, (ns, m, nq, (), (), ns + 1, ng), into),
+             "finalh_": (final_rows_hessian, (ns, m, nq, (), (), ng), into)}
+    module, _ = compile_module(specs, extra=_LOOPS, title=f"stages({problem.name}, {problem.scheme}, free={free})",
+                               calls=tuple(specs))
     problem._stage_module = module
     return module
 
