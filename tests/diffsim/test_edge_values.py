@@ -182,6 +182,14 @@ def test_hypot_gradient_is_the_unit_vector_even_at_radius_one_and_zero_at_the_or
         assert ds.jvp(dnp.hypot, (x, y), (2.0, -1.0))[1] == pytest.approx((2.0 * x - y) / h, rel=1e-15)
     assert ds.grad(dnp.hypot, argnums=(0, 1))(0.0, 0.0) == (0.0, 0.0)
     assert ds.jvp(dnp.hypot, (0.0, 0.0), (1.0, 1.0))[1] == 0.0
+    # second order: (I − u uᵀ)/h with u = (x, y)/h (closed form); at the origin, where the cone has
+    # no Hessian, the engine's convention is 0 in both modes (the partials are the constant 0 there)
+    def f(v):
+        return dnp.hypot(v[0], v[1])
+    u = np.array([0.6, 0.8])
+    np.testing.assert_allclose(ds.hessian(f)(np.array([3.0, 4.0])), (np.eye(2) - np.outer(u, u)) / 5.0, rtol=1e-14)
+    np.testing.assert_array_equal(ds.hessian(f)(np.zeros(2)), np.zeros((2, 2)))
+    np.testing.assert_array_equal(ds.jacfwd(ds.grad(f))(np.zeros(2)), np.zeros((2, 2)))
 
 
 def test_max_and_min_reductions_split_a_tie_evenly_between_the_entries_that_attain_it():
@@ -195,8 +203,18 @@ def test_max_and_min_reductions_split_a_tie_evenly_between_the_entries_that_atta
     np.testing.assert_allclose(g, [[1.0, 1.0, 1.0, 0.0], [0.0, 0.5, 0.0, 0.5]], rtol=1e-15)
 
 
-def test_prod_gradient_where_every_entry_is_zero_is_the_product_of_the_others():
-    # ∂/∂x_i ∏_j x_j = ∏_{j≠i} x_j (closed form): 0 for two or more zeros, 1 for a single entry
+def test_prod_derivatives_at_an_input_with_zeros_are_the_products_of_the_others():
+    # ∂/∂x_i ∏_j x_j = ∏_{j≠i} x_j and ∂²/∂x_i∂x_j = ∏_{k≠i,j} x_k (closed forms); an exact zero in
+    # the input takes the rule's general path (a constant zero mask would make prod identically 0)
+    x = np.array([2.0, 0.0, 3.0])
+    np.testing.assert_array_equal(ds.grad(dnp.prod)(x), [0.0, 6.0, 0.0])
+    np.testing.assert_array_equal(ds.hessian(dnp.prod)(x), [[0.0, 3.0, 0.0], [3.0, 0.0, 2.0], [0.0, 2.0, 0.0]])
+    assert ds.jvp(dnp.prod, (x,), (np.array([1.0, 2.0, 5.0]),))[1] == 12.0
+    ds.check_grads(dnp.prod, [x], order=2, modes=("rev", "fwd"))  # finite differences (prod is multilinear)
+    cols = np.array([[2.0, 0.0], [3.0, 4.0], [5.0, 1.0]])  # along axis 0: one column with a zero, one without
+    g = ds.grad(lambda a: dnp.sum(dnp.prod(a, axis=0) * np.array([1.0, 10.0])))(cols)
+    np.testing.assert_array_equal(g, [[15.0, 40.0], [10.0, 0.0], [6.0, 0.0]])
+    # every entry zero: 0 for two or more entries, 1 (the empty product) for a single one
     np.testing.assert_array_equal(ds.grad(dnp.prod)(np.zeros(3)), [0.0, 0.0, 0.0])
     np.testing.assert_array_equal(ds.grad(dnp.prod)(np.zeros(1)), [1.0])
     np.testing.assert_array_equal(ds.grad(lambda x: dnp.sum(dnp.prod(x, axis=1)))(np.zeros((2, 1))), [[1.0], [1.0]])

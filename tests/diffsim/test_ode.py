@@ -53,7 +53,7 @@ def test_bptt_matches_finite_differences(scheme):
     assert g.costate.shape == (31, 4) and np.allclose(g.costate[0], g.dx0)
 
 
-@pytest.mark.parametrize("N,snapshots", [(1, 1), (7, 1), (50, 2), (50, 6), (257, 5), (300, 300), (40, 0)])
+@pytest.mark.parametrize("N,snapshots", [(1, 1), (7, 1), (50, 2), (50, 6), (257, 5), (300, 300), (40, 0), (2000, 400)])
 def test_checkpointed_equals_bptt(N, snapshots):
     prob = cartpole("rk4")
     x0, U = inputs(N, seed=N)

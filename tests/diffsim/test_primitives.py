@@ -419,3 +419,14 @@ def test_real_inputs_get_real_gradients(row):
     cts = back(np.ones_like(out) if not isinstance(out, (tuple, list)) else type(out)(np.ones_like(o) for o in out))
     for c in cts:
         assert not np.iscomplexobj(c), name
+
+
+def test_every_scalar_helper_a_code_template_calls_is_registered_under_the_name_its_source_defines():
+    # ds.compile pastes HELPERS[name] into a kernel that calls name(...): the key must be the def's own name
+    import re
+
+    from diffsim.primitives import HELPERS, REGISTRY
+    called = {n for p in REGISTRY.values() if p.template for n in re.findall(r"\b(_\w+)\(", p.template)}
+    assert called and called <= set(HELPERS)
+    for name, source in HELPERS.items():
+        assert re.match(rf"def {name}\(", source), name
