@@ -389,7 +389,9 @@ def test_batched_rollouts_run_at_their_own_times_from_t0():
 
 
 def test_a_blow_up_in_one_batched_rollout_names_that_rollout_and_its_first_bad_step():
-    blowup = ODEProblem(lambda x, u: x * x, 1, 1)   # x(t) = x0 / (1 − x0 t): only x0 = 1 blows up within T = 2
+    # x(t) = x0 / (1 − x0 t): only x0 = 1 blows up within T = 2; its running cost x² overflows with it,
+    # so its total cost is not finite either (the terminal check must not move the step to N)
+    blowup = ODEProblem(lambda x, u: x * x, 1, 1, running_cost=lambda x, u: x[0] ** 2)
     U = np.zeros((200, 1))
     with pytest.raises(FloatingPointError) as single:
         blowup.rollout(np.array([1.0]), U, T=2.0, t0=0.3)

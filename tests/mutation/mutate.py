@@ -714,8 +714,13 @@ def main(argv=None) -> int:
         for name in names:
             print(f"{name}: {mark_tested(name, args.mark_tested, args.state, args.note)} mutants recorded")
         return 0
-    report = run(names, args.sample, args.seed, args.budget, args.keep, args.only, args.jobs, args.report,
-                 None if args.fresh else args.state, None if args.tests is None else shlex.split(args.tests))
+    try:
+        report = run(names, args.sample, args.seed, args.budget, args.keep, args.only, args.jobs, args.report,
+                     None if args.fresh else args.state, None if args.tests is None else shlex.split(args.tests))
+    except KeyboardInterrupt:
+        print(f"\nstopped; the outcomes so far are in {args.state}: run the same command again to resume",
+              file=sys.stderr)
+        return 130
     return 1 if any(e["survived"] for e in report.values()) else 0
 
 
