@@ -624,6 +624,8 @@ def _eye(n):
 
 
 def _solve_vjp_b(g, ans, a, b):
+    if _col(b, a) and len(shape(a)) > 2:  # a stack of systems with one vector b: g is a stack of vectors
+        return squeeze_axis(solve(_swap(a), expand(g, -1)), -1)
     return solve(_swap(a), g)
 
 
@@ -635,8 +637,8 @@ def _solve_vjp_a(g, ans, a, b):
 
 
 solve = declare("solve", np.linalg.solve, [_solve_vjp_a, _solve_vjp_b], [
-    lambda t, ans, a, b: negative(solve(a, squeeze_axis(matmul(t, expand(ans, -1)), -1)
-                                        if _col(b, a) else matmul(t, ans))),
+    lambda t, ans, a, b: negative(squeeze_axis(solve(a, matmul(t, expand(ans, -1))), -1)
+                                  if _col(b, a) else solve(a, matmul(t, ans))),
     lambda t, ans, a, b: solve(a, t)])
 inv = declare("inv", np.linalg.inv, [lambda g, ans, a: negative(matmul(_swap(ans), matmul(g, _swap(ans))))],
               [lambda t, ans, a: negative(matmul(ans, matmul(t, ans)))], saves="ans")

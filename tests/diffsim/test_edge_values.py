@@ -171,3 +171,65 @@ def test_conventions_at_ties_complex_bases_and_real_parts_of_real_inputs():
     assert gi == 0.0 and gr == 1.0 and not np.iscomplexobj(gr) and not np.iscomplexobj(gi)
     assert ds.grad(lambda x: dnp.sum(dnp.imag(x) + 2.0 * x))(np.array([0.0, 1.0])).tolist() == [2.0, 2.0]
     assert ds.grad(lambda x: 0.0 * dnp.imag(x))(2.0) == 0.0   # a zero cotangent: 0, not 0/0
+
+
+def test_hypot_gradient_is_the_unit_vector_even_at_radius_one_and_zero_at_the_origin():
+    # ∂hypot/∂(x, y) = (x, y)/h (closed form), also where h is exactly 1; at the origin the subgradient 0, as |x|
+    for x, y in [(1.0, 0.0), (0.0, -1.0), (0.6, 0.8), (3.0, -4.0)]:
+        h = np.hypot(x, y)
+        gx, gy = ds.grad(dnp.hypot, argnums=(0, 1))(x, y)
+        np.testing.assert_allclose([gx, gy], [x / h, y / h], rtol=1e-15, atol=0)
+        assert ds.jvp(dnp.hypot, (x, y), (2.0, -1.0))[1] == pytest.approx((2.0 * x - y) / h, rel=1e-15)
+    assert ds.grad(dnp.hypot, argnums=(0, 1))(0.0, 0.0) == (0.0, 0.0)
+    assert ds.jvp(dnp.hypot, (0.0, 0.0), (1.0, 1.0))[1] == 0.0
+    # second order: (I − u uᵀ)/h with u = (x, y)/h (closed form); at the origin, where the cone has
+    # no Hessian, the engine's convention is 0 in both modes (the partials are the constant 0 there)
+    def f(v):
+        return dnp.hypot(v[0], v[1])
+    u = np.array([0.6, 0.8])
+    np.testing.assert_allclose(ds.hessian(f)(np.array([3.0, 4.0])), (np.eye(2) - np.outer(u, u)) / 5.0, rtol=1e-14)
+    np.testing.assert_array_equal(ds.hessian(f)(np.zeros(2)), np.zeros((2, 2)))
+    np.testing.assert_array_equal(ds.jacfwd(ds.grad(f))(np.zeros(2)), np.zeros((2, 2)))
+
+
+def test_max_and_min_reductions_split_a_tie_evenly_between_the_entries_that_attain_it():
+    # the reduction's value is attained by k entries: each gets 1/k of the cotangent (JAX's convention)
+    x = np.array([1.0, 3.0, 3.0, -2.0])
+    np.testing.assert_array_equal(ds.grad(dnp.max)(x), [0.0, 0.5, 0.5, 0.0])
+    np.testing.assert_array_equal(ds.grad(dnp.min)(-x), [0.0, 0.5, 0.5, 0.0])
+    assert ds.jvp(dnp.max, (x,), (np.array([0.0, 1.0, 3.0, 5.0]),))[1] == 2.0
+    rows = np.array([[2.0, 2.0, 2.0, 1.0], [0.0, 4.0, -1.0, 4.0]])
+    g = ds.grad(lambda r: dnp.sum(dnp.max(r, axis=1) * np.array([3.0, 1.0])))(rows)
+    np.testing.assert_allclose(g, [[1.0, 1.0, 1.0, 0.0], [0.0, 0.5, 0.0, 0.5]], rtol=1e-15)
+
+
+def test_prod_derivatives_at_an_input_with_zeros_are_the_products_of_the_others():
+    # ∂/∂x_i ∏_j x_j = ∏_{j≠i} x_j and ∂²/∂x_i∂x_j = ∏_{k≠i,j} x_k (closed forms); an exact zero in
+    # the input takes the rule's general path (a constant zero mask would make prod identically 0)
+    x = np.array([2.0, 0.0, 3.0])
+    np.testing.assert_array_equal(ds.grad(dnp.prod)(x), [0.0, 6.0, 0.0])
+    np.testing.assert_array_equal(ds.hessian(dnp.prod)(x), [[0.0, 3.0, 0.0], [3.0, 0.0, 2.0], [0.0, 2.0, 0.0]])
+    assert ds.jvp(dnp.prod, (x,), (np.array([1.0, 2.0, 5.0]),))[1] == 12.0
+    ds.check_grads(dnp.prod, [x], order=2, modes=("rev", "fwd"))  # finite differences (prod is multilinear)
+    cols = np.array([[2.0, 0.0], [3.0, 4.0], [5.0, 1.0]])  # along axis 0: one column with a zero, one without
+    g = ds.grad(lambda a: dnp.sum(dnp.prod(a, axis=0) * np.array([1.0, 10.0])))(cols)
+    np.testing.assert_array_equal(g, [[15.0, 40.0], [10.0, 0.0], [6.0, 0.0]])
+    # every entry zero: 0 for two or more entries, 1 (the empty product) for a single one
+    np.testing.assert_array_equal(ds.grad(dnp.prod)(np.zeros(3)), [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(ds.grad(dnp.prod)(np.zeros(1)), [1.0])
+    np.testing.assert_array_equal(ds.grad(lambda x: dnp.sum(dnp.prod(x, axis=1)))(np.zeros((2, 1))), [[1.0], [1.0]])
+    assert ds.jvp(dnp.prod, (np.zeros(2),), (np.ones(2),))[1] == 0.0
+
+
+def test_the_max_and_min_primitives_called_with_their_default_parameters_reduce_like_numpy():
+    # dnp.amax_p / amin_p are the primitives themselves: without axis and keepdims they reduce
+    # everything, and with an axis alone they drop it, as numpy's max and min do
+    x = np.array([[1.0, 5.0, 2.0], [4.0, 0.0, 3.0]])
+    for prim, ref, hot in [(dnp.amax_p, np.max, [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]),
+                           (dnp.amin_p, np.min, [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])]:
+        assert np.shape(prim(x)) == () and prim(x) == ref(x)
+        np.testing.assert_array_equal(prim(x, axis=(1,)), ref(x, axis=1))
+        np.testing.assert_array_equal(ds.grad(lambda a, p=prim: dnp.sum(p(a, axis=(1,))))(x), hot)
+        np.testing.assert_array_equal(ds.grad(lambda a, p=prim: p(a))(x), np.equal(x, ref(x)) * 1.0)
+        value, tangent = ds.jvp(lambda a, p=prim: p(a, axis=(1,)), (x,), (np.arange(6.0).reshape(2, 3),))
+        np.testing.assert_array_equal(tangent, np.sum(np.array(hot) * np.arange(6.0).reshape(2, 3), axis=1))

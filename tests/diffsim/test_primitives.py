@@ -139,6 +139,7 @@ TABLE = [
     ("logaddexp2", lambda m, x, y: m.logaddexp2(x, y), [((3,), R), ((2, 3), R)]),
     ("mod", lambda m, x: m.mod(x * 3.0, 1.3) + x % 0.7 + m.remainder(x, -0.9), [((4,), "distinct")]),
     ("fmod", lambda m, x, y: m.fmod(x * 3.0, y), [((4,), "distinct"), ((4,), "pos")]),
+    ("remainder by a traced divisor", lambda m, x, y: m.remainder(x * 3.0, y), [((4,), "distinct"), ((4,), "gt1")]),
     ("where", lambda m, x, y: m.where(np.array([True, False, True]), x, y), [((2, 3), R), ((3,), R)]),
     ("select", lambda m, x: m.select([x < -0.5, x > 0.5], [x * 2.0, m.sin(x)], 0.1 * x), [((6,), "distinct")]),
     ("clip", lambda m, x: m.clip(x, -1.0, 1.0), [((6,), "distinct")]),
@@ -153,6 +154,8 @@ TABLE = [
     ("average weights", lambda m, x, w: m.average(x, axis=0, weights=w), [((3, 2), R), ((3,), "pos")]),
     ("prod", lambda m, x: m.prod(x, axis=1), [((2, 3), R)]),
     ("prod with a zero", lambda m, x: m.prod(x * np.array([1.0, 0.0, 1.0])), [((3,), R)]),
+    ("prod with zeros along axis 0", lambda m, x: m.prod(x * np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]), axis=0),
+     [((3, 2), R)]),
     ("cumprod", lambda m, x: m.cumprod(x, axis=1), [((2, 3), R)]),
     ("max axis", lambda m, x: m.max(x, axis=1), [((3, 4), "distinct")]),
     ("min all", lambda m, x: m.min(x), [((3, 4), "distinct")]),
@@ -194,6 +197,7 @@ TABLE = [
     ("matmul complex", lambda m, a, b: a @ b, [((2, 3), C), ((3, 2), R)]),
     ("matmul batched", lambda m, a, b: a @ b, [((2, 3, 4), R), ((4, 2), R)]),
     ("matmul batch broadcast", lambda m, a, b: m.matmul(a, b), [((2, 1, 2, 3), R), ((3, 3, 2), R)]),
+    ("matmul 1d-2d", lambda m, a, b: m.matmul(a, b), [((3,), R), ((3, 4), R)]),
     ("matmul 1d-3d", lambda m, a, b: m.matmul(a, b), [((3,), R), ((2, 3, 2), R)]),
     ("matmul 3d-1d", lambda m, a, b: m.matmul(a, b), [((2, 2, 3), R), ((3,), R)]),
     ("rmatmul numpy left", lambda m, b: np.ones((2, 3)) @ b, [((3, 2), R)]),
@@ -223,14 +227,21 @@ TABLE = [
     ("solve vector", lambda m, a, b: m.linalg.solve(a, b), [((3, 3), "matrix"), ((3,), R)]),
     ("solve matrix", lambda m, a, b: m.linalg.solve(a, b), [((3, 3), "matrix"), ((3, 2), R)]),
     ("solve batched", lambda m, a, b: m.linalg.solve(a, b), [((2, 3, 3), "matrix"), ((2, 3, 1), R)]),
+    ("solve batched by a vector", lambda m, a, b: m.linalg.solve(a, b), [((2, 3, 3), "matrix"), ((3,), R)]),
+    ("solve n by n stack by a vector", lambda m, a, b: m.linalg.solve(a, b), [((3, 3, 3), "matrix"), ((3,), R)]),
     ("solve complex", lambda m, a, b: m.linalg.solve(a, b), [((2, 2), "matrix"), ((2,), C)]),
     ("inv", lambda m, a: m.linalg.inv(a), [((3, 3), "matrix")]),
     ("inv batched", lambda m, a: m.linalg.inv(a), [((2, 2, 2), "matrix")]),
     ("det", lambda m, a: m.linalg.det(a), [((3, 3), "matrix")]),
     ("det batched", lambda m, a: m.linalg.det(a), [((2, 3, 3), "matrix")]),
+    ("det two batch axes", lambda m, a: m.linalg.det(a), [((2, 2, 3, 3), "matrix")]),
     ("slogdet", lambda m, a: m.linalg.slogdet(a)[1], [((3, 3), "matrix")]),
+    ("slogdet two batch axes", lambda m, a: m.linalg.slogdet(a)[1], [((2, 2, 3, 3), "matrix")]),
+    ("slogdet complex", lambda m, a: m.linalg.slogdet(a + 3.0 * np.eye(3))[1], [((3, 3), C)]),
     ("cholesky", lambda m, a: m.linalg.cholesky(a @ a.T + 3.0 * np.eye(3)), [((3, 3), R)]),
     ("cholesky batched", lambda m, a: m.linalg.cholesky(a @ m.swapaxes(a, 1, 2) + np.eye(2)), [((2, 2, 2), R)]),
+    ("cholesky two batch axes", lambda m, a: m.linalg.cholesky(a @ m.swapaxes(a, -1, -2) + np.eye(2)),
+     [((2, 3, 2, 2), R)]),
     ("eigh values", lambda m, a: m.linalg.eigh(a + a.T)[0], [((3, 3), R)]),
     # eigenvectors up to sign: V diag(f(w)) V^T is sign-free
     ("eigh vectors", lambda m, a: (lambda w, v: (v * m.sin(w)) @ v.T)(*m.linalg.eigh(a + a.T)), [((3, 3), R)]),
@@ -416,3 +427,14 @@ def test_real_inputs_get_real_gradients(row):
     cts = back(np.ones_like(out) if not isinstance(out, (tuple, list)) else type(out)(np.ones_like(o) for o in out))
     for c in cts:
         assert not np.iscomplexobj(c), name
+
+
+def test_every_scalar_helper_a_code_template_calls_is_registered_under_the_name_its_source_defines():
+    # ds.compile pastes HELPERS[name] into a kernel that calls name(...): the key must be the def's own name
+    import re
+
+    from diffsim.primitives import HELPERS, REGISTRY
+    called = {n for p in REGISTRY.values() if p.template for n in re.findall(r"\b(_\w+)\(", p.template)}
+    assert called and called <= set(HELPERS)
+    for name, source in HELPERS.items():
+        assert re.match(rf"def {name}\(", source), name

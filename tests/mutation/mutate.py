@@ -8,6 +8,14 @@ Run from the repository root::
     python tests/mutation/mutate.py forces                    # every mutant of one target
     python tests/mutation/mutate.py rules loops --sample 30 --budget 1800 --seed 1
     python tests/mutation/mutate.py forces --only model.py:119  # re-test one survivor
+    python tests/mutation/mutate.py --status rules loops       # what the state file holds
+
+Every outcome is appended to a state file (``tests/mutation/results.jsonl`` unless ``--state``
+names another), so a run that stops (its ``--budget`` spent, or interrupted) resumes where it
+stopped: mutants already recorded there are skipped (``--fresh`` ignores the file, ``--only``
+re-tests what it selects). A mutant is recorded by its path, the text of its line, its columns
+and its replacement, not by its line number, so edits elsewhere in the file keep the record and
+an edit of its own line makes it untested again.
 
 Targets (see ``TARGETS``): ``rules`` (the derivative rule table, diffsim/primitives.py),
 ``loops`` (the compiled BPTT/checkpointed/adjoint loops, diffsim/ode/compiled_loops.py),
@@ -55,10 +63,13 @@ import keyword
 import os
 import queue
 import random
+import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -348,6 +359,85 @@ def all_mutants(name: str) -> list:
     return out
 
 
+def mutant_key(m: Mutant, lines: list) -> str:
+    """The state file's name of a mutant: its path, the text of its line (and which occurrence of
+    that text in the file), its columns and its replacement; line numbers are left out so that
+    edits above it do not make it untested again.
+
+    >>> src = "x = 1\\ny = 2\\nx = 1\\n"
+    >>> for m in mutants_of_source(src, "f.py"):
+    ...     print(mutant_key(m, src.splitlines()))
+    f.py|x = 1|0|4:5|0|1 -> 2|(2)
+    f.py|y = 2|0|4:5|0|2 -> 1|(1)
+    f.py|y = 2|0|4:5|0|2 -> 3|(3)
+    f.py|x = 1|1|4:5|0|1 -> 2|(2)
+    """
+    text = lines[m.line - 1].strip()
+    occurrence = sum(line.strip() == text for line in lines[:m.line - 1])
+    return f"{m.path}|{text}|{occurrence}|{m.col}:{m.end_col}|{m.end_line - m.line}|{m.description}|{m.replacement}"
+
+
+def load_state(path: str) -> dict:
+    """{mutant key: its last record} from a state file (JSON lines; a missing file is empty)."""
+    out = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    record = json.loads(line)
+                    out[record["key"]] = record
+    return out
+
+
+def _record(path: str, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:  # one line per outcome: an interrupted run loses at most one
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _keys(name: str) -> list:
+    """(mutant, key) pairs of a target, in file order."""
+    out = []
+    for path in TARGETS[name].files:
+        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        out += [(m, mutant_key(m, lines)) for m in all_mutants(name) if m.path == path]
+    return out
+
+
+def mark_tested(name: str, spec: str, state_path: str, note: str) -> int:
+    """Record the mutants of ``path:first-last`` (lines of the current file) as tested by a run
+    that kept no state file (outcome "earlier", with ``note`` saying where its results are).
+    Returns how many were recorded."""
+    path, _, lines = spec.rpartition(":")
+    first, _, last = lines.partition("-")
+    first, last = int(first), int(last or first)
+    state, count = load_state(state_path), 0
+    for m, key in _keys(name):
+        if m.path.endswith(path) and first <= m.line <= last and key not in state:
+            _record(state_path, {"target": name, "key": key, "where": m.where(), "description": m.description,
+                                 "outcome": "earlier", "note": note})
+            count += 1
+    return count
+
+
+def status(names, state_path: str) -> str:
+    """A Markdown table of what the state file holds per target: tested, killed, survived, untested."""
+    state = load_state(state_path)
+    rows = ["| target | mutants | tested | killed | survived | tested earlier (no record) | untested |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    survivors = []
+    for name in names:
+        pairs = _keys(name)
+        records = [state[k] for _, k in pairs if k in state]
+        kinds = [r["outcome"] for r in records]
+        killed = sum(k in ("failed", "timeout") or k.startswith("error") for k in kinds)
+        rows.append(f"| {name} | {len(pairs)} | {len(records)} | {killed} | {kinds.count('passed')} | "
+                    f"{kinds.count('earlier')} | {len(pairs) - len(records)} |")
+        survivors += [f"- survivor `{name}` {m.where()} {m.description}" for m, k in pairs
+                      if state.get(k, {}).get("outcome") == "passed"]
+    return "\n".join(rows + [""] + survivors)
+
+
 def _copy_repository(dest: str) -> None:
     keep = ("diffsim", "potentials", "trajectories", "tests", "examples", "pyproject.toml", "README.md")
     for name in keep:
@@ -366,10 +456,23 @@ try:
     import ase, ase.build  # noqa: F401
 except ImportError:
     pass
+child = None
+
+
+def stop(signum, frame):  # the run was stopped: take the pytest run under way with this process
+    if child:
+        try:
+            os.killpg(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    os._exit(1)
+
+
+signal.signal(signal.SIGTERM, stop)
 for line in sys.stdin:
     job = json.loads(line)
     start = time.perf_counter()
-    pid = os.fork()
+    pid = child = os.fork()
     if pid == 0:  # the child: a fresh pytest over the scratch copy (diffsim itself is imported here, mutated)
         os.setsid()
         fd = os.open(os.devnull, os.O_WRONLY)
@@ -386,6 +489,7 @@ for line in sys.stdin:
     if rc is None:
         os.killpg(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+    child = None
     print(json.dumps({"rc": rc, "seconds": time.perf_counter() - start}), flush=True)
 """
 
@@ -420,6 +524,12 @@ class _Runner:
         self.proc.stdin.close()
         self.proc.wait()
 
+    def stop(self) -> None:
+        """End the server and the pytest run it has under way (a run stopped part-way)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait()
+
 
 def _test_one(scratch: str, runner: _Runner, m: Mutant, timeout: float, quick=()) -> tuple[str, float, str]:
     path = os.path.join(scratch, m.path)
@@ -444,19 +554,33 @@ def _test_one(scratch: str, runner: _Runner, m: Mutant, timeout: float, quick=()
 
 
 def run(names, sample: int | None, seed: int, budget: float, keep: bool = False, only=(), jobs: int = 1,
-        report_path: str | None = None) -> dict:
-    """Mutate, test, and print a report; returns {target: {"killed": [...], "survived": [...], ...}}."""
+        report_path: str | None = None, state_path: str | None = None, tests: tuple | None = None) -> dict:
+    """Mutate, test, and print a report; returns {target: {"killed": [...], "survived": [...], ...}}.
+    With ``state_path``, mutants recorded there are skipped (unless ``only`` selects them) and each
+    new outcome is appended to it. ``tests`` (pytest arguments) replaces the targets' own tests:
+    to probe survivors against another test file (those outcomes are not recorded)."""
     rng = random.Random(seed)
     scratches = [tempfile.mkdtemp(prefix="diffsim-mutation-") for _ in range(max(1, jobs))]
     for scratch in scratches:
         _copy_repository(scratch)
     report, deadline = {}, time.perf_counter() + budget
+    runners = {}
     try:
         for name in names:
             target = TARGETS[name]
-            mutants = all_mutants(name)
+            if tests is not None:
+                target, state_path = dataclasses.replace(target, tests=tuple(tests), quick=()), None
+            pairs = _keys(name)
+            mutants = [m for m, _ in pairs]
+            keys = {m: k for m, k in pairs}
+            state = load_state(state_path) if state_path else {}
             if only:
                 mutants = [m for m in mutants if any(o in f"{m.where()} {m.description}" for o in only)]
+            else:
+                done = [m for m in mutants if keys[m] in state]
+                mutants = [m for m in mutants if keys[m] not in state]
+                if done:
+                    print(f"\n== {name}: {len(done)} mutants already in {os.path.relpath(state_path)}, skipped")
             chosen = mutants if sample is None or sample >= len(mutants) else sorted(
                 rng.sample(mutants, sample), key=lambda m: (m.path, m.line, m.col))
             runners = {d: _Runner(d, target) for d in scratches}
@@ -479,8 +603,10 @@ def run(names, sample: int | None, seed: int, budget: float, keep: bool = False,
             for scratch in scratches:
                 free.put(scratch)
 
+            stopping = threading.Event()
+
             def work(m):
-                if time.perf_counter() > deadline:
+                if time.perf_counter() > deadline or stopping.is_set():
                     return m, None
                 scratch = free.get()
                 try:
@@ -488,22 +614,34 @@ def run(names, sample: int | None, seed: int, budget: float, keep: bool = False,
                 finally:
                     free.put(scratch)
 
-            with concurrent.futures.ThreadPoolExecutor(len(scratches)) as pool:
-                for m, result in pool.map(work, chosen):
-                    if result is None:
-                        entry["untested"].append(m)
-                        continue
-                    outcome, seconds, line = result
-                    killed = outcome != "passed"
-                    entry["timeouts"] += outcome == "timeout"
-                    entry["killed" if killed else "survived"].append(m)
-                    print(f"   {'killed  ' if killed else 'SURVIVED'} {m.where():45s} {m.description:30s} "
-                          f"[{outcome}, {seconds:.0f} s]  {line[:70]}", flush=True)
+            try:
+                with concurrent.futures.ThreadPoolExecutor(len(scratches)) as pool:
+                    for m, result in pool.map(work, chosen):
+                        if result is None:
+                            entry["untested"].append(m)
+                            continue
+                        outcome, seconds, line = result
+                        killed = outcome != "passed"
+                        entry["timeouts"] += outcome == "timeout"
+                        entry["killed" if killed else "survived"].append(m)
+                        if state_path:
+                            _record(state_path, {"target": name, "key": keys[m], "where": m.where(),
+                                                 "description": m.description, "outcome": outcome,
+                                                 "seconds": round(seconds, 1), "date": time.strftime("%Y-%m-%d")})
+                        print(f"   {'killed  ' if killed else 'SURVIVED'} {m.where():45s} {m.description:30s} "
+                              f"[{outcome}, {seconds:.0f} s]  {line[:70]}", flush=True)
+            except BaseException:  # Ctrl-C or SIGTERM: the queued mutants return at once, the one under way is cut
+                stopping.set()
+                for r in runners.values():
+                    r.stop()
+                raise
             for r in runners.values():
                 r.close()
             if entry["untested"]:
                 print(f"   time budget spent: {len(entry['untested'])} mutants not tested")
-    finally:
+    finally:  # also on Ctrl-C or SIGTERM (``main`` turns it into KeyboardInterrupt): no process left behind
+        for r in runners.values():
+            r.stop()
         for scratch in scratches:
             if keep:
                 print(f"scratch copy kept at {scratch}")
@@ -541,11 +679,23 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=3600.0, help="seconds for the whole run (default 3600)")
     parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once, each in its own scratch copy")
     parser.add_argument("--report", metavar="FILE", help="append the summary table (Markdown) to FILE")
+    parser.add_argument("--state", default=os.path.join(ROOT, "tests", "mutation", "results.jsonl"), metavar="FILE",
+                        help="the outcomes so far, appended to as mutants are tested; recorded mutants are "
+                             "skipped, so a stopped run resumes (default tests/mutation/results.jsonl)")
+    parser.add_argument("--fresh", action="store_true", help="ignore the state file and record nothing")
+    parser.add_argument("--status", action="store_true", help="print what the state file holds and stop")
+    parser.add_argument("--mark-tested", metavar="PATH:FIRST-LAST",
+                        help="record the mutants of those lines as tested by an earlier run without a state "
+                             "file (with --note saying where its results are), then stop")
+    parser.add_argument("--note", default="", help="the note --mark-tested records")
+    parser.add_argument("--tests", metavar="ARGS", help="pytest arguments run instead of the target's tests, "
+                        "e.g. --tests 'tests/diffsim/test_codegen.py -k logaddexp' (outcomes not recorded)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy (to inspect a mutant)")
     parser.add_argument("--only", action="append", default=[], metavar="TEXT",
                         help="only the mutants whose 'path:line:col description' contains TEXT (repeatable), "
                              "e.g. --only model.py:119 to re-test a survivor")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill PID` stops the run cleanly; it resumes later
     names = args.targets or sorted(TARGETS)
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
@@ -557,7 +707,20 @@ def main(argv=None) -> int:
             print(f"{name:8s} {len(ms):4d} mutants in {', '.join(TARGETS[name].files)}; tests: "
                   f"{' '.join(TARGETS[name].tests)}")
         return 0
-    report = run(names, args.sample, args.seed, args.budget, args.keep, args.only, args.jobs, args.report)
+    if args.status:
+        print(status(names, args.state))
+        return 0
+    if args.mark_tested:
+        for name in names:
+            print(f"{name}: {mark_tested(name, args.mark_tested, args.state, args.note)} mutants recorded")
+        return 0
+    try:
+        report = run(names, args.sample, args.seed, args.budget, args.keep, args.only, args.jobs, args.report,
+                     None if args.fresh else args.state, None if args.tests is None else shlex.split(args.tests))
+    except KeyboardInterrupt:
+        print(f"\nstopped; the outcomes so far are in {args.state}: run the same command again to resume",
+              file=sys.stderr)
+        return 130
     return 1 if any(e["survived"] for e in report.values()) else 0
 
 
