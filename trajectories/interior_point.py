@@ -290,23 +290,13 @@ class _Solver:
             err = max(stat / s_d, primal, comp / s_c)
             record = {"iter": it_count, "cost": vals.cost, "inf_pr": primal, "inf_du": stat, "mu": mu,
                       "violation": violation}
-            if err <= opt.tol and violation <= opt.constr_viol_tol:
-                status, message = True, f"converged: scaled KKT error {err:.1e} ≤ tol {opt.tol:g}"
+            stop = self._stop(err, violation, it_count)
+            if stop is not None:
+                status, message = stop
                 break
-            if it_count >= opt.max_iter:
-                message = f"iteration limit ({opt.max_iter}) reached with KKT error {err:.1e}"
-                break
-            if time.perf_counter() - self.start > opt.time_limit:
-                message = f"time limit ({opt.time_limit:g} s) reached with KKT error {err:.1e}"
-                break
-            # barrier update (IPOPT eq. 7), possibly several times at once
-            products = res_products
-            while True:
-                co_mu = self._complementarity(products, mu)
-                if max(stat / s_d, primal, co_mu / s_c) > opt.kappa_eps * mu or mu <= opt.tol / 10:
-                    break
-                mu = max(opt.tol / 10, min(opt.kappa_mu * mu, mu ** opt.theta_mu))
-                filt = []
+            new_mu = self._barrier_update(mu, stat, primal, s_d, s_c, res_products)
+            if new_mu != mu:
+                mu, filt = new_mu, []
             H = tr.hessians(it.X, it.U, it.lam, it.y_path, it.y_final, it.nu, it.y_in)
             system = self._assemble(it, vals, d, H, mu)
             step, delta, rho_used = self._inertia_corrected_step(it, vals, d, system)
@@ -355,6 +345,27 @@ class _Solver:
                 message = infeasible
                 break
         return self._finish(it, vals, d, status, message, it_count, res, history)
+
+    def _stop(self, err, violation, it_count):
+        """(status, message) when the solve ends here: converged, or out of iterations or time."""
+        opt = self.opt
+        if err <= opt.tol and violation <= opt.constr_viol_tol:
+            return True, f"converged: scaled KKT error {err:.1e} ≤ tol {opt.tol:g}"
+        if it_count >= opt.max_iter:
+            return False, f"iteration limit ({opt.max_iter}) reached with KKT error {err:.1e}"
+        if time.perf_counter() - self.start > opt.time_limit:
+            return False, f"time limit ({opt.time_limit:g} s) reached with KKT error {err:.1e}"
+        return None
+
+    def _barrier_update(self, mu, stat, primal, s_d, s_c, products) -> float:
+        """IPOPT's monotone barrier update (their eq. 7), possibly several times at once: μ falls
+        while the barrier problem's own error is within κ_ε μ."""
+        opt = self.opt
+        while True:
+            co_mu = self._complementarity(products, mu)
+            if max(stat / s_d, primal, co_mu / s_c) > opt.kappa_eps * mu or mu <= opt.tol / 10:
+                return mu
+            mu = max(opt.tol / 10, min(opt.kappa_mu * mu, mu ** opt.theta_mu))
 
     def _inertia_corrected_step(self, it, vals, d, system):
         """The Newton step with the right inertia (IPOPT §3.1): (step or None, δ, ρ). The Riccati
