@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from .ip_vectors import bound_barrier, bound_steps, curvature
-from .riccati import condense, riccati
+from .riccati import condense, lu, lu_solve, riccati
 
 
 @njit(cache=True)
@@ -74,36 +74,6 @@ def assemble(H, grad, V, lo, hi, has_lo, has_hi, z_lo, z_hi, mu, GJ, GNJ, ng, si
 
 
 @njit(cache=True)
-def _solve_small(S, b):
-    """x with S x = b by Gaussian elimination with partial pivoting; (False, x) when S is
-    singular or the solution is not finite."""
-    n = b.shape[0]
-    M, x = S.copy(), b.copy()
-    for c in range(n):
-        p = c
-        for i in range(c + 1, n):
-            if abs(M[i, c]) > abs(M[p, c]):
-                p = i
-        if M[p, c] == 0.0:
-            return False, x
-        if p != c:
-            for j in range(n):
-                M[c, j], M[p, j] = M[p, j], M[c, j]
-            x[c], x[p] = x[p], x[c]
-        for i in range(c + 1, n):
-            f = M[i, c] / M[c, c]
-            for j in range(c, n):
-                M[i, j] -= f * M[c, j]
-            x[i] -= f * x[c]
-    for i in range(n - 1, -1, -1):
-        v = x[i]
-        for j in range(i + 1, n):
-            v -= M[i, j] * x[j]
-        x[i] = v / M[i, i]
-    return np.all(np.isfinite(x)), x
-
-
-@njit(cache=True)
 def newton_step(Hs, G, A, B, r, free0, decision, delta, C, rho, equality, has_lo, has_hi, z_lo, z_hi, dlo, dhi, mu,
                 GJ, GNJ, ng, TJ, g, s, y, sigma, rhs):
     """Regularise the assembled system (δ on the decisions' diagonal, ρCᵀC on the final node's
@@ -141,10 +111,15 @@ def newton_step(Hs, G, A, B, r, free0, decision, delta, C, rho, equality, has_lo
             for j in range(ns):
                 v += C[e, j] * dX3[N, j, 1 + f]
             S[e, f] = v
+    nu_p = np.zeros(n_eq)
     if ok and n_eq:
-        ok, nu_p = _solve_small(S, b)
-    else:
-        nu_p = np.zeros(n_eq)
+        piv = np.empty(n_eq, dtype=np.int64)
+        col = b.reshape((n_eq, 1))
+        ok = lu(S, piv, n_eq)
+        if ok:
+            lu_solve(S, piv, col, n_eq, 1)
+            nu_p = col[:, 0].copy()
+            ok = np.all(np.isfinite(nu_p))
     w = np.ones(R)
     w[1:] = nu_p
     dX, dU, lam, dV = np.empty((N1, ns)), np.empty((N, m)), np.empty((N1, ns)), np.zeros((N1, nv))

@@ -2,8 +2,9 @@
 disk) for every problem: the Riccati recursion of a Newton step, the elimination of inequality
 rows, and the adjoint recursion of the Lagrangian.
 
-Small dense algebra (Cholesky, products) is written out here: nothing calls BLAS, so the solver
-does not depend on the BLAS thread setting.
+Small dense algebra (Cholesky, LU with partial pivoting, products) is written out here: nothing
+calls BLAS, so the solver does not depend on the BLAS thread setting. The collocation loops and
+the Newton step's terminal Schur complement use the same LU.
 
 >>> import numpy as np
 >>> H = np.zeros((2, 2, 2)); H[:, 0, 0] = H[:, 1, 1] = 1.0      # one stage, ns = m = 1
@@ -75,6 +76,74 @@ def _chol_solve(L, b, n, cols):
             for k in range(i + 1, n):
                 v -= L[k, i] * b[k, c]
             b[i, c] = v / L[i, i]
+
+
+@njit(cache=True)
+def lu(M, piv, n):
+    """In-place LU with partial pivoting of the leading n x n block; False if singular."""
+    for j in range(n):
+        p = j
+        big = abs(M[j, j])
+        for i in range(j + 1, n):
+            if abs(M[i, j]) > big:
+                big = abs(M[i, j])
+                p = i
+        piv[j] = p
+        if not big > 0.0:
+            return False
+        if p != j:
+            for c in range(n):
+                t = M[j, c]
+                M[j, c] = M[p, c]
+                M[p, c] = t
+        for i in range(j + 1, n):
+            M[i, j] /= M[j, j]
+            for c in range(j + 1, n):
+                M[i, c] -= M[i, j] * M[j, c]
+    return True
+
+
+@njit(cache=True)
+def lu_solve(M, piv, b, n, cols):
+    """Solve (LU) X = P b in place for the first ``cols`` columns of b."""
+    for c in range(cols):
+        for j in range(n):
+            p = piv[j]
+            if p != j:
+                t = b[j, c]
+                b[j, c] = b[p, c]
+                b[p, c] = t
+        for i in range(n):
+            v = b[i, c]
+            for k in range(i):
+                v -= M[i, k] * b[k, c]
+            b[i, c] = v
+        for i in range(n - 1, -1, -1):
+            v = b[i, c]
+            for k in range(i + 1, n):
+                v -= M[i, k] * b[k, c]
+            b[i, c] = v / M[i, i]
+
+
+@njit(cache=True)
+def lu_solve_t(M, piv, b, n):
+    """Solve (P⁻¹ L U)ᵀ y = b in place (one column): Uᵀ z = b, Lᵀ w = z, y = Pᵀ w."""
+    for i in range(n):
+        v = b[i]
+        for k in range(i):
+            v -= M[k, i] * b[k]
+        b[i] = v / M[i, i]
+    for i in range(n - 1, -1, -1):
+        v = b[i]
+        for k in range(i + 1, n):
+            v -= M[k, i] * b[k]
+        b[i] = v
+    for j in range(n - 1, -1, -1):
+        p = piv[j]
+        if p != j:
+            t = b[j]
+            b[j] = b[p]
+            b[p] = t
 
 
 @njit(cache=True)
