@@ -158,7 +158,7 @@ def _module(problem: OptimalControlProblem, variant: str):
         specs["he_"] = (lambda x, r: dnp.atleast_1d(h_eq(x, r[:kp])), (n, nr))
     extra = _LOOPS + f"\n\n_derivatives = _derivatives_{variant}\n" \
         f"_terminal_constraint = _terminal_constraint_{'eq' if problem.n_eq else 'none'}\n" \
-        f"_NX, _NU = {n}, {m}\n"
+        f"_NX, _NU, _NE = {n}, {m}, {problem.n_eq}\n"
     module, _ = compile_module(specs, extra=extra, title=f"DDP({problem.name}, {problem.scheme}, {variant})")
     cache[variant] = module
     return module

@@ -235,6 +235,7 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
     col = np.empty(m)
     ct = np.empty(n + 1)
     Y = np.empty((m, n))
+    Yn = np.empty((m, _NE))
     # terminal: V = Φ (with its augmented-Lagrangian terms)
     tg_forward_into_unchecked(xs[N], r, Vx[N])
     Jt = tg_jacobian_unchecked(xs[N], r)[0]
@@ -347,7 +348,7 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
             for j in range(n):
                 K[k, idx[a], j] = -Y[a, j]
         if ne:
-            _multiplier_sensitivity(k, FT, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, Sm)
+            _multiplier_sensitivity(k, FT, K, kff, fs, L, idx, nf, Yn, W, Gu, Kn, ev, Sm)
         # V_x = Q_x + Kᵀ Quu k + Kᵀ Q_u + Q_uxᵀ k ; V_xx = Q_xx + Kᵀ Quu K + Kᵀ Q_ux + Q_uxᵀ K
         kq = 0.0
         for c in range(m):
@@ -388,25 +389,40 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
     return -1, stat, dg, dq
 
 
-@njit(cache=True)
-def _multiplier_sensitivity(k, FT, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, Sm):
+@njit(cache=True, inline="always")
+def _multiplier_sensitivity(k, FT, K, kff, fs, L, idx, nf, Yn, W, Gu, Kn, ev, Sm):
     """Stage k of the terminal-multiplier sweep (see :func:`backward`): Gu, Kn at k, W_k from
-    W_{k+1}, and the stage's terms of ev and Sm (FT = [A B]ᵀ)."""
-    n, m, ne = FT.shape[1], K.shape[1], W.shape[2]
+    W_{k+1}, and the stage's terms of ev and Sm (FT = [A B]ᵀ). The sizes are the module's
+    constants and Kn is solved for all n_e columns at once, as K is: with sizes read from the
+    arrays and one solve a column this took as long as the rest of the stage."""
+    n, m, ne = _NX, _NU, _NE
     for c in range(m):
         for a in range(ne):
             s = 0.0
             for i in range(n):
                 s += FT[n + c, i] * W[k + 1, i, a]
             Gu[k, c, a] = s
-    for a in range(ne):
-        for c in range(m):
+    # Kn = −Quu_ff⁻¹ Gu_f on the free controls, zero rows on the clamped ones
+    for c in range(m):
+        for a in range(ne):
             Kn[k, c, a] = 0.0
-        for f in range(nf):
-            col[f] = Gu[k, idx[f], a]
-        _chol_solve(L, col, col, nf)
-        for f in range(nf):
-            Kn[k, idx[f], a] = -col[f]
+    for f in range(nf):
+        inv = 1.0 / L[f, f]
+        for a in range(ne):
+            s = Gu[k, idx[f], a]
+            for c in range(f):
+                s -= L[f, c] * Yn[c, a]
+            Yn[f, a] = s * inv
+    for f in range(nf - 1, -1, -1):
+        inv = 1.0 / L[f, f]
+        for a in range(ne):
+            s = Yn[f, a]
+            for c in range(f + 1, nf):
+                s -= L[c, f] * Yn[c, a]
+            Yn[f, a] = s * inv
+    for f in range(nf):
+        for a in range(ne):
+            Kn[k, idx[f], a] = -Yn[f, a]
     for a in range(ne):
         s = 0.0
         for c in range(m):
@@ -419,7 +435,8 @@ def _multiplier_sensitivity(k, FT, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, S
             for c in range(m):
                 s += Gu[k, c, a] * Kn[k, c, b]
             Sm[a, b] += s
-        for i in range(n):   # W_k = Aᵀ W_{k+1} + Kᵀ Gu = (A + BK)ᵀ W_{k+1}
+    for i in range(n):   # W_k = Aᵀ W_{k+1} + Kᵀ Gu = (A + BK)ᵀ W_{k+1}
+        for a in range(ne):
             s = 0.0
             for j in range(n):
                 s += FT[i, j] * W[k + 1, j, a]
