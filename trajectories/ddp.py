@@ -226,7 +226,7 @@ class DDPSolver:
         self.alphas = 0.5 ** np.arange(max(1, int(line_search)))
         # state of the compiled iteration: see ddp_loops.iterate
         self.state = np.array([reg_init, reg_min, reg_max, reg_factor, 0.0, tol, 1e-12, 0, 0, 0, 0, 0,
-                               constraint_tol, 0, dual_reg, 1e-13], float)
+                               constraint_tol, 0, dual_reg, 1e-13, 0.0], float)
         # terminal equalities held exactly: each iteration solves the equality-constrained LQ
         # subproblem (the multipliers' Newton step); the augmented Lagrangian is then only the
         # line search's merit, and outer rounds remain for inequalities and path constraints
@@ -379,6 +379,7 @@ class DDPSolver:
             self.initialise(x0, U0, X0, t0)
             self.reset_multipliers()
             self.state[0] = self.reg_init
+            self.state[16] = 0.0
             self._newton = False
         self._fallback = None
         self._check_initial_state()

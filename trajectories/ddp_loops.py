@@ -570,10 +570,12 @@ def forward(xs, us, fs, Q, r, t0, h, alpha, K, kff, box, lo, hi, Vxx, xs_try, us
 def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_try, us_try, alphas, state,
             max_steps, W, Gu, Kn, ev, Sm, hv, Ht, eq0):
     """Up to ``max_steps`` FDDP iterations (crocoddyl's SolverFDDP::solve logic): backward pass
-    with the regularisation raised until it succeeds, then a backtracking line search on the
+    with the regularisation raised until it succeeds (tenfold, and at once past the failed stage's
+    deficit and the level that cured the last failure), then a backtracking line search on the
     cost with FDDP's acceptance test, then the regularisation schedule. ``state`` holds
     [reg, reg_min, reg_max, reg_factor, cost, tol, feas_tol, (out) stationarity, feasibility,
-    alpha, steps taken, backward failures, terminal-equality tol, (out) max |h(x_N)|]. With
+    alpha, steps taken, backward failures, terminal-equality tol, (out) max |h(x_N)|, dual reg,
+    its minimum, the regularisation that cured the last failed sweep (0: none yet)]. With
     terminal equalities held exactly (W with n_e > 0 columns) each backward pass is followed by
     the multipliers' Newton step (:func:`multiplier_step`): the step is then the one of the
     equality-constrained LQ subproblem, and the line search runs on the augmented Lagrangian with
@@ -588,6 +590,7 @@ def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_t
         for k in range(N + 1):
             for i in range(n):
                 feas = max(feas, abs(fs[k, i]))
+        failed = False
         while True:
             bad, stat, dg, dq = backward(xs, us, fs, Q, r, t0, h, state[0], box, lo, hi, K, kff, Vx, Vxx, Qu,
                                          Quu, W, Gu, Kn, ev, Sm, hv, Ht)
@@ -597,7 +600,21 @@ def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_t
             if state[0] >= reg_max:
                 state[7], state[8] = stat, feas
                 return REG_MAX
-            state[0] = min(max(state[0] * factor, reg_min), reg_max)
+            # raise it tenfold, and at once past both the level that cured the last failed sweep
+            # and the failed stage's own deficit (Gershgorin's bound on Q_uu's lowest eigenvalue):
+            # levels below those fail again, each a sweep of ~90 % of the stages
+            low = math.inf
+            for c in range(Quu.shape[1]):
+                g = Quu[bad, c, c]
+                for e in range(Quu.shape[1]):
+                    if e != c:
+                        g -= abs(Quu[bad, c, e])
+                low = min(low, g)
+            deficit = state[0] - low if math.isfinite(low) else 0.0
+            state[0] = min(max(state[0] * factor, reg_min, state[16], deficit), reg_max)
+            failed = True
+        if failed:
+            state[16] = state[0]
         hmax = 0.0
         ne = W.shape[2]
         if ne:
