@@ -193,7 +193,7 @@ class DDPSolver:
                  penalty: float = 100.0, penalty_factor: float = 10.0, max_penalty: float = 1e9,
                  reg_init: float = 0.0, reg_min: float = 1e-9, reg_max: float = 1e9, reg_factor: float = 10.0,
                  line_search: int = 10, exact_terminal: bool = True, newton_switch: float = 0.15,
-                 dual_reg: float = 1e-13, al_tol: float = 1e-3) -> None:
+                 dual_reg: float = 1e-13, al_tol: float = 0.1) -> None:
         check_problem(problem)
         if variant not in VARIANTS:
             raise ProblemError(f"unknown DDP variant {variant!r}: choose one of {sorted(VARIANTS)}")
@@ -389,6 +389,8 @@ class DDPSolver:
         viol = np.inf
         budget_hit = False
         self.evaluate()
+        # the first round only finds the neighbourhood (its multipliers are a guess): a loose
+        # stationarity test there, tenfold tighter each round, and the exact terminal steps after
         inner_tol = self.tol if not self._outer else max(self.tol, self.al_tol)
         while True:
             self.state[5] = inner_tol
