@@ -441,6 +441,7 @@ class DDPSolver:
                         extra={"stationarity": float(self.state[7]), "gaps": float(np.max(np.abs(self.fs))),
                                "outer_iterations": outer, "penalty": self.mu, "regularisation": float(self.state[0]),
                                "multipliers": mult, "box": self.box, "time_budget_exceeded": budget_hit,
+                               "failed_sweeps": int(self.state[11]),
                                "augmented_cost": float(self.state[4])},
                         gains=self.K.copy(), feedforward=self.k.copy())
 
