@@ -158,7 +158,7 @@ def _module(problem: OptimalControlProblem, variant: str):
         specs["he_"] = (lambda x, r: dnp.atleast_1d(h_eq(x, r[:kp])), (n, nr))
     extra = _LOOPS + f"\n\n_derivatives = _derivatives_{variant}\n" \
         f"_terminal_constraint = _terminal_constraint_{'eq' if problem.n_eq else 'none'}\n" \
-        f"_NX, _NU = {n}, {m}\n"
+        f"_NX, _NU, _NE = {n}, {m}, {problem.n_eq}\n"
     module, _ = compile_module(specs, extra=extra, title=f"DDP({problem.name}, {problem.scheme}, {variant})")
     cache[variant] = module
     return module
@@ -193,7 +193,7 @@ class DDPSolver:
                  penalty: float = 100.0, penalty_factor: float = 10.0, max_penalty: float = 1e9,
                  reg_init: float = 0.0, reg_min: float = 1e-9, reg_max: float = 1e9, reg_factor: float = 10.0,
                  line_search: int = 10, exact_terminal: bool = True, newton_switch: float = 0.15,
-                 dual_reg: float = 1e-13, al_tol: float = 1e-3) -> None:
+                 dual_reg: float = 1e-13, al_tol: float = 0.1) -> None:
         check_problem(problem)
         if variant not in VARIANTS:
             raise ProblemError(f"unknown DDP variant {variant!r}: choose one of {sorted(VARIANTS)}")
@@ -226,7 +226,7 @@ class DDPSolver:
         self.alphas = 0.5 ** np.arange(max(1, int(line_search)))
         # state of the compiled iteration: see ddp_loops.iterate
         self.state = np.array([reg_init, reg_min, reg_max, reg_factor, 0.0, tol, 1e-12, 0, 0, 0, 0, 0,
-                               constraint_tol, 0, dual_reg, 1e-13], float)
+                               constraint_tol, 0, dual_reg, 1e-13, 0.0], float)
         # terminal equalities held exactly: each iteration solves the equality-constrained LQ
         # subproblem (the multipliers' Newton step); the augmented Lagrangian is then only the
         # line search's merit, and outer rounds remain for inequalities and path constraints
@@ -379,6 +379,7 @@ class DDPSolver:
             self.initialise(x0, U0, X0, t0)
             self.reset_multipliers()
             self.state[0] = self.reg_init
+            self.state[16] = 0.0
             self._newton = False
         self._fallback = None
         self._check_initial_state()
@@ -388,6 +389,8 @@ class DDPSolver:
         viol = np.inf
         budget_hit = False
         self.evaluate()
+        # the first round only finds the neighbourhood (its multipliers are a guess): a loose
+        # stationarity test there, tenfold tighter each round, and the exact terminal steps after
         inner_tol = self.tol if not self._outer else max(self.tol, self.al_tol)
         while True:
             self.state[5] = inner_tol
@@ -438,6 +441,7 @@ class DDPSolver:
                         extra={"stationarity": float(self.state[7]), "gaps": float(np.max(np.abs(self.fs))),
                                "outer_iterations": outer, "penalty": self.mu, "regularisation": float(self.state[0]),
                                "multipliers": mult, "box": self.box, "time_budget_exceeded": budget_hit,
+                               "failed_sweeps": int(self.state[11]),
                                "augmented_cost": float(self.state[4])},
                         gains=self.K.copy(), feedforward=self.k.copy())
 

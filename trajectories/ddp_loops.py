@@ -235,6 +235,7 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
     col = np.empty(m)
     ct = np.empty(n + 1)
     Y = np.empty((m, n))
+    Yn = np.empty((m, _NE))
     # terminal: V = Φ (with its augmented-Lagrangian terms)
     tg_forward_into_unchecked(xs[N], r, Vx[N])
     Jt = tg_jacobian_unchecked(xs[N], r)[0]
@@ -347,7 +348,7 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
             for j in range(n):
                 K[k, idx[a], j] = -Y[a, j]
         if ne:
-            _multiplier_sensitivity(k, FT, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, Sm)
+            _multiplier_sensitivity(k, FT, K, kff, fs, L, idx, nf, Yn, W, Gu, Kn, ev, Sm)
         # V_x = Q_x + Kᵀ Quu k + Kᵀ Q_u + Q_uxᵀ k ; V_xx = Q_xx + Kᵀ Quu K + Kᵀ Q_ux + Q_uxᵀ K
         kq = 0.0
         for c in range(m):
@@ -388,25 +389,40 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
     return -1, stat, dg, dq
 
 
-@njit(cache=True)
-def _multiplier_sensitivity(k, FT, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, Sm):
+@njit(cache=True, inline="always")
+def _multiplier_sensitivity(k, FT, K, kff, fs, L, idx, nf, Yn, W, Gu, Kn, ev, Sm):
     """Stage k of the terminal-multiplier sweep (see :func:`backward`): Gu, Kn at k, W_k from
-    W_{k+1}, and the stage's terms of ev and Sm (FT = [A B]ᵀ)."""
-    n, m, ne = FT.shape[1], K.shape[1], W.shape[2]
+    W_{k+1}, and the stage's terms of ev and Sm (FT = [A B]ᵀ). The sizes are the module's
+    constants and Kn is solved for all n_e columns at once, as K is: with sizes read from the
+    arrays and one solve a column this took as long as the rest of the stage."""
+    n, m, ne = _NX, _NU, _NE
     for c in range(m):
         for a in range(ne):
             s = 0.0
             for i in range(n):
                 s += FT[n + c, i] * W[k + 1, i, a]
             Gu[k, c, a] = s
-    for a in range(ne):
-        for c in range(m):
+    # Kn = −Quu_ff⁻¹ Gu_f on the free controls, zero rows on the clamped ones
+    for c in range(m):
+        for a in range(ne):
             Kn[k, c, a] = 0.0
-        for f in range(nf):
-            col[f] = Gu[k, idx[f], a]
-        _chol_solve(L, col, col, nf)
-        for f in range(nf):
-            Kn[k, idx[f], a] = -col[f]
+    for f in range(nf):
+        inv = 1.0 / L[f, f]
+        for a in range(ne):
+            s = Gu[k, idx[f], a]
+            for c in range(f):
+                s -= L[f, c] * Yn[c, a]
+            Yn[f, a] = s * inv
+    for f in range(nf - 1, -1, -1):
+        inv = 1.0 / L[f, f]
+        for a in range(ne):
+            s = Yn[f, a]
+            for c in range(f + 1, nf):
+                s -= L[c, f] * Yn[c, a]
+            Yn[f, a] = s * inv
+    for f in range(nf):
+        for a in range(ne):
+            Kn[k, idx[f], a] = -Yn[f, a]
     for a in range(ne):
         s = 0.0
         for c in range(m):
@@ -419,7 +435,8 @@ def _multiplier_sensitivity(k, FT, K, kff, fs, L, idx, nf, col, W, Gu, Kn, ev, S
             for c in range(m):
                 s += Gu[k, c, a] * Kn[k, c, b]
             Sm[a, b] += s
-        for i in range(n):   # W_k = Aᵀ W_{k+1} + Kᵀ Gu = (A + BK)ᵀ W_{k+1}
+    for i in range(n):   # W_k = Aᵀ W_{k+1} + Kᵀ Gu = (A + BK)ᵀ W_{k+1}
+        for a in range(ne):
             s = 0.0
             for j in range(n):
                 s += FT[i, j] * W[k + 1, j, a]
@@ -553,10 +570,12 @@ def forward(xs, us, fs, Q, r, t0, h, alpha, K, kff, box, lo, hi, Vxx, xs_try, us
 def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_try, us_try, alphas, state,
             max_steps, W, Gu, Kn, ev, Sm, hv, Ht, eq0):
     """Up to ``max_steps`` FDDP iterations (crocoddyl's SolverFDDP::solve logic): backward pass
-    with the regularisation raised until it succeeds, then a backtracking line search on the
+    with the regularisation raised until it succeeds (tenfold, and at once past the failed stage's
+    deficit and the level that cured the last failure), then a backtracking line search on the
     cost with FDDP's acceptance test, then the regularisation schedule. ``state`` holds
     [reg, reg_min, reg_max, reg_factor, cost, tol, feas_tol, (out) stationarity, feasibility,
-    alpha, steps taken, backward failures, terminal-equality tol, (out) max |h(x_N)|]. With
+    alpha, steps taken, backward failures, terminal-equality tol, (out) max |h(x_N)|, dual reg,
+    its minimum, the regularisation that cured the last failed sweep (0: none yet)]. With
     terminal equalities held exactly (W with n_e > 0 columns) each backward pass is followed by
     the multipliers' Newton step (:func:`multiplier_step`): the step is then the one of the
     equality-constrained LQ subproblem, and the line search runs on the augmented Lagrangian with
@@ -571,6 +590,7 @@ def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_t
         for k in range(N + 1):
             for i in range(n):
                 feas = max(feas, abs(fs[k, i]))
+        failed = False
         while True:
             bad, stat, dg, dq = backward(xs, us, fs, Q, r, t0, h, state[0], box, lo, hi, K, kff, Vx, Vxx, Qu,
                                          Quu, W, Gu, Kn, ev, Sm, hv, Ht)
@@ -580,7 +600,21 @@ def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_t
             if state[0] >= reg_max:
                 state[7], state[8] = stat, feas
                 return REG_MAX
-            state[0] = min(max(state[0] * factor, reg_min), reg_max)
+            # raise it tenfold, and at once past both the level that cured the last failed sweep
+            # and the failed stage's own deficit (Gershgorin's bound on Q_uu's lowest eigenvalue):
+            # levels below those fail again, each a sweep of ~90 % of the stages
+            low = math.inf
+            for c in range(Quu.shape[1]):
+                g = Quu[bad, c, c]
+                for e in range(Quu.shape[1]):
+                    if e != c:
+                        g -= abs(Quu[bad, c, e])
+                low = min(low, g)
+            deficit = state[0] - low if math.isfinite(low) else 0.0
+            state[0] = min(max(state[0] * factor, reg_min, state[16], deficit), reg_max)
+            failed = True
+        if failed:
+            state[16] = state[0]
         hmax = 0.0
         ne = W.shape[2]
         if ne:
