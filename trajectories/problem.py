@@ -1,11 +1,13 @@
 """Optimal control problems: dynamics, costs, bounds and constraints, built from plain functions.
 
     minimise   J = ∫_0^T L(x, u, p, t) dt + Φ(x(T), p)
-    subject to ẋ = f(x, u, p, t),  x(0) = x0,  u_lo ≤ u ≤ u_hi,
+    subject to ẋ = f(x, u, p, t),  x(0) = x0,  u_lo ≤ u ≤ u_hi,  x_lo ≤ x ≤ x_hi,
                g(x, u, p, t) ≤ 0 (path),  h_eq(x(T), p) = 0,  h_in(x(T), p) ≤ 0,
                T fixed, or free in [T_lo, T_hi].
 
-Controls are piecewise constant on N intervals. Internally the problem is posed on scaled time
+State bounds x_lo ≤ x ≤ x_hi (``x_lower``, ``x_upper``) are path constraints appended after ``g``'s
+rows, one per finite bound. Controls are piecewise constant on N intervals.
+Internally the problem is posed on scaled time
 s = t/T ∈ [0, 1] with T a parameter (dx/ds = T f), so a free final time is one more decision
 variable with an exact gradient. Objective and constraints share one compiled ODE problem:
 its parameter vector q = (p, T, c, w) weighs the cost by c and terminal constraint i by w_i, so
@@ -40,6 +42,21 @@ def _vec(v, n, name) -> np.ndarray:
     if a.shape != (n,):
         raise ProblemError(f"{name} must have {n} entries, got shape {a.shape}")
     return a
+
+
+def _with_state_bounds(g: Callable | None, lower: np.ndarray, upper: np.ndarray) -> Callable | None:
+    """The path constraints ``g`` followed by the rows x_i − hi_i ≤ 0 of every finite upper state bound and
+    lo_i − x_i ≤ 0 of every finite lower one, so state bounds hold at every node in every transcription."""
+    rows = [(i, 1.0, float(upper[i])) for i in np.flatnonzero(np.isfinite(upper))]
+    rows += [(i, -1.0, float(lower[i])) for i in np.flatnonzero(np.isfinite(lower))]
+    if not rows:
+        return g
+
+    def bounded(x, u, p, t):
+        box = dnp.array([sign * (x[i] - bound) for i, sign, bound in rows])
+        return box if g is None else dnp.concatenate([dnp.atleast_1d(g(x, u, p, t)), box])
+
+    return bounded
 
 
 def _spread(a, rows, width) -> np.ndarray:
@@ -78,7 +95,7 @@ class OptimalControlProblem:
                  path_constraints: Callable | None = None, terminal_equality: Callable | None = None,
                  terminal_inequality: Callable | None = None, scheme: str = "rk4",
                  x_names: Sequence[str] | None = None, u_names: Sequence[str] | None = None,
-                 u_init=None, x_init=None, name: str = "problem") -> None:
+                 u_init=None, x_init=None, name: str = "problem", x_lower=-np.inf, x_upper=np.inf) -> None:
         if n_u is None:
             raise ProblemError("n_u is missing: give the number of controls the dynamics take, e.g. n_u=1")
         if int(n_u) != n_u or n_u < 1:
@@ -97,7 +114,8 @@ class OptimalControlProblem:
         self.f = canonical(dynamics, 4, "dynamics")
         self.L = canonical(running_cost, 4, "running_cost")
         self.Phi = canonical(terminal_cost, 2, "terminal_cost")
-        self.g = canonical(path_constraints, 4, "path_constraints")
+        self.x_lower, self.x_upper = _vec(x_lower, self.n_x, "x_lower"), _vec(x_upper, self.n_x, "x_upper")
+        self.g = _with_state_bounds(canonical(path_constraints, 4, "path_constraints"), self.x_lower, self.x_upper)
         self.h_eq = canonical(terminal_equality, 2, "terminal_equality")
         self.h_in = canonical(terminal_inequality, 2, "terminal_inequality")
         self.n_eq = self._count(self.h_eq, terminal=True)
@@ -122,6 +140,16 @@ class OptimalControlProblem:
             i = bad[0]
             raise ProblemError(f"inconsistent control bounds for {self.u_names[i]}: lower {self.u_lower[i]} > "
                                f"upper {self.u_upper[i]}")
+        bad = np.flatnonzero(self.x_lower > self.x_upper)
+        if bad.size:
+            i = bad[0]
+            raise ProblemError(f"inconsistent state bounds for {self.x_names[i]}: x_lower {self.x_lower[i]} > "
+                               f"x_upper {self.x_upper[i]}")
+        bad = np.flatnonzero((self.x0 < self.x_lower) | (self.x0 > self.x_upper))
+        if bad.size:
+            i = bad[0]
+            raise ProblemError(f"x0 violates the state bounds: {self.x_names[i]} = {self.x0[i]} is outside "
+                               f"[{self.x_lower[i]}, {self.x_upper[i]}]; start inside them or widen them")
         lo, hi = self.T_bounds
         if self.free_time and not (0 < lo <= self.T <= hi):
             raise ProblemError(f"free final time: need 0 < T_lo <= T <= T_hi, got T = {self.T}, bounds {self.T_bounds}")
