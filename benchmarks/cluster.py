@@ -28,18 +28,27 @@ CPU)`` bounds the ratio a free machine would give. The last column measures what
 change: the serial run's CPU per task inside one worker process alone, and inside both at the
 same time (each the whole serial run, started by ``client.run``, no tasks): on this 2-vCPU VM,
 two busy processes make each other's CPU seconds dearer (shared caches, memory bandwidth or
-hyperthreads of the host), which bounds the ratio at 2 / (1 + that fraction). The serial
+hyperthreads of the host), which bounds the ratio at 2 / (1 + that fraction). And the kernel
+here schedules by autogroup (``/proc/sys/kernel/sched_autogroup_enabled`` = 1): each login
+session's processes share one slice of the CPU, so while k other sessions keep a core busy
+this benchmark's three processes together get about 2/(k + 1) cores, as its one serial process
+gets at most one: at load ~4 the wall ratio is near 1 whatever the code does, and only a quiet
+machine measures it (the load columns say which runs were). The serial
 baseline runs with one BLAS thread, as every worker does,
 so both do identical work, and both are warmed alike (the serial process and every worker load
 the kernels and compile the sweep's problem structure once before timing; the garbage collector
 costs the serial run < 0.1 ms per task, so freezing it in the workers changes nothing); serial
 and parallel runs alternate (best of ``--repeats``). The per-task overhead comes from 500 empty
 tasks, one Dask task each and in the default chunks (``map_tasks`` sends chunks by factoring,
-``cluster.auto_chunks``: halving batches of W chunks ending in single tasks, one Dask task group
-that the scheduler queues and hands out to whichever worker is free; each Dask task costs the
-client and the workers a few ms of CPU, 5.5 ms at load 4.5, so the chunks, not the tasks, are
-what it pays for; results are fetched in the event loop in batches). A small ``shared`` object (the sweep's builder and
-options) travels inside each chunk rather than being scattered first. The LocalCluster runs
+``cluster.auto_chunks``: halving batches of W chunks, the first half the run, none under
+1/(16W) of it, one Dask task group that the scheduler queues and hands out to whichever worker
+is free; each Dask task costs the client and the workers ~4.5 ms of CPU each at load 4 (tasks
+of 8 ms; 1.3-1.4 ms each for empty ones), so the chunks, not the tasks, are what it pays for:
+the 144-task sweep travels in 11 chunks; results are fetched in the event loop in batches). A
+small ``shared`` object (the sweep's builder and options) travels inside each chunk rather than
+being scattered first. A sweep's Solutions travel in their compact wire form
+(``diffsim.packing``: a solution's arrays in one buffer, ~45 µs to pickle and as much to load,
+where numpy's reduction of each array took 100 and 80 µs). The LocalCluster runs
 with ``cluster.QUIET_LOCAL`` (no profiler sampling the task thread, slower housekeeping timers):
 an idle cluster's own CPU is then
 ~20 ms/s instead of ~100 ms/s, as the "idle cluster" line shows. Nothing is asserted.
@@ -199,6 +208,11 @@ def _serial_cpu(name, size):
     return time.process_time() - start
 
 
+def _ms(seconds):
+    """Milliseconds with two or three significant digits (a sweep task's 6 ms, a replica's 470 ms)."""
+    return f"{1e3 * seconds:.1f} ms" if seconds < 0.02 else f"{1e3 * seconds:.0f} ms"
+
+
 def _load():
     return f"{os.getloadavg()[0]:.1f}"
 
@@ -246,9 +260,9 @@ def main() -> None:
             rows.append([title, n, f"{s[0]:.2f} s", f"{p[0]:.2f} s", f"{n / s[0]:.2f}", f"{n / p[0]:.2f}",
                          f"{s[0] / p[0]:.2f}x", f"{cold_here:.2f} s / {cold_workers:.2f} s",
                          f"{load_start} → {_load()}"])
-            cpu_rows.append([title, f"{1e3 * s[1] / n:.0f} ms", f"{1e3 * p[2] / n:.0f} ms", f"{1e3 * p[1] / n:.1f} ms",
+            cpu_rows.append([title, _ms(s[1] / n), _ms(p[2] / n), f"{1e3 * p[1] / n:.2f} ms",
                              f"{(s[1] / ((p[2] + p[1]) / 2)) if p[2] else float('nan'):.2f}x",
-                             f"{1e3 * alone / n:.0f} → {1e3 * together / n:.0f} ms ({together / alone - 1:+.0%})"])
+                             f"{_ms(alone / n)} → {_ms(together / n)} ({together / alone - 1:+.0%})"])
             print(f"  {title}: {s[0] / p[0]:.2f}x (load {load_start} → {_load()})", flush=True)
         print_table("throughput (warm: every worker prepared with cluster.warm; best of the alternated runs)",
                     ["workload", "tasks", "serial", "2 workers", "tasks/s serial", "tasks/s 2 workers", "ratio",

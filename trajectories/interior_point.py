@@ -29,6 +29,8 @@ from typing import Callable
 
 import numpy as np
 
+from diffsim.packing import pack, unpack
+
 from . import ip_vectors as ipv
 from . import newton_system
 from .result import Solution
@@ -104,9 +106,22 @@ class Iterate:
         c.z_lo, c.z_hi, c.extra = self.z_lo.copy(), self.z_hi.copy(), dict(self.extra)
         return c
 
+    def __reduce__(self):
+        """Pickled as its arrays in one buffer (:mod:`diffsim.packing`) without the block views,
+        which the copy rebuilds as views of its own ``s`` and ``y``."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("s_blocks", "y_blocks")}
+        return _unpickle_iterate, (pack(state),)
+
     s_path, s_final, s_in = _block(0, "s"), _block(1, "s"), _block(2, "s")
     y_path, y_final, y_in = _block(0, "y"), _block(1, "y"), _block(2, "y")
     del _block, _flat
+
+
+def _unpickle_iterate(state) -> Iterate:
+    it = Iterate.__new__(Iterate)
+    for name, value in unpack(state).items():  # in the original order: the sizes before s and y
+        setattr(it, name, value)               # s and y through their property: the block views too
+    return it
 
 
 def interior_point(tr: Transcription, options: Options | None = None, warm: Solution | None = None,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from diffsim.files import pyplot, write_figure
+from diffsim.packing import pack, unpack
 
 
 @dataclass
@@ -40,6 +41,12 @@ class Solution:
     multipliers: dict = field(default_factory=dict)
     gains: np.ndarray | None = None         # DDP: feedback gains K_k (N, m, n), δu_k = k_k + K_k δx_k
     feedforward: np.ndarray | None = None   # DDP: feed-forward terms k_k (N, m) of the last backward pass
+
+    def __reduce__(self):
+        """The compact wire form (a sweep's workers send thousands): every array of the solution
+        and of its plain dicts in one buffer (:mod:`diffsim.packing`), the rest pickled as usual;
+        the copy equals the original bit for bit, with writeable arrays."""
+        return _unpickle_solution, (pack(self.__dict__),)
 
     @property
     def wall_time(self) -> float:
@@ -84,3 +91,9 @@ class Solution:
         if path is not None:
             write_figure(fig, path, dpi=120)
         return fig
+
+
+def _unpickle_solution(state) -> Solution:
+    solution = Solution.__new__(Solution)
+    solution.__dict__.update(unpack(state))
+    return solution

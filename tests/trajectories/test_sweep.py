@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
+from solution_equality import assert_same
 
 from diffsim import cluster
 from diffsim.cli import main
-from trajectories import ProblemError
+from trajectories import ProblemError, solve
 from trajectories.sweep import random_start, sweep
 from trajectories.systems import double_integrator_lqr, pendulum_swingup, riccati_lqr
 
@@ -40,6 +41,24 @@ def test_lqr_sweep_meets_riccati_and_cluster_equals_serial(dask_client):
     assert compact.table() == serial.table()
     assert all(r["result"] is None for row in compact.rows for r in row)
     assert [[r["cost"] for r in row] for row in compact.rows] == [[r["cost"] for r in row] for row in serial.rows]
+
+
+def test_solutions_from_the_workers_equal_fresh_serial_solves_bit_for_bit(dask_client):
+    # each worker's Solution travels in its compact wire form (diffsim.packing): every field,
+    # multiplier, gain and the interior point's last iterate must arrive as a solve here makes them
+    grid = {"T": [3.5, 4.5]}
+    for method in ("multiple", "ddp"):
+        parallel = sweep(pendulum_swingup, grid, starts=2, fixed={"N": 20}, method=method, client=dask_client,
+                         progress=False)
+        for p, row in zip(parallel.points, parallel.rows):
+            for k, out in enumerate(row):
+                ocp = pendulum_swingup(N=20, T=p["T"])
+                start = {} if k == 0 else {"U0": random_start(ocp, cluster.task_rng(f"start-{k}", 0))}
+                fresh = solve(ocp, method=method, **start)
+                assert_same(fresh, out["result"], f"{method} T={p['T']} start {k}", skip=("seconds",))
+                assert out["cost"] == fresh.cost and out["iterations"] == fresh.iterations
+        back = parallel.rows[1][1]["result"]
+        assert back.x.flags.writeable and (back.gains is not None) == (method == "ddp")
 
 
 def test_random_starts_are_the_same_at_every_point_and_within_bounds():
