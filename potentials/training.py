@@ -288,8 +288,10 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
     if refit:
         last = _stage_config(config, 1.0 if history.stage_two_epoch >= 0 else 0.0)
         weights = config.refit_weights or (last.energy_weight, last.force_weight, last.stress_weight)
+        c = time.process_time()
         history.refit = refit_readout(model, data, *weights, config_type_weights=config.config_type_weights,
                                       max_structures=config.refit_structures, rng=_refit_rng(config))
+        history.refit.update(cpu_seconds=time.process_time() - c, reserved=reserve)
     history.seconds += time.perf_counter() - t0
     history.cpu_seconds += time.process_time() - cpu0
     history.errors = _final_errors(model, data, val, tests)
