@@ -267,7 +267,7 @@ def _train_config(args: argparse.Namespace, keys):
                        config_type_weights=_json_mapping(args.config_type_weights, "--config-type-weights"),
                        schedule=args.schedule, ema_decay=args.ema_decay or None, clip_norm=args.clip_norm or None,
                        validation_fraction=args.valid_fraction, keys=keys, max_seconds=args.max_seconds,
-                       e0s=parse_e0s(args.E0s) if args.E0s else None)
+                       e0s=parse_e0s(args.E0s) if args.E0s else None, refit=False if args.no_refit else None)
 
 
 def _print_training(args: argparse.Namespace, model, histories: list, structures: int) -> None:
@@ -521,6 +521,9 @@ def _add_training_options(tr) -> None:
     sched.add_argument("--ema-decay", type=float, default=0.99, help="EMA of the weights (default 0.99; 0: off)")
     sched.add_argument("--clip-norm", type=float, default=10.0, help="gradient-norm clipping (default 10; 0: off)")
     sched.add_argument("--max-seconds", type=float, help="stop after this much training time")
+    sched.add_argument("--no-refit", action="store_true",
+                       help="skip the last step of ACSF training, the exact least-squares refit of the read-out on "
+                            "energies, forces and stress (potentials.refit)")
     sched.add_argument("--ensemble", type=int, default=1, metavar="K",
                        help="train a committee of K models (seeds and splits differ), stored in one file")
 

@@ -28,6 +28,7 @@ from .loss import batch_loss
 from .metrics import ModelErrors, error_table, errors
 from .model import Potential
 from .reference_data import held_out_split
+from .refit import estimate_refit_seconds, refit_readout, supports_refit
 from .schedules import LearningRate, WeightAverage, clip_gradients
 from .structures import Structure, make_batch, prepare
 
@@ -67,6 +68,13 @@ class TrainConfig:
     optimizer: str = "adam"           # "adam" (minibatches) or "lbfgs" (full batch, scipy; epochs = iterations)
     keys: LabelKeys = field(default_factory=LabelKeys)   # where the labels are (potentials.labels)
     e0s: dict | str | None = None     # reference energies: a mapping, "isolated", "fit" or None (see e0s)
+    # the last step (potentials.refit): the exact least-squares refit of the linear read-out on
+    # energies, forces and stress, so that the bulk modulus does not hang on the stopping epoch.
+    # None: for models that have one (ACSF), True: required, False: off. Its CPU time is kept
+    # inside max_seconds. Weights (energy, forces, stress); None: the last stage's loss weights.
+    refit: bool | None = None
+    refit_weights: tuple | None = (1000.0, 10.0, 10000.0)
+    refit_structures: int = 200       # structures of the refit's force and stress terms
 
 
 @dataclass
@@ -88,6 +96,7 @@ class History:
     training_structures: int = 0      # structures trained on (the held-out ones excluded)
     validation_structures: int = 0
     stage_two_epoch: int = -1         # the first epoch of stage two (-1: none)
+    refit: dict = field(default_factory=dict)  # the read-out refit's losses before and after (potentials.refit)
 
     def table(self) -> str:
         """The final errors as a text table (set x config_type)."""
@@ -113,6 +122,12 @@ def _check_config(config: TrainConfig) -> None:
                          "stage_two in [0, 1] or None)")
     if config.optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"unknown optimizer {config.optimizer!r}: use 'adam' or 'lbfgs'")
+    if config.refit_weights is not None and (len(config.refit_weights) != 3
+                                             or not all(weight(w) for w in config.refit_weights)):
+        raise ValueError(f"refit_weights = {config.refit_weights!r}: give three weights ≥ 0 (energy, forces, stress) "
+                         "or None")
+    if not count(config.refit_structures):
+        raise ValueError(f"refit_structures = {config.refit_structures!r}: a count ≥ 1")
     if config.optimizer == "lbfgs" and config.checkpoint:
         raise ValueError("checkpoints are written by the 'adam' optimizer (L-BFGS runs are full-batch and short): "
                          "drop the checkpoint or use adam")
@@ -212,8 +227,12 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         history = _train_lbfgs(model, data, val, config, history)
         history.errors = _final_errors(model, data, val, tests)
         return history
-    bar = progress_bar(config.epochs, "training", "epoch", config.progress, initial=start_epoch)
+    refit = _wants_refit(model, config)
     t0, cpu0 = time.perf_counter(), time.process_time()
+    reserve = estimate_refit_seconds(model, data, config.refit_structures, _refit_rng(config)) if refit and \
+        config.max_seconds is not None else 0.0
+    budget = None if config.max_seconds is None else max(config.max_seconds - reserve, 0.0)
+    bar = progress_bar(config.epochs, "training", "epoch", config.progress, initial=start_epoch)
     since = history.val_loss[max(history.stage_two_epoch, 0):]  # the best of the current stage
     best = min(since) if since else np.inf
     val_batch = _batch(val) if val else None
@@ -222,8 +241,8 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         if part is not None:
             part.load_state(state.get("extra", {}))
     for epoch in range(start_epoch, config.epochs if not history.stopped_early else start_epoch):
-        fraction = (history.cpu_seconds + time.process_time() - cpu0) / config.max_seconds \
-            if config.max_seconds is not None else epoch / config.epochs
+        fraction = min((history.cpu_seconds + time.process_time() - cpu0) / budget, 1.0) if budget else \
+            (1.0 if budget is not None else epoch / config.epochs)
         loss_config = _stage_config(config, 1.0 if history.stage_two_epoch >= 0 else fraction)
         if loss_config is not config and history.stage_two_epoch < 0:
             history.stage_two_epoch, best = epoch, np.inf  # a new loss: the best epoch is chosen afresh
@@ -261,15 +280,36 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
             save_checkpoint(config.checkpoint, model, epoch + 1, history, state, rng, config, *fingerprint)
         if history.stopped_early:
             break
-        if config.max_seconds is not None and history.cpu_seconds + time.process_time() - cpu0 > config.max_seconds:
+        if budget is not None and history.cpu_seconds + time.process_time() - cpu0 > budget:
             break
     bar.close()
     if state.get("best") is not None:
         model.weights = state["best"]
+    if refit:
+        last = _stage_config(config, 1.0 if history.stage_two_epoch >= 0 else 0.0)
+        weights = config.refit_weights or (last.energy_weight, last.force_weight, last.stress_weight)
+        c = time.process_time()
+        history.refit = refit_readout(model, data, *weights, config_type_weights=config.config_type_weights,
+                                      max_structures=config.refit_structures, rng=_refit_rng(config))
+        history.refit.update(cpu_seconds=time.process_time() - c, reserved=reserve)
     history.seconds += time.perf_counter() - t0
     history.cpu_seconds += time.process_time() - cpu0
     history.errors = _final_errors(model, data, val, tests)
     return history
+
+
+def _wants_refit(model, config: TrainConfig) -> bool:
+    """Whether training ends with the read-out refit; an error if it is asked of a model without one."""
+    able = supports_refit(model)
+    if config.refit and not able:
+        raise ValueError(f"refit=True asks for the read-out refit, which treats ACSF models, not "
+                         f"{type(model).__name__}: leave refit at None (or False)")
+    return able and config.refit is not False and config.optimizer == "adam"
+
+
+def _refit_rng(config: TrainConfig) -> np.random.Generator:
+    """The refit's own generator (its subset), apart from the training order's."""
+    return np.random.default_rng([config.seed, 16])
 
 
 def _stage_config(config: TrainConfig, fraction: float) -> TrainConfig:

@@ -79,3 +79,15 @@ def test_train_command_defaults_are_the_training_defaults(tmp_path):
              "stage_two_stress_weight": "stage_two_stress_weight"}
     assert {cli: getattr(args, cli) for cli in pairs} == {cli: getattr(cfg, api) for cli, api in pairs.items()}
     assert args.learning_rate is None  # then the model's: TrainConfig's for acsf
+
+
+def test_no_refit_turns_the_readout_refit_off(tmp_path):
+    from diffsim.cli import build_parser
+    from potentials.cli import _train_config
+    from potentials.labels import LabelKeys
+
+    data = tmp_path / "d.xyz"
+    data.write_text("")
+    on, off = (_train_config(build_parser().parse_args(["potential", "train", "--data", str(data), *extra]),
+                             LabelKeys()) for extra in ([], ["--no-refit"]))
+    assert on.refit is None and off.refit is False  # None: on for ACSF models (potentials.refit)
