@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -51,6 +51,7 @@ class Options:
     theta_mu: float = 1.5
     tau_min: float = 0.99
     bound_push: float = 1e-2
+    bound_relax_factor: float = 1e-9   # inequality rows g ≤ 0 solved as g ≤ ε (IPOPT's bound_relax_factor)
     bound_frac: float = 1e-2
     watchdog_shortened_iter_trigger: int = 10  # shortened steps in a row that start the watchdog (0: never)
     watchdog_trial_iter_max: int = 3            # watchdog steps taken before going back
@@ -153,6 +154,10 @@ class _Solver:
         self._stacked: list = []
         self._no_defects = np.zeros((self.N, self.ns))
         self._no_path_rows = (np.zeros((self.N, 1)), np.zeros(1))  # placeholders the compiled loops index
+        # ε of the rows' relaxation g − ε ≤ 0: bound_relax_factor, at most a tenth of constr_viol_tol (IPOPT
+        # caps its relaxation by that tolerance too), so the rows as posed still meet the tolerance
+        opt = self.opt  # the ipopt backend's residual helper passes fewer options
+        self._relax = min(getattr(opt, "bound_relax_factor", 0.0), 0.1 * getattr(opt, "constr_viol_tol", np.inf))
 
     # ------------------------------------------------------------ setup
 
@@ -192,7 +197,7 @@ class _Solver:
             X, U = it.X.copy(), it.U.copy()
             V = self._push_into_bounds(self._stack(X, U))
             X, U = np.ascontiguousarray(V[:, :self.ns]), np.ascontiguousarray(V[:N, self.ns:])
-            vals = tr.values(X, U)
+            vals = self._values(X, U)
             return Iterate(X, U, it.lam.copy(), it.nu.copy(), np.maximum(it.s_path, 1e-8), it.y_path.copy(),
                            np.maximum(it.s_final, 1e-8), it.y_final.copy(), np.maximum(it.s_in, 1e-8),
                            it.y_in.copy(), it.z_lo.copy(), it.z_hi.copy()), vals
@@ -200,7 +205,7 @@ class _Solver:
         X, U = tr.initial_guess(U0, X0, T0)
         V = self._push_into_bounds(self._stack(X, U))
         X, U = np.ascontiguousarray(V[:, :self.ns]), np.ascontiguousarray(V[:N, self.ns:])
-        vals = tr.values(X, U)
+        vals = self._values(X, U)
         push = lambda g: np.maximum(-g, self.opt.bound_push * np.maximum(1.0, np.abs(g)))
         s_path, s_final, s_in = push(vals.path), push(vals.path_final), push(vals.inequality)
         y = lambda s: self.mu / s
@@ -231,6 +236,8 @@ class _Solver:
             d.A, d.B, d.grad, it.lam, d.TJ, it.nu, it.y_in, d.GJ, d.GNJ, yp, yN, self.ng, it.z_lo, it.z_hi,
             self.decision, self.tr.lifted, self._stack(it.X, it.U), *self._bounds, vals.rows, it.s, it.y, vals.defects,
             vals.equality, gl)
+        if self._relax and vals.rows.size:  # the worst violation of the rows as posed, not relaxed
+            violation = max(violation, float(vals.rows.max()) + self._relax)
         return stat, primal, violation, s_d, s_c, gl, (p_min, p_max, n_z)
 
     @staticmethod
@@ -542,7 +549,6 @@ class _Solver:
         repeated with c_soc ← α_soc c_soc + c(x + α_soc d_soc) while the infeasibility falls by
         κ_soc, at most ``max_soc`` times. (step, α, trial point, f-type) of the first accepted
         correction, or None."""
-        from dataclasses import replace
 
         c_soc = self._equality_rows(vals, it._blocks(it.s))
         for _ in range(max_soc):
@@ -578,6 +584,17 @@ class _Solver:
         count (dX[0]'s fixed part and the final control are zero)."""
         return ipv.barrier_directional(self._stack(it.X, it.U), step.dV, d.grad, *self._bounds, it.s, step.ds, mu)
 
+    def _values(self, X, U):
+        """The transcription's values with every inequality row relaxed by ε (g − ε ≤ 0): a row that
+        the equalities make active (a state bound at a terminal target) keeps a strict interior for the
+        barrier, as IPOPT's ``bound_relax_factor`` does."""
+        vals = self.tr.values(X, U)
+        eps = self._relax
+        if eps and (vals.path.size or vals.inequality.size):
+            vals = replace(vals, path=vals.path - eps, path_final=vals.path_final - eps,
+                           inequality=vals.inequality - eps)
+        return vals
+
     def _trial(self, it, step, alpha):
         tr = self.tr
         U = np.ascontiguousarray(it.U + alpha * step.dU)
@@ -586,7 +603,7 @@ class _Solver:
             X = it.X.copy()
             X[0] = it.X[0] + alpha * step.dX[0]
         X = np.ascontiguousarray(X)
-        vals = tr.values(X, U)
+        vals = self._values(X, U)
         if vals.bad >= 0:
             return None
         return vals, X, U, it.s + alpha * step.ds
@@ -623,7 +640,7 @@ class _Solver:
         V = self._push_into_bounds(self._stack(X, U))
         X, U = np.ascontiguousarray(V[:, :self.ns]), np.ascontiguousarray(V[:self.N, self.ns:])
         self.tr.rollout(X, U)
-        vals = self.tr.values(X, U)
+        vals = self._values(X, U)
         push = lambda g: np.maximum(-g, self.opt.bound_push * np.maximum(1.0, np.abs(g)))
         it.X, it.U = X, U
         it.s_path, it.s_final, it.s_in = push(vals.path), push(vals.path_final), push(vals.inequality)

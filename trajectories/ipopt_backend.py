@@ -88,6 +88,7 @@ def ipopt(tr: Transcription, warm: Solution | None = None, U0=None, X0=None, T0=
 
 class _Options:
     tol = 1e-8
+    bound_relax_factor = 0.0  # the residuals at IPOPT's point are of the rows as posed
 
 
 def _message(info) -> str:

@@ -60,3 +60,13 @@ def test_the_shooting_cost_converges_to_the_closed_form_as_the_grid_refines():
 def test_bad_state_bounds_raise_a_problem_error_naming_them(bounds, words):
     with pytest.raises(ProblemError, match=words):
         solve(transfer(0.0, D, **bounds))
+
+
+@pytest.mark.parametrize("method", ["multiple", "collocation"])
+def test_a_bound_the_terminal_target_makes_active_still_solves(method):
+    # x_hi = D is active at the final node by the terminal equality: without the relaxation of the
+    # rows the barrier has no interior there and the multipliers of the two constraints diverge
+    sol = solve(transfer(0.0, D, x_upper=[D, V_MAX]), method=method)
+    assert sol.status, sol.message
+    assert sol.x[:, 0].max() <= D + 1e-8 and sol.x[:, 1].max() <= V_MAX + 1e-8
+    assert sol.cost == pytest.approx(CLOSED_FORM, rel=1e-5 if method == "collocation" else 3e-3)
