@@ -443,6 +443,17 @@ def test_dopri5_runs_at_its_own_times_from_t0():
     r = prob.rollout(np.array([1.0]), np.zeros((4, 1)), T=1.0, t0=0.7)
     exact = np.sin(1.7) - np.sin(0.7)
     assert r.x[-1, 0] == pytest.approx(1.0 + exact, abs=1e-9) and r.J == pytest.approx(exact, abs=1e-9)
+    for t in (0.7, 0.83, 1.1, 1.4471, 1.7):  # dense output: the end slope of each step taken at its own time
+        assert r.dense(t)[0] == pytest.approx(1.0 + np.sin(t) - np.sin(0.7), abs=1e-8), t
+
+
+def test_dopri5_controls_the_error_of_the_running_cost_too():
+    # ẋ = 0 is integrated exactly, ℓ = cos 3t is not: only the cost's error can limit the step;
+    # J = (sin 3(t0 + T) − sin 3 t0)/3 (closed form)
+    prob = ODEProblem(lambda x, u: 0.0 * x, 1, 1, running_cost=lambda x, u, p, t: dnp.cos(3 * t) + 0.0 * x[0],
+                      scheme="dopri5", rtol=1e-10, atol=1e-12)
+    r = prob.rollout(np.array([1.0]), np.zeros((1, 1)), T=6.0, t0=0.2)
+    assert r.J == pytest.approx((np.sin(3 * 6.2) - np.sin(3 * 0.2)) / 3, abs=1e-8)
 
 
 def test_every_control_gets_its_own_gradient_from_the_adjoint():
