@@ -416,3 +416,73 @@ def test_checkpointing_recomputes_time_dependent_dynamics_at_their_own_times(sna
     np.testing.assert_allclose(g.dU, central_fd(lambda V: cost(x0, V, p), U), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(g.dx0, central_fd(lambda v: cost(v, U, p), x0), rtol=1e-6)
     np.testing.assert_allclose(g.dp, central_fd(lambda q: cost(x0, U, q), p), rtol=1e-6)
+
+
+def _time_dependent(scheme="rk4"):
+    """ẋ = −x + sin(3t)·u + p0·cos(t): every step must run at its own time t0 + k·h."""
+    return ODEProblem(lambda x, u, p, t: dnp.array([-x[0] + dnp.sin(3 * t) * u[0] + p[0] * dnp.cos(t)]), 1, 1, 1,
+                      running_cost=lambda x, u, p, t: x[0] ** 2 + 0.1 * u[0] ** 2,
+                      terminal_cost=lambda x, p: 2.0 * x[0] ** 2, scheme=scheme)
+
+
+def test_forward_sensitivities_run_time_dependent_dynamics_at_their_own_times_from_t0():
+    prob = _time_dependent()
+    x0, p = np.array([0.5]), np.array([0.7])
+    U = np.cos(np.linspace(0.0, 2.0, 16))[:, None]
+    g = prob.gradient(x0, U, p, T=2.0, t0=0.4, method="forward")
+    cost = lambda x0_, U_, p_: prob.rollout(x0_, U_, p_, T=2.0, t0=0.4).cost
+    np.testing.assert_allclose(g.dU, central_fd(lambda V: cost(x0, V, p), U), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(g.dp, central_fd(lambda q: cost(x0, U, q), p), rtol=1e-6)
+
+
+def test_dopri5_runs_at_its_own_times_from_t0():
+    # ẋ = cos t + u, ℓ = cos t: x(T) = x0 + sin(t0 + T) − sin(t0) and J the same increment (closed form)
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([dnp.cos(t) + u[0]]), 1, 1,
+                      running_cost=lambda x, u, p, t: dnp.cos(t) + 0.0 * x[0], scheme="dopri5", rtol=1e-10,
+                      atol=1e-12)
+    r = prob.rollout(np.array([1.0]), np.zeros((4, 1)), T=1.0, t0=0.7)
+    exact = np.sin(1.7) - np.sin(0.7)
+    assert r.x[-1, 0] == pytest.approx(1.0 + exact, abs=1e-9) and r.J == pytest.approx(exact, abs=1e-9)
+    for t in (0.7, 0.83, 1.1, 1.4471, 1.7):  # dense output: the end slope of each step taken at its own time
+        assert r.dense(t)[0] == pytest.approx(1.0 + np.sin(t) - np.sin(0.7), abs=1e-8), t
+
+
+def test_dopri5_controls_the_error_of_the_running_cost_too():
+    # ẋ = 0 is integrated exactly, ℓ = cos 3t is not: only the cost's error can limit the step;
+    # J = (sin 3(t0 + T) − sin 3 t0)/3 (closed form)
+    prob = ODEProblem(lambda x, u: 0.0 * x, 1, 1, running_cost=lambda x, u, p, t: dnp.cos(3 * t) + 0.0 * x[0],
+                      scheme="dopri5", rtol=1e-10, atol=1e-12)
+    r = prob.rollout(np.array([1.0]), np.zeros((1, 1)), T=6.0, t0=0.2)
+    assert r.J == pytest.approx((np.sin(3 * 6.2) - np.sin(3 * 0.2)) / 3, abs=1e-8)
+
+
+def test_every_control_gets_its_own_gradient_from_the_adjoint():
+    # two controls entering differently: the adjoint's quadrature of ∂H/∂u must fill each column
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([x[1] + u[1], -x[0] + u[0] - 0.5 * u[1] * x[0]]), 2, 2,
+                      running_cost=lambda x, u, p, t: x[0] ** 2 + u[0] ** 2 + 0.3 * u[1] ** 2,
+                      terminal_cost=lambda x, p: x[1] ** 2)
+    x0, N = np.array([0.4, -0.3]), 100
+    s = np.linspace(0.0, 1.0, N)
+    U = np.stack([0.3 * np.sin(4 * s), 0.5 * np.cos(3 * s)], axis=1)
+    b = prob.gradient(x0, U, T=1.0, method="bptt")
+    cost = lambda V: prob.rollout(x0, V, T=1.0).cost
+    np.testing.assert_allclose(b.dU, central_fd(cost, U), rtol=1e-6, atol=1e-9)
+    a = prob.gradient(x0, U, T=1.0, method="adjoint")  # O(h⁴) from BPTT at h = 0.01
+    np.testing.assert_allclose(a.dU, b.dU, rtol=1e-6, atol=1e-8 * np.max(np.abs(b.dU)))
+
+
+def test_dopri5_error_norm_and_step_controller_follow_hairer_norsett_wanner():
+    """The scaled RMS error √(mean((e_i / (atol + rtol·max(|y0_i|, |y1_i|)))²)) and the factor
+    min(5, max(0.2, 0.9·err^(−1/5))) (5 for a zero error) of Solving ODEs I, II.4, computed here apart."""
+    module = cartpole_dopri5(1e-10).module
+    rng = np.random.default_rng(3)
+    y0, y1, err = rng.standard_normal(5), rng.standard_normal(5), 1e-6 * rng.standard_normal(5)
+    scale = 1e-8 + 1e-6 * np.maximum(np.abs(y0), np.abs(y1))
+    assert module._rms_error(y0, y1, err, 1e-6, 1e-8) == pytest.approx(np.sqrt(np.mean((err / scale) ** 2)),
+                                                                       rel=1e-14)
+    for en in (0.0, 1e-9, 0.01, 0.5, 1.0, 3.0, 1e6):
+        want = 5.0 if en == 0.0 else min(5.0, max(0.2, 0.9 * en ** -0.2))
+        assert module._controller(en) == pytest.approx(want, rel=1e-15), en
+    # a step whose error estimate vanishes (ẋ = 0: both orders exact) is never rejected
+    still = ODEProblem(lambda x, u: 0.0 * x, 1, 1, scheme="dopri5")
+    assert still.rollout(np.array([1.0]), np.zeros((3, 1)), T=1.0).stats["rejected"] == 0

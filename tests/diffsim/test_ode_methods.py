@@ -149,3 +149,32 @@ def test_a_template_calling_an_undeclared_kernel_is_refused():
         compile_module({"rhs_": (lambda x: x * 2.0, (2,))}, extra=template, calls=("rhs_",))
     with pytest.raises(ValueError, match=r"prefixes \['step_'\] that no spec defines"):
         compile_module({"rhs_": (lambda x: x * 2.0, (2,))}, extra=template, calls=("rhs_", "step_"))
+
+
+# Ralston's second-order scheme: its only interior stage is the last one (c = 2/3), and 2/3 is
+# not the midpoint, where the cubic Hermite interpolant is symmetric in its two end states
+RALSTON = ButcherTableau("ralston", c=[0.0, 2 / 3], A=[[0.0, 0.0], [2 / 3, 0.0]], b=[0.25, 0.75], order=2)
+
+
+def test_a_new_tableau_runs_through_the_generic_adjoint_sweep_with_its_order(monkeypatch):
+    """"A new scheme is a new tableau" (diffsim.ode.tableaus): registered, Ralston's scheme gets a
+    BPTT gradient equal to central finite differences of its rollout, and a continuous adjoint whose
+    gap to it falls as h² (the interpolated state at t_k + 2h/3 must come from the right end states)."""
+    import diffsim.ode.schemes as schemes
+
+    monkeypatch.setitem(TABLEAUS, "ralston", RALSTON)
+    monkeypatch.setattr(schemes, "FIXED_STEP", (*schemes.FIXED_STEP, "ralston"))
+    prob = problem("ralston")
+    x0, p = np.array([0.6, -0.2]), np.array([2.0])
+    U = 0.3 * np.cos(np.linspace(0.0, 11.0, 20))[:, None]
+    g = prob.gradient(x0, U, p, T=1.2, method=Bptt())
+    np.testing.assert_allclose(g.dU, central_fd(lambda v: prob.rollout(x0, v, p, T=1.2).J, U), rtol=1e-6,
+                               atol=1e-9)
+    gaps = []
+    for N in (40, 80, 160):
+        U = 0.3 * np.cos(np.linspace(0.0, 11.0, N))[:, None]
+        a = prob.gradient(x0, U, p, T=1.2, method=Adjoint())
+        b = prob.gradient(x0, U, p, T=1.2, method=Bptt())
+        gaps.append(np.max(np.abs(a.control_density - b.control_density)) + abs(a.dp[0] - b.dp[0]))
+    ratios = gaps[0] / gaps[1], gaps[1] / gaps[2]
+    assert all(3.2 < r < 4.8 for r in ratios), (gaps, ratios)

@@ -256,6 +256,9 @@ TABLE = [
     ("eigh upper triangle two batch axes", lambda m, a: m.linalg.eigvalsh(a, UPLO="U") ** 3, [((2, 3, 2, 2), R)]),
     ("eig vectors batched", lambda m, a: m.abs(m.linalg.eig(a)[1]) + m.abs(m.linalg.eig(a)[0])[..., None, :],
      [((2, 3, 3), R)]),
+    # two batch axes of different lengths: eig's rules must take n from the last axis, not the second
+    ("eig two batch axes", lambda m, a: m.abs(m.linalg.eig(a)[1]) + m.abs(m.linalg.eig(a)[0])[..., None, :],
+     [((2, 3, 2, 2), R)]),
     ("eigvalsh batched", lambda m, a: m.linalg.eigvalsh(a + m.swapaxes(a, -1, -2)), [((2, 3, 3), R)]),
     ("svd values", lambda m, a: m.linalg.svd(a, compute_uv=False), [((3, 2), R)]),
     ("svd vectors", lambda m, a: (lambda u, s, vh: (u * m.exp(s)) @ vh)(*m.linalg.svd(a, full_matrices=False)),
@@ -269,6 +272,9 @@ TABLE = [
     ("eig complex", lambda m, a: (lambda w, v: (w, m.abs(v)))(*m.linalg.eig(a)), [((3, 3), C)]),
     ("pinv", lambda m, a: m.linalg.pinv(a), [((3, 2), R)]),
     ("pinv wide", lambda m, a: m.linalg.pinv(a), [((2, 3), R)]),  # A A⁺ = I: the rule's other term
+    ("pinv batched", lambda m, a: m.linalg.pinv(a), [((2, 3, 2), R)]),
+    # Q and R exactly as numpy returns them (the rows above fix the signs, which hides a sign flip of both)
+    ("qr as numpy returns it", lambda m, a: tuple(m.linalg.qr(a)), [((3, 2), R)]),
     ("qr", lambda m, a: (lambda q, r: m.concatenate([(q * m.sign(m.diagonal(r))).ravel(),
                                                      (r * m.sign(m.diagonal(r))[:, None]).ravel()]))(
         *m.linalg.qr(a)), [((3, 2), R)]),
@@ -286,7 +292,12 @@ TABLE = [
     ("ifft ortho", lambda m, x: m.fft.ifft(x, norm="ortho", axis=0), [((4, 2), C)]),
     ("rfft", lambda m, x: m.fft.rfft(x), [((6,), R)]),
     ("rfft odd forward", lambda m, x: m.fft.rfft(x, n=5, norm="forward"), [((2, 6), R)]),
+    # rfft's cotangent is zero-padded to the signal's length: not for a length of 2 (no padding), and the
+    # length read along the transformed axis (a square input has the same length along the other one)
+    ("rfft of length 2", lambda m, x: m.fft.rfft(x), [((3, 2), R)]),
+    ("rfft of a square matrix", lambda m, x: m.fft.rfft(x), [((4, 4), R)]),
     ("irfft", lambda m, x: m.fft.irfft(x), [((4,), C)]),
+    ("irfft even n not a multiple of 3", lambda m, x: m.fft.irfft(x, n=8), [((5,), C)]),  # the Nyquist weight 1
     ("irfft along axis 0", lambda m, x: m.fft.irfft(x, n=6, axis=0), [((4, 3), C)]),
     ("irfft odd n", lambda m, x: m.fft.irfft(x, n=7, norm="ortho"), [((2, 4), C)]),
     ("fft2", lambda m, x: m.fft.fft2(x), [((3, 4), C)]),
