@@ -40,11 +40,11 @@ the kernels and compile the sweep's problem structure once before timing; the ga
 costs the serial run < 0.1 ms per task, so freezing it in the workers changes nothing); serial
 and parallel runs alternate (best of ``--repeats``). The per-task overhead comes from 500 empty
 tasks, one Dask task each and in the default chunks (``map_tasks`` sends chunks by factoring,
-``cluster.auto_chunks``: halving batches of W chunks, the first half the run, none under
+``cluster.auto_chunks``: halving batches of W chunks, none over 1/(4W) of the run or under
 1/(16W) of it, one Dask task group that the scheduler queues and hands out to whichever worker
 is free; each Dask task costs the client and the workers ~4.5 ms of CPU each at load 4 (tasks
 of 8 ms; 1.3-1.4 ms each for empty ones), so the chunks, not the tasks, are what it pays for:
-the 144-task sweep travels in 11 chunks; results are fetched in the event loop in batches). A
+the 144-task sweep travels in 12 chunks; results are fetched in the event loop in batches). A
 small ``shared`` object (the sweep's builder and options) travels inside each chunk rather than
 being scattered first. A sweep's Solutions travel in their compact wire form
 (``diffsim.packing``: a solution's arrays in one buffer, ~45 µs to pickle and as much to load,

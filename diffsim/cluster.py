@@ -247,22 +247,22 @@ def map_tasks(fn: Callable, tasks: Iterable[Any], keys: Sequence[str] | None = N
         raise TasksFailed(failures, len(tasks))
 
 
-def auto_chunks(client, tasks: int, per_worker: int = 2, most: int = 32, tail: int = 16) -> list[int]:
+def auto_chunks(client, tasks: int, per_worker: int = 4, most: int = 32, tail: int = 16) -> list[int]:
     """Chunk sizes for ``tasks`` tasks on ``client``'s W workers, in the order they are sent, by
     factoring (Hummel, Schonberg & Flynn 1992): batches of W chunks, each of ceil(R / 2W) tasks
-    where R is what the batch starts from, so the chunks halve from batch to batch, which evens
-    out the workers' finishing times whatever the tasks' durations (the scheduler hands each
-    chunk to the first worker free). Each chunk is at most ``most`` tasks and at most
-    1/(``per_worker`` W) of all of them (the first batch: half the run, factoring's own), so a
-    run of few tasks (long ones, most likely: MD replicas) travels in small chunks and a dead
-    worker costs little; and at least 1/(``tail`` W) of them, so a run of many short tasks (a
-    sweep's 5-ms solves) does not end in a dozen chunks of one or two tasks: every chunk costs
-    the client and the workers ~9 ms of CPU between them on a loaded 2-core VM (measured: 4.5 ms
-    each per extra chunk of 8-ms tasks), as much as the tasks it would balance. A run of up to
-    2 ``tail`` W tasks still ends in single tasks.
+    where R is what the batch starts from, so the chunks halve from batch to batch, which evens out
+    the workers' finishing times whatever the tasks' durations (the scheduler hands each chunk to
+    the first worker free). Each chunk is at most ``most`` tasks and at most 1/(``per_worker`` W) of
+    all of them, so tasks of mixed lengths (labelling's MD chains beside single structures) spread
+    over the workers, a run of few tasks (long ones, most likely: MD replicas) travels in small
+    chunks and a dead worker costs little; and at least 1/(``tail`` W) of them, so a run of many
+    short tasks (a sweep's 5-ms solves) does not end in a dozen chunks of one or two tasks: every
+    chunk costs the client and the workers ~9 ms of CPU between them on a loaded 2-core VM
+    (measured: 4.5 ms each per extra chunk of 8-ms tasks), as much as the tasks it would balance. A
+    run of up to 2 ``tail`` W tasks still ends in single tasks.
 
     >>> auto_chunks(None, 10)                 # without a client: as for one worker; few tasks: small chunks
-    [5, 3, 1, 1]
+    [2, 2, 2, 2, 1, 1]
     >>> sizes = auto_chunks(None, 200)
     >>> sizes[:3], sizes[-3:], len(sizes), sum(sizes)
     ([32, 32, 32], [20, 12, 8], 8, 200)
