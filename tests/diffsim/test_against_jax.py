@@ -55,7 +55,8 @@ class _EigvecDerivs:
         return getattr(jnp, name)
 
 
-JAX_MODULE = {"eig vectors": _EigvecDerivs(), "eig complex": _EigvecDerivs(), "eig vectors batched": _EigvecDerivs()}
+JAX_MODULE = {name: _EigvecDerivs()
+              for name in ("eig vectors", "eig complex", "eig vectors batched", "eig two batch axes")}
 
 
 def _leaves(out):
