@@ -56,9 +56,9 @@ def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: st
 
     Options of the "ip" and "ipopt" solvers: ``tol``, ``constr_viol_tol``, ``max_iter``,
     ``time_limit`` (s), ``verbose`` (an iteration table), ``callback(record) -> stop?`` and
-    ``mu_init``, ``bound_relax_factor`` (1e-9: inequality rows solved as g ≤ ε),
-    and IPOPT's watchdog, ``watchdog_shortened_iter_trigger`` (10; 0 turns it
-    off) and ``watchdog_trial_iter_max`` (3); starts: ``warm_start`` (an earlier Solution), ``U0``, ``X0``, ``T0``.
+    ``mu_init``, ``bound_relax_factor`` (1e-9: rows solved as g ≤ ε), IPOPT's watchdog,
+    ``watchdog_shortened_iter_trigger`` (10; 0: off), ``watchdog_trial_iter_max`` (3); starts:
+    ``warm_start`` (an earlier Solution), ``U0``, ``X0``, ``T0``.
     A user's mistake (an unknown method or option, a wrong shape) raises :class:`ProblemError`;
     a numerical failure returns a Solution whose ``status`` is False and ``message`` says why.
 
