@@ -243,3 +243,56 @@ def write_npz_atomically(path: str | os.PathLike, arrays: dict) -> pathlib.Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
     return pathlib.Path(path)
+
+
+class WriterBusy(RuntimeError):
+    """Another live process holds the writer lock of a file (:func:`sole_writer`)."""
+
+
+@contextlib.contextmanager
+def sole_writer(path: str | os.PathLike):
+    """Hold the writer lock of ``path`` (an advisory ``flock`` on ``<path>.lock``) while the block
+    runs; raise :class:`WriterBusy` at once if a live process holds it. The kernel drops the lock
+    when its holder dies, so a killed run (SIGKILL, power loss) never leaves a lock that blocks
+    the next one, unlike a lock that is a file's existence (ase.db's own). The file is removed
+    on release.
+
+    >>> import tempfile, pathlib
+    >>> db = pathlib.Path(tempfile.mkdtemp()) / "data.db"
+    >>> with sole_writer(db):
+    ...     with sole_writer(db):
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    diffsim.files.WriterBusy: another process (pid ...) is writing .../data.db; wait for it to finish or stop it
+    """
+    import fcntl
+
+    lock = pathlib.Path(str(path) + ".lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                os.close(fd)
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise WriterBusy(f"another process (pid {holder}) is writing {path}; wait for it to finish or "
+                             "stop it") from None
+        try:  # the holder before us may have removed the file between our open and our lock
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield lock
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)

@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from diffsim.cluster import map_tasks, task_rng
+from diffsim.files import WriterBusy, sole_writer
 
 from . import reference_data
 
@@ -147,10 +148,22 @@ def write_dataset(target: str | os.PathLike, tasks: Sequence[LabelTask], client=
     from ase.db import connect
 
     plan = _plan(tasks)
-    if not is_url(target):
-        target = pathlib.Path(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-    db = connect(str(target), append=True)  # no outer transaction: each task commits on its own
+    if is_url(target):
+        return _write_dataset(target, tasks, plan, client, progress, connect(str(target), append=True))
+    target = pathlib.Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with sole_writer(target):  # SQLite's own locks guard each transaction; this guards the run
+            # ase.db's lock file is not used: a killed run would leave it behind and the next one
+            # would wait for it forever.
+            db = connect(str(target), append=True, use_lock_file=False)
+            return _write_dataset(target, tasks, plan, client, progress, db)
+    except WriterBusy as exc:
+        raise reference_data.DatasetError(str(exc)) from None
+
+
+def _write_dataset(target, tasks, plan, client, progress, db) -> WriteSummary:
+    # no outer transaction: each task commits on its own
     done = _check_plan(db, plan, target)
     todo = [t for t in tasks if t.key not in done]
     if done and progress:

@@ -115,6 +115,34 @@ def test_killing_the_client_then_rerunning_redoes_nothing(serial_rows, tmp_path)
     _assert_same(_rows(path), _rows(reference))  # every row once, and the data an uninterrupted run gives
 
 
+def test_a_lock_left_by_a_killed_run_does_not_block_the_next_and_a_live_writer_is_refused(tmp_path):
+    spec = dict(SPEC, temperatures=(), rattled=2, strained=0, vacancies=0)
+    path = tmp_path / "a.db"
+    write_dataset(path, emt_tasks(**spec), progress=False)
+    with connect(str(path)) as db:  # as if the run had been killed before its last task
+        db.delete([row.id for row in db.select(task="rattle-1")])
+    (tmp_path / "a.db.lock").touch()  # what ase.db's lock leaves when its holder is SIGKILLed
+    code = ("import sys; from potentials.labelling import emt_tasks, write_dataset; "
+            f"print(write_dataset(sys.argv[1], emt_tasks(**{spec!r}), progress=False).total)")
+    # a rerun that waits on the stale lock never ends: the timeout turns that into a failure
+    run = subprocess.run([sys.executable, "-c", code, str(path)], env=dict(os.environ, PYTHONPATH=ROOT),
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[-1] == "2" and len(_rows(path)) == 2
+    assert not (tmp_path / "a.db.lock").exists()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from diffsim.files import sole_writer\n"
+                               "with sole_writer(sys.argv[1]):\n print('held', flush=True); time.sleep(60)", str(path)],
+                              env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(DatasetError, match=f"another process \\(pid {holder.pid}\\) is writing"):
+            write_dataset(path, emt_tasks(**spec), progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert write_dataset(path, emt_tasks(**spec), progress=False).total == 2  # the kernel freed the dead holder's lock
+
+
 def test_resuming_with_other_parameters_or_a_foreign_db_is_refused(tmp_path):
     spec = dict(SPEC, temperatures=(), rattled=2, strained=0, vacancies=0)
     write_dataset(tmp_path / "a.db", emt_tasks(**spec), progress=False)
