@@ -41,7 +41,7 @@ def __getattr__(name: str):
 METHODS = ("multiple", "single", "collocation", "pontryagin", "ddp")
 SOLVERS = ("ip", "ipopt", "scipy")
 _IP_OPTIONS = {"tol", "constr_viol_tol", "max_iter", "time_limit", "mu_init", "verbose", "callback",
-               "watchdog_shortened_iter_trigger", "watchdog_trial_iter_max"}
+               "bound_relax_factor", "watchdog_shortened_iter_trigger", "watchdog_trial_iter_max"}
 _START = {"warm_start", "U0", "X0", "T0"}
 
 
@@ -81,8 +81,15 @@ def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: st
     if method == "pontryagin":
         return pontryagin(problem, **options)
     if method == "ddp":
-        from .ddp import ddp
+        import inspect
 
+        from .ddp import DDPSolver, ddp
+
+        takes = (set(inspect.signature(DDPSolver.__init__).parameters) | set(inspect.signature(ddp).parameters)) \
+            - {"self", "problem", "options"}
+        unknown = set(options) - takes
+        if unknown:
+            raise ProblemError(f"unknown option(s) {sorted(unknown)} for method='ddp': it takes {sorted(takes)}")
         return ddp(problem, **options)
     if solver == "scipy":
         from .shooting import multiple_shooting, single_shooting
@@ -116,15 +123,16 @@ def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: st
     else:
         tr = TRANSCRIPTIONS[method](problem)
     warm = start.pop("warm_start", None)
+    from .interior_point import Options, interior_point
+
+    settings = Options(**options)  # raises ProblemError for a value the solver cannot take (IPOPT's too)
     with single_threaded_blas():
         if solver == "ipopt":
             from .ipopt_backend import ipopt
 
             sol = ipopt(tr, warm=warm, **start, **options)
         else:
-            from .interior_point import Options, interior_point
-
-            sol = interior_point(tr, Options(**options), warm=warm, **start)
+            sol = interior_point(tr, settings, warm=warm, **start)
     return tr.finish(sol) if method == "collocation" else sol
 
 

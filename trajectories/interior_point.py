@@ -58,6 +58,36 @@ class Options:
     verbose: bool = False
     callback: Callable | None = None  # callback(iteration_record) -> True to stop
 
+    def __post_init__(self) -> None:
+        """Refuse settings the iteration cannot honour (a tol ≤ 0 never converges and the barrier
+        update would loop forever), naming the option and what it takes."""
+        from .problem import ProblemError
+
+        positive = ("tol", "constr_viol_tol", "time_limit", "mu_init", "kappa_eps", "bound_push", "bound_frac")
+        unit = ("kappa_mu", "tau_min")  # in (0, 1)
+        for name in positive + unit + ("theta_mu", "bound_relax_factor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or math.isnan(value):
+                raise ProblemError(f"option {name}={value!r}: give a number")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ProblemError(f"option {name}={getattr(self, name)!r}: it must be > 0")
+        for name in unit:
+            if not 0 < getattr(self, name) < 1:
+                raise ProblemError(f"option {name}={getattr(self, name)!r}: it must lie in (0, 1)")
+        if not 1 < self.theta_mu < 2:
+            raise ProblemError(f"option theta_mu={self.theta_mu!r}: it must lie in (1, 2)")
+        if not 0 <= self.bound_relax_factor < math.inf:
+            raise ProblemError(f"option bound_relax_factor={self.bound_relax_factor!r}: it must be ≥ 0 (0: rows "
+                               "solved as posed)")
+        for name in ("max_iter", "watchdog_shortened_iter_trigger", "watchdog_trial_iter_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ProblemError(f"option {name}={value!r}: give a whole number ≥ 0")
+        if self.callback is not None and not callable(self.callback):
+            raise ProblemError(f"option callback={self.callback!r}: give a function record -> stop? or None")
+
 
 class Iterate:
     """The primal-dual point: states, controls, every multiplier and slack.

@@ -44,7 +44,7 @@ def available() -> bool:
 def ipopt(tr: Transcription, warm: Solution | None = None, U0=None, X0=None, T0=None, tol: float = 1e-8,
           constr_viol_tol: float = 1e-8, max_iter: int = 3000, time_limit: float = 1e20, verbose: bool = False,
           callback=None, mu_init: float = 0.1, watchdog_shortened_iter_trigger: int = 10,
-          watchdog_trial_iter_max: int = 3) -> Solution:
+          watchdog_trial_iter_max: int = 3, bound_relax_factor: float | None = None) -> Solution:
     """Solve the transcription with IPOPT (exact Hessians); never raises for a numerical failure.
     ``extra["ipopt_seconds"]`` is IPOPT's own time (the solve less the time in our callbacks)."""
     try:
@@ -66,6 +66,8 @@ def ipopt(tr: Transcription, warm: Solution | None = None, U0=None, X0=None, T0=
                        ("watchdog_shortened_iter_trigger", int(watchdog_shortened_iter_trigger)),
                        ("watchdog_trial_iter_max", int(watchdog_trial_iter_max))):
         problem.add_option(key, value)
+    if bound_relax_factor is not None:  # otherwise IPOPT's own default (1e-8)
+        problem.add_option("bound_relax_factor", float(bound_relax_factor))
     nlp.user_callback = callback
     t0 = time.perf_counter()
     z, info = problem.solve(z0)

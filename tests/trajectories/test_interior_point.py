@@ -164,6 +164,13 @@ def test_bad_input_raises_problem_error_naming_the_argument():
         (lambda: solve(ok, method="multiple", gradient="adjoint"), "gradient="),
         (lambda: solve(ok, solver="scipy", method="multiple", gradient="bptt"), "single shooting only"),
         (lambda: solve(ok, tolerance=1e-3), "unknown option"),
+        (lambda: solve(ok, method="ddp", tolerance=1e-3), "unknown option.*method='ddp'"),
+        (lambda: solve(ok, tol=-1.0), "tol=-1.0: it must be > 0"),  # it used to loop forever in the barrier update
+        (lambda: solve(ok, tol=0.0), "tol=0.0"),
+        (lambda: solve(ok, max_iter=2.5), "max_iter=2.5: give a whole number"),
+        (lambda: solve(ok, mu_init=float("nan")), "mu_init=nan: give a number"),
+        (lambda: solve(ok, bound_relax_factor=-1e-9), "bound_relax_factor"),
+        (lambda: solve(ok, callback="print"), "callback"),
         (lambda: solve(ok, U0=np.zeros((7, 1))), "U0"),
         (lambda: solve(ok, X0=np.zeros((11, 3))), "X0"),
         (lambda: solve(ok, method="single", X0=np.zeros((11, 2))), "X0"),

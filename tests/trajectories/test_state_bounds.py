@@ -40,6 +40,16 @@ def test_an_upper_speed_bound_holds_at_every_node_and_gives_the_closed_form_cost
     assert sol.cost == pytest.approx(CLOSED_FORM, rel=1e-5 if method == "collocation" else 3e-3)
 
 
+@pytest.mark.parametrize("solver", ["ip", "ipopt"])
+def test_without_relaxation_the_rows_hold_as_posed_at_the_same_optimum(solver):
+    if solver == "ipopt":
+        pytest.importorskip("cyipopt")
+    sol = solve(transfer(0.0, D, x_upper=[np.inf, V_MAX]), method="collocation", solver=solver, bound_relax_factor=0.0)
+    assert sol.status, sol.message
+    assert sol.x[:, 1].max() <= V_MAX + 1e-8
+    assert sol.cost == pytest.approx(CLOSED_FORM, rel=1e-5)
+
+
 def test_a_lower_bound_acts_with_the_opposite_sign():
     sol = solve(transfer(D, 0.0, x_lower=[-np.inf, -V_MAX]), method="collocation")
     assert sol.status, sol.message
