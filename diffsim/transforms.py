@@ -20,7 +20,7 @@ from . import primitives as _p
 from .errors import NonDifferentiableError
 from .interpreter import ForwardTrace, ReverseTrace, backward
 from .tracer import SETITEM_HELP, Box, raw
-from .tree import flatten, unflatten
+from .tree import flatten, same_structure, unflatten
 
 
 def _differentiable(leaf: Any) -> bool:
@@ -93,7 +93,7 @@ def vjp(fun: Callable, *primals: Any) -> tuple[Any, Callable]:
 
     def vjp_fn(cotangent: Any) -> tuple:
         ct_flat, ct_tree = flatten(cotangent)
-        if ct_tree != out_tree:
+        if not same_structure(ct_tree, out_tree):
             raise ValueError("the cotangent must have the structure of the function's output "
                              f"({len(out_flat)} arrays), got {len(ct_flat)} arrays in another structure")
         seeds = []
@@ -204,7 +204,7 @@ def jvp(fun: Callable, primals: Sequence, tangents: Sequence) -> tuple[Any, Any]
     primals, tangents = tuple(primals), tuple(tangents)
     p_flat, p_tree = flatten(primals)
     t_flat, t_tree = flatten(tangents)
-    if p_tree != t_tree:
+    if not same_structure(p_tree, t_tree):
         raise ValueError("tangents must have the same structure as primals")
     trace = ForwardTrace()
     boxes = []

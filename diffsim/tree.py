@@ -48,6 +48,32 @@ def _unflatten(td, it):
     return td[0](items) if td[0] in (list, tuple) else td[0](*items)
 
 
+def same_structure(a: Any, b: Any) -> bool:
+    """Whether two treedefs describe the same nesting, a namedtuple matching any tuple of its
+    length (``numpy.linalg.qr``'s QRResult and diffsim's, or a plain ``(dQ, dR)``).
+
+    >>> import numpy as np
+    >>> same_structure(flatten(np.linalg.qr(np.eye(2)))[1], flatten((1.0, 2.0))[1])
+    True
+    >>> same_structure(flatten((1.0, 2.0))[1], flatten([1.0, 2.0])[1])
+    False
+    """
+    if a is _LEAF or b is _LEAF:
+        return a is b
+    if len(a) != len(b):
+        return False
+    if len(a) == 1:
+        return a == b
+    kind_a = tuple if issubclass(a[0], tuple) else a[0]
+    kind_b = tuple if issubclass(b[0], tuple) else b[0]
+    if kind_a is not kind_b:
+        return False
+    if len(a) == 3 and list(a[1]) != list(b[1]):
+        return False
+    children_a, children_b = a[-1], b[-1]
+    return len(children_a) == len(children_b) and all(same_structure(x, y) for x, y in zip(children_a, children_b))
+
+
 def leaf_paths(tree: Any, prefix: str = "") -> list[str]:
     """Readable paths of the leaves, in :func:`flatten` order (``[0]['w']``)."""
     if isinstance(tree, (tuple, list)):

@@ -81,6 +81,24 @@ def test_vjp_with_tuple_output_and_multiple_calls():
     np.testing.assert_allclose(ga2, 2.0)
 
 
+def test_a_namedtuple_output_takes_its_own_or_a_plain_tuple_cotangent_and_passes_check_grads():
+    A = np.random.default_rng(3).normal(size=(4, 3))
+    (q, r), back = ds.vjp(dnp.linalg.qr, A)
+    u_q, u_r = np.random.default_rng(4).normal(size=(2, 4, 3))[0], np.triu(np.ones((3, 3)))
+    via_plain = back((u_q, u_r))[0]
+    via_numpy = back(np.linalg.qr(np.eye(4, 3))._replace(Q=u_q, R=u_r))[0]  # numpy's own QRResult type
+    # the reference: central differences of <u_Q, Q(A)> + <u_R, R(A)> along a random direction
+    v = np.random.default_rng(5).normal(size=A.shape)
+    f = lambda a: np.sum(u_q * np.linalg.qr(a)[0]) + np.sum(u_r * np.linalg.qr(a)[1])
+    fd = (f(A + 1e-6 * v) - f(A - 1e-6 * v)) / 2e-6
+    assert np.sum(via_plain * v) == pytest.approx(fd, rel=1e-6)
+    np.testing.assert_array_equal(via_plain, via_numpy)
+    with pytest.raises(ValueError, match="structure"):
+        back([u_q, u_r])  # a list is another structure
+    ds.check_grads(dnp.linalg.qr, (A,), order=1)  # it used to fail on the namedtuple's type
+    ds.check_grads(lambda a: dnp.linalg.eigh(a + a.T), (np.diag([1.0, 2.0, 3.5]) + 0.1 * A[:3],), order=1)
+
+
 def test_jvp_tangent_structure_and_constant_output():
     val, tan = ds.jvp(lambda x: (x * 2.0, 5.0), (np.ones(2),), (np.ones(2),))
     np.testing.assert_allclose(tan[0], 2.0)
