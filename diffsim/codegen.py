@@ -91,6 +91,15 @@ class Kernel:
     def __call__(self, *args):
         return self.forward(*args)
 
+    def __reduce__(self):
+        """Pickled as its generated source (the traced function itself is not kept: ``fun`` is None
+        on the copy); the copy loads the module from the disk cache, or writes and compiles it."""
+        made = tuple(kind for kind in _KINDS if getattr(self, kind) is not None)
+        name = getattr(self, made[0]).__name__
+        meta = dict(arg_shapes=self.arg_shapes, out_shape=self.out_shape, arg_names=self.arg_names,
+                    op_counts=self.op_counts)
+        return _kernel_from_source, (self.source, name[:len(name) - len(made[0])], made, meta)
+
     def compile_all(self) -> None:
         """Compile every kernel now (for float64 inputs) instead of at first call (all kinds: a
         Kernel made with only some of them has nothing to call for the others)."""
@@ -177,6 +186,16 @@ def compile_module(specs: dict[str, tuple], extra: str = "", title: str = "funct
 
 
 _KINDS = ("forward", "vjp", "jvp", "jacobian", "hvp", "forward_into", "vjp_into", "jvp_into")
+
+
+def _kernel_from_source(source: str, prefix: str, made: tuple, meta: dict) -> Kernel:
+    """A Kernel unpickled (:meth:`Kernel.__reduce__`): the kernels ``made`` of ``prefix`` in the
+    module of ``source``."""
+    module, path = _load(source)
+    fns = {kind: getattr(module, prefix + kind) if kind in made else None for kind in _KINDS}
+    unchecked = SimpleNamespace(**{kind: getattr(module, f"{prefix}{kind}_unchecked") if kind in made else None
+                                   for kind in _KINDS})
+    return Kernel(fun=None, source=source, path=path, unchecked=unchecked, **meta, **fns)
 _CALLED_KERNEL = re.compile(r"\b(\w+?_)(?:forward|vjp|jvp|jacobian|hvp)(?:_into)?_unchecked\b")
 
 

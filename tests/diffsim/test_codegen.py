@@ -347,3 +347,18 @@ def test_a_spec_with_kinds_emits_only_those_kernels():
     assert not hasattr(module, "g_jacobian") and "def g_vjp" not in k["g_"].source
     with pytest.raises(ValueError, match="unknown kernel kinds"):
         compile_module({"g_": (gradient, (3,), ("forward", "hessian"))}, title="bad kinds")
+
+
+def test_a_kernel_pickles_as_its_source_and_works_in_another_process(tmp_path):
+    import pickle
+
+    k = ds.compile(lambda x, u: dnp.array([x[1], -9.81 * dnp.sin(x[0]) + u[0]]), 2, 1)
+    blob = tmp_path / "kernel.pkl"
+    blob.write_bytes(pickle.dumps(k))
+    script = ("import pickle, sys, numpy as np; k = pickle.load(open(sys.argv[1], 'rb')); "
+              "print(k.fun, *k.jacobian(np.array([0.3, 1.0]), np.array([0.5]))[0].ravel())")
+    out = subprocess.run([sys.executable, "-c", script, str(blob)], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, DIFFSIM_CACHE_DIR=str(tmp_path / "fresh"))).stdout.split()
+    assert out[0] == "None"  # the traced function does not travel
+    # the closed form: d(x1, -9.81 sin x0 + u)/dx at x0 = 0.3
+    np.testing.assert_allclose([float(v) for v in out[1:]], [0.0, 1.0, -9.81 * np.cos(0.3), 0.0], rtol=1e-14)

@@ -49,3 +49,17 @@ def test_a_solution_after_the_trip_works_as_one(tmp_path):
     assert back.gains.shape == (20, 1, 2) and back.costates.shape == (21, 2)
     back.plot(str(tmp_path / "solution.png"))
     assert (tmp_path / "solution.png").stat().st_size > 0
+
+
+def test_a_pontryagin_solution_pickles_with_its_compiled_control_law():
+    from trajectories import SYSTEMS
+
+    sol = solve(SYSTEMS["van_der_pol"](N=30), method="pontryagin")
+    assert sol.status, sol.message
+    copy = _trip(sol)  # the control law is a compiled Kernel of a local closure: it travels as its source
+    for name in ("x", "u", "costates", "t"):
+        np.testing.assert_array_equal(getattr(copy, name), getattr(sol, name))
+    law = copy.extra["control_law"]
+    p = np.zeros(law.arg_shapes[2])
+    u = np.array([law.forward(x, lam, p, float(t)) for x, lam, t in zip(sol.x[:-1], sol.costates[:-1], sol.t[:-1])])
+    np.testing.assert_allclose(u, sol.u, rtol=0, atol=1e-12)
