@@ -81,41 +81,62 @@ def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: st
     if method == "pontryagin":
         return pontryagin(problem, **options)
     if method == "ddp":
-        import inspect
-
-        from .ddp import DDPSolver, ddp
-
-        takes = (set(inspect.signature(DDPSolver.__init__).parameters) | set(inspect.signature(ddp).parameters)) \
-            - {"self", "problem", "options"}
-        unknown = set(options) - takes
-        if unknown:
-            raise ProblemError(f"unknown option(s) {sorted(unknown)} for method='ddp': it takes {sorted(takes)}")
-        return ddp(problem, **options)
+        return _ddp(problem, options)
     if solver == "scipy":
-        from .shooting import multiple_shooting, single_shooting
-
-        if method == "single":
-            return single_shooting(problem, gradient=gradient or "bptt", **options)
-        if gradient is not None:
-            raise ProblemError("gradient= applies to single shooting only (method='single', solver='scipy'): "
-                               "multiple shooting differentiates each interval with the step Jacobians")
-        return multiple_shooting(problem, **options)
+        return _scipy(problem, method, gradient, options)
     if gradient not in (None, "bptt"):
         raise ProblemError(f"gradient={gradient!r} applies to solver='scipy' only: the {solver!r} solver takes exact "
                            "second derivatives (its single-shooting costates are the BPTT adjoint of the "
                            "Lagrangian); drop the option or pass solver='scipy'")
+    return _stage_wise(problem, method, solver, scheme, options)
+
+
+def _ddp(problem, options: dict):
+    """``solve(method="ddp")``: the option names checked against DDP's own (a bare TypeError otherwise)."""
+    import inspect
+
+    from .ddp import DDPSolver, ddp
+    from .problem import ProblemError
+
+    takes = (set(inspect.signature(DDPSolver.__init__).parameters) | set(inspect.signature(ddp).parameters)) \
+        - {"self", "problem", "options"}
+    unknown = set(options) - takes
+    if unknown:
+        raise ProblemError(f"unknown option(s) {sorted(unknown)} for method='ddp': it takes {sorted(takes)}")
+    return ddp(problem, **options)
+
+
+def _scipy(problem, method: str, gradient: str | None, options: dict):
+    """``solve(solver="scipy")``: the first-order path, shooting only."""
+    from .problem import ProblemError
+    from .shooting import multiple_shooting, single_shooting
+
+    if method == "single":
+        return single_shooting(problem, gradient=gradient or "bptt", **options)
+    if gradient is not None:
+        raise ProblemError("gradient= applies to single shooting only (method='single', solver='scipy'): "
+                           "multiple shooting differentiates each interval with the step Jacobians")
+    return multiple_shooting(problem, **options)
+
+
+def _stage_wise(problem, method: str, solver: str, scheme: str | None, options: dict):
+    """The transcription of ``method`` solved by the interior-point method or IPOPT, with the
+    options and starts checked first."""
+    from diffsim.threads import single_threaded_blas
+
+    from .interior_point import Options, interior_point
+    from .problem import ProblemError
+    from .transcription import TRANSCRIPTIONS
+
     unknown = set(options) - _IP_OPTIONS - _START
     if unknown:
         raise ProblemError(f"unknown option(s) {sorted(unknown)} for solver {solver!r}: it takes "
                            f"{sorted(_IP_OPTIONS | _START)}")
-    from diffsim.threads import single_threaded_blas
-
-    from .transcription import TRANSCRIPTIONS
-
     start = {k: options.pop(k) for k in list(options) if k in _START}
     if method == "single" and start.get("X0") is not None:
         raise ProblemError("X0 (a state guess) applies to method='multiple' or 'collocation': single shooting's "
                            "states are the rollout of its controls; give U0 instead")
+    settings = Options(**options)  # raises ProblemError for a value the solver cannot take (IPOPT's too)
     if method == "collocation":
         from .collocation import Collocation
 
@@ -123,9 +144,6 @@ def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: st
     else:
         tr = TRANSCRIPTIONS[method](problem)
     warm = start.pop("warm_start", None)
-    from .interior_point import Options, interior_point
-
-    settings = Options(**options)  # raises ProblemError for a value the solver cannot take (IPOPT's too)
     with single_threaded_blas():
         if solver == "ipopt":
             from .ipopt_backend import ipopt
