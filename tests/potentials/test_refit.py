@@ -89,6 +89,33 @@ def test_the_refit_is_the_exact_minimiser_of_the_training_loss(alloy):
     assert np.abs(after).max() < 1e-8 * before  # the stationarity condition, from the engine's own gradient
 
 
+def test_the_refit_minimises_the_loss_with_config_type_weights(alloy, crystal):
+    """The weights the validation benchmark gives the EOS and vacancy cells: the refit is still
+    the stationary point of the engine's loss with the same config_type weights, on cells with
+    different atom counts (a vacancy: the per-atom energy term), and the weights move it."""
+    import copy
+
+    model = alloy[0]
+    vacancy = crystal(rattle=0.05, seed=9)
+    del vacancy[5]
+    vacancy.calc = EMT()
+    vacancy.get_stress()
+    frames = [_labelled(crystal, k) for k in range(3)] + [vacancy]
+    for f, kind in zip(frames, ("eos", "md", "strain", "vacancy")):
+        f.info["config_type"] = kind
+    model = copy.deepcopy(model)
+    data = prepare(model, frames)
+    model.cache_inputs(data)
+    weights = {"eos": 10.0, "vacancy": 25.0}
+    config = TrainConfig(energy_weight=100.0, force_weight=10.0, stress_weight=1000.0, config_type_weights=weights)
+    plain = copy.deepcopy(model)
+    refit_readout(model, data, 100.0, 10.0, 1000.0, config_type_weights=weights, ridge=0.0)
+    refit_readout(plain, data, 100.0, 10.0, 1000.0, ridge=0.0)
+    scale = np.abs(_readout_gradient(plain, data, config)).max()  # the unweighted refit is not stationary
+    assert scale > 1e-6
+    assert np.abs(_readout_gradient(model, data, config)).max() < 1e-7 * scale
+
+
 def test_the_refit_does_not_depend_on_the_readout_it_starts_from(alloy):
     import copy
 
