@@ -44,6 +44,9 @@ from .result import Solution
 VARIANTS = {"auto": "auto", "gauss-newton": "gauss_newton", "ilqr": "gauss_newton", "second-order": "second_order",
             "full": "second_order"}
 _LOOPS = (pathlib.Path(__file__).parent / "ddp_loops.py").read_text()
+# from this many states on, the backward sweep's stage products (Fᵀ V_xx' F, Q_uxᵀ K) go to BLAS:
+# on the 12-state LQR that halves a sweep; below it a BLAS call's ~0.1 µs outweighs the loops
+_GEMM_MIN_STATES = 8
 CONVERGED, STEPPED, NO_STEP, REG_MAX, NONFINITE, DIVERGED = range(6)
 _CODES = {NO_STEP: "no step accepted", REG_MAX: "the regularisation reached its maximum (the stage Hessians stay "
           "indefinite: try variant='gauss-newton', a better initial guess or more control bounds)"}
@@ -158,7 +161,8 @@ def _module(problem: OptimalControlProblem, variant: str):
         specs["he_"] = (lambda x, r: dnp.atleast_1d(h_eq(x, r[:kp])), (n, nr))
     extra = _LOOPS + f"\n\n_derivatives = _derivatives_{variant}\n" \
         f"_terminal_constraint = _terminal_constraint_{'eq' if problem.n_eq else 'none'}\n" \
-        f"_NX, _NU, _NE = {n}, {m}, {problem.n_eq}\n"
+        f"_NX, _NU, _NE = {n}, {m}, {problem.n_eq}\n" \
+        f"_GEMM = {n >= _GEMM_MIN_STATES}\n"
     module, _ = compile_module(specs, extra=extra, title=f"DDP({problem.name}, {problem.scheme}, {variant})")
     cache[variant] = module
     return module
@@ -432,7 +436,8 @@ class DDPSolver:
         seconds = time.perf_counter() - start
         N = self.N
         t = self.t0 + self.h * np.arange(N + 1)
-        cost = self.plain_cost()
+        # unconstrained, the augmented cost of the iterate (kept by the iterations) is the cost J
+        cost = self.plain_cost() if self._constrained else float(self.state[4])
         mult = self.multipliers() if self._constrained else {}
         return Solution(bool(converged), message, "ddp", self.variant.replace("_", "-"), cost=cost, t=t,
                         x=self.xs.copy(), u=self.us.copy(), costates=self.Vx.copy(), T=self.h * N,

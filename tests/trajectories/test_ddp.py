@@ -63,6 +63,88 @@ def test_lqr_one_iteration_riccati_gains(variant):
     assert np.allclose(sol.u[:, 0], [(K[k] @ sol.x[k])[0] for k in range(N)], atol=1e-11)
 
 
+def _dense_lqr(lower=-np.inf, upper=np.inf, n=8, m=3, N=25):
+    """A dense discrete LQR x⁺ = A x + B u (Euler, h = 1), stage ½xᵀQx + ½uᵀRu + qᵀx + rᵀu and
+    terminal ½xᵀQx + qᵀx: n ≥ 8 states take the backward sweep's BLAS products (ddp._GEMM_MIN_STATES)."""
+    rng = np.random.default_rng(5)
+    A = np.eye(n) + 0.1 * rng.standard_normal((n, n))
+    B = rng.standard_normal((n, m))
+    S = rng.standard_normal((n, n))
+    Q, R = np.eye(n) + 0.1 * S.T @ S, np.eye(m) + 0.2 * np.diag(rng.random(m))
+    q, r, x0 = rng.standard_normal(n), rng.standard_normal(m), rng.standard_normal(n)
+    Am = A - np.eye(n)
+    ocp = OptimalControlProblem(lambda x, u: x @ Am.T + u @ B.T, x0=x0, T=float(N), N=N, n_u=m, scheme="euler",
+                                running_cost=lambda x, u: 0.5 * (x @ Q @ x) + 0.5 * (u @ R @ u) + x @ q + u @ r,
+                                terminal_cost=lambda x: 0.5 * (x @ Q @ x) + x @ q, u_lower=lower, u_upper=upper,
+                                name="test_dense_lqr")
+    return ocp, (A, B, Q, R, q, r, x0)
+
+
+def test_dense_lqr_gains_equal_riccati():
+    """The BLAS path of the backward sweep (n ≥ 8) against the Riccati recursion in numpy."""
+    ocp, (A, B, Q, R, q, r, x0) = _dense_lqr()
+    N = ocp.N
+    sol = DDPSolver(ocp, variant="gauss-newton", tol=1e-9).solve()  # from the rollout of u = 0: one full step
+    assert sol.status and sol.iterations == 1, sol
+    # V_k(x) = ½xᵀP_k x + p_kᵀx + const; u_k = K_k x + κ_k
+    P, p = Q.copy(), q.copy()
+    Ks, kap = [None] * N, [None] * N
+    for k in range(N - 1, -1, -1):
+        Quu, Qux, Qu = R + B.T @ P @ B, B.T @ P @ A, r + B.T @ p
+        Ks[k], kap[k] = -np.linalg.solve(Quu, Qux), -np.linalg.solve(Quu, Qu)
+        P, p = Q + A.T @ P @ A + Qux.T @ Ks[k], q + A.T @ p + Qux.T @ kap[k]
+        P = 0.5 * (P + P.T)
+    assert np.allclose(sol.gains, np.array(Ks), rtol=1e-9, atol=1e-11)
+    x, cost = x0.copy(), 0.0
+    for k in range(N):
+        u = Ks[k] @ x + kap[k]
+        assert np.allclose(sol.x[k], x, atol=1e-9) and np.allclose(sol.u[k], u, atol=1e-9)
+        cost += 0.5 * (x @ Q @ x) + 0.5 * (u @ R @ u) + x @ q + u @ r
+        x = A @ x + B @ u
+    cost += 0.5 * (x @ Q @ x) + x @ q
+    assert sol.cost == pytest.approx(cost, rel=1e-11)
+    assert sol.cost == pytest.approx(0.5 * (x0 @ P @ x0) + p @ x0 + _riccati_constant(A, B, Q, R, q, r, N), rel=1e-10)
+
+
+def _riccati_constant(A, B, Q, R, q, r, N):
+    """The constant term of the optimal value (the part of V_0 free of x0)."""
+    P, p, c = Q.copy(), q.copy(), 0.0
+    for _ in range(N):
+        Quu, Qu = R + B.T @ P @ B, r + B.T @ p
+        kap = -np.linalg.solve(Quu, Qu)
+        c += 0.5 * kap @ Qu
+        Qux = B.T @ P @ A
+        K = -np.linalg.solve(Quu, Qux)
+        P, p = Q + A.T @ P @ A + Qux.T @ K, q + A.T @ p + Qux.T @ kap
+        P = 0.5 * (P + P.T)
+    return c
+
+
+def test_dense_lqr_box_is_a_kkt_point():
+    """BoxDDP on the BLAS path: the bound-constrained LQ optimum, checked by the projected gradient
+    of the cost (a numpy adjoint recursion) and the rollout of the returned controls."""
+    ocp, (A, B, Q, R, q, r, x0) = _dense_lqr(lower=-0.3, upper=0.4)
+    sol = ddp(ocp, variant="gauss-newton", tol=1e-10)
+    assert sol.status, sol
+    N, u = ocp.N, sol.u
+    x = np.empty((N + 1, len(x0)))
+    x[0] = x0
+    for k in range(N):
+        x[k + 1] = A @ x[k] + B @ u[k]
+    assert np.allclose(sol.x, x, atol=1e-10)
+    lam = Q @ x[N] + q
+    g = np.empty_like(u)
+    for k in range(N - 1, -1, -1):
+        g[k] = R @ u[k] + r + B.T @ lam
+        lam = Q @ x[k] + q + A.T @ lam
+    at_lo, at_hi = u <= -0.3 + 1e-12, u >= 0.4 - 1e-12
+    assert at_lo.sum() + at_hi.sum() >= 5  # the box is active
+    assert np.all(u >= -0.3 - 1e-15) and np.all(u <= 0.4 + 1e-15)
+    free = ~(at_lo | at_hi)
+    assert np.max(np.abs(g[free])) < 1e-8
+    assert np.all(g[at_lo] > -1e-8) and np.all(g[at_hi] < 1e-8)
+
+
 def test_solve_method_ddp_and_bad_input():
     s = solve(systems.double_integrator_lqr(N=30), method="ddp")
     assert s.status and s.method == "ddp" and s.gains.shape == (30, 1, 2) and s.feedforward.shape == (30, 1)
