@@ -486,3 +486,109 @@ def test_dopri5_error_norm_and_step_controller_follow_hairer_norsett_wanner():
     # a step whose error estimate vanishes (ẋ = 0: both orders exact) is never rejected
     still = ODEProblem(lambda x, u: 0.0 * x, 1, 1, scheme="dopri5")
     assert still.rollout(np.array([1.0]), np.zeros((3, 1)), T=1.0).stats["rejected"] == 0
+
+
+def test_dopri5_costates_at_every_grid_point_are_the_closed_form_costate():
+    # ẋ = A x + B u, Φ = ½|x|², U = 0: λ(t_k) = exp(Aᵀ(T − t_k)) x(T), x(T) = exp(A T) x0 (closed form,
+    # scipy's expm). Several accepted steps per interval, and N = 1 (one interval of many steps).
+    from scipy.linalg import expm
+    A = np.array([[-0.3, 2.0], [-2.0, -0.1]])
+    prob = ODEProblem(lambda x, u: dnp.array([A[0, 0] * x[0] + A[0, 1] * x[1],
+                                              A[1, 0] * x[0] + A[1, 1] * x[1] + u[0]]), 2, 1,
+                      terminal_cost=lambda x, p: 0.5 * dnp.sum(x * x), scheme="dopri5", rtol=1e-10, atol=1e-12)
+    x0, T = np.array([1.0, -0.5]), 2.0
+    xT = expm(A * T) @ x0
+    for N in (1, 4):
+        want = np.array([expm(A.T * (T - k * T / N)) @ xT for k in range(N + 1)])
+        for method in ("bptt", "adjoint"):
+            g = prob.gradient(x0, np.zeros((N, 1)), T=T, method=method)
+            assert g.diagnostics.accepted >= 3 * N, (method, g.diagnostics)
+            np.testing.assert_allclose(g.costates, want, rtol=1e-7, atol=1e-9, err_msg=f"{method}, N = {N}")
+            np.testing.assert_allclose(g.dx0, want[0], rtol=1e-7, atol=1e-9)
+
+
+def test_dopri5_failures_name_their_own_cause():
+    # ẋ = −1 + √x/1000 from x0 = 1: x reaches 0 just after t = 1 (ẋ ≈ −1 throughout), every later stage
+    # evaluates √ of a negative number: a non-finite state. ẋ = x² from 1: x = 1/(1 − t), the step
+    # shrinks to nothing before t = 1 while every trial stays finite: a step-size underflow.
+    nan_after_1 = ODEProblem(lambda x, u: -1.0 + 1e-3 * dnp.sqrt(x), 1, 1, scheme="dopri5", rtol=1e-6, atol=1e-8)
+    with pytest.raises(FloatingPointError, match=r"interval 1 \(t in \[1, 2\]\): non-finite state or cost"):
+        nan_after_1.rollout(np.array([1.0]), np.zeros((2, 1)), T=2.0)
+    blowup = ODEProblem(lambda x, u: x * x, 1, 1, scheme="dopri5", rtol=1e-6, atol=1e-8)
+    with pytest.raises(FloatingPointError, match=r"interval 0 \(t in \[0, 2\]\): step size underflow"):
+        blowup.rollout(np.array([1.0]), np.zeros((1, 1)), T=2.0)
+
+
+def test_dopri5_dense_state_finds_the_step_containing_t_from_any_starting_step():
+    # the adjoint calls dense_state with the step it used last, not the one containing t: from every
+    # start the search must end on a step [t_j, t_j + h_j] holding t, and the value is the closed form
+    # x(t) = 1 + sin t − sin t0 of ẋ = cos t
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([dnp.cos(t) + u[0]]), 1, 1, scheme="dopri5", rtol=1e-10,
+                      atol=1e-12)
+    t0, H, N = 0.7, 0.5, 3
+    r = prob.module.rollout_adaptive(np.array([1.0]), np.zeros((N, 1)), np.zeros(0), t0, H, *prob._adaptive_args())
+    steps, M = r.steps, int(r.steps.count)
+    assert M >= 2 * N
+    out = np.empty(1)
+    for t in np.linspace(t0, t0 + N * H, 23):
+        for start in range(M):
+            j = prob.module.dense_state(t, start, steps, out)
+            assert 0 <= j < M and steps.t[j] - 1e-12 <= t <= steps.t[j] + steps.h[j] + 1e-12, (t, start, j)
+            bound = steps.h[j] ** 4 / 384 + 1e-9  # cubic Hermite's error bound, h⁴/384·max|x⁗|, |x⁗| = |cos| ≤ 1
+            assert out[0] == pytest.approx(1.0 + np.sin(t) - np.sin(t0), abs=bound), (t, start)
+
+
+def _dopri5_replay(f, x0, U, t0, H, rtol, atol):
+    """The step sizes and rejections of the documented controller for a scalar ẋ = f(x, u, t) with no
+    running cost, in numpy with scipy's Dormand-Prince tableau: first trial step H/10; the last step of
+    an interval shortened to end on it; the scaled RMS error over (x, cost) (the cost's error is 0);
+    accept when ≤ 1; h ← h·min(5, max(0.2, 0.9·err^(−1/5))) (5 for a zero error)."""
+    from scipy.integrate import RK45
+    A, B, C, E = RK45.A, RK45.B, RK45.C, RK45.E
+
+    def step(x, u, t, h):
+        K = np.zeros(7)
+        for i in range(6):
+            K[i] = f(x + h * (A[i, :i] @ K[:i]), u, t + C[i] * h)
+        y = x + h * (B @ K[:6])
+        K[6] = f(y, u, t + h)
+        return y, h * (E @ K)
+
+    x, h, hs, rejected = x0, 0.1 * H, [], 0
+    for k, u in enumerate(U):
+        t, t_end = t0 + k * H, t0 + (k + 1) * H
+        while True:
+            last = h >= (t_end - t) * (1.0 - 1e-12)
+            h_try = t_end - t if last else h
+            y, e = step(x, u, t, h_try)
+            en = abs(e) / (atol + rtol * max(abs(x), abs(y))) / np.sqrt(2.0)
+            if en <= 1.0:
+                hs.append(h_try)
+                x = y
+                h = h_try * (5.0 if en == 0.0 else min(5.0, max(0.2, 0.9 * en ** -0.2)))
+                if last:
+                    break
+                t += h_try
+            else:
+                rejected += 1
+                h = h_try * max(0.2, 0.9 * en ** -0.2)
+    return np.array(hs), rejected, x
+
+
+def test_dopri5_step_sizes_and_rejections_follow_the_documented_controller():
+    # ẋ = −8x + u + sin 3t with controls jumping between ±1: every jump makes the step carried over
+    # too large (rejections), every interval ends on a shortened step
+    f = lambda x, u, t: -8.0 * x + u + np.sin(3.0 * t)
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([-8.0 * x[0] + u[0] + dnp.sin(3.0 * t)]), 1, 1,
+                      scheme="dopri5", rtol=1e-6, atol=1e-9)
+    U = np.array([1.0, -1.0] * 12)[:, None] * np.linspace(1.0, 3.0, 24)[:, None]
+    t0, H = 0.3, 0.35
+    hs, rejected, xT = _dopri5_replay(f, 0.2, U[:, 0], t0, H, 1e-6, 1e-9)
+    r = prob.module.rollout_adaptive(np.array([0.2]), U, np.zeros(0), t0, H, *prob._adaptive_args())
+    assert rejected > 5 and int(r.rejected) == rejected
+    assert int(r.steps.count) == len(hs)
+    np.testing.assert_allclose(r.steps.h[:len(hs)], hs, rtol=1e-6)  # round-off of t_end − t
+    assert r.xs[-1, 0] == pytest.approx(xT, rel=1e-12)
+    ends = r.steps.t[:len(hs)] + r.steps.h[:len(hs)]
+    k = r.steps.interval[:len(hs)]
+    assert np.all(r.steps.t[:len(hs)] >= t0 + k * H - 1e-12) and np.all(ends <= t0 + (k + 1) * H + 1e-12)
