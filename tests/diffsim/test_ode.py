@@ -508,12 +508,12 @@ def test_dopri5_costates_at_every_grid_point_are_the_closed_form_costate():
 
 
 def test_dopri5_failures_name_their_own_cause():
-    # ẋ = −1 + √x/1000 from x0 = 1: x reaches 0 just after t = 1 (ẋ ≈ −1 throughout), every later stage
-    # evaluates √ of a negative number: a non-finite state. ẋ = x² from 1: x = 1/(1 − t), the step
-    # shrinks to nothing before t = 1 while every trial stays finite: a step-size underflow.
-    nan_after_1 = ODEProblem(lambda x, u: -1.0 + 1e-3 * dnp.sqrt(x), 1, 1, scheme="dopri5", rtol=1e-6, atol=1e-8)
-    with pytest.raises(FloatingPointError, match=r"interval 1 \(t in \[1, 2\]\): non-finite state or cost"):
-        nan_after_1.rollout(np.array([1.0]), np.zeros((2, 1)), T=2.0)
+    # ẋ = 10³⁰⁰ x² from 1: every trial step's stages overflow to inf until the step is below 10⁻²⁹⁰: a
+    # non-finite state. ẋ = x² from 1: x = 1/(1 − t), the step shrinks to nothing before t = 1 while
+    # every trial stays finite: a step-size underflow.
+    overflow = ODEProblem(lambda x, u: 1e300 * x * x, 1, 1, scheme="dopri5", rtol=1e-6, atol=1e-8)
+    with pytest.raises(FloatingPointError, match=r"interval 0 \(t in \[0, 2\]\): non-finite state or cost"):
+        overflow.rollout(np.array([1.0]), np.zeros((1, 1)), T=2.0)
     blowup = ODEProblem(lambda x, u: x * x, 1, 1, scheme="dopri5", rtol=1e-6, atol=1e-8)
     with pytest.raises(FloatingPointError, match=r"interval 0 \(t in \[0, 2\]\): step size underflow"):
         blowup.rollout(np.array([1.0]), np.zeros((1, 1)), T=2.0)
