@@ -542,7 +542,8 @@ def _dopri5_replay(f, x0, U, t0, H, rtol, atol):
     """The step sizes and rejections of the documented controller for a scalar ẋ = f(x, u, t) with no
     running cost, in numpy with scipy's Dormand-Prince tableau: first trial step H/10; the last step of
     an interval shortened to end on it; the scaled RMS error over (x, cost) (the cost's error is 0);
-    accept when ≤ 1; h ← h·min(5, max(0.2, 0.9·err^(−1/5))) (5 for a zero error)."""
+    accept when ≤ 1; h ← h·min(5, max(0.2, 0.9·err^(−1/5))) (5 for a zero error), and h/5 after a
+    trial whose stages are not finite. Also the trial step at the start of each interval."""
     from scipy.integrate import RK45
     A, B, C, E = RK45.A, RK45.B, RK45.C, RK45.E
 
@@ -554,25 +555,43 @@ def _dopri5_replay(f, x0, U, t0, H, rtol, atol):
         K[6] = f(y, u, t + h)
         return y, h * (E @ K)
 
-    x, h, hs, rejected = x0, 0.1 * H, [], 0
-    for k, u in enumerate(U):
-        t, t_end = t0 + k * H, t0 + (k + 1) * H
-        while True:
-            last = h >= (t_end - t) * (1.0 - 1e-12)
-            h_try = t_end - t if last else h
-            y, e = step(x, u, t, h_try)
-            en = abs(e) / (atol + rtol * max(abs(x), abs(y))) / np.sqrt(2.0)
-            if en <= 1.0:
-                hs.append(h_try)
-                x = y
-                h = h_try * (5.0 if en == 0.0 else min(5.0, max(0.2, 0.9 * en ** -0.2)))
-                if last:
-                    break
-                t += h_try
-            else:
-                rejected += 1
-                h = h_try * max(0.2, 0.9 * en ** -0.2)
-    return np.array(hs), rejected, x
+    x, h, hs, starts, rejected = x0, 0.1 * H, [], [], 0
+    with np.errstate(all="ignore"):
+        for k, u in enumerate(U):
+            t, t_end = t0 + k * H, t0 + (k + 1) * H
+            starts.append(h)
+            while True:
+                last = h >= (t_end - t) * (1.0 - 1e-12)
+                h_try = t_end - t if last else h
+                y, e = step(x, u, t, h_try)
+                finite = np.isfinite(y) and np.isfinite(e)
+                en = abs(e) / (atol + rtol * max(abs(x), abs(y))) / np.sqrt(2.0) if finite else np.inf
+                if en <= 1.0:
+                    hs.append(h_try)
+                    x = y
+                    h = h_try * (5.0 if en == 0.0 else min(5.0, max(0.2, 0.9 * en ** -0.2)))
+                    if last:
+                        break
+                    t += h_try
+                else:
+                    rejected += 1
+                    h = h_try * (max(0.2, 0.9 * en ** -0.2) if finite else 0.2)
+    return np.array(hs), rejected, x, np.array(starts)
+
+
+def _check_against_replay(prob, f, x0, U, t0, H):
+    """The compiled rollout's accepted steps, rejections and final state against the replay; every
+    accepted step inside its own control interval."""
+    hs, rejected, xT, starts = _dopri5_replay(f, x0, U[:, 0], t0, H, prob.rtol, prob.atol)
+    r = prob.module.rollout_adaptive(np.array([x0]), U, np.zeros(0), t0, H, *prob._adaptive_args())
+    M = int(r.steps.count)
+    assert int(r.rejected) == rejected and M == len(hs), (int(r.rejected), rejected, M, len(hs))
+    np.testing.assert_allclose(r.steps.h[:M], hs, rtol=1e-6)  # round-off of t_end − t
+    assert r.xs[-1, 0] == pytest.approx(xT, rel=1e-12)
+    k = r.steps.interval[:M]
+    assert np.all(r.steps.t[:M] >= t0 + k * H - 1e-12) and np.all(r.steps.t[:M] + r.steps.h[:M] <= t0 + (k + 1) * H
+                                                                  + 1e-12)
+    return hs, rejected, starts
 
 
 def test_dopri5_step_sizes_and_rejections_follow_the_documented_controller():
@@ -582,13 +601,42 @@ def test_dopri5_step_sizes_and_rejections_follow_the_documented_controller():
     prob = ODEProblem(lambda x, u, p, t: dnp.array([-8.0 * x[0] + u[0] + dnp.sin(3.0 * t)]), 1, 1,
                       scheme="dopri5", rtol=1e-6, atol=1e-9)
     U = np.array([1.0, -1.0] * 12)[:, None] * np.linspace(1.0, 3.0, 24)[:, None]
-    t0, H = 0.3, 0.35
-    hs, rejected, xT = _dopri5_replay(f, 0.2, U[:, 0], t0, H, 1e-6, 1e-9)
-    r = prob.module.rollout_adaptive(np.array([0.2]), U, np.zeros(0), t0, H, *prob._adaptive_args())
-    assert rejected > 5 and int(r.rejected) == rejected
-    assert int(r.steps.count) == len(hs)
-    np.testing.assert_allclose(r.steps.h[:len(hs)], hs, rtol=1e-6)  # round-off of t_end − t
-    assert r.xs[-1, 0] == pytest.approx(xT, rel=1e-12)
-    ends = r.steps.t[:len(hs)] + r.steps.h[:len(hs)]
-    k = r.steps.interval[:len(hs)]
-    assert np.all(r.steps.t[:len(hs)] >= t0 + k * H - 1e-12) and np.all(ends <= t0 + (k + 1) * H + 1e-12)
+    hs, rejected, _ = _check_against_replay(prob, f, 0.2, U, 0.3, 0.35)
+    assert rejected > 5
+
+
+def _decay_error(H):
+    """The Dormand-Prince error estimate of one step of ẋ = −x from x = 1 (scipy's tableau)."""
+    from scipy.integrate import RK45
+    A, B, E = RK45.A, RK45.B, RK45.E
+    K = np.zeros(7)
+    for i in range(6):
+        K[i] = -(1.0 + H * (A[i, :i] @ K[:i]))
+    K[6] = -(1.0 + H * (B @ K[:6]))
+    return abs(H * (E @ K))
+
+
+def test_dopri5_steps_at_the_edges_of_acceptance_and_of_the_control_interval():
+    # ẋ = −x under a relative tolerance only: a step of size h has the same scaled error at every state.
+    # en(H) = 0.575 grows the step by 0.9·0.575^(−1/5) = 1.005 after it: the next interval's trial step
+    # lies in [H, 1.01 H) and must still stop at the interval's end. en(H/10) = 1.005 (the first trial
+    # step) must be rejected (accept when ≤ 1), however close.
+    H, f = 0.5, lambda x, u, t: -x + u
+    for h, en, U in ((H, 0.575, np.zeros((12, 1))), (0.1 * H, 1.005, np.zeros((2, 1)))):
+        prob = ODEProblem(lambda x, u: dnp.array([-x[0] + u[0]]), 1, 1, scheme="dopri5",
+                          rtol=_decay_error(h) / np.sqrt(2.0) / en, atol=1e-300)
+        hs, rejected, starts = _check_against_replay(prob, f, 1.0, U, 0.0, H)
+        if en < 1:
+            assert np.any((starts >= H) & (starts < 1.01 * H)), starts
+        else:
+            assert rejected >= 1 and hs[0] < h, (rejected, hs)
+
+
+def test_dopri5_steps_after_overflowing_and_far_too_large_trials():
+    # ẋ = −x³ from 10 over intervals of 5: the first trial steps overflow (non-finite stages, h/5), the
+    # next ones are finite with errors far above 1 (the factor 0.2 at its lower clamp)
+    prob = ODEProblem(lambda x, u: dnp.array([-x[0] * x[0] * x[0] + u[0]]), 1, 1, scheme="dopri5", rtol=1e-8,
+                      atol=1e-10)
+    f = lambda x, u, t: -x * x * x + u
+    hs, rejected, _ = _check_against_replay(prob, f, 10.0, np.zeros((2, 1)), 0.0, 5.0)
+    assert rejected >= 3
