@@ -525,7 +525,7 @@ def test_dopri5_dense_state_finds_the_step_containing_t_from_any_starting_step()
     # x(t) = 1 + sin t − sin t0 of ẋ = cos t
     prob = ODEProblem(lambda x, u, p, t: dnp.array([dnp.cos(t) + u[0]]), 1, 1, scheme="dopri5", rtol=1e-10,
                       atol=1e-12)
-    t0, H, N = 0.7, 0.5, 3
+    t0, H, N = -0.7, 0.5, 3  # times of both signs
     r = prob.module.rollout_adaptive(np.array([1.0]), np.zeros((N, 1)), np.zeros(0), t0, H, *prob._adaptive_args())
     steps, M = r.steps, int(r.steps.count)
     assert M >= 2 * N
