@@ -505,11 +505,12 @@ def test_dopri5_costates_at_every_grid_point_are_the_closed_form_costate():
             assert g.diagnostics.accepted >= 3 * N, (method, g.diagnostics)
             np.testing.assert_allclose(g.costates, want, rtol=1e-7, atol=1e-9, err_msg=f"{method}, N = {N}")
             np.testing.assert_allclose(g.dx0, want[0], rtol=1e-7, atol=1e-9)
-        # max_steps = the steps taken: the step records are full, none is left unwritten past the last
+        # max_steps = the steps taken: the step records are full, none is left unwritten past the last;
+        # from 2 x0 (costates 2λ, linear dynamics), so that no freed buffer holds the right numbers
         M = g.diagnostics.accepted
-        r = prob.module.bptt_adaptive(x0, np.zeros((N, 1)), np.zeros(0), 0.0, T / N, prob.rtol, prob.atol, M)
+        r = prob.module.bptt_adaptive(2 * x0, np.zeros((N, 1)), np.zeros(0), 0.0, T / N, prob.rtol, prob.atol, M)
         assert int(r.accepted) == M
-        np.testing.assert_allclose(r.costates, want, rtol=1e-7, atol=1e-9, err_msg=f"full records, N = {N}")
+        np.testing.assert_allclose(r.costates, 2 * want, rtol=1e-7, atol=1e-9, err_msg=f"full records, N = {N}")
 
 
 def test_dopri5_failures_name_their_own_cause():
