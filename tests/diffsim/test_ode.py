@@ -511,6 +511,25 @@ def test_dopri5_costates_at_every_grid_point_are_the_closed_form_costate():
         r = prob.module.bptt_adaptive(2 * x0, np.zeros((N, 1)), np.zeros(0), 0.0, T / N, prob.rtol, prob.atol, M)
         assert int(r.accepted) == M
         np.testing.assert_allclose(r.costates, 2 * want, rtol=1e-7, atol=1e-9, err_msg=f"full records, N = {N}")
+        tab = prob.tableau
+        M3 = prob.rollout(3 * x0, np.zeros((N, 1)), T=T).stats["accepted"]
+        r = prob.module.adjoint_adaptive(3 * x0, np.zeros((N, 1)), np.zeros(0), 0.0, T / N, prob.rtol, prob.atol,
+                                         M3, tab.A, tab.b, tab.b_low, tab.c)
+        assert int(r.status) == 0 and int(r.accepted) == M3
+        np.testing.assert_allclose(r.costates, 3 * want, rtol=1e-7, atol=1e-9, err_msg=f"adjoint full, N = {N}")
+        # the autonomous problem shifted to negative times (t0 = −T), from −x0: costates −λ
+        g = prob.gradient(-x0, np.zeros((N, 1)), T=T, t0=-T, method="adjoint")
+        np.testing.assert_allclose(g.costates, -want, rtol=1e-7, atol=1e-9, err_msg=f"adjoint t0 < 0, N = {N}")
+
+
+def test_dopri5_adjoint_of_still_dynamics_takes_one_backward_step_per_interval():
+    # ẋ = 0, Φ = x²: λ = 2 x0 constant, integrated exactly (zero error estimate, the step grows 5×); the
+    # backward sweep starts from the last forward step, H, so every interval is one accepted step
+    prob = ODEProblem(lambda x, u: 0.0 * x + 0.0 * u[0], 1, 1, terminal_cost=lambda x, p: x[0] * x[0],
+                      scheme="dopri5")
+    g = prob.gradient(np.array([0.7]), np.zeros((5, 1)), T=1.0, method="adjoint")
+    assert g.diagnostics.backward_accepted == 5 and g.diagnostics.rejected == 0
+    np.testing.assert_allclose(g.costates, np.full((6, 1), 1.4), rtol=1e-14)
 
 
 def test_dopri5_failures_name_their_own_cause():
