@@ -665,3 +665,14 @@ def test_dopri5_steps_after_overflowing_and_far_too_large_trials():
     f = lambda x, u, t: -x * x * x + u
     hs, rejected, _ = _check_against_replay(prob, f, 10.0, np.zeros((2, 1)), 0.0, 5.0)
     assert rejected >= 3
+
+
+def test_dopri5_adjoint_runs_at_its_own_times_from_a_negative_t0():
+    # ẋ = x cos t, Φ = x: x(T) = x0 exp(sin(t0 + T) − sin t0), λ(t) = exp(sin(t0 + T) − sin t) (closed form)
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([x[0] * dnp.cos(t) + u[0]]), 1, 1,
+                      terminal_cost=lambda x, p: x[0], scheme="dopri5", rtol=1e-10, atol=1e-12)
+    t0, T, N = -2.0, 1.5, 3
+    t = t0 + T / N * np.arange(N + 1)
+    for method in ("adjoint", "bptt"):
+        g = prob.gradient(np.array([0.8]), np.zeros((N, 1)), T=T, t0=t0, method=method)
+        np.testing.assert_allclose(g.costates[:, 0], np.exp(np.sin(t0 + T) - np.sin(t)), rtol=1e-7, err_msg=method)
