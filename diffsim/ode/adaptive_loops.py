@@ -7,8 +7,10 @@
 
 Within each control interval the step size is chosen by the standard controller
 (Hairer, Nørsett & Wanner, Solving ODEs I, II.4): accept when the scaled RMS error is ≤ 1,
-h ← h·min(5, max(0.2, 0.9·err^(-1/5))). Accepted steps are stored for the reverse sweeps and
-for dense output (cubic Hermite between accepted points, O(h^4)).
+h ← h·min(5, max(0.2, 0.9·err^(-1/5))) (5 for a zero error; h/5 after a trial that is not
+finite); the first trial step is H/10 and each interval's last step is shortened to end on it.
+Accepted steps are stored for the reverse sweeps and for dense output (cubic Hermite between
+accepted points, O(h^4)).
 
 Every loop returns a record of :mod:`diffsim.ode.records` ending in ``status`` (``OK``,
 ``NONFINITE``, ``TOO_MANY`` steps, step size ``UNDERFLOW``) and ``where`` (the control interval).

@@ -486,3 +486,193 @@ def test_dopri5_error_norm_and_step_controller_follow_hairer_norsett_wanner():
     # a step whose error estimate vanishes (ẋ = 0: both orders exact) is never rejected
     still = ODEProblem(lambda x, u: 0.0 * x, 1, 1, scheme="dopri5")
     assert still.rollout(np.array([1.0]), np.zeros((3, 1)), T=1.0).stats["rejected"] == 0
+
+
+def test_dopri5_costates_at_every_grid_point_are_the_closed_form_costate():
+    # ẋ = A x + B u, Φ = ½|x|², U = 0: λ(t_k) = exp(Aᵀ(T − t_k)) x(T), x(T) = exp(A T) x0 (closed form,
+    # scipy's expm). Several accepted steps per interval, and N = 1 (one interval of many steps).
+    from scipy.linalg import expm
+    A = np.array([[-0.3, 2.0], [-2.0, -0.1]])
+    prob = ODEProblem(lambda x, u: dnp.array([A[0, 0] * x[0] + A[0, 1] * x[1],
+                                              A[1, 0] * x[0] + A[1, 1] * x[1] + u[0]]), 2, 1,
+                      terminal_cost=lambda x, p: 0.5 * dnp.sum(x * x), scheme="dopri5", rtol=1e-10, atol=1e-12)
+    x0, T = np.array([1.0, -0.5]), 2.0
+    xT = expm(A * T) @ x0
+    for N in (1, 4):
+        want = np.array([expm(A.T * (T - k * T / N)) @ xT for k in range(N + 1)])
+        for method in ("bptt", "adjoint"):
+            g = prob.gradient(x0, np.zeros((N, 1)), T=T, method=method)
+            assert g.diagnostics.accepted >= 3 * N, (method, g.diagnostics)
+            np.testing.assert_allclose(g.costates, want, rtol=1e-7, atol=1e-9, err_msg=f"{method}, N = {N}")
+            np.testing.assert_allclose(g.dx0, want[0], rtol=1e-7, atol=1e-9)
+        # max_steps = the steps taken: the step records are full, none is left unwritten past the last;
+        # from 2 x0 (costates 2λ, linear dynamics), so that no freed buffer holds the right numbers
+        M = g.diagnostics.accepted
+        r = prob.module.bptt_adaptive(2 * x0, np.zeros((N, 1)), np.zeros(0), 0.0, T / N, prob.rtol, prob.atol, M)
+        assert int(r.accepted) == M
+        np.testing.assert_allclose(r.costates, 2 * want, rtol=1e-7, atol=1e-9, err_msg=f"full records, N = {N}")
+        tab = prob.tableau
+        M3 = prob.rollout(3 * x0, np.zeros((N, 1)), T=T).stats["accepted"]
+        r = prob.module.adjoint_adaptive(3 * x0, np.zeros((N, 1)), np.zeros(0), 0.0, T / N, prob.rtol, prob.atol,
+                                         M3, tab.A, tab.b, tab.b_low, tab.c)
+        assert int(r.status) == 0 and int(r.accepted) == M3
+        np.testing.assert_allclose(r.costates, 3 * want, rtol=1e-7, atol=1e-9, err_msg=f"adjoint full, N = {N}")
+        # the autonomous problem shifted to negative times (t0 = −T), from −x0: costates −λ
+        g = prob.gradient(-x0, np.zeros((N, 1)), T=T, t0=-T, method="adjoint")
+        np.testing.assert_allclose(g.costates, -want, rtol=1e-7, atol=1e-9, err_msg=f"adjoint t0 < 0, N = {N}")
+
+
+def test_dopri5_adjoint_of_still_dynamics_takes_one_backward_step_per_interval():
+    # ẋ = 0, Φ = x²: λ = 2 x0 constant, integrated exactly (zero error estimate, the step grows 5×); the
+    # backward sweep starts from the last forward step, H, so every interval is one accepted step
+    prob = ODEProblem(lambda x, u: 0.0 * x + 0.0 * u[0], 1, 1, terminal_cost=lambda x, p: x[0] * x[0],
+                      scheme="dopri5")
+    g = prob.gradient(np.array([0.7]), np.zeros((5, 1)), T=1.0, method="adjoint")
+    assert g.diagnostics.backward_accepted == 5 and g.diagnostics.rejected == 0
+    np.testing.assert_allclose(g.costates, np.full((6, 1), 1.4), rtol=1e-14)
+
+
+def test_dopri5_failures_name_their_own_cause():
+    # ẋ = 10³⁰⁰ x² from 1: every trial step's stages overflow to inf until the step is below 10⁻²⁹⁰: a
+    # non-finite state. ẋ = x² from 1: x = 1/(1 − t), the step shrinks to nothing before t = 1 while
+    # every trial stays finite: a step-size underflow.
+    overflow = ODEProblem(lambda x, u: 1e300 * x * x, 1, 1, scheme="dopri5", rtol=1e-6, atol=1e-8)
+    with pytest.raises(FloatingPointError, match=r"interval 0 \(t in \[0, 2\]\): non-finite state or cost"):
+        overflow.rollout(np.array([1.0]), np.zeros((1, 1)), T=2.0)
+    blowup = ODEProblem(lambda x, u: x * x, 1, 1, scheme="dopri5", rtol=1e-6, atol=1e-8)
+    with pytest.raises(FloatingPointError, match=r"interval 0 \(t in \[0, 2\]\): step size underflow"):
+        blowup.rollout(np.array([1.0]), np.zeros((1, 1)), T=2.0)
+
+
+def test_dopri5_dense_state_finds_the_step_containing_t_from_any_starting_step():
+    # the adjoint calls dense_state with the step it used last, not the one containing t: from every
+    # start the search must end on a step [t_j, t_j + h_j] holding t, and the value is the closed form
+    # x(t) = 1 + sin t − sin t0 of ẋ = cos t
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([dnp.cos(t) + u[0]]), 1, 1, scheme="dopri5", rtol=1e-10,
+                      atol=1e-12)
+    t0, H, N = -0.7, 0.5, 3  # times of both signs
+    r = prob.module.rollout_adaptive(np.array([1.0]), np.zeros((N, 1)), np.zeros(0), t0, H, *prob._adaptive_args())
+    steps, M = r.steps, int(r.steps.count)
+    assert M >= 2 * N
+    out = np.empty(1)
+    for t in np.linspace(t0, t0 + N * H, 23):
+        for start in range(M):
+            j = prob.module.dense_state(t, start, steps, out)
+            assert 0 <= j < M and steps.t[j] - 1e-12 <= t <= steps.t[j] + steps.h[j] + 1e-12, (t, start, j)
+            bound = steps.h[j] ** 4 / 384 + 1e-9  # cubic Hermite's error bound, h⁴/384·max|x⁗|, |x⁗| = |cos| ≤ 1
+            assert out[0] == pytest.approx(1.0 + np.sin(t) - np.sin(t0), abs=bound), (t, start)
+
+
+def _dopri5_replay(f, x0, U, t0, H, rtol, atol):
+    """The step sizes and rejections of the documented controller for a scalar ẋ = f(x, u, t) with no
+    running cost, in numpy with scipy's Dormand-Prince tableau: first trial step H/10; the last step of
+    an interval shortened to end on it; the scaled RMS error over (x, cost) (the cost's error is 0);
+    accept when ≤ 1; h ← h·min(5, max(0.2, 0.9·err^(−1/5))) (5 for a zero error), and h/5 after a
+    trial whose stages are not finite. Also the trial step at the start of each interval."""
+    from scipy.integrate import RK45
+    A, B, C, E = RK45.A, RK45.B, RK45.C, RK45.E
+
+    def step(x, u, t, h):
+        K = np.zeros(7)
+        for i in range(6):
+            K[i] = f(x + h * (A[i, :i] @ K[:i]), u, t + C[i] * h)
+        y = x + h * (B @ K[:6])
+        K[6] = f(y, u, t + h)
+        return y, h * (E @ K)
+
+    x, h, hs, starts, rejected = x0, 0.1 * H, [], [], 0
+    with np.errstate(all="ignore"):
+        for k, u in enumerate(U):
+            t, t_end = t0 + k * H, t0 + (k + 1) * H
+            starts.append(h)
+            while True:
+                last = h >= (t_end - t) * (1.0 - 1e-12)
+                h_try = t_end - t if last else h
+                y, e = step(x, u, t, h_try)
+                finite = np.isfinite(y) and np.isfinite(e)
+                en = abs(e) / (atol + rtol * max(abs(x), abs(y))) / np.sqrt(2.0) if finite else np.inf
+                if en <= 1.0:
+                    hs.append(h_try)
+                    x = y
+                    h = h_try * (5.0 if en == 0.0 else min(5.0, max(0.2, 0.9 * en ** -0.2)))
+                    if last:
+                        break
+                    t += h_try
+                else:
+                    rejected += 1
+                    h = h_try * (max(0.2, 0.9 * en ** -0.2) if finite else 0.2)
+    return np.array(hs), rejected, x, np.array(starts)
+
+
+def _check_against_replay(prob, f, x0, U, t0, H):
+    """The compiled rollout's accepted steps, rejections and final state against the replay; every
+    accepted step inside its own control interval."""
+    hs, rejected, xT, starts = _dopri5_replay(f, x0, U[:, 0], t0, H, prob.rtol, prob.atol)
+    r = prob.module.rollout_adaptive(np.array([x0]), U, np.zeros(0), t0, H, *prob._adaptive_args())
+    M = int(r.steps.count)
+    assert int(r.rejected) == rejected and M == len(hs), (int(r.rejected), rejected, M, len(hs))
+    np.testing.assert_allclose(r.steps.h[:M], hs, rtol=1e-6)  # round-off of t_end − t
+    assert r.xs[-1, 0] == pytest.approx(xT, rel=1e-12)
+    k = r.steps.interval[:M]
+    assert np.all(r.steps.t[:M] >= t0 + k * H - 1e-12) and np.all(r.steps.t[:M] + r.steps.h[:M] <= t0 + (k + 1) * H
+                                                                  + 1e-12)
+    return hs, rejected, starts
+
+
+def test_dopri5_step_sizes_and_rejections_follow_the_documented_controller():
+    # ẋ = −8x + u + sin 3t with controls jumping between ±1: every jump makes the step carried over
+    # too large (rejections), every interval ends on a shortened step
+    f = lambda x, u, t: -8.0 * x + u + np.sin(3.0 * t)
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([-8.0 * x[0] + u[0] + dnp.sin(3.0 * t)]), 1, 1,
+                      scheme="dopri5", rtol=1e-6, atol=1e-9)
+    U = np.array([1.0, -1.0] * 12)[:, None] * np.linspace(1.0, 3.0, 24)[:, None]
+    hs, rejected, _ = _check_against_replay(prob, f, 0.2, U, 0.3, 0.35)
+    assert rejected > 5
+
+
+def _decay_error(H):
+    """The Dormand-Prince error estimate of one step of ẋ = −x from x = 1 (scipy's tableau)."""
+    from scipy.integrate import RK45
+    A, B, E = RK45.A, RK45.B, RK45.E
+    K = np.zeros(7)
+    for i in range(6):
+        K[i] = -(1.0 + H * (A[i, :i] @ K[:i]))
+    K[6] = -(1.0 + H * (B @ K[:6]))
+    return abs(H * (E @ K))
+
+
+def test_dopri5_steps_at_the_edges_of_acceptance_and_of_the_control_interval():
+    # ẋ = −x under a relative tolerance only: a step of size h has the same scaled error at every state.
+    # en(H) = 0.575 grows the step by 0.9·0.575^(−1/5) = 1.005 after it: the next interval's trial step
+    # lies in [H, 1.01 H) and must still stop at the interval's end. en(H/10) = 1.005 (the first trial
+    # step) must be rejected (accept when ≤ 1), however close.
+    H, f = 0.5, lambda x, u, t: -x + u
+    for h, en, U in ((H, 0.575, np.zeros((12, 1))), (0.1 * H, 1.005, np.zeros((2, 1)))):
+        prob = ODEProblem(lambda x, u: dnp.array([-x[0] + u[0]]), 1, 1, scheme="dopri5",
+                          rtol=_decay_error(h) / np.sqrt(2.0) / en, atol=1e-300)
+        hs, rejected, starts = _check_against_replay(prob, f, 1.0, U, 0.0, H)
+        if en < 1:
+            assert np.any((starts >= H) & (starts < 1.01 * H)), starts
+        else:
+            assert rejected >= 1 and hs[0] < h, (rejected, hs)
+
+
+def test_dopri5_steps_after_overflowing_and_far_too_large_trials():
+    # ẋ = −x³ from 10 over intervals of 5: the first trial steps overflow (non-finite stages, h/5), the
+    # next ones are finite with errors far above 1 (the factor 0.2 at its lower clamp)
+    prob = ODEProblem(lambda x, u: dnp.array([-x[0] * x[0] * x[0] + u[0]]), 1, 1, scheme="dopri5", rtol=1e-8,
+                      atol=1e-10)
+    f = lambda x, u, t: -x * x * x + u
+    hs, rejected, _ = _check_against_replay(prob, f, 10.0, np.zeros((2, 1)), 0.0, 5.0)
+    assert rejected >= 3
+
+
+def test_dopri5_adjoint_runs_at_its_own_times_from_a_negative_t0():
+    # ẋ = x cos t, Φ = x: x(T) = x0 exp(sin(t0 + T) − sin t0), λ(t) = exp(sin(t0 + T) − sin t) (closed form)
+    prob = ODEProblem(lambda x, u, p, t: dnp.array([x[0] * dnp.cos(t) + u[0]]), 1, 1,
+                      terminal_cost=lambda x, p: x[0], scheme="dopri5", rtol=1e-10, atol=1e-12)
+    t0, T, N = -2.0, 1.5, 3
+    t = t0 + T / N * np.arange(N + 1)
+    for method in ("adjoint", "bptt"):
+        g = prob.gradient(np.array([0.8]), np.zeros((N, 1)), T=T, t0=t0, method=method)
+        np.testing.assert_allclose(g.costates[:, 0], np.exp(np.sin(t0 + T) - np.sin(t)), rtol=1e-7, err_msg=method)
