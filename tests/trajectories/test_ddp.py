@@ -285,3 +285,11 @@ def test_a_terminal_equality_reading_the_problem_parameters_meets_its_closed_for
     u_tol, lam_tol = (1e-8, 1e-7) if exact_terminal else (1e-6, 2e-7)
     assert np.max(np.abs(sol.u[:, 0] - ref[:N])) <= u_tol * np.max(np.abs(ref[:N]))
     assert np.max(np.abs(sol.extra["multipliers"]["eq"] - ref[N:])) <= lam_tol * np.max(np.abs(ref[N:]))
+
+
+def test_a_solve_that_runs_out_of_iterations_says_so_and_is_not_solved():
+    """max_iterations = 3 on the swing-up (which needs tens): status False, the message naming
+    the limit, exactly 3 iterations done."""
+    sol = DDPSolver(_pendulum_soft(), max_iterations=3).solve()
+    assert not sol.status
+    assert sol.iterations == 3 and "max_iterations = 3" in sol.message, sol.message
