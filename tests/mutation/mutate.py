@@ -448,6 +448,13 @@ def _copy_repository(dest: str) -> None:
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
         elif os.path.exists(src):
             shutil.copy2(src, os.path.join(dest, name))
+    # seed the copy's kernel cache from the caller's: the solver targets' unmutated run otherwise
+    # compiles every Numba kernel again (ten minutes under load). The cache is keyed by the hash of
+    # the generated source and verified on load, so a mutant of that source still compiles anew.
+    seed = os.environ.get("DIFFSIM_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "diffsim")
+    if os.path.isdir(seed):
+        shutil.copytree(seed, os.path.join(dest, ".kernel-cache"), dirs_exist_ok=True)
 
 
 _SERVER = r"""

@@ -316,3 +316,62 @@ def test_cart_pole_swingup_n100_exact_terminal_is_a_kkt_point():
     assert al.status
     assert sol.cost == pytest.approx(al.cost, rel=1e-6)
     assert sol.extra["outer_iterations"] < al.extra["outer_iterations"]
+
+
+def test_path_constraint_multipliers_meet_the_closed_form_kkt_conditions():
+    """The speed limit v ≤ 0.6 on the rest-to-rest double integrator, a linear-quadratic problem
+    whose discrete form numpy writes down: RK4 is exact for ẋ = v, v̇ = u with u held over a step,
+    so v_k = h Σ_{j<k} u_j, x_N = Γ U and J = h Σ u_k². Stationarity of J + Σ ν_k (v_k − 0.6) +
+    λ·(x_N − goal) in U, with ν and λ the multipliers DDP reports, and ν ≥ 0, ν_k = 0 where the
+    limit is slack: checked apart from the solver."""
+    N, T, vmax = 40, 2.0, 0.6
+    h = T / N
+    goal = np.array([1.0, 0.0])
+    ocp = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=T, N=N, n_u=1,
+                                running_cost=lambda x, u: u[0] ** 2,
+                                terminal_equality=lambda x: x - goal,
+                                path_constraints=lambda x, u: dnp.array([x[1] - vmax]), name="speed_limit")
+    sol = ddp(ocp)
+    assert sol.status, sol
+    U = sol.u[:, 0]
+    S = h * np.tril(np.ones((N, N)), -1)                       # v_k = (S U)_k, k = 0..N-1
+    Gamma = np.vstack([h * h * (N - np.arange(N) - 0.5), h * np.ones(N)])   # x_N = Γ U (exact RK4 step)
+    assert np.allclose(Gamma @ U, goal, atol=1e-7) and np.allclose(sol.x[:-1, 1], S @ U, atol=1e-9)
+    nu, lam = sol.extra["multipliers"]["path"][:, 0], sol.extra["multipliers"]["eq"]
+    assert nu.shape == (N,) and np.all(nu >= 0) and np.max(nu) > 0.1   # the limit is active
+    assert np.all(nu[S @ U < vmax - 1e-4] <= 1e-6)                     # complementarity
+    residual = 2 * h * U + S.T @ nu + Gamma.T @ lam
+    assert np.max(np.abs(residual)) <= 1e-5 * np.max(np.abs(2 * h * U))
+
+
+@pytest.mark.parametrize("exact_terminal", [True, False])
+def test_a_terminal_equality_reading_the_problem_parameters_meets_its_closed_form_optimum(exact_terminal):
+    """The Euler rest-to-rest problem of the test above, its goal read from the problem's
+    parameters (h_eq(x, p) = x − p): the optimum and the multiplier are numpy's KKT solution, with
+    the exact terminal steps and with the augmented Lagrangian alone (its first-order multiplier
+    estimate λ + μ h, not the λ of the last round)."""
+    N, T = 40, 2.0
+    h = T / N
+    goal = np.array([1.0, 0.0])
+    ocp = OptimalControlProblem(lambda x, u, p: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=T, N=N, n_u=1,
+                                running_cost=lambda x, u: u[0] ** 2, scheme="euler", params=goal,
+                                terminal_equality=lambda x, p: x - p, name="euler_rest_to_rest_p")
+    Ad, Bd = np.array([[1.0, h], [0.0, 1.0]]), np.array([[0.0], [h]])
+    Gamma = np.hstack([np.linalg.matrix_power(Ad, N - 1 - k) @ Bd for k in range(N)])
+    kkt = np.block([[2 * h * np.eye(N), Gamma.T], [Gamma, np.zeros((2, 2))]])
+    ref = np.linalg.solve(kkt, np.concatenate([np.zeros(N), goal]))
+    sol = DDPSolver(ocp, tol=1e-10, exact_terminal=exact_terminal).solve()
+    assert sol.status, sol
+    # the augmented Lagrangian ends with |h| ≈ 2e-8 at μ = 100: λ + μh is then within 5e-8 of the
+    # multiplier, the last round's λ alone 7e-7 off
+    u_tol, lam_tol = (1e-8, 1e-7) if exact_terminal else (1e-6, 2e-7)
+    assert np.max(np.abs(sol.u[:, 0] - ref[:N])) <= u_tol * np.max(np.abs(ref[:N]))
+    assert np.max(np.abs(sol.extra["multipliers"]["eq"] - ref[N:])) <= lam_tol * np.max(np.abs(ref[N:]))
+
+
+def test_a_solve_that_runs_out_of_iterations_says_so_and_is_not_solved():
+    """max_iterations = 3 on the swing-up (which needs tens): status False, the message naming
+    the limit, exactly 3 iterations done."""
+    sol = DDPSolver(_pendulum_soft(), max_iterations=3).solve()
+    assert not sol.status
+    assert sol.iterations == 3 and "max_iterations = 3" in sol.message, sol.message

@@ -137,3 +137,24 @@ def test_solution_plot_writes_a_figure(tmp_path):
     sol = single_shooting(double_integrator_lqr(N=50))
     fig = sol.plot(str(tmp_path / "lqr.png"), names=(["position", "velocity"], ["force"]))
     assert (tmp_path / "lqr.png").stat().st_size > 10_000 and len(fig.axes) == 3
+
+
+def test_single_shooting_holds_a_terminal_equality_beside_a_terminal_cost():
+    """min ∫u² + 10 (v(T) − 0.5)² s.t. x(T) = 1 on the double integrator from rest: the terminal
+    cost is nonzero at the optimum, so a constraint that picked up a share of it would be missed;
+    the optimum is a linear-quadratic one numpy solves (RK4 is exact here: x_N = Γ U, v_N = h ΣU)."""
+    N, T = 20, 1.0
+    h = T / N
+    ocp = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=T, N=N, n_u=1,
+                                running_cost=lambda x, u: u[0] ** 2,
+                                terminal_cost=lambda x: 10.0 * (x[1] - 0.5) ** 2,
+                                terminal_equality=lambda x: dnp.array([x[0] - 1.0]), name="reach_with_cost")
+    sol = single_shooting(ocp)
+    assert sol.status, sol
+    g, v = h * h * (N - np.arange(N) - 0.5), h * np.ones(N)
+    # KKT of h|U|² + 10 (vᵀU − 0.5)² s.t. gᵀU = 1
+    kkt = np.block([[2 * h * np.eye(N) + 20 * np.outer(v, v), g[:, None]], [g[None, :], np.zeros((1, 1))]])
+    ref = np.linalg.solve(kkt, np.concatenate([10 * v, [1.0]]))
+    assert abs(sol.x[-1, 0] - 1.0) <= 1e-7
+    assert abs(sol.x[-1, 1] - 0.5) > 0.1                     # the terminal cost is active at the optimum
+    assert np.max(np.abs(sol.u[:, 0] - ref[:N])) <= 1e-5 * np.max(np.abs(ref[:N]))
