@@ -318,7 +318,8 @@ def test_cart_pole_swingup_n100_exact_terminal_is_a_kkt_point():
     assert sol.extra["outer_iterations"] < al.extra["outer_iterations"]
 
 
-def test_path_constraint_multipliers_meet_the_closed_form_kkt_conditions():
+@pytest.mark.parametrize("limit_in_params", [False, True])
+def test_path_constraint_multipliers_meet_the_closed_form_kkt_conditions(limit_in_params):
     """The speed limit v ≤ 0.6 on the rest-to-rest double integrator, a linear-quadratic problem
     whose discrete form numpy writes down: RK4 is exact for ẋ = v, v̇ = u with u held over a step,
     so v_k = h Σ_{j<k} u_j, x_N = Γ U and J = h Σ u_k². Stationarity of J + Σ ν_k (v_k − 0.6) +
@@ -327,10 +328,16 @@ def test_path_constraint_multipliers_meet_the_closed_form_kkt_conditions():
     N, T, vmax = 40, 2.0, 0.6
     h = T / N
     goal = np.array([1.0, 0.0])
-    ocp = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=T, N=N, n_u=1,
-                                running_cost=lambda x, u: u[0] ** 2,
-                                terminal_equality=lambda x: x - goal,
-                                path_constraints=lambda x, u: dnp.array([x[1] - vmax]), name="speed_limit")
+    if limit_in_params:  # the multipliers sit after the parameters in DDP's stage vectors
+        ocp = OptimalControlProblem(lambda x, u, p: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=T, N=N, n_u=1,
+                                    running_cost=lambda x, u: u[0] ** 2, params=[vmax],
+                                    terminal_equality=lambda x: x - goal,
+                                    path_constraints=lambda x, u, p: dnp.array([x[1] - p[0]]), name="speed_limit_p")
+    else:
+        ocp = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=T, N=N, n_u=1,
+                                    running_cost=lambda x, u: u[0] ** 2,
+                                    terminal_equality=lambda x: x - goal,
+                                    path_constraints=lambda x, u: dnp.array([x[1] - vmax]), name="speed_limit")
     sol = ddp(ocp)
     assert sol.status, sol
     U = sol.u[:, 0]
