@@ -19,6 +19,8 @@ import shutil
 import tempfile
 import time
 
+from .errors import DiffsimError
+
 PARTIAL_PREFIX = ".partial-"
 _PARTIAL = re.compile(re.escape(PARTIAL_PREFIX) + r"(\d+)-")
 _UNOWNED_AGE = 3600.0  # seconds after which a temporary without a readable owner is stale
@@ -245,7 +247,7 @@ def write_npz_atomically(path: str | os.PathLike, arrays: dict) -> pathlib.Path:
     return pathlib.Path(path)
 
 
-class WriterBusy(RuntimeError):
+class WriterBusy(DiffsimError, RuntimeError):
     """Another live process holds the writer lock of a file (:func:`sole_writer`)."""
 
 
