@@ -175,13 +175,7 @@ def compile_module(specs: dict[str, tuple], extra: str = "", title: str = "funct
         metas[prefix], kinds_of[prefix] = meta, kinds
     source = _module_source(title, bodies, helpers, extra)
     module, path = _load(source)
-    kernels = {}
-    for prefix, meta in metas.items():
-        made = kinds_of[prefix]
-        fns = {kind: getattr(module, prefix + kind) if kind in made else None for kind in _KINDS}
-        unchecked = SimpleNamespace(**{kind: getattr(module, f"{prefix}{kind}_unchecked") if kind in made else None
-                                       for kind in _KINDS})
-        kernels[prefix] = Kernel(source=source, path=path, unchecked=unchecked, **meta, **fns)
+    kernels = {prefix: _bind(module, path, source, prefix, kinds_of[prefix], meta) for prefix, meta in metas.items()}
     return module, kernels
 
 
@@ -192,10 +186,16 @@ def _kernel_from_source(source: str, prefix: str, made: tuple, meta: dict) -> Ke
     """A Kernel unpickled (:meth:`Kernel.__reduce__`): the kernels ``made`` of ``prefix`` in the
     module of ``source``."""
     module, path = _load(source)
+    return _bind(module, path, source, prefix, made, dict(meta, fun=None))
+
+
+def _bind(module, path, source: str, prefix: str, made, meta: dict) -> Kernel:
+    """The Kernel of ``prefix``'s functions ``made`` in the loaded ``module`` (None for the others)."""
     fns = {kind: getattr(module, prefix + kind) if kind in made else None for kind in _KINDS}
     unchecked = SimpleNamespace(**{kind: getattr(module, f"{prefix}{kind}_unchecked") if kind in made else None
                                    for kind in _KINDS})
-    return Kernel(fun=None, source=source, path=path, unchecked=unchecked, **meta, **fns)
+    return Kernel(source=source, path=path, unchecked=unchecked, **meta, **fns)
+
 _CALLED_KERNEL = re.compile(r"\b(\w+?_)(?:forward|vjp|jvp|jacobian|hvp)(?:_into)?_unchecked\b")
 
 
