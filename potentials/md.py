@@ -88,28 +88,14 @@ def run_md(atoms, calculator, temperature_K: float = 300.0, timestep_fs: float =
     (results hold ``forces_std``) the largest per-atom force spread is recorded at each sample;
     every step whose spread passes ``uncertainty_threshold`` (eV/Å) is flagged, and with
     ``stop_on_uncertainty`` the run stops at the first (``MDRun.stopped_at``)."""
-    from ase import units
-    from ase.md.langevin import Langevin
-    from ase.md.verlet import VelocityVerlet
+    from .reference_data import _thermalize
 
     _check_md_options(atoms, temperature_K, timestep_fs, steps, interval, ensemble)
     atoms = atoms.copy()
     atoms.calc = calculator
     rng = np.random.default_rng(seed)
-    from .reference_data import _thermalize
-
     _thermalize(atoms, temperature_K, rng)
-    dt = timestep_fs * units.fs
-    if ensemble == "nve":
-        dyn = VelocityVerlet(atoms, dt)
-    elif ensemble == "nvt":
-        dyn = Langevin(atoms, dt, temperature_K=temperature_K, friction=friction, rng=rng, fixcm=False)
-    else:
-        from ase.md.nptberendsen import NPTBerendsen
-
-        dyn = NPTBerendsen(atoms, dt, temperature_K=temperature_K, taut=100 * units.fs,
-                           pressure_au=pressure_GPa * units.GPa, taup=1000 * units.fs,
-                           compressibility_au=1.0 / (bulk_modulus_GPa * units.GPa))
+    dyn = _integrator(atoms, ensemble, timestep_fs, temperature_K, friction, rng, pressure_GPa, bulk_modulus_GPa)
     n = len(atoms)
     times, pot, kin, pos, spread, flagged, vol = [], [], [], [], [], [], []
 
@@ -159,6 +145,27 @@ def run_md(atoms, calculator, temperature_K: float = 300.0, timestep_fs: float =
             traj.close()
     return MDRun(np.array(times), np.array(pot), np.array(kin), pos, np.array(atoms.cell), atoms.pbc.copy(),
                  np.array(spread) if spread else None, flagged, stopped, np.array(vol))
+
+
+def _integrator(atoms, ensemble: str, timestep_fs: float, temperature_K: float, friction: float, rng,
+                pressure_GPa: float, bulk_modulus_GPa: float):
+    """ASE's dynamics object for ``ensemble``: velocity Verlet, Langevin or Berendsen NPT."""
+    from ase import units
+
+    dt = timestep_fs * units.fs
+    if ensemble == "nve":
+        from ase.md.verlet import VelocityVerlet
+
+        return VelocityVerlet(atoms, dt)
+    if ensemble == "nvt":
+        from ase.md.langevin import Langevin
+
+        return Langevin(atoms, dt, temperature_K=temperature_K, friction=friction, rng=rng, fixcm=False)
+    from ase.md.nptberendsen import NPTBerendsen
+
+    return NPTBerendsen(atoms, dt, temperature_K=temperature_K, taut=100 * units.fs,
+                        pressure_au=pressure_GPa * units.GPa, taup=1000 * units.fs,
+                        compressibility_au=1.0 / (bulk_modulus_GPa * units.GPa))
 
 
 class _Uncertain(Exception):
