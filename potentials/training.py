@@ -202,6 +202,36 @@ def _train_epoch(model: Potential, data, order, config: TrainConfig, loss_config
     return float(np.mean(losses))
 
 
+def _validate_epoch(model, val, val_batch, loss_config, average, history, state, epoch: int, best: float) -> float:
+    """Score the epoch's weights (the averaged ones with an EMA) on the validation set, record
+    them as the best when they are; returns the best validation loss so far."""
+    live = model.weights
+    if average is not None:
+        model.weights = average.weights  # validate, and keep, the averaged weights
+    if val_batch is not None:
+        history.val_loss.append(float(batch_loss(model, model.weights, val_batch, loss_config)))
+        metrics = evaluate(model, val)
+        history.val_energy_mae.append(metrics.energy_mae)
+        history.val_force_mae.append(metrics.force_mae)
+        if history.val_loss[-1] < best:
+            best, history.best_epoch = history.val_loss[-1], epoch
+            state["best"] = _copy_weights(model.weights)
+    else:
+        state["best"] = _copy_weights(model.weights)
+    model.weights = live
+    return best
+
+
+def _refit(model, data, config: TrainConfig, history: History, reserve: float) -> None:
+    """The exact least-squares refit of the read-out with the last stage's loss weights."""
+    last = _stage_config(config, 1.0 if history.stage_two_epoch >= 0 else 0.0)
+    weights = config.refit_weights or (last.energy_weight, last.force_weight, last.stress_weight)
+    c = time.process_time()
+    history.refit = refit_readout(model, data, *weights, config_type_weights=config.config_type_weights,
+                                  max_structures=config.refit_structures, rng=_refit_rng(config))
+    history.refit.update(cpu_seconds=time.process_time() - c, reserved=reserve)
+
+
 def train(model: Potential, frames, config: TrainConfig | None = None, validation=None, test=None) -> History:
     """Fit ``model`` to ASE Atoms ``frames`` (labels as in :mod:`potentials.labels`). A random
     ``validation_fraction`` is held out unless ``validation`` frames are given; ``test`` frames
@@ -251,20 +281,7 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
         history.train_loss.append(_train_epoch(model, data, rng.permutation(len(data)), config, loss_config, state,
                                                lr, average))
         history.learning_rate.append(lr)
-        live = model.weights
-        if average is not None:
-            model.weights = average.weights  # validate, and keep, the averaged weights
-        if val_batch is not None:
-            history.val_loss.append(float(batch_loss(model, model.weights, val_batch, loss_config)))
-            metrics = evaluate(model, val)
-            history.val_energy_mae.append(metrics.energy_mae)
-            history.val_force_mae.append(metrics.force_mae)
-            if history.val_loss[-1] < best:
-                best, history.best_epoch = history.val_loss[-1], epoch
-                state["best"] = _copy_weights(model.weights)
-        else:
-            state["best"] = _copy_weights(model.weights)
-        model.weights = live
+        best = _validate_epoch(model, val, val_batch, loss_config, average, history, state, epoch, best)
         schedule.step(history.val_loss[-1] if history.val_loss else None)
         bar.update(1)
         bar.set_postfix(train=f"{history.train_loss[-1]:.3g}",
@@ -286,12 +303,7 @@ def train(model: Potential, frames, config: TrainConfig | None = None, validatio
     if state.get("best") is not None:
         model.weights = state["best"]
     if refit:
-        last = _stage_config(config, 1.0 if history.stage_two_epoch >= 0 else 0.0)
-        weights = config.refit_weights or (last.energy_weight, last.force_weight, last.stress_weight)
-        c = time.process_time()
-        history.refit = refit_readout(model, data, *weights, config_type_weights=config.config_type_weights,
-                                      max_structures=config.refit_structures, rng=_refit_rng(config))
-        history.refit.update(cpu_seconds=time.process_time() - c, reserved=reserve)
+        _refit(model, data, config, history, reserve)
     history.seconds += time.perf_counter() - t0
     history.cpu_seconds += time.process_time() - cpu0
     history.errors = _final_errors(model, data, val, tests)
