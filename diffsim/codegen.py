@@ -140,7 +140,7 @@ def compile(fun: Callable, *arg_shapes: int | Sequence[int], name: str | None = 
 
 
 def compile_module(specs: dict[str, tuple], extra: str = "", title: str = "functions",
-                   calls: Sequence[str] | None = None):
+                   calls: Sequence[str] | None = None, interpret_first: bool = False):
     """Trace several functions into one generated, cached module, plus ``extra`` source (compiled
     loops that call the kernels by name, such as the ODE solvers). Kernels of the function under
     key ``prefix`` are named ``{prefix}forward``, ``{prefix}vjp_into`` and so on.
@@ -158,6 +158,10 @@ def compile_module(specs: dict[str, tuple], extra: str = "", title: str = "funct
     of them and each of them must have a spec, or this raises naming the kernel (without it, a
     template can call kernels that only some spec sets define, and a missing one fails at its
     first call).
+
+    With ``interpret_first`` the module's functions that are not in Numba's disk cache yet run as
+    Python while a background process compiles them (:mod:`diffsim.interpreted`); the Kernels
+    are Numba's either way.
     """
     if calls is not None:
         _check_template(extra, specs, calls, title)
@@ -176,6 +180,10 @@ def compile_module(specs: dict[str, tuple], extra: str = "", title: str = "funct
     source = _module_source(title, bodies, helpers, extra)
     module, path = _load(source)
     kernels = {prefix: _bind(module, path, source, prefix, kinds_of[prefix], meta) for prefix, meta in metas.items()}
+    if interpret_first:
+        from .interpreted import interpret_until_compiled
+
+        module = interpret_until_compiled(module, source, path)
     return module, kernels
 
 

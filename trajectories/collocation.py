@@ -72,7 +72,8 @@ def collocation_module(problem: OptimalControlProblem):
 
     nt, nq = n + int(free), k + 1
     specs = {"node_": (node, (nt, m, nq, ())), "term_": (terminal_vector(problem), (nt, nq))}
-    module, _ = compile_module(specs, extra=_LOOPS, title=f"collocation({problem.name}, free={free})")
+    module, _ = compile_module(specs, extra=_LOOPS, title=f"collocation({problem.name}, free={free})",
+                               interpret_first=True)
     problem._collocation_module = module
     return module
 

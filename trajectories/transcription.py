@@ -100,7 +100,7 @@ def stage_module(problem: OptimalControlProblem):
              "lagh_": (lagrangian_hessian, (ns, m, nq, (), (), ns + 1, ng), into),
              "finalh_": (final_rows_hessian, (ns, m, nq, (), (), ng), into)}
     module, _ = compile_module(specs, extra=_LOOPS, title=f"stages({problem.name}, {problem.scheme}, free={free})",
-                               calls=tuple(specs))
+                               calls=tuple(specs), interpret_first=True)
     problem._stage_module = module
     return module
 
