@@ -95,7 +95,7 @@ def _ddp(problem, options: dict):
     """``solve(method="ddp")``: the option names checked against DDP's own (a bare TypeError otherwise)."""
     import inspect
 
-    from .ddp import DDPSolver, ddp
+    from .ddp import DDPSolver, ddp, run_ddp
     from .problem import ProblemError
 
     takes = (set(inspect.signature(DDPSolver.__init__).parameters) | set(inspect.signature(ddp).parameters)) \
@@ -103,7 +103,8 @@ def _ddp(problem, options: dict):
     unknown = set(options) - takes
     if unknown:
         raise ProblemError(f"unknown option(s) {sorted(unknown)} for method='ddp': it takes {sorted(takes)}")
-    return ddp(problem, **options)
+    run = {k: options.pop(k) for k in ("U0", "X0", "time_budget") if k in options}
+    return run_ddp(DDPSolver(problem, **options), **run)  # a setting it cannot take raises, as for the other methods
 
 
 def _scipy(problem, method: str, gradient: str | None, options: dict):

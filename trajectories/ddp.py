@@ -536,9 +536,25 @@ def ddp(problem: OptimalControlProblem, variant: str = "auto", U0=None, X0=None,
     start = time.perf_counter()
     try:
         solver = DDPSolver(problem, variant=variant, **options)
+    except ProblemError as exc:
+        return Solution(False, str(exc), "ddp", variant, seconds=time.perf_counter() - start)
+    return run_ddp(solver, U0, X0, time_budget, start)
+
+
+def run_ddp(solver: DDPSolver, U0=None, X0=None, time_budget: float | None = None,
+            start: float | None = None) -> Solution:
+    """``solver.solve`` with a numerical failure or an infeasible start reported as status False
+    (``start``: the clock's reading the solve's seconds count from).
+
+    >>> from trajectories.systems import double_integrator_lqr
+    >>> run_ddp(DDPSolver(double_integrator_lqr(N=20))).status
+    True
+    """
+    start = time.perf_counter() if start is None else start
+    try:
         sol = solver.solve(U0=U0, X0=X0, time_budget=time_budget)
     except (ProblemError, FloatingPointError) as exc:
-        return Solution(False, str(exc), "ddp", variant, seconds=time.perf_counter() - start)
+        return Solution(False, str(exc), "ddp", solver.variant, seconds=time.perf_counter() - start)
     sol.seconds = time.perf_counter() - start
     return sol
 

@@ -9,6 +9,7 @@ import pytest
 import diffsim.numpy as dnp
 from trajectories import OptimalControlProblem, solve, systems
 from trajectories.ddp import DDPSolver, ddp
+from trajectories.problem import ProblemError
 
 
 def rk4_lqr(h, N):
@@ -155,6 +156,18 @@ def test_solve_method_ddp_and_bad_input():
     adaptive.scheme = "dopri5"
     assert "fixed-step scheme" in ddp(adaptive).message
     assert "NaN" in ddp(systems.double_integrator_lqr(N=10), U0=np.full((10, 1), np.nan)).message
+
+
+@pytest.mark.parametrize("setting, named", [(dict(tol=-1.0), "tol > 0"),
+                                            (dict(variant="newton"), "unknown DDP variant"),
+                                            (dict(max_iterations=0), "max_iterations >= 1"),
+                                            (dict(N=0), "at least one stage")])
+def test_solve_with_ddp_raises_for_a_setting_it_cannot_take_as_the_other_methods_do(setting, named):
+    with pytest.raises(ProblemError, match=named):
+        solve(systems.double_integrator_lqr(N=10), method="ddp", **setting)
+    # a numerical failure is still a status: a NaN start
+    bad = solve(systems.double_integrator_lqr(N=10), method="ddp", U0=np.full((10, 1), np.nan))
+    assert not bad.status and "NaN" in bad.message
 
 
 def _lagrangian_gradient(problem, sol):
