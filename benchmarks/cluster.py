@@ -10,8 +10,9 @@
   point (``trajectories.sweep``), and the same sweep on the 12-point, two-start grid of earlier
   runs. Each worker (and the serial process) compiles a problem's kernels once and gives them,
   with the verdict of its check that every control is used, to every later problem of the same
-  structure (``trajectories.sweep.structure_key``): a task is a solve, ~11-13 ms of CPU on a quiet
-  machine, where it was a trace of the problem and a solve, ~130 ms. The sweep runs twice: keeping
+  structure (``trajectories.sweep.structure_key``, ~40 µs: the C pickler; cloudpickle took 0.2-0.4 ms
+  in a worker): a task is a solve, 3.5-7 ms of CPU (quiet machine to load 8), where it was a trace
+  of the problem and a solve, ~130 ms. The sweep runs twice: keeping
   every Solution (10 kB each, sent back by the workers), and with ``solutions=False``, what the
   table and figure of ``diffsim control --sweep`` use (the same solves; only status, cost,
   iterations, time and message travel). On 24 such tasks one slow solve (164 iterations, 0.5 s)
@@ -38,7 +39,9 @@ baseline runs with one BLAS thread, as every worker does,
 so both do identical work, and both are warmed alike (the serial process and every worker load
 the kernels and compile the sweep's problem structure once before timing; the garbage collector
 costs the serial run < 0.1 ms per task, so freezing it in the workers changes nothing); serial
-and parallel runs alternate (best of ``--repeats``). The per-task overhead comes from 500 empty
+and parallel runs alternate (best of ``--repeats``; a sweep, a second or so, 3 × as often, since
+consecutive runs of one sweep differ by ± 15 % in CPU time on this shared VM; the median ratio of
+the back-to-back pairs is printed beside the ratio of the bests). The per-task overhead comes from 500 empty
 tasks, one Dask task each and in the default chunks (``map_tasks`` sends chunks by factoring,
 ``cluster.auto_chunks``: halving batches of W chunks, none over 1/(4W) of the run or under
 1/(16W) of it, one Dask task group that the scheduler queues and hands out to whichever worker
@@ -97,6 +100,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -252,20 +256,26 @@ def main() -> None:
             cold_here = time.perf_counter() - t
             run, n = make(size)
             serial, parallel = [], []
-            for _ in range(max(1, args.repeats)):  # alternated, so a change in the machine's load hits both
+            # alternated, so a change in the machine's load hits both; a sweep (a second or so) 3x as often
+            for _ in range(max(1, args.repeats) * (3 if "sweep" in name else 1)):
                 serial.append(_timed(run, None))
                 parallel.append(_timed(run, client))
             s, p = min(serial), min(parallel)
+            pairs = [a[0] / b[0] for a, b in zip(serial, parallel)]  # each pair run back to back
+            median = statistics.median(pairs)
             alone, together = _alone_and_together(name, size, client)
             rows.append([title, n, f"{s[0]:.2f} s", f"{p[0]:.2f} s", f"{n / s[0]:.2f}", f"{n / p[0]:.2f}",
-                         f"{s[0] / p[0]:.2f}x", f"{cold_here:.2f} s / {cold_workers:.2f} s",
+                         f"{s[0] / p[0]:.2f}x", f"{median:.2f}x ({len(pairs)})",
+                         f"{cold_here:.2f} s / {cold_workers:.2f} s",
                          f"{load_start} → {_load()}"])
             cpu_rows.append([title, _ms(s[1] / n), _ms(p[2] / n), f"{1e3 * p[1] / n:.2f} ms",
                              f"{(s[1] / ((p[2] + p[1]) / 2)) if p[2] else float('nan'):.2f}x",
                              f"{_ms(alone / n)} → {_ms(together / n)} ({together / alone - 1:+.0%})"])
-            print(f"  {title}: {s[0] / p[0]:.2f}x (load {load_start} → {_load()})", flush=True)
+            print(f"  {title}: {s[0] / p[0]:.2f}x, median of pairs {median:.2f}x (load {load_start} → {_load()})",
+                  flush=True)
         print_table("throughput (warm: every worker prepared with cluster.warm; best of the alternated runs)",
                     ["workload", "tasks", "serial", "2 workers", "tasks/s serial", "tasks/s 2 workers", "ratio",
+                     "median ratio of the alternated pairs (pairs)",
                      "cold start here / workers", "load avg start → end"], rows)
         print_table("CPU per task (seconds of CPU, not wall: far less sensitive to the other jobs' load)",
                     ["workload", "serial", "on the workers", "client (writer, scheduler)",

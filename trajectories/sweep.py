@@ -22,8 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import io
 import itertools
+import pickle
+import sys
 import threading
+import types
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -82,14 +87,19 @@ def _check_names(problem, names, fixed) -> None:
         raise ProblemError(f"{name} has no parameter {sorted(bad)}; it takes {sorted(accepted - {'rng'})}")
 
 
-def _typed(problem, params: dict) -> dict:
-    """Cast a builder's integer parameters (N, ...) given as floats on a grid to int."""
+def _integers(problem) -> frozenset:
+    """The builder's parameters whose default is an integer (N, ...): a grid's floats for them are
+    cast to int. Read once per sweep (inspect.signature is ~15 µs), not once per task."""
     try:
         sig = inspect.signature(problem).parameters
     except (TypeError, ValueError):
-        return params
-    return {k: int(round(v)) if k in sig and isinstance(sig[k].default, int) and not isinstance(sig[k].default, bool)
-            else v for k, v in params.items()}
+        return frozenset()
+    return frozenset(k for k, p in sig.items() if isinstance(p.default, int) and not isinstance(p.default, bool))
+
+
+def _typed(integers: frozenset, params: dict) -> dict:
+    """``params`` with the values of ``integers`` (see :func:`_integers`) cast to int."""
+    return {k: int(round(v)) if k in integers else v for k, v in params.items()}
 
 
 # what a problem compiles, once, on first use; every one a function of the problem's structure alone
@@ -105,13 +115,18 @@ _KNOWN_LOCK = threading.Lock()  # a worker may run several tasks at once (dask w
 
 def structure_key(problem: OptimalControlProblem) -> str | None:
     """A fingerprint of everything a problem's generated kernels depend on: its functions (their
-    code and every value they capture: closure cells, defaults, globals they read, by cloudpickle),
-    the sizes, scheme and name. Parameters, T, N, x0, bounds and guesses are not in it: they are the
-    kernels' arguments. Two problems with one key compile to the same module; None if the functions
-    cannot be pickled (then nothing is reused). A function importable by name (a module's top-level
-    ``def``) is pickled as its name: one that reads a module-level variable the builder changes
-    between grid points would not be seen to change; pass such values as builder arguments, which
-    closures capture.
+    code and every value they capture: closure cells, defaults, the globals they read, function
+    attributes, and so on through the functions those capture), the sizes, scheme and name.
+    Parameters, T, N, x0, bounds and guesses are not in it: they are the kernels' arguments. Two
+    problems with one key compile to the same module; None if the functions cannot be pickled
+    (then nothing is reused). A function importable by name (a module's top-level ``def``) is
+    taken as its name: one that reads a module-level variable the builder changes between grid
+    points would not be seen to change; pass such values as builder arguments, which closures
+    capture. The functions are pickled by :class:`_KeyPickler` (the C pickler, with functions,
+    code and modules reduced to what they are made of, as cloudpickle does: 20-40 µs for the
+    pendulum, where cloudpickle, which also looks up every submodule a function's globals could
+    need among ``sys.modules``, took 0.2-0.4 ms, a twentieth of a sweep task, in a worker); what
+    it cannot pickle (a class defined inside a function, say) goes to cloudpickle.
 
     >>> from trajectories.systems import cart_pole_swingup, pendulum_swingup
     >>> structure_key(pendulum_swingup(T=3.0)) == structure_key(pendulum_swingup(T=5.0, N=20, u_max=2.0))
@@ -119,15 +134,87 @@ def structure_key(problem: OptimalControlProblem) -> str | None:
     >>> structure_key(cart_pole_swingup(distance=1.0)) == structure_key(cart_pole_swingup(distance=2.0))
     False
     """
+    functions = (problem.f, problem.L, problem.Phi, problem.g, problem.h_eq, problem.h_in)
     try:
-        import cloudpickle
+        blob = _fingerprint(functions)
+    except Exception:  # something the plain pickler cannot take (a local class): cloudpickle's way
+        try:
+            import cloudpickle
 
-        blob = cloudpickle.dumps((problem.f, problem.L, problem.Phi, problem.g, problem.h_eq, problem.h_in))
-    except Exception:  # no cloudpickle, or a function that captures something unpicklable: compile as usual
-        return None
+            blob = b"cloudpickle" + cloudpickle.dumps(functions)
+        except Exception:  # no cloudpickle, or a function that captures something unpicklable: compile as usual
+            return None
     sizes = (problem.n_x, problem.n_u, problem.n_p, problem.n_g, problem.n_eq, problem.n_in, problem.free_time,
              problem.scheme, problem.name)
     return hashlib.sha256(blob + repr(sizes).encode()).hexdigest()
+
+
+def _fingerprint(values) -> bytes:
+    """The bytes of ``values`` as :class:`_KeyPickler` writes them (never loaded: only compared)."""
+    out = io.BytesIO()
+    _KeyPickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(values)
+    return out.getvalue()
+
+
+class _KeyPickler(pickle.Pickler):
+    """A pickler for fingerprints: a function not importable by its name becomes its code, the
+    globals its code reads (their values, now), its defaults, closure cells, attributes; a code
+    object its bytecode, constants, names and signature; a module its name. Everything else
+    pickles as usual (numbers, arrays by their bytes, importable functions and classes by name),
+    so a value captured anywhere in a problem's functions is in its bytes. A function that
+    captures itself recurses without end and is left to cloudpickle (RecursionError)."""
+
+    def reducer_override(self, obj):
+        kind = type(obj)
+        if kind is types.FunctionType and not _by_name(obj):
+            cells = tuple(_cell(c) for c in obj.__closure__ or ())
+            reads = {name: obj.__globals__[name] for name in _global_names(obj.__code__) if name in obj.__globals__}
+            return _part, ("function", obj.__code__, reads, obj.__defaults__, obj.__kwdefaults__, cells,
+                           obj.__dict__ or None)
+        if kind is types.CodeType:
+            return _part, ("code", obj.co_code, obj.co_consts, obj.co_names, obj.co_varnames, obj.co_freevars,
+                           obj.co_cellvars, obj.co_argcount, obj.co_posonlyargcount, obj.co_kwonlyargcount,
+                           obj.co_flags, obj.co_name)
+        if kind is types.ModuleType:
+            return _part, ("module", obj.__name__)
+        return NotImplemented
+
+
+def _part(*what):  # the callable a fingerprint's reductions name; fingerprints are never unpickled
+    return what
+
+
+def _by_name(fn) -> bool:
+    """True if ``fn`` is what its module and qualified name lead to (pickled as that name)."""
+    module = sys.modules.get(fn.__module__) if fn.__module__ != "__main__" else None  # __main__: by value, as
+    target = module                                                                    # cloudpickle does
+    for part in fn.__qualname__.split("."):
+        target = getattr(target, part, None)
+    return module is not None and target is fn
+
+
+def _cell(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # a cell not filled yet
+        return _EMPTY_CELL
+
+
+_EMPTY_CELL = "<empty cell>"
+_NAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # code -> the global names it may read
+
+
+def _global_names(code) -> tuple:
+    """Every name ``code`` and the code objects nested in it look up (sorted): those that are keys
+    of a function's globals are the globals it reads."""
+    names = _NAMES.get(code)
+    if names is None:
+        found = set(code.co_names)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                found.update(_global_names(const))
+        names = _NAMES[code] = tuple(sorted(found))
+    return names
 
 
 def _reuse_compiled(problem: OptimalControlProblem) -> str | None:
@@ -196,7 +283,7 @@ def solve_point(task: SweepTask, shared) -> dict:
     """The task function: build (or adapt) the problem at ``task.params`` and solve it from the start."""
     from . import solve
 
-    problem, fixed, method, options, solutions = shared
+    problem, fixed, method, options, solutions, (integers, takes_rng) = shared
     params = dict(task.params)
     rng = task_rng(f"start-{task.start}", task.seed)
     if isinstance(problem, OptimalControlProblem):
@@ -207,8 +294,8 @@ def solve_point(task: SweepTask, shared) -> dict:
             ocp = copy.copy(ocp)
             ocp.T = float(params["T"])
     else:
-        kwargs = dict(fixed, **_typed(problem, params))
-        if "rng" in _accepts(problem)[0]:
+        kwargs = dict(fixed, **_typed(integers, params))
+        if takes_rng:
             kwargs["rng"] = rng
         ocp = problem(**kwargs)
     if not isinstance(ocp, OptimalControlProblem):  # any task: its result is the outcome
@@ -314,13 +401,17 @@ def sweep(problem: OptimalControlProblem | Callable, parameters: dict[str, Seque
     fixed = dict(fixed or {})
     points = _grid(parameters)
     _check_names(problem, list(parameters), fixed)
-    if isinstance(problem, OptimalControlProblem) and client is not None:
-        problem = portable(problem)
+    if isinstance(problem, OptimalControlProblem):
+        facts = (frozenset(), False)
+        if client is not None:
+            problem = portable(problem)
+    else:  # the builder's signature, read here once rather than in every task
+        facts = (_integers(problem), "rng" in _accepts(problem)[0])
     tasks = [SweepTask(",".join(f"{n}={v:g}" for n, v in p.items()) + f"/start={k}", tuple(p.items()), k, int(seed))
              for p in points for k in range(int(starts))]
     done = {}
     for key, out in map_tasks(solve_point, tasks, keys=[t.key for t in tasks], client=client,
-                              shared=(problem, fixed, method, options, bool(solutions)), progress=progress,
+                              shared=(problem, fixed, method, options, bool(solutions), facts), progress=progress,
                               description="sweep",
                               raise_failures=False):  # a point whose builder raises is a failed row, not a lost sweep
         done[key] = out if isinstance(out, dict) else {"status": False, "cost": float("nan"), "iterations": 0,
