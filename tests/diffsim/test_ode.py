@@ -580,7 +580,8 @@ def _dopri5_replay(f, x0, U, t0, H, rtol, atol):
     running cost, in numpy with scipy's Dormand-Prince tableau: first trial step H/10; the last step of
     an interval shortened to end on it; the scaled RMS error over (x, cost) (the cost's error is 0);
     accept when ≤ 1; h ← h·min(5, max(0.2, 0.9·err^(−1/5))) (5 for a zero error), and h/5 after a
-    trial whose stages are not finite. Also the trial step at the start of each interval."""
+    trial whose stages are not finite. Also the trial step at the start of each interval, and each
+    accepted step's (t, h, x, x_end, ẋ, ẋ_end) for dense output."""
     from scipy.integrate import RK45
     A, B, C, E = RK45.A, RK45.B, RK45.C, RK45.E
 
@@ -592,7 +593,7 @@ def _dopri5_replay(f, x0, U, t0, H, rtol, atol):
         K[6] = f(y, u, t + h)
         return y, h * (E @ K)
 
-    x, h, hs, starts, rejected = x0, 0.1 * H, [], [], 0
+    x, h, hs, starts, rejected, records = x0, 0.1 * H, [], [], 0, []
     with np.errstate(all="ignore"):
         for k, u in enumerate(U):
             t, t_end = t0 + k * H, t0 + (k + 1) * H
@@ -605,6 +606,7 @@ def _dopri5_replay(f, x0, U, t0, H, rtol, atol):
                 en = abs(e) / (atol + rtol * max(abs(x), abs(y))) / np.sqrt(2.0) if finite else np.inf
                 if en <= 1.0:
                     hs.append(h_try)
+                    records.append((t, h_try, x, y, f(x, u, t), f(y, u, t + h_try)))
                     x = y
                     h = h_try * (5.0 if en == 0.0 else min(5.0, max(0.2, 0.9 * en ** -0.2)))
                     if last:
@@ -613,13 +615,13 @@ def _dopri5_replay(f, x0, U, t0, H, rtol, atol):
                 else:
                     rejected += 1
                     h = h_try * (max(0.2, 0.9 * en ** -0.2) if finite else 0.2)
-    return np.array(hs), rejected, x, np.array(starts)
+    return np.array(hs), rejected, x, np.array(starts), records
 
 
 def _check_against_replay(prob, f, x0, U, t0, H):
     """The compiled rollout's accepted steps, rejections and final state against the replay; every
     accepted step inside its own control interval."""
-    hs, rejected, xT, starts = _dopri5_replay(f, x0, U[:, 0], t0, H, prob.rtol, prob.atol)
+    hs, rejected, xT, starts, _ = _dopri5_replay(f, x0, U[:, 0], t0, H, prob.rtol, prob.atol)
     r = prob.module.rollout_adaptive(np.array([x0]), U, np.zeros(0), t0, H, *prob._adaptive_args())
     M = int(r.steps.count)
     assert int(r.rejected) == rejected and M == len(hs), (int(r.rejected), rejected, M, len(hs))
@@ -688,3 +690,123 @@ def test_dopri5_adjoint_runs_at_its_own_times_from_a_negative_t0():
     for method in ("adjoint", "bptt"):
         g = prob.gradient(np.array([0.8]), np.zeros((N, 1)), T=T, t0=t0, method=method)
         np.testing.assert_allclose(g.costates[:, 0], np.exp(np.sin(t0 + T) - np.sin(t)), rtol=1e-7, err_msg=method)
+
+
+def _dopri5_backward_replay(G, z, n, m, h, t0, H, N, rtol, atol):
+    """The documented backward sweep of the continuous adjoint, in numpy with scipy's Dormand-Prince
+    tableau: z = (λ, μ_u, μ_p) integrated in τ = t_{k+1} − t over the intervals k = N − 1, …, 0 with
+    dz/dτ = G(z, t) = ∂H/∂(x, u, p); μ_u restarts at 0 in each interval; the first trial step is the
+    forward sweep's last accepted step h; each interval's last step is shortened to end on t_k; stage
+    times are clipped to the interval; the scaled RMS error over all of z, accept when ≤ 1, and the
+    forward controller's step-size factors. Returns the costates (N + 1, n), dU (N, m), μ_p at t0, the
+    accepted and rejected counts and the (k, h, err) of every trial."""
+    from scipy.integrate import RK45
+    A, B, C, E = RK45.A, RK45.B, RK45.C, RK45.E
+    z = np.array(z, dtype=float)
+    lam, dU, accepted, rejected, trials = np.empty((N + 1, n)), np.zeros((N, m)), 0, 0, []
+    lam[N] = z[:n]
+    with np.errstate(all="ignore"):
+        for k in range(N - 1, -1, -1):
+            tb, ta = t0 + (k + 1) * H, t0 + k * H
+            z[n:n + m], tau = 0.0, 0.0
+            while True:
+                last = h >= (H - tau) * (1.0 - 1e-12)
+                h_try = H - tau if last else h
+                K = np.zeros((7, z.size))
+                for i in range(6):
+                    K[i] = G(z + h_try * (A[i, :i] @ K[:i]), min(max(tb - (tau + C[i] * h_try), ta), tb))
+                z5 = z + h_try * (B @ K[:6])
+                K[6] = G(z5, min(max(tb - (tau + h_try), ta), tb))
+                scale = atol + rtol * np.maximum(np.abs(z), np.abs(z5))
+                en = np.sqrt(np.mean((h_try * (E @ K) / scale) ** 2)) if np.all(np.isfinite(z5)) else np.inf
+                trials.append((k, h_try, en))
+                if en <= 1.0:
+                    z, accepted = z5, accepted + 1
+                    h = h_try * (5.0 if en == 0.0 else min(5.0, max(0.2, 0.9 * en ** -0.2)))
+                    if last:
+                        break
+                    tau += h_try
+                else:
+                    rejected += 1
+                    h = h_try * (max(0.2, 0.9 * en ** -0.2) if en < np.inf else 0.2)
+            lam[k], dU[k] = z[:n], z[n:n + m]
+    return lam, dU, z[n + m:], accepted, rejected, trials
+
+
+def _hermite_dense(records):
+    """x(t) of a replayed forward sweep: scipy's cubic Hermite spline through the accepted steps'
+    end points and slopes."""
+    from scipy.interpolate import CubicHermiteSpline
+    splines = [CubicHermiteSpline([t, t + h], [x, y], [fx, fy]) for t, h, x, y, fx, fy in records]
+    starts = np.array([r[0] for r in records])
+    return lambda t: float(splines[max(0, np.searchsorted(starts, t, side="right") - 1)](t))
+
+
+@functools.lru_cache(maxsize=None)
+def _forced_linear():
+    """ẋ = p2·x + u + p0·sin 3t, Φ = p1·x: ∂H/∂(x, u, p) = (p2 λ, λ, λ sin 3t, 0, λ x)."""
+    return ODEProblem(lambda x, u, p, t: dnp.array([p[2] * x[0] + u[0] + p[0] * dnp.sin(3.0 * t)]), 1, 1, 3,
+                      terminal_cost=lambda x, p: p[1] * x[0], scheme="dopri5")
+
+
+def _check_backward_against_replay(x0, U, p, t0, H, rtol, atol):
+    """The compiled adjoint's backward accepted and rejected counts, costates and gradients against the
+    forward and backward replays of ẋ = p2·x + u + p0·sin 3t, Φ = p1·x; returns the backward trials."""
+    prob, N = _forced_linear(), U.shape[0]
+    f = lambda x, u, t: p[2] * x + u + p[0] * np.sin(3.0 * t)
+    hs, rejected, xT, _, records = _dopri5_replay(f, x0, U[:, 0], t0, H, rtol, atol)
+    x = _hermite_dense(records)
+    G = lambda z, t: np.array([p[2] * z[0], z[0], z[0] * np.sin(3.0 * t), 0.0, z[0] * x(t)])
+    lam, dU, mu_p, accepted, back_rejected, trials = _dopri5_backward_replay(
+        G, [p[1], 0.0, 0.0, 0.0, 0.0], 1, 1, hs[-1], t0, H, N, rtol, atol)
+    tab = prob.tableau
+    r = prob.module.adjoint_adaptive(np.array([x0]), U, p, t0, H, rtol, atol, 10_000, tab.A, tab.b, tab.b_low, tab.c)
+    assert int(r.status) == 0 and int(r.accepted) == len(hs)
+    assert (int(r.backward_accepted), int(r.rejected)) == (accepted, rejected + back_rejected), trials
+    np.testing.assert_allclose(r.costates, lam, rtol=1e-9)
+    np.testing.assert_allclose(r.dU, dU, rtol=1e-9)
+    np.testing.assert_allclose(r.dp, mu_p + np.array([0.0, xT, 0.0]), rtol=1e-9, atol=1e-15)
+    return trials
+
+
+def test_dopri5_backward_steps_and_rejections_follow_the_documented_controller():
+    # ẋ = −8x + u + sin 3t with controls jumping between ±1.5 (the forward replay's case, with a
+    # parameter-dependent cost): the backward sweep's own step control, replayed in numpy
+    U = np.array([1.5, -1.5] * 4)[:, None]
+    trials = _check_backward_against_replay(0.2, U, np.array([1.0, 2.0, -8.0]), 0.3, 0.35, 1e-7, 1e-9)
+    assert len(trials) > 3 * U.shape[0]
+
+
+def test_dopri5_backward_step_one_percent_over_the_tolerance_is_rejected():
+    # ẋ = u + sin 3t from 10⁶ under rtol = 10⁻⁸: the forward error is negligible beside the state, its
+    # steps grow 5× to whole intervals, and the backward sweep's first trial step is H. Its error (the
+    # quadrature of λ sin 3t, λ = p1) is scaled by atol + rtol·|μ|: p1 is solved for (in the replay) to
+    # make that trial's error 1.005, which must be rejected (accept when ≤ 1), however close.
+    from scipy.optimize import brentq
+    x0, U, t0, H, rtol, atol = 1e6, np.array([[0.5], [-1.0], [2.0]]), 0.2, 0.5, 1e-8, 1e-9
+    f = lambda x, u, t: u + np.sin(3.0 * t)
+    hs = _dopri5_replay(f, x0, U[:, 0], t0, H, rtol, atol)[0]
+    assert hs[-1] == pytest.approx(H)
+    x = _hermite_dense(_dopri5_replay(f, x0, U[:, 0], t0, H, rtol, atol)[4])
+    G = lambda z, t: np.array([0.0, z[0], z[0] * np.sin(3.0 * t), 0.0, z[0] * x(t)])
+    first = lambda c: _dopri5_backward_replay(G, [c, 0, 0, 0, 0], 1, 1, H, t0, H, 3, rtol, atol)[5][0][2]
+    c = brentq(lambda c: first(c) - 1.005, 1e-12, 1e3, xtol=1e-16, rtol=1e-12)
+    trials = _check_backward_against_replay(x0, U, np.array([1.0, c, 0.0]), t0, H, rtol, atol)
+    assert trials[0][1] == pytest.approx(H) and trials[0][2] == pytest.approx(1.005, rel=1e-6)
+    assert trials[1][0] == 2 and trials[1][1] < H, trials[:2]
+
+
+def test_dopri5_adjoint_of_nonlinear_dynamics_at_negative_times_is_the_closed_form_costate():
+    # ẋ = −x² + u, Φ = x, U = 0 on [−3, −0.5]: x(t) = x0/(1 + x0(t − t0)), λ(t) = (x(T)/x(t))² and
+    # dJ/du_k = ∫ λ dt over interval k (closed forms). The backward sweep reads the state from dense
+    # output (∂H/∂x = −2λx), and at negative times a dense-output search started outside the step
+    # records (an index below 0, the unwritten tail of the buffers) cannot walk into them.
+    prob = ODEProblem(lambda x, u: dnp.array([-x[0] * x[0] + u[0]]), 1, 1, terminal_cost=lambda x, p: x[0],
+                      scheme="dopri5", rtol=1e-10, atol=1e-12)
+    x0, t0, T, N = 0.8, -3.0, 2.5, 3
+    t = t0 + T / N * np.arange(N + 1)
+    a = 1.0 + x0 * (t - t0)  # x(t) = x0 / a(t)
+    g = prob.gradient(np.array([x0]), np.zeros((N, 1)), T=T, t0=t0, method="adjoint")
+    assert prob.max_steps >= 2 * g.diagnostics.accepted
+    np.testing.assert_allclose(g.costates[:, 0], (a / a[-1]) ** 2, rtol=1e-7)
+    np.testing.assert_allclose(g.dU[:, 0], np.diff(a ** 3) / (3 * x0 * a[-1] ** 2), rtol=1e-7)
