@@ -777,23 +777,35 @@ def test_dopri5_backward_steps_and_rejections_follow_the_documented_controller()
     assert len(trials) > 3 * U.shape[0]
 
 
-def test_dopri5_backward_step_one_percent_over_the_tolerance_is_rejected():
-    # ẋ = u + sin 3t from 10⁶ under rtol = 10⁻⁸: the forward error is negligible beside the state, its
-    # steps grow 5× to whole intervals, and the backward sweep's first trial step is H. Its error (the
-    # quadrature of λ sin 3t, λ = p1) is scaled by atol + rtol·|μ|: p1 is solved for (in the replay) to
-    # make that trial's error 1.005, which must be rejected (accept when ≤ 1), however close.
-    from scipy.optimize import brentq
-    x0, U, t0, H, rtol, atol = 1e6, np.array([[0.5], [-1.0], [2.0]]), 0.2, 0.5, 1e-8, 1e-9
+def _backward_trials_of_a_quadrature(x0, U, t0, H, rtol, atol):
+    """ẋ = u + sin 3t from x0 ≫ 1: the forward error is negligible beside the state, its steps grow 5× to
+    whole intervals (checked), so the backward sweep's first trial step is H. The replayed backward
+    trials (k, h, err) as a function of λ = p1: the errors are those of the quadrature of λ sin 3t
+    (μ_p0), scaled by atol + rtol·|μ|, so they grow with p1."""
     f = lambda x, u, t: u + np.sin(3.0 * t)
-    hs = _dopri5_replay(f, x0, U[:, 0], t0, H, rtol, atol)[0]
+    hs, _, _, _, records = _dopri5_replay(f, x0, U[:, 0], t0, H, rtol, atol)
     assert hs[-1] == pytest.approx(H)
-    x = _hermite_dense(_dopri5_replay(f, x0, U[:, 0], t0, H, rtol, atol)[4])
+    x = _hermite_dense(records)
     G = lambda z, t: np.array([0.0, z[0], z[0] * np.sin(3.0 * t), 0.0, z[0] * x(t)])
-    first = lambda c: _dopri5_backward_replay(G, [c, 0, 0, 0, 0], 1, 1, H, t0, H, 3, rtol, atol)[5][0][2]
-    c = brentq(lambda c: first(c) - 1.005, 1e-12, 1e3, xtol=1e-16, rtol=1e-12)
-    trials = _check_backward_against_replay(x0, U, np.array([1.0, c, 0.0]), t0, H, rtol, atol)
-    assert trials[0][1] == pytest.approx(H) and trials[0][2] == pytest.approx(1.005, rel=1e-6)
-    assert trials[1][0] == 2 and trials[1][1] < H, trials[:2]
+    return lambda c: _dopri5_backward_replay(G, [c, 0, 0, 0, 0], 1, 1, H, t0, H, U.shape[0], rtol, atol)[5]
+
+
+def test_dopri5_backward_steps_at_the_edge_of_acceptance_and_after_far_too_large_trials():
+    # p1 solved for in the replay so that (a) the first backward trial's error is 1.005: it must be
+    # rejected (accept when ≤ 1), however close; (b) the first trial's error is > 1845, where the shrink
+    # factor 0.9·err^(−1/5) is clamped to 0.2, the second (0.2 H) is rejected too, and the third's error
+    # is 0.999: a clamp 1 % larger would make it > 1 (errors grow about as h⁴ here).
+    from scipy.optimize import brentq
+    U, t0, H, atol = np.array([[0.5], [-1.0], [2.0]]), 0.2, 0.5, 1e-9
+    for x0, rtol, trial, err, bracket in ((1e6, 1e-8, 0, 1.005, (1e-12, 1e3)), (1e8, 1e-9, 2, 0.999, (10.0, 100.0))):
+        trials_of = _backward_trials_of_a_quadrature(x0, U, t0, H, rtol, atol)
+        c = brentq(lambda c: trials_of(c)[trial][2] - err, *bracket, xtol=1e-16, rtol=1e-12)
+        trials = _check_backward_against_replay(x0, U, np.array([1.0, c, 0.0]), t0, H, rtol, atol)
+        assert trials[0][1] == pytest.approx(H) and trials[trial][2] == pytest.approx(err, rel=1e-6), trials[:3]
+        if trial == 0:
+            assert trials[1][0] == 2 and trials[1][1] < H, trials[:2]
+        else:
+            assert trials[0][2] > 1845 and trials[1][1] == pytest.approx(0.2 * H) and trials[1][2] > 1, trials[:3]
 
 
 def test_dopri5_adjoint_of_nonlinear_dynamics_at_negative_times_is_the_closed_form_costate():
