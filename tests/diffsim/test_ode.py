@@ -822,3 +822,42 @@ def test_dopri5_adjoint_of_nonlinear_dynamics_at_negative_times_is_the_closed_fo
     assert prob.max_steps >= 2 * g.diagnostics.accepted
     np.testing.assert_allclose(g.costates[:, 0], (a / a[-1]) ** 2, rtol=1e-7)
     np.testing.assert_allclose(g.dU[:, 0], np.diff(a ** 3) / (3 * x0 * a[-1] ** 2), rtol=1e-7)
+
+
+def test_dopri5_backward_step_size_underflow_is_reported_at_the_replayed_trial():
+    # ẋ = p2·x + u, Φ = p1·x with p1 = 10³⁰⁸: J = p1·x(T) is finite, but every backward stage
+    # ∂H/∂x = p2·λ overflows, so each trial is non-finite and shrinks the step 5× (from the forward
+    # sweep's last step h0) until it is below 10⁻¹³·max(1, |t_N|): UNDERFLOW in the last interval
+    # after k rejections, k replayed here. t0 (and for |t_N| < 1 the time scale s) are chosen so that
+    # the threshold sits 0.5 % above or 1 % below a trial step: a threshold 1 % higher, a bound 1 %
+    # higher at |t_N| < 1, a bound divided instead of multiplied by |t_N|, or a shrink of 0.202 would
+    # change k.
+    prob, N, x0 = _forced_linear(), 2, 0.2
+    for ratio, tN, s in ((1.005, 3.3, 1.0), (0.99, 3.3, 1.0), (1.005, 0.5, None)):
+        H, p2 = 0.5, -10.0
+        h0 = _dopri5_replay(lambda x, u, t: p2 * x + u, x0, np.zeros(N), 0.0, H, 1e-8, 1e-10)[0][-1]
+        k = int(np.floor(np.log(h0 / (ratio * 1e-13 * max(1.0, tN))) / np.log(5.0)))
+        if s is None:  # |t_N| < 1: the bound is 10⁻¹³; rescale time (steps scale with it) to place it
+            k += 1
+            s = ratio * 1e-13 * 5.0 ** k / h0
+            assert 1.0 < s <= 5.0
+            H, p2 = H * s, p2 / s
+        else:
+            tN = h0 * 0.2 ** k / (ratio * 1e-13)
+        t0 = tN - N * H
+        hs, rejected, xT, _, _ = _dopri5_replay(lambda x, u, t: p2 * x + u, x0, np.zeros(N), t0, H, 1e-8, 1e-10)
+        h, bound, back = hs[-1], 1e-13 * max(1.0, abs(t0 + N * H)), 0
+        while True:  # the backward replay: every trial non-finite
+            back, h = back + 1, 0.2 * h
+            if h < bound:
+                break
+        assert h / bound == pytest.approx(0.2 * ratio if ratio > 1 else ratio, rel=1e-3)
+        tab = prob.tableau
+        p = np.array([0.0, 1e308, p2])
+        r = prob.module.adjoint_adaptive(np.array([x0]), np.zeros((N, 1)), p, t0, H, 1e-8, 1e-10, 10_000,
+                                         tab.A, tab.b, tab.b_low, tab.c)
+        assert r.J == pytest.approx(1e308 * xT, rel=1e-12)
+        assert (int(r.status), int(r.where), int(r.backward_accepted)) == (3, N - 1, 0)
+        assert int(r.rejected) == rejected + back, (int(r.rejected), rejected, back)
+    with pytest.raises(FloatingPointError, match=r"control interval 1 .*step size underflow"):
+        prob.gradient(np.array([x0]), np.zeros((N, 1)), p, T=N * H, t0=t0, method="adjoint")
