@@ -794,10 +794,14 @@ def test_dopri5_backward_steps_at_the_edge_of_acceptance_and_after_far_too_large
     # p1 solved for in the replay so that (a) the first backward trial's error is 1.005: it must be
     # rejected (accept when ≤ 1), however close; (b) the first trial's error is > 1845, where the shrink
     # factor 0.9·err^(−1/5) is clamped to 0.2, the second (0.2 H) is rejected too, and the third's error
-    # is 0.999: a clamp 1 % larger would make it > 1 (errors grow about as h⁴ here).
+    # is 0.999: a clamp 1 % larger would make it > 1 (errors grow about as h⁴ here); (c) as (b) with the
+    # third trial's error 1.001: a step after the second rejection 0.7 % shorter (0.9·err^(−0.202),
+    # err ≈ 30) would make it < 1.
     from scipy.optimize import brentq
     U, t0, H, atol = np.array([[0.5], [-1.0], [2.0]]), 0.2, 0.5, 1e-9
-    for x0, rtol, trial, err, bracket in ((1e6, 1e-8, 0, 1.005, (1e-12, 1e3)), (1e8, 1e-9, 2, 0.999, (10.0, 100.0))):
+    cases = ((1e6, 1e-8, 0, 1.005, (1e-12, 1e3)), (1e8, 1e-9, 2, 0.999, (10.0, 100.0)),
+             (1e8, 1e-9, 2, 1.001, (10.0, 100.0)))
+    for x0, rtol, trial, err, bracket in cases:
         trials_of = _backward_trials_of_a_quadrature(x0, U, t0, H, rtol, atol)
         c = brentq(lambda c: trials_of(c)[trial][2] - err, *bracket, xtol=1e-16, rtol=1e-12)
         trials = _check_backward_against_replay(x0, U, np.array([1.0, c, 0.0]), t0, H, rtol, atol)
