@@ -389,6 +389,26 @@ def test_a_batched_rollout_whose_terminal_cost_overflows_is_named():
         prob.rollout_batch(np.array([[1e-160], [3.0]]), np.zeros((2, 5, 1)), T=1.0, t0=0.5)
 
 
+def test_a_running_cost_that_overflows_with_the_state_finite_is_reported_at_its_own_step():
+    # ẋ = −x (states stay finite), ℓ = (10¹⁶⁰·x·r(t))², r = t − 0.52 + |t − 0.52|: zero up to t = 0.52, and
+    # it overflows at the stages of step 5 (t in [0.5, 0.6], h = 0.1); only the last entry of the step's
+    # output (the cost increment) is non-finite there. A product, not a power: interpreted, ** raises.
+    def running_cost(x, u, p, t):
+        big = 1e160 * x[0] * (t - 0.52 + dnp.abs(t - 0.52))
+        return big * big
+
+    prob = ODEProblem(lambda x, u: -x + u, 1, 1, running_cost=running_cost)
+    x0, U = np.array([3.0]), np.zeros((10, 1))
+    step5 = r"non-finite state or cost at step 5 \(t = 0\.5\)"
+    with pytest.raises(FloatingPointError, match=step5):
+        prob.rollout(x0, U, T=1.0)
+    for method in ("bptt", "checkpointed"):
+        with pytest.raises(FloatingPointError, match=step5):
+            prob.gradient(x0, U, T=1.0, method=method)
+    with pytest.raises(FloatingPointError, match=r"rollout 1 at step 5 \(t = 0\.5\)"):
+        prob.rollout_batch(np.array([[0.0], [3.0]]), np.zeros((2, 10, 1)), T=1.0)
+
+
 def test_batched_rollouts_run_at_their_own_times_from_t0():
     # ẋ = cos t, ℓ = cos t: x(T) = x0 + sin(t0 + T) − sin(t0), J = sin(t0 + T) − sin(t0) (RK4, h = 0.02)
     prob = ODEProblem(lambda x, u, p, t: dnp.array([dnp.cos(t) + u[0]]), 1, 1,
