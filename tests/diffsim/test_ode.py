@@ -389,6 +389,26 @@ def test_a_batched_rollout_whose_terminal_cost_overflows_is_named():
         prob.rollout_batch(np.array([[1e-160], [3.0]]), np.zeros((2, 5, 1)), T=1.0, t0=0.5)
 
 
+def test_a_running_cost_that_overflows_with_the_state_finite_is_reported_at_its_own_step():
+    # ẋ = −x (states stay finite), ℓ = (10¹⁶⁰·x·r(t))², r = t − 0.52 + |t − 0.52|: zero up to t = 0.52, and
+    # it overflows at the stages of step 5 (t in [0.5, 0.6], h = 0.1); only the last entry of the step's
+    # output (the cost increment) is non-finite there. A product, not a power: interpreted, ** raises.
+    def running_cost(x, u, p, t):
+        big = 1e160 * x[0] * (t - 0.52 + dnp.abs(t - 0.52))
+        return big * big
+
+    prob = ODEProblem(lambda x, u: -x + u, 1, 1, running_cost=running_cost)
+    x0, U = np.array([3.0]), np.zeros((10, 1))
+    step5 = r"non-finite state or cost at step 5 \(t = 0\.5\)"
+    with pytest.raises(FloatingPointError, match=step5):
+        prob.rollout(x0, U, T=1.0)
+    for method in ("bptt", "checkpointed"):
+        with pytest.raises(FloatingPointError, match=step5):
+            prob.gradient(x0, U, T=1.0, method=method)
+    with pytest.raises(FloatingPointError, match=r"rollout 1 at step 5 \(t = 0\.5\)"):
+        prob.rollout_batch(np.array([[0.0], [3.0]]), np.zeros((2, 10, 1)), T=1.0)
+
+
 def test_batched_rollouts_run_at_their_own_times_from_t0():
     # ẋ = cos t, ℓ = cos t: x(T) = x0 + sin(t0 + T) − sin(t0), J = sin(t0 + T) − sin(t0) (RK4, h = 0.02)
     prob = ODEProblem(lambda x, u, p, t: dnp.array([dnp.cos(t) + u[0]]), 1, 1,
@@ -580,7 +600,8 @@ def _dopri5_replay(f, x0, U, t0, H, rtol, atol):
     running cost, in numpy with scipy's Dormand-Prince tableau: first trial step H/10; the last step of
     an interval shortened to end on it; the scaled RMS error over (x, cost) (the cost's error is 0);
     accept when ≤ 1; h ← h·min(5, max(0.2, 0.9·err^(−1/5))) (5 for a zero error), and h/5 after a
-    trial whose stages are not finite. Also the trial step at the start of each interval."""
+    trial whose stages are not finite. Also the trial step at the start of each interval, and each
+    accepted step's (t, h, x, x_end, ẋ, ẋ_end) for dense output."""
     from scipy.integrate import RK45
     A, B, C, E = RK45.A, RK45.B, RK45.C, RK45.E
 
@@ -592,7 +613,7 @@ def _dopri5_replay(f, x0, U, t0, H, rtol, atol):
         K[6] = f(y, u, t + h)
         return y, h * (E @ K)
 
-    x, h, hs, starts, rejected = x0, 0.1 * H, [], [], 0
+    x, h, hs, starts, rejected, records = x0, 0.1 * H, [], [], 0, []
     with np.errstate(all="ignore"):
         for k, u in enumerate(U):
             t, t_end = t0 + k * H, t0 + (k + 1) * H
@@ -605,6 +626,7 @@ def _dopri5_replay(f, x0, U, t0, H, rtol, atol):
                 en = abs(e) / (atol + rtol * max(abs(x), abs(y))) / np.sqrt(2.0) if finite else np.inf
                 if en <= 1.0:
                     hs.append(h_try)
+                    records.append((t, h_try, x, y, f(x, u, t), f(y, u, t + h_try)))
                     x = y
                     h = h_try * (5.0 if en == 0.0 else min(5.0, max(0.2, 0.9 * en ** -0.2)))
                     if last:
@@ -613,13 +635,13 @@ def _dopri5_replay(f, x0, U, t0, H, rtol, atol):
                 else:
                     rejected += 1
                     h = h_try * (max(0.2, 0.9 * en ** -0.2) if finite else 0.2)
-    return np.array(hs), rejected, x, np.array(starts)
+    return np.array(hs), rejected, x, np.array(starts), records
 
 
 def _check_against_replay(prob, f, x0, U, t0, H):
     """The compiled rollout's accepted steps, rejections and final state against the replay; every
     accepted step inside its own control interval."""
-    hs, rejected, xT, starts = _dopri5_replay(f, x0, U[:, 0], t0, H, prob.rtol, prob.atol)
+    hs, rejected, xT, starts, _ = _dopri5_replay(f, x0, U[:, 0], t0, H, prob.rtol, prob.atol)
     r = prob.module.rollout_adaptive(np.array([x0]), U, np.zeros(0), t0, H, *prob._adaptive_args())
     M = int(r.steps.count)
     assert int(r.rejected) == rejected and M == len(hs), (int(r.rejected), rejected, M, len(hs))
@@ -688,3 +710,179 @@ def test_dopri5_adjoint_runs_at_its_own_times_from_a_negative_t0():
     for method in ("adjoint", "bptt"):
         g = prob.gradient(np.array([0.8]), np.zeros((N, 1)), T=T, t0=t0, method=method)
         np.testing.assert_allclose(g.costates[:, 0], np.exp(np.sin(t0 + T) - np.sin(t)), rtol=1e-7, err_msg=method)
+
+
+def _dopri5_backward_replay(G, z, n, m, h, t0, H, N, rtol, atol):
+    """The documented backward sweep of the continuous adjoint, in numpy with scipy's Dormand-Prince
+    tableau: z = (λ, μ_u, μ_p) integrated in τ = t_{k+1} − t over the intervals k = N − 1, …, 0 with
+    dz/dτ = G(z, t) = ∂H/∂(x, u, p); μ_u restarts at 0 in each interval; the first trial step is the
+    forward sweep's last accepted step h; each interval's last step is shortened to end on t_k; stage
+    times are clipped to the interval; the scaled RMS error over all of z, accept when ≤ 1, and the
+    forward controller's step-size factors. Returns the costates (N + 1, n), dU (N, m), μ_p at t0, the
+    accepted and rejected counts and the (k, h, err) of every trial."""
+    from scipy.integrate import RK45
+    A, B, C, E = RK45.A, RK45.B, RK45.C, RK45.E
+    z = np.array(z, dtype=float)
+    lam, dU, accepted, rejected, trials = np.empty((N + 1, n)), np.zeros((N, m)), 0, 0, []
+    lam[N] = z[:n]
+    with np.errstate(all="ignore"):
+        for k in range(N - 1, -1, -1):
+            tb, ta = t0 + (k + 1) * H, t0 + k * H
+            z[n:n + m], tau = 0.0, 0.0
+            while True:
+                last = h >= (H - tau) * (1.0 - 1e-12)
+                h_try = H - tau if last else h
+                K = np.zeros((7, z.size))
+                for i in range(6):
+                    K[i] = G(z + h_try * (A[i, :i] @ K[:i]), min(max(tb - (tau + C[i] * h_try), ta), tb))
+                z5 = z + h_try * (B @ K[:6])
+                K[6] = G(z5, min(max(tb - (tau + h_try), ta), tb))
+                scale = atol + rtol * np.maximum(np.abs(z), np.abs(z5))
+                en = np.sqrt(np.mean((h_try * (E @ K) / scale) ** 2)) if np.all(np.isfinite(z5)) else np.inf
+                trials.append((k, h_try, en))
+                if en <= 1.0:
+                    z, accepted = z5, accepted + 1
+                    h = h_try * (5.0 if en == 0.0 else min(5.0, max(0.2, 0.9 * en ** -0.2)))
+                    if last:
+                        break
+                    tau += h_try
+                else:
+                    rejected += 1
+                    h = h_try * (max(0.2, 0.9 * en ** -0.2) if en < np.inf else 0.2)
+            lam[k], dU[k] = z[:n], z[n:n + m]
+    return lam, dU, z[n + m:], accepted, rejected, trials
+
+
+def _hermite_dense(records):
+    """x(t) of a replayed forward sweep: scipy's cubic Hermite spline through the accepted steps'
+    end points and slopes."""
+    from scipy.interpolate import CubicHermiteSpline
+    splines = [CubicHermiteSpline([t, t + h], [x, y], [fx, fy]) for t, h, x, y, fx, fy in records]
+    starts = np.array([r[0] for r in records])
+    return lambda t: float(splines[max(0, np.searchsorted(starts, t, side="right") - 1)](t))
+
+
+@functools.lru_cache(maxsize=None)
+def _forced_linear():
+    """ẋ = p2·x + u + p0·sin 3t, Φ = p1·x: ∂H/∂(x, u, p) = (p2 λ, λ, λ sin 3t, 0, λ x)."""
+    return ODEProblem(lambda x, u, p, t: dnp.array([p[2] * x[0] + u[0] + p[0] * dnp.sin(3.0 * t)]), 1, 1, 3,
+                      terminal_cost=lambda x, p: p[1] * x[0], scheme="dopri5")
+
+
+def _check_backward_against_replay(x0, U, p, t0, H, rtol, atol):
+    """The compiled adjoint's backward accepted and rejected counts, costates and gradients against the
+    forward and backward replays of ẋ = p2·x + u + p0·sin 3t, Φ = p1·x; returns the backward trials."""
+    prob, N = _forced_linear(), U.shape[0]
+    f = lambda x, u, t: p[2] * x + u + p[0] * np.sin(3.0 * t)
+    hs, rejected, xT, _, records = _dopri5_replay(f, x0, U[:, 0], t0, H, rtol, atol)
+    x = _hermite_dense(records)
+    G = lambda z, t: np.array([p[2] * z[0], z[0], z[0] * np.sin(3.0 * t), 0.0, z[0] * x(t)])
+    lam, dU, mu_p, accepted, back_rejected, trials = _dopri5_backward_replay(
+        G, [p[1], 0.0, 0.0, 0.0, 0.0], 1, 1, hs[-1], t0, H, N, rtol, atol)
+    tab = prob.tableau
+    r = prob.module.adjoint_adaptive(np.array([x0]), U, p, t0, H, rtol, atol, 10_000, tab.A, tab.b, tab.b_low, tab.c)
+    assert int(r.status) == 0 and int(r.accepted) == len(hs)
+    assert (int(r.backward_accepted), int(r.rejected)) == (accepted, rejected + back_rejected), trials
+    np.testing.assert_allclose(r.costates, lam, rtol=1e-9)
+    np.testing.assert_allclose(r.dU, dU, rtol=1e-9)
+    np.testing.assert_allclose(r.dp, mu_p + np.array([0.0, xT, 0.0]), rtol=1e-9, atol=1e-15)
+    return trials
+
+
+def test_dopri5_backward_steps_and_rejections_follow_the_documented_controller():
+    # ẋ = −8x + u + sin 3t with controls jumping between ±1.5 (the forward replay's case, with a
+    # parameter-dependent cost): the backward sweep's own step control, replayed in numpy; under
+    # atol = 10⁻¹² the backward sweep rejects steps too
+    U = np.array([1.5, -1.5] * 4)[:, None]
+    trials = _check_backward_against_replay(0.2, U, np.array([1.0, 2.0, -8.0]), 0.3, 0.35, 1e-7, 1e-12)
+    assert len(trials) > 3 * U.shape[0] and sum(err > 1 for _, _, err in trials) >= 3
+
+
+def _backward_trials_of_a_quadrature(x0, U, t0, H, rtol, atol):
+    """ẋ = u + sin 3t from x0 ≫ 1: the forward error is negligible beside the state, its steps grow 5× to
+    whole intervals (checked), so the backward sweep's first trial step is H. The replayed backward
+    trials (k, h, err) as a function of λ = p1: the errors are those of the quadrature of λ sin 3t
+    (μ_p0), scaled by atol + rtol·|μ|, so they grow with p1."""
+    f = lambda x, u, t: u + np.sin(3.0 * t)
+    hs, _, _, _, records = _dopri5_replay(f, x0, U[:, 0], t0, H, rtol, atol)
+    assert hs[-1] == pytest.approx(H)
+    x = _hermite_dense(records)
+    G = lambda z, t: np.array([0.0, z[0], z[0] * np.sin(3.0 * t), 0.0, z[0] * x(t)])
+    return lambda c: _dopri5_backward_replay(G, [c, 0, 0, 0, 0], 1, 1, H, t0, H, U.shape[0], rtol, atol)[5]
+
+
+def test_dopri5_backward_steps_at_the_edge_of_acceptance_and_after_far_too_large_trials():
+    # p1 solved for in the replay so that (a) the first backward trial's error is 1.005: it must be
+    # rejected (accept when ≤ 1), however close; (b) the first trial's error is > 1845, where the shrink
+    # factor 0.9·err^(−1/5) is clamped to 0.2, the second (0.2 H) is rejected too, and the third's error
+    # is 0.999: a clamp 1 % larger would make it > 1 (errors grow about as h⁴ here); (c) as (b) with the
+    # third trial's error 1.001: a step after the second rejection 0.7 % shorter (0.9·err^(−0.202),
+    # err ≈ 30) would make it < 1.
+    from scipy.optimize import brentq
+    U, t0, H, atol = np.array([[0.5], [-1.0], [2.0]]), 0.2, 0.5, 1e-9
+    cases = ((1e6, 1e-8, 0, 1.005, (1e-12, 1e3)), (1e8, 1e-9, 2, 0.999, (10.0, 100.0)),
+             (1e8, 1e-9, 2, 1.001, (10.0, 100.0)))
+    for x0, rtol, trial, err, bracket in cases:
+        trials_of = _backward_trials_of_a_quadrature(x0, U, t0, H, rtol, atol)
+        c = brentq(lambda c: trials_of(c)[trial][2] - err, *bracket, xtol=1e-16, rtol=1e-12)
+        trials = _check_backward_against_replay(x0, U, np.array([1.0, c, 0.0]), t0, H, rtol, atol)
+        assert trials[0][1] == pytest.approx(H) and trials[trial][2] == pytest.approx(err, rel=1e-6), trials[:3]
+        if trial == 0:
+            assert trials[1][0] == 2 and trials[1][1] < H, trials[:2]
+        else:
+            assert trials[0][2] > 1845 and trials[1][1] == pytest.approx(0.2 * H) and trials[1][2] > 1, trials[:3]
+
+
+def test_dopri5_adjoint_of_nonlinear_dynamics_at_negative_times_is_the_closed_form_costate():
+    # ẋ = −x² + u, Φ = x, U = 0 on [−3, −0.5]: x(t) = x0/(1 + x0(t − t0)), λ(t) = (x(T)/x(t))² and
+    # dJ/du_k = ∫ λ dt over interval k (closed forms). The backward sweep reads the state from dense
+    # output (∂H/∂x = −2λx), and at negative times a dense-output search started outside the step
+    # records (an index below 0, the unwritten tail of the buffers) cannot walk into them.
+    prob = ODEProblem(lambda x, u: dnp.array([-x[0] * x[0] + u[0]]), 1, 1, terminal_cost=lambda x, p: x[0],
+                      scheme="dopri5", rtol=1e-10, atol=1e-12)
+    x0, t0, T, N = 0.8, -3.0, 2.5, 3
+    t = t0 + T / N * np.arange(N + 1)
+    a = 1.0 + x0 * (t - t0)  # x(t) = x0 / a(t)
+    g = prob.gradient(np.array([x0]), np.zeros((N, 1)), T=T, t0=t0, method="adjoint")
+    assert prob.max_steps >= 2 * g.diagnostics.accepted
+    np.testing.assert_allclose(g.costates[:, 0], (a / a[-1]) ** 2, rtol=1e-7)
+    np.testing.assert_allclose(g.dU[:, 0], np.diff(a ** 3) / (3 * x0 * a[-1] ** 2), rtol=1e-7)
+
+
+def test_dopri5_backward_step_size_underflow_is_reported_at_the_replayed_trial():
+    # ẋ = p2·x + u, Φ = p1·x with p1 = 10³⁰⁸: J = p1·x(T) is finite, but every backward stage
+    # ∂H/∂x = p2·λ overflows, so each trial is non-finite and shrinks the step 5× (from the forward
+    # sweep's last step h0) until it is below 10⁻¹³·max(1, |t_N|): UNDERFLOW in the last interval
+    # after k rejections, k replayed here. t0 (and for |t_N| < 1 the time scale s) are chosen so that
+    # the threshold sits 0.5 % above or 1 % below a trial step: a threshold 1 % higher, a bound 1 %
+    # higher at |t_N| < 1, a bound divided instead of multiplied by |t_N|, or a shrink of 0.202 would
+    # change k.
+    prob, N, x0 = _forced_linear(), 2, 0.2
+    for ratio, tN, s in ((1.005, 3.3, 1.0), (0.99, 3.3, 1.0), (1.005, 0.5, None)):
+        H, p2 = 0.5, -10.0
+        h0 = _dopri5_replay(lambda x, u, t: p2 * x + u, x0, np.zeros(N), 0.0, H, 1e-8, 1e-10)[0][-1]
+        k = int(np.floor(np.log(h0 / (ratio * 1e-13 * max(1.0, tN))) / np.log(5.0)))
+        if s is None:  # |t_N| < 1: the bound is 10⁻¹³; rescale time (steps scale with it) to place it
+            k += 1
+            s = ratio * 1e-13 * 5.0 ** k / h0
+            assert 1.0 < s <= 5.0
+            H, p2 = H * s, p2 / s
+        else:
+            tN = h0 * 0.2 ** k / (ratio * 1e-13)
+        t0 = tN - N * H
+        hs, rejected, xT, _, _ = _dopri5_replay(lambda x, u, t: p2 * x + u, x0, np.zeros(N), t0, H, 1e-8, 1e-10)
+        h, bound, back = hs[-1], 1e-13 * max(1.0, abs(t0 + N * H)), 0
+        while True:  # the backward replay: every trial non-finite
+            back, h = back + 1, 0.2 * h
+            if h < bound:
+                break
+        assert h / bound == pytest.approx(0.2 * ratio if ratio > 1 else ratio, rel=1e-3)
+        tab = prob.tableau
+        p = np.array([0.0, 1e308, p2])
+        r = prob.module.adjoint_adaptive(np.array([x0]), np.zeros((N, 1)), p, t0, H, 1e-8, 1e-10, 10_000,
+                                         tab.A, tab.b, tab.b_low, tab.c)
+        assert r.J == pytest.approx(1e308 * xT, rel=1e-12)
+        assert (int(r.status), int(r.where), int(r.backward_accepted)) == (3, N - 1, 0)
+        assert int(r.rejected) == rejected + back, (int(r.rejected), rejected, back)
+    with pytest.raises(FloatingPointError, match=r"control interval 1 .*step size underflow"):
+        prob.gradient(np.array([x0]), np.zeros((N, 1)), p, T=N * H, t0=t0, method="adjoint")
