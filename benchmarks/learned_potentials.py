@@ -83,11 +83,12 @@ import diffsim as ds  # noqa: E402
 import diffsim.numpy as dnp  # noqa: E402
 import potentials  # noqa: E402
 from diffsim.scatter import scatter_add_rows  # noqa: E402
+from diffsim.threads import single_threaded_blas  # noqa: E402
 from potentials.calculator import Calculator  # noqa: E402
 from potentials.descriptors import ACSFParameters, acsf, acsf_vjp  # noqa: E402
 from potentials.md import run_md  # noqa: E402
 from potentials.model import ACSFModel  # noqa: E402
-from potentials.neighbors import VerletList, neighbor_list  # noqa: E402
+from potentials.neighbors import VerletList, neighbor_list, shift_vectors  # noqa: E402
 from potentials.painn import PaiNNModel  # noqa: E402
 from potentials.reference_data import generate_emt_dataset, held_out_split, load_dataset  # noqa: E402
 from potentials.training import TrainConfig, _batch, batch_loss, evaluate, prepare, train  # noqa: E402
@@ -359,7 +360,12 @@ def force_training_step(model, frames, config):
     structures = prepare(model, frames)
     model.cache_inputs(structures)  # as train() does: features at the structures' own positions, once
     batch = _batch(structures)
-    step = ds.value_and_grad(lambda w: batch_loss(model, w, batch, config))
+    grad = ds.value_and_grad(lambda w: batch_loss(model, w, batch, config))
+
+    def step(weights):  # as train() takes it: numpy's BLAS on one thread
+        with single_threaded_blas():
+            return grad(weights)
+
     step(model.weights)
     seconds = best_seconds({"step": lambda: step(model.weights)}, rounds=3)["step"]
     tracemalloc.start()
@@ -556,8 +562,8 @@ def profile(model: ACSFModel, atoms, rounds: int = 3):
     pairs = calc.neighbors.pairs(pos, cell, pbc)
     top = d.topology(pos, cell, pbc, numbers, pairs=pairs)
     static = d.static(top)
-    i, j, shifts = top["centers"], top["neighbors"], top["shifts"].astype(float)
-    D = pos[j] - pos[i] + shifts @ cell
+    i, j, shifts = top["centers"], top["neighbors"], top["shifts"]
+    D = pos[j] - pos[i] + shift_vectors(shifts, cell)
     G = np.asarray(acsf(D, **static))
     species = d.species_index(numbers)
     nets = ds.value_and_grad(lambda G: dnp.sum(model.network_energies(model.weights, G, species)))
@@ -577,7 +583,7 @@ def profile(model: ACSFModel, atoms, rounds: int = 3):
             pos, cell, pbc, calc.neighbors.cutoff + calc.neighbors.skin),
         "Verlet check + distance filter": lambda: calc.neighbors.pairs(pos, cell, pbc),
         "triplet list (Descriptor.topology)": lambda: d.topology(pos, cell, pbc, numbers, pairs=pairs),
-        "pair vectors D (numpy)": lambda: pos[j] - pos[i] + shifts @ cell,
+        "pair vectors D (numpy)": lambda: pos[j] - pos[i] + shift_vectors(shifts, cell),
         "ACSF kernel forward": lambda: acsf(D, **static),
         "networks forward + backward (engine)": lambda: nets(G),
         "  the same in plain numpy, backward by hand (floor)": lambda: numpy_networks(model, G),

@@ -89,12 +89,14 @@ class ACSFModel(Potential):
             idx = np.flatnonzero(species == k)
             if idx.size == 0:
                 continue
-            h = (G[idx] - self.mean[s]) / self.scale[s]
+            every = idx.size == len(species)  # one element: no gather of G, no scatter of ε (nor their adjoints)
+            h = ((G if every else G[idx]) - self.mean[s]) / self.scale[s]
             layers = weights[s]
             for W, b in layers[:-1]:
                 h = dnp.tanh(h @ W + b)
             W, b = layers[-1]
-            term = dnp.index_add(np.zeros(len(species)), idx, dnp.reshape(h @ W + b, (-1,)))
+            eps = dnp.reshape(h @ W + b, (-1,))
+            term = eps if every else dnp.index_add(np.zeros(len(species)), idx, eps)
             out = term if out is None else out + term
         return out
 

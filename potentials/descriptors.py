@@ -29,7 +29,7 @@ import diffsim.numpy as dnp
 from diffsim.graph import pair_differences
 from diffsim.kernel_cache import heal
 
-from .neighbors import check_inner_range, neighbor_list
+from .neighbors import check_inner_range, neighbor_list, shift_vectors
 
 ANGLE_SCALE = 0.95
 _BATCH = 64  # triplets whose angular factors the kernels compute together
@@ -124,7 +124,7 @@ class Descriptor:
         """Features (N, n_features); differentiable in ``positions`` and ``cell``."""
         top = topology or self.topology(dnp.stop_gradient(positions), dnp.stop_gradient(cell), pbc, numbers)
         D = pair_differences(positions, centers=top["centers"], neighbors=top["neighbors"]) \
-            + top["shifts"].astype(float) @ cell
+            + shift_vectors(top["shifts"], cell)
         return acsf(D, **self.static(top))
 
     def static(self, top) -> dict:
@@ -284,26 +284,32 @@ def _angular_constants(zeta, angles):
 
 
 @njit(cache=True, inline="always")
-def _angular_factors(cos_t, nb, zeta, nz, pref, cos_m, sin_m, A, dA, work):
+def _angular_factors(cos_t, nb, zeta, nz, pref, cos_m, sin_m, A, dA, work, slopes):
     """For the first nb triplets t of a batch: A[m, t] = 2^{1−ζ} (1 + cos(θ − θ_m))^ζ with
-    θ = arccos(0.95 cos_t[t]), and dA[m, t] = ∂A/∂cos_t; cos(θ − θ_m) and sin(θ − θ_m) by the
-    addition formulas. Loops run over t, so that the compiler vectorises them across triplets."""
+    θ = arccos(0.95 cos_t[t]), and, if ``slopes``, dA[m, t] = ∂A/∂cos_t (the features alone do not
+    need them); cos(θ − θ_m) and sin(θ − θ_m) by the addition formulas. Loops run over t, so that
+    the compiler vectorises them across triplets."""
     c, s, dtheta, base, power = work[0, :nb], work[1, :nb], work[2, :nb], work[3, :nb], work[4, :nb]
     for t in range(nb):
         c[t] = ANGLE_SCALE * cos_t[t]  # cos θ
         s[t] = np.sqrt(1.0 - c[t] * c[t])  # sin θ, θ in (0, π)
-        dtheta[t] = -ANGLE_SCALE / s[t]  # dθ/dcos_t
+    if slopes:
+        for t in range(nb):
+            dtheta[t] = -ANGLE_SCALE / s[t]  # dθ/dcos_t
     for m in range(cos_m.shape[0]):
         cm, sm = cos_m[m], sin_m[m]
         for t in range(nb):
             base[t] = 1.0 + c[t] * cm + s[t] * sm
             A[m, t] = base[t]
-            dA[m, t] = s[t] * cm - c[t] * sm
+        if slopes:
+            for t in range(nb):
+                dA[m, t] = s[t] * cm - c[t] * sm
         _powers(base, zeta - 1.0, nz, power)
         for t in range(nb):
-            pz1 = pref * power[t]
-            A[m, t] *= pz1
-            dA[m, t] *= -zeta * pz1 * dtheta[t]
+            A[m, t] *= pref * power[t]
+        if slopes:
+            for t in range(nb):
+                dA[m, t] *= -zeta * pref * power[t] * dtheta[t]
 
 
 @njit(cache=True, error_model="numpy")  # numpy errors: no zero-division checks to block vectorising
@@ -332,15 +338,20 @@ def _acsf(D, gin, tin, mode, centers, species, triplets, n_atoms, n_species, rc_
             continue
         # d/dr of each feature is Er[k, b] (f_c' − 2η (r − R_k) f_c); dr/dD_p = u_p
         if mode == 1:
-            gr = 0.0
+            # Σ_k g_k E_k (f_c' − 2η (r − R_k) f_c) = f_c' Σ_k g_k E_k − 2η f_c Σ_k g_k E_k (r − R_k)
+            h = h_r = 0.0
             for k in range(n_rs):
-                gr += gin[a, base + k] * Er[k, b] * (cut[p, 1] - 2.0 * eta_r * (r[p] - shifts_r[k]) * cut[p, 0])
+                gk = gin[a, base + k] * Er[k, b]
+                h += gk
+                h_r += gk * (r[p] - shifts_r[k])
+            gr = cut[p, 1] * h - 2.0 * eta_r * cut[p, 0] * h_r
             for c in range(3):
                 gD[p, c] += gr * u[p, c]
         else:
             dr = u[p, 0] * tin[p, 0] + u[p, 1] * tin[p, 1] + u[p, 2] * tin[p, 2]
+            d1, d0 = cut[p, 1] * dr, -2.0 * eta_r * cut[p, 0] * dr
             for k in range(n_rs):
-                G[a, base + k] += Er[k, b] * (cut[p, 1] - 2.0 * eta_r * (r[p] - shifts_r[k]) * cut[p, 0]) * dr
+                G[a, base + k] += Er[k, b] * (d1 + d0 * (r[p] - shifts_r[k]))
     step_a, q_a = _gaussian_steps(eta_a, shifts_a)
     nz, pref, cos_m, sin_m = _angular_constants(zeta, angles)
     A, dA, E = np.empty((n_th, _BATCH)), np.empty((n_th, _BATCH)), np.empty((n_ra, _BATCH))
@@ -356,7 +367,7 @@ def _acsf(D, gin, tin, mode, centers, species, triplets, n_atoms, n_species, rc_
                 cos_b[k] = u[p, 0] * u[q, 0] + u[p, 1] * u[q, 1] + u[p, 2] * u[q, 2]
                 xb[k] = 0.5 * (r[p] + r[q])
             _gaussians(xb, nb, eta_a, shifts_a, step_a, q_a, E, work)  # E_n' = −2η (r̄ − R_n) E_n
-            _angular_factors(cos_b, nb, zeta, nz, pref, cos_m, sin_m, A, dA, work)
+            _angular_factors(cos_b, nb, zeta, nz, pref, cos_m, sin_m, A, dA, work, mode != 0)
         p, q = triplets[t, 0], triplets[t, 1]
         r1, r2 = r[p], r[q]
         cos_t = cos_b[b]

@@ -31,9 +31,11 @@ import diffsim as ds
 import diffsim.numpy as dnp
 from diffsim.errors import DiffsimError
 from diffsim.files import write_npz_atomically
+from diffsim.threads import single_threaded_blas
 from diffsim.tree import flatten, unflatten
 
 from .descriptors import atomic_numbers_of, species_index
+from .neighbors import shift_vectors
 
 FORMAT = "diffsim-potential"
 FORMAT_VERSION = 2
@@ -118,12 +120,17 @@ class Potential:
     def energy(self, weights, positions, cell, pbc, numbers, topology=None):
         """Total energy (a scalar), differentiable in ``weights``, ``positions`` and ``cell``."""
         top = topology or self.topology(ds.stop_gradient(positions), ds.stop_gradient(cell), pbc, numbers)
-        shift_vectors = top["shifts"].astype(float) @ cell
-        eps = self.atom_energies(weights, positions, numbers, top, shift_vectors)
+        eps = self.atom_energies(weights, positions, numbers, top, shift_vectors(top["shifts"], cell))
         return dnp.sum(eps) + float(np.sum(self.reference_energies(numbers)))
 
     def energy_forces(self, positions, cell, pbc, numbers, topology=None, stress: bool = False):
-        """(E, F, stress or None) for one structure; stress (3, 3) = (1/V) ∂E/∂ε, symmetrised."""
+        """(E, F, stress or None) for one structure; stress (3, 3) = (1/V) ∂E/∂ε, symmetrised.
+        numpy's BLAS runs on one thread here: the products are (atoms or pairs) × (tens of
+        features), which OpenBLAS's pool slows down on a busy machine (2-5x the CPU time)."""
+        with single_threaded_blas():
+            return self._energy_forces(positions, cell, pbc, numbers, topology, stress)
+
+    def _energy_forces(self, positions, cell, pbc, numbers, topology, stress):
         positions = np.asarray(positions, dtype=float)
         cell = np.asarray(cell, dtype=float)
         numbers = np.asarray(numbers)
@@ -152,7 +159,7 @@ class Potential:
         volume = abs(np.linalg.det(cell))
         if volume < 1e-12:
             raise ValueError("per-atom stresses need a cell with a volume")
-        base = top["shifts"].astype(float) @ cell
+        base = shift_vectors(top["shifts"], cell)
         # D_p = R_j − R_i + shift_p, so the gradient in the (additive) shift is the gradient in D_p
         g = np.asarray(ds.grad(lambda sv: dnp.sum(self.atom_energies(self.weights, positions, numbers, top, sv)))(base))
         i, j = top["centers"], top["neighbors"]
@@ -167,7 +174,7 @@ class Potential:
         """Energy of each atom (its share of E, references included)."""
         positions, cell = np.asarray(positions, dtype=float), np.asarray(cell, dtype=float)
         top = topology or self.topology(positions, cell, pbc, numbers)
-        eps = self.atom_energies(self.weights, positions, numbers, top, top["shifts"].astype(float) @ cell)
+        eps = self.atom_energies(self.weights, positions, numbers, top, shift_vectors(top["shifts"], cell))
         return np.asarray(eps) + self.reference_energies(numbers)
 
     def fit_normalisation(self, structures, reference: dict | None = None) -> None:

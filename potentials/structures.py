@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .labels import LabelKeys, check_explicit_keys, keys_found, read_labels
+from .neighbors import shift_vectors
 from .reference_data import DatasetError
 
 TERMS = ("energy", "forces", "stress")
@@ -84,7 +85,7 @@ def prepare(model, frames, keys: LabelKeys | None = None, source: str = "dataset
             lb.energy if lb.energy is not None else np.nan,
             lb.forces if lb.forces is not None else np.full((len(atoms), 3), np.nan),
             stress if stress is not None else np.full((3, 3), np.nan),
-            top, top["shifts"].astype(float) @ cell, lb.config_type,
+            top, shift_vectors(top["shifts"], cell), lb.config_type,
             tuple(lb.weight * per_term[t] for t in TERMS),
             lb.energy is not None, lb.forces is not None, stress is not None))
     return out

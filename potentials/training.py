@@ -19,6 +19,7 @@ import numpy as np
 
 import diffsim as ds
 from diffsim.progress import progress_bar
+from diffsim.threads import single_threaded_blas
 from diffsim.tree import flatten, unflatten
 
 from .checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
@@ -193,7 +194,8 @@ def _train_epoch(model: Potential, data, order, config: TrainConfig, loss_config
     losses = []
     for k in range(0, len(order), config.batch_size):
         batch = _batch([data[i] for i in order[k:k + config.batch_size]])
-        loss, grads = ds.value_and_grad(lambda w: batch_loss(model, w, batch, loss_config))(model.weights)
+        with single_threaded_blas():  # small products: OpenBLAS's pool costs 5x the CPU of a PaiNN step under load
+            loss, grads = ds.value_and_grad(lambda w: batch_loss(model, w, batch, loss_config))(model.weights)
         grads, _ = clip_gradients(grads, config.clip_norm)
         _adam_step(model, grads, state, lr)
         if average is not None:

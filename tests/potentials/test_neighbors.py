@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 
-from potentials.neighbors import NeighborError, VerletList, neighbor_list
+import diffsim as ds
+import diffsim.numpy as dnp
+from potentials.neighbors import NeighborError, VerletList, neighbor_list, shift_vectors
 
 
 def as_set(i, j, S):
@@ -69,3 +71,16 @@ def test_bad_input_is_named():
         neighbor_list(np.zeros((2, 2)), np.eye(3), [True] * 3, 2.0)
     with pytest.raises(NeighborError, match="NaN"):
         neighbor_list(np.array([[np.nan, 0, 0]]), np.eye(3), [True] * 3, 2.0)
+
+
+def test_shift_vectors_are_the_cell_images_and_differentiate_in_the_cell():
+    # S·cell written out row by row (S_p0 a + S_p1 b + S_p2 c), on a triclinic cell; the cell
+    # derivative (the stress path) by finite differences
+    rng = np.random.default_rng(3)
+    S = rng.integers(-2, 3, (50, 3))
+    cell = np.diag(rng.uniform(3.0, 5.0, 3)) + np.triu(rng.uniform(-1.0, 1.0, (3, 3)), 1) \
+        + np.tril(rng.uniform(-0.5, 0.5, (3, 3)), -1)
+    expected = np.array([sum(s[k] * cell[k] for k in range(3)) for s in S])
+    np.testing.assert_allclose(shift_vectors(S, cell), expected, rtol=0, atol=1e-13)
+    w = rng.standard_normal((50, 3))
+    ds.check_grads(lambda c: dnp.sum(w * dnp.sin(shift_vectors(S, c))), (cell,), order=2, modes=("rev", "fwd"))
