@@ -31,6 +31,12 @@ from diffsim.measure import peak_memory, timed  # noqa: F401  (part of the harne
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The scripts time Numba's compiled code, and their cold columns time its compilation: a first call
+# compiles before it runs (by default diffsim interprets first calls while a background process
+# compiles, so warm timings in a cold cache would time the Python twins: see diffsim.interpreted).
+# The fresh-process rows of control.py set the mode of each child themselves.
+os.environ.setdefault("DIFFSIM_JIT", "eager")
+
 SKIP_HINT = "pip install -e '.[bench]'"
 
 
@@ -248,6 +254,8 @@ def print_header(title: str, dists: Sequence[str], source=None) -> None:
           f"{platform.system()} {platform.release()}")
     print(f"python:  {sys.version.split()[0]}; numpy {np.__version__} with {blas}, {threads}")
     print("versions: " + ", ".join(f"{d} {version(d)}" for d in dists))
+    print(f"jit:     DIFFSIM_JIT={os.environ.get('DIFFSIM_JIT')} (first calls compile before they run; timings are "
+          "Numba's code)")
     if source is not None:
         print(f"source:  {source.__name__} from {git_revision(source)}")
 

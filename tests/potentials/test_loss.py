@@ -49,19 +49,23 @@ def test_loss_gradient_with_stress_and_partial_labels_matches_finite_differences
                    rtol=1e-5, eps=1e-5)
 
 
+def _spread(cells) -> float:
+    """meV/Å³: the held-out stress MAE of the best constant stress (the cells' mean)."""
+    S = np.array([a.get_stress(voigt=False) for a in cells])
+    return 1000 * float(np.abs(S - S.mean(axis=0)).mean())
+
+
 def test_stress_training_recovers_emt_stress_on_held_out_cells(frames):
     order = np.random.default_rng(3).permutation(len(frames))
     held_out, data = [frames[k] for k in order[:8]], [frames[k] for k in order[8:]]
-    results = {}
-    for label, stress_weight in (("with", 100.0), ("without", 0.0)):
-        model = ACSFModel(["Cu"], hidden=(16,), seed=0)
-        train(model, data, TrainConfig(epochs=150, batch_size=4, learning_rate=1e-2, stress_weight=stress_weight,
-                                       stage_two_stress_weight=stress_weight, progress=False))
-        results[label] = evaluate(model, prepare(model, held_out)).stress_mae
-    spread = 1000 * np.mean([np.abs(a.get_stress(voigt=False) - np.mean([b.get_stress(voigt=False) for b in held_out],
-                                                                         axis=0)).mean() for a in held_out])
-    assert results["with"] < 0.7 * spread, (results, spread)  # a constant stress model scores `spread`
-    assert results["with"] < 0.8 * results["without"], results  # the stress term, not only the energies, teaches it
+    model = ACSFModel(["Cu"], hidden=(16,), seed=0)
+    train(model, data, TrainConfig(epochs=150, batch_size=4, learning_rate=1e-2, stress_weight=100.0,
+                                   stage_two_stress_weight=100.0, progress=False))
+    mae = evaluate(model, prepare(model, held_out)).stress_mae
+    # a constant stress model scores the spread. (With or without the stress term differ by less than
+    # the seeds do here, 2.2 against 2.4 and 2.6 against 2.0 meV/Å³ on seeds 0 and 1: that comparison,
+    # asserted before, passed by chance on one seed and is not made.)
+    assert mae < 0.7 * _spread(held_out), (mae, _spread(held_out))
 
 
 def test_cached_training_features_give_the_finite_difference_forces_and_loss_gradient(frames):
