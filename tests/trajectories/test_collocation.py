@@ -223,8 +223,9 @@ def test_speed_limit_holds_at_every_node_with_its_multipliers(scheme, solver):
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_two_controls_with_active_bounds_and_a_mixed_path_constraint_meet_the_kkt_conditions(scheme, solver):
     """Two controls with different weights in the cost and in an active path constraint, one of
-    them held at its lower bound (u_1 ≥ 0.75, above its unconstrained 0.72): the multipliers of every control column (bounds, path rows,
-    defects) are checked by the KKT conditions of the NLP rebuilt in numpy."""
+    them held at its lower bound (u_1 ≥ 0.75, above its unconstrained 0.72): the multipliers of
+    every control column (bounds, path rows, defects) are checked by the KKT conditions of the
+    NLP rebuilt in numpy."""
     problem = OptimalControlProblem(
         lambda x, u: dnp.array([x[1] + 0.5 * u[1], u[0]]), x0=[0.0, 0.0], T=2.0, N=16, n_u=2,
         running_cost=lambda x, u: u[0] ** 2 + 0.3 * u[1] ** 2,
