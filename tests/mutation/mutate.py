@@ -545,7 +545,10 @@ def _test_one(scratch: str, runner: _Runner, m: Mutant, timeout: float, quick=()
         original = f.read()
     word = primitive_name(original, m) if quick else None
     word = None if word is None or keyword.iskeyword(word) else word  # -k "and" would be a usage error
+    compiled = "@njit" in original  # its callers in other modules (newton_system → riccati) keep cached code
     try:
+        if compiled:
+            _drop_numba_caches(scratch)
         with open(path, "w", encoding="utf-8") as f:
             f.write(apply(original, m))
         outcome, seconds = "passed", 0.0
@@ -558,7 +561,21 @@ def _test_one(scratch: str, runner: _Runner, m: Mutant, timeout: float, quick=()
     finally:
         with open(path, "w", encoding="utf-8") as f:
             f.write(original)
+        if compiled:  # the callers compiled against the mutant must not serve the next one
+            _drop_numba_caches(scratch)
     return outcome, seconds, original.splitlines()[m.line - 1].strip()
+
+
+def _drop_numba_caches(scratch: str) -> None:
+    """Delete the on-disk Numba caches of the copy's modules (``__pycache__/*.nbi, *.nbc``). Numba
+    keys a cached function by its own file's stamp only: ``newton_system.newton_step`` cached
+    before a mutant of ``riccati.py`` kept running the unmutated Riccati recursion, and every such
+    mutant "survived" (the generated kernels' cache, keyed by their source hash, is kept)."""
+    for name in ("diffsim", "potentials", "trajectories"):
+        for root, _, files in os.walk(os.path.join(scratch, name)):
+            for f in files:
+                if root.endswith("__pycache__") and f.endswith((".nbi", ".nbc")):
+                    os.remove(os.path.join(root, f))
 
 
 def run(names, sample: int | None, seed: int, budget: float, keep: bool = False, only=(), jobs: int = 1,

@@ -9,7 +9,8 @@ control interpolant, and the KKT conditions of the collocation NLP rebuilt here 
 import numpy as np
 import pytest
 
-from trajectories import SYSTEMS, ProblemError, solve
+import diffsim.numpy as dnp
+from trajectories import SYSTEMS, OptimalControlProblem, ProblemError, solve
 from trajectories.ipopt_backend import available
 from trajectories.systems import brachistochrone_time, riccati_lqr
 
@@ -218,6 +219,26 @@ def test_speed_limit_holds_at_every_node_with_its_multipliers(scheme, solver):
     _check_kkt(problem, sol, scheme)
 
 
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_two_controls_with_active_bounds_and_a_mixed_path_constraint_meet_the_kkt_conditions(scheme, solver):
+    """Two controls with different weights in the cost and in an active path constraint, one of
+    them held at its lower bound (u_1 ≥ 0.75, above its unconstrained 0.72): the multipliers of
+    every control column (bounds, path rows, defects) are checked by the KKT conditions of the
+    NLP rebuilt in numpy."""
+    problem = OptimalControlProblem(
+        lambda x, u: dnp.array([x[1] + 0.5 * u[1], u[0]]), x0=[0.0, 0.0], T=2.0, N=16, n_u=2,
+        running_cost=lambda x, u: u[0] ** 2 + 0.3 * u[1] ** 2,
+        terminal_equality=lambda x: x - np.array([1.0, 0.0]),
+        path_constraints=lambda x, u: dnp.array([u[0] - 0.4 * u[1] + 0.5 * x[1] - 0.05]),
+        u_lower=[-2.0, 0.75], u_upper=[2.0, 2.0], name="two_controls_mixed_path_bounded")
+    sol = _solve(problem, scheme, solver)
+    assert np.max(sol.multipliers["path_nodes"][:, 0]) > 5e-4   # the path constraint binds at the start
+    assert np.min(sol.multipliers["u_lower"][:, 1]) > 1e-3      # u_1 rests on its lower bound throughout
+    assert np.max(np.abs(sol.u[:, 1] - 0.75)) < 1e-5            # (IPOPT stops 2e-6 inside)
+    _check_kkt(problem, sol, scheme)
+
+
 def test_warm_start_from_an_earlier_solution():
     problem = SYSTEMS["cart_pole"](N=40)
     first = _solve(problem, "hermite-simpson", "ip")
@@ -237,15 +258,41 @@ def test_bad_input_is_a_problem_error():
         solve(problem, method="collocation", U0=np.zeros((7, 1)))
 
 
+def two_controls_everywhere(N: int = 3, free: bool = False) -> OptimalControlProblem:
+    """Every part of the NLP reads both controls, the parameters and the time: two controls
+    entering the dynamics, the running cost and two path rows with different weights, a
+    time-dependent f, L and g, a terminal cost, equality and inequality (every system of
+    trajectories.systems with path constraints or parameters has one control or no time
+    dependence, where a wrong control column or a dropped time term cannot show)."""
+    return OptimalControlProblem(
+        lambda x, u, p, t: dnp.array([x[1] + p[0] * u[1] * dnp.sin(t), u[0] * x[0] - p[1] * x[1] ** 2 + 0.3 * u[1]]),
+        x0=[0.1, 0.2], T=1.3, N=N, n_u=2, params=[0.7, 0.4],
+        running_cost=lambda x, u, p, t: u[0] ** 2 + 0.3 * u[1] ** 2 + p[0] * x[0] * u[1] + dnp.cos(t) * x[1] ** 2,
+        terminal_cost=lambda x, p: p[1] * x[0] ** 2,
+        path_constraints=lambda x, u, p, t: dnp.array([u[0] - 0.4 * u[1] + 0.5 * x[1] ** 2 - 0.05 + 0.1 * t,
+                                                       x[0] * u[1] * u[0] - 1.0]),
+        terminal_equality=lambda x, p: dnp.array([x[0] - 1.0]),
+        terminal_inequality=lambda x, p: dnp.array([x[1] ** 2 - 0.5]),
+        u_lower=[-2.0, -1.0], u_upper=[2.0, 3.0], free_final_time=free, T_bounds=(0.5, 3.0),
+        name="two_controls_everywhere_free" if free else "two_controls_everywhere")
+
+
+DERIVATIVE_CASES = {
+    **{name: SYSTEMS[name] for name in ("brachistochrone", "cart_pole", "speed_limit")},
+    "two_controls_everywhere": two_controls_everywhere,
+    "two_controls_everywhere_free": lambda N: two_controls_everywhere(N, free=True),
+}
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("name", ["brachistochrone", "cart_pole", "speed_limit"])
+@pytest.mark.parametrize("name", sorted(DERIVATIVE_CASES))
 def test_nlp_derivatives_match_finite_differences_of_the_numpy_nlp(scheme, name):
     """The sparse Jacobian and Hessian IPOPT receives (the interior-point solver's stage form is
     built from the same blocks) against central differences of the NLP written in numpy, at an
     infeasible random point with random multipliers."""
     from trajectories.collocation import Collocation, CollocationNLP
 
-    problem = SYSTEMS[name](N=3)
+    problem = DERIVATIVE_CASES[name](N=3)
     tr = Collocation(problem, scheme)
     nlp = CollocationNLP(tr)
     rng = np.random.default_rng(0)

@@ -106,3 +106,35 @@ def test_two_path_constraints_each_keep_their_own_multiplier(method):
     y = sol.multipliers["path"]
     assert np.max(y[:, 1]) > 1e-3 and np.max(np.abs(y[:, 0])) < 1e-6, y
     assert np.min(sol.x[:, 1]) < -0.3 + 1e-6
+
+
+@pytest.mark.parametrize("method", ["multiple", "single"])
+def test_the_restoration_phases_violation_and_its_gradient_are_the_reference_rollouts(method):
+    """The restoration phase minimises ½(|h_eq|² + |max(g, 0)|²) of the controls' own trajectory by
+    L-BFGS-B with the gradient the solver computes by its adjoint recursion. Here the speed limit is
+    violated at interior nodes and at the final node (whose row reads the last control through the
+    last step): value and gradient against ocp_reference's numpy rollout and central differences."""
+    from trajectories.interior_point import Options, _Solver
+    from trajectories.systems import speed_limited_transfer
+    from trajectories.transcription import MultipleShooting, SingleShooting
+
+    problem = speed_limited_transfer(N=8)
+    tr = (MultipleShooting if method == "multiple" else SingleShooting)(problem)
+    solver = _Solver(tr, Options(), 0.0)
+    ref = Reference(problem)
+    N = problem.N
+
+    def violation(U):
+        X, _ = ref.rollout(U)
+        g = [ref.path(X[k], U[k], k / N) for k in range(N)] + [ref.path(X[N], U[N - 1], 1.0)]
+        _, eq, _ = ref.terminal(X[N])
+        return 0.5 * (np.sum(eq ** 2) + np.sum(np.maximum(np.concatenate(g), 0.0) ** 2))
+
+    U = (0.5 + 0.2 * np.sin(np.arange(N)))[:, None]
+    X, _ = tr.initial_guess(U)
+    c2, grad = solver._violation(np.ascontiguousarray(U), X)
+    assert violation(U) > 0.1 and ref.path(ref.rollout(U)[0][N], U[N - 1], 1.0)[0] > 0.1  # the final row is violated
+    assert c2 == pytest.approx(violation(U), rel=1e-10)
+    e = 1e-6
+    fd = [(violation(U + e * np.eye(N)[:, [i]]) - violation(U - e * np.eye(N)[:, [i]])) / (2 * e) for i in range(N)]
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
