@@ -72,7 +72,8 @@ class TrainConfig:
     # the last step (potentials.refit): the exact least-squares refit of the linear read-out on
     # energies, forces and stress, so that the bulk modulus does not hang on the stopping epoch.
     # None: for models that have one (ACSF), True: required, False: off. Its CPU time is kept
-    # inside max_seconds. Weights (energy, forces, stress); None: the last stage's loss weights.
+    # inside max_seconds. Weights (energy, forces, stress); None: the last stage's loss weights; a term
+    # whose training weight is 0 in every stage is 0 here too.
     refit: bool | None = None
     refit_weights: tuple | None = (1000.0, 10.0, 10000.0)
     refit_structures: int = 200       # structures of the refit's force and stress terms
@@ -228,6 +229,10 @@ def _refit(model, data, config: TrainConfig, history: History, reserve: float) -
     """The exact least-squares refit of the read-out with the last stage's loss weights."""
     last = _stage_config(config, 1.0 if history.stage_two_epoch >= 0 else 0.0)
     weights = config.refit_weights or (last.energy_weight, last.force_weight, last.stress_weight)
+    # a term the training switched off (weight 0 in every stage) stays off: its labels may be unfit
+    stages = (config, _stage_config(config, 1.0))
+    on = [any(getattr(c, name) > 0 for c in stages) for name in ("energy_weight", "force_weight", "stress_weight")]
+    weights = tuple(w if used else 0.0 for w, used in zip(weights, on))
     c = time.process_time()
     history.refit = refit_readout(model, data, *weights, config_type_weights=config.config_type_weights,
                                   max_structures=config.refit_structures, rng=_refit_rng(config))

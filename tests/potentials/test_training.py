@@ -91,3 +91,27 @@ def test_evaluate_matches_errors_computed_through_the_ase_calculator(frames):
     np.testing.assert_allclose([e.force_mae, e.force_rmse], [np.abs(df).mean(), np.sqrt((df ** 2).mean())],
                                rtol=1e-9)
     assert e.seconds > 0
+
+
+def test_a_term_switched_off_in_training_is_not_fitted_by_the_readout_refit(frames):
+    """Stress weight 0 in every stage: the stress labels must change nothing, the final read-out
+    refit included (it has its own default weights); with the weight on, they do change the model."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(7)
+    data = frames[:12]
+    scrambled = []
+    for a in data:
+        b = a.copy()
+        b.calc = SinglePointCalculator(b, energy=a.get_potential_energy(), forces=a.get_forces(),
+                                       stress=rng.normal(size=6) * 0.05)  # nonsense stresses
+        scrambled.append(b)
+
+    def trained(frames_, stress_weight):
+        model = ACSFModel(["Cu"], hidden=(6,), seed=0)
+        train(model, frames_, TrainConfig(epochs=3, batch_size=4, stress_weight=stress_weight,
+                                          stage_two_stress_weight=stress_weight, progress=False))
+        return np.concatenate([np.ravel(w) for w in ds.tree.flatten(model.weights)[0]])
+
+    np.testing.assert_array_equal(trained(data, 0.0), trained(scrambled, 0.0))
+    assert not np.array_equal(trained(data, 100.0), trained(scrambled, 100.0))
