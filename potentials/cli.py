@@ -251,6 +251,16 @@ def _potential_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage_two(given: float | None, stage_one: float, default: float) -> float:
+    """A stage-two weight: as given, else 0 for a term switched off in stage one, else ``default``.
+
+    >>> _stage_two(None, 0.0, 100.0), _stage_two(None, 5.0, 100.0), _stage_two(3.0, 0.0, 100.0)
+    (0.0, 100.0, 3.0)
+    """
+    if given is not None:
+        return given
+    return 0.0 if stage_one == 0 else default
+
 def _train_config(args: argparse.Namespace, keys):
     """The TrainConfig of ``potential train``'s options."""
     from .e0s import parse_e0s
@@ -261,9 +271,9 @@ def _train_config(args: argparse.Namespace, keys):
                        seed=args.seed, checkpoint=args.checkpoint, optimizer=args.optimizer,
                        energy_weight=args.energy_weight, force_weight=args.forces_weight,
                        stress_weight=args.stress_weight, stage_two=args.stage_two if args.stage_two < 1 else None,
-                       stage_two_energy_weight=args.stage_two_energy_weight,
-                       stage_two_force_weight=args.stage_two_forces_weight,
-                       stage_two_stress_weight=args.stage_two_stress_weight,
+                       stage_two_energy_weight=_stage_two(args.stage_two_energy_weight, args.energy_weight, 1000.0),
+                       stage_two_force_weight=_stage_two(args.stage_two_forces_weight, args.forces_weight, 1.0),
+                       stage_two_stress_weight=_stage_two(args.stage_two_stress_weight, args.stress_weight, 100.0),
                        config_type_weights=_json_mapping(args.config_type_weights, "--config-type-weights"),
                        schedule=args.schedule, ema_decay=args.ema_decay or None, clip_norm=args.clip_norm or None,
                        validation_fraction=args.valid_fraction, keys=keys, max_seconds=args.max_seconds,
@@ -501,7 +511,8 @@ def _add_training_options(tr) -> None:
                       help="from this fraction of the epochs (or of --max-seconds) on, the stage-two weights: forces "
                            "lead, then energies are refined, as MACE's stage two (default 0.75; 1: one stage)")
     for term, default in (("energy", 1000.0), ("forces", 1.0), ("stress", 100.0)):
-        loss.add_argument(f"--stage-two-{term}-weight", type=float, default=default, help=f"(default {default:g})")
+        loss.add_argument(f"--stage-two-{term}-weight", type=float, default=None,
+                          help=f"(default {default:g}; 0 when --{term}-weight is 0: that term is then not trained)")
     loss.add_argument("--config-type-weights", metavar="JSON",
                       help="weights by the config_type in each record's info, e.g. '{\"md\": 1, \"strain\": 5}'")
     data = tr.add_argument_group("data")

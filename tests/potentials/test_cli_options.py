@@ -70,15 +70,35 @@ def test_train_command_defaults_are_the_training_defaults(tmp_path):
 
     data = tmp_path / "d.xyz"
     data.write_text("")
+    from potentials.cli import _train_config
+    from potentials.labels import LabelKeys
+
     args = build_parser().parse_args(["potential", "train", "--data", str(data)])
     cfg = TrainConfig()
     pairs = {"energy_weight": "energy_weight", "forces_weight": "force_weight", "stress_weight": "stress_weight",
              "schedule": "schedule", "ema_decay": "ema_decay", "clip_norm": "clip_norm", "epochs": "epochs",
-             "batch_size": "batch_size", "valid_fraction": "validation_fraction", "stage_two": "stage_two",
-             "stage_two_energy_weight": "stage_two_energy_weight", "stage_two_forces_weight": "stage_two_force_weight",
-             "stage_two_stress_weight": "stage_two_stress_weight"}
+             "batch_size": "batch_size", "valid_fraction": "validation_fraction", "stage_two": "stage_two"}
     assert {cli: getattr(args, cli) for cli in pairs} == {cli: getattr(cfg, api) for cli, api in pairs.items()}
     assert args.learning_rate is None  # then the model's: TrainConfig's for acsf
+    built = _train_config(args, LabelKeys())
+    for name in ("stage_two_energy_weight", "stage_two_force_weight", "stage_two_stress_weight"):
+        assert getattr(built, name) == getattr(cfg, name), name
+
+
+def test_a_weight_of_zero_switches_its_term_off_in_both_stages_unless_stage_two_is_given(tmp_path):
+    """`--stress-weight 0` (help: "0: not trained") must not train stress from stage two on."""
+    from diffsim.cli import build_parser
+    from potentials.cli import _train_config
+    from potentials.labels import LabelKeys
+
+    data = tmp_path / "d.xyz"
+    data.write_text("")
+    parse = lambda *extra: _train_config(build_parser().parse_args(["potential", "train", "--data", str(data),  # noqa: E731
+                                                                   *extra]), LabelKeys())
+    off = parse("--stress-weight", "0", "--energy-weight", "0")
+    assert off.stress_weight == off.stage_two_stress_weight == 0.0
+    assert off.energy_weight == off.stage_two_energy_weight == 0.0 and off.stage_two_force_weight == 1.0
+    assert parse("--stress-weight", "0", "--stage-two-stress-weight", "5").stage_two_stress_weight == 5.0
 
 
 def test_no_refit_turns_the_readout_refit_off(tmp_path):
