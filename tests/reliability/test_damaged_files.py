@@ -101,7 +101,8 @@ def test_a_model_npz_is_not_a_dataset(tiny_model):
 
 def _kill_generate(tmp_path, cache, delay):
     code = ("from potentials.reference_data import generate_emt_dataset as g; "
-            "g('d.db', 'Cu', size=(2, 2, 2), temperatures=(300.0,), md_samples=60, rattled=40, progress=False)")
+            "g('d.db', 'Cu', size=(2, 2, 2), temperatures=(300.0,), md_samples=60, rattled=40, strained=0, "
+            "vacancies=0, eos=0, progress=False)")  # 60 + 40 rows: the defaults add 20 + 20 + 40 more cells
     child = start_python(code, cache, cwd=tmp_path)
     deadline = time.time() + 120
     while not list(tmp_path.glob(".partial-*")) and child.poll() is None and time.time() < deadline:
