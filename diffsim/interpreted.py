@@ -11,6 +11,8 @@ argument types of its first call and writes Numba's cache. Once that function is
 later calls go to Numba (the swap is per function and changes nothing but speed: the twin runs
 the same operations in the same order on IEEE doubles; where Python raises on a domain or range
 error, the twin returns what the compiled code returns: ``log(0) = -inf``, ``sqrt(-1) = nan``).
+The straight-line kernels run in Python floats, 3-4x faster than on numpy scalars, and rerun on
+numpy scalars when Python raises (see :func:`_float_kernels`).
 A function already in the disk cache is never interpreted. The compile process outlives a short
 script, so its next run finds everything compiled.
 
@@ -38,6 +40,7 @@ import math
 import os
 import pathlib
 import pickle
+import re
 import subprocess
 import sys
 import threading
@@ -107,11 +110,101 @@ def python_twin(source: str, path: pathlib.Path) -> dict[str, Callable]:
                    str(path), "exec")
     exec(code, names)
     names["math"] = _MATH
+    _float_kernels(source, path, names)
     out = {}
     for name, value in names.items():
         if callable(value) and getattr(value, "__module__", None) == names["__name__"]:
             out[name] = _as_compiled(value)
     return out
+
+
+class _Slow(ArithmeticError):
+    """A Python-float kernel met a value its numpy twin handles: run that twin instead."""
+
+
+def _fpow(a, b):
+    r = a ** b
+    if type(r) is complex:  # Python's float ** gives a complex where C's pow gives nan
+        raise _Slow
+    return r
+
+
+def _as_floats(a):
+    """A 1-D float array as a list of Python floats (a kernel's read-only input), else ``a``."""
+    if type(a) is np.ndarray and a.ndim == 1 and a.dtype == np.float64:
+        return a.tolist()
+    return a
+
+
+def _as_float(a):
+    return float(a) if type(a) is np.float64 else a
+
+
+def _as_numpy(r):
+    if type(r) is float:
+        return np.float64(r)
+    if type(r) is tuple:
+        return tuple(np.float64(v) if type(v) is float else v for v in r)
+    return r
+
+
+_KERNEL = re.compile(r"^def (\w+_unchecked)\((.*?)\):\n((?:(?:    .*)?\n)+)", re.M)
+_POW = re.compile(r"^(    v\d+ = )(\S+) \*\* (\S+)$", re.M)
+
+
+def _float_kernel(name: str, params: list[str], body: str) -> str | None:
+    """The source of kernel ``name`` computing in Python floats, or None where it is not straight-line.
+
+    Arguments only read as ``x[<int>]`` become lists of floats at entry, numpy scalars floats;
+    ``a ** b`` goes through :func:`_fpow`."""
+    if re.search(r"^\s+(for|while) ", body, re.M):
+        return None
+    body = _POW.sub(r"\1_fpow(\2, \3)", body)
+    if "**" in body:
+        return None
+    entry = []
+    for p in params:
+        uses = len(re.findall(rf"\b{p}\b", body))
+        loads = len(re.findall(rf"\b{p}\[\d+\](?! =)", body))
+        if uses and loads == uses:
+            entry.append(f"    {p} = _as_floats({p})\n")
+        elif uses and not re.search(rf"\b{p}\s*[\[.(]", body):
+            entry.append(f"    {p} = _as_float({p})\n")
+    return f"def {name}({', '.join(params)}):\n" + "".join(entry) + body
+
+
+def _float_kernels(source: str, path: pathlib.Path, names: dict) -> None:
+    """Put a Python-float version in front of each straight-line kernel (``*_unchecked``) of ``names``.
+
+    Arithmetic on numpy scalars costs 3-5x that on Python floats, and the two give the same IEEE
+    doubles for every operation that returns a number. Where Python raises instead (a division by
+    zero, ``log(0)``, an overflow in ``exp``, a complex power), the call reruns in the numpy twin,
+    which returns what the compiled code returns. A kernel's outputs are written whole by every
+    call, so the rerun leaves no trace of the first attempt."""
+    kernels = {}
+    for m in _KERNEL.finditer(source):
+        params = [p.strip() for p in m.group(2).split(",") if p.strip()]
+        text = _float_kernel(m.group(1), params, m.group(3))
+        if text is not None:
+            kernels[m.group(1)] = text
+    if not kernels:
+        return
+    fast_names = dict(names, math=math, _fpow=_fpow, _as_floats=_as_floats, _as_float=_as_float)
+    exec(compile("\n\n".join(kernels.values()), str(path), "exec"), fast_names)
+    for name in kernels:
+        names[name] = _fast_or_numpy(fast_names[name], names[name])
+
+
+def _fast_or_numpy(fast: Callable, numpy_twin: Callable) -> Callable:
+    def call(*args):
+        try:
+            return _as_numpy(fast(*args))
+        except (ArithmeticError, ValueError, TypeError):
+            return numpy_twin(*args)
+    call.__name__ = numpy_twin.__name__
+    call.__module__ = numpy_twin.__module__
+    call.__wrapped__ = numpy_twin
+    return call
 
 
 def _as_compiled(f: Callable) -> Callable:
