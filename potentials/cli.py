@@ -65,6 +65,8 @@ def _add_generate(act) -> None:
     gen.add_argument("--out", default="emt.db", type=dataset_output,
                      help="the file to write: .db (ase.db) or .xyz/.extxyz (default emt.db)")
     gen.add_argument("--size", type=count, default=3, help="fcc cubic cell repeated size³ times (default 3: 108 atoms)")
+    gen.add_argument("--vacancy-size", type=count, help="the vacancy cells' repetitions (default --size); make them "
+                     "larger than the model's cutoff so that it sees one vacancy, not its periodic images")
     gen.add_argument("--temperatures", type=positive, nargs="+", default=[300.0, 600.0, 900.0, 1200.0],
                      help="Langevin MD temperatures in K (default 300 600 900 1200)")
     gen.add_argument("--md-samples", type=nonnegative, default=50, help="MD samples per temperature (default 50)")
@@ -195,7 +197,8 @@ def _potential_generate(args: argparse.Namespace) -> int:
         pathlib.Path(args.out).exists()
     with cluster_client(args) as client:
         n = generate_emt_dataset(args.out, args.element, size=(args.size,) * 3, seed=args.seed, client=client,
-                                 resume=resume, **quick)
+                                 resume=resume, vacancy_size=None if args.vacancy_size is None else
+                                 (args.vacancy_size,) * 3, **quick)
     print(f"wrote {n} EMT-labelled {args.element} configurations to {args.out}")
     return 0
 

@@ -66,9 +66,12 @@ class WriteSummary:
 def emt_tasks(elements: str = "Cu", size: Sequence[int] = (3, 3, 3),
               temperatures: Sequence[float] = (300.0, 600.0, 900.0, 1200.0), md_samples: int = 50,
               md_interval: int = 10, timestep_fs: float = 2.0, rattled: int = 20, strained: int = 20,
-              vacancies: int = 20, seed: int = 0, chain_samples: int = 10, eos: int = 0) -> list[LabelTask]:
+              vacancies: int = 20, seed: int = 0, chain_samples: int = 10, eos: int = 0,
+              vacancy_size: Sequence[int] | None = None) -> list[LabelTask]:
     """The tasks of an EMT dataset: per temperature, ``md_samples`` split into independent MD chains
     of at most ``chain_samples`` samples; then one task per rattled, strained, vacancy structure.
+    ``vacancy_size`` (default ``size``) is the supercell a vacancy is made in: a model whose
+    receptive field passes a small cell sees the vacancy's periodic images, not a vacancy.
 
     >>> [t.key for t in emt_tasks(temperatures=(300,), md_samples=15, rattled=0, strained=1, vacancies=0)]
     ['md-300K-0', 'md-300K-1', 'strain-0']
@@ -88,7 +91,9 @@ def emt_tasks(elements: str = "Cu", size: Sequence[int] = (3, 3, 3),
             tasks.append(LabelTask(f"md-{float(T):g}K-{c}", "md", temperature=float(T),
                                    samples=min(int(chain_samples), int(md_samples) - start), **common))
     for kind, n in (("rattle", rattled), ("strain", strained), ("vacancy", vacancies), ("eos", eos)):
-        tasks += [LabelTask(f"{kind}-{i}", kind, **common) for i in range(int(n))]
+        own = common if kind != "vacancy" or vacancy_size is None else dict(
+            common, size=tuple(int(s) for s in vacancy_size))
+        tasks += [LabelTask(f"{kind}-{i}", kind, **own) for i in range(int(n))]
     return tasks
 
 

@@ -108,7 +108,8 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
                          temperatures: Sequence[float] = (300.0, 600.0, 900.0, 1200.0), md_samples: int = 50,
                          md_interval: int = 10, timestep_fs: float = 2.0, rattled: int = 20, strained: int = 20,
                          vacancies: int = 20, seed: int = 0, progress: bool = True, client=None,
-                         resume: bool = False, chain_samples: int = 10, eos: int = 40) -> int:
+                         resume: bool = False, chain_samples: int = 10, eos: int = 40,
+                         vacancy_size: Sequence[int] | None = None) -> int:
     """Write EMT-labelled configurations of ``elements`` to ``path``, an ase.db (``.db`` or a
     database URL) or an extxyz file (``.xyz``, ``.extxyz``); returns how many it holds.
 
@@ -116,7 +117,7 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
     (the key of the task that made it; see :mod:`potentials.labelling`); ``eos`` adds that many
     isotropically scaled crystals (volume within ±10 %), the E(V) curve bulk moduli depend on
     (the default 40 is an eighth of the default data: with none, a model's bulk modulus rests on
-    the strained cells alone).
+    the strained cells alone); ``vacancy_size`` (default ``size``) the supercell of the vacancy cells.
     ``client``: label on a
     Dask cluster (:func:`diffsim.cluster.client`); the same seed gives the same data either way.
     By default the file appears only when complete; with ``resume`` (always for a URL) each
@@ -124,11 +125,14 @@ def generate_emt_dataset(path: str | os.PathLike, elements: str = "Cu", size: Se
     from .labelling import emt_tasks, is_url, write_dataset
 
     tasks = emt_tasks(elements, size, temperatures, md_samples, md_interval, timestep_fs, rattled, strained,
-                      vacancies, seed, chain_samples, eos)
+                      vacancies, seed, chain_samples, eos, vacancy_size)
     path = str(path) if is_url(path) else pathlib.Path(path)
     if isinstance(path, pathlib.Path):
         _check_generate_options(path, size, temperatures, md_samples, md_interval, timestep_fs, rattled, strained,
                                 vacancies, eos)
+        if vacancy_size is not None:
+            _check_generate_options(path, vacancy_size, temperatures, md_samples, md_interval, timestep_fs, rattled,
+                                    strained, vacancies, eos)
     if isinstance(path, pathlib.Path) and path.suffix in (".xyz", ".extxyz"):  # through a temporary ase.db
         with tempfile.TemporaryDirectory() as scratch:
             n = write_dataset(pathlib.Path(scratch) / "data.db", tasks, client, progress).total

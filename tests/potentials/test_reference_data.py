@@ -114,3 +114,19 @@ def test_a_third_of_alloy_structures_are_pure_elements():
     # each 1/6 + (2/3)(1/33) = 0.19; binomial sd over 300 draws 0.023
     assert 0.12 < pure_cu < 0.27 and 0.12 < pure_au < 0.27
     assert np.mean((fractions > 0.25) & (fractions < 0.75)) > 0.3  # the mixed compositions remain
+
+
+def test_vacancy_cells_can_be_larger_than_the_rest_and_emt_labels_them(tmp_path):
+    # a vacancy in a 3x3x3 fcc supercell: 4 * 27 - 1 atoms, the other cells 4 * 8; each row is EMT's
+    path = tmp_path / "vac.db"
+    generate_emt_dataset(path, "Cu", size=(2, 2, 2), temperatures=(300.0,), md_samples=1, rattled=1, strained=0,
+                         vacancies=2, eos=0, vacancy_size=(3, 3, 3), progress=False)
+    frames = load_dataset(path)
+    sizes = sorted(len(a) for a in frames)
+    assert sizes == [32, 32, 107, 107]
+    for atoms in frames:
+        reference = atoms.copy()
+        reference.calc = EMT()
+        assert atoms.get_potential_energy() == pytest.approx(reference.get_potential_energy(), abs=1e-10)
+    with pytest.raises(DatasetError, match="size must be three repetitions"):
+        generate_emt_dataset(tmp_path / "bad.db", "Cu", size=(2, 2, 2), vacancy_size=(3, 0, 3), progress=False)
