@@ -264,7 +264,8 @@ class _Solver:
         yp, yN = (it.y_path, it.y_final) if self.ng else self._no_path_rows
         stat, primal, violation, s_d, s_c, p_min, p_max, n_z = ipv.kkt_parts(
             d.A, d.B, d.grad, it.lam, d.TJ, it.nu, it.y_in, d.GJ, d.GNJ, yp, yN, self.ng, it.z_lo, it.z_hi,
-            self.decision, self.tr.lifted, self._stack(it.X, it.U), *self._bounds, vals.rows, it.s, it.y, vals.defects,
+            self.decision, self.tr.lifted, self._stack(it.X, it.U), *self._bounds, vals.rows, it.s, it.y,
+            self._nlp_defects(vals),
             vals.equality, gl)
         if self._relax and vals.rows.size:  # the worst violation of the rows as posed, not relaxed
             violation = max(violation, float(vals.rows.max()) + self._relax)
@@ -311,7 +312,8 @@ class _Solver:
 
     def _merit_parts(self, X, U, vals, s, mu):
         """The barrier objective φ and the ℓ1 infeasibility θ of the filter (``s``: every slack)."""
-        logs, theta = ipv.merit(self._stack(X, U), *self._bounds, vals.rows, s, vals.equality, vals.defects,
+        logs, theta = ipv.merit(self._stack(X, U), *self._bounds, vals.rows, s, vals.equality,
+                                self._nlp_defects(vals),
                                 self.tr.lifted)
         return vals.cost - mu * logs, theta
 
@@ -384,7 +386,8 @@ class _Solver:
                 continue
             vals = self._take_step(it, trial, step, alpha, a_d, mu)
             it_count += 1
-            d = self._derivatives(it)
+            d_old, d = d, self._derivatives(it)
+            self._carry_defect_multipliers(it, d_old, d)
             record.update(alpha_pr=alpha, alpha_du=a_d, reg=delta, watchdog=found.by_watchdog)
             history.append(record)
             if opt.verbose:
@@ -540,7 +543,7 @@ class _Solver:
                                                          rho_used, acceptable)
                     if soc is not None:
                         step, alpha, trial, f_step = soc
-                        accepted, a_d = True, min(a_d, step.a_d)
+                        accepted, a_d = True, step.a_d  # the dual step of the corrected direction (IPOPT)
                         break
             alpha *= 0.5
             if alpha < 1e-14:
@@ -581,9 +584,14 @@ class _Solver:
         correction, or None."""
 
         c_soc = self._equality_rows(vals, it._blocks(it.s))
+        alpha_test = alpha  # the acceptance tests take the original step's α (IPOPT's alpha_primal_test)
         for _ in range(max_soc):
             tvals, _, _, ts = trial
-            c_soc = [alpha * a + b for a, b in zip(c_soc, self._equality_rows(tvals, it._blocks(ts)))]
+            rows = self._equality_rows(tvals, it._blocks(ts))
+            if getattr(d, "Ey", None) is not None:  # collocation: the trial's defects in this point's rows
+                rows[0] = rows[0].copy()
+                rows[0][:, self.tr.y_rows] = -np.linalg.solve(d.Ey, tvals.raw_defects[..., None])[..., 0]
+            c_soc = [alpha * a + b for a, b in zip(c_soc, rows)]
             sv = replace(vals, defects=c_soc[0], equality=c_soc[1], path=c_soc[2] - it.s_path,
                          path_final=c_soc[3] - it.s_final, inequality=c_soc[4] - it.s_in)
             step = self._newton(it, sv, d, self._assemble(it, sv, d, system["H"], mu), delta, rho_scale)
@@ -593,7 +601,7 @@ class _Solver:
             trial = self._trial(it, step, alpha)
             if trial is None:
                 return None
-            accepted, f_step, theta_soc = acceptable(trial, alpha)
+            accepted, f_step, theta_soc = acceptable(trial, alpha_test)
             if accepted:
                 return step, alpha, trial, f_step
             if theta_soc > kappa_soc * theta:
@@ -621,9 +629,39 @@ class _Solver:
         vals = self.tr.values(X, U)
         eps = self._relax
         if eps and (vals.path.size or vals.inequality.size):
+            raw = getattr(vals, "raw_defects", None)
             vals = replace(vals, path=vals.path - eps, path_final=vals.path_final - eps,
                            inequality=vals.inequality - eps)
+            if raw is not None:
+                vals.raw_defects = raw
         return vals
+
+    def _nlp_defects(self, vals):
+        """The defects of the NLP as posed, which the filter's θ, the primal infeasibility and the
+        termination test measure (as IPOPT does on the same NLP). Collocation's stage residuals
+        r_k = −E_k⁻¹c_k (:mod:`trajectories.collocation`) are its defects c_k under a row
+        transformation that changes with the point: measured in r, θ rewards or punishes a trial
+        point for the change of E_k (a watchdog's full step rejected as more infeasible while c
+        fell); their y rows are replaced by c_k (``vals.raw_defects``), the copy rows kept."""
+        raw = getattr(vals, "raw_defects", None)
+        if raw is None:
+            return vals.defects
+        R = vals.defects.copy()
+        R[:, self.tr.y_rows] = raw
+        return R
+
+    def _carry_defect_multipliers(self, it, d_old, d):
+        """Collocation's stage multipliers λ_{k+1} (y rows) are those of the defects, μ_k =
+        −E_k⁻ᵀλ_{k+1}, at the point where E_k is evaluated: the step updates λ by α toward the
+        Newton multipliers in the old point's rows, i.e. μ ← μ + α(μ⁺ − μ), IPOPT's update of the
+        defects' multipliers. At the new point the same μ is λ_{k+1} = −E_k,newᵀ μ_k: without this
+        the implied μ changes with E_k (the stationarity residual grows over short steps and holds
+        μ's decrease back). No-op for the shooting transcriptions (E = −I)."""
+        if getattr(d, "Ey", None) is None or getattr(d_old, "Ey", None) is None:
+            return
+        y = self.tr.y_rows
+        mu_def = np.linalg.solve(np.swapaxes(d_old.Ey, 1, 2), -it.lam[1:, y][..., None])
+        it.lam[1:, y] = -np.einsum("kij,kil->kj", d.Ey, mu_def)
 
     def _trial(self, it, step, alpha):
         tr = self.tr
