@@ -131,3 +131,18 @@ def test_a_solve_that_needs_a_restoration_phase_then_converges_to_a_kkt_point(mo
     kkt = Reference(problem).kkt(sol)
     assert kkt["stationarity"] < 1e-5 and kkt["violation"] < 1e-7, kkt
     assert kkt["complementarity"] < 1e-6 and kkt["min_dual"] > -1e-9, kkt
+
+
+@pytest.mark.parametrize("method", ["multiple", "single"])
+@pytest.mark.parametrize("u0", [0.4, 0.9, -0.4, -2.0])
+def test_a_guess_on_or_beyond_a_control_bound_is_pushed_inside_and_converges_to_the_reference(method, u0):
+    """Controls guessed on a bound (±0.4) or beyond it start strictly inside the bounds (IPOPT's
+    bound push) and the solve reaches the optimum of L-BFGS-B on ocp_reference's rollout."""
+    from test_solver_outcomes import reference_optimum
+
+    problem = bounded_double_integrator()
+    U_ref, J_ref, _ = reference_optimum()
+    sol = solve(problem, method=method, U0=np.full((problem.N, 1), u0))
+    assert sol.status, sol.message
+    assert abs(sol.cost - J_ref) < 1e-7 * max(1.0, abs(J_ref)), (sol.cost, J_ref)
+    np.testing.assert_allclose(sol.u[:, 0], U_ref, atol=1e-5)
