@@ -146,3 +146,28 @@ def test_a_guess_on_or_beyond_a_control_bound_is_pushed_inside_and_converges_to_
     assert sol.status, sol.message
     assert abs(sol.cost - J_ref) < 1e-7 * max(1.0, abs(J_ref)), (sol.cost, J_ref)
     np.testing.assert_allclose(sol.u[:, 0], U_ref, atol=1e-5)
+
+
+def test_a_watchdog_ends_when_its_step_is_accepted_and_restarts_only_after_a_new_run_of_shortened_steps():
+    """The cart-pole swing-up by single shooting (N = 40) starts the watchdog (Options:
+    ``watchdog_shortened_iter_trigger`` = 10 shortened steps in a row, at most
+    ``watchdog_trial_iter_max`` = 3 untested full steps). Read off the solve's history as a user
+    reads it: each run of watchdog steps follows at least 10 line-search iterations since the last
+    run ended (a success ends the watchdog; a watchdog that stayed alive after its step was accepted
+    would take untested steps again within a few iterations), is at most 3 long, and the solve
+    converges to a point whose KKT conditions hold in numpy."""
+    from trajectories import systems
+
+    opt = Options()
+    problem = systems.cart_pole_swingup(N=40)
+    sol = solve(problem, method="single", max_iter=300)
+    assert sol.status, sol.message
+    flags = "".join("w" if r.get("watchdog") else "." for r in sol.extra["history"])
+    assert "w" in flags, flags  # the test is about a solve that takes watchdog steps
+    gaps = flags.split("w")
+    runs = [r for r in flags.split(".") if r]
+    assert len(gaps[0]) >= opt.watchdog_shortened_iter_trigger, flags
+    assert all(len(g) >= opt.watchdog_shortened_iter_trigger for g in gaps[1:-1] if g), flags
+    assert all(len(r) <= opt.watchdog_trial_iter_max for r in runs), flags
+    kkt = Reference(problem).kkt(sol)
+    assert kkt["stationarity"] < 1e-5 and kkt["violation"] < 1e-7, kkt
