@@ -32,6 +32,7 @@ from diffsim.graph import gather_mul_scatter, outer_scatter, pair_differences
 
 from .model import Potential
 from .neighbors import check_inner_range, neighbor_list
+from .painn_kernels import radial_apply, radial_basis
 
 _NORM_EPS = 1e-8  # ‖Vv‖ = sqrt(Σ (Vv)² + ε): smooth where the vector features vanish (e.g. a perfect crystal)
 
@@ -112,7 +113,7 @@ class PaiNNModel(Potential):
         D = pair_differences(positions, centers=i, neighbors=j) + shift_vectors
         r = dnp.sqrt(dnp.sum(D * D, axis=1))
         unit = D / r[:, None]
-        basis, fc = self.radial(r)
+        ones, basis = np.ones(len(i)), radial_basis(r, self.cutoff)  # sin, cos of πr/r_c: once for all filters
         s = weights["embedding"][top["species"]]
         v = None  # zero vector features before the first message
         for block in weights["interactions"]:
@@ -121,7 +122,10 @@ class PaiNNModel(Potential):
             phi = silu(s @ W1 + b1)
             # the three F-wide parts of φ(s_j) ∘ W(r_ij) = (a, b, c): weights sliced, atom and pair factors kept apart
             phi_a, phi_b, phi_c = [phi @ W2[:, k * F:(k + 1) * F] + b2[k * F:(k + 1) * F] for k in range(3)]
-            w_a, w_b, w_c = [(basis @ Wr[:, k * F:(k + 1) * F] + br[k * F:(k + 1) * F]) * fc[:, None] for k in range(3)]
+            # W(r_ij) = f_c (rbf W_r + b_r) of each part, by the fused radial kernel (bias as basis function 0)
+            w_a, w_b, w_c = [radial_apply(ones, r, dnp.concatenate([dnp.reshape(br[k * F:(k + 1) * F], (1, F)),
+                                                                    Wr[:, k * F:(k + 1) * F]], axis=0),
+                                          d=0, basis=basis) for k in range(3)]
             # s_i += Σ_j φ_a(s_j) w_a(r_ij);  v_i += Σ_j (v_j ∘ φ_b(s_j)) w_b(r_ij) + û_ij ⊗ φ_c(s_j) w_c(r_ij),
             # by fused gather-product-scatter kernels: no (pairs, 3, F) arrays, forward or backward
             s = s + gather_mul_scatter(phi_a[:, None, :], w_a, src=j, dst=i, n=N)[:, 0, :]
