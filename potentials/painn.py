@@ -12,8 +12,9 @@ cosine cutoff f_c, each interaction layer is (the paper's eqs. 7-9):
 and the energy is a readout network on the final scalars, ε_i = σ_E · MLP(s_i), plus the
 element's reference energy (σ_E, the training data's RMS force component, sets the scale).
 Everything is ``diffsim.numpy`` on the pair list (gathers, ``segment_sum`` back onto atoms) plus
-the engine's fused message primitives (:mod:`diffsim.graph`), so forces are reverse mode and force
-training differentiates the forces again.
+the engine's fused message primitives (:mod:`diffsim.graph`) and the fused radial-filter kernels of
+:mod:`potentials.painn_kernels` (the basis by recurrence, one table per structure), so forces are
+reverse mode and force training differentiates the forces again.
 
 >>> import numpy as np
 >>> m = PaiNNModel(["Cu"], features=8, layers=2, seed=0)
@@ -32,6 +33,7 @@ from diffsim.graph import gather_mul_scatter, outer_scatter, pair_differences
 
 from .model import Potential
 from .neighbors import check_inner_range, neighbor_list
+from .painn_kernels import radial_apply, radial_basis
 
 _NORM_EPS = 1e-8  # ‖Vv‖ = sqrt(Σ (Vv)² + ε): smooth where the vector features vanish (e.g. a perfect crystal)
 
@@ -101,7 +103,8 @@ class PaiNNModel(Potential):
     # ------------------------------------------------------------ the network
 
     def radial(self, r):
-        """Radial basis sin(nπ r/r_c)/r (E, n_rbf) and the cosine cutoff f_c(r) (E,)."""
+        """Radial basis sin(nπ r/r_c)/r (E, n_rbf) and the cosine cutoff f_c(r) (E,), in plain numpy
+        (the model's filters take the same from :mod:`potentials.painn_kernels`)."""
         n = np.arange(1, self.n_rbf + 1)
         fc = dnp.where(r < self.cutoff, 0.5 * dnp.cos(np.pi * r / self.cutoff) + 0.5, 0.0)
         return dnp.sin(r[:, None] * (n * np.pi / self.cutoff)) / r[:, None], fc
@@ -112,7 +115,7 @@ class PaiNNModel(Potential):
         D = pair_differences(positions, centers=i, neighbors=j) + shift_vectors
         r = dnp.sqrt(dnp.sum(D * D, axis=1))
         unit = D / r[:, None]
-        basis, fc = self.radial(r)
+        ones, basis = np.ones(len(i)), radial_basis(r, self.cutoff)  # sin, cos of πr/r_c: once for all filters
         s = weights["embedding"][top["species"]]
         v = None  # zero vector features before the first message
         for block in weights["interactions"]:
@@ -121,7 +124,11 @@ class PaiNNModel(Potential):
             phi = silu(s @ W1 + b1)
             # the three F-wide parts of φ(s_j) ∘ W(r_ij) = (a, b, c): weights sliced, atom and pair factors kept apart
             phi_a, phi_b, phi_c = [phi @ W2[:, k * F:(k + 1) * F] + b2[k * F:(k + 1) * F] for k in range(3)]
-            w_a, w_b, w_c = [(basis @ Wr[:, k * F:(k + 1) * F] + br[k * F:(k + 1) * F]) * fc[:, None] for k in range(3)]
+            # W(r_ij) = f_c (rbf W_r + b_r) of each part, by the fused radial kernel (bias as basis function 0)
+            # (w_b only once there are vector features to carry: the first block's would multiply zeros)
+            w_a, w_b, w_c = [radial_apply(ones, r, dnp.concatenate([dnp.reshape(br[k * F:(k + 1) * F], (1, F)),
+                                                                    Wr[:, k * F:(k + 1) * F]], axis=0),
+                                          d=0, basis=basis) if k != 1 or v is not None else None for k in range(3)]
             # s_i += Σ_j φ_a(s_j) w_a(r_ij);  v_i += Σ_j (v_j ∘ φ_b(s_j)) w_b(r_ij) + û_ij ⊗ φ_c(s_j) w_c(r_ij),
             # by fused gather-product-scatter kernels: no (pairs, 3, F) arrays, forward or backward
             s = s + gather_mul_scatter(phi_a[:, None, :], w_a, src=j, dst=i, n=N)[:, 0, :]
