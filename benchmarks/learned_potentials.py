@@ -37,13 +37,28 @@ What is measured (float64 everywhere but one TorchANI row; one thread per engine
    its H network 160-128-96, random weights, in diffsim and in TorchANI (float64, and float32 as
    TorchANI usually runs). Reported in µs per atom, with the exponent of a power-law fit of time
    against N (1 = linear scaling) and ratios to diffsim. Target: the ANI-1x-size diffsim model
-   at most 50 µs per atom, linear scaling.
+   at most 20 µs per atom, linear scaling.
 3b. Where diffsim's time per atom goes, for both models: cell-list build, Verlet check and
    distance filter, triplet list, the ACSF kernel forward and its VJP, the networks (forward +
    backward; beside a plain-numpy floor), the rest of the engine (tape, gathers and their
    scatter-add adjoints) and ASE's calculator bookkeeping.
+   A row "1 torch thread" runs the ANI-1x-size TorchANI model with torch.set_num_threads(1) for its
+   calls (diffsim's kernels are serial; on a loaded 2-core machine torch's pool of 2 spins); the
+   last column gives each row's time against the ANI-1x-size diffsim model.
 4. Energy + forces per atom of the trained ACSF and PaiNN models side by side (fcc Cu, N up to
    2048), with the power-law exponent.
+5. One training epoch beside TorchANI (issue 16): the default and the ANI-1x-size models, the
+   same EMT Cu cells in the same order (--quick: 32, full: 200 of the training set), batches of
+   4, Adam at the same learning rate, the same loss (100 (ΔE/atom)² + 10 mean ΔF², no stress),
+   float64. diffsim: its own epoch loop after train()'s setup (features cached once); TorchANI:
+   AEVComputer + ANINetworks, forces by autograd.grad(create_graph=True), one structure per call
+   (its periodic neighbour lists take one cell per call), torch's default threads and 1 thread.
+   Epoch 1 (cold: first calls, diffsim's Numba compile or cache load) and epoch 2 (warm), wall
+   and CPU seconds, ratio to diffsim's warm epoch of the same size.
+6. Cold and warm first calls in fresh processes: the ANI-1x-size model's first and second energy
+   + forces call at N = 256, diffsim with an empty kernel cache (Numba compiles) and then with
+   the cache that left (loads), TorchANI in a fresh process. Only this table and 5's epoch 1
+   include compile time; every other table is warm.
 
 Timing: one warm-up call per engine (Numba compiles or loads its cache there), then the best of
 interleaved rounds of one call each (5 rounds up to N = 2048, 2 above), garbage collector off.
@@ -51,11 +66,12 @@ Compare ratios rather than absolute times across runs: on a shared machine timin
 
 Run ``python benchmarks/learned_potentials.py`` (about 15 minutes on 2 cores, most of it training PaiNN) or
 ``python benchmarks/learned_potentials.py --quick`` (about 4 minutes; a few hundred configurations and a
-short training, so its force MAE is not the full run's). Peers are optional:
-``pip install asap3`` (compiles C++); ``pip install torchani --no-deps`` (with torch already
-installed; then its non-torch dependencies if the import asks for them). A missing peer is
-reported as skipped. Nothing is asserted. The default environment: no thread variable set, each
-engine's own pool (diffsim's Numba kernels are serial); ``OMP_NUM_THREADS=N`` pins them
+short training, so its force MAE is not the full run's); ``--cost-only`` skips sections 1 and 2
+(untrained models). Peers are optional and in the ``[bench]`` extra: ``pip install torchani``
+(2.9 accepts torch<=2.13, so with torch 2.13.0 CPU installed it pulls no other torch and no
+CUDA; check with ``pip install --dry-run torchani``) and ``pip install asap3`` (compiles C++, a few
+minutes). A missing peer is reported as skipped. Nothing is asserted. The default environment:
+no thread variable set, each engine's own pool (diffsim's Numba kernels are serial); ``OMP_NUM_THREADS=N`` pins them
 (benchmarks/thread_setting.py).
 """
 
@@ -210,8 +226,8 @@ def load_peers() -> dict:
             torch.set_num_threads(THREADS)
         return torch
 
-    hints = {"asap3": "pip install asap3",
-             "torchani": "pip install torchani --no-deps, then its non-torch dependencies; never another torch"}
+    hints = {"asap3": "pip install asap3 (compiles C++)",
+             "torchani": "pip install torchani (with torch==2.13.0 CPU installed; never another torch)"}
     return harness.load_peers({"asap3": asap3, "torchani": torchani},
                               missing=lambda name, exc: f"not installed ({exc}; {hints[name]})")
 
