@@ -835,8 +835,9 @@ def bench_training_epoch(frames, peers: dict) -> None:
 # ---------------------------------------------------------------- 6. cold and warm first calls
 
 _FIRST_CALL = r"""
-import json, time
+import json, os, time
 t0 = time.perf_counter()
+os.environ["NUMBA_CACHE_DIR"] = {numba_cache!r}  # the ACSF kernels are njit(cache=True): their cache too
 import numpy as np
 from ase.build import bulk
 ENGINE = {engine!r}
@@ -852,6 +853,8 @@ else:
     import os
     os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
     import torch
+    if ENGINE == "torchani, 1 thread":
+        torch.set_num_threads(1)
     from torchani.aev import AEVComputer, ANIAngular, ANIRadial
     from torchani.neighbors import CellList
     from torchani.nn import ANINetworks, AtomicNetwork
@@ -883,12 +886,15 @@ def bench_cold_warm(peers: dict) -> None:
     TorchANI in a fresh process."""
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(ANI1X_PARAMS).items()}
     params = {k: [float(x) for x in v] if isinstance(v, list) else float(v) for k, v in params.items()}
-    script = lambda engine: _FIRST_CALL.format(engine=engine, params=params, hidden=ANI1X_HIDDEN)
-    (cold, cold_wall), warm = harness.cold_and_warm(script("diffsim"))
-    rows = [["diffsim, empty kernel cache (Numba compiles)", cold, cold_wall],
-            ["diffsim, the kernel cache of the run above (loads)", *warm[0]]]
-    if not isinstance(peers["torchani"], str):
-        rows.append(["TorchANI (fresh process)", *harness.run_fresh(script("torchani"))])
+    with tempfile.TemporaryDirectory(prefix="diffsim-numba-") as numba_cache:
+        script = lambda engine: _FIRST_CALL.format(engine=engine, params=params, hidden=ANI1X_HIDDEN,
+                                                   numba_cache=numba_cache)
+        (cold, cold_wall), warm = harness.cold_and_warm(script("diffsim"))  # DIFFSIM_CACHE_DIR empty, then kept
+        rows = [["diffsim, empty kernel caches (Numba compiles)", cold, cold_wall],
+                ["diffsim, the caches of the run above (loads)", *warm[0]]]
+        if not isinstance(peers["torchani"], str):
+            rows.append(["TorchANI, torch's default threads (fresh process)", *harness.run_fresh(script("torchani"))])
+            rows.append(["TorchANI, 1 torch thread (fresh process)", *harness.run_fresh(script("torchani, 1 thread"))])
     table = [[name, f"{r['imports']:.2f}", f"{r['first']:.2f}", f"{r['second'] * 1e3:.0f}", f"{wall:.1f}"]
              for name, r, wall in rows]
     print_table("6. Cold and warm: the first energy + forces calls of the ANI-1x-size model in a fresh process "
