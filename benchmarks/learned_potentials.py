@@ -37,13 +37,28 @@ What is measured (float64 everywhere but one TorchANI row; one thread per engine
    its H network 160-128-96, random weights, in diffsim and in TorchANI (float64, and float32 as
    TorchANI usually runs). Reported in µs per atom, with the exponent of a power-law fit of time
    against N (1 = linear scaling) and ratios to diffsim. Target: the ANI-1x-size diffsim model
-   at most 50 µs per atom, linear scaling.
+   at most 20 µs per atom, linear scaling.
 3b. Where diffsim's time per atom goes, for both models: cell-list build, Verlet check and
    distance filter, triplet list, the ACSF kernel forward and its VJP, the networks (forward +
    backward; beside a plain-numpy floor), the rest of the engine (tape, gathers and their
    scatter-add adjoints) and ASE's calculator bookkeeping.
+   A row "1 torch thread" runs the ANI-1x-size TorchANI model with torch.set_num_threads(1) for its
+   calls (diffsim's kernels are serial; on a loaded 2-core machine torch's pool of 2 spins); the
+   last column gives each row's time against the ANI-1x-size diffsim model.
 4. Energy + forces per atom of the trained ACSF and PaiNN models side by side (fcc Cu, N up to
    2048), with the power-law exponent.
+5. One training epoch beside TorchANI (issue 16): the default and the ANI-1x-size models, the
+   same EMT Cu cells in the same order (--quick: 32, full: 200 of the training set), batches of
+   4, Adam at the same learning rate, the same loss (100 (ΔE/atom)² + 10 mean ΔF², no stress),
+   float64. diffsim: its own epoch loop after train()'s setup (features cached once); TorchANI:
+   AEVComputer + ANINetworks, forces by autograd.grad(create_graph=True), one structure per call
+   (its periodic neighbour lists take one cell per call), torch's default threads and 1 thread.
+   Epoch 1 (cold: first calls, diffsim's Numba compile or cache load) and epoch 2 (warm), wall
+   and CPU seconds, ratio to diffsim's warm epoch of the same size.
+6. Cold and warm first calls in fresh processes: the ANI-1x-size model's first and second energy
+   + forces call at N = 256, diffsim with an empty kernel cache (Numba compiles) and then with
+   the cache that left (loads), TorchANI in a fresh process. Only this table and 5's epoch 1
+   include compile time; every other table is warm.
 
 Timing: one warm-up call per engine (Numba compiles or loads its cache there), then the best of
 interleaved rounds of one call each (5 rounds up to N = 2048, 2 above), garbage collector off.
@@ -51,11 +66,12 @@ Compare ratios rather than absolute times across runs: on a shared machine timin
 
 Run ``python benchmarks/learned_potentials.py`` (about 15 minutes on 2 cores, most of it training PaiNN) or
 ``python benchmarks/learned_potentials.py --quick`` (about 4 minutes; a few hundred configurations and a
-short training, so its force MAE is not the full run's). Peers are optional:
-``pip install asap3`` (compiles C++); ``pip install torchani --no-deps`` (with torch already
-installed; then its non-torch dependencies if the import asks for them). A missing peer is
-reported as skipped. Nothing is asserted. The default environment: no thread variable set, each
-engine's own pool (diffsim's Numba kernels are serial); ``OMP_NUM_THREADS=N`` pins them
+short training, so its force MAE is not the full run's); ``--cost-only`` skips sections 1 and 2
+(untrained models). Peers are optional and in the ``[bench]`` extra: ``pip install torchani``
+(2.9 accepts torch<=2.13, so with torch 2.13.0 CPU installed it pulls no other torch and no
+CUDA; check with ``pip install --dry-run torchani``) and ``pip install asap3`` (compiles C++, a few
+minutes). A missing peer is reported as skipped. Nothing is asserted. The default environment:
+no thread variable set, each engine's own pool (diffsim's Numba kernels are serial); ``OMP_NUM_THREADS=N`` pins them
 (benchmarks/thread_setting.py).
 """
 
@@ -121,12 +137,13 @@ class Mode:
     sizes: tuple           # fcc repeats of the 4-atom cubic cell
     rounds: int
     profile_repeat: int
+    epoch_configs: int     # configurations of the training-epoch comparison (section 5)
 
 
 QUICK = Mode(md_samples=50, md_interval=5, others=50, epochs=20, nve_steps=250, sizes=(4, 6, 8), rounds=2,
-             profile_repeat=8)
+             profile_repeat=8, epoch_configs=32)
 FULL = Mode(md_samples=300, md_interval=5, others=270, epochs=20, nve_steps=1500, sizes=(4, 6, 8, 10, 13, 16),
-            rounds=2, profile_repeat=10)
+            rounds=2, profile_repeat=10, epoch_configs=200)
 TRAIN = dict(batch_size=4, learning_rate=3e-3, decay=0.9, validation_fraction=0.05)
 PAINN = dict(features=32, layers=2, n_rbf=16, cutoff=4.5, seed=0)
 PAINN_TRAIN = dict(batch_size=4, learning_rate=2e-3, decay=0.96, validation_fraction=0.05)
@@ -209,8 +226,8 @@ def load_peers() -> dict:
             torch.set_num_threads(THREADS)
         return torch
 
-    hints = {"asap3": "pip install asap3",
-             "torchani": "pip install torchani --no-deps, then its non-torch dependencies; never another torch"}
+    hints = {"asap3": "pip install asap3 (compiles C++)",
+             "torchani": "pip install torchani (with torch==2.13.0 CPU installed; never another torch)"}
     return harness.load_peers({"asap3": asap3, "torchani": torchani},
                               missing=lambda name, exc: f"not installed ({exc}; {hints[name]})")
 
@@ -218,10 +235,11 @@ def load_peers() -> dict:
 # ---------------------------------------------------------------- TorchANI built from scratch
 
 
-def torchani_model(torch, params: ACSFParameters, hidden, seed: int = 0, dtype=None):
+def torchani_model(torch, params: ACSFParameters, hidden, seed: int = 0, dtype=None, neighborlist=None):
     """(AEVComputer, ANINetworks) with diffsim's symmetry functions ``params`` and a tanh network
     n_features-hidden-1 with biases, random weights, in ``dtype`` (float64 by default). The Verlet
-    cell list keeps state, so build one model per system."""
+    cell list (the default ``neighborlist``) keeps state, so build one model per system; training
+    on many cells uses ``neighborlist="cell_list"`` (rebuilt every call)."""
     from torchani.aev import AEVComputer, ANIAngular, ANIRadial
     from torchani.neighbors import VerletCellList
     from torchani.nn import ANINetworks, AtomicNetwork
@@ -231,7 +249,8 @@ def torchani_model(torch, params: ACSFParameters, hidden, seed: int = 0, dtype=N
     radial = ANIRadial(eta=params.eta_radial, shifts=list(params.shifts_radial), cutoff=params.rc_radial)
     angular = ANIAngular(eta=params.eta_angular, zeta=params.zeta, shifts=list(params.shifts_angular),
                          sections=list(params.angles), cutoff=params.rc_angular)
-    aev = AEVComputer(radial, angular, num_species=1, neighborlist=VerletCellList(skin=0.3)).to(dtype)
+    aev = AEVComputer(radial, angular, num_species=1,
+                      neighborlist=neighborlist or VerletCellList(skin=0.3)).to(dtype)
     # the terms store float32 buffers; put the exact values back after the conversion
     exact = lambda x: torch.tensor(np.asarray(x, dtype=float).reshape(-1), dtype=dtype)
     aev.radial.eta, aev.radial.shifts = exact(params.eta_radial), exact(params.shifts_radial)
@@ -242,7 +261,9 @@ def torchani_model(torch, params: ACSFParameters, hidden, seed: int = 0, dtype=N
     return aev, ANINetworks({"Cu": net}).to(dtype)
 
 
-def torchani_runner(torch, atoms, params, hidden, dtype=None):
+def torchani_runner(torch, atoms, params, hidden, dtype=None, threads=None):
+    """Energy + forces of ``atoms`` by TorchANI after moving atom 0 back and forth; with
+    ``threads``, torch's intra-op pool is set to that many threads for the call (and put back)."""
     dtype = dtype or torch.float64
     aev, net = torchani_model(torch, params, hidden, dtype=dtype)
     n = len(atoms)
@@ -255,12 +276,29 @@ def torchani_runner(torch, atoms, params, hidden, dtype=None):
     def run():
         sign[0] = -sign[0]
         pos[0, 0] += sign[0] * NUDGE
-        coords = torch.tensor(pos[None], dtype=dtype, requires_grad=True)
-        energy = net(species, aev(species, coords, cell, pbc))
-        (grad,) = torch.autograd.grad(energy.sum(), coords)
-        return energy.item(), -grad[0].numpy()
+        with torch_threads(torch, threads):
+            coords = torch.tensor(pos[None], dtype=dtype, requires_grad=True)
+            energy = net(species, aev(species, coords, cell, pbc))
+            (grad,) = torch.autograd.grad(energy.sum(), coords)
+            return energy.item(), -grad[0].numpy()
 
     return run
+
+
+class torch_threads:
+    """Context: torch's intra-op pool at ``n`` threads inside (nothing changes with None)."""
+
+    def __init__(self, torch, n):
+        self.torch, self.n, self.before = torch, n, None
+
+    def __enter__(self):
+        if self.n is not None:
+            self.before = self.torch.get_num_threads()
+            self.torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        if self.before is not None:
+            self.torch.set_num_threads(self.before)
 
 
 def check_torchani_features(torch, params) -> float:
@@ -463,6 +501,8 @@ def bench_cost(model: ACSFModel, mode: Mode, peers: dict) -> None:
             lambda a: torchani_runner(torch, a, ANI1X_PARAMS, ANI1X_HIDDEN)
         engines[f"TorchANI {big_label} ANI-1x size, float32"] = \
             lambda a: torchani_runner(torch, a, ANI1X_PARAMS, ANI1X_HIDDEN, dtype=torch.float32)
+        engines[f"TorchANI {big_label} ANI-1x size, 1 torch thread"] = \
+            lambda a: torchani_runner(torch, a, ANI1X_PARAMS, ANI1X_HIDDEN, threads=1)
     if torch is not None:
         for label, params in ((small_label, d.params), (big_label, ANI1X_PARAMS)):
             print(f"check: TorchANI AEV vs diffsim ACSF ({label}), rattled 108-atom crystal: max |Δ| / max |G| = "
@@ -480,16 +520,23 @@ def bench_cost(model: ACSFModel, mode: Mode, peers: dict) -> None:
         gc.collect()
     ns = np.array(ns)
     ref = np.array(times[f"diffsim {small_label} trained (list reused)"])
+    ref_big = np.array(times[f"diffsim {big_label} ANI-1x size (list reused)"])
     rows = []
     for name, ts in times.items():
         ts = np.array(ts)
         exponent = np.polyfit(np.log(ns), np.log(ts), 1)[0]
         us = ts / ns * 1e6
         rows.append([name] + [f"{u:.1f}" for u in us] + [f"{exponent:.2f}", f"{us.max() / us.min():.2f}",
-                                                         f"{ts[-1] / ref[-1]:.2f}x"])
+                                                         f"{ts[-1] / ref[-1]:.2f}x", f"{ts[-1] / ref_big[-1]:.2f}x"])
     print_table("3. Energy + forces, warm, µs per atom (fcc Cu supercells)",
                 ["engine"] + [f"N={n}" for n in ns] + ["exponent (1 = linear)", "max / min µs/atom",
-                                                       f"time vs diffsim {small_label} at N={ns[-1]}"], rows)
+                                                       f"time vs diffsim {small_label} at N={ns[-1]}",
+                                                       f"time vs diffsim {big_label} at N={ns[-1]}"], rows)
+    print("warm: every row is the best call after one warm-up call per engine and size (diffsim's Numba kernels "
+          "compiled or loaded from the disk cache in that warm-up; no row includes compile time: section 6 "
+          f"times the first calls). torch threads: {torch.get_num_threads() if torch is not None else '-'} by "
+          "default (torch's own pool, default environment); the '1 torch thread' row sets torch.set_num_threads(1) "
+          "for its calls, as diffsim's kernels are serial")
     print(f"descriptors: {small_label}: diffsim's default ACSF (8 radial shifts R_c 5.0 Å; 4 angles x 4 shifts "
           f"R_c 3.8 Å: {_per_atom(d)}); {big_label}: ANI-1x H AEV for one element (16 radial shifts R_c 5.2 Å; "
           f"8 angles x 4 shifts R_c 3.5 Å: {_per_atom(db)}), network 160-128-96 as ANI-1x's H network")
@@ -668,6 +715,198 @@ def bench_painn_cost(acsf: ACSFModel, painn: PaiNNModel, mode: Mode) -> None:
         print(f"{name}: time ∝ N^{np.polyfit(np.log(ns), np.log(t), 1)[0]:.2f}")
 
 
+# ---------------------------------------------------------------- 5. training epoch beside TorchANI
+
+
+EPOCH_LOSS = dict(energy_weight=100.0, force_weight=10.0)  # TrainConfig's stage-one weights; no stress term
+
+
+def diffsim_epoch(model: ACSFModel, frames, batch_size: int, learning_rate: float):
+    """(setup seconds, [epoch seconds], [epoch CPU seconds]) of two Adam epochs of diffsim's own
+    training loop (``potentials.training._train_epoch``: energies and forces in the loss, one BLAS
+    thread, no clipping, no weight average) over ``frames`` in a fixed order. The setup (labels,
+    neighbour topology, feature cache, normalisation) is what ``train`` does once before its epochs."""
+    from potentials.training import _init_state, _train_epoch
+
+    start = time.perf_counter()
+    data = prepare(model, frames)
+    model.fit_normalisation(data)  # caches the features at the structures' own positions, as train() does
+    setup = time.perf_counter() - start
+    config = TrainConfig(batch_size=batch_size, learning_rate=learning_rate, stress_weight=0.0, clip_norm=None,
+                         ema_decay=None, stage_two=None, **EPOCH_LOSS)
+    state, order = _init_state(model), np.arange(len(data))
+    walls, cpus = [], []
+    for _ in range(2):
+        w, c = time.perf_counter(), time.process_time()
+        _train_epoch(model, data, order, config, config, state, learning_rate, None)
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    return setup, walls, cpus
+
+
+def torchani_epoch(torch, frames, params, hidden, batch_size: int, learning_rate: float, threads=None):
+    """The same as :func:`diffsim_epoch` with TorchANI (AEVComputer + ANINetworks, float64, Adam
+    with the same learning rate, the same loss: energy per atom and force components, weights
+    EPOCH_LOSS). Cells differ (strained ones), and TorchANI's periodic neighbour lists take one
+    cell per call, so each batch runs its structures one by one and sums their losses before one
+    backward pass and one Adam step; forces by ``autograd.grad(create_graph=True)``."""
+    from torchani.neighbors import CellList
+
+    with torch_threads(torch, threads):
+        start = time.perf_counter()
+        aev, net = torchani_model(torch, params, hidden, neighborlist=CellList())
+        e0 = float(np.mean([a.get_potential_energy() / len(a) for a in frames]))  # diffsim fits E0 too
+        items = []
+        for a in frames:
+            items.append((torch.zeros((1, len(a)), dtype=torch.long), torch.tensor(a.positions[None]),
+                          torch.tensor(np.array(a.cell)), torch.tensor(a.pbc.tolist()),
+                          a.get_potential_energy() - e0 * len(a), torch.tensor(a.get_forces())))
+        optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
+        setup = time.perf_counter() - start
+        walls, cpus = [], []
+        for _ in range(2):
+            w, c = time.perf_counter(), time.process_time()
+            for k in range(0, len(items), batch_size):
+                batch = items[k:k + batch_size]
+                n_atoms = sum(int(sp.shape[1]) for sp, *_ in batch)
+                loss = 0.0
+                for sp, x, cell, pbc, energy, forces in batch:
+                    coords = x.clone().requires_grad_(True)
+                    e = net(sp, aev(sp, coords, cell, pbc)).sum()
+                    (g,) = torch.autograd.grad(e, coords, create_graph=True)
+                    r = (e - energy) / sp.shape[1]
+                    loss = loss + EPOCH_LOSS["energy_weight"] * r * r / len(batch) \
+                        + EPOCH_LOSS["force_weight"] * ((-g[0] - forces) ** 2).sum() / (3.0 * n_atoms)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            walls.append(time.perf_counter() - w)
+            cpus.append(time.process_time() - c)
+    return setup, walls, cpus
+
+
+def epoch_dataset(mode: Mode) -> list:
+    """EMT copper cells for section 5 when no training set was made (--cost-only): 32-atom cells
+    from MD at 600 K, rattled and strained, ``mode.epoch_configs`` of them."""
+    path = os.path.join(tempfile.mkdtemp(prefix="diffsim-epoch-"), "cu.db")
+    third = -(-mode.epoch_configs // 3)
+    generate_emt_dataset(path, "Cu", size=(2, 2, 2), temperatures=(600.0,), md_samples=third, rattled=third,
+                         strained=third, vacancies=0, seed=0, progress=False)
+    return load_dataset(path)[:mode.epoch_configs]
+
+
+def bench_training_epoch(frames, peers: dict) -> None:
+    """Training-epoch time of the default and the ANI-1x-size ACSF model beside TorchANI with the
+    same descriptor, network sizes, data, batch size and loss."""
+    torch = peers["torchani"] if not isinstance(peers["torchani"], str) else None
+    batch_size, lr = TRAIN["batch_size"], TRAIN["learning_rate"]
+    n_atoms = sum(len(a) for a in frames)
+    rows = []
+    for label, params, hidden in (("default", ACSFParameters(), HIDDEN), ("ANI-1x size", ANI1X_PARAMS, ANI1X_HIDDEN)):
+        model = ACSFModel(["Cu"], hidden=hidden, params=params, seed=0)
+        size = f"{model.descriptor.n_features}-{'-'.join(map(str, hidden))}-1"
+        runs = [(f"diffsim {size} ({label})", lambda: diffsim_epoch(model, frames, batch_size, lr))]
+        if torch is not None:
+            runs.append((f"TorchANI {size} ({label}), torch's default threads",
+                         lambda: torchani_epoch(torch, frames, params, hidden, batch_size, lr)))
+            runs.append((f"TorchANI {size} ({label}), 1 torch thread",
+                         lambda: torchani_epoch(torch, frames, params, hidden, batch_size, lr, threads=1)))
+        ref = None
+        for name, run in runs:
+            setup, walls, cpus = run()
+            ref = walls[1] if ref is None else ref
+            rows.append([name, f"{setup:.2f}", f"{walls[0]:.2f}", f"{walls[1]:.2f}", f"{cpus[1]:.2f}",
+                         f"{walls[1] / n_atoms * 1e6:.0f}", f"{walls[1] / ref:.2f}x"])
+    print_table(f"5. One training epoch: {len(frames)} EMT Cu cells ({n_atoms} atoms), batches of {batch_size}, "
+                "energies + forces in the loss, Adam",
+                ["model", "setup s", "epoch 1 s (cold)", "epoch 2 s (warm)", "epoch 2 CPU s", "warm µs/atom/epoch",
+                 "warm epoch vs diffsim (same size)"], rows)
+    print(f"loss: {EPOCH_LOSS['energy_weight']:g} (ΔE/atom)² + {EPOCH_LOSS['force_weight']:g} mean ΔF² (eV, Å), "
+          f"learning rate {lr}, float64 both; the same frames in the same order. diffsim: its own epoch loop "
+          "(potentials.training._train_epoch, one BLAS thread) after train()'s setup, which caches the ACSF "
+          "features at the structures' positions once (the epoch differentiates through them with acsf_at); "
+          "TorchANI recomputes its AEVs every step (CellList, one structure per call since the cells differ). "
+          "epoch 1 (cold) includes diffsim's first calls of the training kernels (Numba compile, or a load from "
+          "the disk cache when an earlier run left one) and torch's first-call set-up; epoch 2 is warm")
+    if torch is None:
+        print(f"skipped: TorchANI rows, torchani {peers['torchani']}")
+
+
+# ---------------------------------------------------------------- 6. cold and warm first calls
+
+_FIRST_CALL = r"""
+import json, os, time
+t0 = time.perf_counter()
+os.environ["NUMBA_CACHE_DIR"] = {numba_cache!r}  # the ACSF kernels are njit(cache=True): their cache too
+import numpy as np
+from ase.build import bulk
+ENGINE = {engine!r}
+atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((4, 4, 4))
+atoms.rattle(0.01, seed=0)
+if ENGINE == "diffsim":
+    from potentials.descriptors import ACSFParameters
+    from potentials.model import ACSFModel
+    params = ACSFParameters(**{params!r})
+    model = ACSFModel(["Cu"], hidden={hidden!r}, params=params, seed=0)
+    call = lambda: model.energy_forces(atoms.positions, np.array(atoms.cell), atoms.pbc, atoms.numbers)
+else:
+    import os
+    os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
+    import torch
+    if ENGINE == "torchani, 1 thread":
+        torch.set_num_threads(1)
+    from torchani.aev import AEVComputer, ANIAngular, ANIRadial
+    from torchani.neighbors import CellList
+    from torchani.nn import ANINetworks, AtomicNetwork
+    p = {params!r}
+    radial = ANIRadial(eta=p["eta_radial"], shifts=list(p["shifts_radial"]), cutoff=p["rc_radial"])
+    angular = ANIAngular(eta=p["eta_angular"], zeta=p["zeta"], shifts=list(p["shifts_angular"]),
+                         sections=list(p["angles"]), cutoff=p["rc_angular"])
+    aev = AEVComputer(radial, angular, num_species=1, neighborlist=CellList()).double()
+    net = ANINetworks({{"Cu": AtomicNetwork([aev.out_dim, *{hidden!r}, 1], activation=torch.nn.Tanh(),
+                                            bias=True)}}).double()
+    sp = torch.zeros((1, len(atoms)), dtype=torch.long)
+    cell, pbc = torch.tensor(np.array(atoms.cell)), torch.tensor([True] * 3)
+    def call():
+        x = torch.tensor(atoms.positions[None], requires_grad=True)
+        e = net(sp, aev(sp, x, cell, pbc)).sum()
+        return torch.autograd.grad(e, x)
+t1 = time.perf_counter()
+call()
+t2 = time.perf_counter()
+call()
+t3 = time.perf_counter()
+print(json.dumps({{"imports": t1 - t0, "first": t2 - t1, "second": t3 - t2}}))
+"""
+
+
+def bench_cold_warm(peers: dict) -> None:
+    """First and second energy + forces call of the ANI-1x-size model (N = 256) in fresh processes:
+    diffsim with an empty kernel cache (Numba compiles) and with the cache that run left (it loads),
+    TorchANI in a fresh process."""
+    params = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(ANI1X_PARAMS).items()}
+    params = {k: [float(x) for x in v] if isinstance(v, list) else float(v) for k, v in params.items()}
+    with tempfile.TemporaryDirectory(prefix="diffsim-numba-") as numba_cache:
+        script = lambda engine: _FIRST_CALL.format(engine=engine, params=params, hidden=ANI1X_HIDDEN,
+                                                   numba_cache=numba_cache)
+        (cold, cold_wall), warm = harness.cold_and_warm(script("diffsim"))  # DIFFSIM_CACHE_DIR empty, then kept
+        rows = [["diffsim, empty kernel caches (Numba compiles)", cold, cold_wall],
+                ["diffsim, the caches of the run above (loads)", *warm[0]]]
+        if not isinstance(peers["torchani"], str):
+            rows.append(["TorchANI, torch's default threads (fresh process)", *harness.run_fresh(script("torchani"))])
+            rows.append(["TorchANI, 1 torch thread (fresh process)", *harness.run_fresh(script("torchani, 1 thread"))])
+    table = [[name, f"{r['imports']:.2f}", f"{r['first']:.2f}", f"{r['second'] * 1e3:.0f}", f"{wall:.1f}"]
+             for name, r, wall in rows]
+    print_table("6. Cold and warm: the first energy + forces calls of the ANI-1x-size model in a fresh process "
+                "(N = 256)", ["engine", "imports + model s", "first call s", "second call ms", "process wall s"],
+                table)
+    print("first call: diffsim's includes the Numba compilation of the ACSF kernels with an empty cache, the load "
+          "of the compiled code with a warm one; TorchANI's includes torch's first-call set-up (no compiler). The "
+          "warm tables above (3, 5's epoch 2) include neither")
+    if isinstance(peers["torchani"], str):
+        print(f"skipped: TorchANI row, torchani {peers['torchani']}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -692,15 +931,19 @@ def main(argv=None) -> None:
     if args.cost_only:
         model, painn = ACSFModel(["Cu"], hidden=HIDDEN), PaiNNModel(["Cu"], **PAINN)
         print("--cost-only: untrained models (random weights)")
+        epoch_frames = epoch_dataset(mode)
     else:
         with tempfile.TemporaryDirectory(prefix="diffsim-potentials-bench-") as workdir:
             model, train_frames, test_frames, t_acsf = bench_quality(mode, workdir)
             painn = bench_painn(mode, model, train_frames, test_frames, t_acsf)
         bench_nve({"ACSF": model, "PaiNN": painn}, mode)
+        epoch_frames = train_frames[:mode.epoch_configs]
     bench_cost(model, mode, peers)
     bench_profile(model, mode)
     bench_painn_cost(model, painn, mode)
     bench_training_step(model, painn)
+    bench_training_epoch(epoch_frames, peers)
+    bench_cold_warm(peers)
     print(f"\nat end: {load_average()} (this benchmark counts for about 1)")
     print(f"total wall time: {time.perf_counter() - wall:.0f} s")
 
