@@ -169,6 +169,8 @@ def interior_point(tr: Transcription, options: Options | None = None, warm: Solu
 class _Solver:
     def __init__(self, tr: Transcription, opt: Options, start: float):
         self.tr, self.opt, self.start = tr, opt, start
+        self.gradient_evaluations = 0  # every evaluation of the first derivatives, restoration's included
+        self._first_derivatives = None  # the initial point's, evaluated by _initial and used by run
         self.N, self.ns, self.m, self.nv, self.ng = tr.N, tr.ns, tr.m, tr.nv, tr.ng
         self.lo = np.ascontiguousarray(tr.lower, dtype=float)
         self.hi = np.ascontiguousarray(tr.upper, dtype=float)
@@ -246,7 +248,7 @@ class _Solver:
         it = Iterate(X, U, np.zeros((N + 1, self.ns)), np.zeros(tr.n_eq), s_path, y(s_path), s_final, y(s_final),
                      s_in, y(s_in), z_lo, z_hi)
         if vals.bad < 0:
-            d = tr.jacobians(X, U)
+            d = self._first_derivatives = self._jacobians(X, U)
             it.lam = tr.costates(d, it.y_path, it.y_final, it.nu, it.y_in)
         del ng
         return it, vals
@@ -335,7 +337,8 @@ class _Solver:
         history = []
         it_count = 0
         message, status = "", False
-        d = self._derivatives(it)
+        d = self._derivatives(it) if self._first_derivatives is None else self._first_derivatives
+        self._first_derivatives = None
         res = None
         while True:
             stat, primal, violation, s_d, s_c, gl, res_products = self._kkt_parts(it, vals, d)
@@ -449,10 +452,15 @@ class _Solver:
             self._delta_last, self._rho_last = delta, rho_used
         return step, delta, rho_used
 
+    def _jacobians(self, X, U):
+        """The transcription's first derivatives at (X, U), counted (``gradient_evaluations``)."""
+        self.gradient_evaluations += 1
+        return self.tr.jacobians(X, U)
+
     def _derivatives(self, it: Iterate):
         """The first derivatives at the iterate; single shooting's costates follow from them (the
         adjoint recursion), the lifted transcriptions carry theirs as variables."""
-        d = self.tr.jacobians(it.X, it.U)
+        d = self._jacobians(it.X, it.U)
         if not self.tr.lifted:
             it.lam = self.tr.costates(d, it.y_path, it.y_final, it.nu, it.y_in)
         return d
@@ -727,7 +735,7 @@ class _Solver:
         if tr.rollout(X, U) >= 0:
             return np.inf, None
         v = tr.values(X, U)
-        dr = tr.jacobians(X, U)
+        dr = self._jacobians(X, U)
         yp, yN, yI = np.maximum(v.path, 0.0), np.maximum(v.path_final, 0.0), np.maximum(v.inequality, 0.0)
         c2 = 0.5 * float(np.sum(v.equality ** 2) + np.sum(yp ** 2) + np.sum(yN ** 2) + np.sum(yI ** 2))
         dr.grad[:] = 0.0
@@ -796,7 +804,7 @@ class _Solver:
                        "u_upper": it.z_hi[:tr.N, tr.ns:].copy()}
         return Solution(bool(status), message, tr.name, None, cost=float(vals.cost), t=tr.times(X),
                         x=X[:, :tr.n].copy(), u=it.U.copy(), costates=it.lam[:, :tr.n].copy(), T=T,
-                        iterations=iterations, gradient_evaluations=iterations + 1,
+                        iterations=iterations, gradient_evaluations=self.gradient_evaluations,
                         seconds=time.perf_counter() - self.start,
                         constraint_violation=float(kkt.get("violation", np.nan)),
                         extra={"iterate": it, "history": list(history)}, solver="ip", kkt=kkt,

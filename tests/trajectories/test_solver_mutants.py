@@ -11,7 +11,7 @@ from ocp_reference import Reference
 from test_solver_outcomes import bounded_double_integrator
 
 import diffsim.numpy as dnp
-from trajectories import OptimalControlProblem, solve
+from trajectories import OptimalControlProblem, solve, systems
 from trajectories import transcription as tr_mod
 from trajectories.interior_point import Options, _Solver
 
@@ -97,8 +97,8 @@ def _distinct(points):
 @pytest.mark.parametrize("method", ["multiple", "single"])
 def test_the_reported_gradient_evaluations_are_the_points_where_derivatives_were_evaluated(method, monkeypatch):
     """``gradient_evaluations`` counts the derivatives the solve evaluated: one at each iterate it
-    visited (the initial one and one per iteration), counted here by a wrapper around the
-    transcription's Jacobians, apart from the solver (it never exceeds the calls made)."""
+    visited (the initial one and one per iteration) and every one of a restoration phase, counted
+    here by a wrapper around the transcription's Jacobians, apart from the solver."""
     points = _counting(monkeypatch)
     for max_iter in (3, 100):
         points.clear()
@@ -106,7 +106,11 @@ def test_the_reported_gradient_evaluations_are_the_points_where_derivatives_were
         assert sol.status == (max_iter == 100), sol.message
         assert sol.gradient_evaluations == _distinct(points) == sol.iterations + 1, (sol.gradient_evaluations,
                                                                                     _distinct(points))
-        assert sol.gradient_evaluations <= len(points)
+        assert sol.gradient_evaluations == len(points)  # and each point is evaluated once
+    if method == "single":  # a restoration phase evaluates derivatives at many more points: all counted
+        points.clear()
+        sol = solve(systems.quadrotor_obstacle(N=30), method="single")
+        assert sol.gradient_evaluations == len(points) > sol.iterations + 1, (sol.gradient_evaluations, len(points))
 
 
 def test_a_solve_that_needs_a_restoration_phase_then_converges_to_a_kkt_point(monkeypatch):
