@@ -175,3 +175,22 @@ def test_a_watchdog_ends_when_its_step_is_accepted_and_restarts_only_after_a_new
     assert all(len(r) <= opt.watchdog_trial_iter_max for r in runs), flags
     kkt = Reference(problem).kkt(sol)
     assert kkt["stationarity"] < 1e-5 and kkt["violation"] < 1e-7, kkt
+
+
+@pytest.mark.parametrize("method", ["multiple", "single"])
+def test_a_terminal_cost_that_reads_the_problem_parameters_is_optimised_with_all_of_them(method):
+    """Φ(x, p) = p[1]·|x − (p[0], 0)|² (the target and its weight are parameters): the solution's
+    KKT conditions hold in numpy with ocp_reference's own Φ(x, p), and its cost is the reference
+    rollout's; a terminal cost given fewer or other parameters than the problem's misses both."""
+    problem = OptimalControlProblem(lambda x, u, p: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=2.0, N=20, n_u=1,
+                                    running_cost=lambda x, u, p: 0.1 * u[0] ** 2,
+                                    terminal_cost=lambda x, p: p[1] * ((x[0] - p[0]) ** 2 + x[1] ** 2),
+                                    params=[1.5, 40.0], name="parametrised_terminal")
+    sol = solve(problem, method=method)
+    assert sol.status, sol.message
+    ref = Reference(problem)
+    kkt = ref.kkt(sol)
+    assert kkt["stationarity"] < 1e-5 and kkt["violation"] < 1e-8, kkt
+    _, J = ref.rollout(sol.u)
+    assert sol.cost == pytest.approx(J, rel=1e-10)
+    assert sol.x[-1, 0] == pytest.approx(1.5, abs=0.05)  # the weight 40 pulls the cart close to p[0]
