@@ -194,3 +194,17 @@ def test_a_terminal_cost_that_reads_the_problem_parameters_is_optimised_with_all
     _, J = ref.rollout(sol.u)
     assert sol.cost == pytest.approx(J, rel=1e-10)
     assert sol.x[-1, 0] == pytest.approx(1.5, abs=0.05)  # the weight 40 pulls the cart close to p[0]
+
+
+@pytest.mark.parametrize("method", ["multiple", "single"])
+def test_a_problem_without_terminal_cost_solves_from_a_start_whose_final_state_is_zero(method):
+    """No terminal cost, and the initial guess (controls 0 from rest at the origin) ends exactly at
+    x_N = 0: the missing Φ is a zero that stays finite there (a term such as 0/x_N would make the
+    first point NaN); the solution meets ocp_reference's KKT conditions."""
+    problem = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=2.0, N=20, n_u=1,
+                                    running_cost=lambda x, u: (x[0] - 1.0) ** 2 + 0.1 * u[0] ** 2,
+                                    name="no_terminal_cost")
+    sol = solve(problem, method=method, U0=np.zeros((20, 1)))
+    assert sol.status, sol.message
+    kkt = Reference(problem).kkt(sol)
+    assert kkt["stationarity"] < 1e-5 and kkt["violation"] < 1e-8, kkt
