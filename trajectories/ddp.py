@@ -163,8 +163,7 @@ def _module(problem: OptimalControlProblem, variant: str):
         f"_terminal_constraint = _terminal_constraint_{'eq' if problem.n_eq else 'none'}\n" \
         f"_NX, _NU, _NE = {n}, {m}, {problem.n_eq}\n" \
         f"_GEMM = {n >= _GEMM_MIN_STATES}\n"
-    module, _ = compile_module(specs, extra=extra, title=f"DDP({problem.name}, {problem.scheme}, {variant})",
-                               interpret_first=True)
+    module, _ = compile_module(specs, extra=extra, title=f"DDP({problem.name}, {problem.scheme}, {variant})")
     cache[variant] = module
     return module
 
