@@ -322,7 +322,7 @@ class _Solver:
     # ------------------------------------------------------------ the main loop
 
     def run(self, warm, U0, X0, T0) -> Solution:
-        tr, opt = self.tr, self.opt
+        opt = self.opt
         it, vals = self._initial(warm, U0, X0, T0)
         if vals.bad >= 0:
             return self._finish(it, vals, None, False, f"the dynamics or costs are not finite at the initial guess "
@@ -354,9 +354,7 @@ class _Solver:
             new_mu = self._barrier_update(mu, stat, primal, s_d, s_c, res_products)
             if new_mu != mu:
                 mu, filt = new_mu, []
-            H = tr.hessians(it.X, it.U, it.lam, it.y_path, it.y_final, it.nu, it.y_in)
-            system = self._assemble(it, vals, d, H, mu)
-            step, delta, rho_used = self._inertia_corrected_step(it, vals, d, system)
+            system, step, delta, rho_used = self._newton_step(it, vals, d, mu)
             if step is None:
                 message = "the Newton system could not be regularised (inertia correction failed)"
                 break
@@ -403,6 +401,13 @@ class _Solver:
                 message = infeasible
                 break
         return self._finish(it, vals, d, status, message, it_count, res, history)
+
+    def _newton_step(self, it, vals, d, mu):
+        """The primal-dual Newton system at ``it`` (exact Lagrangian Hessians) and its step, with the
+        regularisation the inertia correction chose; the step is None when no regularisation works."""
+        H = self.tr.hessians(it.X, it.U, it.lam, it.y_path, it.y_final, it.nu, it.y_in)
+        system = self._assemble(it, vals, d, H, mu)
+        return (system,) + tuple(self._inertia_corrected_step(it, vals, d, system))
 
     def _stop(self, err, violation, it_count):
         """(status, message) when the solve ends here: converged, or out of iterations or time."""
