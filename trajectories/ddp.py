@@ -138,11 +138,13 @@ def _derivative_function(stage, n: int, m: int, second_order: bool):
     return derivatives
 
 
-def _module(problem: OptimalControlProblem, variant: str):
-    """The generated module of DDP's kernels and loops for ``problem`` (kept on the problem)."""
+def _module(problem: OptimalControlProblem, variant: str, interpret_first: bool = True):
+    """The generated module of DDP's kernels and loops for ``problem`` (kept on the problem). With
+    ``interpret_first`` its loops run as Python until Numba has compiled them in the background
+    (:mod:`diffsim.interpreted`), else they compile at their first call."""
     cache = problem.__dict__.setdefault("_ddp_modules", {})
-    if variant in cache:
-        return cache[variant]
+    if (variant, interpret_first) in cache:
+        return cache[variant, interpret_first]
     n, m = problem.n_x, problem.n_u
     nq, nr = _layout(problem)
     stage, terminal = _stage_functions(problem)
@@ -163,8 +165,9 @@ def _module(problem: OptimalControlProblem, variant: str):
         f"_terminal_constraint = _terminal_constraint_{'eq' if problem.n_eq else 'none'}\n" \
         f"_NX, _NU, _NE = {n}, {m}, {problem.n_eq}\n" \
         f"_GEMM = {n >= _GEMM_MIN_STATES}\n"
-    module, _ = compile_module(specs, extra=extra, title=f"DDP({problem.name}, {problem.scheme}, {variant})")
-    cache[variant] = module
+    module, _ = compile_module(specs, extra=extra, title=f"DDP({problem.name}, {problem.scheme}, {variant})",
+                               interpret_first=interpret_first)
+    cache[variant, interpret_first] = module
     return module
 
 
@@ -197,7 +200,7 @@ class DDPSolver:
                  penalty: float = 100.0, penalty_factor: float = 10.0, max_penalty: float = 1e9,
                  reg_init: float = 0.0, reg_min: float = 1e-9, reg_max: float = 1e9, reg_factor: float = 10.0,
                  line_search: int = 10, exact_terminal: bool = True, newton_switch: float = 0.15,
-                 dual_reg: float = 1e-13, al_tol: float = 0.1) -> None:
+                 dual_reg: float = 1e-13, al_tol: float = 0.1, interpret_first: bool = True) -> None:
         check_problem(problem)
         if variant not in VARIANTS:
             raise ProblemError(f"unknown DDP variant {variant!r}: choose one of {sorted(VARIANTS)}")
@@ -216,7 +219,7 @@ class DDPSolver:
         self.reg_init = float(reg_init)
         self.tol, self.constraint_tol, self.max_iterations = float(tol), float(constraint_tol), int(max_iterations)
         self.penalty0, self.penalty_factor, self.max_penalty = float(penalty), float(penalty_factor), float(max_penalty)
-        self.module = _module(problem, self.variant)
+        self.module = _module(problem, self.variant, interpret_first)
         n, m, N = problem.n_x, problem.n_u, self.N
         nq, nr = _layout(problem)
         self.lo, self.hi = problem.u_lower.copy(), problem.u_upper.copy()
@@ -523,7 +526,8 @@ def ddp(problem: OptimalControlProblem, variant: str = "auto", U0=None, X0=None,
         time_budget: float | None = None, **options) -> Solution:
     """Solve ``problem`` by FDDP (see the module docstring); options as :class:`DDPSolver`
     (``tol``, ``constraint_tol``, ``max_iterations``, ``penalty``, ``reg_*``, ``line_search``,
-    ``exact_terminal``, ``newton_switch``, ``al_tol``, ``dual_reg``).
+    ``exact_terminal``, ``newton_switch``, ``al_tol``, ``dual_reg``, ``interpret_first``: a new
+    problem's first solves run as Python while Numba compiles, with the compiled code's bits).
     Never raises for a bad problem: read ``status`` and ``message``. The solution carries the
     feedback gains ``gains`` K_k (N, m, n), the feed-forward terms ``feedforward`` k_k (N, m)
     and the value gradients V_x(k) as ``costates``.

@@ -194,7 +194,7 @@ def rollout(x0, us, Q, r, t0, h, xs):
     return cost, (-1 if math.isfinite(cost) else N)
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})  # vectorised sums; without nnan the NaN tests stay
+@njit(cache=True)  # no fastmath: the Python twin of a first solve (diffsim.interpreted) gives the same bits
 def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, W, Gu, Kn, ev, Sm, hv, Ht):
     """The Riccati sweep of FDDP (Mastalli et al. 2020, eqs. 9-12) in one loop, with the
     projected-Newton box step (Tassa et al. 2014) when ``box``. Writes the gains K, k, the value
@@ -212,7 +212,7 @@ def backward(xs, us, fs, Q, r, t0, h, reg, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu
     derivative along one of x, u), the cost gradient l and the Hessian H over z = (x, u); with V'
     symmetric every product below is a dot product of two contiguous rows, P = Fᵀ V' and
     Q_zz = H + P F, and the sizes n = _NX, m = _NU are constants of the generated module, so the
-    compiler unrolls and vectorises them; from ``_GEMM_MIN_STATES`` states on (``_GEMM``) those
+    compiler unrolls them; from ``_GEMM_MIN_STATES`` states on (``_GEMM``) those
     products and Q_uxᵀ K go to BLAS instead, and the gains' triangular solves run row by row.
 
     Returns (failed stage or -1, stationarity max|proj Q_u|, dg, dq) where dg, dq are the

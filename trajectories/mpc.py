@@ -138,6 +138,8 @@ class MPC:
             if method == "ip":
                 self.planner = IPPlanner(ocp, int(horizon), max_iterations=max_iterations, **options)
             else:
+                # compiled from the first step: interpreted warm steps would be ~100x slower and allocate
+                options.setdefault("interpret_first", False)
                 self.solver = DDPSolver(ocp, N=int(horizon), variant=variant, max_iterations=max_iterations,
                                         **options)
         except ProblemError as exc:
