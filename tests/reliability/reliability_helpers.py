@@ -10,9 +10,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def child_env(cache: pathlib.Path) -> dict:
-    """The environment of a child: this checkout first on the path, its own kernel cache."""
+    """The environment of a child: this checkout first on the path, its own kernel cache (Numba's
+    files beside the generated modules, as without ``NUMBA_CACHE_DIR``)."""
     env = dict(os.environ, DIFFSIM_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
     env.pop("DIFFSIM_TRACEBACK", None)
+    env.pop("NUMBA_CACHE_DIR", None)
     return env
 
 
