@@ -12,7 +12,7 @@ later calls go to Numba (the swap is per function and changes nothing but speed:
 the same operations in the same order on IEEE doubles; where Python raises on a domain or range
 error, the twin returns what the compiled code returns: ``log(0) = -inf``, ``sqrt(-1) = nan``).
 Loops compiled with ``fastmath`` would round differently from their twin: generated modules that
-are interpreted first (the transcriptions', collocation's and DDP's) use none.
+are interpreted first (fixed-step ODE problems', the transcriptions', collocation's and DDP's) use none.
 The straight-line kernels run in Python floats, 3-4x faster than on numpy scalars, and rerun on
 numpy scalars when Python raises (see :func:`_float_kernels`).
 A function already in the disk cache is never interpreted. The compile process outlives a short

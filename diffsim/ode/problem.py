@@ -98,8 +98,10 @@ class ODEProblem:
             specs[STEP] = (make_step(rhs, n, scheme), (n, m, k, (), ()))
             extra = _FIXED_LOOPS
         title = name or getattr(dynamics, "__qualname__", "dynamics")
+        # fixed-step loops run as Python until compiled (same bits); the adaptive adjoint's would
+        # differ in the last bits (tests/diffsim/test_ode_interpreted.py), so adaptive compiles first
         self.module, self.kernels = compile_module(specs, extra=extra, title=f"ODEProblem({title}, {scheme})",
-                                                   calls=tuple(specs))
+                                                   calls=tuple(specs), interpret_first=not self.adaptive)
 
     @property
     def tableau(self):
