@@ -5,10 +5,6 @@ one in the last bits (dopri5, 2e-15 relative), so they are not interpreted."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -45,19 +41,9 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _run(mode: str, cache) -> dict:
-    env = dict(os.environ, DIFFSIM_CACHE_DIR=str(cache), DIFFSIM_JIT="background" if mode == "interpreted" else "eager")
-    for var in ("NUMBA_DISABLE_JIT", "NUMBA_CACHE_DIR"):
-        env.pop(var, None)
-    run = subprocess.run([sys.executable, "-c", CHILD, mode], env=env, capture_output=True, text=True, timeout=1800)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout)
-
-
 @pytest.mark.slow
-def test_interpreted_rollouts_and_gradients_give_the_compiled_bits(tmp_path):
-    interpreted = _run("interpreted", tmp_path / "interpreted")
-    compiled = _run("compiled", tmp_path / "compiled")
+def test_interpreted_rollouts_and_gradients_give_the_compiled_bits(run_interpreted_and_compiled):
+    interpreted, compiled = run_interpreted_and_compiled(CHILD)
     assert set(interpreted) == set(compiled) and len(compiled) == 8
     for key in compiled:
         assert interpreted[key] == compiled[key], key   # every bit of every state, cost and gradient

@@ -4,10 +4,6 @@ the BLAS path of eight states and more, with and without control bounds."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -42,17 +38,9 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _run(mode: str, cache) -> dict:
-    env = dict(os.environ, DIFFSIM_CACHE_DIR=str(cache), DIFFSIM_JIT="background" if mode == "interpreted" else "eager")
-    run = subprocess.run([sys.executable, "-c", CHILD, mode], env=env, capture_output=True, text=True, timeout=1800)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout)
-
-
 @pytest.mark.slow
-def test_an_interpreted_ddp_solve_gives_the_compiled_solves_bits(tmp_path):
-    interpreted = _run("interpreted", tmp_path / "interpreted")
-    compiled = _run("compiled", tmp_path / "compiled")
+def test_an_interpreted_ddp_solve_gives_the_compiled_solves_bits(run_interpreted_and_compiled):
+    interpreted, compiled = run_interpreted_and_compiled(CHILD)
     for name in ("cart_pole", "dense", "dense_box"):
         a, b = interpreted[name], compiled[name]
         assert a["status"] and b["status"], name
