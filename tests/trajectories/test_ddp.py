@@ -395,3 +395,17 @@ def test_a_solve_that_runs_out_of_iterations_says_so_and_is_not_solved():
     sol = DDPSolver(_pendulum_soft(), max_iterations=3).solve()
     assert not sol.status
     assert sol.iterations == 3 and "max_iterations = 3" in sol.message, sol.message
+
+
+def test_a_concave_control_cost_beyond_the_regularisation_limit_fails_and_says_why():
+    """L = x² − 3u² on ẋ = u: Q_uu = −6h + h²·V_xx is negative at every stage, and no shift up to
+    reg_max = 1e-6 makes it positive (closed form: its lowest value is −6h + O(h²) = −0.3).
+    The solve must stop with status False, name the regularisation limit and report no step."""
+    ocp = OptimalControlProblem(lambda x, u: u, x0=np.array([1.0]), T=1.0, N=20, n_u=1, scheme="euler",
+                                running_cost=lambda x, u: x[0] ** 2 - 3.0 * u[0] ** 2,
+                                terminal_cost=lambda x: x[0] ** 2, name="concave_control_cost")
+    sol = ddp(ocp, reg_max=1e-6, max_iterations=50)
+    assert not sol.status
+    assert "regularisation reached its maximum" in sol.message, sol.message
+    assert sol.iterations == 0 and sol.extra["failed_sweeps"] >= 1
+    np.testing.assert_array_equal(sol.u, 0.0)   # the initial guess, untouched

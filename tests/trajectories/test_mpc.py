@@ -169,3 +169,32 @@ def test_cli_mpc_runs_and_fails_cleanly(tmp_path, capsys):
     assert "[mpc]" in capsys.readouterr().out
     assert main(["mpc", "cart_pole", "--horizon", "500"]) == 2
     assert "longer than the problem" in capsys.readouterr().err
+
+
+def test_warm_start_shift_and_first_control_follow_numpy():
+    """The receding horizon's two loop helpers against numpy on random arrays, with two controls
+    and a box active on one of them: ``first_control`` is clip(u₀ + K₀ (x − x₀), lo, hi) and
+    ``shift`` moves stage k + s to stage k, repeating the last state, control and gain."""
+    from trajectories.ddp import DDPSolver
+    from trajectories.regulation import two_link_arm_tracking
+
+    module = DDPSolver(two_link_arm_tracking(), interpret_first=False).module
+    rng = np.random.default_rng(4)
+    N, n, m, s = 7, 4, 2, 3
+    xs, us, K, kff = (rng.standard_normal(shape) for shape in ((N + 1, n), (N, m), (N, m, n), (N, m)))
+    x = rng.standard_normal(n)
+    lo, hi = np.array([-0.1, -5.0]), np.array([0.1, 5.0])
+    for box in (False, True):
+        out = np.empty(m)
+        module.first_control(xs, us, K, x, box, lo, hi, out)
+        want = us[0] + K[0] @ (x - xs[0])
+        np.testing.assert_allclose(out, np.clip(want, lo, hi) if box else want, rtol=1e-14, atol=1e-15)
+    assert not np.allclose(np.clip(want, lo, hi), want)   # the box acts on the first control
+    ref = [a.copy() for a in (xs, us, K)]
+    module.shift(xs, us, K, kff, s)
+    for got, old in zip((xs, us, K), ref):
+        np.testing.assert_array_equal(got[:N - s], old[s:N])
+    np.testing.assert_array_equal(xs[N - s:N], np.broadcast_to(ref[0][N], (s, n)))
+    np.testing.assert_array_equal(us[N - s:], np.broadcast_to(ref[1][N - 1], (s, m)))
+    np.testing.assert_array_equal(K[N - s:], np.broadcast_to(ref[2][N - 1], (s, m, n)))
+    np.testing.assert_array_equal(kff[N - s:], 0.0)
