@@ -123,7 +123,8 @@ def _riccati_constant(A, B, Q, R, q, r, N):
 
 def test_dense_lqr_box_is_a_kkt_point():
     """BoxDDP on the BLAS path: the bound-constrained LQ optimum, checked by the projected gradient
-    of the cost (a numpy adjoint recursion) and the rollout of the returned controls."""
+    of the cost (a numpy adjoint recursion), the costates against that adjoint and the rollout of
+    the returned controls."""
     ocp, (A, B, Q, R, q, r, x0) = _dense_lqr(lower=-0.3, upper=0.4)
     sol = ddp(ocp, variant="gauss-newton", tol=1e-10)
     assert sol.status, sol
@@ -133,11 +134,14 @@ def test_dense_lqr_box_is_a_kkt_point():
     for k in range(N):
         x[k + 1] = A @ x[k] + B @ u[k]
     assert np.allclose(sol.x, x, atol=1e-10)
-    lam = Q @ x[N] + q
+    lam = np.empty_like(x)
+    lam[N] = Q @ x[N] + q
     g = np.empty_like(u)
     for k in range(N - 1, -1, -1):
-        g[k] = R @ u[k] + r + B.T @ lam
-        lam = Q @ x[k] + q + A.T @ lam
+        g[k] = R @ u[k] + r + B.T @ lam[k + 1]
+        lam[k] = Q @ x[k] + q + A.T @ lam[k + 1]
+    # at the optimum V_x is the adjoint: free controls have Q_u = 0, clamped ones no feedback
+    assert np.max(np.abs(sol.costates - lam)) <= 1e-8 * np.max(np.abs(lam))
     at_lo, at_hi = u <= -0.3 + 1e-12, u >= 0.4 - 1e-12
     assert at_lo.sum() + at_hi.sum() >= 5  # the box is active
     assert np.all(u >= -0.3 - 1e-15) and np.all(u <= 0.4 + 1e-15)
@@ -409,3 +413,29 @@ def test_a_concave_control_cost_beyond_the_regularisation_limit_fails_and_says_w
     assert "regularisation reached its maximum" in sol.message, sol.message
     assert sol.iterations == 0 and sol.extra["failed_sweeps"] >= 1
     np.testing.assert_array_equal(sol.u, 0.0)   # the initial guess, untouched
+
+
+def test_two_controls_on_small_stages_with_an_active_box_meet_the_bptt_kkt_conditions():
+    """The two-link arm (4 states, 2 controls: the written-out small-stage loops with m > 1) with a
+    soft terminal target and torques bounded tightly enough to clamp: the projected BPTT gradient
+    of the returned controls vanishes (zero on the free controls, pointing out of the box on the
+    clamped ones) and the costates are BPTT's (the adjoint of the rollout)."""
+    from trajectories import dynamics as dyn
+
+    f, _, _, p = dyn.MODELS["two_link_arm"]
+    goal = np.array([np.pi / 2, np.pi / 4, 0.0, 0.0])
+    lo, hi = np.array([-4.0, -2.0]), np.array([4.0, 2.0])
+    ocp = OptimalControlProblem(f, x0=np.zeros(4), T=1.5, N=60, n_u=2, params=p,
+                                running_cost=lambda x, u, p: dnp.sum(u * u), u_lower=lo, u_upper=hi,
+                                terminal_cost=lambda x, p: 200.0 * dnp.sum((x - goal) ** 2), name="soft_arm_box")
+    sol = ddp(ocp, tol=1e-11)
+    assert sol.status, sol.message
+    g = ocp.ode.gradient(ocp.x0, sol.u, ocp.q(ocp.T), T=1.0, method="bptt")  # the problem's scaled time
+    assert g.J == pytest.approx(sol.cost, rel=1e-12)
+    at_lo, at_hi = sol.u <= lo + 1e-10, sol.u >= hi - 1e-10
+    assert at_lo[:, 0].sum() + at_hi[:, 0].sum() >= 2 and at_lo[:, 1].sum() + at_hi[:, 1].sum() >= 2
+    free = ~(at_lo | at_hi)
+    scale = np.max(np.abs(g.dU))
+    assert np.max(np.abs(g.dU[free])) <= 1e-7 * scale
+    assert np.all(g.dU[at_lo] >= -1e-7 * scale) and np.all(g.dU[at_hi] <= 1e-7 * scale)
+    assert np.max(np.abs(sol.costates - g.costate)) <= 1e-7 * np.max(np.abs(g.costate))
