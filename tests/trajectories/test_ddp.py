@@ -439,3 +439,20 @@ def test_two_controls_on_small_stages_with_an_active_box_meet_the_bptt_kkt_condi
     assert np.max(np.abs(g.dU[free])) <= 1e-7 * scale
     assert np.all(g.dU[at_lo] >= -1e-7 * scale) and np.all(g.dU[at_hi] <= 1e-7 * scale)
     assert np.max(np.abs(sol.costates - g.costate)) <= 1e-7 * np.max(np.abs(g.costate))
+
+
+def test_a_gap_at_the_final_node_alone_is_closed_before_convergence_is_claimed():
+    """ẋ = u, L = u², no terminal cost: u = 0 is optimal and the stationarity is exactly zero from
+    any start, so only the feasibility test stands between a start whose last state is off the
+    rollout (a gap at node N alone) and a false "converged". The returned states must be the
+    rollout of the returned controls (closed form: x stays at x0) with no gap left."""
+    ocp = OptimalControlProblem(lambda x, u: u, x0=np.array([0.5]), T=1.0, N=20, n_u=1, scheme="euler",
+                                running_cost=lambda x, u: u[0] ** 2, terminal_cost=lambda x: 0.0 * x[0],
+                                name="terminal_gap_only")
+    X0 = np.full((21, 1), 0.5)
+    X0[-1] = 3.0
+    sol = ddp(ocp, X0=X0)
+    assert sol.status, sol.message
+    np.testing.assert_array_equal(sol.u, 0.0)
+    np.testing.assert_allclose(sol.x, 0.5, rtol=0, atol=1e-14)
+    assert sol.extra["gaps"] <= 1e-14
