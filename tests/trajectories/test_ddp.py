@@ -151,8 +151,14 @@ def test_dense_lqr_box_is_a_kkt_point():
 
 
 def test_solve_method_ddp_and_bad_input():
-    s = solve(systems.double_integrator_lqr(N=30), method="ddp")
+    ocp = systems.double_integrator_lqr(N=30)
+    s = solve(ocp, method="ddp")
     assert s.status and s.method == "ddp" and s.gains.shape == (30, 1, 2) and s.feedforward.shape == (30, 1)
+    np.testing.assert_allclose(s.t, np.linspace(0.0, ocp.T, 31), rtol=0, atol=1e-12)   # the stage times
+    late = DDPSolver(ocp).solve(t0=0.7)   # a horizon starting later (as MPC plans it)
+    np.testing.assert_allclose(late.t, 0.7 + np.linspace(0.0, ocp.T, 31), rtol=0, atol=1e-12)
+    for bad in (dict(tol=0.0), dict(constraint_tol=0.0), dict(max_iterations=0)):   # each bound is strict
+        assert "tol > 0" in ddp(systems.double_integrator_lqr(N=10), **bad).message, bad
     free = ddp(systems.brachistochrone(N=20))
     assert not free.status and "fixed horizon" in free.message
     assert "unknown DDP variant" in ddp(systems.double_integrator_lqr(N=10), variant="newton").message
