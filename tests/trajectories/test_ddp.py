@@ -462,3 +462,19 @@ def test_a_gap_at_the_final_node_alone_is_closed_before_convergence_is_claimed()
     np.testing.assert_array_equal(sol.u, 0.0)
     np.testing.assert_allclose(sol.x, 0.5, rtol=0, atol=1e-14)
     assert sol.extra["gaps"] <= 1e-14
+
+
+@pytest.mark.parametrize("reach, u_star, nu_star", [(1.0, 1.0, 2.0), (-1.0, 0.0, 0.0)])
+def test_a_terminal_inequality_meets_its_closed_form_optimum_and_multiplier(reach, u_star, nu_star):
+    """ẋ = u from 0, min Σ h u² subject to x_N ≥ reach (h_in = reach − x_N ≤ 0), T = 1: active
+    (reach = 1) the optimum is u ≡ 1 with multiplier ν = 2 (stationarity 2hu = νh); inactive
+    (reach = −1) it is u ≡ 0 with ν = 0."""
+    ocp = OptimalControlProblem(lambda x, u: u, x0=np.array([0.0]), T=1.0, N=20, n_u=1, scheme="euler",
+                                running_cost=lambda x, u: u[0] ** 2, terminal_cost=lambda x: 0.0 * x[0],
+                                terminal_inequality=lambda x: dnp.array([reach - x[0]]), name="terminal_reach")
+    sol = ddp(ocp, tol=1e-10, constraint_tol=1e-9)
+    assert sol.status, sol.message
+    np.testing.assert_allclose(sol.u, u_star, atol=1e-6)
+    assert sol.cost == pytest.approx(u_star ** 2, abs=1e-5)   # the AL stops within its tolerances
+    assert sol.x[-1, 0] >= reach - 1e-9
+    np.testing.assert_allclose(sol.extra["multipliers"]["in"], [nu_star], atol=1e-5)
