@@ -334,6 +334,17 @@ def _compiler() -> _Compiler:
     return _COMPILER
 
 
+def compiled_module(module: ModuleType) -> ModuleType:
+    """The Numba module behind ``module``: its compiled side if it is interpreted until compiled,
+    else ``module`` itself (whose functions compile at their first call).
+
+    >>> import math
+    >>> compiled_module(math) is math
+    True
+    """
+    return module._compiled if isinstance(module, InterpretedUntilCompiled) else module
+
+
 def interpret_until_compiled(compiled: ModuleType, source: str, path: pathlib.Path) -> ModuleType:
     """``compiled`` (a loaded generated module) as an :class:`InterpretedUntilCompiled` when
     background compilation is on (``DIFFSIM_JIT``), else itself."""

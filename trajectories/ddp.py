@@ -35,6 +35,7 @@ import numpy as np
 
 import diffsim.numpy as dnp
 from diffsim.codegen import compile_module
+from diffsim.interpreted import compiled_module
 from diffsim.ode.schemes import FIXED_STEP, augmented_rhs, make_step
 from diffsim.transforms import vjp
 
@@ -143,8 +144,8 @@ def _module(problem: OptimalControlProblem, variant: str, interpret_first: bool 
     ``interpret_first`` its loops run as Python until Numba has compiled them in the background
     (:mod:`diffsim.interpreted`), else they compile at their first call."""
     cache = problem.__dict__.setdefault("_ddp_modules", {})
-    if (variant, interpret_first) in cache:
-        return cache[variant, interpret_first]
+    if variant in cache:  # traced once; the compiled side serves callers that must not interpret
+        return cache[variant] if interpret_first else compiled_module(cache[variant])
     n, m = problem.n_x, problem.n_u
     nq, nr = _layout(problem)
     stage, terminal = _stage_functions(problem)
@@ -166,9 +167,9 @@ def _module(problem: OptimalControlProblem, variant: str, interpret_first: bool 
         f"_NX, _NU, _NE = {n}, {m}, {problem.n_eq}\n" \
         f"_GEMM = {n >= _GEMM_MIN_STATES}\n"
     module, _ = compile_module(specs, extra=extra, title=f"DDP({problem.name}, {problem.scheme}, {variant})",
-                               interpret_first=interpret_first)
-    cache[variant, interpret_first] = module
-    return module
+                               interpret_first=True)
+    cache[variant] = module
+    return module if interpret_first else compiled_module(module)
 
 
 def check_problem(problem: OptimalControlProblem) -> None:
