@@ -49,3 +49,17 @@ def test_a_free_time_start_t0_is_the_horizon_of_the_initial_guess(scheme):
     assert np.all(X[:, -1] == 2.5)
     X, _ = tr.initial_guess()
     assert np.all(X[:, -1] == problem.T)
+
+
+@pytest.mark.parametrize("scheme", ["trapezoidal", "hermite-simpson"])
+def test_a_start_of_node_controls_or_piecewise_constant_ones_is_used_as_given(scheme):
+    problem = braking_double_integrator(N=6)
+    tr = Collocation(problem, scheme)
+    nodes = np.linspace(-0.3, 0.3, problem.N + 1)          # (N+1,) node controls, inside |u| ≤ 0.4
+    for U0 in (nodes, nodes[:, None]):
+        X, _ = tr.initial_guess(U0=U0)
+        np.testing.assert_array_equal(tr.node_controls(X)[:, 0], nodes)
+    X, _ = tr.initial_guess(U0=nodes[:-1, None])           # (N, 1): the last control held on the final node
+    np.testing.assert_array_equal(tr.node_controls(X)[:, 0], np.append(nodes[:-1], nodes[-2]))
+    with pytest.raises(ValueError, match="U0"):
+        tr.initial_guess(U0=np.zeros((problem.N + 2, 1)))

@@ -1,0 +1,76 @@
+"""Shooting and Pontryagin's BVP on problems whose dynamics and cost read the time, against closed forms.
+
+The problem: ẋ = u + t, x(0) = x0, minimise ∫_0^T (u² + t u) dt subject to x(T) = 0.
+Pontryagin: H = u² + tu + λ(u + t), λ̇ = 0, u = −(t + λ)/2, and x(T) = 0 gives
+λ = ν = 2c with c = (x0 + T²/4)/T; the continuous cost is c²T − T³/12.
+With piecewise-constant controls (RK4 is exact on this linear-in-t problem) the discrete optimum is
+u_k = −t_{k+½}/2 − c, the same ν, and the cost c²T − T³/12 + h²T/48 (the midpoint rule's error on t²).
+Every time-invariant test problem passes whatever time a solver hands the dynamics; this one does not.
+"""
+
+import numpy as np
+import pytest
+
+import diffsim.numpy as dnp
+from trajectories.pontryagin import pontryagin
+from trajectories.problem import OptimalControlProblem
+from trajectories.shooting import multiple_shooting, single_shooting
+
+X0, T, N = 1.0, 2.0, 20
+H = T / N
+C = (X0 + T * T / 4) / T
+MIDPOINTS = (np.arange(N) + 0.5) * H
+
+
+def drift_problem(N: int = N) -> OptimalControlProblem:
+    return OptimalControlProblem(lambda x, u, p, t: dnp.array([u[0] + t]), x0=[X0], T=T, N=N, n_u=1,
+                                 running_cost=lambda x, u, p, t: u[0] ** 2 + t * u[0],
+                                 terminal_equality=lambda x: dnp.array([x[0]]), name="time_drift")
+
+
+def check_discrete_optimum(sol, atol=1e-6):
+    assert sol.status, sol.message
+    np.testing.assert_allclose(sol.u[:, 0], -MIDPOINTS / 2 - C, atol=atol)
+    assert sol.cost == pytest.approx(C * C * T - T ** 3 / 12 + H * H * T / 48, abs=atol)
+    assert abs(sol.x[-1, 0]) <= 1e-8
+
+
+def test_single_shooting_reaches_the_closed_form_optimum_and_multiplier_of_a_time_varying_problem():
+    sol = single_shooting(drift_problem())
+    check_discrete_optimum(sol)
+    # one terminal equality: its multiplier ν = 2c, and the costate is constant and equal to it
+    np.testing.assert_allclose(sol.extra["multipliers"], [2 * C], rtol=1e-5)
+    np.testing.assert_allclose(sol.costates[:, 0], 2 * C, rtol=1e-5)
+
+
+@pytest.mark.parametrize("segments", [None, 4])
+def test_multiple_shooting_reaches_the_closed_form_optimum_of_a_time_varying_problem(segments):
+    check_discrete_optimum(multiple_shooting(drift_problem(), segments=segments))
+
+
+def test_pontryagin_solves_a_time_varying_problem_to_its_continuous_closed_form():
+    sol = pontryagin(drift_problem(N=40))
+    assert sol.status, sol.message
+    t = np.asarray(sol.t)
+    np.testing.assert_allclose(sol.u[:, 0], -(t[:len(sol.u)] + 2 * C) / 2, atol=1e-6)
+    np.testing.assert_allclose(sol.costates[:, 0], 2 * C, atol=1e-6)
+    np.testing.assert_allclose(sol.extra["multipliers"], [2 * C], rtol=1e-6)
+    assert sol.cost == pytest.approx(C * C * T - T ** 3 / 12, rel=1e-6)
+
+
+def test_single_shooting_stops_a_free_final_time_at_its_active_upper_bound():
+    """Reach x(T) = 1 from 0 minimising ∫u² dt + 0.1 T: u = 1/T, cost 1/T + 0.1 T, minimal at
+    T = √10 ≈ 3.16 without bounds; with T ≤ 2 the optimum is T = 2 on the bound."""
+    def problem(T_bounds):
+        return OptimalControlProblem(lambda x, u: dnp.array([u[0]]), x0=[0.0], T=1.0, N=10, n_u=1,
+                                     running_cost=lambda x, u: u[0] ** 2 + 0.1, free_final_time=True,
+                                     T_bounds=T_bounds, terminal_equality=lambda x: dnp.array([x[0] - 1.0]),
+                                     name="reach_free_time")
+    free = single_shooting(problem((0.1, np.inf)))
+    assert free.status, free.message
+    assert free.T == pytest.approx(np.sqrt(10.0), rel=1e-5)
+    bounded = single_shooting(problem((0.1, 2.0)))
+    assert bounded.status, bounded.message
+    assert bounded.T == pytest.approx(2.0, abs=1e-9)
+    np.testing.assert_allclose(bounded.u[:, 0], 0.5, atol=1e-6)
+    assert bounded.cost == pytest.approx(0.5 + 0.2, rel=1e-7)
