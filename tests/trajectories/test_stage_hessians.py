@@ -8,6 +8,8 @@ so ∂²L/∂v_k² is the stage's block H[k]."""
 import numpy as np
 import pytest
 
+import diffsim.numpy as dnp
+from trajectories.problem import OptimalControlProblem
 from trajectories.systems import brachistochrone, cart_pole_swingup, quadrotor_obstacle
 from trajectories.transcription import MultipleShooting
 
@@ -40,8 +42,19 @@ def _second_differences(tr, X, U, multipliers, k, eps=1e-4):
     return H
 
 
+def time_varying(N=6):
+    """Dynamics, cost and path rows whose curvature depends on the time: a stage handed another
+    stage's time gets another Hessian."""
+    return OptimalControlProblem(lambda x, u, p, t: dnp.array([x[1], -dnp.sin(1 + t) * x[0] ** 2 + u[0]]),
+                                 x0=[0.5, 0.0], T=2.0, N=N, n_u=1,
+                                 running_cost=lambda x, u, p, t: (1 + t) * u[0] ** 2 + dnp.cos(t) * x[0] ** 2 * x[1],
+                                 path_constraints=lambda x, u, p, t: dnp.array([t * x[0] ** 2 * u[0] - 1.0]),
+                                 terminal_cost=lambda x: x[0] ** 2 * x[1], name="time_varying_curvature")
+
+
 @pytest.mark.parametrize("make", [lambda: cart_pole_swingup(N=6), lambda: quadrotor_obstacle(N=6),
-                                  lambda: brachistochrone(N=6)], ids=["cart_pole", "quadrotor_path_rows", "free_time"])
+                                  lambda: brachistochrone(N=6), time_varying],
+                         ids=["cart_pole", "quadrotor_path_rows", "free_time", "time_varying"])
 def test_stage_hessians_match_second_differences_of_the_lagrangian(make):
     tr = MultipleShooting(make())
     rng = np.random.default_rng(0)
@@ -56,7 +69,7 @@ def test_stage_hessians_match_second_differences_of_the_lagrangian(make):
     nu, y_in, sigma = rng.normal(size=tr.n_eq), rng.uniform(0.1, 1.0, tr.n_in), 0.7
     H = tr.hessians(X, U, lam, y_path, y_final, nu, y_in, sigma)
     multipliers = (lam, y_path, y_final, nu, y_in, sigma)
-    for k in (0, N - 1, N):
+    for k in range(N + 1):
         fd = _second_differences(tr, X, U, multipliers, k)
         n = fd.shape[0]
         scale = max(1.0, np.abs(fd).max())

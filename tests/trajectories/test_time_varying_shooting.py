@@ -1,10 +1,12 @@
 """Shooting and Pontryagin's BVP on problems whose dynamics and cost read the time, against closed forms.
 
-The problem: ẋ = u + t, x(0) = x0, minimise ∫_0^T (u² + t u) dt subject to x(T) = 0.
-Pontryagin: H = u² + tu + λ(u + t), λ̇ = 0, u = −(t + λ)/2, and x(T) = 0 gives
-λ = ν = 2c with c = (x0 + T²/4)/T; the continuous cost is c²T − T³/12.
-With piecewise-constant controls (RK4 is exact on this linear-in-t problem) the discrete optimum is
-u_k = −t_{k+½}/2 − c, the same ν, and the cost c²T − T³/12 + h²T/48 (the midpoint rule's error on t²).
+The problem: ẋ = u + t, x(0) = x0, minimise ∫_0^T (u² + t² u) dt subject to x(T) = 0.
+Pontryagin: H = u² + t²u + λ(u + t), λ̇ = 0, u = −(t² + λ)/2, and x(T) = 0 gives
+λ = ν = 2c with c = (x0 + T²/2 − T³/6)/T; the continuous cost is c²T − T⁵/20.
+With piecewise-constant controls (RK4 is exact here: Simpson's rule on the quadratic cost rate) the
+discrete optimum is u_k = −m_k/2 − c with m_k = t_{k+½}² + h²/12 the interval's mean of t², the same
+ν, and the cost Σ_k h (c² − m_k²/4). The cost's t² (not t) matters: a uniform shift of the time by a
+step would move every u_k alike, and the terminal multiplier would absorb it.
 Every time-invariant test problem passes whatever time a solver hands the dynamics; this one does not.
 """
 
@@ -12,26 +14,28 @@ import numpy as np
 import pytest
 
 import diffsim.numpy as dnp
+from trajectories import solve
+from trajectories.ddp import ddp
 from trajectories.pontryagin import pontryagin
 from trajectories.problem import OptimalControlProblem
 from trajectories.shooting import multiple_shooting, single_shooting
 
 X0, T, N = 1.0, 2.0, 20
 H = T / N
-C = (X0 + T * T / 4) / T
-MIDPOINTS = (np.arange(N) + 0.5) * H
+C = (X0 + T ** 2 / 2 - T ** 3 / 6) / T
+MEANS = ((np.arange(N) + 0.5) * H) ** 2 + H * H / 12
 
 
 def drift_problem(N: int = N) -> OptimalControlProblem:
     return OptimalControlProblem(lambda x, u, p, t: dnp.array([u[0] + t]), x0=[X0], T=T, N=N, n_u=1,
-                                 running_cost=lambda x, u, p, t: u[0] ** 2 + t * u[0],
+                                 running_cost=lambda x, u, p, t: u[0] ** 2 + t * t * u[0],
                                  terminal_equality=lambda x: dnp.array([x[0]]), name="time_drift")
 
 
 def check_discrete_optimum(sol, atol=1e-6):
     assert sol.status, sol.message
-    np.testing.assert_allclose(sol.u[:, 0], -MIDPOINTS / 2 - C, atol=atol)
-    assert sol.cost == pytest.approx(C * C * T - T ** 3 / 12 + H * H * T / 48, abs=atol)
+    np.testing.assert_allclose(sol.u[:, 0], -MEANS / 2 - C, atol=atol)
+    assert sol.cost == pytest.approx(np.sum(H * (C * C - MEANS ** 2 / 4)), abs=atol)
     assert abs(sol.x[-1, 0]) <= 1e-8
 
 
@@ -52,10 +56,10 @@ def test_pontryagin_solves_a_time_varying_problem_to_its_continuous_closed_form(
     sol = pontryagin(drift_problem(N=40))
     assert sol.status, sol.message
     t = np.asarray(sol.t)
-    np.testing.assert_allclose(sol.u[:, 0], -(t[:len(sol.u)] + 2 * C) / 2, atol=1e-6)
+    np.testing.assert_allclose(sol.u[:, 0], -(t[:len(sol.u)] ** 2 + 2 * C) / 2, atol=1e-6)
     np.testing.assert_allclose(sol.costates[:, 0], 2 * C, atol=1e-6)
     np.testing.assert_allclose(sol.extra["multipliers"], [2 * C], rtol=1e-6)
-    assert sol.cost == pytest.approx(C * C * T - T ** 3 / 12, rel=1e-6)
+    assert sol.cost == pytest.approx(C * C * T - T ** 5 / 20, rel=1e-6)
 
 
 def test_single_shooting_stops_a_free_final_time_at_its_active_upper_bound():
@@ -74,3 +78,13 @@ def test_single_shooting_stops_a_free_final_time_at_its_active_upper_bound():
     assert bounded.T == pytest.approx(2.0, abs=1e-9)
     np.testing.assert_allclose(bounded.u[:, 0], 0.5, atol=1e-6)
     assert bounded.cost == pytest.approx(0.5 + 0.2, rel=1e-7)
+
+
+@pytest.mark.parametrize("method", ["multiple", "single", "ddp"])
+def test_the_stage_wise_solvers_reach_the_closed_form_optimum_of_a_time_varying_problem(method):
+    """The interior point (both shootings, its stage loops hand every stage its time) and DDP."""
+    problem = drift_problem()
+    sol = ddp(problem) if method == "ddp" else solve(problem, method=method)
+    check_discrete_optimum(sol)
+    if method != "ddp":
+        np.testing.assert_allclose(sol.costates[:, 0], 2 * C, rtol=1e-6)
