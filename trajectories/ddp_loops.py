@@ -727,7 +727,7 @@ def shift(xs, us, K, kff, steps):
         kff[k] = kff[k + s]
     for k in range(N - s, N):
         xs[k] = xs[N]
-        us[k] = us[N - s - 1] if N - s - 1 >= 0 else us[k]
+        us[k] = us[N - 1]   # never overwritten above: s ≥ 1 there
         K[k] = K[N - 1]
     for k in range(N - s, N):
         kff[k] = 0.0

@@ -190,11 +190,14 @@ def test_warm_start_shift_and_first_control_follow_numpy():
         want = us[0] + K[0] @ (x - xs[0])
         np.testing.assert_allclose(out, np.clip(want, lo, hi) if box else want, rtol=1e-14, atol=1e-15)
     assert not np.allclose(np.clip(want, lo, hi), want)   # the box acts on the first control
-    ref = [a.copy() for a in (xs, us, K)]
-    module.shift(xs, us, K, kff, s)
-    for got, old in zip((xs, us, K), ref):
-        np.testing.assert_array_equal(got[:N - s], old[s:N])
-    np.testing.assert_array_equal(xs[N - s:N], np.broadcast_to(ref[0][N], (s, n)))
-    np.testing.assert_array_equal(us[N - s:], np.broadcast_to(ref[1][N - 1], (s, m)))
-    np.testing.assert_array_equal(K[N - s:], np.broadcast_to(ref[2][N - 1], (s, m, n)))
-    np.testing.assert_array_equal(kff[N - s:], 0.0)
+    for steps in (s, N, N + 2):   # a shift of the whole horizon or more: every stage repeats the last one
+        xs, us, K, kff = (rng.standard_normal(shape) for shape in ((N + 1, n), (N, m), (N, m, n), (N, m)))
+        ref = [a.copy() for a in (xs, us, K, kff)]
+        module.shift(xs, us, K, kff, steps)
+        d = min(steps, N)
+        for got, old in zip((xs, us, K, kff), ref):
+            np.testing.assert_array_equal(got[:N - d], old[d:N])
+        np.testing.assert_array_equal(xs[N - d:], np.broadcast_to(ref[0][N], (d + 1, n)))
+        np.testing.assert_array_equal(us[N - d:], np.broadcast_to(ref[1][N - 1], (d, m)))
+        np.testing.assert_array_equal(K[N - d:], np.broadcast_to(ref[2][N - 1], (d, m, n)))
+        np.testing.assert_array_equal(kff[N - d:], 0.0)
