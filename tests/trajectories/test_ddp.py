@@ -481,3 +481,51 @@ def test_a_terminal_inequality_meets_its_closed_form_optimum_and_multiplier(reac
     assert sol.cost == pytest.approx(u_star ** 2, abs=1e-5)   # the AL stops within its tolerances
     assert sol.x[-1, 0] >= reach - 1e-9
     np.testing.assert_allclose(sol.extra["multipliers"]["in"], [nu_star], atol=1e-5)
+
+
+def test_a_rejected_full_step_leaves_the_iterate_and_only_accepted_steps_lower_the_cost():
+    """Van der Pol (box-bounded controls only, started feasible) with a one-trial line search (α = 1 only), one
+    compiled iteration at a time: the full step is rejected on many early iterations. A rejected
+    step must leave states and controls as they were (NO_STEP) and an accepted one must lower the
+    cost, recomputed here by an independent numpy RK4 rollout; the solve still converges."""
+    from trajectories.ddp_loops import CONVERGED, NO_STEP, STEPPED
+
+    problem = systems.van_der_pol()
+    s = DDPSolver(problem, line_search=1)
+    s.initialise()
+    s.evaluate()
+    f, L = problem.f, problem.L
+    h = problem.T / problem.N
+
+    def rollout_cost(us):  # RK4 on the state and the running cost together, as the problem defines them
+        x, J = problem.x0.copy(), 0.0
+        for k, u in enumerate(us):
+            t = k * h
+            def rhs(x, t):
+                return np.append(np.asarray(f(x, u, problem.params, t), float), float(L(x, u, problem.params, t)))
+            z = np.append(x, 0.0)
+            k1 = rhs(z[:-1], t)
+            k2 = rhs(z[:-1] + 0.5 * h * k1[:-1], t + 0.5 * h)
+            k3 = rhs(z[:-1] + 0.5 * h * k2[:-1], t + 0.5 * h)
+            k4 = rhs(z[:-1] + h * k3[:-1], t + h)
+            z = z + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            x, J = z[:-1], J + z[-1]
+        return J + (0.0 if problem.Phi is None else float(problem.Phi(x, problem.params)))
+
+    codes, cost = [], rollout_cost(s.us)
+    for _ in range(200):
+        xs, us = s.xs.copy(), s.us.copy()
+        code = s.iterate(1)
+        codes.append(code)
+        if code == NO_STEP:
+            np.testing.assert_array_equal(s.xs, xs)
+            np.testing.assert_array_equal(s.us, us)
+        elif code == STEPPED:
+            new = rollout_cost(s.us)
+            assert new < cost, (len(codes), new, cost)
+            assert s.state[4] == pytest.approx(new, rel=1e-9)
+            cost = new
+        else:
+            break
+    assert codes[-1] == CONVERGED, codes
+    assert codes.count(NO_STEP) >= 3 and codes.count(STEPPED) >= 3, codes
