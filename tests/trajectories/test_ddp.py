@@ -314,12 +314,40 @@ def test_terminal_equality_newton_step_solves_the_constrained_lq_exactly():
     sol = solver.solve()
     assert sol.status, sol
     assert sol.extra["outer_iterations"] == 1  # one AL round, then the exact terminal step
+    assert sol.iterations <= 2                 # Newton on a QP: the first exact step lands on the optimum
     assert np.max(np.abs(sol.u[:, 0] - ref[:N])) <= 1e-9 * np.max(np.abs(ref[:N]))
     assert np.max(np.abs(sol.extra["multipliers"]["eq"] - ref[N:])) <= 1e-8 * np.max(np.abs(ref[N:]))
     assert sol.constraint_violation <= 1e-12
     al = DDPSolver(ocp, tol=1e-10, exact_terminal=False).solve()   # the augmented Lagrangian alone
     assert al.status and al.extra["outer_iterations"] > sol.extra["outer_iterations"]
     assert np.max(np.abs(al.u[:, 0] - ref[:N])) <= 1e-5 * np.max(np.abs(ref[:N]))
+
+
+def test_terminal_equality_newton_step_with_two_coupled_controls_solves_the_lq_in_one_step():
+    """Three Euler states driven by two controls coupled in the dynamics and in the cost uᵀRu,
+    x_N = goal: the equality-constrained QP's KKT system, solved by numpy, is the reference. The
+    multipliers' Newton step solves the two-control stage systems (a Cholesky of Q_uu with
+    forward and back substitution per terminal row); exact, it lands on the optimum at once."""
+    N, T = 30, 2.0
+    h = T / N
+    goal = np.array([1.0, 0.0, -0.5])
+    R = np.array([[1.0, 0.1], [0.1, 0.5]])
+    ocp = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0], u[1] - 0.5 * u[0]]), x0=[0.0, 0.0, 0.0], T=T,
+                                N=N, n_u=2, running_cost=lambda x, u: u[0] ** 2 + 0.5 * u[1] ** 2 + 0.2 * u[0] * u[1],
+                                scheme="euler", terminal_equality=lambda x: x - goal, name="euler_two_controls")
+    A = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    B = np.array([[0.0, 0.0], [1.0, 0.0], [-0.5, 1.0]])
+    Ad, Bd = np.eye(3) + h * A, h * B
+    Gamma = np.hstack([np.linalg.matrix_power(Ad, N - 1 - k) @ Bd for k in range(N)])  # x_N = Γ U
+    kkt = np.block([[2 * h * np.kron(np.eye(N), R), Gamma.T], [Gamma, np.zeros((3, 3))]])
+    ref = np.linalg.solve(kkt, np.concatenate([np.zeros(2 * N), goal]))
+    sol = DDPSolver(ocp, tol=1e-10).solve()
+    assert sol.status, sol
+    assert sol.iterations <= 2, sol.iterations
+    U = ref[:2 * N].reshape(N, 2)
+    assert np.max(np.abs(sol.u - U)) <= 1e-9 * np.max(np.abs(U))
+    assert np.max(np.abs(sol.extra["multipliers"]["eq"] - ref[2 * N:])) <= 1e-8 * np.max(np.abs(ref[2 * N:]))
+    assert sol.constraint_violation <= 1e-12
 
 
 def test_cart_pole_swingup_n100_exact_terminal_is_a_kkt_point():
