@@ -270,7 +270,7 @@ def _free_time(problem: OptimalControlProblem, system: _System, t0, y0, tol: flo
 
     par0 = np.append(np.zeros(ne), T0)
     try:
-        sol = solve_bvp(fun, bc, s0, y0, p=par0, tol=tol, max_nodes=max_nodes)
+        sol = solve_bvp(fun, bc, s0, y0, p=par0, fun_jac=fun_jac, tol=tol, max_nodes=max_nodes)
     except (FloatingPointError, ValueError, np.linalg.LinAlgError) as exc:
         return Solution(False, f"solve_bvp failed: {exc}", "pontryagin", seconds=time.perf_counter() - start)
     nu, T = split(sol.p)
