@@ -5,6 +5,7 @@ BPTT costates, and finite-difference sensitivities of the optimal control."""
 
 import numpy as np
 import pytest
+from ocp_reference import Reference
 
 import diffsim.numpy as dnp
 from trajectories import OptimalControlProblem, solve, systems
@@ -522,23 +523,10 @@ def test_a_rejected_full_step_leaves_the_iterate_and_only_accepted_steps_lower_t
     s = DDPSolver(problem, line_search=1)
     s.initialise()
     s.evaluate()
-    f, L = problem.f, problem.L
-    h = problem.T / problem.N
+    reference = Reference(problem)
 
-    def rollout_cost(us):  # RK4 on the state and the running cost together, as the problem defines them
-        x, J = problem.x0.copy(), 0.0
-        for k, u in enumerate(us):
-            t = k * h
-            def rhs(x, t):
-                return np.append(np.asarray(f(x, u, problem.params, t), float), float(L(x, u, problem.params, t)))
-            z = np.append(x, 0.0)
-            k1 = rhs(z[:-1], t)
-            k2 = rhs(z[:-1] + 0.5 * h * k1[:-1], t + 0.5 * h)
-            k3 = rhs(z[:-1] + 0.5 * h * k2[:-1], t + 0.5 * h)
-            k4 = rhs(z[:-1] + h * k3[:-1], t + h)
-            z = z + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-            x, J = z[:-1], J + z[-1]
-        return J + (0.0 if problem.Phi is None else float(problem.Phi(x, problem.params)))
+    def rollout_cost(us):
+        return reference.rollout(us)[1]
 
     codes, cost = [], rollout_cost(s.us)
     for _ in range(200):

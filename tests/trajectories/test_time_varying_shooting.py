@@ -92,17 +92,21 @@ def test_the_stage_wise_solvers_reach_the_closed_form_optimum_of_a_time_varying_
         np.testing.assert_allclose(sol.costates[:, 0], 2 * C, rtol=1e-6)
 
 
+def speed_limited_transfer(running_cost, limit) -> OptimalControlProblem:
+    """ẍ = u, |u| ≤ 1, v ≤ limit(t) at every node, from rest to rest at x = 1, T free."""
+    return OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=3.0, N=20, n_u=1,
+                                 running_cost=running_cost, u_lower=-1.0, u_upper=1.0,
+                                 path_constraints=lambda x, u, p, t: dnp.array([x[1] - limit(t)]),
+                                 terminal_equality=lambda x: dnp.array([x[0] - 1.0, x[1]]), free_final_time=True,
+                                 T_bounds=(0.5, 10.0), name="speed_limited_transfer")
+
+
 @pytest.mark.parametrize("segments", [None, 5])
 def test_multiple_shooting_meets_the_minimum_time_of_a_speed_limited_transfer(segments):
-    """ẍ = u, |u| ≤ 1, v ≤ 0.5 at every node, from rest to rest at x = 1 in minimum time: accelerate
-    for 0.5 s, cruise 1.5 s, brake 0.5 s, T* = 2 v + (1 − v²)/v = 2.5. With N = 20 the switches fall
-    on the grid (h = 0.125 at T*), and RK4 is exact on piecewise-constant u, so the discrete optimum
-    is the continuous one. The path rows' derivative in T is what a free time adds to their Jacobian."""
-    problem = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=3.0, N=20, n_u=1,
-                                    running_cost=lambda x, u: 1.0 + 0.0 * u[0], u_lower=-1.0, u_upper=1.0,
-                                    path_constraints=lambda x, u: dnp.array([x[1] - 0.5]),
-                                    terminal_equality=lambda x: dnp.array([x[0] - 1.0, x[1]]), free_final_time=True,
-                                    T_bounds=(0.5, 10.0), name="min_time_speed_limit")
+    """Minimum time with v ≤ 0.5: accelerate for 0.5 s, cruise 1.5 s, brake 0.5 s, T* = 2 v + (1 − v²)/v
+    = 2.5. With N = 20 the switches fall on the grid (h = 0.125 at T*), and RK4 is exact on
+    piecewise-constant u, so the discrete optimum is the continuous one."""
+    problem = speed_limited_transfer(lambda x, u: 1.0 + 0.0 * u[0], lambda t: 0.5 + 0.0 * t)
     sol = multiple_shooting(problem, segments=segments)
     assert sol.status, sol.message
     assert sol.T == pytest.approx(2.5, abs=1e-8)
@@ -114,13 +118,9 @@ def test_multiple_shooting_meets_the_minimum_time_of_a_speed_limited_transfer(se
 def test_multiple_shooting_meets_the_interior_point_on_a_minimum_time_transfer_with_a_rising_speed_limit(segments):
     """The transfer with the limit v ≤ 0.4 + 0.1 t and cost ∫ 1 + u² dt (a trade-off, not a vertex
     of the constraints): in scaled time s = t/T the limit moves with T, so its rows' Jacobian has a
-    ∂g/∂T term. No closed form; the reference is the interior
-    point's solution of the same NLP (its own transcription and Newton solver, tol 1e-10)."""
-    problem = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=3.0, N=20, n_u=1,
-                                    running_cost=lambda x, u: 1.0 + u[0] ** 2, u_lower=-1.0, u_upper=1.0,
-                                    path_constraints=lambda x, u, p, t: dnp.array([x[1] - 0.4 - 0.1 * t]),
-                                    terminal_equality=lambda x: dnp.array([x[0] - 1.0, x[1]]), free_final_time=True,
-                                    T_bounds=(0.5, 10.0), name="min_time_rising_speed_limit")
+    ∂g/∂T term. No closed form; the reference is the interior point's solution of the same NLP
+    (its own transcription and Newton solver, tol 1e-10)."""
+    problem = speed_limited_transfer(lambda x, u: 1.0 + u[0] ** 2, lambda t: 0.4 + 0.1 * t)
     ref = solve(problem, tol=1e-10)
     assert ref.status, ref.message
     sol = multiple_shooting(problem, segments=segments)
