@@ -729,7 +729,6 @@ def shift(xs, us, K, kff, steps):
         xs[k] = xs[N]
         us[k] = us[N - 1]   # never overwritten above: s ≥ 1 there
         K[k] = K[N - 1]
-    for k in range(N - s, N):
         kff[k] = 0.0
 
 
