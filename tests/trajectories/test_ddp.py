@@ -295,6 +295,16 @@ def test_initial_state_outside_a_state_constraint_is_reported():
     assert not sol.status and "initial state" in sol.message and "violates path constraint 0" in sol.message
 
 
+def euler_lq_reference(A, B, R, N, h, goal):
+    """(U, λ) of min Σ h u_kᵀR u_k s.t. x_N = goal from x_0 = 0 under Euler steps of ẋ = Ax + Bu:
+    x_N = Γ U, and the KKT system [2h diag(R) Γᵀ; Γ 0] [U; λ] = [0; goal] solved by numpy."""
+    Ad, Bd = np.eye(len(A)) + h * A, h * B
+    Gamma = np.hstack([np.linalg.matrix_power(Ad, N - 1 - k) @ Bd for k in range(N)])
+    n, m = B.shape
+    kkt = np.block([[2 * h * np.kron(np.eye(N), R), Gamma.T], [Gamma, np.zeros((n, n))]])
+    return np.linalg.solve(kkt, np.concatenate([np.zeros(N * m), goal]))
+
+
 def test_terminal_equality_newton_step_solves_the_constrained_lq_exactly():
     """Euler double integrator, cost Σ h u_k², x_N = (1, 0): an equality-constrained QP in U whose
     minimiser and multiplier numpy gives in closed form (least norm, λ = −2h (ΓΓᵀ)⁻¹ ... via lstsq).
@@ -306,11 +316,7 @@ def test_terminal_equality_newton_step_solves_the_constrained_lq_exactly():
     ocp = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=T, N=N, n_u=1,
                                 running_cost=lambda x, u: u[0] ** 2, scheme="euler",
                                 terminal_equality=lambda x: x - goal, name="euler_rest_to_rest")
-    Ad, Bd = np.array([[1.0, h], [0.0, 1.0]]), np.array([[0.0], [h]])
-    Gamma = np.hstack([np.linalg.matrix_power(Ad, N - 1 - k) @ Bd for k in range(N)])  # x_N = Γ U
-    # KKT of min h|U|² s.t. ΓU = goal: [2hI Γᵀ; Γ 0] [U; λ] = [0; goal]
-    kkt = np.block([[2 * h * np.eye(N), Gamma.T], [Gamma, np.zeros((2, 2))]])
-    ref = np.linalg.solve(kkt, np.concatenate([np.zeros(N), goal]))
+    ref = euler_lq_reference(np.array([[0.0, 1.0], [0.0, 0.0]]), np.array([[0.0], [1.0]]), np.eye(1), N, h, goal)
     solver = DDPSolver(ocp, tol=1e-10)
     sol = solver.solve()
     assert sol.status, sol
@@ -338,10 +344,7 @@ def test_terminal_equality_newton_step_with_two_coupled_controls_solves_the_lq_i
                                 scheme="euler", terminal_equality=lambda x: x - goal, name="euler_two_controls")
     A = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     B = np.array([[0.0, 0.0], [1.0, 0.0], [-0.5, 1.0]])
-    Ad, Bd = np.eye(3) + h * A, h * B
-    Gamma = np.hstack([np.linalg.matrix_power(Ad, N - 1 - k) @ Bd for k in range(N)])  # x_N = Γ U
-    kkt = np.block([[2 * h * np.kron(np.eye(N), R), Gamma.T], [Gamma, np.zeros((3, 3))]])
-    ref = np.linalg.solve(kkt, np.concatenate([np.zeros(2 * N), goal]))
+    ref = euler_lq_reference(A, B, R, N, h, goal)
     sol = DDPSolver(ocp, tol=1e-10).solve()
     assert sol.status, sol
     assert sol.iterations <= 2, sol.iterations
