@@ -234,7 +234,7 @@ class DDPSolver:
         self.alphas = 0.5 ** np.arange(max(1, int(line_search)))
         # state of the compiled iteration: see ddp_loops.iterate
         self.state = np.array([reg_init, reg_min, reg_max, reg_factor, 0.0, tol, 1e-12, 0, 0, 0, 0, 0,
-                               constraint_tol, 0, dual_reg, 1e-13, 0.0], float)
+                               constraint_tol, 0, dual_reg, 1e-13, 0.0, 0.0, 0.0], float)
         # terminal equalities held exactly: each iteration solves the equality-constrained LQ
         # subproblem (the multipliers' Newton step); the augmented Lagrangian is then only the
         # line search's merit, and outer rounds remain for inequalities and path constraints
@@ -314,13 +314,25 @@ class DDPSolver:
     def multipliers(self) -> dict:
         """First-order multiplier estimates λ + μ·c at the current iterate (the Lagrangian's):
         ``eq`` (n_eq,), ``in`` (n_in,), ``path`` (N, n_g)."""
-        kp, ne, ni, ng, mu = self.problem.n_p, self.problem.n_eq, self.problem.n_in, self.problem.n_g, self.mu
+        kp, ne, mu = self.problem.n_p, self.problem.n_eq, self.mu
         he, hi, G = self.constraint_values()
-        r = self.r
-        out = {"eq": r[kp + 1:kp + 1 + ne] + mu * he,
-               "in": np.maximum(r[kp + 1 + ne:kp + 1 + ne + ni] + mu * hi, 0.0)}
-        out["path"] = np.maximum(self.Q[:, kp + 1:kp + 1 + ng] + mu * G, 0.0) if ng else np.zeros((self.N, 0))
-        return out
+        nu_in, nu_path = self._inequality_multipliers(hi, G)
+        return {"eq": self.r[kp + 1:kp + 1 + ne] + mu * he, "in": nu_in, "path": nu_path}
+
+    def _inequality_multipliers(self, hi, G):
+        """max(λ + μ c, 0) of the terminal inequalities (n_in,) and the path constraints (N, n_g)."""
+        kp, ne, ni, ng, mu = self.problem.n_p, self.problem.n_eq, self.problem.n_in, self.problem.n_g, self.mu
+        nu_in = np.maximum(self.r[kp + 1 + ne:kp + 1 + ne + ni] + mu * hi, 0.0)
+        nu_path = np.maximum(self.Q[:, kp + 1:kp + 1 + ng] + mu * G, 0.0) if ng else np.zeros((self.N, 0))
+        return nu_in, nu_path
+
+    def complementarity(self, hi, G) -> float:
+        """max |min(−c, ν)| over the inequalities c ≤ 0 and their multiplier estimates ν: zero only
+        where each constraint is active or its multiplier vanishes. Feasibility alone is not
+        optimality: an inequality left slack by the outer rounds with ν > 0 still pulls the iterate."""
+        nu_in, nu_path = self._inequality_multipliers(hi, G)
+        parts = [np.abs(np.minimum(-hi, nu_in)), np.abs(np.minimum(-G, nu_path)).ravel()]
+        return float(max((np.max(a) for a in parts if a.size), default=0.0))
 
     # ------------------------------------------------------------ iterates
 
@@ -376,8 +388,9 @@ class DDPSolver:
     def solve(self, x0=None, U0=None, X0=None, t0: float = 0.0, warm: bool = False,
               time_budget: float | None = None) -> Solution:
         """Solve from ``x0`` at time ``t0`` (cold, or ``warm`` from the current iterate and
-        multipliers). ``status`` is True only when stationarity (max |projected Q_u| ≤ tol) and
-        feasibility (gaps and constraints within tolerance) hold at the returned iterate."""
+        multipliers). ``status`` is True only when stationarity (max |projected Q_u| ≤ tol),
+        feasibility (gaps and constraints within tolerance) and complementarity (each inequality
+        active or its multiplier zero, within the constraint tolerance) hold at the returned iterate."""
         start = time.perf_counter()
         if warm and self.initialised:
             if x0 is not None:
@@ -394,7 +407,8 @@ class DDPSolver:
         self.state[9:12] = 0.0
         steps = outer = 0
         code = STEPPED
-        viol = np.inf
+        viol = kkt = np.inf
+        comp = np.nan
         budget_hit = False
         self.evaluate()
         # the first round only finds the neighbourhood (its multipliers are a guess): a loose
@@ -411,10 +425,12 @@ class DDPSolver:
                 break
             he, hi, G = self.constraint_values()
             viol = self.violation(he, hi, G)
+            comp = self.complementarity(hi, G)
+            kkt = max(viol, comp)  # the constraints' part of the KKT conditions
             if time_budget is not None and time.perf_counter() - start > time_budget:
                 budget_hit = True
                 break
-            if code == CONVERGED and viol <= self.constraint_tol and inner_tol <= self.tol:
+            if code == CONVERGED and kkt <= self.constraint_tol and inner_tol <= self.tol:
                 break
             if steps >= self.max_iterations:
                 break
@@ -422,20 +438,20 @@ class DDPSolver:
                 if code == CONVERGED:
                     break
                 continue
-            if code == CONVERGED or viol > self.constraint_tol:
+            if code == CONVERGED or kkt > self.constraint_tol:
                 outer += 1
-                if viol > self.constraint_tol:
+                if kkt > self.constraint_tol:
                     self._update_multipliers(he, hi, G)
-                    if viol > 0.25 * getattr(self, "_last_violation", np.inf) and self.mu < self.max_penalty:
+                    if kkt > 0.25 * getattr(self, "_last_violation", np.inf) and self.mu < self.max_penalty:
                         self._set_penalty(min(self.mu * self.penalty_factor, self.max_penalty))
-                    self._last_violation = viol
+                    self._last_violation = kkt
                 inner_tol = max(self.tol, 0.1 * inner_tol) if code == CONVERGED else inner_tol
                 if self.exact_terminal and not self._newton and self._fallback is None \
                         and np.max(np.abs(he)) <= self.newton_switch:
                     inner_tol = self._enter_newton(he, inner_tol)
                 self.evaluate()
         self._last_violation = np.inf
-        converged = code == CONVERGED and viol <= self.constraint_tol and self.state[5] <= self.tol
+        converged = code == CONVERGED and kkt <= self.constraint_tol and self.state[5] <= self.tol
         message = self._stop_message(converged, budget_hit, time_budget, code, steps, viol)
         seconds = time.perf_counter() - start
         N = self.N
@@ -451,6 +467,7 @@ class DDPSolver:
                                "outer_iterations": outer, "penalty": self.mu, "regularisation": float(self.state[0]),
                                "multipliers": mult, "box": self.box, "time_budget_exceeded": budget_hit,
                                "failed_sweeps": int(self.state[11]),
+                               "complementarity": float(comp),
                                "augmented_cost": float(self.state[4])},
                         gains=self.K.copy(), feedforward=self.k.copy())
 

@@ -610,7 +610,8 @@ def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_t
     cost with FDDP's acceptance test, then the regularisation schedule. ``state`` holds
     [reg, reg_min, reg_max, reg_factor, cost, tol, feas_tol, (out) stationarity, feasibility,
     alpha, steps taken, backward failures, terminal-equality tol, (out) max |h(x_N)|, dual reg,
-    its minimum, the regularisation that cured the last failed sweep (0: none yet)]. With
+    its minimum, the regularisation that cured the last failed sweep (0: none yet), (out) the
+    expected and the actual decrease of the last accepted step (crocoddyl's dV_exp and dV)]. With
     terminal equalities held exactly (W with n_e > 0 columns) each backward pass is followed by
     the multipliers' Newton step (:func:`multiplier_step`): the step is then the one of the
     equality-constrained LQ subproblem, and the line search runs on the augmented Lagrangian with
@@ -690,6 +691,7 @@ def iterate(xs, us, fs, Q, r, t0, h, box, lo, hi, K, kff, Vx, Vxx, Qu, Quu, xs_t
             state[4] = cost_try
             state[9] = alpha
             state[10] += 1
+            state[17], state[18] = expected, dV
             if ne and alpha < 1.0:  # the multipliers move by the step's fraction too: ν̄ + α δν
                 _terminal_constraint(xs[N], r, hv, Ht)
                 for a in range(ne):

@@ -305,18 +305,23 @@ def euler_lq_reference(A, B, R, N, h, goal):
     return np.linalg.solve(kkt, np.concatenate([np.zeros(N * m), goal]))
 
 
+def euler_rest_to_rest(N=40, T=2.0):
+    """The Euler double integrator from rest, min Σ h u_k², x_N = (1, 0), and its KKT point (U, λ)."""
+    goal = np.array([1.0, 0.0])
+    ocp = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=T, N=N, n_u=1,
+                                running_cost=lambda x, u: u[0] ** 2, scheme="euler",
+                                terminal_equality=lambda x: x - goal, name="euler_rest_to_rest")
+    A, B = np.array([[0.0, 1.0], [0.0, 0.0]]), np.array([[0.0], [1.0]])
+    return ocp, euler_lq_reference(A, B, np.eye(1), N, T / N, goal)
+
+
 def test_terminal_equality_newton_step_solves_the_constrained_lq_exactly():
     """Euler double integrator, cost Σ h u_k², x_N = (1, 0): an equality-constrained QP in U whose
     minimiser and multiplier numpy gives in closed form (least norm, λ = −2h (ΓΓᵀ)⁻¹ ... via lstsq).
     Once the augmented Lagrangian hands over, one Newton step of the terminal multipliers lands on
     it (the sweep of W, Gu, Kn is exact on a linear-quadratic problem)."""
-    N, T = 40, 2.0
-    h = T / N
-    goal = np.array([1.0, 0.0])
-    ocp = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0.0, 0.0], T=T, N=N, n_u=1,
-                                running_cost=lambda x, u: u[0] ** 2, scheme="euler",
-                                terminal_equality=lambda x: x - goal, name="euler_rest_to_rest")
-    ref = euler_lq_reference(np.array([[0.0, 1.0], [0.0, 0.0]]), np.array([[0.0], [1.0]]), np.eye(1), N, h, goal)
+    ocp, ref = euler_rest_to_rest()
+    N = ocp.N
     solver = DDPSolver(ocp, tol=1e-10)
     sol = solver.solve()
     assert sol.status, sol
@@ -539,6 +544,7 @@ def test_a_rejected_full_step_leaves_the_iterate_and_only_accepted_steps_lower_t
         if code == NO_STEP:
             np.testing.assert_array_equal(s.xs, xs)
             np.testing.assert_array_equal(s.us, us)
+            assert s.state[9] == 0.0  # the step length taken: none
         elif code == STEPPED:
             new = rollout_cost(s.us)
             assert new < cost, (len(codes), new, cost)
@@ -547,4 +553,111 @@ def test_a_rejected_full_step_leaves_the_iterate_and_only_accepted_steps_lower_t
         else:
             break
     assert codes[-1] == CONVERGED, codes
+    assert s.state[10] == codes.count(STEPPED)  # the iteration count is the accepted steps
     assert codes.count(NO_STEP) >= 3 and codes.count(STEPPED) >= 3, codes
+
+
+def _euler_lq_with_gaps(seed=1, N=20, T=2.0):
+    """ẋ = Ax + Bu (Euler), L = x₁² + ½x₂² + u², Φ = 3x₁² + x₂² + x₁x₂, started off the dynamics at
+    every node (random states and controls): its data for a numpy Riccati recursion and costs."""
+    A, B = np.array([[0.0, 1.0], [-0.3, 0.0]]), np.array([[0.0], [1.0]])
+    Lxx, Luu, Pxx = np.diag([2.0, 1.0]), np.array([[2.0]]), np.array([[6.0, 1.0], [1.0, 2.0]])
+    ocp = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0] - 0.3 * x[0]]), x0=[1.0, 0.0], T=T, N=N,
+                                n_u=1, scheme="euler",
+                                running_cost=lambda x, u: x[0] ** 2 + 0.5 * x[1] ** 2 + u[0] ** 2,
+                                terminal_cost=lambda x: 3 * x[0] ** 2 + x[1] ** 2 + x[0] * x[1], name="lq_with_gaps")
+    rng = np.random.default_rng(seed)
+    h = T / N
+    Ad, Bd = np.eye(2) + h * A, h * B
+
+    def cost(X, U):
+        return sum(h * (0.5 * x @ Lxx @ x + 0.5 * u @ Luu @ u) for x, u in zip(X[:-1], U)) + 0.5 * X[-1] @ Pxx @ X[-1]
+
+    def gaps(X, U):
+        return np.vstack([ocp.x0 - X[0], [Ad @ x + Bd @ u - y for x, u, y in zip(X[:-1], U, X[1:])]])
+
+    P = [Pxx]
+    for _ in range(N):  # V_xx of the backward sweep: the Riccati matrices (the Hessian of V)
+        S = P[0]
+        Quu, Qux, Qxx = h * Luu + Bd.T @ S @ Bd, Bd.T @ S @ Ad, h * Lxx + Ad.T @ S @ Ad
+        P.insert(0, Qxx - Qux.T @ np.linalg.solve(Quu, Qux))
+    return ocp, rng.standard_normal((N + 1, 2)), rng.standard_normal((N, 1)), cost, gaps, np.array(P)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5, 0.25])
+def test_the_expected_decrease_with_gaps_follows_the_fddp_model_of_the_true_decrease(alpha):
+    """FDDP's expected decrease (Mastalli et al. 2020, eq. 15 as crocoddyl evaluates it:
+    α(d₀ + ½αd₁), d₀ = dg + dv, d₁ = dq − 2dv, dv = Σ f_kᵀV_xx,k δx_k on the trial) on a linear-
+    quadratic problem started with a gap at every node, one step of fixed length α. On an LQ problem
+    δx is α times one direction, the true decrease J(z) − J(z + δz) is quadratic in α, and the model
+    equals it less α(1 − α)² w, w = Σ f_kᵀ P_k δx_k / α: exact at α = 1. The true decrease comes from
+    numpy costs, P from a numpy Riccati recursion, the gaps from numpy; the new gaps are (1 − α) f."""
+    ocp, X0, U0, cost, gaps, P = _euler_lq_with_gaps()
+    s = DDPSolver(ocp, variant="gauss-newton")
+    s.initialise(U0=U0, X0=X0)
+    s.evaluate()
+    s.alphas = np.array([alpha])
+    f = gaps(X0, U0)
+    assert np.min(np.abs(f[[0, -1]])) > 1e-3  # gaps at the first and the final node too
+    from trajectories.ddp_loops import STEPPED
+    assert s.iterate(1) == STEPPED and s.state[9] == alpha
+    true = cost(X0, U0) - cost(s.xs, s.us)
+    w = np.einsum("ki,kij,kj->", f, P, s.xs - X0) / alpha
+    assert s.state[18] == pytest.approx(true, rel=1e-12, abs=1e-12)
+    assert s.state[17] == pytest.approx(true - alpha * (1 - alpha) ** 2 * w, rel=1e-10)
+    np.testing.assert_allclose(gaps(s.xs, s.us), (1 - alpha) * f, atol=1e-12)
+    assert abs(w) > 0.1 * abs(true)  # the gap terms weigh in: a wrong one shows
+
+
+def test_a_half_step_of_the_terminal_newton_phase_moves_primal_and_multipliers_halfway():
+    """Euler double integrator, min Σ h u_k² s.t. x_N = (1, 0), from u = 0 with the terminal
+    multipliers' Newton step on and the line search fixed at α = ½. On this equality-constrained QP
+    the full step lands on the KKT point (U*, ν*) from numpy, so half a step gives U*/2 and ν*/2,
+    and the merit the solver keeps is the augmented Lagrangian J + νᵀh + ½μ|h|² of that iterate,
+    recomputed here in numpy. The iteration count is the number of accepted steps."""
+    ocp, ref = euler_rest_to_rest()
+    N, h, goal = ocp.N, ocp.T / ocp.N, np.array([1.0, 0.0])
+    s = DDPSolver(ocp, tol=1e-10)
+    s.initialise(U0=np.zeros((N, 1)))
+    s.reset_multipliers()
+    s._newton = True   # the phase solve() enters once an augmented-Lagrangian round is close
+    s.evaluate()
+    s.alphas = np.array([0.5])
+    from trajectories.ddp_loops import STEPPED
+    assert s.iterate(1) == STEPPED and s.state[9] == 0.5 and s.state[10] == 1
+    np.testing.assert_allclose(s.us[:, 0], 0.5 * ref[:N], rtol=1e-9, atol=1e-12)
+    nu = s.r[ocp.n_p + 1:ocp.n_p + 3]
+    np.testing.assert_allclose(nu, 0.5 * ref[N:], rtol=1e-8)
+    x = np.zeros(2)
+    for u in s.us[:, 0]:
+        x = x + h * np.array([x[1], u])
+    hv = x - goal
+    merit = h * np.sum(s.us ** 2) + nu @ hv + 0.5 * s.mu * hv @ hv
+    assert s.state[4] == pytest.approx(merit, rel=1e-10)
+
+
+def test_parameters_equality_inequality_and_path_constraint_together_meet_their_closed_form_kkt_point():
+    """ẋ = u in three dimensions (Euler, T = 1), min Σ h |u_k|², the limits read from the problem's
+    parameters p = (a, b, c): x₃(T) = a, x₁(T) ≥ b and u₂ ≥ c at every node. Each constraint is
+    active and acts on its own control, so the optimum is u ≡ (b, c, a) with the multipliers of
+    stationarity 2h u + (terms) = 0: ν_eq = −2a, ν_in = 2b and, per node, λ_k = 2hc. Every kind of
+    multiplier sits after the parameters (and the equality's) in the solver's vectors, so an offset
+    that forgets one of them shows."""
+    a, b, c = 1.0, 0.5, 0.3
+    N, T = 20, 1.0
+    h = T / N
+    ocp = OptimalControlProblem(lambda x, u, p: u, x0=np.zeros(3), T=T, N=N, n_u=3, scheme="euler",
+                                running_cost=lambda x, u: dnp.sum(u * u), params=[a, b, c],
+                                terminal_cost=lambda x: 0.0 * x[0],
+                                terminal_equality=lambda x, p: dnp.array([x[2] - p[0]]),
+                                terminal_inequality=lambda x, p: dnp.array([p[1] - x[0]]),
+                                path_constraints=lambda x, u, p: dnp.array([p[2] - u[1]]), name="three_kinds")
+    for exact_terminal in (True, False):
+        sol = ddp(ocp, tol=1e-10, constraint_tol=1e-9, exact_terminal=exact_terminal)
+        assert sol.status, sol.message
+        np.testing.assert_allclose(sol.u, np.tile([b, c, a], (N, 1)), atol=1e-6)
+        mult = sol.extra["multipliers"]
+        np.testing.assert_allclose(mult["eq"], [-2 * a], atol=1e-5)
+        np.testing.assert_allclose(mult["in"], [2 * b], atol=1e-5)
+        np.testing.assert_allclose(mult["path"][:, 0], 2 * h * c, atol=1e-6)
+        assert sol.cost == pytest.approx(T * (a * a + b * b + c * c), abs=1e-5)
