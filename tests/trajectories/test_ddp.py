@@ -441,10 +441,12 @@ def test_a_terminal_equality_reading_the_problem_parameters_meets_its_closed_for
 
 def test_a_solve_that_runs_out_of_iterations_says_so_and_is_not_solved():
     """max_iterations = 3 on the swing-up (which needs tens): status False, the message naming
-    the limit, exactly 3 iterations done."""
-    sol = DDPSolver(_pendulum_soft(), max_iterations=3).solve()
-    assert not sol.status
-    assert sol.iterations == 3 and "max_iterations = 3" in sol.message, sol.message
+    the limit, exactly 3 iterations done: in one compiled call, and one at a time as a time budget
+    (here never reached) makes it."""
+    for budget in (None, 1e6):
+        sol = DDPSolver(_pendulum_soft(), max_iterations=3).solve(time_budget=budget)
+        assert not sol.status
+        assert sol.iterations == 3 and "max_iterations = 3" in sol.message, sol.message
 
 
 def test_a_concave_control_cost_beyond_the_regularisation_limit_fails_and_says_why():
