@@ -758,7 +758,6 @@ class _Solver:
 
         tr, N, m = self.tr, self.N, self.m
         X = it.X.copy()
-        nT = tr.ns - tr.n
 
         def fun(w):
             U = np.ascontiguousarray(w[:N * m].reshape(N, m))
@@ -779,7 +778,6 @@ class _Solver:
             return None
         U = np.ascontiguousarray(res.x[:N * m].reshape(N, m))
         X[0, tr.n:] = res.x[N * m:]
-        del nT
         return U, float(res.fun), X
 
     def _print(self, r, k):
