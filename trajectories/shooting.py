@@ -384,7 +384,11 @@ class _MultipleShooting:
             cost, x, lam = roll.J, roll.x, g.costate
         except FloatingPointError:
             cost, x, lam = float(self.sweep(res.x)[2]), None, None
-        return Solution(bool(res.success), str(res.message), "multiple", None, cost=float(cost),
+        message = str(res.message) if x is not None else (
+            f"{res.message}; the controls integrated from x0 in one piece overflow (unstable dynamics): "
+            "x and the costates are left empty, the segments' start states are in extra['segment_states'] "
+            "and the cost is the segments' sum")
+        return Solution(bool(res.success), message, "multiple", None, cost=float(cost),
                         t=np.linspace(0, T, N + 1), x=x if x is not None else np.zeros((0, n)), u=U, costates=lam,
                         T=float(T), iterations=int(res.get("nit", 0)), gradient_evaluations=self.gradients,
                         seconds=time.perf_counter() - start, constraint_violation=float(viol),
