@@ -41,7 +41,7 @@ def __getattr__(name: str):
 METHODS = ("multiple", "single", "collocation", "pontryagin", "ddp")
 SOLVERS = ("ip", "ipopt", "scipy")
 _IP_OPTIONS = {"tol", "constr_viol_tol", "max_iter", "time_limit", "mu_init", "verbose", "callback",
-               "bound_relax_factor", "watchdog_shortened_iter_trigger", "watchdog_trial_iter_max"}
+               "bound_relax_factor", "watchdog_shortened_iter_trigger", "watchdog_trial_iter_max", "closed_loop"}
 _START = {"warm_start", "U0", "X0", "T0"}
 
 
@@ -57,7 +57,9 @@ def solve(problem: "OptimalControlProblem", method: str = "multiple", solver: st
     Options of the "ip" and "ipopt" solvers: ``tol``, ``constr_viol_tol``, ``max_iter``,
     ``time_limit`` (s), ``verbose`` (an iteration table), ``callback(record) -> stop?`` and
     ``mu_init``, ``bound_relax_factor`` (1e-9: rows solved as g ≤ ε), IPOPT's watchdog,
-    ``watchdog_shortened_iter_trigger`` (10; 0: off), ``watchdog_trial_iter_max`` (3); starts:
+    ``watchdog_shortened_iter_trigger`` (10; 0: off), ``watchdog_trial_iter_max`` (3);
+    single shooting with "ip": ``closed_loop`` (True: the trial controls follow the Newton
+    step's Riccati feedback along the nonlinear rollout, as in DDP; False: open loop); starts:
     ``warm_start`` (an earlier Solution), ``U0``, ``X0``, ``T0``.
     A user's mistake (an unknown method or option, a wrong shape) raises :class:`ProblemError`;
     a numerical failure returns a Solution whose ``status`` is False and ``message`` says why.
@@ -133,6 +135,9 @@ def _stage_wise(problem, method: str, solver: str, scheme: str | None, options: 
     if unknown:
         raise ProblemError(f"unknown option(s) {sorted(unknown)} for solver {solver!r}: it takes "
                            f"{sorted(_IP_OPTIONS | _START)}")
+    if "closed_loop" in options and (method != "single" or solver != "ip"):
+        raise ProblemError(f"closed_loop applies to method='single' with solver='ip' (its trial rollouts); "
+                           f"got method={method!r}, solver={solver!r}: drop the option")
     start = {k: options.pop(k) for k in list(options) if k in _START}
     if method == "single" and start.get("X0") is not None:
         raise ProblemError("X0 (a state guess) applies to method='multiple' or 'collocation': single shooting's "

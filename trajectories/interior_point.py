@@ -55,6 +55,7 @@ class Options:
     bound_frac: float = 1e-2
     watchdog_shortened_iter_trigger: int = 10  # shortened steps in a row that start the watchdog (0: never)
     watchdog_trial_iter_max: int = 3            # watchdog steps taken before going back
+    closed_loop: bool = True         # single shooting: trial controls follow the Newton step's feedback gains
     verbose: bool = False
     callback: Callable | None = None  # callback(iteration_record) -> True to stop
 
@@ -302,13 +303,13 @@ class _Solver:
         n_eq = tr.n_eq
         rho = rho_scale * system["diag_scale"] if n_eq else 0.0
         r = np.ascontiguousarray(vals.defects) if tr.lifted else self._no_defects
-        ok, dX, dU, lam, nu, dV, ds, dy, dz_lo, dz_hi, curv = newton_system.newton_step(
+        ok, dX, dU, lam, nu, dV, ds, dy, dz_lo, dz_hi, curv, K = newton_system.newton_step(
             system["Hn"], system["G"], d.A, d.B, r, tr.free0, self.decision, float(delta), d.TJ[1:1 + n_eq], rho,
             vals.equality, self.has_lo, self.has_hi, it.z_lo, it.z_hi, system["dlo"], system["dhi"], system["mu"],
             d.GJ, d.GNJ, self.ng, d.TJ, system["g"], it.s, it.y, system["sigma"], system["rhs"])
         if not ok:
             return None
-        return _Step(dX, dU, lam, nu, dV, ds, dy, dz_lo, dz_hi, curv)
+        return _Step(dX, dU, lam, nu, dV, ds, dy, dz_lo, dz_hi, curv, K=K)
 
     # ------------------------------------------------------------ merit function
 
@@ -359,7 +360,7 @@ class _Solver:
                 message = "the Newton system could not be regularised (inertia correction failed)"
                 break
             # fraction to the boundary (IPOPT eq. 15)
-            tau = max(opt.tau_min, 1 - mu)
+            tau = self._tau = max(opt.tau_min, 1 - mu)
             a_p, a_d = self._step_limits(it, step, tau)
             # filter line search (IPOPT §2.3): accept a trial point that reduces the infeasibility θ or
             # the barrier objective φ enough and is not dominated by the filter
@@ -451,6 +452,16 @@ class _Solver:
             if step is not None or delta > 1e40:
                 break
             delta *= 100 if delta_last == 0 else 8
+        if step is not None and delta_last > 0 and delta == max(1e-20, delta_last / 3):
+            # IPOPT lowers δ by κ_w⁻ = 1/3 a try (§3.1), so after a spell of large δ (1e15 after a
+            # restoration, seen on the quadrotor) it spends an iteration per factor of 3 with steps
+            # shrunk by δ; a factorisation here is one Riccati sweep, cheap beside the Hessians, so
+            # look further down, by factors of 100, while the inertia stays right
+            while delta > 1e-8:
+                smaller = self._newton(it, vals, d, system, delta / 100, rho_used)
+                if smaller is None:
+                    break
+                step, delta = smaller, delta / 100
         if step is not None:
             # the curvature the penalty could not supply is the Hessian's own: later iterations
             # start from this ρ instead of climbing the ladder again
@@ -681,13 +692,30 @@ class _Solver:
         U = np.ascontiguousarray(it.U + alpha * step.dU)
         X = it.X + alpha * step.dX
         if not tr.lifted:
-            X = it.X.copy()
+            Xref, X = X, it.X.copy()
             X[0] = it.X[0] + alpha * step.dX[0]
+            if self.opt.closed_loop and step.K is not None:
+                # the controls follow the Newton step's feedback u = U + αdU + K(x − X − αdX) along the
+                # nonlinear rollout, as DDP's forward pass does (Mayne 1966; Giftthaler et al. 2018, GNMS):
+                # the same first-order step, but the states no longer drift from the linear model's
+                lo, hi = self._closed_loop_box(it.U, getattr(self, "_tau", self.opt.tau_min))
+                if tr.closed_loop(X, U, step.K, np.ascontiguousarray(Xref), lo, hi) >= 0:
+                    return None
         X = np.ascontiguousarray(X)
         vals = self._values(X, U)
         if vals.bad >= 0:
             return None
         return vals, X, U, it.s + alpha * step.ds
+
+    def _closed_loop_box(self, U, tau):
+        """The bounds of a feedback control: within the fraction τ of the way from U to each bound
+        (the fraction-to-the-boundary rule applied to the feedback term too)."""
+        N, ns = self.N, self.ns
+        lo, hi = self.lo[:N, ns:], self.hi[:N, ns:]
+        has_lo, has_hi = self.has_lo[:N, ns:], self.has_hi[:N, ns:]
+        box_lo = np.where(has_lo, U - tau * (U - np.where(has_lo, lo, 0.0)), -np.inf)
+        box_hi = np.where(has_hi, U + tau * (np.where(has_hi, hi, 0.0) - U), np.inf)
+        return np.ascontiguousarray(box_lo), np.ascontiguousarray(box_hi)
 
     def _reset_duals(self, it, mu, kappa=1e10):
         """Keep each bound multiplier within a factor κ_Σ of μ/distance (IPOPT eq. 16)."""
@@ -856,3 +884,4 @@ class _Step:
     dz_hi: np.ndarray | None = None
     curvature: float = 0.0
     a_d: float = 1.0
+    K: np.ndarray | None = None    # the Riccati feedback gains (N, m, ns): du_k = k_k + K_k dx_k

@@ -79,8 +79,8 @@ def newton_step(Hs, G, A, B, r, free0, decision, delta, C, rho, equality, has_lo
     """Regularise the assembled system (δ on the decisions' diagonal, ρCᵀC on the final node's
     states: it leaves the step unchanged, since C dx_N = −h holds, and convexifies what the
     terminal equalities control), factor it by the Riccati recursion and recover the step:
-    (ok, dX, dU, λ, ν, dV, ds, dy, dz_lo, dz_hi, curvature); ok is False when the inertia is
-    wrong or the terminal equalities' Schur complement is singular."""
+    (ok, dX, dU, λ, ν, dV, ds, dy, dz_lo, dz_hi, curvature, K), K the Riccati feedback gains;
+    ok is False when the inertia is wrong or the terminal equalities' Schur complement is singular."""
     N1, nv = Hs.shape[0], Hs.shape[1]
     N, ns, m, n_eq = N1 - 1, A.shape[1], B.shape[2], C.shape[0]
     R = 1 + n_eq
@@ -97,8 +97,8 @@ def newton_step(Hs, G, A, B, r, free0, decision, delta, C, rho, equality, has_lo
                 for e in range(n_eq):
                     v += C[e, i] * C[e, j]
                 Hn[N, i, j] += rho * v
-    dX3, dU3, Lam3 = np.empty((N1, ns, R)), np.empty((N, m, R)), np.empty((N1, ns, R))
-    ok = riccati(Hn, G, A, B, r, free0, dX3, dU3, Lam3) < 0
+    dX3, dU3, Lam3, K = np.empty((N1, ns, R)), np.empty((N, m, R)), np.empty((N1, ns, R)), np.empty((N, m, ns))
+    ok = riccati(Hn, G, A, B, r, free0, dX3, dU3, Lam3, K) < 0
     # the terminal multipliers' correction: C (dX_N,0 + dX_N,1: ν) = −h (a small Schur complement)
     S, b = np.empty((n_eq, n_eq)), np.empty(n_eq)
     for e in range(n_eq):
@@ -165,4 +165,4 @@ def newton_step(Hs, G, A, B, r, free0, decision, delta, C, rho, equality, has_lo
         for j in range(ns):
             v += C[e, j] * dV[N, j]
         curv -= rho * v * v
-    return ok, dX, dU, lam, nu, dV, ds, dy, dz_lo, dz_hi, curv
+    return ok, dX, dU, lam, nu, dV, ds, dy, dz_lo, dz_hi, curv, K

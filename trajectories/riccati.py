@@ -10,9 +10,11 @@ the Newton step's terminal Schur complement use the same LU.
 >>> H = np.zeros((2, 2, 2)); H[:, 0, 0] = H[:, 1, 1] = 1.0      # one stage, ns = m = 1
 >>> G = np.zeros((2, 2, 1)); G[1, 0, 0] = -1.0    # min ½x0² + ½u² + ½x1² - x1, x1 = x0 + u, x0 = 0
 >>> A, B, r = np.ones((1, 1, 1)), np.ones((1, 1, 1)), np.zeros((1, 1))
->>> dX, dU, Lam = np.empty((2, 1, 1)), np.empty((1, 1, 1)), np.empty((2, 1, 1))
->>> riccati(H, G, A, B, r, np.zeros(1, dtype=np.bool_), dX, dU, Lam), round(float(dU[0, 0, 0]), 12)
+>>> dX, dU, Lam, K = np.empty((2, 1, 1)), np.empty((1, 1, 1)), np.empty((2, 1, 1)), np.empty((1, 1, 1))
+>>> riccati(H, G, A, B, r, np.zeros(1, dtype=np.bool_), dX, dU, Lam, K), round(float(dU[0, 0, 0]), 12)
 (-1, 0.5)
+>>> round(float(K[0, 0, 0]), 12)        # du = -½ dx0: the feedback gain of the stage
+-0.5
 """
 import math
 
@@ -147,21 +149,21 @@ def lu_solve_t(M, piv, b, n):
 
 
 @njit(cache=True)
-def riccati(H, G, A, B, r, free0, dX, dU, Lam):
+def riccati(H, G, A, B, r, free0, dX, dU, Lam, K):
     """Solve the equality-constrained LQ subproblem of a Newton step by a Riccati recursion:
 
         min Σ_k ½ v_kᵀH_k v_k + G_kᵀv_k   s.t.  dx_{k+1} = A_k dx_k + B_k du_k + r_k,
 
     v_k = (dx_k, du_k), dx_0 zero except where ``free0`` (the free final time), for every column
     of G (several right-hand sides share one factorisation; r enters column 0 only). Writes the
-    step dX, dU and the defect multipliers Lam (the value gradients P dx + p, i.e. the costates).
+    step dX, dU, the defect multipliers Lam (the value gradients P dx + p, i.e. the costates) and
+    the feedback gains K (N, m, ns), du_k = k_k + K_k dx_k.
     Returns -1, or the stage whose reduced Hessian is not positive definite (inertia wrong: the
     caller regularises and tries again). O(N (n + m)³)."""
     N, ns, m = B.shape[0], B.shape[1], B.shape[2]
     R = G.shape[2]
     P = np.empty((N + 1, ns, ns))
     p = np.empty((N + 1, ns, R))
-    K = np.empty((N, m, ns))
     kf = np.empty((N, m, R))
     for i in range(ns):
         for j in range(ns):

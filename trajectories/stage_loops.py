@@ -61,6 +61,27 @@ def nlp_values(X, U, q, h, ng, single, R, Gp, GN, TV):
 
 
 @njit(cache=True)
+def nlp_closed_loop(X, U, K, Xref, lo, hi, q, h):
+    """Single shooting's trial rollout under the Newton step's feedback: u_k = U_k + K_k (x_k − Xref_k)
+    clipped to [lo_k, hi_k], x_{k+1} = F(x_k, u_k), from X[0]; overwrites X[1:] and U. Returns
+    the first non-finite stage or -1."""
+    N, ns, m = U.shape[0], X.shape[1], U.shape[1]
+    out = np.empty(ns + 1)
+    for k in range(N):
+        for i in range(m):
+            v = U[k, i]
+            for j in range(ns):
+                v += K[k, i, j] * (X[k, j] - Xref[k, j])
+            U[k, i] = min(max(v, lo[k, i]), hi[k, i])
+        stage_forward_into_unchecked(X[k], U[k], q, k * h, h, out)
+        for i in range(ns):
+            if not math.isfinite(out[i]):
+                return k
+            X[k + 1, i] = out[i]
+    return -1
+
+
+@njit(cache=True)
 def nlp_jacobians(X, U, q, h, ng, A, B, grad, GJ, GNJ, TJ):
     """Stage Jacobians A_k, B_k, cost gradients per stage, path-constraint Jacobians and the
     terminal Jacobian. The final-node path constraint is g(F(x_{N-1}, u_{N-1}), u_{N-1}): its

@@ -239,6 +239,12 @@ class Transcription:
         return int(self.module.nlp_values(X, U, self.q, self.h, self.ng, True, np.zeros((N, self.ns)),
                                           np.zeros((N, ng)), np.zeros(ng), np.zeros(1 + self.n_eq + self.n_in))[1])
 
+    def closed_loop(self, X: np.ndarray, U: np.ndarray, K: np.ndarray, Xref: np.ndarray, lo: np.ndarray,
+                    hi: np.ndarray) -> int:
+        """Roll out from X[0] under u_k = U_k + K_k (x_k − Xref_k), clipped to [lo_k, hi_k],
+        overwriting X[1:] and U; the first stage where the states are not finite, or -1."""
+        return int(self.module.nlp_closed_loop(X, U, K, Xref, lo, hi, self.q, self.h))
+
     def values(self, X: np.ndarray, U: np.ndarray) -> Values:
         """Cost and constraints at (X, U); single shooting overwrites X with the rollout of U."""
         N, ng = self.N, max(self.ng, 1)

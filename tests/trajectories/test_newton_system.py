@@ -53,7 +53,7 @@ def _step(p, delta=0.0, rho=3.0):
 
 def _residuals(p, out, delta=0.0):
     """Every block of the primal-dual Newton equations at the returned step (zero when it solves them)."""
-    ok, dX, dU, lam, nu, dV, ds, dy, dz_lo, dz_hi, _ = out
+    ok, dX, dU, lam, nu, dV, ds, dy, dz_lo, dz_hi, _, _ = out
     N, ns, ng, n_eq, mu = p["N"], p["ns"], p["ng"], p["n_eq"], p["mu"]
     y, z_lo, z_hi = p["y"] + dy, p["z_lo"] + dz_lo, p["z_hi"] + dz_hi
     C, Tin = p["TJ"][1:1 + n_eq], p["TJ"][1 + n_eq:]
@@ -111,3 +111,33 @@ def test_an_indefinite_reduced_hessian_is_reported_not_solved():
     p = _problem(4)
     p["H"][2] = -p["H"][2]
     assert not _step(p)[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_feedback_gains_are_the_textbook_riccati_gains(seed):
+    """K_k of the compiled recursion against the discrete Riccati recursion written out in numpy
+    (P_N = H_N,xx; Q_uu = H_uu + BᵀPB, Q_ux = H_ux + BᵀPA, K = −Q_uu⁻¹Q_ux, P = H_xx + AᵀPA + Q_uxᵀK),
+    and the step's controls are its feed-forward plus K times its states (du_k = k_k + K_k dx_k)."""
+    from trajectories.riccati import riccati
+
+    p = _problem(seed, N=5, ns=3, m=2)
+    N, ns, m = p["N"], p["ns"], p["m"]
+    H, A, B = p["H"], p["A"], p["B"]
+    G = p["grad"][..., None].copy()
+    dX, dU, Lam, K = np.empty((N + 1, ns, 1)), np.empty((N, m, 1)), np.empty((N + 1, ns, 1)), np.empty((N, m, ns))
+    assert riccati(H, G, A, B, p["r"], np.zeros(ns, dtype=bool), dX, dU, Lam, K) == -1
+    P = H[N, :ns, :ns]
+    for k in range(N - 1, -1, -1):
+        Hxx, Hux, Huu = H[k, :ns, :ns], H[k, ns:, :ns], H[k, ns:, ns:]
+        Quu, Qux = Huu + B[k].T @ P @ B[k], Hux + B[k].T @ P @ A[k]
+        Kk = -np.linalg.solve(Quu, Qux)
+        np.testing.assert_allclose(K[k], Kk, rtol=1e-10, atol=1e-12)
+        P = Hxx + A[k].T @ P @ A[k] + Qux.T @ Kk
+    # the step itself, re-derived: k_k from the same recursion's linear terms is what dU − K dX leaves
+    ff = dU[:, :, 0] - np.einsum("kij,kj->ki", K, dX[:N, :, 0])
+    dx = np.zeros(ns)
+    for k in range(N):
+        du = ff[k] + K[k] @ dx
+        np.testing.assert_allclose(du, dU[k, :, 0], rtol=1e-10, atol=1e-12)
+        dx = A[k] @ dx + B[k] @ du + p["r"][k]
+        np.testing.assert_allclose(dx, dX[k + 1, :, 0], rtol=1e-10, atol=1e-12)

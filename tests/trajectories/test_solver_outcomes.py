@@ -139,3 +139,24 @@ def test_the_restoration_phases_violation_and_its_gradient_are_the_reference_rol
     fd = [(violation(U + e * np.eye(N)[:, [i]]) - violation(U - e * np.eye(N)[:, [i]])) / (2 * e) for i in range(N)]
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
 
+
+
+def test_a_large_regularisation_is_not_relaxed_one_factor_of_three_per_iteration():
+    """The quadrotor by single shooting from hover needs δ up to ~1e16 before its restoration
+    phase. IPOPT's rule (δ ← δ/3 when the inertia allows) then spent some 30 iterations with
+    δ falling by exactly 3 each time, each step shrunk by δ (76 iterations in all); the solver
+    now looks further down while the inertia stays right, so no two consecutive iterations
+    relax a δ above 1e-8 by that factor, and the solve still meets its KKT conditions."""
+    from trajectories.systems import quadrotor_obstacle
+
+    records = []
+    problem = quadrotor_obstacle()
+    sol = solve(problem, method="single", callback=lambda r: records.append(dict(r)) and False)
+    assert sol.status, sol.message
+    regs = [r.get("reg") or 0.0 for r in records]
+    assert max(regs) > 1e6                         # the premise: a spell of large δ happens
+    thirds = [k for k in range(1, len(regs)) if regs[k] > 1e-8 and regs[k - 1] > 0
+              and abs(regs[k] / regs[k - 1] - 1 / 3) < 1e-9]
+    assert len(thirds) <= 2, [(k, regs[k]) for k in thirds]
+    kkt = Reference(problem).kkt(sol)
+    assert kkt["stationarity"] < 1e-5 and kkt["violation"] < 1e-7, kkt
