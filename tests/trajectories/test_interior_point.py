@@ -249,31 +249,53 @@ def test_single_shooting_with_open_loop_trials_meets_the_same_kkt_conditions(cas
     assert kkt["complementarity"] < 1e-6 and kkt["min_dual"] > -1e-9, kkt
 
 
+def _time_varying_two_inputs(N=12):
+    """ẋ₀ = u₀ + sin t, ẋ₁ = u₁ − t x₀: two controls, and dynamics that read the time."""
+    return OptimalControlProblem(lambda x, u, p, t: dnp.array([u[0] + dnp.sin(t), u[1] - t * x[0]]),
+                                 x0=[0.3, -0.2], T=2.0, N=N, n_u=2,
+                                 running_cost=lambda x, u: dnp.sum(u * u) + x[0] ** 2, name="time_varying_two_inputs")
+
+
 def test_the_closed_loop_trial_rollout_follows_the_feedback_law_in_numpy():
     """Transcription.closed_loop against the same law written out with ocp_reference's numpy RK4:
-    u_k = clip(U_k + K_k (x_k − Xref_k), lo_k, hi_k), x_{k+1} = F(x_k, u_k); some controls clip."""
+    u_k = clip(U_k + K_k (x_k − Xref_k), lo_k, hi_k), x_{k+1} = F(x_k, u_k, t_k), with two controls,
+    dynamics that read the time and a box that differs per stage and per control (both sides
+    clip); with gains that blow the states up it names the first stage whose state is not finite."""
     from trajectories.transcription import SingleShooting
 
-    problem = pendulum_swingup(N=12)
+    problem = _time_varying_two_inputs()
     tr, ref = SingleShooting(problem), Reference(problem)
     rng = np.random.default_rng(3)
     N, n, m = problem.N, problem.n_x, problem.n_u
     U0 = rng.uniform(-2, 2, (N, m))
     K = rng.normal(size=(N, m, n)) * 3.0
     Xref = rng.normal(size=(N + 1, n)) * 0.3
-    lo, hi = np.full((N, m), -1.5), np.full((N, m), 2.5)
+    lo, hi = U0 - rng.uniform(0.2, 1.5, (N, m)), U0 + rng.uniform(0.2, 1.5, (N, m))
     X, U = np.zeros((N + 1, n)), U0.copy()
     X[0] = problem.x0
     assert tr.closed_loop(X, U, K, Xref, lo, hi) == -1
     x, below, above = np.array(problem.x0, dtype=float), 0, 0
     for k in range(N):
         u = U0[k] + K[k] @ (x - Xref[k])
-        below, above = below + int(np.any(u < -1.5)), above + int(np.any(u > 2.5))
-        u = np.clip(u, -1.5, 2.5)
+        below, above = below + int(np.sum(u < lo[k])), above + int(np.sum(u > hi[k]))
+        u = np.clip(u, lo[k], hi[k])
         np.testing.assert_allclose(U[k], u, rtol=1e-12, atol=1e-12)
         x = ref.step(x, u, k * ref.h)[0]
         np.testing.assert_allclose(X[k + 1], x, rtol=1e-10, atol=1e-12)
-    assert below >= 1 and above >= 1      # both sides of the box are exercised
+    assert below >= 2 and above >= 2 and below + above < N * m     # both sides clip, not every control
+    # gains of 1e60 and no box: the states overflow within a few stages; numpy says which first
+    big, free = K * 1e60, np.full((N, m), np.inf)
+    X, U = np.zeros((N + 1, n)), U0.copy()
+    X[0] = problem.x0
+    first, x = None, np.array(problem.x0, dtype=float)
+    with np.errstate(all="ignore"):
+        for k in range(N):
+            x = ref.step(x, U0[k] + big[k] @ (x - Xref[k]), k * ref.h)[0]
+            if not np.all(np.isfinite(x)):
+                first = k
+                break
+    assert first is not None and first > 0
+    assert tr.closed_loop(X, U, big, Xref, -free, free) == first
 
 
 def test_closed_loop_is_refused_where_there_is_no_rollout_to_close():
