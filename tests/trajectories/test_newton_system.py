@@ -115,12 +115,12 @@ def test_an_indefinite_reduced_hessian_is_reported_not_solved():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_feedback_gains_are_the_textbook_riccati_gains(seed):
-    """K_k of the compiled recursion against the discrete Riccati recursion written out in numpy
+    """K_k of the compiled recursion (three controls) against the discrete Riccati recursion in numpy
     (P_N = H_N,xx; Q_uu = H_uu + BᵀPB, Q_ux = H_ux + BᵀPA, K = −Q_uu⁻¹Q_ux, P = H_xx + AᵀPA + Q_uxᵀK),
     and the step's controls are its feed-forward plus K times its states (du_k = k_k + K_k dx_k)."""
     from trajectories.riccati import riccati
 
-    p = _problem(seed, N=5, ns=3, m=2)
+    p = _problem(seed, N=5, ns=3, m=3)      # m = 3: the Cholesky factor's inner loops all run
     N, ns, m = p["N"], p["ns"], p["m"]
     H, A, B = p["H"], p["A"], p["B"]
     G = p["grad"][..., None].copy()
