@@ -160,3 +160,34 @@ def test_a_large_regularisation_is_not_relaxed_one_factor_of_three_per_iteration
     assert len(thirds) <= 2, [(k, regs[k]) for k in thirds]
     kkt = Reference(problem).kkt(sol)
     assert kkt["stationarity"] < 1e-5 and kkt["violation"] < 1e-7, kkt
+
+
+def test_the_windowed_infeasibility_test_reports_the_least_violation_that_numpy_finds():
+    """The test that ends a solve whose violation has stalled for 25 iterations (no line-search
+    failure needed): on x(T) = (10, 0) for ẍ = u, |u| ≤ 1, T = 1 (unreachable), a stalled history
+    gives "locally infeasible" with the least ½|h|² over the bounded controls, here found apart by
+    L-BFGS-B on ocp_reference's numpy rollout; a history that still improves by 1 % within its last
+    25 iterations goes on."""
+    import re
+
+    from trajectories.interior_point import Options, _Solver
+    from trajectories.transcription import SingleShooting
+
+    problem = OptimalControlProblem(lambda x, u: dnp.array([x[1], u[0]]), x0=[0, 0], T=1.0, N=30, n_u=1,
+                                    running_cost=lambda x, u: u[0] ** 2, u_lower=-1, u_upper=1,
+                                    terminal_equality=lambda x: x - np.array([10.0, 0.0]), name="unreachable")
+    ref = Reference(problem)
+    best = minimize(lambda U: 0.5 * np.sum(ref.terminal(ref.rollout(U[:, None])[0][-1])[1] ** 2),
+                    np.zeros(problem.N), method="L-BFGS-B", bounds=[(-1, 1)] * problem.N,
+                    options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 2000})
+    solver = _Solver(SingleShooting(problem), Options(), 0.0)
+    it, vals = solver._initial(None, None, None, None)
+    solver._next_window_test = 0          # as run() starts it
+    improving = [{"inf_pr": 10.0 * 0.98 ** k} for k in range(30)]
+    assert solver._infeasible(improving, it, vals, None) == ""
+    # improving for 30 iterations, then stalled for the last 25: the window is the last 25
+    stalled = improving + [{"inf_pr": improving[-1]["inf_pr"]}] * 25
+    message = solver._infeasible(stalled, it, vals, None)
+    assert message.startswith("locally infeasible"), message
+    reported = float(re.search(r"sum of squares ([0-9.e+-]+)\)", message).group(1))
+    assert reported == pytest.approx(best.fun, rel=1e-2)      # printed to three digits
