@@ -179,3 +179,19 @@ def test_multiple_shooting_on_dynamics_too_unstable_to_integrate_in_one_piece_sa
     np.testing.assert_allclose(Xn[0], problem.x0)
     np.testing.assert_allclose([s[0] for s in steps], Xn[1:], atol=1e-8)      # continuity, node by node
     assert sol.cost == pytest.approx(sum(s[1] for s in steps), rel=1e-10)
+
+
+def test_multiple_shooting_scipy_costates_carry_the_terminal_multipliers_with_their_signs():
+    """ẋ = u in 2-D from 0, minimise ∫₀¹ |u|² dt with x₁(1) = 0.5 (equality) and x₀(1) ≥ 1
+    (h_in = 1 − x₀ ≤ 0, active): u ≡ (1, 0.5), cost 1.25, and the costates of J + νᵀh are
+    λ ≡ (−2, −1) (H = |u|² + λᵀu gives u = −λ/2). Both of SLSQP's multipliers must enter the
+    costates, each with its sign."""
+    problem = OptimalControlProblem(lambda x, u: dnp.array([u[0], u[1]]), x0=[0.0, 0.0], T=1.0, N=10, n_u=2,
+                                    running_cost=lambda x, u: dnp.sum(u * u),
+                                    terminal_equality=lambda x: dnp.array([x[1] - 0.5]),
+                                    terminal_inequality=lambda x: dnp.array([1.0 - x[0]]), name="reach_at_least")
+    sol = multiple_shooting(problem)
+    assert sol.status, sol.message
+    np.testing.assert_allclose(sol.u, np.tile([1.0, 0.5], (problem.N, 1)), atol=1e-5)
+    assert sol.cost == pytest.approx(1.25, rel=1e-6)
+    np.testing.assert_allclose(np.asarray(sol.costates), np.tile([-2.0, -1.0], (problem.N + 1, 1)), atol=1e-5)
