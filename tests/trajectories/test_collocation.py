@@ -344,3 +344,19 @@ def test_nlp_derivatives_match_finite_differences_of_the_numpy_nlp(scheme, name)
     np.add.at(H, (r, c), nlp.hessian(z, lagrange, sigma))
     sub = np.ix_(free, free)
     assert np.allclose(np.tril(H[sub]), np.tril(H_fd[sub]), atol=2e-5 * max(1.0, np.max(np.abs(H_fd))))
+
+
+@pytest.mark.parametrize("scheme", ["trapezoidal", "hermite-simpson"])
+def test_the_rollout_of_the_initial_guess_reads_each_intervals_own_time(scheme):
+    """The collocation equations solved forward interval by interval (the default start) on
+    ẋ = u + t with u ≡ c: both schemes integrate a rhs linear in t exactly, so the nodes must
+    be x0 + c t + t²/2 (an interval evaluated at the wrong time would be off by its shift × h)."""
+    from trajectories.collocation import Collocation
+
+    x0, c, T, N = 1.0, -0.3, 2.0, 8
+    problem = OptimalControlProblem(lambda x, u, p, t: dnp.array([u[0] + t]), x0=[x0], T=T, N=N, n_u=1,
+                                    running_cost=lambda x, u: u[0] ** 2, name="drift_rollout")
+    tr = Collocation(problem, scheme)
+    X, _ = tr.initial_guess(U0=np.full((N, 1), c))
+    t = np.linspace(0.0, T, N + 1)
+    np.testing.assert_allclose(X[:, 0], x0 + c * t + t ** 2 / 2, rtol=1e-10, atol=1e-10)
