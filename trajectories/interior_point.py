@@ -191,6 +191,7 @@ class _Solver:
         # caps its relaxation by that tolerance too), so the rows as posed still meet the tolerance
         opt = self.opt  # the ipopt backend's residual helper passes fewer options
         self._relax = min(getattr(opt, "bound_relax_factor", 0.0), 0.1 * getattr(opt, "constr_viol_tol", np.inf))
+        self._tau = getattr(opt, "tau_min", 0.99)  # the fraction to the boundary; run() sets it per iteration
 
     # ------------------------------------------------------------ setup
 
@@ -446,13 +447,13 @@ class _Solver:
                 self._rho_last = rho_used
                 return step, 0.0, rho_used
         delta_last = self._delta_last
-        delta = 1e-4 if delta_last == 0 else max(1e-20, delta_last / 3)
+        delta = first = 1e-4 if delta_last == 0 else max(1e-20, delta_last / 3)
         while True:
             step = self._newton(it, vals, d, system, delta, rho_used)
             if step is not None or delta > 1e40:
                 break
             delta *= 100 if delta_last == 0 else 8
-        if step is not None and delta_last > 0 and delta == max(1e-20, delta_last / 3):
+        if step is not None and delta_last > 0 and delta == first:
             # IPOPT lowers δ by κ_w⁻ = 1/3 a try (§3.1), so after a spell of large δ (1e15 after a
             # restoration, seen on the quadrotor) it spends an iteration per factor of 3 with steps
             # shrunk by δ; a factorisation here is one Riccati sweep, cheap beside the Hessians, so
@@ -698,7 +699,7 @@ class _Solver:
                 # the controls follow the Newton step's feedback u = U + αdU + K(x − X − αdX) along the
                 # nonlinear rollout, as DDP's forward pass does (Mayne 1966; Giftthaler et al. 2018, GNMS):
                 # the same first-order step, but the states no longer drift from the linear model's
-                lo, hi = self._closed_loop_box(it.U, getattr(self, "_tau", self.opt.tau_min))
+                lo, hi = self._closed_loop_box(it.U, self._tau)
                 if tr.closed_loop(X, U, step.K, np.ascontiguousarray(Xref), lo, hi) >= 0:
                     return None
         X = np.ascontiguousarray(X)
